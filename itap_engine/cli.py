@@ -1,0 +1,103 @@
+"""The ``itap`` command line, minus the console.
+
+Each subcommand is a module in :mod:`itap_engine.commands` with ``HELP``,
+``add_arguments(parser)`` and ``run(args, settings) -> int``. This module builds the
+parser from them, loads the settings once and turns every :class:`ItapError` into one
+line on stderr (a traceback only with ``--debug``). The console front door,
+:mod:`itap_tui.cli`, adds ``console`` and the bare ``itap`` on top of this.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from itap_engine.config import load_settings
+from itap_engine.errors import ItapError
+
+COMMANDS = (
+    "generate",
+    "validate",
+    "ingest",
+    "status",
+    "train",
+    "score",
+    "evaluate",
+    "anomalies",
+    "engine",
+    "bench",
+)
+"""Subcommands in the order ``itap --help`` lists them; each is a module of commands/."""
+
+
+def command_module(name: str) -> ModuleType:
+    return importlib.import_module(f"itap_engine.commands.{name}")
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """--config and --debug, accepted before or after the subcommand."""
+    default = {"default": argparse.SUPPRESS} if sub else {}
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default: the lookup order in the README)", **default
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors", **default)
+
+
+def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
+    """The ``itap`` parser. ``extra`` may add subcommands (the console does)."""
+    parser = argparse.ArgumentParser(
+        prog="itap",
+        description="ITAP: fleet telemetry operations console and engine.",
+        epilog="Run 'itap COMMAND --help' for a command's options.",
+    )
+    add_global_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if extra is not None:
+        extra(subparsers)
+    for name in COMMANDS:
+        try:
+            module = command_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != f"itap_engine.commands.{name}":
+                raise
+            continue
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        add_global_options(sub, sub=True)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def report_error(message: str) -> None:
+    print(f"itap: error: {message}", file=sys.stderr)
+
+
+def run_handler(args: argparse.Namespace, handler: Callable[..., int]) -> int:
+    """Load settings and run a command, turning known errors into one line."""
+    try:
+        settings = load_settings(args.config)
+        return int(handler(args, settings) or 0)
+    except ItapError as error:
+        if args.debug:
+            raise
+        report_error(str(error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        report_error("interrupted")
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    return run_handler(args, args.handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

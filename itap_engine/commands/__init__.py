@@ -1,0 +1,1 @@
+"""One module per ``itap`` subcommand: ``HELP``, ``add_arguments(parser)``, ``run(args, settings)``."""

@@ -1,0 +1,343 @@
+"""Simulated fleet telemetry with operating states and injected faults.
+
+Why it is built this way:
+
+* **Continuable.** The engine ticks: it asks for the next interval again and again.
+  Generating [t0, t2) in one call must give exactly the rows of [t0, t1) then
+  [t1, t2). So nothing depends on where a call starts. Time is an absolute grid
+  (``start + k * freq``) cut into *segments* of ``state_dwell_s``; every random draw
+  for a device comes from a generator seeded by ``(seed, crc32(device), segment)``.
+  A segment's operating state, its random fault (if any) and its noise are therefore
+  the same whichever call produces them.
+* **Vectorised.** Python loops run over devices and segments, never over rows; the
+  values are computed as arrays of shape (devices, steps, signals).
+* **Ground truth.** Every row carries the name of the active fault (or None) in the
+  ``fault`` column: stored for evaluation, never shown to a detector.
+
+Faults come from the profile's catalogue in ``config.toml``: random ones arise at
+``fault_rate_per_device_day``; operator ones are scheduled with
+:meth:`Simulator.schedule` (the console's fault-injection modal calls it through the
+engine).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from itap_engine.config import ProfileSpec, Settings
+
+_SECONDS_PER_DAY = 86400.0
+_STATE_RAMP_STEPS = 3.0
+"""Time constant, in readings, of the ramp from one state's level to the next."""
+_RANDOM_SEVERITY = (0.7, 1.0)
+_DEVICE_OFFSET = 0.02
+"""Per-device offset, as a fraction of each baseline (standard deviation)."""
+
+
+@dataclass(frozen=True)
+class FaultEvent:
+    """One fault on one device: the ground truth of when and what."""
+
+    device_id: str
+    fault: str
+    start: datetime
+    duration_s: float
+    severity: float = 1.0
+    source: str = "operator"
+    """"random" (drawn by the simulator) or "operator" (scheduled)."""
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=self.duration_s)
+
+
+@dataclass
+class _Segment:
+    state: int
+    fault: FaultEvent | None
+
+
+def _to_datetime(value: datetime | str | pd.Timestamp) -> datetime:
+    return pd.Timestamp(value).to_pydatetime().replace(tzinfo=None)
+
+
+class Simulator:
+    """Deterministic telemetry for the devices of one profile.
+
+    Args:
+        settings: the loaded settings (simulation section and the profile).
+        profile: name of a profile declared in config.
+        device_ids: the devices to simulate.
+        seed: overrides ``[simulation].seed``.
+        freq_s: overrides ``[simulation].freq_s``.
+        fault_rate_per_device_day: overrides the configured random fault rate.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        profile: str,
+        device_ids: Sequence[str],
+        *,
+        seed: int | None = None,
+        freq_s: int | None = None,
+        fault_rate_per_device_day: float | None = None,
+    ) -> None:
+        sim = settings.simulation
+        self.profile_name = profile
+        self.profile: ProfileSpec = settings.profile(profile)
+        self.device_ids = list(device_ids)
+        self.seed = sim.seed if seed is None else seed
+        self.freq_s = sim.freq_s if freq_s is None else freq_s
+        self.start = _to_datetime(sim.start)
+        rate = sim.fault_rate_per_device_day if fault_rate_per_device_day is None else fault_rate_per_device_day
+        self.segment_steps = max(1, math.ceil(sim.state_dwell_s / self.freq_s))
+        self._fault_probability = min(1.0, rate * self.segment_steps * self.freq_s / _SECONDS_PER_DAY)
+
+        self.signals = self.profile.signal_names
+        self.states = list(self.profile.states)
+        weights = np.array([s.weight for s in self.profile.states.values()], dtype=float)
+        self._state_cdf = np.cumsum(weights / weights.sum())
+        self._faults = list(self.profile.faults)
+        fault_weights = np.array([f.weight for f in self.profile.faults.values()], dtype=float)
+        self._fault_cdf = (
+            np.cumsum(fault_weights / fault_weights.sum()) if fault_weights.sum() > 0 else np.array([])
+        )
+        longest = max((f.duration_s[1] for f in self.profile.faults.values()), default=0)
+        self._lookback_segments = math.ceil(longest / self.freq_s / self.segment_steps) + 1
+
+        specs = [self.profile.signals[name] for name in self.signals]
+        self._baseline = np.array([s.baseline for s in specs])
+        self._noise = np.array([s.noise for s in specs])
+        self._daily = np.array([s.daily_amplitude for s in specs])
+        self._low = np.array([s.range[0] for s in specs])
+        self._high = np.array([s.range[1] for s in specs])
+        self._state_factors = np.array(
+            [[state.effects.get(name, 1.0) for name in self.signals] for state in self.profile.states.values()]
+        )
+        self.scheduled: list[FaultEvent] = []
+        self._segments: dict[tuple[str, int], _Segment] = {}
+        self._noise_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._device_traits = {d: self._traits(d) for d in self.device_ids}
+
+    # ------------------------------------------------------------------ randomness
+    def _rng(self, device_id: str, *key: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, zlib.crc32(device_id.encode()), *key])
+
+    def _traits(self, device_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-device offset and daily phase (fixed for the device's life)."""
+        rng = self._rng(device_id, 0, 0)
+        offset = rng.normal(0.0, _DEVICE_OFFSET, len(self.signals)) * np.abs(self._baseline)
+        phase = rng.uniform(0, 2 * np.pi, len(self.signals))
+        return offset, phase
+
+    def _segment(self, device_id: str, segment: int) -> _Segment:
+        """The state and random fault of one segment (cached: drawn once)."""
+        key = (device_id, segment)
+        cached = self._segments.get(key)
+        if cached is not None:
+            return cached
+        rng = self._rng(device_id, 1, segment)
+        u_state, u_fault, u_kind, u_offset, u_duration, u_severity = rng.random(6)
+        state = int(np.searchsorted(self._state_cdf, u_state, side="right"))
+        state = min(state, len(self.states) - 1)
+        fault = None
+        if self._faults and u_fault < self._fault_probability:
+            name = self._faults[min(int(np.searchsorted(self._fault_cdf, u_kind, side="right")), len(self._faults) - 1)]
+            low, high = self.profile.faults[name].duration_s
+            first_step = segment * self.segment_steps + int(u_offset * self.segment_steps)
+            fault = FaultEvent(
+                device_id=device_id,
+                fault=name,
+                start=self.start + timedelta(seconds=first_step * self.freq_s),
+                duration_s=float(round(low + u_duration * (high - low))),
+                severity=round(_RANDOM_SEVERITY[0] + u_severity * (_RANDOM_SEVERITY[1] - _RANDOM_SEVERITY[0]), 3),
+                source="random",
+            )
+        result = _Segment(state, fault)
+        if len(self._segments) > 200_000:
+            self._segments.clear()
+        self._segments[key] = result
+        return result
+
+    def _segment_noise(self, device_id: str, segment: int, keep: bool) -> np.ndarray:
+        """Standard normals (steps, 2 * signals): measurement noise, then fault noise."""
+        key = (device_id, segment)
+        cached = self._noise_cache.get(key)
+        if cached is not None:
+            return cached
+        noise = self._rng(device_id, 2, segment).standard_normal((self.segment_steps, 2 * len(self.signals)))
+        if keep:
+            self._noise_cache[key] = noise
+        return noise
+
+    # ------------------------------------------------------------------ faults
+    def schedule(self, event: FaultEvent) -> None:
+        """Add an operator fault; it shapes every row generated inside its window."""
+        if event.fault not in self.profile.faults:
+            raise ValueError(
+                f"profile {self.profile_name} has no fault {event.fault!r}; "
+                f"known: {', '.join(self.profile.faults)}"
+            )
+        if event.device_id not in self._device_traits:
+            raise ValueError(f"device {event.device_id!r} is not simulated by this {self.profile_name} simulator")
+        self.scheduled.append(event)
+
+    def fault_events(self, t0: datetime, t1: datetime) -> list[FaultEvent]:
+        """All faults (random and scheduled) active at some instant of [t0, t1)."""
+        t0, t1 = _to_datetime(t0), _to_datetime(t1)
+        k0, k1 = self._step_range(t0, t1)
+        if k1 <= k0:
+            return []
+        events = []
+        first_seg = max(0, k0 // self.segment_steps - self._lookback_segments)
+        last_seg = (k1 - 1) // self.segment_steps
+        for device in self.device_ids:
+            for seg in range(first_seg, last_seg + 1):
+                fault = self._segment(device, seg).fault
+                if fault is not None:
+                    events.append(fault)
+        events.extend(self.scheduled)
+        return [e for e in events if e.start < t1 and e.end > t0]
+
+    # ------------------------------------------------------------------ generation
+    def _step_range(self, t0: datetime, t1: datetime) -> tuple[int, int]:
+        freq = self.freq_s
+        k0 = max(0, math.ceil((t0 - self.start).total_seconds() / freq))
+        k1 = max(0, math.ceil((t1 - self.start).total_seconds() / freq))
+        return k0, k1
+
+    def generate(self, t0: datetime | str, t1: datetime | str) -> pd.DataFrame:
+        """Readings of every device for the grid instants in [t0, t1).
+
+        Returns:
+            A frame with columns device_id, ts, state, one per signal, fault; ordered
+            by device then time. Dropouts are NaN.
+        """
+        t0, t1 = _to_datetime(t0), _to_datetime(t1)
+        k0, k1 = self._step_range(t0, t1)
+        n_steps, n_dev, n_sig = max(0, k1 - k0), len(self.device_ids), len(self.signals)
+        columns = ["device_id", "ts", "state", *self.signals, "fault"]
+        if n_steps == 0 or n_dev == 0:
+            return pd.DataFrame({c: [] for c in columns})
+
+        steps = np.arange(k0, k1)
+        seg_of_step = steps // self.segment_steps
+        first_seg, last_seg = int(seg_of_step[0]), int(seg_of_step[-1])
+        pos = steps - seg_of_step * self.segment_steps
+        seconds = steps * float(self.freq_s)
+        ts = np.datetime64(self.start, "ns") + (seconds * 1e9).astype("timedelta64[ns]")
+        day_angle = 2 * np.pi * (((seconds + self._start_second_of_day) % _SECONDS_PER_DAY) / _SECONDS_PER_DAY)
+
+        values = np.empty((n_dev, n_steps, n_sig))
+        state_codes = np.empty((n_dev, n_steps), dtype=np.int64)
+        labels = np.full((n_dev, n_steps), None, dtype=object)
+        ramp = np.exp(-pos / _STATE_RAMP_STEPS)[:, None]
+        seg_index = seg_of_step - first_seg
+        for d, device in enumerate(self.device_ids):
+            offset, phase = self._device_traits[device]
+            seg_states = np.array(
+                [self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)]
+            )
+            current = seg_states[1:][seg_index]
+            previous = seg_states[:-1][seg_index]
+            factor = self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
+            noise = np.concatenate(
+                [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
+            )[pos[0]: pos[0] + n_steps]
+            level = self._baseline + offset + self._daily * np.sin(day_angle[:, None] + phase)
+            values[d] = level * factor + self._noise * noise[:, :n_sig]
+            state_codes[d] = current
+            self._apply_faults(d, device, t0, t1, ts, noise[:, n_sig:], values, labels)
+        self._trim_noise_cache(last_seg)
+
+        np.clip(values, self._low, self._high, out=values)  # sensors saturate at their range
+        frame = pd.DataFrame(
+            {
+                "device_id": np.repeat(np.array(self.device_ids, dtype=object), n_steps),
+                "ts": np.tile(ts, n_dev),
+                "state": np.array(self.states, dtype=object)[state_codes.ravel()],
+            }
+        )
+        flat = values.reshape(n_dev * n_steps, n_sig)
+        for i, name in enumerate(self.signals):
+            frame[name] = flat[:, i]
+        frame["fault"] = labels.ravel()
+        return frame
+
+    @property
+    def _start_second_of_day(self) -> float:
+        s = self.start
+        return s.hour * 3600.0 + s.minute * 60.0 + s.second
+
+    def _apply_faults(
+        self,
+        d: int,
+        device: str,
+        t0: datetime,
+        t1: datetime,
+        ts: np.ndarray,
+        fault_noise: np.ndarray,
+        values: np.ndarray,
+        labels: np.ndarray,
+    ) -> None:
+        index = {name: i for i, name in enumerate(self.signals)}
+        k0, k1 = self._step_range(t0, t1)
+        first_seg = max(0, k0 // self.segment_steps - self._lookback_segments)
+        last_seg = (k1 - 1) // self.segment_steps
+        events: list[FaultEvent] = [
+            f for s in range(first_seg, last_seg + 1) if (f := self._segment(device, s).fault) is not None
+        ]
+        events.extend(e for e in self.scheduled if e.device_id == device)
+        for event in events:
+            start = np.datetime64(event.start, "ns")
+            end = np.datetime64(event.end, "ns")
+            active = (ts >= start) & (ts < end)
+            if not active.any():
+                continue
+            spec = self.profile.faults[event.fault]
+            frac = ((ts[active] - start) / np.timedelta64(1, "s")) / event.duration_s
+            for effect in spec.effects:
+                i = index[effect.signal]
+                size = effect.magnitude * event.severity
+                if effect.kind == "drift":
+                    values[d, active, i] += size * frac
+                    continue
+                scale = np.minimum(1.0, frac * 4.0) if spec.onset == "gradual" else 1.0
+                if effect.kind in ("step", "spike"):
+                    values[d, active, i] += size * scale
+                elif effect.kind == "noise":
+                    values[d, active, i] += size * scale * fault_noise[active, i]
+                elif effect.kind == "dropout":
+                    values[d, active, i] = np.nan
+            labels[d, active] = event.fault
+
+    def _trim_noise_cache(self, last_seg: int) -> None:
+        stale = [key for key in self._noise_cache if key[1] < last_seg]
+        for key in stale:
+            del self._noise_cache[key]
+
+
+def fleet_simulators(settings: Settings, **overrides: object) -> list[Simulator]:
+    """One simulator per fleet group of ``[simulation]``, in config order."""
+    groups: dict[str, list[str]] = {}
+    for group in settings.simulation.fleet:
+        groups.setdefault(group.profile, []).extend(group.device_ids())
+    return [Simulator(settings, profile, devices, **overrides) for profile, devices in groups.items()]  # type: ignore[arg-type]
+
+
+def device_ids_for(prefix: str, count: int) -> list[str]:
+    """Device ids as the fleet config names them: ``prefix-001`` ..."""
+    return [f"{prefix}-{i:03d}" for i in range(1, count + 1)]
+
+
+def concat_frames(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
