@@ -75,8 +75,13 @@ def report_error(message: str) -> None:
     print(f"itap: error: {message}", file=sys.stderr)
 
 
-def run_handler(args: argparse.Namespace, handler: Callable[..., int]) -> int:
-    """Load settings and run a command, turning known errors into one line."""
+def run_handler(
+    args: argparse.Namespace, handler: Callable[..., int], *, error_code: int | None = None
+) -> int:
+    """Load settings and run a command, turning known errors into one line.
+
+    ``error_code`` replaces the error's own exit code (cron mode answers 3, UNKNOWN).
+    """
     try:
         settings = load_settings(args.config)
         return int(handler(args, settings) or 0)
@@ -84,7 +89,7 @@ def run_handler(args: argparse.Namespace, handler: Callable[..., int]) -> int:
         if args.debug:
             raise
         report_error(str(error))
-        return error.exit_code
+        return error.exit_code if error_code is None else error_code
     except KeyboardInterrupt:
         report_error("interrupted")
         return 130

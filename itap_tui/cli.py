@@ -1,0 +1,65 @@
+"""The ``itap`` entry point: the console by default, engine subcommands otherwise.
+
+``itap`` (or ``itap console``) starts the console with the engine in process;
+``itap console --attach`` shows a database another process writes; ``itap --once``
+runs one headless cycle for cron. Every other subcommand belongs to the engine
+(:mod:`itap_engine.cli`). Textual is imported only when the console starts, so cron
+runs stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from itap_engine import cli as engine_cli
+from itap_engine.config import Settings
+
+
+def _add_console(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "console", help="the operations console (default)", description="The operations console."
+    )
+    engine_cli.add_global_options(sub, sub=True)
+    sub.add_argument(
+        "--attach",
+        action="store_true",
+        help="show a database written by 'itap engine' or cron instead of running the engine here",
+    )
+    sub.set_defaults(handler=_run_console)
+
+
+def _run_console(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_tui.app import run_console
+
+    return run_console(settings, attach=getattr(args, "attach", False))
+
+
+def _run_once(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_engine.once import run_once
+
+    return run_once(settings, json_output=args.json, report=args.report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = engine_cli.build_parser(extra=_add_console)
+    once = parser.add_argument_group("cron mode")
+    once.add_argument("--once", action="store_true", help="run one headless cycle, print a summary, exit 0/1/2/3")
+    once.add_argument("--json", action="store_true", help="with --once: print the summary as JSON")
+    once.add_argument("--report", metavar="FILE.html", help="with --once: also write an HTML report")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.once:
+        # A cycle that could not run is UNKNOWN (3) for a monitoring system.
+        return engine_cli.run_handler(args, _run_once, error_code=3)
+    handler = getattr(args, "handler", None) or _run_console
+    return engine_cli.run_handler(args, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
