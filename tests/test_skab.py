@@ -26,11 +26,6 @@ from itap_engine.skab import (
 
 SKAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
 
-needs_skab = pytest.mark.skipif(
-    not (SKAB_DIR / "valve1").is_dir(), reason=f"SKAB dev set not found at {SKAB_DIR}"
-)
-
-
 @pytest.fixture(scope="module")
 def skab_dir() -> Path:
     if not (SKAB_DIR / "valve1").is_dir():
@@ -132,6 +127,16 @@ def test_t2_baseline_reproduces_readme(t2_result: SkabResult) -> None:
     assert (r.tp, r.tn, r.fp, r.fn) == (3530, 4364, 1087, 2779)
     assert r.n_files == 16
     assert (round(r.f1, 2), round(r.far, 2), round(r.mar, 2)) == (0.65, 19.94, 44.05)
+
+
+def test_trivial_detectors_reproduce_readme(skab_dir: Path) -> None:
+    ones = evaluate_skab(skab_dir, detector=lambda train, test: np.ones(len(test), dtype=int))
+    assert (ones.tp, ones.tn, ones.fp, ones.fn) == (6309, 0, 5451, 0)
+    assert (round(ones.f1, 2), round(ones.far, 2), round(ones.mar, 2)) == (0.70, 100.0, 0.0)
+    zeros = evaluate_skab(skab_dir, detector=lambda train, test: np.zeros(len(test), dtype=int))
+    assert (zeros.tp, zeros.tn, zeros.fp, zeros.fn) == (0, 5451, 0, 6309)
+    with pytest.raises(ValueError):
+        evaluate_skab(skab_dir, detector=lambda train, test: np.zeros(3, dtype=int))
 
 
 def test_unknown_detector_and_missing_dir(tmp_path: Path) -> None:
