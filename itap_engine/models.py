@@ -68,6 +68,8 @@ class Quarantine(SQLModel, table=True):
 class ValidationEvent(SQLModel, table=True):
     """A validation alert: a check that failed beyond its tolerance during a run."""
 
+    __tablename__ = "validation_event"
+
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=utcnow)
@@ -80,6 +82,8 @@ class ValidationEvent(SQLModel, table=True):
 
 
 class ModelVersion(SQLModel, table=True):
+    __tablename__ = "model_version"
+
     id: int | None = Field(default=None, primary_key=True)
     profile: str = Field(index=True, max_length=64)
     detector: str = Field(max_length=64)
@@ -127,6 +131,8 @@ class Alert(SQLModel, table=True):
 
 class FaultCommand(SQLModel, table=True):
     """A fault an operator asked for; an engine in any process carries it out."""
+
+    __tablename__ = "fault_command"
 
     id: int | None = Field(default=None, primary_key=True)
     device_id: str = Field(max_length=128)

@@ -261,15 +261,15 @@ class Simulator:
         np.clip(values, self._low, self._high, out=values)  # sensors saturate at their range
         frame = pd.DataFrame(
             {
-                "device_id": np.repeat(np.array(self.device_ids, dtype=object), n_steps),
+                "device_id": pd.Series(np.repeat(np.array(self.device_ids, dtype=object), n_steps), dtype="str"),
                 "ts": np.tile(ts, n_dev),
-                "state": np.array(self.states, dtype=object)[state_codes.ravel()],
+                "state": pd.Series(np.array(self.states, dtype=object)[state_codes.ravel()], dtype="str"),
             }
         )
         flat = values.reshape(n_dev * n_steps, n_sig)
         for i, name in enumerate(self.signals):
             frame[name] = flat[:, i]
-        frame["fault"] = labels.ravel()
+        frame["fault"] = pd.Series(labels.ravel(), dtype="str")
         return frame
 
     @property

@@ -1,0 +1,62 @@
+"""``itap bench``: the fixed-workload benchmark (see :mod:`itap_engine.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from itap_engine.bench import WORKLOADS, StageProvider, run_bench
+from itap_engine.config import Settings
+from itap_engine.errors import ItapError
+from itap_engine.output import console
+
+HELP = "benchmark every stage on fixed workloads (W1 = 54k rows, W2 = 864k rows)"
+
+EXTRA_STAGES: list[StageProvider] = []
+"""Stage providers added by front ends (the console adds its own)."""
+
+_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
+    parser.add_argument("--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console")
+
+
+def render(payload: dict[str, Any]) -> Table:
+    table = Table("workload", "stage", "rows", *_COLUMNS, title="itap bench", title_justify="left")
+    for r in payload["results"]:
+        cells = [r.get("workload", ""), r["stage"], f"{r['rows']:,}" if r.get("rows") else ""]
+        for key in _COLUMNS:
+            value = r.get(key)
+            cells.append("" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.3f}".rstrip("0").rstrip("."))
+        table.add_row(*cells)
+    return table
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}")
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    out = console()
+    payload = run_bench(
+        settings,
+        workloads,
+        detection="detection" not in skip,
+        engine="engine" not in skip,
+        extra=[] if "console" in skip else EXTRA_STAGES,
+        progress=lambda message: out.print(f"[dim]… {message}[/]"),
+    )
+    out.print(render(payload))
+    path = Path(args.out or settings.resolve("benchmarks/latest.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    out.print(f"results written to {path}")
+    return 0
