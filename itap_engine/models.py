@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 
@@ -27,8 +28,8 @@ class Device(SQLModel, table=True):
     profile: str = Field(index=True, max_length=64)
     site: str | None = Field(default=None, max_length=64)
     line: str | None = Field(default=None, max_length=64)
-    first_ts: int | None = None
-    last_ts: int | None = None
+    first_ts: int | None = Field(default=None, sa_type=BigInteger)
+    last_ts: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class Run(SQLModel, table=True):
@@ -58,7 +59,7 @@ class Quarantine(SQLModel, table=True):
     line: int | None = None
     """Line in the source file (1 = header), when the row came from a file."""
     device_id: str | None = Field(default=None, index=True, max_length=128)
-    ts: int | None = None
+    ts: int | None = Field(default=None, sa_type=BigInteger)
     reason: str
     raw: str = ""
     """The row as received, JSON."""
@@ -90,8 +91,8 @@ class ModelVersion(SQLModel, table=True):
     path: str
     sha256: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
-    train_start: int | None = None
-    train_end: int | None = None
+    train_start: int | None = Field(default=None, sa_type=BigInteger)
+    train_end: int | None = Field(default=None, sa_type=BigInteger)
     features: str = "[]"
     threshold: float = 0.0
     metrics: str = "{}"
@@ -101,7 +102,7 @@ class ModelVersion(SQLModel, table=True):
 class Score(SQLModel, table=True):
     profile: str = Field(primary_key=True, max_length=64)
     device_id: str = Field(primary_key=True, max_length=128)
-    ts: int = Field(primary_key=True)
+    ts: int = Field(primary_key=True, sa_type=BigInteger)
     score: float
     """Anomaly score: higher is more anomalous."""
     model_version_id: int = Field(index=True)
@@ -117,9 +118,9 @@ class Alert(SQLModel, table=True):
     """warning or critical."""
     status: str = Field(default="open", index=True, max_length=16)
     """open or closed."""
-    opened_ts: int
-    last_ts: int
-    closed_ts: int | None = None
+    opened_ts: int = Field(sa_type=BigInteger)
+    last_ts: int = Field(sa_type=BigInteger)
+    closed_ts: int | None = Field(default=None, sa_type=BigInteger)
     peak_score: float = 0.0
     threshold: float = 0.0
     contributors: str = "[]"
@@ -140,8 +141,8 @@ class FaultCommand(SQLModel, table=True):
     severity: float = 1.0
     duration_s: float = 600.0
     requested_at: datetime = Field(default_factory=utcnow)
-    start_ts: int | None = None
-    end_ts: int | None = None
+    start_ts: int | None = Field(default=None, sa_type=BigInteger)
+    end_ts: int | None = Field(default=None, sa_type=BigInteger)
     status: str = Field(default="pending", index=True, max_length=16)
     """pending, active, done or rejected."""
     message: str = ""
