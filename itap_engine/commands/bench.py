@@ -29,10 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def render(payload: dict[str, Any]) -> Table:
-    table = Table("workload", "stage", "rows", *_COLUMNS, title="itap bench", title_justify="left")
+    """Stages as rows; only the measure columns that some stage has."""
+    columns = [key for key in _COLUMNS if any(r.get(key) is not None for r in payload["results"])]
+    table = Table("workload", "stage", "rows", *columns, title="itap bench", title_justify="left")
     for r in payload["results"]:
         cells = [r.get("workload", ""), r["stage"], f"{r['rows']:,}" if r.get("rows") else ""]
-        for key in _COLUMNS:
+        for key in columns:
             value = r.get(key)
             cells.append("" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.3f}".rstrip("0").rstrip("."))
         table.add_row(*cells)
