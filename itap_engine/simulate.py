@@ -224,9 +224,11 @@ class Simulator:
         t0, t1 = _to_datetime(t0), _to_datetime(t1)
         k0, k1 = self._step_range(t0, t1)
         n_steps, n_dev, n_sig = max(0, k1 - k0), len(self.device_ids), len(self.signals)
-        columns = ["device_id", "ts", "state", *self.signals, "fault"]
         if n_steps == 0 or n_dev == 0:
-            return pd.DataFrame({c: [] for c in columns})
+            empty = {"device_id": pd.Series([], dtype="str"), "ts": pd.Series([], dtype="datetime64[ns]"),
+                     "state": pd.Series([], dtype="str")}
+            empty.update({name: pd.Series([], dtype=float) for name in self.signals})
+            return pd.DataFrame({**empty, "fault": pd.Series([], dtype="str")})
 
         steps = np.arange(k0, k1)
         seg_of_step = steps // self.segment_steps
