@@ -77,8 +77,10 @@ MAX_LABEL = 64
 HISTORY_LIMIT = 5_000_000
 """Accepted keys kept per input to tell a duplicate from an out-of-order row. Beyond
 this, the oldest keys are dropped: such rows are still rejected, but as 'order'."""
-META_COLUMNS = ("_line", "_raw", "_error")
-"""Columns a reader may add: source line number, raw line text, reader error."""
+META_COLUMNS = ("_line", "_raw", "_error", "_check")
+"""Columns a reader may add: source line number, raw line text, reader error and
+the check to file that error under (default "malformed"). Rows with ``_error`` are
+rejected for that reason alone."""
 LABELS = ("fault", "anomaly", "changepoint")
 _MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -268,6 +270,8 @@ class Validator:
         self._absent: set[str] = set()
         self._announced: set[str] = set()
         self._total = self._new_report()
+        self.raw_names: dict[str, str] = {}
+        """Column -> name in the source (e.g. a CSV header), used in rejected rows' raw JSON."""
 
     def _new_report(self) -> ValidationReport:
         return ValidationReport(
@@ -301,11 +305,19 @@ class Validator:
                 entries.append((check, mask, builder))
 
         # reader errors (malformed lines)
+        reader_error = np.zeros(n, dtype=bool)
         if "_error" in frame.columns:
             errors = frame["_error"]
-            bad = errors.notna().to_numpy()
+            reader_error = errors.notna().to_numpy()
             err_text = errors.to_numpy(dtype=object)
-            add("malformed", bad, lambda pos: err_text[pos].astype(str).astype(object))
+            checks = (
+                frame["_check"].fillna("malformed").to_numpy(dtype=object)
+                if "_check" in frame.columns
+                else np.full(n, "malformed", dtype=object)
+            )
+            for check in pd.unique(checks[reader_error]):
+                add(str(check), reader_error & (checks == check), lambda pos: err_text[pos].astype(str).astype(object))
+        n_reader_entries = len(entries)
 
         # device ids, once per distinct value
         codes, uniques = pd.factorize(frame["device_id"], use_na_sentinel=True)
@@ -379,6 +391,11 @@ class Validator:
         # labels (ground truth, never signals)
         fault_out, changepoint_out = self._labels(frame, add)
 
+        # a row the reader could not split is reported for that alone
+        if reader_error.any():
+            entries = entries[:n_reader_entries] + [
+                (c, m & ~reader_error, bld) for c, m, bld in entries[n_reader_entries:] if (m & ~reader_error).any()
+            ]
         # row-local verdict, then key checks on the rows that passed
         local_bad = np.zeros(n, dtype=bool)
         for _check, mask, _builder in entries:
@@ -674,7 +691,7 @@ class Validator:
                 "line": line,
                 "device_id": device,
                 "ts": ts,
-                "raw": _raw_json(frame, rej_pos),
+                "raw": _raw_json(frame, rej_pos, self.raw_names),
             }
         )
 
@@ -817,12 +834,16 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _raw_json(frame: pd.DataFrame, pos: np.ndarray) -> np.ndarray:
+def _raw_json(frame: pd.DataFrame, pos: np.ndarray, names: dict[str, str] | None = None) -> np.ndarray:
     """The rejected rows as received, as JSON objects (the reader's raw line if given)."""
     columns = [c for c in frame.columns if c not in META_COLUMNS]
     records = frame.iloc[pos][columns].to_dict("records")
+    names = names or {}
     out = np.array(
-        [json.dumps({str(k): _json_value(v) for k, v in r.items()}, default=str, ensure_ascii=False) for r in records],
+        [
+            json.dumps({names.get(str(k), str(k)): _json_value(v) for k, v in r.items()}, default=str, ensure_ascii=False)
+            for r in records
+        ],
         dtype=object,
     )
     if "_raw" in frame.columns:
