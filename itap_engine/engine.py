@@ -778,7 +778,9 @@ class EngineCore:
         inbox = files[0].parent
         for path in files:
             try:
-                reports = csv_import.import_inbox_file(self.store, self.settings, path, kind=kind)  # type: ignore[attr-defined]
+                wall = datetime.now(UTC).replace(tzinfo=None)
+                clock = self.sim_time or wall
+                reports = csv_import.import_csv(self.store, self.settings, path, now=max(wall, clock))
             except Exception as error:  # a bad file must not stop the engine
                 message = f"{path.name}: {_short_error(error)}"
                 log.exception("inbox file %s failed", path)
