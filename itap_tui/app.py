@@ -1,0 +1,385 @@
+"""The ITAP operations console: a Textual app over an :class:`EngineFacade`.
+
+How data moves:
+
+* The facade lives on its own event loop in a thread (:mod:`itap_tui.engine_thread`);
+  its snapshots reach the app as :class:`ItapApp.SnapshotArrived` messages (posted
+  thread-safely) and are rendered at most once per message-queue drain, newest wins.
+* Operator commands (inject, acknowledge, retrain, pause, device detail) run in
+  workers that await the engine thread; one :meth:`on_worker_state_changed` handler
+  reports their failures.
+* Visible screens render the snapshot; a screen coming back into view catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from itap_engine.snapshot import EngineFacade, Progress, Snapshot
+from itap_tui.engine_thread import EngineThread
+from itap_tui.format import Palette, fmt_ts
+from itap_tui.screens import (
+    AnomaliesScreen,
+    BootstrapScreen,
+    DeviceScreen,
+    FaultModal,
+    FaultRequest,
+    FleetScreen,
+    HelpScreen,
+)
+from itap_tui.screens.base import LiveScreen
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
+
+DARK = Palette(ok="#4EBF71", warning="#ffa62b", critical="#ff5f6d", accent="#58a6ff", muted="dim")
+LIGHT = Palette(ok="#1a7f37", warning="#9a6700", critical="#cf222e", accent="#0550ae", muted="dim")
+
+
+class ItapApp(App[int]):
+    """The console. ``facade`` is any :class:`EngineFacade`; the app starts and stops it."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ITAP"
+    SUB_TITLE = "fleet telemetry"
+
+    BINDINGS = [
+        Binding("question_mark", "help", "Help"),
+        Binding("f", "inject_fault", "Fault"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("r", "retrain", "Retrain"),
+        Binding("1", "fleet", "Fleet", show=False),
+        Binding("2", "anomalies", "Anomalies", show=False),
+        Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    ui_paused: reactive[bool] = reactive(False)
+    """Live updates paused by the operator (``p``)."""
+
+    @dataclass
+    class SnapshotArrived(Message):
+        snapshot: Snapshot
+
+    @dataclass
+    class EngineProgress(Message):
+        progress: Progress
+
+    def __init__(self, facade: EngineFacade, *, detail_refresh_s: float = 2.0, theme: str | None = None) -> None:
+        super().__init__()
+        self.facade = facade
+        self.engine = EngineThread()
+        self.snapshot: Snapshot | None = None
+        self.pending_faults: dict[str, str] = {}
+        self.status_note = ""
+        self.detail_refresh_s = detail_refresh_s
+        self.engine_started = False
+        self.engine_stopped = False
+        self.stopping = False
+        self.rendered_seq = -1
+        self._pending: Snapshot | None = None
+        self._render_scheduled = False
+        self._unsubscribe = None
+        self._palette: tuple[str, Palette] | None = None
+        self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
+        self.fleet_screen = FleetScreen()
+
+    # ------------------------------------------------------------------ look
+    @property
+    def palette(self) -> Palette:
+        if self._palette is None or self._palette[0] != self.theme:
+            self._palette = (self.theme, DARK if self.current_theme.dark else LIGHT)
+        return self._palette[1]
+
+    def watch_theme(self) -> None:
+        if self.snapshot is not None and self.is_running:
+            self._render(self.snapshot, force=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_mount(self) -> None:
+        self._unsubscribe = self.facade.subscribe(self._from_engine)
+        self.install_screen(AnomaliesScreen(), "anomalies")
+        self.push_screen(self.fleet_screen)
+        self.push_screen(BootstrapScreen())
+        self.start_engine()
+
+    def _from_engine(self, snapshot: Snapshot) -> None:
+        """Subscriber callback; may run on the engine thread."""
+        self.post_message(self.SnapshotArrived(snapshot))
+
+    def _progress(self, progress: Progress) -> None:
+        self.post_message(self.EngineProgress(progress))
+
+    @work(exclusive=True, group="engine-start", exit_on_error=False, description="start the engine")
+    async def start_engine(self) -> None:
+        await self.engine.call(self.facade.start, self._progress)
+        self.engine_started = True
+        latest = await self.engine.call_sync(self.facade.latest)
+        if latest is not None:
+            self.post_message(self.SnapshotArrived(latest))
+        if isinstance(self.screen, BootstrapScreen):
+            self.pop_screen()
+
+    @on(EngineProgress)
+    def _on_progress(self, message: EngineProgress) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, BootstrapScreen):
+                screen.progress(message.progress)
+
+    @on(SnapshotArrived)
+    def _on_snapshot(self, message: SnapshotArrived) -> None:
+        if self._pending is None or message.snapshot.seq >= self._pending.seq:
+            self._pending = message.snapshot
+        if not self._render_scheduled:
+            self._render_scheduled = True
+            self.call_later(self._render_pending)
+
+    def _render_pending(self) -> None:
+        self._render_scheduled = False
+        snapshot, self._pending = self._pending, None
+        if snapshot is None:
+            return
+        self.snapshot = snapshot
+        for device in [d for d in self.pending_faults if any(r.device_id == d and r.injected_fault for r in snapshot.devices)]:
+            del self.pending_faults[device]
+        self._render(snapshot)
+
+    def visible_screens(self) -> list[Screen]:
+        """The top screen and, under modals, the screens that show through."""
+        out: list[Screen] = []
+        for screen in reversed(self.screen_stack):
+            out.append(screen)
+            if not screen.is_modal:
+                break
+        return out
+
+    def _render(self, snapshot: Snapshot, force: bool = False) -> None:
+        for screen in self.visible_screens():
+            if isinstance(screen, LiveScreen):
+                if self.ui_paused and not force:
+                    screen.refresh_status()
+                else:
+                    screen.show_snapshot(snapshot)
+        if not self.ui_paused:
+            self.rendered_seq = snapshot.seq
+
+    async def action_quit(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.status_note = "stopping the engine…"
+        for screen in self.visible_screens():
+            if isinstance(screen, LiveScreen):
+                screen.refresh_status()
+        self.stop_engine()
+
+    @work(exclusive=True, group="engine-stop", exit_on_error=False, description="stop the engine")
+    async def stop_engine(self) -> None:
+        self.workers.cancel_group(self, "engine-start")
+        try:
+            await asyncio.wait_for(self.engine.call(self.facade.stop), timeout=30)
+            self.engine_stopped = True
+        finally:
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self.engine.shutdown()
+            self.exit(0 if self.engine_stopped else 1)
+
+    # ------------------------------------------------------------------ navigation
+    def action_fleet(self) -> None:
+        while len(self.screen_stack) > 1 and self.screen is not self.fleet_screen:
+            if isinstance(self.screen, BootstrapScreen):
+                return
+            self.pop_screen()
+
+    def action_anomalies(self) -> None:
+        if isinstance(self.screen, (AnomaliesScreen, BootstrapScreen)):
+            return
+        self.action_fleet()
+        self.push_screen("anomalies")
+
+    def open_device(self, device_id: str) -> None:
+        self.push_screen(DeviceScreen(device_id))
+
+    def _context_screen(self) -> Screen:
+        for screen in reversed(self.screen_stack):
+            if not screen.is_modal:
+                return screen
+        return self.screen
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            self.pop_screen()
+            return
+        sections = [
+            ("Everywhere", list(self.BINDINGS) + [Binding("ctrl+p", "command_palette", "Command palette")]),
+            ("Fleet", [*FleetScreen.BINDINGS, Binding("enter", "", "Open the highlighted device"), Binding("up,down,pageup,pagedown", "", "Move")]),
+            ("Anomalies", [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")]),
+            ("Device", [*DeviceScreen.BINDINGS]),
+            ("Fault dialog", [Binding("tab,shift+tab", "", "Next / previous field"), Binding("up,down", "", "Choose the fault type"), Binding("enter", "", "Next field (injects from the last)"), *FaultModal.BINDINGS]),
+            ("Filter (after /)", [Binding("enter", "", "Apply and return to the table"), Binding("escape", "", "Clear the filter")]),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    # ------------------------------------------------------------------ commands
+    def watch_ui_paused(self, paused: bool) -> None:
+        if self.snapshot is not None and not paused:
+            self._render(self.snapshot)
+        else:
+            for screen in self.visible_screens():
+                if isinstance(screen, LiveScreen):
+                    screen.refresh_status()
+
+    def action_toggle_pause(self) -> None:
+        self.ui_paused = not self.ui_paused
+        self.notify("Live updates paused: p resumes" if self.ui_paused else "Live updates resumed", timeout=3)
+        self.set_engine_paused(self.ui_paused)
+
+    @work(exclusive=True, group="pause", exit_on_error=False, description="pause the engine")
+    async def set_engine_paused(self, paused: bool) -> None:
+        await self.engine.call_sync(self.facade.set_paused, paused)
+
+    def action_retrain(self) -> None:
+        self.notify("Retraining the models…", timeout=3)
+        self.retrain()
+
+    @work(exclusive=True, group="retrain", exit_on_error=False, description="retrain")
+    async def retrain(self) -> None:
+        await self.engine.call(self.facade.retrain, None)
+        latest = await self.engine.call_sync(self.facade.latest)
+        versions = ""
+        if latest is not None:
+            versions = ", ".join(f"{p} v{v}" for p, v in sorted(latest.stats.model_versions.items()))
+        self.notify(f"Retrained. Models: {versions}" if versions else "Retrained.", markup=False)
+
+    def action_inject_fault(self) -> None:
+        if self.snapshot is None or isinstance(self.screen, (FaultModal, BootstrapScreen)):
+            return
+        context = self._context_screen()
+        devices = context.selected_devices() if hasattr(context, "selected_devices") else []
+        profile_of = {row.device_id: row.profile for row in self.snapshot.devices}
+        self.push_screen(FaultModal(devices, profile_of, self.snapshot.profiles), self._fault_chosen)
+
+    def _fault_chosen(self, request: FaultRequest | None) -> None:
+        if request is not None:
+            self.inject(request)
+
+    @work(group="commands", exit_on_error=False, description="inject a fault")
+    async def inject(self, request: FaultRequest) -> None:
+        for device in request.device_ids:
+            self.pending_faults[device] = request.fault
+        if self.snapshot is not None:
+            self._render(self.snapshot)
+        results = await self.engine.call(
+            self.facade.inject_fault, list(request.device_ids), request.fault, request.severity, request.duration_s
+        )
+        for command in results:
+            if command.status == "rejected":
+                self.pending_faults.pop(command.device_id, None)
+                self.notify(f"Fault on {command.device_id} rejected: {command.message}", severity="error", markup=False)
+            else:
+                self.notify(
+                    f"⚡ {command.fault} on {command.device_id}: {command.status}, "
+                    f"active from {fmt_ts(command.start_ts)} (sim) for {command.duration_s:g} s",
+                    title="Fault injected",
+                    markup=False,
+                    timeout=8,
+                )
+
+    def acknowledge_device(self, device_id: str) -> None:
+        snapshot = self.snapshot
+        alert = None
+        if snapshot is not None:
+            alert = next(
+                (a for a in snapshot.anomalies if a.device_id == device_id and a.alert_id is not None and not a.acknowledged),
+                None,
+            )
+        if alert is None or alert.alert_id is None:
+            self.notify(f"{device_id} has no unacknowledged alert.", severity="warning", markup=False)
+            return
+        self.acknowledge(alert.alert_id, device_id)
+
+    def acknowledge(self, alert_id: int, device_id: str) -> None:
+        self.run_acknowledge(alert_id, device_id)
+
+    @work(group="commands", exit_on_error=False, description="acknowledge an alert")
+    async def run_acknowledge(self, alert_id: int, device_id: str) -> None:
+        await self.engine.call(self.facade.acknowledge, alert_id)
+        self.notify(f"Alert #{alert_id} on {device_id} acknowledged.", markup=False, timeout=4)
+
+    @on(Worker.StateChanged)
+    def _worker_failed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+        if event.worker.group == "engine-start":
+            for screen in self.screen_stack:
+                if isinstance(screen, BootstrapScreen):
+                    screen.fail(message)
+            return
+        if event.worker.group == "engine-stop":
+            self.exit(1, message=f"The engine did not stop cleanly: {message}")
+            return
+        self.notify(f"{event.worker.description or event.worker.name} failed: {message}", severity="error", markup=False, timeout=10)
+
+    # ------------------------------------------------------------------ palette
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        context = self._context_screen()
+        yield SystemCommand("Fleet", "Show every device (1)", self.action_fleet)
+        yield SystemCommand("Anomalies", "Open alerts and top anomalous readings (2)", self.action_anomalies)
+        if hasattr(context, "action_drill"):
+            yield SystemCommand("Drill down", "Open the highlighted device (enter)", context.action_drill)
+        if hasattr(context, "action_filter"):
+            yield SystemCommand("Filter", "Filter the table (/)", context.action_filter)
+        if hasattr(context, "action_sort"):
+            yield SystemCommand("Sort", "Cycle the sort column (s)", context.action_sort)
+        yield SystemCommand("Inject fault", "Inject a fault on the highlighted device (f)", self.action_inject_fault)
+        if hasattr(context, "action_acknowledge"):
+            yield SystemCommand("Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge)
+        yield SystemCommand(
+            "Resume live updates" if self.ui_paused else "Pause live updates", "Pause or resume (p)", self.action_toggle_pause
+        )
+        yield SystemCommand("Retrain", "Retrain the detection models (r)", self.action_retrain)
+        if isinstance(context, DeviceScreen):
+            yield SystemCommand("Back", "Back to the previous screen (esc)", context.action_back)
+            yield SystemCommand("Next signal", "Plot the next signal (n)", context.action_next_signal)
+            yield SystemCommand("Window", "Cycle the plot window (w)", context.action_next_window)
+        yield SystemCommand("Help", "Every key (?)", self.action_help)
+        yield SystemCommand("Dark/light theme", "Switch between dark and light (ctrl+t)", self.action_toggle_theme)
+        yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
+
+
+def run_console(settings: Settings, attach: bool = False) -> int:
+    """Start the console (``itap``) or attach to a database (``itap console --attach``)."""
+    from itap_engine.facade import AttachedFacade, LocalFacade
+
+    facade = AttachedFacade(settings) if attach else LocalFacade(settings)
+    app = ItapApp(facade)
+    try:
+        result = app.run()
+    finally:
+        if not app.engine_stopped and app.engine.alive:
+            try:
+                app.engine.submit(facade.stop).result(timeout=30)
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+            app.engine.shutdown()
+    return 0 if result is None else int(result)

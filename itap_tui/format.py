@@ -1,0 +1,144 @@
+"""Pure formatting helpers: snapshot values in, Rich ``Text`` out.
+
+Everything that reaches the screen from data (device ids, signal names, CSV rows,
+error text) goes through :class:`rich.text.Text` built here, never through markup
+strings, so a device called ``[bold red]x[/]`` is shown literally. No Textual import:
+these functions are tested without an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rich.text import Text
+
+
+@dataclass(frozen=True)
+class Palette:
+    """Colours for states, taken from the active Textual theme (dark or light)."""
+
+    ok: str = "green"
+    warning: str = "yellow"
+    critical: str = "red"
+    accent: str = "cyan"
+    muted: str = "dim"
+
+
+STATUS_STYLE: dict[str, tuple[str, str, str]] = {
+    # status: (symbol, word, palette attribute)
+    "critical": ("✖", "CRIT", "critical"),
+    "warning": ("▲", "WARN", "warning"),
+    "stale": ("◌", "STALE", "muted"),
+    "untrained": ("○", "NO MODEL", "muted"),
+    "ok": ("✔", "OK", "ok"),
+}
+"""Every status has a symbol and a word, so colour never carries meaning alone."""
+
+STATUS_RANK = {"critical": 4, "warning": 3, "stale": 2, "untrained": 1, "ok": 0}
+SEVERITY_RANK = {"critical": 2, "warning": 1, "reading": 0}
+SEVERITY_STYLE = {
+    "critical": ("✖", "CRIT", "critical"),
+    "warning": ("▲", "WARN", "warning"),
+    "reading": ("·", "READING", "muted"),
+}
+
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def status_text(status: str, palette: Palette) -> Text:
+    symbol, word, colour = STATUS_STYLE.get(status, ("?", status.upper(), "muted"))
+    style = getattr(palette, colour)
+    if status in ("critical", "warning"):
+        style = f"bold {style}"
+    return Text(f"{symbol} {word}", style=style, end="")
+
+
+def severity_text(severity: str, palette: Palette, acknowledged: bool = False) -> Text:
+    symbol, word, colour = SEVERITY_STYLE.get(severity, ("?", severity.upper(), "muted"))
+    style = getattr(palette, colour)
+    if acknowledged:
+        return Text(f"{symbol} {word} ✓", style=style, end="")
+    return Text(f"{symbol} {word}", style=f"bold {style}", end="")
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar of ``width`` cells filled to ``fraction`` (eighth-cell steps)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (_EIGHTHS[part] if part else "")
+    return text.ljust(width)
+
+
+def score_text(score: float | None, threshold: float | None, status: str, palette: Palette, width: int = 6) -> Text:
+    """``0.62 ███▌  `` : the threshold sits at the middle of the bar."""
+    if score is None:
+        return Text("  —  " + " " * (width + 1), style=palette.muted, end="")
+    scale = 2 * threshold if threshold and threshold > 0 else 1.0
+    colour = {"critical": palette.critical, "warning": palette.warning}.get(status, palette.ok)
+    text = Text(f"{score:5.2f} ", end="")
+    text.append(bar(score / scale, width), style=colour)
+    return text
+
+
+def fmt_value(value: float | None) -> str:
+    """Compact numbers for table cells; None (a dropout) is an em dash."""
+    if value is None or value != value:  # None or NaN
+        return "—"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def signals_text(
+    values: Mapping[str, float | None], names: tuple[str, ...] | list[str], units: Mapping[str, str]
+) -> Text:
+    """``temp_c 68.2°C  vibration_g 0.350g`` for the key signals of a device."""
+    text = Text(end="")
+    for index, name in enumerate(names):
+        if index:
+            text.append("  ")
+        text.append(f"{name} ", style="dim")
+        value = values.get(name)
+        text.append(fmt_value(value), style="bold" if value is None else "")
+        unit = units.get(name, "")
+        if unit and value is not None:
+            text.append(unit if unit in ("°", "°C", "%") else f" {unit}" if unit.isalpha() and len(unit) > 1 else unit)
+    return text
+
+
+def fmt_ts(ts_ms: int | None, with_date: bool = True) -> str:
+    """Epoch milliseconds (simulated time, UTC) as ``01-01 06:10:20``."""
+    if ts_ms is None:
+        return "—"
+    moment = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    return moment.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+
+
+def fmt_dt(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def contributors_text(contributors, limit: int = 3) -> Text:  # type: ignore[no-untyped-def]
+    """``temp_c 62% · current_a 21%``"""
+    text = Text(end="")
+    for index, item in enumerate(contributors[:limit]):
+        if index:
+            text.append(" · ", style="dim")
+        text.append(item.signal)
+        text.append(f" {item.share:.0%}", style="dim")
+    return text
+
+
+def plain(value: object) -> Text:
+    """Any value from data as literal text (no markup interpretation)."""
+    return Text("" if value is None else str(value), end="")

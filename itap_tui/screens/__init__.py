@@ -1,0 +1,20 @@
+"""The console's screens, one per module."""
+
+from __future__ import annotations
+
+from itap_tui.screens.anomalies import AnomaliesScreen
+from itap_tui.screens.bootstrap import BootstrapScreen
+from itap_tui.screens.device import DeviceScreen
+from itap_tui.screens.fault_modal import FaultModal, FaultRequest
+from itap_tui.screens.fleet import FleetScreen
+from itap_tui.screens.help import HelpScreen
+
+__all__ = [
+    "AnomaliesScreen",
+    "BootstrapScreen",
+    "DeviceScreen",
+    "FaultModal",
+    "FaultRequest",
+    "FleetScreen",
+    "HelpScreen",
+]

@@ -1,0 +1,125 @@
+"""Open alerts and the most anomalous readings, ranked by score."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Static
+
+from itap_engine.snapshot import Snapshot
+from itap_tui.filtering import Filter
+from itap_tui.format import contributors_text, fmt_ts
+from itap_tui.screens.base import LiveScreen
+from itap_tui.widgets import AnomalyTable, EngineStatus, FilterBar
+from itap_tui.widgets.anomaly_table import SORTS, sort_key
+
+
+class AnomaliesScreen(LiveScreen):
+    """Ranked anomalies; filter by profile, severity or device; ``a`` acknowledges."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("a", "acknowledge", "Ack"),
+        Binding("1", "app.fleet", "Fleet"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="anomalies")
+        self.filter = Filter()
+        self.sort_index = 0
+
+    def compose(self) -> ComposeResult:
+        yield EngineStatus(id="engine-status")
+        yield Static(id="anomalies-summary")
+        yield FilterBar("e.g. 'critical', 'profile:aircraft', 'pump-003', 'sev:warning thermal'", id="anomaly-filter")
+        yield AnomalyTable(id="anomaly-table")
+        yield Static(id="anomaly-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.table.focus()
+
+    @property
+    def table(self) -> AnomalyTable:
+        return self.query_one(AnomalyTable)
+
+    def render_snapshot(self, snapshot: Snapshot) -> None:
+        rows = [row for row in snapshot.anomalies if self.filter.matches_anomaly(row)]
+        rows.sort(key=sort_key(SORTS[self.sort_index][0]))
+        self.table.sync(rows, self.palette)
+        open_alerts = [a for a in snapshot.anomalies if a.alert_id is not None]
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        text.append(f"{len(open_alerts)} alerts", style="bold")
+        unacked = sum(1 for a in open_alerts if not a.acknowledged)
+        text.append(f" ({unacked} unacknowledged)", style="bold" if unacked else "dim")
+        text.append(f"  │ {len(snapshot.anomalies) - len(open_alerts)} top readings", style="dim")
+        text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
+        if self.filter:
+            text.append(f"  │ filter: {self.filter.describe()} ({len(rows)} shown)", style=f"bold {self.palette.accent}")
+        self.query_one("#anomalies-summary", Static).update(text)
+        self._detail()
+
+    def _detail(self) -> None:
+        row = self.table.cursor_anomaly
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        if row is None:
+            text.append("No anomalies match." if self.filter else "No anomalies: the fleet looks normal.", style="dim")
+        else:
+            text.append(row.device_id, style="bold")
+            kind = "reading" if row.alert_id is None else f"alert #{row.alert_id}"
+            text.append(f" {kind}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim")
+            if row.acknowledged:
+                text.append(" (acknowledged)", style="dim")
+            text.append("  why: ", style="dim")
+            text.append_text(contributors_text(row.contributors, limit=4) if row.contributors else Text("—"))
+        self.query_one("#anomaly-detail", Static).update(text)
+
+    @on(DataTable.RowHighlighted, "#anomaly-table")
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def _rerender(self) -> None:
+        if self.itap.snapshot is not None:
+            self.show_snapshot(self.itap.snapshot)
+
+    def action_back(self) -> None:
+        self.itap.action_fleet()
+
+    def action_filter(self) -> None:
+        self.query_one(FilterBar).open()
+
+    @on(FilterBar.Changed)
+    def _filter_changed(self, event: FilterBar.Changed) -> None:
+        self.filter = event.filter
+        self._rerender()
+
+    def action_sort(self) -> None:
+        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self._rerender()
+        self.notify(f"Sorted by {SORTS[self.sort_index][1]}", timeout=2)
+
+    def action_acknowledge(self) -> None:
+        row = self.table.cursor_anomaly
+        if row is None:
+            return
+        if row.alert_id is None:
+            self.notify("This is a reading, not an alert: nothing to acknowledge.", severity="warning")
+            return
+        self.itap.acknowledge(row.alert_id, row.device_id)
+
+    def action_drill(self) -> None:
+        row = self.table.cursor_anomaly
+        if row is not None:
+            self.itap.open_device(row.device_id)
+
+    @on(DataTable.RowSelected, "#anomaly-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self.action_drill()
+
+    def selected_devices(self) -> list[str]:
+        row = self.table.cursor_anomaly
+        return [row.device_id] if row else []

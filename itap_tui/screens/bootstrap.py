@@ -1,0 +1,56 @@
+"""Shown while the engine starts; on an empty database, while it bootstraps."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Label, ProgressBar, RichLog, Static
+
+from itap_engine.snapshot import Progress
+
+
+class BootstrapScreen(Screen):
+    """A progress bar, the current stage and a log of stages; never a frozen terminal."""
+
+    BINDINGS = [Binding("q", "app.quit", "Quit")]
+
+    failed: reactive[bool] = reactive(False)
+    """Starting failed; toggles ``-failed``."""
+
+    def __init__(self) -> None:
+        super().__init__(id="bootstrap")
+        self._last_stage = ""
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="bootstrap-box") as box:
+            box.border_title = "ITAP · starting the engine"
+            yield Label("Preparing: first start simulates history and trains a model.", id="bootstrap-intro")
+            yield ProgressBar(total=1.0, show_eta=False, id="bootstrap-bar")
+            yield Static("starting…", id="bootstrap-stage")
+            yield RichLog(id="bootstrap-log", markup=False, wrap=True, max_lines=200)
+            yield Static(Text("q quits (the engine is stopped cleanly)", style="dim"), id="bootstrap-hint")
+
+    def watch_failed(self, failed: bool) -> None:
+        self.set_class(failed, "-failed")
+
+    def progress(self, progress: Progress) -> None:
+        self.query_one(ProgressBar).update(progress=max(0.0, min(1.0, progress.fraction)))
+        line = Text(f"{progress.stage}", style="bold")
+        if progress.message:
+            line.append(f"  {progress.message}", style="")
+        line.append(f"  {progress.fraction:.0%}", style="dim")
+        self.query_one("#bootstrap-stage", Static).update(line)
+        if progress.stage != self._last_stage:
+            self._last_stage = progress.stage
+            self.query_one(RichLog).write(Text(f"· {progress.stage} {progress.message}".rstrip()))
+
+    def fail(self, message: str) -> None:
+        self.failed = True
+        self.query_one("#bootstrap-stage", Static).update(
+            Text.assemble(("✖ the engine could not start: ", "bold red"), (message, ""))
+        )
+        self.query_one(RichLog).write(Text(message))

@@ -1,0 +1,239 @@
+"""One device: its signals over a window, why it is anomalous, and its history."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from itap_engine.snapshot import DeviceDetail, Snapshot
+from itap_tui.format import fmt_dt, fmt_ts, severity_text, status_text
+from itap_tui.screens.base import LiveScreen
+from itap_tui.widgets import ContributorsPanel, EngineStatus, SignalPlot
+from itap_tui.widgets.keyed_table import KeyedTable
+
+WINDOWS: tuple[tuple[float, str], ...] = ((900, "15 min"), (3600, "1 h"), (6 * 3600, "6 h"), (24 * 3600, "24 h"))
+
+
+class DeviceScreen(LiveScreen):
+    """Drill-down for ``device_id``; refreshes its detail as snapshots arrive."""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("n", "next_signal", "Next signal"),
+        Binding("N", "previous_signal", "Prev signal", show=False),
+        Binding("w", "next_window", "Window"),
+        Binding("t", "next_tab", "History tab"),
+        Binding("a", "acknowledge", "Ack"),
+    ]
+
+    signal_index: reactive[int] = reactive(0)
+    window_index: reactive[int] = reactive(1)
+    loading: reactive[bool] = reactive(True)
+    """A detail query is in flight; toggles ``-loading``."""
+
+    def __init__(self, device_id: str) -> None:
+        super().__init__(id="device")
+        self.device_id = device_id
+        self.detail: DeviceDetail | None = None
+        self._last_fetch = 0.0
+        self.fetches = 0
+
+    def compose(self) -> ComposeResult:
+        yield EngineStatus(id="engine-status")
+        yield Static(id="device-header")
+        with Horizontal(id="device-body"):
+            with Vertical(id="plots"):
+                yield SignalPlot(id="signal-plot")
+                yield SignalPlot(id="score-plot")
+            yield ContributorsPanel(id="contributors")
+        with TabbedContent(id="history"):
+            with TabPane("Alerts", id="tab-alerts"):
+                yield KeyedTable(
+                    (("opened", "Opened (sim)"), ("severity", "Severity"), ("score", "Score"), ("family", "Family"), ("why", "Top signals"), ("ack", "Ack")),
+                    id="alert-history",
+                )
+            with TabPane("Faults", id="tab-faults"):
+                yield KeyedTable(
+                    (("id", "#"), ("fault", "Fault"), ("status", "Status"), ("start", "Active from (sim)"), ("severity", "Severity"), ("duration", "Duration"), ("message", "Message")),
+                    id="fault-history",
+                )
+            with TabPane("Quarantine", id="tab-quarantine"):
+                yield KeyedTable(
+                    (("when", "When"), ("line", "Line"), ("reason", "Reason"), ("raw", "Raw row")),
+                    id="quarantine",
+                )
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#alert-history", KeyedTable).focus()
+        self.load_detail()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.height < 32, "-compact")
+
+    def watch_loading(self, loading: bool) -> None:
+        self.set_class(loading, "-loading")
+
+    # ------------------------------------------------------------------ data
+    @work(exclusive=True, group="device-detail", exit_on_error=False, description="device detail")
+    async def load_detail(self) -> None:
+        self.loading = True
+        self._last_fetch = time.monotonic()
+        detail = await self.itap.facade.device_detail(self.device_id, WINDOWS[self.window_index][0])
+        self.fetches += 1
+        self.detail = detail
+        self.loading = False
+        self.show_detail()
+
+    def render_snapshot(self, snapshot: Snapshot) -> None:
+        self._header(snapshot)
+        if time.monotonic() - self._last_fetch >= self.itap.detail_refresh_s:
+            self.load_detail()
+
+    def _signals(self) -> tuple[str, ...]:
+        snapshot = self.itap.snapshot
+        if self.detail is not None:
+            return tuple(self.detail.series)
+        if snapshot is not None:
+            for row in snapshot.devices:
+                if row.device_id == self.device_id:
+                    return tuple(row.values)
+        return ()
+
+    @property
+    def signal(self) -> str | None:
+        signals = self._signals()
+        return signals[self.signal_index % len(signals)] if signals else None
+
+    def _header(self, snapshot: Snapshot | None) -> None:
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        text.append(self.device_id, style="bold")
+        row = next((r for r in snapshot.devices if r.device_id == self.device_id), None) if snapshot else None
+        if row is None:
+            text.append("  not in the latest snapshot", style="dim")
+        else:
+            text.append(f"  {row.profile}", style="dim")
+            if row.site:
+                text.append(f" @ {row.site}", style="dim")
+            text.append(f"  {row.state or '—'}  ")
+            text.append_text(status_text(row.status, self.palette))
+            if row.score is not None:
+                text.append(f"  score {row.score:.2f}")
+                if row.threshold is not None:
+                    text.append(f" / threshold {row.threshold:.2f}", style="dim")
+            if row.injected_fault:
+                text.append("  ⚡ ", style=f"bold {self.palette.warning}")
+                text.append(row.injected_fault)
+        signals = self._signals()
+        if signals:
+            text.append(f"  │ {self.signal} ({self.signal_index % len(signals) + 1}/{len(signals)})", style=self.palette.accent)
+        text.append(f"  │ window {WINDOWS[self.window_index][1]}", style="dim")
+        if self.loading:
+            text.append("  loading…", style="dim italic")
+        self.query_one("#device-header", Static).update(text)
+
+    def show_detail(self) -> None:
+        detail = self.detail
+        self._header(self.itap.snapshot)
+        if detail is None:
+            return
+        profile = (self.itap.snapshot.profiles.get(detail.profile) if self.itap.snapshot else None)
+        unit = profile.units.get(self.signal or "", "") if profile else ""
+        self.query_one("#signal-plot", SignalPlot).show(detail, self.signal, unit)
+        self.query_one("#score-plot", SignalPlot).show(detail, None)
+        headline = ""
+        if detail.alerts:
+            latest = detail.alerts[0]
+            headline = f"{latest.severity} alert, score {latest.score:.2f}, family {latest.family}"
+        self.query_one(ContributorsPanel).show(detail.contributors, self.palette, headline)
+        palette = self.palette
+        self.query_one("#alert-history", KeyedTable).sync(
+            [
+                (
+                    f"a{alert.alert_id if alert.alert_id is not None else alert.ts}",
+                    [
+                        Text(fmt_ts(alert.opened_ts or alert.ts)),
+                        severity_text(alert.severity, palette, alert.acknowledged),
+                        Text(f"{alert.score:.3f}"),
+                        Text(alert.family or "—"),
+                        Text(", ".join(c.signal for c in alert.contributors[:3]) or "—"),
+                        Text("✓ yes" if alert.acknowledged else "no"),
+                    ],
+                )
+                for alert in detail.alerts
+            ]
+        )
+        self.query_one("#fault-history", KeyedTable).sync(
+            [
+                (
+                    f"f{fault.id}",
+                    [
+                        Text(str(fault.id)),
+                        Text(fault.fault),
+                        Text(fault.status.upper(), style="bold" if fault.status == "active" else ""),
+                        Text(fmt_ts(fault.start_ts)),
+                        Text(f"{fault.severity:g}"),
+                        Text(f"{fault.duration_s:g} s"),
+                        Text(fault.message),
+                    ],
+                )
+                for fault in detail.faults
+            ]
+        )
+        self.query_one("#quarantine", KeyedTable).sync(
+            [
+                (
+                    f"q{index}-{item.ts}-{item.line}",
+                    [
+                        Text(fmt_dt(item.created_at)),
+                        Text("—" if item.line is None else str(item.line)),
+                        Text(item.reason),
+                        Text(item.raw),
+                    ],
+                )
+                for index, item in enumerate(detail.quarantined)
+            ]
+        )
+
+    # ------------------------------------------------------------------ actions
+    def watch_signal_index(self) -> None:
+        if self.is_mounted:
+            self.show_detail()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_next_signal(self) -> None:
+        self.signal_index += 1
+
+    def action_previous_signal(self) -> None:
+        self.signal_index -= 1
+
+    def action_next_window(self) -> None:
+        self.window_index = (self.window_index + 1) % len(WINDOWS)
+        self.load_detail()
+
+    def action_next_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        order = ["tab-alerts", "tab-faults", "tab-quarantine"]
+        tabs.active = order[(order.index(tabs.active) + 1) % len(order)] if tabs.active in order else order[0]
+
+    @on(TabbedContent.TabActivated)
+    def _tab(self, event: TabbedContent.TabActivated) -> None:
+        pane = event.pane
+        tables = pane.query(KeyedTable)
+        if tables:
+            tables.first().focus()
+
+    def action_acknowledge(self) -> None:
+        self.itap.acknowledge_device(self.device_id)
+
+    def selected_devices(self) -> list[str]:
+        return [self.device_id]

@@ -1,0 +1,59 @@
+"""Every key, generated from the bindings of the app and each screen."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def _bindings(bindings: list[BindingType]) -> list[Binding]:
+    out = []
+    for item in bindings:
+        if isinstance(item, Binding):
+            out.append(item)
+        elif isinstance(item, tuple):
+            out.append(Binding(*item))
+    return out
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists ``sections`` of (title, bindings); ``esc``, ``?`` or ``q`` closes it."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def __init__(self, sections: list[tuple[str, list[BindingType]]]) -> None:
+        super().__init__(id="help")
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body") as body:
+            body.border_title = "Keys (esc to close)"
+            yield Static(self._table())
+
+    def _table(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(justify="right", style="bold")
+        table.add_column()
+        for title, bindings in self.sections:
+            table.add_row("", "")
+            table.add_row(Text(""), Text(title, style="bold underline"))
+            seen: set[str] = set()
+            for binding in _bindings(bindings):
+                keys = ", ".join(self.app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
+                if (keys, binding.description) in seen or not binding.description:
+                    continue
+                seen.add((keys, binding.description))  # type: ignore[arg-type]
+                table.add_row(Text(keys), Text(binding.description))
+        return table
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.dismiss(None)

@@ -1,0 +1,37 @@
+"""Why a device is anomalous: the contributing signals of its current alert."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import Static
+
+from itap_engine.snapshot import ContributorView
+from itap_tui.format import Palette, bar
+
+
+class ContributorsPanel(Static):
+    """A ranked list of signals with their share of the anomaly and their family."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.border_title = "Why (contributors)"
+
+    def show(self, contributors: Sequence[ContributorView], palette: Palette, headline: str = "") -> None:
+        text = Text(end="")
+        if headline:
+            text.append(headline + "\n", style="bold")
+        if not contributors:
+            text.append("No open alert: nothing to explain.", style="dim")
+            self.update(text)
+            return
+        for index, item in enumerate(contributors):
+            if index:
+                text.append("\n")
+            text.append(f"{index + 1}. ", style="dim")
+            text.append(f"{item.signal}\n", style="bold")
+            text.append(f"   {bar(item.share, 10)}", style=palette.accent)
+            text.append(f" {item.share:>4.0%} ")
+            text.append(item.family, style="dim")
+        self.update(text)

@@ -1,0 +1,142 @@
+"""The live fleet table, updated in place from snapshots.
+
+Rows are keyed by device id and columns by name. Each snapshot updates only the cells
+whose text changed (``update_cell``), adds rows for devices that appear and removes
+rows for devices that disappear (or are filtered out); it never clears the table. The
+cursor stays on the same device across updates and re-sorts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from itap_engine.snapshot import DeviceRow, ProfileInfo
+from itap_tui.format import STATUS_RANK, Palette, score_text, signals_text, status_text
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("device", "Device"),
+    ("status", "Status"),
+    ("score", "Score"),
+    ("state", "State"),
+    ("profile", "Profile"),
+    ("fault", "Injected"),
+    ("signals", "Key signals"),
+)
+
+SORTS: tuple[tuple[str, str], ...] = (
+    ("status", "status ↓"),
+    ("score", "score ↓"),
+    ("device", "device ↑"),
+    ("profile", "profile ↑"),
+    ("state", "state ↑"),
+)
+"""The ``s`` key cycles through these (column key, label)."""
+
+
+def sort_key(column: str):  # type: ignore[no-untyped-def]
+    """A key function over :class:`DeviceRow` for a sort column."""
+    if column == "status":
+        return lambda r: (-STATUS_RANK.get(r.status, 0), -(r.score or 0.0), r.device_id)
+    if column == "score":
+        return lambda r: (-(r.score if r.score is not None else -1.0), r.device_id)
+    if column == "profile":
+        return lambda r: (r.profile, r.device_id)
+    if column == "state":
+        return lambda r: (r.state or "", r.device_id)
+    return lambda r: r.device_id
+
+
+class DeviceTable(DataTable):
+    """One row per device; see the module docstring for how updates work."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open", show=True)]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.fixed_columns = 1
+        self._cells: dict[str, tuple[object, ...]] = {}
+        self._order: list[str] = []
+        self.updates = 0
+        """Cells rewritten in total (tests read it)."""
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    @property
+    def cursor_device(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        except Exception:
+            return None
+        return row_key.value
+
+    def _render_row(
+        self, row: DeviceRow, profile: ProfileInfo | None, palette: Palette, pending: str | None
+    ) -> tuple[tuple[object, ...], list[Text]]:
+        names = profile.key_signals if profile else tuple(row.values)[:3]
+        units = profile.units if profile else {}
+        values = tuple(None if row.values.get(n) is None else round(row.values[n] or 0.0, 3) for n in names)
+        fault = row.injected_fault or pending
+        sent = bool(pending and not row.injected_fault)
+        score = None if row.score is None else round(row.score, 2)
+        signature = (row.device_id, row.status, (score, row.status), row.state, row.profile, (fault, sent), values)
+        fault_text = Text(end="")
+        if fault:
+            fault_text.append("⚡ ", style=f"bold {palette.warning}")
+            fault_text.append(fault)
+            if sent:
+                fault_text.append(" (sent)", style="dim")
+        cells = [
+            Text(row.device_id, style="bold", end=""),
+            status_text(row.status, palette),
+            score_text(row.score, row.threshold, row.status, palette),
+            Text(row.state or "—", end=""),
+            Text(row.profile, end=""),
+            fault_text,
+            signals_text(row.values, names, units),
+        ]
+        return signature, cells
+
+    def sync(
+        self,
+        rows: Sequence[DeviceRow],
+        profiles: Mapping[str, ProfileInfo],
+        palette: Palette,
+        pending: Mapping[str, str] | None = None,
+        force: bool = False,
+    ) -> None:
+        """Make the table show ``rows`` in this order, touching only what changed."""
+        pending = pending or {}
+        keep = self.cursor_device
+        wanted = {row.device_id for row in rows}
+        for device in [d for d in self._cells if d not in wanted]:
+            self.remove_row(device)
+            del self._cells[device]
+        column_keys = [key for key, _ in COLUMNS]
+        for row in rows:
+            signature, cells = self._render_row(row, profiles.get(row.profile), palette, pending.get(row.device_id))
+            old = self._cells.get(row.device_id)
+            if old is None:
+                self.add_row(*cells, key=row.device_id)
+            elif force or old != signature:
+                for index, (key, cell) in enumerate(zip(column_keys, cells, strict=True)):
+                    if force or old[index] != signature[index]:
+                        self.update_cell(row.device_id, key, cell)
+                        self.updates += 1
+            self._cells[row.device_id] = signature
+        order = [row.device_id for row in rows]
+        if order != self._order:
+            rank = {device: index for index, device in enumerate(order)}
+            self.sort("device", key=lambda cell: rank[cell.plain])
+            self._order = order
+        if keep is not None and keep in self._cells:
+            index = self.get_row_index(keep)
+            if index != self.cursor_row:
+                self.move_cursor(row=index, animate=False)

@@ -1,0 +1,58 @@
+"""The one-line engine status: mode, simulated time, tick time, rows/s, models."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from itap_engine.snapshot import EngineStats
+from itap_tui.format import Palette, fmt_dt
+
+
+class EngineStatus(Static):
+    """Shows :class:`EngineStats`; ``paused`` and ``problem`` toggle CSS classes."""
+
+    paused: reactive[bool] = reactive(False)
+    """Live updates are paused (by the operator or the engine)."""
+    problem: reactive[bool] = reactive(False)
+    """The engine reported an error."""
+
+    def watch_paused(self, paused: bool) -> None:
+        self.set_class(paused, "-paused")
+
+    def watch_problem(self, problem: bool) -> None:
+        self.set_class(problem, "-problem")
+
+    def show(self, stats: EngineStats | None, palette: Palette, ui_paused: bool = False, note: str = "") -> None:
+        if stats is None:
+            self.update(Text("◌ waiting for the engine…", style=palette.muted))
+            return
+        paused = stats.paused or ui_paused
+        self.paused = paused
+        self.problem = bool(stats.last_error)
+        text = Text(end="", no_wrap=True, overflow="ellipsis")
+        if paused:
+            text.append("❚❚ PAUSED", style=f"bold {palette.warning}")
+        elif stats.mode == "attached":
+            text.append("● ATTACHED", style=f"bold {palette.accent}")
+        else:
+            text.append("● LIVE", style=f"bold {palette.ok}")
+        if stats.phase != "running":
+            text.append(f" {stats.phase}", style="bold")
+        text.append("  sim ", style="dim")
+        text.append(fmt_dt(stats.sim_time))
+        text.append("  tick ", style="dim")
+        text.append("—" if stats.tick_ms is None else f"{stats.tick_ms:.0f} ms")
+        text.append("  ", style="dim")
+        text.append("—" if stats.rows_per_s is None else f"{stats.rows_per_s:,.0f}")
+        text.append(" rows/s", style="dim")
+        text.append("  model ", style="dim")
+        models = " ".join(f"{name} v{version}" for name, version in sorted(stats.model_versions.items()))
+        text.append(models or "none")
+        if note:
+            text.append(f"  {note}", style=f"bold {palette.accent}")
+        if stats.last_error:
+            text.append("  ✖ ", style=f"bold {palette.critical}")
+            text.append(stats.last_error, style=palette.critical)
+        self.update(text)

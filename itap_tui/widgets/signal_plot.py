@@ -1,0 +1,56 @@
+"""A signal (or the anomaly score) over a window, with anomaly and fault markers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual_plotext import PlotextPlot
+
+from itap_engine.snapshot import DeviceDetail
+
+
+class SignalPlot(PlotextPlot):
+    """Plots one series of a :class:`DeviceDetail` against minutes before now.
+
+    ``x`` markers are readings scored above the threshold; ``▼`` markers are readings
+    during an (injected or simulated) fault.
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+
+    def show(self, detail: DeviceDetail, signal: str | None, unit: str = "") -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        if not detail.ts:
+            plt.title("no readings in this window")
+            self.refresh()
+            return
+        end = detail.ts[-1]
+        x = [(t - end) / 60000.0 for t in detail.ts]
+        if signal is None:
+            values: Sequence[float | None] = detail.scores
+            label = "anomaly score"
+        else:
+            values = detail.series.get(signal, ())
+            label = f"{signal} ({unit})" if unit else signal
+        points = [(xi, v) for xi, v in zip(x, values, strict=False) if v is not None]
+        if points:
+            plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=label)
+        threshold = detail.threshold
+        if signal is None and threshold is not None:
+            plt.hline(threshold, "red")
+        anomalous = [
+            (xi, v)
+            for xi, v, s in zip(x, values, detail.scores, strict=False)
+            if v is not None and s is not None and threshold is not None and s > threshold
+        ]
+        if anomalous:
+            plt.scatter([p[0] for p in anomalous], [p[1] for p in anomalous], marker="x", color="red", label="anomaly")
+        faulty = [(xi, v) for xi, v, f in zip(x, values, detail.fault_labels, strict=False) if f and v is not None]
+        if faulty:
+            low = min(v for v in values if v is not None) if any(v is not None for v in values) else 0.0
+            plt.scatter([p[0] for p in faulty], [low] * len(faulty), marker="▼", color="orange", label="fault")
+        plt.xlabel("minutes before latest reading")
+        self.refresh()
