@@ -87,6 +87,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _EPOCH = re.compile(r"^\s*-?\d{9,13}(\.\d+)?\s*$")
 _MIN_TS_MS = -2208988800000  # 1900-01-01
 _INT64_MIN = np.iinfo(np.int64).min
+_TEXT = pd.Series(["text"]).dtype
+"""The dtype pandas gives text columns (``str`` on pandas 3, object before)."""
 
 
 class ValidationError(ItapError):
@@ -439,7 +441,7 @@ class Validator:
             out["fault"] = fault_out[acc_pos]
         if changepoint_out is not None:
             out["changepoint"] = pd.array(changepoint_out[acc_pos], dtype="Float64").astype("Int64")
-        accepted_frame = pd.DataFrame(out)
+        accepted_frame = _text_columns(pd.DataFrame(out))
 
         # counts
         report.rows = n
@@ -743,10 +745,18 @@ class Validator:
             out["fault"] = pd.Series([], dtype=object)
         if "changepoint" in frame.columns:
             out["changepoint"] = pd.Series([], dtype="Int64")
-        return pd.DataFrame(out)
+        return _text_columns(pd.DataFrame(out))
 
 
 # ---------------------------------------------------------------------- helpers
+def _text_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """device_id, state and fault with one dtype whatever the chunk (None stays missing)."""
+    for name in ("device_id", "state", "fault"):
+        if name in frame.columns and frame[name].dtype != _TEXT:
+            frame[name] = frame[name].astype(_TEXT) if len(frame) else pd.Series([], dtype=_TEXT)
+    return frame
+
+
 def _reason(fn: Callable[[np.ndarray], list[str]]) -> _Builder:
     return lambda pos: np.array(fn(pos), dtype=object)
 
