@@ -1,0 +1,454 @@
+"""Trailing-window features per device: one implementation for batch and streaming.
+
+Why it is built this way:
+
+* **Trailing only.** Every feature of the reading at position ``i`` of a device is a
+  function of that device's readings ``i - history_ + 1 .. i`` and nothing else: no
+  centred window, no statistic over the future, no global normalisation computed at
+  transform time. That single property gives both guarantees the product needs: no
+  look-ahead (a later reading never changes an earlier feature) and batch ==
+  streaming (a scorer that keeps the last :attr:`FeatureBuilder.history_` readings
+  of each device in memory computes the same numbers as a pass over the whole
+  history). Unbounded counters ("time since the last dropout") are capped at the
+  long window so they too depend only on the last ``history_`` readings.
+* **Operating states are normal.** RUN / IDLE / MAINT change every signal's level.
+  :meth:`FeatureBuilder.fit` learns, from normal readings, each state's level and
+  spread per signal *and* how fast the machine moves between levels (a dead time of
+  0 or 1 reading plus a first-order lag, chosen by least squares from a small grid).
+  Every value is then expressed against that state-expected level (``u``), so a
+  pump going idle is as ordinary as one that keeps running, while a pump whose
+  temperature climbs in a steady state is not.
+* **Vectorised.** Rolling sums come from cumulative sums with per-device resets,
+  rolling min/max and the FFT from ``np.lib.stride_tricks.sliding_window_view`` with
+  a mask for windows that would cross into the previous device. No Python loop over
+  rows and no ``rolling.apply``.
+* **Daily profile.** The long trailing mean of ``u`` (``long_window`` readings, 20
+  minutes by default) follows the device's own daily cycle and offset, so ``resid``
+  (``u`` minus that trend) is the reading against the device's recent profile. A
+  learned hour-of-day table would need a day of history per device before it could
+  score anything; the trailing trend needs 20 minutes.
+
+Feature names are ``{signal}__{kind}`` for per-signal features and bare names for the
+device-level event counters (see :data:`SIGNAL_KINDS`, :data:`EVENT_FEATURES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from itap_engine.config import ProfileSpec, Settings
+
+__all__ = [
+    "EVENT_FAMILY",
+    "EVENT_FEATURES",
+    "SIGNAL_KINDS",
+    "FeatureBuilder",
+    "feature_builder_for",
+    "feature_signal",
+]
+
+SIGNAL_KINDS = (
+    "level",  # u: the value against its state-expected level, in state spreads
+    "mean",  # rolling mean of u over `window`
+    "std",  # rolling std of u over `window`
+    "min",
+    "max",
+    "diff",  # first difference of u
+    "z",  # u against the mean/std of the previous `long_window` readings
+    "fft_energy",  # spectral energy (DC removed) over `fft_window`
+    "fft_freq",  # dominant frequency, cycles per reading
+    "trend",  # long rolling mean of u
+    "resid",  # u - trend
+    "missing",  # fraction of missing readings in `window`
+)
+EVENT_FEATURES = ("dropout_streak", "since_dropout", "state_changes")
+"""Device-level counters: consecutive readings with a missing value, readings since
+the last missing value (capped at ``long_window``), state transitions in the long
+window."""
+EVENT_FAMILY = "events"
+"""Family reported for the device-level counters."""
+
+_OTHER_STATE = "__other__"
+_LAG_TAUS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
+_LAG_DELAYS = (0, 1)
+_MIN_SPREAD = 1e-6
+_LAG_SEARCH_ROWS = 200_000
+_Z_STD_FLOOR = 0.05
+"""Floor (in state spreads) on the rolling std that z-scores divide by."""
+
+
+def feature_signal(name: str) -> str | None:
+    """The signal a feature belongs to, or None for a device-level counter."""
+    return name.split("__", 1)[0] if "__" in name else None
+
+
+# ---------------------------------------------------------------------- helpers
+def _positions(device_codes: np.ndarray) -> np.ndarray:
+    """Position of each row within its device's run (rows sorted by device, ts)."""
+    n = len(device_codes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    boundary = np.empty(n, dtype=bool)
+    boundary[0] = True
+    boundary[1:] = device_codes[1:] != device_codes[:-1]
+    starts = np.maximum.accumulate(np.where(boundary, np.arange(n), 0))
+    return np.arange(n) - starts
+
+
+def _rolling_sum(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """Trailing sum over ``window`` rows within each device (2-D: per column)."""
+    n = values.shape[0]
+    cs = np.zeros((n + 1, *values.shape[1:]))
+    np.cumsum(values, axis=0, out=cs[1:])
+    idx = np.arange(n)
+    lo = idx - np.minimum(pos, window - 1)
+    return cs[idx + 1] - cs[lo]
+
+
+def _windows(values: np.ndarray, pos: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trailing windows of a 1-D array: ``(view, partial, outside)``.
+
+    ``view`` is a (n, window) read-only view whose column ``window - 1`` is the
+    current row. Rows listed in ``partial`` (the first ``window - 1`` rows of a
+    device) see slots from the previous device; ``outside`` marks those slots
+    (one row of ``outside`` per entry of ``partial``) so callers fix just them.
+    """
+    padded = np.concatenate([np.full(window - 1, fill), values])
+    view = sliding_window_view(padded, window)
+    partial = np.flatnonzero(pos < window - 1)
+    outside = np.arange(window)[None, :] < (window - 1 - pos[partial])[:, None]
+    return view, partial, outside
+
+
+def _rolling_extreme(values: np.ndarray, pos: np.ndarray, window: int, largest: bool) -> np.ndarray:
+    """Trailing NaN-ignoring min or max within each device (NaN if all missing)."""
+    fill = -np.inf if largest else np.inf
+    clean = np.where(np.isnan(values), fill, values)
+    view, partial, outside = _windows(clean, pos, window, fill)
+    reduce = np.max if largest else np.min
+    result = reduce(view, axis=1)
+    if len(partial):
+        sub = np.where(outside, fill, view[partial])
+        result[partial] = reduce(sub, axis=1)
+    result[np.isinf(result)] = np.nan
+    return result
+
+
+def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Spectral energy (DC removed) and dominant frequency over trailing windows.
+
+    Missing slots and slots before the device's first row are set to the window's
+    mean before the transform, so they add no energy. Fewer than two values: NaN.
+    """
+    valid = np.isfinite(values)
+    clean = np.where(valid, values, 0.0)
+    view, partial, outside = _windows(clean, pos, window, 0.0)
+    cnt = np.rint(_rolling_sum(valid.astype(float), pos, window))
+    spectrum = np.fft.rfft(view.astype(np.float32), axis=1)[:, 1:]
+    fix = np.flatnonzero(cnt < window)
+    if len(fix):
+        fvalid = _windows(valid.astype(float), pos, window, 0.0)[0][fix] > 0
+        in_device = np.ones_like(fvalid)
+        where_partial = np.searchsorted(partial, fix)
+        is_partial = (where_partial < len(partial)) & (partial[np.minimum(where_partial, len(partial) - 1)] == fix)
+        in_device[is_partial] = ~outside[where_partial[is_partial]]
+        mask = fvalid & in_device
+        sub = view[fix]
+        mean = np.where(mask, sub, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
+        centred = np.where(mask, sub - mean[:, None], 0.0)
+        spectrum[fix] = np.fft.rfft(centred.astype(np.float32), axis=1)[:, 1:]
+    power = (spectrum.real.astype(float) ** 2 + spectrum.imag.astype(float) ** 2)
+    energy = power.sum(axis=1) / (window * window)
+    dominant = (power.argmax(axis=1) + 1) / window
+    enough = cnt >= 2
+    return np.where(enough, energy, np.nan), np.where(enough, dominant, np.nan)
+
+
+def _lagged_level(codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """State-expected level: FIR over the state levels of previous rows.
+
+    ``weights[j]`` applies to the row ``len(weights) - 1 - j`` readings back. Slots
+    before the device's first row drop out and the rest are renormalised; a row with
+    no usable slot falls back to its own state's level. Only rows whose window holds
+    a state change differ from their own state's level, so only they are computed.
+    """
+    own = levels[codes]  # (n, S)
+    taps = len(weights)
+    if taps == 1 or len(codes) == 0:
+        return own
+    changed = np.zeros(len(codes))
+    changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
+    # the window of row i spans rows i - taps + 1 .. i; a change at row j means rows
+    # j - 1 and j differ, so look one row further back than the window
+    rows = np.flatnonzero(_rolling_sum(changed, pos, taps) > 0)
+    if len(rows) == 0:
+        return own
+    out = own.copy()
+    padded_codes = np.concatenate([np.zeros(taps - 1, dtype=codes.dtype), codes])
+    code_win = sliding_window_view(padded_codes, taps)[rows]  # (m, taps)
+    outside = np.arange(taps)[None, :] < (taps - 1 - pos[rows])[:, None]
+    w = np.where(outside, 0.0, weights[None, :])
+    total = w.sum(axis=1)
+    ok = total > 0
+    for s in range(levels.shape[1]):
+        acc = (levels[:, s][code_win] * w).sum(axis=1)
+        out[rows[ok], s] = acc[ok] / total[ok]
+    return out
+
+
+def _lag_weights(tau: float, delay: int) -> np.ndarray:
+    """FIR weights (oldest first) of a dead time plus first-order lag."""
+    if tau <= 0:
+        taps = np.array([1.0])
+    else:
+        a = np.exp(-1.0 / tau)
+        k = np.arange(int(np.ceil(6 * tau)) + 1)
+        taps = (1 - a) * a**k
+    # taps[k] applies k + delay readings back; oldest first for the window layout.
+    return np.concatenate([taps[::-1], np.zeros(delay)])
+
+
+class FeatureBuilder(TransformerMixin, BaseEstimator):
+    """Per-device trailing-window features of one profile's readings.
+
+    Parameters
+    ----------
+    signals : sequence of str
+        The profile's signal columns, in order.
+    window : int, default=12
+        Short window (readings) for rolling statistics and the missing fraction.
+    long_window : int, default=120
+        Long window for the trend, the z-score baseline and the event counters.
+    fft_window : int, default=16
+        Window for FFT energy and dominant frequency.
+
+    Attributes
+    ----------
+    states_ : list of str
+        States seen in training (plus a catch-all for unknown states).
+    levels_ : ndarray of shape (n_states, n_signals)
+        Median level of each signal in each state.
+    spreads_ : ndarray of shape (n_states, n_signals)
+        Robust spread of each signal around its state-expected level.
+    lag_tau_, lag_delay_ : float, int
+        Learned transition dynamics between state levels.
+    feature_names_out_ : list of str
+    history_ : int
+        Readings per device a streaming caller must keep so that its features equal
+        the batch ones.
+    step_ms_ : int
+        Median sampling interval seen in training.
+
+    Examples
+    --------
+    >>> fb = FeatureBuilder(signals=["temp"]).fit(frame)        # doctest: +SKIP
+    >>> X = fb.transform(frame)[fb.feature_names_out_]           # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        signals: Sequence[str] = (),
+        window: int = 12,
+        long_window: int = 120,
+        fft_window: int = 16,
+    ) -> None:
+        self.signals = signals
+        self.window = window
+        self.long_window = long_window
+        self.fft_window = fft_window
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureBuilder:
+        """Learn per-state levels, spreads and transition dynamics from normal readings."""
+        frame = self._sorted(X)
+        signals = list(self.signals)
+        if not signals:
+            raise ValueError("FeatureBuilder needs at least one signal")
+        values = frame[signals].to_numpy(dtype=float)
+        known = sorted(str(v) for v in frame["state"].dropna().unique()) if "state" in frame.columns else []
+        self.states_ = [*[k for k in known if k != _OTHER_STATE], _OTHER_STATE]
+        codes = self._state_codes(frame)
+        n_states = len(self.states_)
+        levels = np.zeros((n_states, len(signals)))
+        overall = np.nanmedian(values, axis=0) if len(values) else np.zeros(len(signals))
+        overall = np.where(np.isfinite(overall), overall, 0.0)
+        for k in range(n_states):
+            rows = values[codes == k]
+            med = np.nanmedian(rows, axis=0) if len(rows) else overall
+            levels[k] = np.where(np.isfinite(med), med, overall)
+        levels[-1] = overall
+        self.levels_ = levels
+
+        device_codes = pd.factorize(frame["device_id"])[0]
+        pos = _positions(device_codes)
+        # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
+        sample = slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right"))) if len(frame) else slice(0, 0)
+        best: tuple[float, float, int] | None = None
+        for delay in _LAG_DELAYS:
+            for tau in _LAG_TAUS:
+                expected = _lagged_level(codes[sample], levels, pos[sample], _lag_weights(tau, delay))
+                rel = (values[sample] - expected) / np.maximum(np.abs(levels[-1]), 1.0)
+                loss = float(np.nansum(rel**2))
+                if best is None or loss < best[0] - 1e-12:
+                    best = (loss, tau, delay)
+        assert best is not None
+        self.lag_tau_, self.lag_delay_ = best[1], best[2]
+        self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
+        expected = _lagged_level(codes, levels, pos, self._weights)
+        resid = values - expected
+        spreads = np.zeros_like(levels)
+        global_mad = _mad(resid)
+        for k in range(n_states):
+            mad = _mad(resid[codes == k]) if (codes == k).any() else global_mad
+            spreads[k] = np.where(np.isfinite(mad) & (mad > 0), mad, global_mad)
+        spreads[-1] = global_mad
+        floor = np.maximum(np.abs(overall) * 1e-6, _MIN_SPREAD)
+        self.spreads_ = np.maximum(np.nan_to_num(spreads, nan=1.0), floor)
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        steps = np.diff(ts)[np.diff(pd.factorize(frame["device_id"])[0]) == 0]
+        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
+        self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
+        self.history_ = max(self.long_window + 1, self.window, self.fft_window, len(self._weights)) + 1
+        return self
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        check_is_fitted(self)
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Features of every reading, ordered by device then time.
+
+        Returns a frame with ``device_id``, ``ts`` and one float column per name in
+        :attr:`feature_names_out_`; its index is the input's index (sorted).
+        """
+        check_is_fitted(self)
+        frame = self._sorted(X)
+        n = len(frame)
+        signals = list(self.signals)
+        w, L, F = self.window, self.long_window, self.fft_window
+        device_codes = pd.factorize(frame["device_id"])[0]
+        pos = _positions(device_codes)
+        codes = self._state_codes(frame)
+        values = frame[signals].to_numpy(dtype=float)
+        if not hasattr(self, "_weights"):
+            self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
+        expected = _lagged_level(codes, self.levels_, pos, self._weights)
+        spread = _lagged_level(codes, self.spreads_, pos, self._weights)
+        u = (values - expected) / spread
+        missing = np.isnan(u)
+        valid = (~missing).astype(float)
+        u0 = np.where(missing, 0.0, u)
+
+        names = self.feature_names_out_
+        column = {name: k for k, name in enumerate(names)}
+        out = np.empty((n, len(names)))
+        rows_w = np.minimum(pos + 1, w).astype(float)[:, None]
+        cnt = np.rint(_rolling_sum(valid, pos, w))
+        s1 = _rolling_sum(u0, pos, w)
+        s2 = _rolling_sum(u0 * u0, pos, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(cnt > 0, s1 / cnt, np.nan)
+            std = np.sqrt(np.maximum(s2 / cnt - mean * mean, 0.0))
+            # the baseline for z: the previous L readings (excluding the current one)
+            cnt_l = np.rint(_rolling_sum(valid, pos, L + 1) - valid)
+            s1_l = _rolling_sum(u0, pos, L + 1) - u0
+            s2_l = _rolling_sum(u0 * u0, pos, L + 1) - u0 * u0
+            base = np.where(cnt_l > 0, s1_l / cnt_l, np.nan)
+            base_sd = np.sqrt(np.maximum(s2_l / cnt_l - base * base, 0.0))
+            z = (u - base) / np.maximum(base_sd, _Z_STD_FLOOR)
+            cnt_t = np.rint(_rolling_sum(valid, pos, L))
+            trend = np.where(cnt_t > 0, _rolling_sum(u0, pos, L) / cnt_t, np.nan)
+        prev = np.empty_like(u)
+        if n:
+            prev[0] = np.nan
+            prev[1:] = u[:-1]
+        prev[pos == 0] = np.nan
+        miss_frac = (rows_w - cnt) / rows_w
+
+        for j, s in enumerate(signals):
+            col = u[:, j]
+            energy, dominant = _fft_features(col, pos, F)
+            out[:, column[f"{s}__level"]] = col
+            out[:, column[f"{s}__mean"]] = mean[:, j]
+            out[:, column[f"{s}__std"]] = std[:, j]
+            out[:, column[f"{s}__min"]] = _rolling_extreme(col, pos, w, largest=False)
+            out[:, column[f"{s}__max"]] = _rolling_extreme(col, pos, w, largest=True)
+            out[:, column[f"{s}__diff"]] = col - prev[:, j]
+            out[:, column[f"{s}__z"]] = z[:, j]
+            out[:, column[f"{s}__fft_energy"]] = energy
+            out[:, column[f"{s}__fft_freq"]] = dominant
+            out[:, column[f"{s}__trend"]] = trend[:, j]
+            out[:, column[f"{s}__resid"]] = col - trend[:, j]
+            out[:, column[f"{s}__missing"]] = miss_frac[:, j]
+
+        idx = np.arange(n)
+        starts = idx - pos
+        any_missing = missing.any(axis=1) if n else np.zeros(0, dtype=bool)
+        last_ok = np.maximum.accumulate(np.where(~any_missing, idx, -1)) if n else idx
+        streak = idx - np.maximum(last_ok, starts - 1)
+        last_bad = np.maximum.accumulate(np.where(any_missing, idx, -1)) if n else idx
+        since = np.where(last_bad >= starts, idx - last_bad, L)
+        changed = np.zeros(n)
+        if n > 1:
+            changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
+        out[:, column["dropout_streak"]] = np.minimum(streak, L)
+        out[:, column["since_dropout"]] = np.minimum(since, L)
+        out[:, column["state_changes"]] = _rolling_sum(changed, pos, L)
+
+        result = pd.DataFrame(out, index=frame.index, columns=names, copy=False)
+        result.insert(0, "ts", frame["ts"].to_numpy())
+        result.insert(0, "device_id", frame["device_id"].to_numpy())
+        return result
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _sorted(X: pd.DataFrame) -> pd.DataFrame:
+        keys = X["device_id"].to_numpy()
+        ts = X["ts"].to_numpy()
+        if len(X) > 1:
+            same = keys[1:] == keys[:-1]
+            ordered = np.all((keys[1:] > keys[:-1]) | (same & (ts[1:] > ts[:-1])))
+            if ordered:
+                return X
+        return X.sort_values(["device_id", "ts"], kind="stable")
+
+    def _state_codes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Index into :attr:`states_` per row; unknown or missing states -> the catch-all."""
+        other = len(self.states_) - 1
+        if "state" not in frame.columns:
+            return np.full(len(frame), other, dtype=np.int64)
+        raw, uniques = pd.factorize(frame["state"])
+        lookup = {name: k for k, name in enumerate(self.states_)}
+        table = np.array([lookup.get(str(u), other) for u in uniques] + [other], dtype=np.int64)
+        return table[raw]  # raw == -1 (missing) picks the trailing `other`
+
+
+def _mad(values: np.ndarray) -> np.ndarray:
+    """1.4826 x median absolute deviation per column (NaN-aware)."""
+    if len(values) == 0:
+        return np.full(values.shape[1], np.nan)
+    med = np.nanmedian(values, axis=0)
+    return 1.4826 * np.nanmedian(np.abs(values - med), axis=0)
+
+
+def feature_builder_for(settings: Settings, profile: str | ProfileSpec) -> FeatureBuilder:
+    """An unfitted :class:`FeatureBuilder` configured from ``[features]`` and a profile."""
+    spec = settings.profile(profile) if isinstance(profile, str) else profile
+    fs = settings.features
+    return FeatureBuilder(
+        signals=tuple(spec.signal_names), window=fs.window, long_window=fs.long_window, fft_window=fs.fft_window
+    )
+
+
+def signal_families(spec: ProfileSpec | Mapping[str, str]) -> dict[str, str]:
+    """signal -> family for a profile (or a ready mapping)."""
+    return dict(spec) if isinstance(spec, Mapping) else spec.families()

@@ -1,0 +1,507 @@
+"""Training, model files, streaming scoring and ``itap score``: the glue the engine calls.
+
+Why it is built this way:
+
+* **One model file per version.** :func:`train_model` fits the feature builder and
+  the detector on a time window of normal operation, picks the threshold on a later
+  validation window, writes both with joblib under ``<artifacts>/models/`` and
+  records path, sha256, window, features and threshold in ``model_version``. A
+  retrain adds a version (the newest is active); scores keep the id of the version
+  that produced them.
+* **Refuse tampered files.** Loading a pickle runs code, so :func:`load_active_model`
+  hashes the file first and refuses it (:class:`ModelIntegrityError`) unless the
+  hash matches the one recorded at training time.
+* **Streaming == batch.** :class:`StreamingScorer` keeps the last
+  ``history_`` readings of every device and runs the very same
+  :class:`~itap_engine.features.FeatureBuilder` over buffer + new readings, so a
+  tick-by-tick engine and a one-shot ``itap score`` agree to the last digit.
+* **Bulk writes.** Scores go to SQL as one executemany per batch, never as ORM
+  objects per row.
+
+The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
+:func:`train_model`, :func:`load_active_model`, :class:`StreamingScorer`,
+:class:`AlertTracker`, :func:`acknowledge_alert`, :func:`score_pending`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import select
+
+from itap_engine.alerts import (
+    AlertChanges,
+    AlertTracker,
+    Contributor,
+    acknowledge_alert,
+    contributors_to_json,
+    explain,
+)
+from itap_engine.config import Settings
+from itap_engine.detect import make_detector, sweep_threshold
+from itap_engine.errors import ItapError
+from itap_engine.features import FeatureBuilder, feature_builder_for
+from itap_engine.models import ModelVersion, Score
+
+__all__ = [
+    "AlertChanges",
+    "AlertTracker",
+    "Contributor",
+    "ModelIntegrityError",
+    "NoModelError",
+    "ScoreResult",
+    "StreamingScorer",
+    "TrainedModel",
+    "TrainingError",
+    "acknowledge_alert",
+    "load_active_model",
+    "load_model_version",
+    "score_features",
+    "score_pending",
+    "train_model",
+]
+
+MODEL_FORMAT = 1
+VALIDATION_FRACTION = 0.25
+"""The latest quarter of the training window (by time) picks the threshold."""
+MAX_FIT_ROWS = 200_000
+"""Training rows above this are subsampled (seeded) before fitting the detector."""
+SCORED_WATERMARK = "scored:{profile}"
+
+
+class ModelIntegrityError(ItapError):
+    """A model file is missing or does not match the sha256 recorded when it was trained."""
+
+
+class NoModelError(ItapError):
+    """No trained model exists for a profile."""
+
+
+class TrainingError(ItapError):
+    """A model could not be trained (no or too little normal data)."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted model version, ready to score."""
+
+    version_id: int
+    profile: str
+    detector: Any
+    threshold: float
+    feature_names: list[str]
+    train_start: int | None
+    train_end: int | None
+    features: FeatureBuilder | None = None
+    """The fitted feature builder that produces ``feature_names``."""
+    families: dict[str, str] = field(default_factory=dict)
+    """signal -> sensor family, for explanations."""
+    detector_name: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What :func:`score_pending` did."""
+
+    profile: str
+    rows: int
+    anomalous: int
+    model_version_id: int | None
+    alerts_opened: int = 0
+    alerts_closed: int = 0
+    watermark: int | None = None
+
+
+# ---------------------------------------------------------------------- training
+def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
+    """Rows whose trailing window holds no labelled fault (all rows if unlabelled)."""
+    if "fault" not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    faulty = frame["fault"].notna().to_numpy()
+    if not faulty.any():
+        return np.ones(len(frame), dtype=bool)
+    from itap_engine.features import _positions, _rolling_sum
+
+    pos = _positions(pd.factorize(frame["device_id"])[0])
+    recent = _rolling_sum(faulty.astype(float), pos, features.long_window + features.fft_window)
+    return np.rint(recent) == 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_model(
+    store,  # noqa: ANN001 - itap_engine.store.Store
+    settings: Settings,
+    profile: str,
+    *,
+    train_until_ms: int | None = None,
+    train_from_ms: int | None = None,
+) -> TrainedModel:
+    """Fit features + detector on normal readings of ``[train_from_ms, train_until_ms]``.
+
+    Normal means: no fault label in the trailing window (simulated data); imported
+    data without labels is taken as normal, so the operator names a known-good
+    window with ``train_until_ms``. The latest quarter of the window (by time) is the
+    validation window on which the threshold is swept. Saves a new model version and
+    makes it the active one.
+
+    Raises:
+        TrainingError: the window holds too few normal readings.
+    """
+    spec = settings.profile(profile)
+    frame = store.read_readings(
+        profile,
+        since_ms=None if train_from_ms is None else train_from_ms - 1,
+        until_ms=train_until_ms,
+    )
+    builder = feature_builder_for(settings, spec)
+    if len(frame) < 4 * builder.long_window:
+        raise TrainingError(
+            f"profile {profile}: only {len(frame)} readings in the training window; "
+            f"need at least {4 * builder.long_window} (generate or ingest more history first)"
+        )
+    normal = _normal_mask(frame, builder)
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    t0, t1 = int(ts.min()), int(ts.max())
+    split = t0 + int((t1 - t0) * (1 - VALIDATION_FRACTION))
+    fit_rows = normal & (ts <= split)
+    if fit_rows.sum() < 2 * builder.long_window:
+        raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
+    builder.fit(frame[fit_rows])
+    feats = builder.transform(frame)
+    names = list(builder.feature_names_out_)
+    pos_ok = _warm(feats, builder.history_)
+    X = feats[names].to_numpy()
+    train_idx = np.flatnonzero(fit_rows & pos_ok)
+    val_idx = np.flatnonzero(normal & (ts > split) & pos_ok)
+    rng = np.random.default_rng(0)
+    if len(train_idx) > MAX_FIT_ROWS:
+        train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
+    name = settings.detection.detector
+    detector = make_detector(name, n_estimators=settings.detection.n_estimators)
+    detector.fit(X[train_idx])
+    if len(val_idx) < 100:
+        val_idx = train_idx
+    val_scores = -detector.score_samples(X[val_idx])
+    device_codes = pd.factorize(feats["device_id"].to_numpy()[val_idx])[0]
+    device_days = len(val_idx) * builder.step_ms_ / 86_400_000
+    choice = sweep_threshold(
+        val_scores,
+        device_codes,
+        device_days,
+        k=settings.alerts.k,
+        n=settings.alerts.n,
+        quiet=settings.alerts.quiet_readings,
+        min_percentile=settings.detection.threshold_percentile,
+    )
+    detector.set_threshold(choice.threshold)
+    families = spec.families()
+    bundle = {
+        "format": MODEL_FORMAT,
+        "profile": profile,
+        "detector_name": name,
+        "features": builder,
+        "detector": detector,
+        "threshold": choice.threshold,
+        "feature_names": names,
+        "families": families,
+    }
+    models_dir = settings.resolve(settings.paths.artifacts_dir) / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    path = models_dir / f"{profile}-{name}-{stamp}-{uuid.uuid4().hex[:8]}.joblib"
+    joblib.dump(bundle, path)
+    metrics = {
+        "threshold_percentile": choice.percentile,
+        "validation_alerts_per_device_day": round(choice.alerts_per_device_day, 4),
+        "sweep": [list(map(float, rung)) for rung in choice.sweep],
+        "train_rows": int(len(train_idx)),
+        "validation_rows": int(len(val_idx)),
+        "validation_start": split,
+        "lag_tau": float(builder.lag_tau_),
+        "lag_delay": int(builder.lag_delay_),
+    }
+    with store.session() as session:
+        session.exec(
+            sa.update(ModelVersion).where(ModelVersion.profile == profile).values(active=False)  # type: ignore[call-overload]
+        )
+        version = ModelVersion(
+            profile=profile,
+            detector=name,
+            path=str(path),
+            sha256=_sha256(path),
+            train_start=t0,
+            train_end=t1,
+            features=json.dumps(names),
+            threshold=float(choice.threshold),
+            metrics=json.dumps(metrics),
+            active=True,
+        )
+        session.add(version)
+        session.commit()
+        session.refresh(version)
+    assert version.id is not None
+    return TrainedModel(
+        version_id=version.id,
+        profile=profile,
+        detector=detector,
+        threshold=float(choice.threshold),
+        feature_names=names,
+        train_start=t0,
+        train_end=t1,
+        features=builder,
+        families=families,
+        detector_name=name,
+    )
+
+
+def _warm(feats: pd.DataFrame, history: int) -> np.ndarray:
+    """Rows with a full history behind them (partial windows are not fitted on)."""
+    from itap_engine.features import _positions
+
+    return _positions(pd.factorize(feats["device_id"])[0]) >= history - 1
+
+
+# ---------------------------------------------------------------------- loading
+def load_model_version(store, version_id: int) -> TrainedModel:  # noqa: ANN001
+    """Load one recorded model version, verifying its file's sha256 first.
+
+    Raises:
+        ModelIntegrityError: the file is missing or its hash does not match.
+    """
+    with store.session() as session:
+        version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise NoModelError(f"model version {version_id} does not exist")
+    path = Path(version.path)
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"model file {path} (profile {version.profile}, version {version.id}) is missing; "
+            f"retrain with `itap train --profile {version.profile}`"
+        )
+    actual = _sha256(path)
+    if actual != version.sha256:
+        raise ModelIntegrityError(
+            f"model file {path} does not match the sha256 recorded for version {version.id} "
+            f"(expected {version.sha256[:12]}..., found {actual[:12]}...); refusing to load it "
+            f"because loading a pickle runs code. Retrain with `itap train --profile {version.profile}`"
+        )
+    bundle = joblib.load(path)
+    return TrainedModel(
+        version_id=int(version.id),  # type: ignore[arg-type]
+        profile=version.profile,
+        detector=bundle["detector"],
+        threshold=float(version.threshold),
+        feature_names=list(bundle["feature_names"]),
+        train_start=version.train_start,
+        train_end=version.train_end,
+        features=bundle["features"],
+        families=dict(bundle["families"]),
+        detector_name=bundle.get("detector_name", version.detector),
+    )
+
+
+def load_active_model(store, settings: Settings, profile: str) -> TrainedModel | None:  # noqa: ANN001
+    """The newest active model of a profile, or None if none was trained.
+
+    Raises:
+        ModelIntegrityError: naming the file, if it is missing or was altered.
+    """
+    with store.session() as session:
+        version = session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.profile == profile, ModelVersion.active == True)  # noqa: E712
+            .order_by(ModelVersion.id.desc())  # type: ignore[union-attr]
+        ).first()
+    if version is None or version.id is None:
+        return None
+    return load_model_version(store, version.id)
+
+
+# ---------------------------------------------------------------------- scoring
+SCORED_COLUMNS = ["device_id", "ts", "score", "is_anomalous", "family", "contributors", "threshold", "model_version_id"]
+
+
+def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
+    """Score a feature frame (``device_id``, ``ts`` and the model's feature columns).
+
+    Returns the :class:`StreamingScorer` output columns (plus ``threshold`` and
+    ``model_version_id``). Contributor lists are filled for anomalous rows only.
+    """
+    if feats.empty:
+        return pd.DataFrame({c: [] for c in SCORED_COLUMNS})
+    X = feats[model.feature_names].to_numpy()
+    score = -model.detector.score_samples(X)
+    anomalous = score > model.threshold
+    explanation = explain(model.detector.contributions(X), model.feature_names, model.families, detail=anomalous)
+    return pd.DataFrame(
+        {
+            "device_id": feats["device_id"].to_numpy(),
+            "ts": feats["ts"].to_numpy(dtype=np.int64),
+            "score": score,
+            "is_anomalous": anomalous,
+            "family": explanation.family,
+            "contributors": explanation.contributors,
+            "threshold": model.threshold,
+            "model_version_id": model.version_id,
+        }
+    )
+
+
+class StreamingScorer:
+    """Scores readings of one profile as they arrive, tick by tick.
+
+    Keeps the last ``model.features.history_`` readings of each device so that the
+    features of new readings equal those of a batch pass over the whole history.
+
+    Args:
+        settings: the loaded settings.
+        profile: the profile the model was trained for.
+        model: a :class:`TrainedModel` (from :func:`train_model` or
+            :func:`load_active_model`).
+    """
+
+    def __init__(self, settings: Settings, profile: str, model: TrainedModel) -> None:
+        if model.features is None:
+            raise ValueError("model has no fitted feature builder")
+        self.settings = settings
+        self.profile = profile
+        self.model = model
+        self.history = int(model.features.history_)
+        self.columns = ["device_id", "ts", "state", *settings.profile(profile).signal_names]
+        self._buffer = pd.DataFrame({c: [] for c in self.columns})
+
+    def _frame(self, readings: pd.DataFrame) -> pd.DataFrame:
+        frame = readings.reindex(columns=self.columns).copy()
+        if not pd.api.types.is_integer_dtype(frame["ts"].dtype):
+            from itap_engine.store import to_epoch_ms
+
+            frame["ts"] = to_epoch_ms(frame["ts"])
+        frame["ts"] = frame["ts"].astype(np.int64)
+        frame["device_id"] = frame["device_id"].astype(object)
+        frame["state"] = frame["state"].astype(object)
+        return frame
+
+    def _keep(self, frame: pd.DataFrame) -> None:
+        self._buffer = frame.groupby("device_id", sort=False).tail(self.history)[self.columns].reset_index(drop=True)
+
+    def warm_up(self, history: pd.DataFrame) -> None:
+        """Seed the per-device windows from stored readings without scoring them."""
+        if history.empty:
+            return
+        combined = pd.concat([self._buffer, self._frame(history)], ignore_index=True)
+        combined = combined.drop_duplicates(["device_id", "ts"], keep="last").sort_values(
+            ["device_id", "ts"], kind="stable"
+        )
+        self._keep(combined)
+
+    def score(self, readings: pd.DataFrame) -> pd.DataFrame:
+        """Score new readings (``device_id``, ``ts`` epoch ms, ``state``, signals).
+
+        Returns ``device_id``, ``ts``, ``score`` (higher = more anomalous),
+        ``is_anomalous`` (score > threshold), ``family`` (top sensor family),
+        ``contributors`` (top 3 :class:`Contributor`, filled for anomalous rows),
+        plus ``threshold`` and ``model_version_id``; ordered by device then time.
+        """
+        if readings.empty:
+            return score_features(self.model, pd.DataFrame())
+        new = self._frame(readings)
+        buffer = self._buffer
+        if len(buffer):
+            combined = pd.concat([buffer.assign(_new=False), new.assign(_new=True)], ignore_index=True)
+            combined = combined.drop_duplicates(["device_id", "ts"], keep="last").sort_values(
+                ["device_id", "ts"], kind="stable"
+            )
+        else:
+            combined = new.assign(_new=True).sort_values(["device_id", "ts"], kind="stable")
+        feats = self.model.features.transform(combined)  # type: ignore[union-attr]
+        is_new = combined.loc[feats.index, "_new"].to_numpy(dtype=bool)
+        result = score_features(self.model, feats[is_new])
+        self._keep(combined)
+        return result
+
+
+def _insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:  # noqa: ANN001
+    """Bulk ``INSERT ... ON CONFLICT DO NOTHING`` of scores; returns rows inserted."""
+    if scored.empty:
+        return 0
+    table = Score.__table__  # type: ignore[attr-defined]
+    dialect_insert = postgresql.insert if store.engine.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["profile", "device_id", "ts"])
+    contributors = [
+        contributors_to_json(items) if isinstance(items, list) and items else None
+        for items in scored["contributors"].tolist()
+    ]
+    records = [
+        {"profile": profile, "device_id": d, "ts": t, "score": s, "model_version_id": v, "contributors": c}
+        for d, t, s, v, c in zip(
+            scored["device_id"].tolist(),
+            scored["ts"].astype(np.int64).tolist(),
+            scored["score"].astype(float).tolist(),
+            scored["model_version_id"].astype(int).tolist(),
+            contributors,
+        )
+    ]
+    inserted = 0
+    for start in range(0, len(records), batch):
+        with store.engine.begin() as conn:
+            inserted += max(conn.execute(stmt, records[start : start + batch]).rowcount, 0)
+    return inserted
+
+
+def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # noqa: ANN001
+    """``itap score``: score readings newer than the profile's scored watermark.
+
+    Warms the windows up from the readings just before the watermark, stores Score
+    rows in bulk, updates alerts and advances the watermark.
+
+    Raises:
+        NoModelError: no model was trained for the profile.
+        ModelIntegrityError: the active model's file was altered or is missing.
+    """
+    model = load_active_model(store, settings, profile)
+    if model is None:
+        raise NoModelError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
+    key = SCORED_WATERMARK.format(profile=profile)
+    mark = store.get_watermark(key)
+    since = int(mark) if mark else None
+    scorer = StreamingScorer(settings, profile, model)
+    columns = scorer.columns
+    new = store.read_readings(profile, since_ms=since, columns=columns)
+    if new.empty:
+        return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
+    if since is not None:
+        assert model.features is not None
+        span = (scorer.history + 2) * max(model.features.step_ms_, 1) * 2
+        scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
+    scored = scorer.score(new)
+    _insert_scores(store, profile, scored)
+    changes = AlertTracker(store, settings).update(profile, scored)
+    last = int(new["ts"].max())
+    store.set_watermark(key, str(last))
+    return ScoreResult(
+        profile=profile,
+        rows=len(scored),
+        anomalous=int(scored["is_anomalous"].sum()),
+        model_version_id=model.version_id,
+        alerts_opened=len(changes.opened),
+        alerts_closed=len(changes.closed),
+        watermark=last,
+    )
