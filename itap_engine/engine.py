@@ -27,7 +27,7 @@ Why it is built this way:
   simulated ones. Rows imported with timestamps older than the watermark are stored
   but not scored live (``itap score`` scores history in batch).
 
-Watermark keys: ``sim.clock`` (ISO time of the simulated clock), ``scored.<profile>``
+Watermark keys: ``sim.clock`` (ISO time of the simulated clock), ``scored:<profile>``
 (epoch ms of the last scored reading), ``engine.status`` (JSON: the engine's stats,
 written each tick for attached consoles), ``command.retrain`` (a retrain request:
 ``<profile or *> <ISO time>``), ``once.last_wall`` (wall time of the last ``--once``).
@@ -60,7 +60,6 @@ import numpy as np
 import pandas as pd
 import psutil
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 
 from itap_engine import models
@@ -93,7 +92,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SIM_CLOCK_KEY = "sim.clock"
-SCORED_KEY = "scored.{profile}"
+SCORED_KEY = "scored:{profile}"
+"""Shared with ``itap score`` (:data:`itap_engine.scoring.SCORED_WATERMARK`)."""
 ENGINE_STATUS_KEY = "engine.status"
 RETRAIN_REQUEST_KEY = "command.retrain"
 RETRAIN_DONE_KEY = "command.retrain.done"
@@ -520,6 +520,12 @@ class EngineCore:
                 model = self._load_model(profile)
                 if model is not None:
                     self._install(profile, model)
+                latest = latest_readings(self.store, profile)
+                if len(latest):
+                    self._latest_rows[profile] = latest
+                scores = latest_scores(self.store, profile)
+                if len(scores):
+                    self._latest_scores[profile] = scores
             from itap_engine.scoring import AlertTracker
 
             self.tracker = AlertTracker(self.store, self.settings)
@@ -537,11 +543,10 @@ class EngineCore:
         log.info("training %s model (from %s until %s)", profile, from_ms, until_ms)
         return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
 
-    def _warm_history(self, profile: str, until_ms: int) -> pd.DataFrame:
-        f = self.settings.features
-        readings = max(f.window, f.long_window, f.fft_window) * 2 + 2
-        span_ms = readings * self.settings.simulation.freq_s * 1000
-        return self.store.read_readings(profile, since_ms=until_ms - span_ms, until_ms=until_ms)
+    def _warm_history(self, scorer: Any, until_ms: int) -> pd.DataFrame:
+        step_ms = max(int(getattr(scorer.model.features, "step_ms_", 0) or 0), self.settings.simulation.freq_s * 1000)
+        span_ms = (scorer.history + 2) * step_ms * 2
+        return self.store.read_readings(scorer.profile, since_ms=until_ms - span_ms, until_ms=until_ms)
 
     def _install(self, profile: str, model: Any) -> None:
         """Make ``model`` the scorer of ``profile``, warmed up on the readings before the watermark."""
@@ -549,7 +554,7 @@ class EngineCore:
 
         scorer = StreamingScorer(self.settings, profile, model)
         until = self.scored_ms.get(profile, _ms(self.sim_time) if self.sim_time else 0)
-        history = self._warm_history(profile, until)
+        history = self._warm_history(scorer, until)
         if len(history):
             scorer.warm_up(history)
         self.models[profile] = model
@@ -830,31 +835,10 @@ class EngineCore:
             self.store.set_watermark(SCORED_KEY.format(profile=profile), str(self.scored_ms[profile]))
 
     def _store_scores(self, profile: str, scored: pd.DataFrame) -> None:
-        """Scores as rows of ``score`` (contributors kept for anomalous readings only)."""
-        version = _model_version_id(self.models.get(profile)) or 0
-        table = models.Score.__table__  # type: ignore[attr-defined]
-        insert = postgresql.insert if self.store.engine.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(table).on_conflict_do_nothing()
-        ts = scored["ts"]
-        ts_ms = ts.astype("int64").tolist() if pd.api.types.is_integer_dtype(ts.dtype) else [
-            _ms(v) for v in pd.to_datetime(ts)
-        ]
-        anomalous = scored["is_anomalous"].to_numpy(dtype=bool) if "is_anomalous" in scored else np.zeros(len(scored), bool)
-        contributors = scored["contributors"].tolist() if "contributors" in scored else [None] * len(scored)
-        score_values = scored["score"].to_numpy(dtype=float)
-        rows = [
-            {
-                "profile": profile,
-                "device_id": device,
-                "ts": t,
-                "score": float(s) if np.isfinite(s) else 0.0,
-                "model_version_id": version,
-                "contributors": contributors_json(c) if a else None,
-            }
-            for device, t, s, a, c in zip(scored["device_id"].tolist(), ts_ms, score_values, anomalous, contributors)
-        ]
-        with self.store.engine.begin() as conn:
-            conn.execute(stmt, rows)
+        """Scores as ``score`` rows, one bulk insert (contributors kept for anomalous rows)."""
+        from itap_engine.scoring import _insert_scores
+
+        _insert_scores(self.store, profile, scored)
 
     def _remember_latest(self, profile: str, readings: pd.DataFrame) -> None:
         last = readings.groupby("device_id", sort=False).tail(1).set_index("device_id")
@@ -950,13 +934,15 @@ class EngineCore:
             if not devices:
                 continue
             threshold = _model_threshold(self.models.get(profile))
-            values_frame = latest.reindex(devices) if latest is not None else None
+            columns = [c for c in ("ts", "state", *spec.signals) if latest is not None and c in latest.columns]
+            records = latest[columns].to_dict("index") if latest is not None else {}
+            score_of = scores["score"].to_dict() if scores is not None else {}
             for device in devices:
+                record = records.get(device)
                 values: dict[str, float | None] = {}
                 state = None
                 last_ts = None
-                if values_frame is not None:
-                    record = values_frame.loc[device]
+                if record is not None:
                     for signal in spec.signals:
                         v = record.get(signal)
                         values[signal] = None if v is None or pd.isna(v) else float(v)
@@ -966,9 +952,8 @@ class EngineCore:
                     last_ts = None if ts is None or pd.isna(ts) else int(ts)
                 else:
                     values = dict.fromkeys(spec.signals)
-                score = None
-                if scores is not None and device in scores.index:
-                    score = float(scores.at[device, "score"])
+                score = score_of.get(device)
+                score = None if score is None or pd.isna(score) else float(score)
                 rows.append(
                     DeviceRow(
                         device_id=device,
@@ -1065,6 +1050,45 @@ def injected_faults(store: Store) -> dict[str, str]:
     with store.session() as session:
         commands = session.exec(select(FC).where(FC.status.in_(["pending", "active"])).order_by(FC.id))  # type: ignore[attr-defined,arg-type]
         return {c.device_id: c.fault for c in commands}
+
+
+def latest_readings(store: Store, profile: str) -> pd.DataFrame:
+    """The newest stored reading of each device of a profile (index device_id; ts in epoch ms).
+
+    One index seek per device: the ``device`` table's ``last_ts`` joins the readings'
+    primary key.
+    """
+    table = store.readings_table(profile)
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(table).select_from(table).join(D, sa.and_(D.c.id == table.c.device_id, D.c.last_ts == table.c.ts)).where(
+        D.c.profile == profile
+    )
+    with store.engine.connect() as conn:
+        result = conn.execute(stmt)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return frame.set_index("device_id") if len(frame) else frame
+
+
+def latest_scores(store: Store, profile: str) -> pd.DataFrame:
+    """The newest score of each device of a profile (index device_id; columns ts, score)."""
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    S = models.Score.__table__  # type: ignore[attr-defined]
+    inner = S.alias("newest")
+    newest = (
+        sa.select(sa.func.max(inner.c.ts))
+        .where(inner.c.profile == profile, inner.c.device_id == D.c.id)
+        .correlate(D)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(D.c.id.label("device_id"), S.c.ts, S.c.score)
+        .select_from(D)
+        .join(S, sa.and_(S.c.profile == profile, S.c.device_id == D.c.id, S.c.ts == newest))
+        .where(D.c.profile == profile)
+    )
+    with store.engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(stmt).fetchall(), columns=["device_id", "ts", "score"])
+    return frame.set_index("device_id")
 
 
 def device_status(

@@ -44,6 +44,8 @@ from itap_engine.engine import (
     contributors_of,
     device_status,
     injected_faults,
+    latest_readings,
+    latest_scores,
     open_and_recent_alerts,
     recent_validation_alerts,
 )
@@ -227,8 +229,6 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         if current is None or (alert.severity == "critical" and current.severity != "critical"):
             device_alert[alert.device_id] = alert
     injected = injected_faults(store)
-    D = models.Device.__table__  # type: ignore[attr-defined]
-    S = models.Score.__table__  # type: ignore[attr-defined]
     with store.session() as session:
         devices = list(session.exec(select(models.Device).order_by(models.Device.id)))
     newest = max((d.last_ts for d in devices if d.last_ts is not None), default=None)
@@ -236,48 +236,35 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
     step_s = settings.engine.sim_speed * settings.engine.tick_seconds
     stale_ms = int(max(5 * settings.simulation.freq_s, 3 * step_s) * 1000)
     rows: list[DeviceRow] = []
-    with store.engine.connect() as conn:
-        for profile, spec in settings.profiles.items():
-            members = [d for d in devices if d.profile == profile]
-            if not members:
-                continue
-            table = store.readings_table(profile)
-            latest = conn.execute(
-                sa.select(table).join(D, sa.and_(D.c.id == table.c.device_id, D.c.last_ts == table.c.ts))
-                .where(D.c.profile == profile)
-            ).mappings().all()
-            by_device = {r["device_id"]: r for r in latest}
-            newest_score = (
-                sa.select(sa.func.max(S.c.ts)).where(S.c.profile == profile, S.c.device_id == D.c.id).scalar_subquery()
-            )
-            score_rows = conn.execute(
-                sa.select(D.c.id, S.c.score)
-                .join(S, sa.and_(S.c.profile == profile, S.c.device_id == D.c.id, S.c.ts == newest_score))
-                .where(D.c.profile == profile)
-            ).all()
-            scores = {device: float(score) for device, score in score_rows}
-            model = model_rows.get(profile)
-            for device in members:
-                record = by_device.get(device.id)
-                values = {
-                    s: (None if record is None or record[s] is None else float(record[s])) for s in spec.signals
-                }
-                rows.append(
-                    DeviceRow(
-                        device_id=device.id,
-                        profile=profile,
-                        site=device.site,
-                        state=record["state"] if record is not None else None,
-                        values=values,
-                        score=scores.get(device.id),
-                        threshold=float(model.threshold) if model is not None else None,
-                        status=device_status(
-                            device_alert.get(device.id), model is not None, device.last_ts, clock_ms, stale_ms
-                        ),
-                        last_ts=device.last_ts,
-                        injected_fault=injected.get(device.id),
-                    )
+    for profile, spec in settings.profiles.items():
+        members = [d for d in devices if d.profile == profile]
+        if not members:
+            continue
+        latest = latest_readings(store, profile)
+        by_device = latest.to_dict("index") if len(latest) else {}
+        scores = latest_scores(store, profile)["score"].to_dict()
+        model = model_rows.get(profile)
+        for device in members:
+            record = by_device.get(device.id)
+            values = {
+                s: (None if record is None or pd.isna(record.get(s)) else float(record[s])) for s in spec.signals
+            }
+            rows.append(
+                DeviceRow(
+                    device_id=device.id,
+                    profile=profile,
+                    site=device.site,
+                    state=record["state"] if record is not None else None,
+                    values=values,
+                    score=scores.get(device.id),
+                    threshold=float(model.threshold) if model is not None else None,
+                    status=device_status(
+                        device_alert.get(device.id), model is not None, device.last_ts, clock_ms, stale_ms
+                    ),
+                    last_ts=device.last_ts,
+                    injected_fault=injected.get(device.id),
                 )
+            )
     anomalies = open_alerts[:MAX_TOP_ANOMALIES]
     anomalies += recent_closed[: max(0, MAX_TOP_ANOMALIES - len(anomalies))]
     fresh = False

@@ -1,0 +1,321 @@
+"""The engine on real SQLite files: ticks, faults, commands, failures, loop lag, SIGTERM.
+
+A module fixture bootstraps one small database (4 pumps, 1 h of history, a model)
+and every test works on its own copy, so the bootstrap cost is paid once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from itap_engine import models
+from itap_engine.bench_engine import derived_config
+from itap_engine.config import Settings, load_settings
+from itap_engine.engine import SIM_CLOCK_KEY, Engine, EngineCore, LoopLagMonitor
+from itap_engine.facade import AttachedFacade, LocalFacade
+from itap_engine.snapshot import EngineFacade, Progress, Snapshot
+from itap_engine.store import Store, datetime_to_ms
+from sqlmodel import select
+
+REPO = Path(__file__).resolve().parents[1]
+DEVICES = ["pump-001", "pump-002", "pump-003", "pump-004"]
+
+
+def small_config(folder: Path, **sections: dict) -> Path:
+    """4 pumps, no random faults, 1 h bootstrap, 60 simulated seconds per 0.2 s tick.
+
+    States last a day: an hour of history cannot show the model every state change,
+    and the first unseen one would (rightly) score as anomalous.
+    """
+    base = load_settings(REPO / "config.toml")
+    changes = {
+        "simulation": {"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
+        "detection": {"bootstrap_hours": 1.0, "n_estimators": 50},
+        "engine": {"tick_seconds": 0.2, "sim_speed": 300.0, "retrain_minutes": 600, "housekeeping_minutes": 600},
+    }
+    for name, values in sections.items():
+        changes[name] = {**changes.get(name, {}), **values}
+    return derived_config(
+        base, folder, fleet=[{"profile": "industrial", "devices": 4, "prefix": "pump", "sites": ["north", "south"]}],
+        **changes,
+    )
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("engine-template")
+    config = small_config(folder)
+    core = EngineCore(load_settings(config))
+    core.bootstrap()
+    core.close()
+    return folder
+
+
+@pytest.fixture
+def workdir(template: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "site"
+    shutil.copytree(template, target)
+    return target
+
+
+def settings_of(folder: Path, **sections: dict) -> Settings:
+    if sections:
+        small_config(folder, **sections)
+    return load_settings(folder / "config.toml")
+
+
+def readings_count(settings: Settings) -> int:
+    store = Store(settings)
+    try:
+        return store.count_readings("industrial")
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------- bootstrap and resume
+async def test_first_start_bootstraps_then_a_restart_resumes(tmp_path: Path) -> None:
+    settings = load_settings(small_config(tmp_path / "fresh"))
+    seen: list[Progress] = []
+    engine = Engine(settings, schedule=False)
+    await engine.start(seen.append)
+    await asyncio.sleep(0)  # progress callbacks are delivered on the loop
+    stages = {p.stage for p in seen}
+    assert {"history", "training"} <= stages
+    assert max(p.fraction for p in seen if p.stage == "history") == pytest.approx(1.0)
+    assert readings_count(settings) == 4 * 360  # 1 h at 10 s, 4 devices
+    first = engine.latest()
+    assert first is not None and first.stats.model_versions.get("industrial")
+    await engine.tick_now()
+    clock = engine.core.sim_time  # type: ignore[union-attr]
+    await engine.stop()
+
+    again: list[Progress] = []
+    engine = Engine(settings, schedule=False)
+    await engine.start(again.append)
+    try:
+        assert not again, "a second start must not bootstrap"
+        assert engine.core is not None and engine.core.sim_time == clock
+        assert engine.latest().stats.model_versions == first.stats.model_versions  # type: ignore[union-attr]
+    finally:
+        await engine.stop()
+
+
+# ---------------------------------------------------------------------- ticks
+async def test_ticks_advance_the_clock_store_rows_and_publish_snapshots(workdir: Path) -> None:
+    settings = settings_of(workdir)
+    before = readings_count(settings)
+    engine = Engine(settings, schedule=False)
+    snapshots: list[Snapshot] = []
+    engine.subscribe(snapshots.append)
+    await engine.start()
+    try:
+        start = engine.core.sim_time  # type: ignore[union-attr]
+        for _ in range(3):
+            result = await engine.tick_now()
+            assert result is not None and result.inserted == 4 * 6 and result.quarantined == 0
+        assert engine.core.sim_time == start + timedelta(seconds=3 * 60)  # type: ignore[union-attr]
+        snap = engine.latest()
+        assert snap is not None and snap.stats.ticks == 3 and snap.stats.tick_ms and snap.stats.rows_per_s
+        assert [d.device_id for d in snap.devices] == DEVICES
+        assert all(d.score is not None and d.values["temp_c"] is not None for d in snap.devices)
+        assert all(d.status == "ok" for d in snap.devices), [(d.device_id, d.status) for d in snap.devices]
+        assert [s.seq for s in snapshots] == sorted(s.seq for s in snapshots) and len(snapshots) == 4
+    finally:
+        await engine.stop()
+    assert readings_count(settings) == before + 3 * 24
+
+
+async def test_an_injected_overheat_alerts_that_device_and_no_other(workdir: Path) -> None:
+    engine = Engine(settings_of(workdir), schedule=False)
+    await engine.start()
+    try:
+        [command] = await engine.inject_fault(["pump-002"], "overheat_drift", 2.0, 3600)
+        assert command.status == "pending"
+        alerted: set[str] = set()
+        for _ in range(15):
+            await engine.tick_now()
+            snap = engine.latest()
+            assert snap is not None
+            alerted = {a.device_id for a in snap.anomalies if a.alert_id is not None and a.status == "open"}
+            if alerted:
+                break
+        assert alerted == {"pump-002"}, engine.last_error
+        row = next(d for d in snap.devices if d.device_id == "pump-002")
+        assert row.status in ("warning", "critical") and row.injected_fault == "overheat_drift"
+        alert = next(a for a in snap.anomalies if a.device_id == "pump-002")
+        assert alert.contributors and alert.contributors[0].signal == "temp_c"
+        assert all(d.status == "ok" for d in snap.devices if d.device_id != "pump-002")
+    finally:
+        await engine.stop()
+
+
+async def test_fault_commands_written_by_another_connection_are_picked_up(workdir: Path) -> None:
+    settings = settings_of(workdir)
+    engine = Engine(settings, schedule=False)
+    await engine.start()
+    try:
+        other = Store(settings)  # what an attached console does, from its own connection
+        with other.session() as session:
+            for device, fault in (("pump-003", "bearing_wear"), ("pump-999", "bearing_wear"), ("pump-001", "melt")):
+                session.add(models.FaultCommand(device_id=device, fault=fault, severity=1.0, duration_s=120))
+            session.commit()
+        clock = engine.core.sim_time  # type: ignore[union-attr]
+        await engine.tick_now()
+        with other.session() as session:
+            rows = {c.device_id: c for c in session.exec(select(models.FaultCommand))}
+        assert rows["pump-003"].status == "active"
+        assert rows["pump-003"].start_ts == datetime_to_ms(clock)
+        assert rows["pump-999"].status == "rejected" and "unknown device" in rows["pump-999"].message
+        assert rows["pump-001"].status == "rejected" and "no fault 'melt'" in rows["pump-001"].message
+        injected = {d.device_id: d.injected_fault for d in engine.latest().devices}  # type: ignore[union-attr]
+        assert injected["pump-003"] == "bearing_wear"
+        await engine.tick_now()
+        await engine.tick_now()  # 120 s of fault at 60 s per tick: over
+        with other.session() as session:
+            assert session.get(models.FaultCommand, rows["pump-003"].id).status == "done"
+        other.close()
+    finally:
+        await engine.stop()
+
+
+async def test_a_failing_tick_is_shown_and_the_engine_goes_on(workdir: Path) -> None:
+    settings = settings_of(workdir, database={"busy_timeout_ms": 200})
+    engine = Engine(settings)  # scheduled: ticks every 0.2 s
+    inbox = settings.resolve(settings.paths.inbox_dir)
+    inbox.mkdir(exist_ok=True)
+    (inbox / "broken.csv").write_bytes(b"\x00\x01 not a csv at all\n\xff\xfe")
+    await engine.start()
+    try:
+        async def wait_for(predicate, timeout: float = 10.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                assert time.monotonic() < deadline, engine.last_error
+                await asyncio.sleep(0.05)
+
+        await wait_for(lambda: engine.last_error and "broken.csv" in engine.last_error)
+        assert (inbox / "failed" / "broken.csv").exists() and not (inbox / "broken.csv").exists()
+
+        # A writer holding the database longer than the busy timeout makes ticks fail.
+        blocker = sqlite3.connect(settings.database_url.split("///", 1)[1], timeout=0)
+        blocker.execute("BEGIN EXCLUSIVE")
+        clock = engine.core.sim_time  # type: ignore[union-attr]
+        await wait_for(lambda: engine.last_error and "locked" in engine.last_error)
+        assert engine.core.sim_time == clock  # type: ignore[union-attr]  # no interval lost or skipped
+        blocker.rollback()
+        blocker.close()
+        ticks = engine.core.ticks  # type: ignore[union-attr]
+        await wait_for(lambda: engine.core.ticks >= ticks + 3)  # type: ignore[union-attr]
+        snap = engine.latest()
+        assert snap is not None and snap.stats.last_error and "locked" in snap.stats.last_error
+    finally:
+        await engine.stop()
+    store = Store(settings)
+    try:
+        ts = store.read_readings("industrial", device_ids=["pump-001"], columns=["ts"])["ts"].diff().dropna()
+        assert set(ts.unique()) == {10_000}, "the simulated timeline has no gap and no duplicate"
+    finally:
+        store.close()
+
+
+async def test_the_event_loop_keeps_running_during_ticks(workdir: Path) -> None:
+    engine = Engine(settings_of(workdir))
+    await engine.start()
+    try:
+        async with LoopLagMonitor(0.01) as lag:
+            await asyncio.sleep(2.0)
+        assert engine.core is not None and engine.core.ticks >= 3
+    finally:
+        await engine.stop()
+    assert lag.samples_ms and lag.p95_ms < 250, (lag.p95_ms, lag.max_ms)
+
+
+# ---------------------------------------------------------------------- facades
+async def test_facades_implement_the_protocol_and_attach_to_the_same_database(workdir: Path) -> None:
+    settings = settings_of(workdir)
+    local = LocalFacade(settings, schedule=False)
+    attached = AttachedFacade(settings, interval_s=0.1)
+    assert isinstance(local, EngineFacade) and isinstance(attached, EngineFacade)
+    await local.start()
+    await attached.start()
+    try:
+        await attached.inject_fault(["pump-004"], "power_spike", 1.5, 120)
+        await local.engine.tick_now()
+        await local.engine.tick_now()
+        await attached.refresh()
+        snap = attached.latest()
+        assert snap is not None and snap.stats.mode == "attached"
+        assert [d.device_id for d in snap.devices] == DEVICES
+        assert snap.stats.sim_time == local.engine.core.sim_time  # type: ignore[union-attr]
+        assert all(d.score is not None for d in snap.devices)
+        detail = await attached.device_detail("pump-004", window_s=600)
+        assert len(detail.ts) == len(detail.series["current_a"]) == len(detail.scores) > 10
+        assert detail.faults and detail.faults[0].fault == "power_spike" and detail.faults[0].status == "active"
+        assert "power_spike" in detail.fault_labels
+        local_detail = await local.device_detail("pump-004", window_s=600)
+        assert local_detail.ts == detail.ts
+        await attached.retrain("industrial")  # a request the engine picks up on its next tick
+        result = await local.engine.tick_now()
+        assert result is not None and result.retrain_requested == "industrial"
+        attached.set_paused(True)
+        assert attached.latest().stats.paused  # type: ignore[union-attr]
+    finally:
+        await attached.stop()
+        await local.stop()
+
+
+# ---------------------------------------------------------------------- the command
+@pytest.mark.slow
+def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path) -> None:
+    settings = settings_of(workdir)
+    env = {**os.environ, "ITAP_CONFIG": str(workdir / "config.toml")}
+    env.pop("ITAP_DB_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "itap_tui.cli", "engine"], env=env, cwd=workdir,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    store = Store(settings)
+    try:
+        start = store.get_watermark(SIM_CLOCK_KEY)
+        deadline = time.monotonic() + 30
+        while store.get_watermark(SIM_CLOCK_KEY) == start or not json.loads(
+            store.get_watermark("engine.status") or "{}"
+        ).get("ticks"):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the engine did not tick"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out == "" and "stopped cleanly" in err
+    status = json.loads(store.get_watermark("engine.status") or "{}")
+    assert status["phase"] == "stopped"
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA integrity_check").scalar() == "ok"
+        assert conn.exec_driver_sql("SELECT count(*) FROM run WHERE status = 'running'").scalar() == 0
+    clock = store.get_watermark(SIM_CLOCK_KEY)
+    latest = store.latest_ts("industrial")
+    assert latest is not None and clock is not None
+    from datetime import datetime
+
+    clock_ms = int((datetime.fromisoformat(clock) - datetime(1970, 1, 1)).total_seconds() * 1000)
+    assert clock_ms - 10_000 <= latest < clock_ms, "every reading before the clock is stored, none after"
+    assert int(store.get_watermark("scored:industrial") or 0) == latest
+    store.close()
+    assert not (workdir / "data" / "itap.lock").exists()
+    assert (workdir / "itap.log").read_text()

@@ -1,0 +1,180 @@
+"""``itap --once`` in real subprocesses on real SQLite files: exit codes, JSON, lock, report."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from itap_engine import models
+from itap_engine.bench_engine import derived_config
+from itap_engine.config import load_settings
+from itap_engine.engine import EngineCore
+from itap_engine.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+TOP_KEYS = {
+    "schema", "status", "exit_code", "message", "error", "run_id", "started_at", "finished_at", "bootstrapped",
+    "interval", "rows", "sources", "scored", "validation_alerts", "alerts", "models", "timings_s",
+}
+
+pytestmark = pytest.mark.slow
+
+
+def small_config(folder: Path) -> Path:
+    """3 pumps, no random faults, 1 h bootstrap; a run covers at least 10 simulated minutes.
+
+    States last a day: an hour of history cannot show the model every state change.
+    """
+    base = load_settings(REPO / "config.toml")
+    return derived_config(
+        base, folder,
+        fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}],
+        simulation={"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
+        detection={"bootstrap_hours": 1.0, "n_estimators": 50},
+        engine={"tick_seconds": 1.0, "sim_speed": 600.0},
+    )
+
+
+def once(folder: Path, *args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    env = {"PATH": "/usr/bin:/bin", "ITAP_CONFIG": str(folder / "config.toml"), "HOME": str(folder)}
+    command = [sys.executable, "-m", "itap_tui.cli", "--once", *args]
+    if not wait:
+        return subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("once-template")
+    core = EngineCore(load_settings(small_config(folder)))
+    core.bootstrap()
+    core.close()
+    return folder
+
+
+@pytest.fixture
+def site(template: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "site"
+    shutil.copytree(template, target)
+    return target
+
+
+def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp_path: Path) -> None:
+    folder = tmp_path / "fresh"
+    small_config(folder)
+    first = once(folder, "--json", wait=False)
+    lock = folder / "data" / "itap.lock"
+    deadline = time.monotonic() + 30
+    while not lock.exists():
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    started = time.monotonic()
+    second = once(folder, "--json")  # while the first bootstraps
+    assert second.returncode == 3 and time.monotonic() - started < 10
+    assert len(second.stderr.strip().splitlines()) == 1 and "holds" in second.stderr
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    summary = json.loads(out)
+    assert set(summary) == TOP_KEYS
+    assert summary["schema"] == "itap.once/1" and summary["status"] == "OK" and summary["exit_code"] == 0
+    assert summary["bootstrapped"] is True and summary["models"]["industrial"] >= 1
+    assert summary["rows"] == {"in": 180, "inserted": 180, "duplicates": 0, "quarantined": 0}  # 600 s, 3 pumps
+    assert summary["scored"] == 180 and summary["alerts"]["open"] == []
+    assert summary["interval"]["from"] == "2026-01-01T01:00:00" and summary["interval"]["simulated_seconds"] == 600
+    assert {"bootstrap", "score", "total"} <= set(summary["timings_s"])
+    assert not lock.exists()
+
+    time.sleep(1.2)
+    again = once(folder, "--json")
+    follow = json.loads(again.stdout)
+    assert again.returncode == 0, again.stderr
+    assert follow["bootstrapped"] is False and follow["run_id"] > summary["run_id"]
+    assert follow["interval"]["from"] == summary["interval"]["to"]
+    seconds = follow["interval"]["simulated_seconds"]
+    assert 600 <= seconds <= 600 * 30
+    assert follow["rows"]["duplicates"] == 0 and follow["rows"]["inserted"] == follow["rows"]["in"]
+    assert abs(follow["rows"]["in"] - 3 * seconds / 10) <= 3
+    store = Store(load_settings(folder / "config.toml"))
+    try:
+        assert store.count_readings("industrial") == 3 * 360 + 180 + follow["rows"]["in"]
+    finally:
+        store.close()
+
+
+def test_plain_text_summary_without_a_terminal(site: Path) -> None:
+    result = once(site)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ITAP OK") and "\x1b[" not in result.stdout
+    assert result.stderr == ""
+
+
+def test_validation_alerts_exit_1(site: Path) -> None:
+    inbox = site / "inbox"
+    inbox.mkdir()
+    lines = ["device_id,ts,state,rpm,temp_c,vibration_g,current_a,voltage_v"]
+    for i in range(40):
+        temp = "999" if i % 4 == 0 else "68.0"  # a quarter out of range
+        lines.append(f"ext-001,2026-01-01T00:{i:02d}:00,RUN,1480,{temp},0.35,42,400")
+    (inbox / "batch.csv").write_text("\n".join(lines) + "\n")
+    result = once(site, "--json")
+    summary = json.loads(result.stdout)
+    assert result.returncode == 1 and summary["status"] == "WARNING", summary["message"]
+    assert summary["rows"]["quarantined"] == 10 and summary["validation_alerts"]
+    assert any(s["source"] == "batch.csv" for s in summary["sources"])
+    assert (inbox / "done" / "batch.csv").exists()
+
+
+def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) -> None:
+    store = Store(load_settings(site / "config.toml"))
+    with store.session() as session:
+        session.add(models.FaultCommand(device_id="pump-002", fault="overheat_drift", severity=4.0, duration_s=600))
+        session.commit()
+    store.close()
+    report = site / "out" / "report.html"
+    result = once(site, "--json", "--report", str(report))
+    summary = json.loads(result.stdout)
+    assert result.returncode == 2 and summary["status"] == "CRITICAL", (summary["message"], result.stderr)
+    assert {a["device_id"] for a in summary["alerts"]["open"]} == {"pump-002"}
+    alert = summary["alerts"]["open"][0]
+    assert alert["severity"] == "critical" and alert["contributors"][0]["signal"] == "temp_c"
+    page = report.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "CRITICAL" in page
+    assert '<tr class="critical"><td>critical</td><td><b>pump-002</b>' in page
+    assert "<script" not in page and "http" not in page.split("</style>", 1)[1]
+
+
+def test_an_error_exits_3_with_one_line(site: Path) -> None:
+    (site / "config.toml").write_text((site / "config.toml").read_text().replace(
+        'url = "sqlite:///itap.db"', 'url = "sqlite:////proc/itap-nowhere/itap.db"'))
+    result = once(site, "--json")
+    assert result.returncode == 3
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("itap: ")
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "UNKNOWN" and summary["error"]
+
+
+def test_a_stale_lock_is_taken_over_and_a_live_one_is_respected(site: Path) -> None:
+    lock = site / "data" / "itap.lock"
+    lock.parent.mkdir(exist_ok=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        created = psutil.Process(sleeper.pid).create_time()
+        lock.write_text(json.dumps({"pid": sleeper.pid, "create_time": created, "purpose": "itap --once"}))
+        held = once(site)
+        assert held.returncode == 3 and "holds" in held.stderr
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    taken = once(site)  # the holder is gone: the lock is stale
+    assert taken.returncode == 0, taken.stderr
+    assert not lock.exists()
+    assert os.path.exists(site / "itap.log")
