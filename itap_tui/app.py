@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -89,8 +90,10 @@ class ItapApp(App[int]):
         self.detail_refresh_s = detail_refresh_s
         self.engine_started = False
         self.engine_stopped = False
+        self.start_error: str | None = None
         self.stopping = False
         self.rendered_seq = -1
+        self._pause_seq = -1
         self._pending: Snapshot | None = None
         self._render_scheduled = False
         self._unsubscribe = None
@@ -197,7 +200,10 @@ class ItapApp(App[int]):
             if self._unsubscribe is not None:
                 self._unsubscribe()
             self.engine.shutdown()
-            self.exit(0 if self.engine_stopped else 1)
+            if self.start_error is not None:
+                self.exit(1, message=Text(f"itap: error: the engine could not start: {self.start_error}"))
+            else:
+                self.exit(0 if self.engine_stopped else 1)
 
     # ------------------------------------------------------------------ navigation
     def action_fleet(self) -> None:
@@ -247,7 +253,14 @@ class ItapApp(App[int]):
                 if isinstance(screen, LiveScreen):
                     screen.refresh_status()
 
+    def shows_paused(self, snapshot: Snapshot | None) -> bool:
+        """Paused as the status line should say: the operator's choice wins until a newer snapshot."""
+        if snapshot is None or snapshot.seq <= self._pause_seq:
+            return self.ui_paused
+        return self.ui_paused or snapshot.stats.paused
+
     def action_toggle_pause(self) -> None:
+        self._pause_seq = self.snapshot.seq if self.snapshot is not None else -1
         self.ui_paused = not self.ui_paused
         self.notify("Live updates paused: p resumes" if self.ui_paused else "Live updates resumed", timeout=3)
         self.set_engine_paused(self.ui_paused)
@@ -331,12 +344,13 @@ class ItapApp(App[int]):
         error = event.worker.error
         message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
         if event.worker.group == "engine-start":
+            self.start_error = message
             for screen in self.screen_stack:
                 if isinstance(screen, BootstrapScreen):
                     screen.fail(message)
             return
         if event.worker.group == "engine-stop":
-            self.exit(1, message=f"The engine did not stop cleanly: {message}")
+            self.exit(1, message=Text(f"itap: error: the engine did not stop cleanly: {message}"))
             return
         self.notify(f"{event.worker.description or event.worker.name} failed: {message}", severity="error", markup=False, timeout=10)
 

@@ -33,7 +33,9 @@ class LiveScreen(Screen):
 
     def show_snapshot(self, snapshot: Snapshot) -> None:
         self._shown_seq = snapshot.seq
-        self.query_one(EngineStatus).show(snapshot.stats, self.palette, self.itap.ui_paused, self.itap.status_note)
+        self.query_one(EngineStatus).show(
+            snapshot.stats, self.palette, self.itap.shows_paused(snapshot), self.itap.status_note
+        )
         self.render_snapshot(snapshot)
 
     def render_snapshot(self, snapshot: Snapshot) -> None:
@@ -42,7 +44,7 @@ class LiveScreen(Screen):
     def refresh_status(self) -> None:
         snapshot = self.itap.snapshot
         self.query_one(EngineStatus).show(
-            snapshot.stats if snapshot else None, self.palette, self.itap.ui_paused, self.itap.status_note
+            snapshot.stats if snapshot else None, self.palette, self.itap.shows_paused(snapshot), self.itap.status_note
         )
 
     def on_screen_resume(self) -> None:

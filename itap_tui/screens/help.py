@@ -39,20 +39,38 @@ class HelpScreen(ModalScreen[None]):
             body.border_title = "Keys (esc to close)"
             yield Static(self._table())
 
-    def _table(self) -> Table:
-        table = Table.grid(padding=(0, 2))
-        table.add_column(justify="right", style="bold")
-        table.add_column()
+    def _key(self, key: str) -> str:
+        shown = self.app.get_key_display(Binding(key, ""))
+        if shown == "⏎":
+            return "enter"
+        if shown.startswith("^") and len(shown) == 2:
+            return f"ctrl+{shown[1]}"
+        return shown
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        """(section, keys as displayed, description) for every binding."""
+        out: list[tuple[str, str, str]] = []
         for title, bindings in self.sections:
-            table.add_row("", "")
-            table.add_row(Text(""), Text(title, style="bold underline"))
-            seen: set[str] = set()
+            seen: set[tuple[str, str]] = set()
             for binding in _bindings(bindings):
-                keys = ", ".join(self.app.get_key_display(Binding(k.strip(), "")) for k in binding.key.split(","))
+                keys = ", ".join(self._key(k.strip()) for k in binding.key.split(","))
                 if (keys, binding.description) in seen or not binding.description:
                     continue
-                seen.add((keys, binding.description))  # type: ignore[arg-type]
-                table.add_row(Text(keys), Text(binding.description))
+                seen.add((keys, binding.description))
+                out.append((title, keys, binding.description))
+        return out
+
+    def _table(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(justify="right", style="bold", min_width=12)
+        table.add_column()
+        section = None
+        for title, keys, description in self.entries():
+            if title != section:
+                section = title
+                table.add_row("", "")
+                table.add_row(Text(""), Text(title, style="bold underline"))
+            table.add_row(Text(keys), Text(description))
         return table
 
     def action_dismiss(self) -> None:  # type: ignore[override]

@@ -24,11 +24,10 @@ class EngineStatus(Static):
     def watch_problem(self, problem: bool) -> None:
         self.set_class(problem, "-problem")
 
-    def show(self, stats: EngineStats | None, palette: Palette, ui_paused: bool = False, note: str = "") -> None:
+    def show(self, stats: EngineStats | None, palette: Palette, paused: bool = False, note: str = "") -> None:
         if stats is None:
             self.update(Text("◌ waiting for the engine…", style=palette.muted))
             return
-        paused = stats.paused or ui_paused
         self.paused = paused
         self.problem = bool(stats.last_error)
         text = Text(end="", no_wrap=True, overflow="ellipsis")
