@@ -466,10 +466,13 @@ class EngineCore:
                 else:
                     end = self._simulate_history(report)
                 self.store.set_watermark(SIM_CLOCK_KEY, end.isoformat())
-                end_ms = _ms(end)
                 for profile in self.simulators:
+                    # History is not scored: the watermark is its last reading (readings
+                    # newer than the watermark get scored, and the clock is exclusive).
                     if self.store.get_watermark(SCORED_KEY.format(profile=profile)) is None:
-                        self.store.set_watermark(SCORED_KEY.format(profile=profile), str(end_ms))
+                        last = self.store.latest_ts(profile)
+                        mark = last if last is not None else _ms(end) - 1
+                        self.store.set_watermark(SCORED_KEY.format(profile=profile), str(mark))
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
@@ -516,7 +519,8 @@ class EngineCore:
                     self.sites.setdefault(device.id, device.site)
             for profile in self._scored_profiles():
                 mark = self.store.get_watermark(SCORED_KEY.format(profile=profile))
-                self.scored_ms[profile] = int(mark) if mark else now_ms
+                last = self.store.latest_ts(profile) if not mark else None
+                self.scored_ms[profile] = int(mark) if mark else (last if last is not None else now_ms - 1)
                 model = self._load_model(profile)
                 if model is not None:
                     self._install(profile, model)
