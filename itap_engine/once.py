@@ -21,7 +21,8 @@ whether or not they were acknowledged: the status says how the fleet is now.
 The interval. Each run simulates the wall time elapsed since the previous ``--once``
 times ``engine.sim_speed``, at least one engine tick's worth (``sim_speed x
 tick_seconds``) and at most :data:`MAX_INTERVAL_S` (6 simulated hours; a longer gap
-is not back-filled: the simulated clock simply resumes). The first run after the
+is not back-filled: the simulated clock simply resumes), rounded down to whole
+readings (``simulation.freq_s``). The first run after the
 bootstrap simulates one tick's worth. The simulated clock is the same watermark the
 engine uses, so cron and ``itap engine`` continue one timeline (they never run at
 the same time: both take the lock). Inbox files are imported whatever their times.
@@ -118,14 +119,16 @@ def _iso_ms(value: int | None) -> str | None:
 
 def choose_interval(settings: Settings, last_wall: str | None, now: datetime) -> float:
     """Simulated seconds for this run (see the module docstring)."""
-    step = settings.engine.sim_speed * settings.engine.tick_seconds
-    if not last_wall:
-        return min(step, MAX_INTERVAL_S)
-    try:
-        elapsed = (now - datetime.fromisoformat(last_wall)).total_seconds()
-    except (ValueError, TypeError):
-        elapsed = 0.0
-    return min(max(elapsed * settings.engine.sim_speed, step), MAX_INTERVAL_S)
+    freq = settings.simulation.freq_s
+    step = max(settings.engine.sim_speed * settings.engine.tick_seconds, freq)
+    elapsed = 0.0
+    if last_wall:
+        try:
+            elapsed = (now - datetime.fromisoformat(last_wall)).total_seconds()
+        except (ValueError, TypeError):
+            elapsed = 0.0
+    seconds = min(max(elapsed * settings.engine.sim_speed, step), MAX_INTERVAL_S)
+    return float(max(freq, int(seconds // freq) * freq))  # whole readings: the clock stays on the grid
 
 
 def _empty_summary(started: datetime) -> dict[str, Any]:
@@ -429,6 +432,7 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
         if core is not None:
             core.close()
         lock.release()
+    log.info("--once %s (exit %s): %s", summary["status"], summary["exit_code"], summary["message"] or summary["error"])
     if json_output:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
     elif summary["status"] != "UNKNOWN":
