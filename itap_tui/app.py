@@ -28,7 +28,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from itap_engine.snapshot import EngineFacade, Progress, Snapshot
+from itap_engine.snapshot import EngineFacade, FaultCommandView, Progress, Snapshot
 from itap_tui.engine_thread import EngineThread
 from itap_tui.format import Palette, fmt_ts
 from itap_tui.screens import (
@@ -85,9 +85,11 @@ class ItapApp(App[int]):
         self.facade = facade
         self.engine = EngineThread()
         self.snapshot: Snapshot | None = None
-        self.pending_faults: dict[str, str] = {}
+        self.fault_marks: dict[str, tuple[str, str]] = {}
+        """device -> (fault, state) for faults injected from this console."""
         self.status_note = ""
         self.detail_refresh_s = detail_refresh_s
+        self.fault_watch_s = 120.0
         self.engine_started = False
         self.engine_stopped = False
         self.start_error: str | None = None
@@ -157,8 +159,10 @@ class ItapApp(App[int]):
         if snapshot is None:
             return
         self.snapshot = snapshot
-        for device in [d for d in self.pending_faults if any(r.device_id == d and r.injected_fault for r in snapshot.devices)]:
-            del self.pending_faults[device]
+        injected = {row.device_id: row.injected_fault for row in snapshot.devices}
+        for device, (fault, state) in list(self.fault_marks.items()):
+            if state == "ACTIVE" and injected.get(device) != fault:
+                del self.fault_marks[device]  # the fault has run its course
         self._render(snapshot)
 
     def visible_screens(self) -> list[Screen]:
@@ -297,24 +301,59 @@ class ItapApp(App[int]):
     @work(group="commands", exit_on_error=False, description="inject a fault")
     async def inject(self, request: FaultRequest) -> None:
         for device in request.device_ids:
-            self.pending_faults[device] = request.fault
-        if self.snapshot is not None:
-            self._render(self.snapshot)
+            self.fault_marks[device] = (request.fault, "sent")
+        self._rerender()
         results = await self.engine.call(
             self.facade.inject_fault, list(request.device_ids), request.fault, request.severity, request.duration_s
         )
+        waiting = []
         for command in results:
             if command.status == "rejected":
-                self.pending_faults.pop(command.device_id, None)
+                self.fault_marks.pop(command.device_id, None)
                 self.notify(f"Fault on {command.device_id} rejected: {command.message}", severity="error", markup=False)
+                continue
+            when = f"active from {fmt_ts(command.start_ts)} (sim)" if command.start_ts else "starts with the next tick"
+            self.notify(
+                f"⚡ {command.fault} on {command.device_id}: {command.status}, {when}, for {command.duration_s:g} s",
+                title="Fault injected",
+                markup=False,
+                timeout=6,
+            )
+            state = "ACTIVE" if command.status == "active" else "pending"
+            self.fault_marks[command.device_id] = (command.fault, state)
+            if state != "ACTIVE":
+                waiting.append(command)
+        self._rerender()
+        for command in waiting:
+            self.watch_fault(command)
+
+    @work(group="fault-watch", exit_on_error=False, description="watch an injected fault")
+    async def watch_fault(self, command: FaultCommandView) -> None:
+        """Confirm when an injected fault becomes active (the engine starts it on a tick)."""
+        deadline = asyncio.get_running_loop().time() + self.fault_watch_s
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.5)
+            detail = await self.engine.call(self.facade.device_detail, command.device_id, 60)
+            current = next((f for f in detail.faults if f.id == command.id), None)
+            if current is None or current.status == "pending":
+                continue
+            if current.status == "rejected":
+                self.fault_marks.pop(command.device_id, None)
+                self.notify(f"Fault on {command.device_id} rejected: {current.message}", severity="error", markup=False)
             else:
+                self.fault_marks[command.device_id] = (command.fault, "ACTIVE")
                 self.notify(
-                    f"⚡ {command.fault} on {command.device_id}: {command.status}, "
-                    f"active from {fmt_ts(command.start_ts)} (sim) for {command.duration_s:g} s",
-                    title="Fault injected",
+                    f"⚡ {command.fault} is ACTIVE on {command.device_id} since {fmt_ts(current.start_ts)} (sim)",
+                    title="Fault active",
                     markup=False,
                     timeout=8,
                 )
+            self._rerender()
+            return
+
+    def _rerender(self) -> None:
+        if self.snapshot is not None:
+            self._render(self.snapshot)
 
     def acknowledge_device(self, device_id: str) -> None:
         snapshot = self.snapshot

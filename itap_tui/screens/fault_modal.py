@@ -65,6 +65,7 @@ class FaultModal(ModalScreen[FaultRequest | None]):
             yield Input(", ".join(self.initial), id="fault-devices")
             yield Label("Fault type (↑/↓)")
             yield OptionList(id="fault-types")
+            yield Static(id="fault-chosen")
             with Horizontal(id="fault-numbers"):
                 with Vertical():
                     yield Label("Severity (0.1 – 5)")
@@ -116,6 +117,13 @@ class FaultModal(ModalScreen[FaultRequest | None]):
             self.action_submit()
         else:
             self.focus_next()
+
+    @on(OptionList.OptionHighlighted, "#fault-types")
+    def _fault_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        chosen = Text("▶ ", style="bold")
+        chosen.append(event.option.id or "", style="bold")
+        chosen.append("  (enter to choose)", style="dim")
+        self.query_one("#fault-chosen", Static).update(chosen)
 
     @on(OptionList.OptionSelected, "#fault-types")
     def _fault_chosen(self) -> None:

@@ -50,7 +50,7 @@ class FleetScreen(LiveScreen):
     def render_snapshot(self, snapshot: Snapshot) -> None:
         rows = [row for row in snapshot.devices if self.filter.matches_device(row)]
         rows.sort(key=sort_key(SORTS[self.sort_index][0]))
-        self.table.sync(rows, snapshot.profiles, self.palette, self.itap.pending_faults)
+        self.table.sync(rows, snapshot.profiles, self.palette, self.itap.fault_marks)
         self.query_one(ValidationLog).add_alerts(snapshot.validation_alerts, self.palette)
         self._summary(snapshot, len(rows))
 

@@ -78,21 +78,21 @@ class DeviceTable(DataTable):
         return row_key.value
 
     def _render_row(
-        self, row: DeviceRow, profile: ProfileInfo | None, palette: Palette, pending: str | None
+        self, row: DeviceRow, profile: ProfileInfo | None, palette: Palette, mark: tuple[str, str] | None
     ) -> tuple[tuple[object, ...], list[Text]]:
         names = profile.key_signals if profile else tuple(row.values)[:3]
         units = profile.units if profile else {}
         values = tuple(None if row.values.get(n) is None else round(row.values[n] or 0.0, 3) for n in names)
-        fault = row.injected_fault or pending
-        sent = bool(pending and not row.injected_fault)
+        fault = row.injected_fault or (mark[0] if mark else None)
+        state = mark[1] if mark and mark[0] == fault else ""
         score = None if row.score is None else round(row.score, 2)
-        signature = (row.device_id, row.status, (score, row.status), row.state, row.profile, (fault, sent), values)
+        signature = (row.device_id, row.status, (score, row.status), row.state, row.profile, (fault, state), values)
         fault_text = Text(end="")
         if fault:
             fault_text.append("⚡ ", style=f"bold {palette.warning}")
             fault_text.append(fault)
-            if sent:
-                fault_text.append(" (sent)", style="dim")
+            if state:
+                fault_text.append(f" {state}", style="bold" if state == "ACTIVE" else "dim")
         cells = [
             Text(row.device_id, style="bold", end=""),
             status_text(row.status, palette),
@@ -109,11 +109,15 @@ class DeviceTable(DataTable):
         rows: Sequence[DeviceRow],
         profiles: Mapping[str, ProfileInfo],
         palette: Palette,
-        pending: Mapping[str, str] | None = None,
+        marks: Mapping[str, tuple[str, str]] | None = None,
         force: bool = False,
     ) -> None:
-        """Make the table show ``rows`` in this order, touching only what changed."""
-        pending = pending or {}
+        """Make the table show ``rows`` in this order, touching only what changed.
+
+        ``marks`` maps a device to (fault, state) for faults this console injected;
+        the state (sent, pending, ACTIVE) is shown next to the fault's name.
+        """
+        marks = marks or {}
         keep = self.cursor_device
         wanted = {row.device_id for row in rows}
         for device in [d for d in self._cells if d not in wanted]:
@@ -121,14 +125,14 @@ class DeviceTable(DataTable):
             del self._cells[device]
         column_keys = [key for key, _ in COLUMNS]
         for row in rows:
-            signature, cells = self._render_row(row, profiles.get(row.profile), palette, pending.get(row.device_id))
+            signature, cells = self._render_row(row, profiles.get(row.profile), palette, marks.get(row.device_id))
             old = self._cells.get(row.device_id)
             if old is None:
                 self.add_row(*cells, key=row.device_id)
             elif force or old != signature:
                 for index, (key, cell) in enumerate(zip(column_keys, cells, strict=True)):
                     if force or old[index] != signature[index]:
-                        self.update_cell(row.device_id, key, cell)
+                        self.update_cell(row.device_id, key, cell, update_width=index > 0)
                         self.updates += 1
             self._cells[row.device_id] = signature
         order = [row.device_id for row in rows]
