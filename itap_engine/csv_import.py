@@ -120,7 +120,7 @@ def _sep_value(sep: str | None) -> str | None:
         return None
     named = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
     sep = named.get(sep.lower(), sep)
-    if len(sep) != 1 or sep in "\r\n\"":
+    if len(sep) != 1 or not sep.isascii() or sep in "\r\n\"":
         raise CsvImportError(f"separator {sep!r} is not supported: give one character such as ',' ';' '|' or 'tab'")
     return sep
 
@@ -336,14 +336,12 @@ def _blocks(path: Path, sep: str, header: list[str], chunk_rows: int) -> Iterato
                 buf += b"\n"
             arr = np.frombuffer(buf, dtype=np.uint8)
             ends = np.flatnonzero(arr == 10)
-            starts = np.concatenate(([0], ends[:-1] + 1))
-            sep_cum = np.concatenate(([0], np.cumsum(arr == sepb)))
-            fields = sep_cum[ends] - sep_cum[starts] + 1
-            text_cum = np.concatenate(([0], np.cumsum(~np.isin(arr, (9, 10, 13, 32)))))
-            blank = (text_cum[ends] - text_cum[starts]) == 0
+            fields = np.bincount(np.searchsorted(ends, np.flatnonzero(arr == sepb)), minlength=len(ends)) + 1
+            blank = np.zeros(len(ends), dtype=bool)
+            for i in np.flatnonzero(fields == 1):  # a blank line has no separator
+                blank[i] = not lines[i].strip()
             if 34 in arr:  # quotes: count fields properly on the lines that have them
-                quote_cum = np.concatenate(([0], np.cumsum(arr == 34)))
-                for i in np.flatnonzero((quote_cum[ends] - quote_cum[starts]) > 0):
+                for i in np.unique(np.searchsorted(ends, np.flatnonzero(arr == 34))):
                     fields[i] = len(_split(lines[i].decode("utf-8", errors="replace").rstrip("\r\n"), sep))
             bad = ~blank & (fields != ncols)
             good = ~blank & ~bad

@@ -145,7 +145,7 @@ def test_long_format_straddling_chunks_equals_wide(settings, tmp_path):
     long.to_csv(long_path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     wide[["device_id", "ts", *signals]].to_csv(wide_path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     results = []
-    for name, path, chunk in (("long", long_path, 11), ("wide", wide_path, 50)):
+    for name, path, chunk in (("long", long_path, 29), ("wide", wide_path, 50)):
         store = Store(settings, url=f"sqlite:///{tmp_path}/{name}.db")
         try:
             report = import_csv(store, settings, path, chunk_rows=chunk, now=NOW)
