@@ -103,13 +103,23 @@ def _positions(device_codes: np.ndarray) -> np.ndarray:
 
 
 def _rolling_sum(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
-    """Trailing sum over ``window`` rows within each device (2-D: per column)."""
+    """Trailing sum over ``window`` rows within each device (2-D: per column).
+
+    Cumulative sums restart at every device, so a device's sums never carry
+    rounding from another device's readings (batch and streaming agree to ~1e-12).
+    """
     n = values.shape[0]
-    cs = np.zeros((n + 1, *values.shape[1:]))
-    np.cumsum(values, axis=0, out=cs[1:])
-    idx = np.arange(n)
-    lo = idx - np.minimum(pos, window - 1)
-    return cs[idx + 1] - cs[lo]
+    cs = np.zeros((n + len(np.flatnonzero(pos == 0)), *values.shape[1:]))
+    starts = np.flatnonzero(pos == 0)
+    ends = np.r_[starts[1:], n]
+    out = np.empty_like(values, dtype=float)
+    for lo, hi in zip(starts, ends):
+        block = np.zeros((hi - lo + 1, *values.shape[1:]))
+        np.cumsum(values[lo:hi], axis=0, out=block[1:])
+        idx = np.arange(hi - lo)
+        out[lo:hi] = block[idx + 1] - block[np.maximum(idx + 1 - window, 0)]
+    del cs
+    return out
 
 
 def _windows(values: np.ndarray, pos: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,7 +161,8 @@ def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.
     clean = np.where(valid, values, 0.0)
     view, partial, outside = _windows(clean, pos, window, 0.0)
     cnt = np.rint(_rolling_sum(valid.astype(float), pos, window))
-    spectrum = np.fft.rfft(view.astype(np.float32), axis=1)[:, 1:]
+    basis = _dft_basis(window)
+    spectrum = view.astype(np.float32) @ basis  # (n, 2 * bins): cosine then sine parts
     fix = np.flatnonzero(cnt < window)
     if len(fix):
         fvalid = _windows(valid.astype(float), pos, window, 0.0)[0][fix] > 0
@@ -163,12 +174,31 @@ def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.
         sub = view[fix]
         mean = np.where(mask, sub, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
         centred = np.where(mask, sub - mean[:, None], 0.0)
-        spectrum[fix] = np.fft.rfft(centred.astype(np.float32), axis=1)[:, 1:]
-    power = (spectrum.real.astype(float) ** 2 + spectrum.imag.astype(float) ** 2)
+        spectrum[fix] = centred.astype(np.float32) @ basis
+    bins = basis.shape[1] // 2
+    power = spectrum[:, :bins].astype(float) ** 2 + spectrum[:, bins:].astype(float) ** 2
     energy = power.sum(axis=1) / (window * window)
     dominant = (power.argmax(axis=1) + 1) / window
     enough = cnt >= 2
     return np.where(enough, energy, np.nan), np.where(enough, dominant, np.nan)
+
+
+_BASES: dict[int, np.ndarray] = {}
+
+
+def _dft_basis(window: int) -> np.ndarray:
+    """Real DFT basis (window, 2 * bins) for frequencies 1 .. window // 2 (DC excluded).
+
+    A matrix product with it is the FFT of every window at once; bins above 0 do not
+    change when a constant is added, so clean windows need no centring.
+    """
+    basis = _BASES.get(window)
+    if basis is None:
+        k = np.arange(1, window // 2 + 1)
+        angle = 2 * np.pi * np.outer(np.arange(window), k) / window
+        basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=1).astype(np.float32)
+        _BASES[window] = basis
+    return basis
 
 
 def _lagged_level(codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -288,7 +318,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.levels_ = levels
 
         device_codes = pd.factorize(frame["device_id"])[0]
-        pos = _positions(device_codes)
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        same = np.r_[False, device_codes[1:] == device_codes[:-1]]
+        steps = np.diff(ts)[same[1:]]
+        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
+        # a gap in time (e.g. rows left out of training) restarts the lag like a new device
+        gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
+        pos = _positions(np.cumsum(gap))
         # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
         sample = slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right"))) if len(frame) else slice(0, 0)
         best: tuple[float, float, int] | None = None
@@ -312,11 +348,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         spreads[-1] = global_mad
         floor = np.maximum(np.abs(overall) * 1e-6, _MIN_SPREAD)
         self.spreads_ = np.maximum(np.nan_to_num(spreads, nan=1.0), floor)
-        ts = frame["ts"].to_numpy(dtype=np.int64)
-        steps = np.diff(ts)[np.diff(pd.factorize(frame["device_id"])[0]) == 0]
-        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
         self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
-        self.history_ = max(self.long_window + 1, self.window, self.fft_window, len(self._weights)) + 1
+        # u at a row needs len(weights) readings; the long window needs L + 1 values of u
+        self.history_ = max(self.long_window + 1, self.window, self.fft_window) + len(self._weights) + 1
         return self
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -336,7 +370,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         signals = list(self.signals)
         w, L, F = self.window, self.long_window, self.fft_window
         device_codes = pd.factorize(frame["device_id"])[0]
-        pos = _positions(device_codes)
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        same = np.r_[False, device_codes[1:] == device_codes[:-1]]
+        steps = np.diff(ts)[same[1:]]
+        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
+        # a gap in time (e.g. rows left out of training) restarts the lag like a new device
+        gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
+        pos = _positions(np.cumsum(gap))
         codes = self._state_codes(frame)
         values = frame[signals].to_numpy(dtype=float)
         if not hasattr(self, "_weights"):
@@ -353,11 +393,20 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         out = np.empty((n, len(names)))
         rows_w = np.minimum(pos + 1, w).astype(float)[:, None]
         cnt = np.rint(_rolling_sum(valid, pos, w))
-        s1 = _rolling_sum(u0, pos, w)
-        s2 = _rolling_sum(u0 * u0, pos, w)
+        mean = np.empty_like(u)
+        std = np.empty_like(u)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean = np.where(cnt > 0, s1 / cnt, np.nan)
-            std = np.sqrt(np.maximum(s2 / cnt - mean * mean, 0.0))
+            for j in range(len(signals)):
+                # short windows directly (exact, no cancellation when values are flat)
+                view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
+                ok, _, _ = _windows(valid[:, j], pos, w, 0.0)
+                if len(partial):
+                    ok = ok.copy()
+                    ok[partial] = np.where(outside, 0.0, ok[partial])
+                m = (view * ok).sum(axis=1) / cnt[:, j]
+                mean[:, j] = m
+                dev = (view - m[:, None]) * ok
+                std[:, j] = np.sqrt(np.einsum("ij,ij->i", dev, dev) / cnt[:, j])
             # the baseline for z: the previous L readings (excluding the current one)
             cnt_l = np.rint(_rolling_sum(valid, pos, L + 1) - valid)
             s1_l = _rolling_sum(u0, pos, L + 1) - u0

@@ -75,6 +75,8 @@ __all__ = [
 MODEL_FORMAT = 1
 VALIDATION_FRACTION = 0.25
 """The latest quarter of the training window (by time) picks the threshold."""
+MAX_TRAIN_READINGS = 300_000
+"""Above this many readings in the window, training reads a seeded subset of devices."""
 MAX_FIT_ROWS = 200_000
 """Training rows above this are subsampled (seeded) before fitting the detector."""
 SCORED_WATERMARK = "scored:{profile}"
@@ -138,6 +140,31 @@ def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
     return np.rint(recent) == 0
 
 
+def _training_devices(store, profile: str, since: int | None, until: int | None) -> list[str] | None:  # noqa: ANN001
+    """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS.
+
+    Subsampling devices (not instants) keeps every trailing window intact.
+    """
+    table = store.readings_table(profile)
+    stmt = sa.select(table.c.device_id, sa.func.count()).group_by(table.c.device_id)
+    if since is not None:
+        stmt = stmt.where(table.c.ts > since)
+    if until is not None:
+        stmt = stmt.where(table.c.ts <= until)
+    with store.engine.connect() as conn:
+        counts = [(str(d), int(c)) for d, c in conn.execute(stmt)]
+    if sum(c for _, c in counts) <= MAX_TRAIN_READINGS:
+        return None
+    order = np.random.default_rng(0).permutation(len(counts))
+    chosen, total = [], 0
+    for i in order:
+        if total >= MAX_TRAIN_READINGS:
+            break
+        chosen.append(counts[i][0])
+        total += counts[i][1]
+    return sorted(chosen)
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -166,11 +193,9 @@ def train_model(
         TrainingError: the window holds too few normal readings.
     """
     spec = settings.profile(profile)
-    frame = store.read_readings(
-        profile,
-        since_ms=None if train_from_ms is None else train_from_ms - 1,
-        until_ms=train_until_ms,
-    )
+    since = None if train_from_ms is None else train_from_ms - 1
+    devices = _training_devices(store, profile, since, train_until_ms)
+    frame = store.read_readings(profile, device_ids=devices, since_ms=since, until_ms=train_until_ms)
     builder = feature_builder_for(settings, spec)
     if len(frame) < 4 * builder.long_window:
         raise TrainingError(

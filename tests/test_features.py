@@ -1,0 +1,118 @@
+"""Features: batch == streaming, no look-ahead, operating states look normal, dropouts do not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from itap_engine.config import Settings, load_settings
+from itap_engine.features import EVENT_FEATURES, SIGNAL_KINDS, FeatureBuilder, feature_builder_for
+from itap_engine.simulate import FaultEvent, Simulator, device_ids_for
+from itap_engine.store import to_epoch_ms
+
+CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def frame(settings: Settings) -> pd.DataFrame:
+    sim = Simulator(settings, "industrial", device_ids_for("pump", 4), fault_rate_per_device_day=12.0)
+    sim.schedule(FaultEvent("pump-002", "sensor_dropout", datetime(2026, 1, 1, 1, 0), 600.0))
+    data = sim.generate(sim.start, sim.start + timedelta(hours=3))
+    data["ts"] = to_epoch_ms(data["ts"])
+    return data.sort_values(["device_id", "ts"]).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def builder(settings: Settings, frame: pd.DataFrame) -> FeatureBuilder:
+    return feature_builder_for(settings, "industrial").fit(frame[frame["fault"].isna()])
+
+
+def test_feature_names_cover_every_kind(builder: FeatureBuilder, settings: Settings) -> None:
+    signals = settings.profile("industrial").signal_names
+    assert builder.feature_names_out_ == [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
+    assert list(builder.get_feature_names_out()) == builder.feature_names_out_
+
+
+def test_learns_state_levels_and_transition_lag(builder: FeatureBuilder) -> None:
+    # the simulator ramps between state levels with a 3-reading time constant after one reading
+    assert 2.0 <= builder.lag_tau_ <= 4.0 and builder.lag_delay_ == 1
+    assert {"RUN", "IDLE"} <= set(builder.states_)
+
+
+def test_batch_equals_streaming(builder: FeatureBuilder, frame: pd.DataFrame) -> None:
+    names = builder.feature_names_out_
+    batch = builder.transform(frame)
+    keep = builder.history_
+    buffer = frame.iloc[:0]
+    pieces = []
+    stamps = np.sort(frame["ts"].unique())
+    for i in range(0, len(stamps), 7):  # ticks of 7 readings per device
+        tick = frame[(frame["ts"] >= stamps[i]) & (frame["ts"] <= stamps[min(i + 6, len(stamps) - 1)])]
+        combined = pd.concat([buffer, tick]).sort_values(["device_id", "ts"], kind="stable")
+        feats = builder.transform(combined)
+        pieces.append(feats[feats["ts"].isin(tick["ts"])])
+        buffer = combined.groupby("device_id").tail(keep)
+    streamed = pd.concat(pieces).sort_values(["device_id", "ts"]).reset_index(drop=True)
+    batch = batch.reset_index(drop=True)
+    assert len(streamed) == len(batch)
+    np.testing.assert_array_equal(streamed["ts"].to_numpy(), batch["ts"].to_numpy())
+    np.testing.assert_allclose(streamed[names].to_numpy(), batch[names].to_numpy(), rtol=1e-7, atol=1e-7)
+
+
+def test_no_look_ahead(builder: FeatureBuilder, frame: pd.DataFrame, settings: Settings) -> None:
+    names = builder.feature_names_out_
+    cut = int(frame["ts"].quantile(0.5))
+    changed = frame.copy()
+    later = changed["ts"] > cut
+    rng = np.random.default_rng(1)
+    for signal in settings.profile("industrial").signal_names:
+        changed.loc[later, signal] = changed.loc[later, signal] * rng.uniform(0.2, 5.0, later.sum())
+    changed.loc[later & (rng.random(len(changed)) < 0.1), "temp_c"] = np.nan
+    changed.loc[later, "state"] = "MAINT"
+    before = builder.transform(frame)
+    after = builder.transform(changed)
+    early = before["ts"] <= cut
+    np.testing.assert_array_equal(before.loc[early, names].to_numpy(), after.loc[early, names].to_numpy())
+    assert not np.allclose(before.loc[~early, names].to_numpy(), after.loc[~early, names].to_numpy(), equal_nan=True)
+
+
+def test_state_changes_look_normal(builder: FeatureBuilder, frame: pd.DataFrame) -> None:
+    feats = builder.transform(frame)
+    normal = frame["fault"].isna().to_numpy()
+    changed = np.r_[False, (frame["state"].to_numpy()[1:] != frame["state"].to_numpy()[:-1])
+                    & (frame["device_id"].to_numpy()[1:] == frame["device_id"].to_numpy()[:-1])]
+    near = np.convolve(changed, np.ones(10), mode="full")[: len(changed)] > 0  # 10 readings after a change
+    assert changed.sum() >= 4
+    levels = feats[[c for c in feats.columns if c.endswith("__level")]].to_numpy()
+    around = np.abs(levels[near & normal])
+    steady = np.abs(levels[~near & normal])
+    # values around a RUN/IDLE/MAINT switch are as ordinary as steady ones
+    assert np.nanpercentile(around, 99) < 2 * np.nanpercentile(steady, 99)
+    assert np.nanmax(around) < 2 * np.nanmax(steady)
+
+
+def test_dropout_shows_in_missing_features(builder: FeatureBuilder, frame: pd.DataFrame) -> None:
+    feats = builder.transform(frame)
+    dropout = (frame["fault"] == "sensor_dropout").to_numpy()
+    assert dropout.any()
+    assert (feats.loc[dropout, "temp_c__missing"] > 0).all()
+    assert (feats.loc[dropout, "dropout_streak"] >= 1).all()
+    assert (feats.loc[frame["fault"].isna().to_numpy() & (feats["since_dropout"] >= 120).to_numpy(),
+                      "temp_c__missing"] == 0).all()
+
+
+def test_unknown_state_and_unsorted_input(builder: FeatureBuilder, frame: pd.DataFrame) -> None:
+    odd = frame.sample(frac=1.0, random_state=0).copy()
+    odd.loc[odd.index[:5], "state"] = "WARMUP"
+    feats = builder.transform(odd)
+    assert len(feats) == len(frame)
+    assert (np.diff(feats["ts"].to_numpy()[feats["device_id"].to_numpy() == "pump-001"]) > 0).all()
