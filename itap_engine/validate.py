@@ -683,7 +683,8 @@ class Validator:
             line = pd.array(pd.to_numeric(frame["_line"].iloc[rej_pos], errors="coerce"), dtype="Int64")
         else:
             line = pd.array([pd.NA] * len(rej_pos), dtype="Int64")
-        device = np.where(codes[rej_pos] < 0, None, names[dev_codes[rej_pos]]).astype(object)
+        safe_names = np.array([_safe_text(str(v), MAX_DEVICE_ID) for v in names], dtype=object)
+        device = np.where(codes[rej_pos] < 0, None, safe_names[dev_codes[rej_pos]]).astype(object)
         ts = pd.array(np.where(ts_bad[rej_pos], 0, ms[rej_pos]), dtype="Int64")
         ts[ts_bad[rej_pos]] = pd.NA
         return pd.DataFrame(
@@ -755,6 +756,13 @@ def _text_columns(frame: pd.DataFrame) -> pd.DataFrame:
         if name in frame.columns and frame[name].dtype != _TEXT:
             frame[name] = frame[name].astype(_TEXT) if len(frame) else pd.Series([], dtype=_TEXT)
     return frame
+
+
+def _safe_text(text: str, limit: int) -> str:
+    """Text fit for any database column: control characters escaped, length capped."""
+    if _CONTROL.search(text):
+        text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text[:limit]
 
 
 def _reason(fn: Callable[[np.ndarray], list[str]]) -> _Builder:

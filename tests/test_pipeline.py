@@ -117,7 +117,7 @@ def test_stale_runs_are_aborted_but_live_ones_kept(settings, store):
 @st.composite
 def messy_frames(draw):
     n = draw(st.integers(1, 40))
-    devices = draw(st.lists(st.sampled_from(["a", "b", "", " c", "d\x00"]), min_size=n, max_size=n))
+    devices = draw(st.lists(st.sampled_from(["a", "b", "", " c", "d\x00", "e" * 300]), min_size=n, max_size=n))
     steps = draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))
     temps = draw(st.lists(st.sampled_from([60.0, 70.0, np.nan, np.inf, 999.0, -1e6]), min_size=n, max_size=n))
     ts = [pd.Timestamp("2026-01-01") + pd.Timedelta(seconds=10 * s) for s in steps]
@@ -144,8 +144,11 @@ def test_property_ingestion_accounts_for_every_row(settings, frame):
         assert second.inserted == 0
         assert second.duplicates == first.inserted
         assert store.count_readings("industrial") == first.inserted
+        with store.engine.connect() as conn:
+            quarantined = [r[0] for r in conn.exec_driver_sql("select device_id from quarantine") if r[0] is not None]
+        assert all(d.isprintable() and len(d) <= 128 for d in quarantined)  # fit for any database
         stored = store.read_readings("industrial")
-        accepted_nan = frame["temp_c"].isna() & ~frame["device_id"].isin(["", " c", "d\x00"])
+        accepted_nan = frame["temp_c"].isna() & ~frame["device_id"].isin(["", " c", "d\x00", "e" * 300])
         if first.inserted:
             assert stored["temp_c"].isna().sum() <= accepted_nan.sum()
             assert np.isfinite(stored["temp_c"].dropna()).all()
