@@ -1,0 +1,146 @@
+"""Alert rules (k of n, quiet period, one per device and family, acknowledge) and the
+explanation of an injected overheat."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlmodel import select
+
+from itap_engine.alerts import AlertTracker, Contributor, acknowledge_alert, AlertError
+from itap_engine.models import Alert
+from itap_engine.scoring import StreamingScorer, train_model
+from itap_engine.simulate import FaultEvent
+
+from _detection_helpers import START, local_settings, open_store, quiet_fleet, simulate
+
+THRESHOLD = 1.0
+
+
+def scored(flags: str, *, device: str = "pump-001", family: str = "thermal", t0: int = 0, peak: float = 2.0) -> pd.DataFrame:
+    above = np.array([c == "1" for c in flags])
+    return pd.DataFrame({
+        "device_id": device,
+        "ts": t0 + np.arange(len(flags), dtype=np.int64) * 10_000,
+        "score": np.where(above, peak, 0.5),
+        "is_anomalous": above,
+        "family": family,
+        "contributors": [[Contributor("temp_c", "thermal", 0.9)] if a else [] for a in above],
+        "threshold": THRESHOLD,
+        "model_version_id": 1,
+    })
+
+
+@pytest.fixture
+def tracker(tmp_path):
+    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 4, "critical_ratio": 1.5})
+    store = open_store(settings)
+    yield store, settings, AlertTracker(store, settings)
+    store.close()
+
+
+def stored(store) -> list[Alert]:
+    with store.session() as session:
+        return list(session.exec(select(Alert).order_by(Alert.id)))
+
+
+@pytest.mark.parametrize(
+    ("flags", "opened"),
+    [
+        ("0100100100", 0),  # never 2 of any 3
+        ("0110000000", 1),
+        ("1010000000", 1),  # 2 of 3 with a gap
+        ("1000100010", 0),
+        ("1100000011", 2),  # closed after 4 quiet readings, then reopened
+        ("1101010101", 1),  # keeps coming back inside the quiet period: one alert
+    ],
+)
+def test_k_of_n_and_quiet_period(tracker, flags: str, opened: int) -> None:
+    store, _, t = tracker
+    changes = t.update("industrial", scored(flags))
+    assert len(stored(store)) == opened == len(changes.opened)
+
+
+def test_open_update_close_across_calls(tracker) -> None:
+    store, settings, t = tracker
+    first = t.update("industrial", scored("0011", peak=1.2))
+    assert len(first.opened) == 1 and first.opened[0].severity == "warning"
+    second = t.update("industrial", scored("1", t0=40_000, peak=3.0))
+    assert not second.opened and len(second.updated) == 1
+    alert = stored(store)[0]
+    assert alert.status == "open" and alert.severity == "critical" and alert.peak_score == 3.0
+    assert alert.last_ts == 40_000 and "temp_c" in alert.contributors
+    third = t.update("industrial", scored("0000", t0=50_000))
+    assert len(third.closed) == 1
+    alert = stored(store)[0]
+    assert alert.status == "closed" and alert.closed_ts == 40_000 + 4 * 10_000
+    # a new tracker (another process) picks open alerts up from the database
+    t.update("industrial", scored("11", t0=100_000))
+    fresh = AlertTracker(store, settings)
+    assert len(fresh.open_alerts("industrial")) == 1
+    assert not fresh.update("industrial", scored("11", t0=120_000)).opened
+
+
+def test_one_open_alert_per_device_and_family(tracker) -> None:
+    store, _, t = tracker
+    t.update("industrial", scored("1111111111"))
+    t.update("industrial", scored("11", family="electrical", t0=100_000))
+    t.update("industrial", scored("111", device="pump-002", t0=0))
+    alerts = stored(store)
+    keys = [(a.device_id, a.family) for a in alerts if a.status == "open"]
+    assert sorted(keys) == [("pump-001", "electrical"), ("pump-001", "thermal"), ("pump-002", "thermal")]
+
+
+def test_streaming_equals_batch(tmp_path) -> None:
+    flags = "0110000001101111000000001100000110"
+    settings = local_settings(tmp_path)
+    whole = open_store(settings)
+    AlertTracker(whole, settings).update("industrial", scored(flags))
+    settings2 = local_settings(tmp_path / "b")
+    ticks = open_store(settings2)
+    tracker = AlertTracker(ticks, settings2)
+    for i in range(0, len(flags), 5):
+        tracker.update("industrial", scored(flags[i : i + 5], t0=i * 10_000))
+    key = lambda a: (a.opened_ts, a.closed_ts, a.status, a.family)  # noqa: E731
+    assert [key(a) for a in stored(whole)] == [key(a) for a in stored(ticks)]
+    whole.close()
+    ticks.close()
+
+
+def test_acknowledge_is_stored(tracker) -> None:
+    store, _, t = tracker
+    alert = t.update("industrial", scored("11")).opened[0]
+    acknowledged = acknowledge_alert(store, alert.id)
+    assert acknowledged.acknowledged and acknowledged.acknowledged_at is not None
+    assert stored(store)[0].acknowledged
+    with pytest.raises(AlertError, match="does not exist"):
+        acknowledge_alert(store, 9999)
+
+
+def test_injected_overheat_alerts_that_device_only(tmp_path) -> None:
+    settings = local_settings(tmp_path)
+    store = open_store(settings)
+    try:
+        sim = quiet_fleet(settings, devices=5)
+        history = simulate(sim, 0, 4)
+        store.insert_readings("industrial", history)
+        model = train_model(store, settings, "industrial")
+        sim.schedule(FaultEvent("pump-003", "overheat_drift", START + timedelta(hours=4, minutes=20), 3600.0))
+        scorer = StreamingScorer(settings, "industrial", model)
+        scorer.warm_up(history)
+        tracker = AlertTracker(store, settings)
+        for minute in range(0, 120, 10):  # ticks of ten minutes
+            t0 = 4 + minute / 60
+            tracker.update("industrial", scorer.score(simulate(sim, t0, t0 + 1 / 6)))
+        alerts = stored(store)
+        assert alerts, "the overheat raised no alert"
+        assert {a.device_id for a in alerts} == {"pump-003"}
+        first = alerts[0]
+        assert first.family == "thermal"
+        assert first.opened_ts >= int(pd.Timestamp(START + timedelta(hours=4, minutes=20)).value // 1_000_000)
+        assert "temp_c" in first.contributors
+    finally:
+        store.close()
