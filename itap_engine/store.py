@@ -231,25 +231,50 @@ class Store:
         return InsertResult(len(frame), inserted)
 
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
-        """Register devices seen in a frame and widen their first/last reading time."""
+        """Register devices seen in a frame and widen their first/last reading time.
+
+        Three set-based statements whatever the number of devices: one SELECT of the
+        known ids, one INSERT of the new ones, one executemany UPDATE of the spans.
+        """
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
         spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
             "device_id"
         )["ts"].agg(["min", "max"])
-        with self.session() as session:
-            known = {
-                d.id: d
-                for d in session.exec(select(models.Device).where(models.Device.id.in_(list(spans.index))))  # type: ignore[attr-defined]
-            }
-            for device_id, (first, last) in spans.iterrows():
-                device = known.get(device_id)
-                if device is None:
-                    session.add(models.Device(id=device_id, profile=profile, first_ts=int(first), last_ts=int(last)))
-                else:
-                    device.first_ts = int(first) if device.first_ts is None else min(device.first_ts, int(first))
-                    device.last_ts = int(last) if device.last_ts is None else max(device.last_ts, int(last))
-                    session.add(device)
-            session.commit()
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        ids = [str(i) for i in spans.index]
+        firsts = [int(v) for v in spans["min"]]
+        lasts = [int(v) for v in spans["max"]]
+        with self.engine.begin() as conn:
+            known = set(conn.execute(sa.select(device.c.id).where(device.c.id.in_(ids))).scalars())
+            new = [
+                {"id": i, "profile": profile, "first_ts": f, "last_ts": last}
+                for i, f, last in zip(ids, firsts, lasts)
+                if i not in known
+            ]
+            if new:
+                conn.execute(sa.insert(device), new)
+            old = [
+                {"b_id": i, "b_first": f, "b_last": last}
+                for i, f, last in zip(ids, firsts, lasts)
+                if i in known
+            ]
+            if old:
+                first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
+                conn.execute(
+                    sa.update(device)
+                    .where(device.c.id == sa.bindparam("b_id"))
+                    .values(
+                        first_ts=sa.case(
+                            (sa.or_(device.c.first_ts.is_(None), device.c.first_ts > first), first),
+                            else_=device.c.first_ts,
+                        ),
+                        last_ts=sa.case(
+                            (sa.or_(device.c.last_ts.is_(None), device.c.last_ts < last), last),
+                            else_=device.c.last_ts,
+                        ),
+                    ),
+                    old,
+                )
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
         """Declare devices (with a site) before they report."""
