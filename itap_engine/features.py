@@ -80,6 +80,9 @@ _LAG_TAUS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 _LAG_DELAYS = (0, 1)
 _MIN_SPREAD = 1e-6
 _LAG_SEARCH_ROWS = 200_000
+_DAY_MS = 86_400_000
+_PROFILE_MIN_MS = 4 * 3_600_000
+"""A device needs this much training history before its daily cycle is fitted."""
 _Z_STD_FLOOR = 0.05
 """Floor (in state spreads) on the rolling std that z-scores divide by."""
 
@@ -339,6 +342,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.lag_tau_, self.lag_delay_ = best[1], best[2]
         self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
         expected = _lagged_level(codes, levels, pos, self._weights)
+        self.device_profiles_ = self._fit_profiles(frame, values, expected, device_codes)
+        expected = expected * self._profile_factor(frame)
         resid = values - expected
         spreads = np.zeros_like(levels)
         global_mad = _mad(resid)
@@ -381,7 +386,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         values = frame[signals].to_numpy(dtype=float)
         if not hasattr(self, "_weights"):
             self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
-        expected = _lagged_level(codes, self.levels_, pos, self._weights)
+        expected = _lagged_level(codes, self.levels_, pos, self._weights) * self._profile_factor(frame)
         spread = _lagged_level(codes, self.spreads_, pos, self._weights)
         u = (values - expected) / spread
         missing = np.isnan(u)
@@ -469,6 +474,58 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             if ordered:
                 return X
         return X.sort_values(["device_id", "ts"], kind="stable")
+
+    def _fit_profiles(
+        self, frame: pd.DataFrame, values: np.ndarray, expected: np.ndarray, device_codes: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Per device and signal: offset and daily cycle, as fractions of the expected level.
+
+        ``x ~ e * (1 + c0 + c1 sin(day angle) + c2 cos(day angle))``: the daily cycle and
+        the device's own offset scale with the operating state's level, as they do on a
+        real machine (an idle pump's temperature swings less in absolute terms). The
+        cycle terms need four hours of a device's history; with less only c0 is fitted
+        (and, the daily cycle being unknown, false alerts rise: train on a day or more).
+        """
+        profiles: dict[str, np.ndarray] = {}
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        angle = 2 * np.pi * ((ts % _DAY_MS) / _DAY_MS)
+        sin, cos = np.sin(angle), np.cos(angle)
+        names = frame["device_id"].to_numpy()
+        bounds = np.flatnonzero(np.r_[True, device_codes[1:] != device_codes[:-1], True])
+        for b in range(len(bounds) - 1):
+            lo, hi = bounds[b], bounds[b + 1]
+            span = ts[hi - 1] - ts[lo]
+            coef = np.zeros((values.shape[1], 3))
+            for j in range(values.shape[1]):
+                e, x = expected[lo:hi, j], values[lo:hi, j]
+                ok = np.isfinite(x) & (np.abs(e) > 1e-9)
+                if ok.sum() < 10:
+                    continue
+                rel = x[ok] / e[ok] - 1.0
+                weight = np.abs(e[ok]) / max(np.abs(e[ok]).max(), 1e-12)  # trust high levels more
+                cols = [np.ones(ok.sum())] + ([sin[lo:hi][ok], cos[lo:hi][ok]] if span >= _PROFILE_MIN_MS else [])
+                A = np.column_stack(cols) * weight[:, None]
+                solution = np.linalg.lstsq(A, rel * weight, rcond=None)[0]
+                coef[j, : len(solution)] = solution
+            profiles[str(names[lo])] = coef
+        return profiles
+
+    def _profile_factor(self, frame: pd.DataFrame) -> np.ndarray:
+        """``1 + c0 + c1 sin + c2 cos`` per row and signal (1 for devices not seen in training)."""
+        n, n_sig = len(frame), len(self.signals)
+        profiles = getattr(self, "device_profiles_", {})
+        if not profiles or n == 0:
+            return np.ones((n, n_sig))
+        raw, uniques = pd.factorize(frame["device_id"])
+        table = np.zeros((len(uniques) + 1, n_sig, 3))
+        for k, name in enumerate(uniques):
+            coef = profiles.get(str(name))
+            if coef is not None:
+                table[k] = coef
+        coef = table[raw]  # (n, S, 3); raw == -1 picks the zero row
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        angle = 2 * np.pi * ((ts % _DAY_MS) / _DAY_MS)
+        return 1.0 + coef[:, :, 0] + coef[:, :, 1] * np.sin(angle)[:, None] + coef[:, :, 2] * np.cos(angle)[:, None]
 
     def _state_codes(self, frame: pd.DataFrame) -> np.ndarray:
         """Index into :attr:`states_` per row; unknown or missing states -> the catch-all."""
