@@ -343,16 +343,11 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
         expected = _lagged_level(codes, levels, pos, self._weights)
         self.device_profiles_ = self._fit_profiles(frame, values, expected, device_codes)
-        expected = expected * self._profile_factor(frame)
-        resid = values - expected
-        spreads = np.zeros_like(levels)
-        global_mad = _mad(resid)
-        for k in range(n_states):
-            mad = _mad(resid[codes == k]) if (codes == k).any() else global_mad
-            spreads[k] = np.where(np.isfinite(mad) & (mad > 0), mad, global_mad)
-        spreads[-1] = global_mad
         floor = np.maximum(np.abs(overall) * 1e-6, _MIN_SPREAD)
-        self.spreads_ = np.maximum(np.nan_to_num(spreads, nan=1.0), floor)
+        # spreads around the state level alone serve devices training never saw
+        self.fallback_spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
+        expected = expected * self._profile_factor(frame)
+        self.spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
         self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
         # u at a row needs len(weights) readings; the long window needs L + 1 values of u
         self.history_ = max(self.long_window + 1, self.window, self.fft_window) + len(self._weights) + 1
@@ -388,6 +383,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
         expected = _lagged_level(codes, self.levels_, pos, self._weights) * self._profile_factor(frame)
         spread = _lagged_level(codes, self.spreads_, pos, self._weights)
+        unknown = ~frame["device_id"].isin(list(self.device_profiles_)).to_numpy()
+        if unknown.any():
+            spread[unknown] = _lagged_level(codes, self.fallback_spreads_, pos, self._weights)[unknown]
         u = (values - expected) / spread
         missing = np.isnan(u)
         valid = (~missing).astype(float)
@@ -474,6 +472,16 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             if ordered:
                 return X
         return X.sort_values(["device_id", "ts"], kind="stable")
+
+    @staticmethod
+    def _spreads(resid: np.ndarray, codes: np.ndarray, n_states: int) -> np.ndarray:
+        spreads = np.zeros((n_states, resid.shape[1]))
+        global_mad = _mad(resid)
+        for k in range(n_states):
+            mad = _mad(resid[codes == k]) if (codes == k).any() else global_mad
+            spreads[k] = np.where(np.isfinite(mad) & (mad > 0), mad, global_mad)
+        spreads[-1] = global_mad
+        return np.nan_to_num(spreads, nan=1.0)
 
     def _fit_profiles(
         self, frame: pd.DataFrame, values: np.ndarray, expected: np.ndarray, device_codes: np.ndarray

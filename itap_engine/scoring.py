@@ -76,7 +76,8 @@ MODEL_FORMAT = 1
 VALIDATION_FRACTION = 0.25
 """The latest quarter of the training window (by time) picks the threshold."""
 MAX_TRAIN_READINGS = 300_000
-"""Above this many readings in the window, training reads a seeded subset of devices."""
+"""Above this many readings, the detector is fitted on a seeded subset of devices
+(the feature builder still learns every device's daily profile)."""
 MAX_FIT_ROWS = 200_000
 """Training rows above this are subsampled (seeded) before fitting the detector."""
 SCORED_WATERMARK = "scored:{profile}"
@@ -140,28 +141,21 @@ def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
     return np.rint(recent) == 0
 
 
-def _training_devices(store, profile: str, since: int | None, until: int | None) -> list[str] | None:  # noqa: ANN001
+def _training_devices(frame: pd.DataFrame) -> list[str] | None:
     """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS.
 
     Subsampling devices (not instants) keeps every trailing window intact.
     """
-    table = store.readings_table(profile)
-    stmt = sa.select(table.c.device_id, sa.func.count()).group_by(table.c.device_id)
-    if since is not None:
-        stmt = stmt.where(table.c.ts > since)
-    if until is not None:
-        stmt = stmt.where(table.c.ts <= until)
-    with store.engine.connect() as conn:
-        counts = [(str(d), int(c)) for d, c in conn.execute(stmt)]
-    if sum(c for _, c in counts) <= MAX_TRAIN_READINGS:
+    counts = frame["device_id"].value_counts(sort=False)
+    if int(counts.sum()) <= MAX_TRAIN_READINGS:
         return None
     order = np.random.default_rng(0).permutation(len(counts))
     chosen, total = [], 0
     for i in order:
         if total >= MAX_TRAIN_READINGS:
             break
-        chosen.append(counts[i][0])
-        total += counts[i][1]
+        chosen.append(str(counts.index[i]))
+        total += int(counts.iloc[i])
     return sorted(chosen)
 
 
@@ -194,8 +188,7 @@ def train_model(
     """
     spec = settings.profile(profile)
     since = None if train_from_ms is None else train_from_ms - 1
-    devices = _training_devices(store, profile, since, train_until_ms)
-    frame = store.read_readings(profile, device_ids=devices, since_ms=since, until_ms=train_until_ms)
+    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
     builder = feature_builder_for(settings, spec)
     if len(frame) < 4 * builder.long_window:
         raise TrainingError(
@@ -209,7 +202,11 @@ def train_model(
     fit_rows = normal & (ts <= split)
     if fit_rows.sum() < 2 * builder.long_window:
         raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
-    builder.fit(frame[fit_rows])
+    builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
+    devices = _training_devices(frame)
+    if devices is not None:  # the detector needs volume, not every device
+        keep = frame["device_id"].isin(devices).to_numpy()
+        frame, normal, fit_rows, ts = frame[keep], normal[keep], fit_rows[keep], ts[keep]
     feats = builder.transform(frame)
     names = list(builder.feature_names_out_)
     pos_ok = _warm(feats, builder.history_)
