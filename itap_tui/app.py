@@ -60,7 +60,7 @@ class ItapApp(App[int]):
         Binding("question_mark", "help", "Help"),
         Binding("f", "inject_fault", "Fault"),
         Binding("p", "toggle_pause", "Pause"),
-        Binding("r", "retrain", "Retrain"),
+        Binding("r", "retrain", "Retrain", show=False),
         Binding("1", "fleet", "Fleet", show=False),
         Binding("2", "anomalies", "Anomalies", show=False),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),

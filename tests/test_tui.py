@@ -320,7 +320,8 @@ async def test_inject_fault_through_the_modal_then_see_the_alert() -> None:
         await wait_for(pilot, lambda: "overheat_drift" in cell_text(fleet, "pump-002", "fault"))
         await tick(pilot, facade, 3)
         assert "⚡ overheat_drift" in cell_text(fleet, "pump-002", "fault")
-        assert cell_text(fleet, "pump-002", "status") in ("✖ CRIT", "▲ WARN")
+        assert cell_text(fleet, "pump-002", "status") in ("✖ CRIT ⚡", "▲ WARN ⚡")
+        await wait_for(pilot, lambda: "ACTIVE" in cell_text(fleet, "pump-002", "fault"))
         await pilot.press("2")
         table = app.screen.query_one(AnomalyTable)
         devices = [table.get_cell_at((i, 1)).plain for i in range(table.row_count)]

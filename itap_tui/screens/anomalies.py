@@ -38,7 +38,7 @@ class AnomaliesScreen(LiveScreen):
         yield FilterBar("e.g. 'critical', 'profile:aircraft', 'pump-003', 'sev:warning thermal'", id="anomaly-filter")
         yield AnomalyTable(id="anomaly-table")
         yield Static(id="anomaly-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.table.focus()

@@ -69,7 +69,7 @@ class DeviceScreen(LiveScreen):
                     (("when", "When"), ("line", "Line"), ("reason", "Reason"), ("raw", "Raw row")),
                     id="quarantine",
                 )
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#alert-history", KeyedTable).focus()

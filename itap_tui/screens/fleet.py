@@ -23,7 +23,7 @@ class FleetScreen(LiveScreen):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("a", "acknowledge", "Ack"),
-        Binding("2", "app.anomalies", "Anomalies"),
+        Binding("2", "app.anomalies", "Alerts"),
         Binding("v", "focus_validation", "Validation", show=False),
     ]
 
@@ -38,7 +38,7 @@ class FleetScreen(LiveScreen):
         yield FilterBar("device, profile, status… e.g. 'critical' or 'profile:aircraft pump-01'", id="fleet-filter")
         yield DeviceTable(id="devices")
         yield ValidationLog(id="validation")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(DeviceTable).focus()

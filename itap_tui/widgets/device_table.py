@@ -22,9 +22,9 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("status", "Status"),
     ("score", "Score"),
     ("state", "State"),
-    ("profile", "Profile"),
-    ("fault", "Injected"),
     ("signals", "Key signals"),
+    ("fault", "Injected"),
+    ("profile", "Profile"),
 )
 
 SORTS: tuple[tuple[str, str], ...] = (
@@ -86,21 +86,24 @@ class DeviceTable(DataTable):
         fault = row.injected_fault or (mark[0] if mark else None)
         state = mark[1] if mark and mark[0] == fault else ""
         score = None if row.score is None else round(row.score, 2)
-        signature = (row.device_id, row.status, (score, row.status), row.state, row.profile, (fault, state), values)
+        signature = (row.device_id, (row.status, bool(fault)), (score, row.status), row.state, values, (fault, state), row.profile)
         fault_text = Text(end="")
         if fault:
             fault_text.append("⚡ ", style=f"bold {palette.warning}")
             fault_text.append(fault)
             if state:
                 fault_text.append(f" {state}", style="bold" if state == "ACTIVE" else "dim")
+        status_cell = status_text(row.status, palette)
+        if fault:
+            status_cell.append(" ⚡", style=f"bold {palette.warning}")
         cells = [
             Text(row.device_id, style="bold", end=""),
-            status_text(row.status, palette),
+            status_cell,
             score_text(row.score, row.threshold, row.status, palette),
             Text(row.state or "—", end=""),
-            Text(row.profile, end=""),
-            fault_text,
             signals_text(row.values, names, units),
+            fault_text,
+            Text(row.profile, end=""),
         ]
         return signature, cells
 
