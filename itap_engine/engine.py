@@ -408,7 +408,6 @@ class EngineCore:
         self._pending_models: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._swap_lock = threading.Lock()
-        self._retrain_seen = self.store.get_watermark(RETRAIN_REQUEST_KEY)
         self.profile_infos = {
             name: ProfileInfo(
                 name=name,
@@ -434,7 +433,7 @@ class EngineCore:
         """True when there is no simulated clock (an empty database) or a profile lacks a model."""
         if self.store.get_watermark(SIM_CLOCK_KEY) is None:
             return True
-        return any(self._load_model(p) is None for p in self._scored_profiles())
+        return any(self._load_model(p) is None for p in self.simulators)
 
     def _scored_profiles(self) -> list[str]:
         """Profiles that get a model: the simulated ones and any with stored readings."""
@@ -476,7 +475,14 @@ class EngineCore:
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
-                self._train(profile)
+                try:
+                    self._train(profile)
+                except ItapError as error:
+                    if profile in self.simulators:
+                        raise
+                    # Imported-only data (e.g. a CSV profile) may be too short to train on:
+                    # it is stored and shown, and scored once `itap train` made a model.
+                    log.warning("no model for imported profile %s: %s", profile, error)
             report(Progress("training", 1.0, "models ready"))
 
     def _simulate_history(self, report: Callable[[Progress], None]) -> datetime:
@@ -678,10 +684,14 @@ class EngineCore:
 
     # ------------------------------------------------------------------ the tick
     def check_retrain_request(self) -> str | None:
-        """A retrain asked for through the ``command.retrain`` watermark since the last look."""
+        """A retrain asked for through ``command.retrain`` and not yet taken: its profile or ``*``.
+
+        Taking it writes the request into ``command.retrain.done``, so a request made
+        while no engine ran is carried out by the next one (or the next ``--once``).
+        """
         value = self.store.get_watermark(RETRAIN_REQUEST_KEY)
-        if value and value != self._retrain_seen:
-            self._retrain_seen = value
+        if value and value != self.store.get_watermark(RETRAIN_DONE_KEY):
+            self.store.set_watermark(RETRAIN_DONE_KEY, value)
             return value.split()[0]
         return None
 
@@ -731,8 +741,8 @@ class EngineCore:
         self.sim_time = t1
         self.store.set_watermark(SIM_CLOCK_KEY, t1.isoformat())
 
-        self._score(result, _ms(t1))
-        t = lap("score", t)
+        self._score(result, _ms(t1), lap)
+        t = time.perf_counter()
         self.ticks += 1
         timings["total"] = time.perf_counter() - started
         result.timings = timings
@@ -814,22 +824,28 @@ class EngineCore:
         shutil.move(str(path), target)
 
     # ------------------------------------------------------------------ scoring
-    def _score(self, result: TickResult, clock_ms: int) -> None:
+    def _score(self, result: TickResult, clock_ms: int, lap: Callable[[str, float], float]) -> None:
+        """Score what is new per profile; timings: read, score (features + detector), alerts."""
         self._reading_anomalies = []
         for profile, scorer in self.scorers.items():
+            t = time.perf_counter()
             since = self.scored_ms.get(profile, clock_ms)
             until = clock_ms if profile in self.simulators else None
             readings = self.store.read_readings(profile, since_ms=since, until_ms=until)
+            t = lap("read", t)
             if readings.empty:
                 continue
             self._remember_latest(profile, readings)
             scored = scorer.score(readings)
+            t = lap("score", t)
             if scored is None or len(scored) == 0:
                 self.scored_ms[profile] = int(readings["ts"].max())
                 self.store.set_watermark(SCORED_KEY.format(profile=profile), str(self.scored_ms[profile]))
                 continue
             self._store_scores(profile, scored)
+            t = lap("store_scores", t)
             changes = self.tracker.update(profile, scored)
+            t = lap("alerts", t)
             result.opened.extend(getattr(changes, "opened", ()) or ())
             result.updated.extend(getattr(changes, "updated", ()) or ())
             result.closed.extend(getattr(changes, "closed", ()) or ())

@@ -34,17 +34,17 @@ DEVICES = ["pump-001", "pump-002", "pump-003", "pump-004"]
 
 
 def small_config(folder: Path, **sections: dict) -> Path:
-    """4 pumps, no random faults, 1 h bootstrap, 60 simulated seconds per 0.2 s tick.
+    """4 pumps, no random faults, 6 h bootstrap, 60 simulated seconds per 0.2 s tick.
 
-    States last a day: an hour of history cannot show the model every state change,
+    States last a day: six hours of history cannot show the model every state change,
     and the first unseen one would (rightly) score as anomalous. The robust-z
-    detector: on an hour of history it flags a drifting temperature within a few
+    detector: on six hours of history it flags a drifting temperature within a few
     ticks, where the isolation forest (60 features) barely moves.
     """
     base = load_settings(REPO / "config.toml")
     changes = {
         "simulation": {"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
-        "detection": {"bootstrap_hours": 1.0, "detector": "robust_z"},
+        "detection": {"bootstrap_hours": 6.0, "detector": "robust_z"},
         "engine": {"tick_seconds": 0.2, "sim_speed": 300.0, "retrain_minutes": 600, "housekeeping_minutes": 600},
     }
     for name, values in sections.items():
@@ -96,7 +96,7 @@ async def test_first_start_bootstraps_then_a_restart_resumes(tmp_path: Path) -> 
     stages = {p.stage for p in seen}
     assert {"history", "training"} <= stages
     assert max(p.fraction for p in seen if p.stage == "history") == pytest.approx(1.0)
-    assert readings_count(settings) == 4 * 360  # 1 h at 10 s, 4 devices
+    assert readings_count(settings) == 4 * 2160  # 6 h at 10 s, 4 devices
     first = engine.latest()
     assert first is not None and first.stats.model_versions.get("industrial")
     await engine.tick_now()
@@ -268,8 +268,15 @@ async def test_facades_implement_the_protocol_and_attach_to_the_same_database(wo
         local_detail = await local.device_detail("pump-004", window_s=600)
         assert local_detail.ts == detail.ts
         await attached.retrain("industrial")  # a request the engine picks up on its next tick
+        before = local.latest().stats.model_versions["industrial"]  # type: ignore[union-attr]
         result = await local.engine.tick_now()
         assert result is not None and result.retrain_requested == "industrial"
+        deadline = time.monotonic() + 20
+        while local.latest().stats.model_versions["industrial"] == before:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, local.engine.last_error
+            await asyncio.sleep(0.1)
+            result = await local.engine.tick_now()
+            assert result is not None and result.retrain_requested is None  # taken once
         attached.set_paused(True)
         assert attached.latest().stats.paused  # type: ignore[union-attr]
     finally:
