@@ -481,3 +481,76 @@ async def test_usable_at_80x24() -> None:
         await pilot.press("pagedown", "down")
         await tick(pilot, facade)
         assert table.cursor_row > 10
+
+
+# ---------------------------------------------------------------------- end to end: the real engine
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def small_console_config(folder, tick_seconds: float = 0.3):  # type: ignore[no-untyped-def]
+    """3 pumps and an aircraft, 1.5 h of history, no random faults, fast ticks (robust-z detector)."""
+    from itap_engine.bench_engine import derived_config
+    from itap_engine.config import load_settings
+
+    return derived_config(
+        load_settings(REPO / "config.toml"),
+        folder,
+        fleet=[
+            {"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]},
+            {"profile": "aircraft", "devices": 1, "prefix": "ac", "sites": ["fleet-a"]},
+        ],
+        simulation={"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
+        detection={"bootstrap_hours": 1.5, "detector": "robust_z"},
+        engine={"tick_seconds": tick_seconds, "sim_speed": 100.0, "retrain_minutes": 600, "housekeeping_minutes": 600},
+    )
+
+
+@pytest.mark.slow
+async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Bootstrap an empty database, inject a fault from the modal, see its alert, drill down, quit."""
+    from itap_engine.config import load_settings
+    from itap_engine.facade import LocalFacade
+
+    settings = load_settings(small_console_config(tmp_path / "site"))
+    facade = LocalFacade(settings)
+    app = ItapApp(facade, detail_refresh_s=0.5)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, BootstrapScreen))
+        await wait_for(
+            pilot, lambda: app.start_error is not None or (app.snapshot is not None and isinstance(app.screen, FleetScreen)), timeout=180
+        )
+        assert app.start_error is None
+        fleet = app.screen.query_one(DeviceTable)
+        assert sorted(table_devices(fleet)) == ["ac-001", "pump-001", "pump-002", "pump-003"]
+        fleet.move_cursor(row=fleet.get_row_index("pump-002"))
+        await pilot.press("f")
+        assert isinstance(app.screen, FaultModal)
+        await pilot.press("down", "down", "enter")  # power_spike
+        await pilot.press(*"3", "tab", *"10m", "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, FleetScreen))
+        await wait_for(pilot, lambda: "power_spike" in cell_text(fleet, "pump-002", "fault"), timeout=30)
+        await wait_for(pilot, lambda: "ACTIVE" in cell_text(fleet, "pump-002", "fault"), timeout=60)
+        await pilot.press("2")
+        anomalies = app.screen.query_one(AnomalyTable)
+
+        def alert_row() -> int | None:
+            for index in range(anomalies.row_count):
+                if anomalies.get_cell_at((index, 1)).plain == "pump-002" and "READING" not in anomalies.get_cell_at((index, 0)).plain:
+                    return index
+            return None
+
+        await wait_for(pilot, lambda: alert_row() is not None, timeout=120)
+        anomalies.move_cursor(row=alert_row())
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None, timeout=30)
+        screen = app.screen
+        assert screen.device_id == "pump-002"
+        await wait_for(pilot, lambda: bool(screen.detail.contributors), timeout=30)
+        why = str(screen.query_one(ContributorsPanel).render())
+        assert screen.detail.contributors[0].signal in why
+        assert any(f.fault == "power_spike" for f in screen.detail.faults)
+        await pilot.press("escape", "escape")
+        assert isinstance(app.screen, FleetScreen)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: app.engine_stopped, timeout=60)
+    assert app.return_value == 0
