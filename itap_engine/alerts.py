@@ -49,6 +49,8 @@ __all__ = [
 
 EVENTS_SIGNAL = "(events)"
 TOP_CONTRIBUTORS = 3
+NO_CONTRIBUTORS: tuple[Contributor, ...] = ()
+"""What rows without a contributor list carry (shared and immutable)."""
 
 
 class AlertError(ItapError):
@@ -80,7 +82,9 @@ class Explanation:
     """Per-reading attribution: the top family and, for chosen rows, top contributors."""
 
     family: np.ndarray
-    contributors: list[list[Contributor]]
+    contributors: np.ndarray
+    """Object array: a list of :class:`Contributor` per detailed row, else the shared
+    empty tuple :data:`NO_CONTRIBUTORS`."""
 
 
 def _membership(feature_names: Sequence[str], families: Mapping[str, str]) -> tuple[list[str], list[str], np.ndarray]:
@@ -105,13 +109,16 @@ def explain(
     get an empty list (building millions of small objects would dominate scoring).
     """
     signals, fams, member = _membership(feature_names, families)
-    excess = np.maximum(contributions - 1.0, 0.0)
-    per_signal = excess @ member  # (n, signals)
+    excess = contributions.astype(np.float32)
+    excess -= 1.0
+    np.maximum(excess, 0.0, out=excess)
+    per_signal = (excess @ member.astype(np.float32)).astype(float)  # (n, signals)
     family_names = sorted(set(fams))
     fam_member = np.array([[1.0 if f == name else 0.0 for name in family_names] for f in fams])
     per_family = per_signal @ fam_member
     top_family = np.array(family_names, dtype=object)[per_family.argmax(axis=1)] if len(per_signal) else np.array([], dtype=object)
-    rows: list[list[Contributor]] = [[] for _ in range(len(per_signal))]
+    rows = np.empty(len(per_signal), dtype=object)
+    rows.fill(NO_CONTRIBUTORS)
     chosen = np.flatnonzero(detail) if detail is not None else np.arange(len(per_signal))
     if len(chosen):
         sub = per_signal[chosen]
@@ -284,7 +291,7 @@ class AlertTracker:
         alert.peak_score = float(value)
         ratio = value / threshold if threshold and threshold > 0 else 1.0
         alert.severity = "critical" if ratio >= self.rules.critical_ratio else "warning"
-        if contributors is not None and isinstance(contributors[r], list) and contributors[r]:
+        if contributors is not None and isinstance(contributors[r], (list, tuple)) and contributors[r]:
             alert.contributors = contributors_to_json(contributors[r])
 
     def _persist(self, new: list[Alert], touched: dict[int, Alert], closed: list[Alert]) -> None:

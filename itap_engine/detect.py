@@ -76,6 +76,12 @@ class _RobustScaling:
         z = np.where(np.isnan(z), self.missing_z, z)
         return np.clip(z, -self.clip, self.clip)
 
+    def score_and_contributions(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(score_samples(X), contributions(X))`` with the scaling done once."""
+        check_is_fitted(self)
+        z = self._z(_as_matrix(X))
+        return self._score_z(z), z * z
+
     def contributions(self, X: Any) -> np.ndarray:
         """Non-negative push of each feature away from normal: clipped robust z squared.
 
@@ -137,7 +143,9 @@ class RobustZDetector(_RobustScaling, OutlierMixin, BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of the RMS robust z-score: lower is more abnormal."""
         check_is_fitted(self)
-        z = self._z(_as_matrix(X))
+        return self._score_z(self._z(_as_matrix(X)))
+
+    def _score_z(self, z: np.ndarray) -> np.ndarray:
         return -np.sqrt(np.einsum("ij,ij->i", z, z) / z.shape[1])
 
     def decision_function(self, X: Any) -> np.ndarray:
@@ -219,7 +227,10 @@ class IsolationForestDetector(_RobustScaling, OutlierMixin, BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """IsolationForest's score (in [-1, 0]): lower is more abnormal."""
         check_is_fitted(self)
-        return self.forest_.score_samples(self._z(_as_matrix(X)))
+        return self._score_z(self._z(_as_matrix(X)))
+
+    def _score_z(self, z: np.ndarray) -> np.ndarray:
+        return self.forest_.score_samples(z)
 
     def decision_function(self, X: Any) -> np.ndarray:
         check_is_fitted(self)

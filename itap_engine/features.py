@@ -179,8 +179,8 @@ def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.
         centred = np.where(mask, sub - mean[:, None], 0.0)
         spectrum[fix] = centred.astype(np.float32) @ basis
     bins = basis.shape[1] // 2
-    power = spectrum[:, :bins].astype(float) ** 2 + spectrum[:, bins:].astype(float) ** 2
-    energy = power.sum(axis=1) / (window * window)
+    power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
+    energy = power.sum(axis=1, dtype=float) / (window * window)
     dominant = (power.argmax(axis=1) + 1) / window
     enough = cnt >= 2
     return np.where(enough, energy, np.nan), np.where(enough, dominant, np.nan)
@@ -400,16 +400,18 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         std = np.empty_like(u)
         with np.errstate(invalid="ignore", divide="ignore"):
             for j in range(len(signals)):
-                # short windows directly (exact, no cancellation when values are flat)
+                # short windows straight from the window view (no cumulative sums, so no
+                # rounding carried between rows): missing values are 0 and not counted
                 view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
-                ok, _, _ = _windows(valid[:, j], pos, w, 0.0)
+                s1 = view.sum(axis=1)
+                s2 = np.einsum("ij,ij->i", view, view)
                 if len(partial):
-                    ok = ok.copy()
-                    ok[partial] = np.where(outside, 0.0, ok[partial])
-                m = (view * ok).sum(axis=1) / cnt[:, j]
+                    sub = np.where(outside, 0.0, view[partial])
+                    s1[partial] = sub.sum(axis=1)
+                    s2[partial] = np.einsum("ij,ij->i", sub, sub)
+                m = s1 / cnt[:, j]
                 mean[:, j] = m
-                dev = (view - m[:, None]) * ok
-                std[:, j] = np.sqrt(np.einsum("ij,ij->i", dev, dev) / cnt[:, j])
+                std[:, j] = np.sqrt(np.maximum(s2 / cnt[:, j] - m * m, 0.0))
             # the baseline for z: the previous L readings (excluding the current one)
             cnt_l = np.rint(_rolling_sum(valid, pos, L + 1) - valid)
             s1_l = _rolling_sum(u0, pos, L + 1) - u0

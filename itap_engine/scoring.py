@@ -78,7 +78,7 @@ VALIDATION_FRACTION = 0.25
 MAX_TRAIN_READINGS = 300_000
 """Above this many readings, the detector is fitted on a seeded subset of devices
 (the feature builder still learns every device's daily profile)."""
-MAX_FIT_ROWS = 200_000
+MAX_FIT_ROWS = 100_000
 """Training rows above this are subsampled (seeded) before fitting the detector."""
 SCORED_WATERMARK = "scored:{profile}"
 
@@ -159,6 +159,49 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
     return sorted(chosen)
 
 
+def read_frame(
+    store,  # noqa: ANN001
+    profile: str,
+    *,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+    columns: list[str] | None = None,
+) -> pd.DataFrame:
+    """Readings like ``Store.read_readings`` (``since`` exclusive, ``until`` inclusive,
+    ordered by device and time), built column-wise from plain tuples: pandas' row
+    constructor probes every SQLAlchemy Row for keys, which costs seconds per million."""
+    table = store.readings_table(profile)
+    cols = [table.c[c] for c in columns] if columns else list(table.columns)
+    stmt = sa.select(*cols)
+    if since_ms is not None:
+        stmt = stmt.where(table.c.ts > since_ms)
+    if until_ms is not None:
+        stmt = stmt.where(table.c.ts <= until_ms)
+    stmt = stmt.order_by(table.c.device_id, table.c.ts)
+    compiled = stmt.compile(dialect=store.engine.dialect)
+    params = compiled.construct_params()
+    if compiled.positional:
+        bound: Any = tuple(params[key] for key in (compiled.positiontup or []))
+    else:
+        bound = params
+    names = [c.name for c in cols]
+    with store.engine.connect() as conn:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(str(compiled), bound)
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+    data = list(zip(*rows)) if rows else [()] * len(names)
+    frame = pd.DataFrame({name: np.asarray(values, dtype=object) for name, values in zip(names, data)})
+    for name in names:
+        if name == "ts":
+            frame[name] = frame[name].astype(np.int64)
+        elif name not in ("device_id", "state", "fault", "changepoint"):
+            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
+    return frame
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -188,7 +231,7 @@ def train_model(
     """
     spec = settings.profile(profile)
     since = None if train_from_ms is None else train_from_ms - 1
-    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
+    frame = read_frame(store, profile, since_ms=since, until_ms=train_until_ms)
     builder = feature_builder_for(settings, spec)
     if len(frame) < 4 * builder.long_window:
         raise TrainingError(
@@ -370,9 +413,13 @@ def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
     if feats.empty:
         return pd.DataFrame({c: [] for c in SCORED_COLUMNS})
     X = feats[model.feature_names].to_numpy()
-    score = -model.detector.score_samples(X)
+    if hasattr(model.detector, "score_and_contributions"):
+        raw, push = model.detector.score_and_contributions(X)
+    else:
+        raw, push = model.detector.score_samples(X), model.detector.contributions(X)
+    score = -raw
     anomalous = score > model.threshold
-    explanation = explain(model.detector.contributions(X), model.feature_names, model.families, detail=anomalous)
+    explanation = explain(push, model.feature_names, model.families, detail=anomalous)
     return pd.DataFrame(
         {
             "device_id": feats["device_id"].to_numpy(),
@@ -439,7 +486,8 @@ class StreamingScorer:
 
         Returns ``device_id``, ``ts``, ``score`` (higher = more anomalous),
         ``is_anomalous`` (score > threshold), ``family`` (top sensor family),
-        ``contributors`` (top 3 :class:`Contributor`, filled for anomalous rows),
+        ``contributors`` (top 3 :class:`Contributor` as a list for anomalous rows;
+        the shared empty tuple ``()`` for the others, to keep scoring fast),
         plus ``threshold`` and ``model_version_id``; ordered by device then time.
         """
         if readings.empty:
@@ -468,7 +516,7 @@ def _insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_00
     dialect_insert = postgresql.insert if store.engine.dialect.name == "postgresql" else sqlite.insert
     stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["profile", "device_id", "ts"])
     contributors = [
-        contributors_to_json(items) if isinstance(items, list) and items else None
+        contributors_to_json(items) if isinstance(items, (list, tuple)) and items else None
         for items in scored["contributors"].tolist()
     ]
     records = [
@@ -506,13 +554,13 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # no
     since = int(mark) if mark else None
     scorer = StreamingScorer(settings, profile, model)
     columns = scorer.columns
-    new = store.read_readings(profile, since_ms=since, columns=columns)
+    new = read_frame(store, profile, since_ms=since, columns=columns)
     if new.empty:
         return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
     if since is not None:
         assert model.features is not None
         span = (scorer.history + 2) * max(model.features.step_ms_, 1) * 2
-        scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
+        scorer.warm_up(read_frame(store, profile, since_ms=since - span, until_ms=since, columns=columns))
     scored = scorer.score(new)
     _insert_scores(store, profile, scored)
     changes = AlertTracker(store, settings).update(profile, scored)
