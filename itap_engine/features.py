@@ -34,7 +34,9 @@ device-level event counters (see :data:`SIGNAL_KINDS`, :data:`EVENT_FEATURES`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -80,6 +82,9 @@ _LAG_TAUS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 _LAG_DELAYS = (0, 1)
 _MIN_SPREAD = 1e-6
 _LAG_SEARCH_ROWS = 200_000
+_THREADED_ROWS = 50_000
+"""Above this many rows, per-signal features are computed on a thread pool."""
+_MAX_THREADS = 4
 _DAY_MS = 86_400_000
 _PROFILE_MIN_MS = 4 * 3_600_000
 """A device needs this much training history before its daily cycle is fitted."""
@@ -396,22 +401,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         out = np.empty((n, len(names)))
         rows_w = np.minimum(pos + 1, w).astype(float)[:, None]
         cnt = np.rint(_rolling_sum(valid, pos, w))
-        mean = np.empty_like(u)
-        std = np.empty_like(u)
         with np.errstate(invalid="ignore", divide="ignore"):
-            for j in range(len(signals)):
-                # short windows straight from the window view (no cumulative sums, so no
-                # rounding carried between rows): missing values are 0 and not counted
-                view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
-                s1 = view.sum(axis=1)
-                s2 = np.einsum("ij,ij->i", view, view)
-                if len(partial):
-                    sub = np.where(outside, 0.0, view[partial])
-                    s1[partial] = sub.sum(axis=1)
-                    s2[partial] = np.einsum("ij,ij->i", sub, sub)
-                m = s1 / cnt[:, j]
-                mean[:, j] = m
-                std[:, j] = np.sqrt(np.maximum(s2 / cnt[:, j] - m * m, 0.0))
             # the baseline for z: the previous L readings (excluding the current one)
             cnt_l = np.rint(_rolling_sum(valid, pos, L + 1) - valid)
             s1_l = _rolling_sum(u0, pos, L + 1) - u0
@@ -428,12 +418,25 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         prev[pos == 0] = np.nan
         miss_frac = (rows_w - cnt) / rows_w
 
-        for j, s in enumerate(signals):
+        def per_signal(j: int) -> None:
+            s = signals[j]
             col = u[:, j]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                # short windows straight from the window view (no cumulative sums, so no
+                # rounding carried between rows): missing values are 0 and not counted
+                view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
+                s1 = view.sum(axis=1)
+                s2 = np.einsum("ij,ij->i", view, view)
+                if len(partial):
+                    sub = np.where(outside, 0.0, view[partial])
+                    s1[partial] = sub.sum(axis=1)
+                    s2[partial] = np.einsum("ij,ij->i", sub, sub)
+                mean = s1 / cnt[:, j]
+                std = np.sqrt(np.maximum(s2 / cnt[:, j] - mean * mean, 0.0))
             energy, dominant = _fft_features(col, pos, F)
             out[:, column[f"{s}__level"]] = col
-            out[:, column[f"{s}__mean"]] = mean[:, j]
-            out[:, column[f"{s}__std"]] = std[:, j]
+            out[:, column[f"{s}__mean"]] = mean
+            out[:, column[f"{s}__std"]] = std
             out[:, column[f"{s}__min"]] = _rolling_extreme(col, pos, w, largest=False)
             out[:, column[f"{s}__max"]] = _rolling_extreme(col, pos, w, largest=True)
             out[:, column[f"{s}__diff"]] = col - prev[:, j]
@@ -443,6 +446,15 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             out[:, column[f"{s}__trend"]] = trend[:, j]
             out[:, column[f"{s}__resid"]] = col - trend[:, j]
             out[:, column[f"{s}__missing"]] = miss_frac[:, j]
+
+        workers = min(len(signals), os.cpu_count() or 1, _MAX_THREADS)
+        if n >= _THREADED_ROWS and workers > 1:
+            # numpy releases the GIL in these kernels: signals run side by side
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(per_signal, range(len(signals))))
+        else:
+            for j in range(len(signals)):
+                per_signal(j)
 
         idx = np.arange(n)
         starts = idx - pos
