@@ -19,7 +19,7 @@ class ContributorsPanel(Static):
         self.border_title = "Why (contributors)"
 
     def show(self, contributors: Sequence[ContributorView], palette: Palette, headline: str = "") -> None:
-        text = Text(end="")
+        text = Text("Why (contributors)\n", style="bold underline", end="")
         if headline:
             text.append(headline + "\n", style="bold")
         if not contributors:
