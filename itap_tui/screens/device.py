@@ -29,13 +29,13 @@ class DeviceScreen(LiveScreen):
         Binding("n", "next_signal", "Next signal"),
         Binding("N", "previous_signal", "Prev signal", show=False),
         Binding("w", "next_window", "Window"),
-        Binding("t", "next_tab", "History tab"),
+        Binding("t", "next_tab", "History tab", show=False),
         Binding("a", "acknowledge", "Ack"),
     ]
 
     signal_index: reactive[int] = reactive(0)
     window_index: reactive[int] = reactive(1)
-    loading: reactive[bool] = reactive(True)
+    fetching: reactive[bool] = reactive(True)
     """A detail query is in flight; toggles ``-loading``."""
 
     def __init__(self, device_id: str) -> None:
@@ -78,18 +78,18 @@ class DeviceScreen(LiveScreen):
     def on_resize(self) -> None:
         self.set_class(self.size.height < 32, "-compact")
 
-    def watch_loading(self, loading: bool) -> None:
-        self.set_class(loading, "-loading")
+    def watch_fetching(self, fetching: bool) -> None:
+        self.set_class(fetching, "-fetching")
 
     # ------------------------------------------------------------------ data
     @work(exclusive=True, group="device-detail", exit_on_error=False, description="device detail")
     async def load_detail(self) -> None:
-        self.loading = True
+        self.fetching = True
         self._last_fetch = time.monotonic()
         detail = await self.itap.facade.device_detail(self.device_id, WINDOWS[self.window_index][0])
         self.fetches += 1
         self.detail = detail
-        self.loading = False
+        self.fetching = False
         self.show_detail()
 
     def render_snapshot(self, snapshot: Snapshot) -> None:
@@ -135,7 +135,7 @@ class DeviceScreen(LiveScreen):
         if signals:
             text.append(f"  │ {self.signal} ({self.signal_index % len(signals) + 1}/{len(signals)})", style=self.palette.accent)
         text.append(f"  │ window {WINDOWS[self.window_index][1]}", style="dim")
-        if self.loading:
+        if self.fetching:
             text.append("  loading…", style="dim italic")
         self.query_one("#device-header", Static).update(text)
 

@@ -30,8 +30,8 @@ class ContributorsPanel(Static):
             if index:
                 text.append("\n")
             text.append(f"{index + 1}. ", style="dim")
-            text.append(f"{item.signal}\n", style="bold")
-            text.append(f"   {bar(item.share, 10)}", style=palette.accent)
-            text.append(f" {item.share:>4.0%} ")
-            text.append(item.family, style="dim")
+            text.append(item.signal, style="bold")
+            text.append(f" {item.family}\n", style="dim")
+            text.append(f"   {bar(item.share, 12)}", style=palette.accent)
+            text.append(f" {item.share:>4.0%}")
         self.update(text)

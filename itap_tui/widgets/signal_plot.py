@@ -41,16 +41,19 @@ class SignalPlot(PlotextPlot):
         threshold = detail.threshold
         if signal is None and threshold is not None:
             plt.hline(threshold, "red")
+        present = [v for v in values if v is not None]
+        low, high = (min(present), max(present)) if present else (0.0, 1.0)
+        # Markers sit on strips at the top (anomaly) and bottom (fault) of the plot, so
+        # they never hide the line itself.
         anomalous = [
-            (xi, v)
-            for xi, v, s in zip(x, values, detail.scores, strict=False)
-            if v is not None and s is not None and threshold is not None and s > threshold
+            xi
+            for xi, s in zip(x, detail.scores, strict=False)
+            if s is not None and threshold is not None and s > threshold
         ]
         if anomalous:
-            plt.scatter([p[0] for p in anomalous], [p[1] for p in anomalous], marker="x", color="red", label="anomaly")
-        faulty = [(xi, v) for xi, v, f in zip(x, values, detail.fault_labels, strict=False) if f and v is not None]
+            plt.scatter(anomalous, [high] * len(anomalous), marker="x", color="red", label="anomaly")
+        faulty = [xi for xi, f in zip(x, detail.fault_labels, strict=False) if f]
         if faulty:
-            low = min(v for v in values if v is not None) if any(v is not None for v in values) else 0.0
-            plt.scatter([p[0] for p in faulty], [low] * len(faulty), marker="▼", color="orange", label="fault")
+            plt.scatter(faulty, [low] * len(faulty), marker="▼", color="orange", label="fault")
         plt.xlabel("minutes before latest reading")
         self.refresh()
