@@ -14,7 +14,7 @@
           "ts": 1767268720000,            # the same, epoch milliseconds
           "score": 7.41,                  # anomaly score, higher = more anomalous
           "threshold": 1.79,              # the model's alert threshold
-          "severity": "critical",         # "warning" | "critical" (readings: from score / threshold)
+          "severity": "critical",         # "warning" | "critical"; readings below the threshold: "normal"
           "family": "thermal",            # top sensor family
           "contributors": [               # top signals, shares sum to <= 1
             {"signal": "temp_c", "family": "thermal", "share": 0.93}
@@ -40,6 +40,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 from rich.markup import escape
+from rich import box
 from rich.table import Table
 
 from itap_engine.config import Settings
@@ -71,7 +72,10 @@ def _contributors(text: Any) -> list[dict[str, Any]]:
 
 
 def _severity(score: float, threshold: float, ratio: float) -> str:
-    return "critical" if threshold > 0 and score / threshold >= ratio else "warning"
+    """critical / warning above the threshold, normal below it."""
+    if threshold > 0 and score / threshold >= ratio:
+        return "critical"
+    return "warning" if score > threshold else "normal"
 
 
 def collect(store, settings: Settings, *, limit: int, device: str | None = None, profile: str | None = None,  # noqa: ANN001
@@ -149,13 +153,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         out.print("no anomalies: nothing scored yet (run `itap score`) or nothing matches")
         return 0
     title = "Open alerts" if payload["kind"] == "alerts" else "Most anomalous readings"
-    table = Table(title=title)
-    for col in ("#", "device", "time", "score", "x thr", "severity", "family", "contributors"):
-        table.add_column(col, justify="right" if col in ("#", "score", "x thr") else "left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("#", "device", "time (UTC)", "score", "x thr", "severity", "family", "contributors"):
+        table.add_column(col, justify="right" if col in ("#", "score", "x thr") else "left",
+                         no_wrap=col != "contributors", min_width=16 if col == "contributors" else None)
     for item in payload["items"]:
-        contrib = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in item["contributors"])
+        # Signals that pushed less than 5% are noise to an operator; the JSON keeps them.
+        shown = [c for c in item["contributors"] if c["share"] >= 0.05] or item["contributors"][:1]
+        contrib = " ".join(f"{c['signal']} {c['share']:.0%}" for c in shown)
         ratio = item["score"] / item["threshold"] if item["threshold"] else float("nan")
-        table.add_row(str(item["rank"]), escape(item["device_id"]), item["time"] or "-", f"{item['score']:.3g}",
+        time = (item["time"] or "-").replace("T", " ")[:19]
+        table.add_row(str(item["rank"]), escape(item["device_id"]), time, f"{item['score']:.3g}",
                       f"{ratio:.2f}", item["severity"], escape(item["family"] or "-"), escape(contrib))
     out.print(table)
     return 0
