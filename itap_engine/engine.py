@@ -856,9 +856,9 @@ class EngineCore:
 
     def _store_scores(self, profile: str, scored: pd.DataFrame) -> None:
         """Scores as ``score`` rows, one bulk insert (contributors kept for anomalous rows)."""
-        from itap_engine.scoring import _insert_scores
+        from itap_engine.scoring import insert_scores
 
-        _insert_scores(self.store, profile, scored)
+        insert_scores(self.store, profile, scored)
 
     def _remember_latest(self, profile: str, readings: pd.DataFrame) -> None:
         last = readings.groupby("device_id", sort=False).tail(1).set_index("device_id")

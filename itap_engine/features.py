@@ -130,6 +130,34 @@ def _rolling_sum(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray
     return out
 
 
+def _rolling_count(flags: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """Trailing sum of 0/1 flags over ``window`` rows within each device (exact).
+
+    Integer-valued cumulative sums carry no rounding, so one pass over all devices
+    (no per-device loop) gives the same numbers as :func:`_rolling_sum`.
+    """
+    n = flags.shape[0]
+    cs = np.zeros((n + 1, *flags.shape[1:]))
+    np.cumsum(flags, axis=0, out=cs[1:])
+    idx = np.arange(n)
+    return cs[idx + 1] - cs[idx + 1 - np.minimum(pos + 1, window)]
+
+
+def _gather(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing windows ending at ``rows`` only: ``(windows, inside)``.
+
+    ``windows`` is (m, window, *values.shape[1:]) with the current row last; slots
+    before the device's first row hold ``fill`` and are False in ``inside`` (m, window).
+    The streaming path uses it so the per-row work is done for the new rows only.
+    """
+    offsets = np.arange(1 - window, 1)
+    inside = offsets[None, :] >= -pos[rows][:, None]
+    idx = np.where(inside, rows[:, None] + offsets[None, :], 0)
+    windows = values[idx]
+    windows[~inside] = fill
+    return windows, inside
+
+
 def _windows(values: np.ndarray, pos: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Trailing windows of a 1-D array: ``(view, partial, outside)``.
 
@@ -159,6 +187,15 @@ def _rolling_extreme(values: np.ndarray, pos: np.ndarray, window: int, largest: 
     return result
 
 
+def _rolling_extreme_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, largest: bool) -> np.ndarray:
+    """:func:`_rolling_extreme` for the windows ending at ``rows`` only."""
+    fill = -np.inf if largest else np.inf
+    sub = _gather(np.where(np.isnan(values), fill, values), pos, rows, window, fill)[0]
+    result = sub.max(axis=1) if largest else sub.min(axis=1)
+    result[np.isinf(result)] = np.nan
+    return result
+
+
 def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Spectral energy (DC removed) and dominant frequency over trailing windows.
 
@@ -168,7 +205,7 @@ def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.
     valid = np.isfinite(values)
     clean = np.where(valid, values, 0.0)
     view, partial, outside = _windows(clean, pos, window, 0.0)
-    cnt = np.rint(_rolling_sum(valid.astype(float), pos, window))
+    cnt = _rolling_count(valid.astype(float), pos, window)
     basis = _dft_basis(window)
     spectrum = view.astype(np.float32) @ basis  # (n, 2 * bins): cosine then sine parts
     fix = np.flatnonzero(cnt < window)
@@ -182,6 +219,29 @@ def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.
         sub = view[fix]
         mean = np.where(mask, sub, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
         centred = np.where(mask, sub - mean[:, None], 0.0)
+        spectrum[fix] = centred.astype(np.float32) @ basis
+    bins = basis.shape[1] // 2
+    power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
+    energy = power.sum(axis=1, dtype=float) / (window * window)
+    dominant = (power.argmax(axis=1) + 1) / window
+    enough = cnt >= 2
+    return np.where(enough, energy, np.nan), np.where(enough, dominant, np.nan)
+
+
+def _fft_features_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fft_features` for the windows ending at ``rows`` only (same numbers)."""
+    valid = np.isfinite(values)
+    sub, inside = _gather(np.where(valid, values, 0.0), pos, rows, window, 0.0)
+    mask = valid[np.where(inside, rows[:, None] + np.arange(1 - window, 1)[None, :], 0)] & inside
+    cnt = mask.sum(axis=1)
+    basis = _dft_basis(window)
+    spectrum = sub.astype(np.float32) @ basis
+    fix = np.flatnonzero(cnt < window)
+    if len(fix):
+        m = mask[fix]
+        part = sub[fix]
+        mean = np.where(m, part, 0.0).sum(axis=1) / np.maximum(m.sum(axis=1), 1)
+        centred = np.where(m, part - mean[:, None], 0.0)
         spectrum[fix] = centred.astype(np.float32) @ basis
     bins = basis.shape[1] // 2
     power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
@@ -225,7 +285,7 @@ def _lagged_level(codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weight
     changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
     # the window of row i spans rows i - taps + 1 .. i; a change at row j means rows
     # j - 1 and j differ, so look one row further back than the window
-    rows = np.flatnonzero(_rolling_sum(changed, pos, taps) > 0)
+    rows = np.flatnonzero(_rolling_count(changed, pos, taps) > 0)
     if len(rows) == 0:
         return own
     out = own.copy()
@@ -370,7 +430,24 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         :attr:`feature_names_out_`; its index is the input's index (sorted).
         """
         check_is_fitted(self)
-        frame = self._sorted(X)
+        return self._transform(self._sorted(X), None)
+
+    def transform_new(self, X: pd.DataFrame, new: np.ndarray) -> pd.DataFrame:
+        """Features of the rows of ``X`` flagged in ``new``, the other rows being their history.
+
+        The streaming path: ``X`` holds the last :attr:`history_` readings of each
+        device plus the new ones, already ordered by device then time; ``new`` is a
+        boolean array aligned with ``X``. The windowed work (rolling sums, extremes,
+        FFT) is done for the flagged rows only, and the numbers equal those of
+        :meth:`transform` (up to float rounding far below 1e-7).
+
+        Returns the :meth:`transform` columns for the flagged rows (index from ``X``).
+        """
+        check_is_fitted(self)
+        return self._transform(X, np.flatnonzero(np.asarray(new, dtype=bool)))
+
+    def _transform(self, frame: pd.DataFrame, rows: np.ndarray | None) -> pd.DataFrame:
+        """Features of ``frame`` (sorted) at ``rows`` (all rows when None)."""
         n = len(frame)
         signals = list(self.signals)
         w, L, F = self.window, self.long_window, self.fft_window
@@ -395,27 +472,45 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         missing = np.isnan(u)
         valid = (~missing).astype(float)
         u0 = np.where(missing, 0.0, u)
+        at = np.arange(n) if rows is None else rows
+        m = len(at)
+        pos_at = pos[at]
 
         names = self.feature_names_out_
         column = {name: k for k, name in enumerate(names)}
-        out = np.empty((n, len(names)))
-        rows_w = np.minimum(pos + 1, w).astype(float)[:, None]
-        cnt = np.rint(_rolling_sum(valid, pos, w))
+        out = np.empty((m, len(names)))
+        rows_w = np.minimum(pos_at + 1, w).astype(float)[:, None]
+        if rows is None:
+            cnt = _rolling_count(valid, pos, w)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                cnt_l = _rolling_count(valid, pos, L + 1) - valid
+                s1_l = _rolling_sum(u0, pos, L + 1) - u0
+                s2_l = _rolling_sum(u0 * u0, pos, L + 1) - u0 * u0
+                cnt_t = _rolling_count(valid, pos, L)
+                s1_t = _rolling_sum(u0, pos, L)
+        else:
+            # windows of the long baseline (L + 1 rows) gathered for the new rows only;
+            # the trend's L rows are its last L slots
+            span = max(L + 1, w)
+            win_u, _ = _gather(u0, pos, at, span, 0.0)
+            win_v, _ = _gather(valid, pos, at, span, 0.0)
+            base_u = win_u[:, span - L - 1 : -1]
+            cnt = win_v[:, -w:].sum(axis=1)
+            cnt_l = win_v[:, span - L - 1 : -1].sum(axis=1)
+            s1_l = base_u.sum(axis=1)
+            s2_l = np.einsum("ijk,ijk->ik", base_u, base_u)
+            cnt_t = win_v[:, -L:].sum(axis=1)
+            s1_t = win_u[:, -L:].sum(axis=1)
+        u_at = u[at]
         with np.errstate(invalid="ignore", divide="ignore"):
             # the baseline for z: the previous L readings (excluding the current one)
-            cnt_l = np.rint(_rolling_sum(valid, pos, L + 1) - valid)
-            s1_l = _rolling_sum(u0, pos, L + 1) - u0
-            s2_l = _rolling_sum(u0 * u0, pos, L + 1) - u0 * u0
             base = np.where(cnt_l > 0, s1_l / cnt_l, np.nan)
             base_sd = np.sqrt(np.maximum(s2_l / cnt_l - base * base, 0.0))
-            z = (u - base) / np.maximum(base_sd, _Z_STD_FLOOR)
-            cnt_t = np.rint(_rolling_sum(valid, pos, L))
-            trend = np.where(cnt_t > 0, _rolling_sum(u0, pos, L) / cnt_t, np.nan)
-        prev = np.empty_like(u)
-        if n:
-            prev[0] = np.nan
-            prev[1:] = u[:-1]
-        prev[pos == 0] = np.nan
+            z = (u_at - base) / np.maximum(base_sd, _Z_STD_FLOOR)
+            trend = np.where(cnt_t > 0, s1_t / cnt_t, np.nan)
+        prev = np.full_like(u_at, np.nan)
+        has_prev = pos_at > 0
+        prev[has_prev] = u[at[has_prev] - 1]
         miss_frac = (rows_w - cnt) / rows_w
 
         def per_signal(j: int) -> None:
@@ -424,21 +519,34 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             with np.errstate(invalid="ignore", divide="ignore"):
                 # short windows straight from the window view (no cumulative sums, so no
                 # rounding carried between rows): missing values are 0 and not counted
-                view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
-                s1 = view.sum(axis=1)
-                s2 = np.einsum("ij,ij->i", view, view)
-                if len(partial):
-                    sub = np.where(outside, 0.0, view[partial])
-                    s1[partial] = sub.sum(axis=1)
-                    s2[partial] = np.einsum("ij,ij->i", sub, sub)
+                if rows is None:
+                    view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
+                    s1 = view.sum(axis=1)
+                    s2 = np.einsum("ij,ij->i", view, view)
+                    if len(partial):
+                        sub = np.where(outside, 0.0, view[partial])
+                        s1[partial] = sub.sum(axis=1)
+                        s2[partial] = np.einsum("ij,ij->i", sub, sub)
+                else:
+                    sub = _gather(u0[:, j], pos, at, w, 0.0)[0]
+                    s1 = sub.sum(axis=1)
+                    s2 = np.einsum("ij,ij->i", sub, sub)
                 mean = s1 / cnt[:, j]
                 std = np.sqrt(np.maximum(s2 / cnt[:, j] - mean * mean, 0.0))
-            energy, dominant = _fft_features(col, pos, F)
+            if rows is None:
+                energy, dominant = _fft_features(col, pos, F)
+                low = _rolling_extreme(col, pos, w, largest=False)
+                high = _rolling_extreme(col, pos, w, largest=True)
+            else:
+                energy, dominant = _fft_features_at(col, pos, at, F)
+                low = _rolling_extreme_at(col, pos, at, w, largest=False)
+                high = _rolling_extreme_at(col, pos, at, w, largest=True)
+            col = col[at] if rows is not None else col
             out[:, column[f"{s}__level"]] = col
             out[:, column[f"{s}__mean"]] = mean
             out[:, column[f"{s}__std"]] = std
-            out[:, column[f"{s}__min"]] = _rolling_extreme(col, pos, w, largest=False)
-            out[:, column[f"{s}__max"]] = _rolling_extreme(col, pos, w, largest=True)
+            out[:, column[f"{s}__min"]] = low
+            out[:, column[f"{s}__max"]] = high
             out[:, column[f"{s}__diff"]] = col - prev[:, j]
             out[:, column[f"{s}__z"]] = z[:, j]
             out[:, column[f"{s}__fft_energy"]] = energy
@@ -448,7 +556,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             out[:, column[f"{s}__missing"]] = miss_frac[:, j]
 
         workers = min(len(signals), os.cpu_count() or 1, _MAX_THREADS)
-        if n >= _THREADED_ROWS and workers > 1:
+        if m >= _THREADED_ROWS and workers > 1:
             # numpy releases the GIL in these kernels: signals run side by side
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(per_signal, range(len(signals))))
@@ -466,13 +574,14 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         changed = np.zeros(n)
         if n > 1:
             changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
-        out[:, column["dropout_streak"]] = np.minimum(streak, L)
-        out[:, column["since_dropout"]] = np.minimum(since, L)
-        out[:, column["state_changes"]] = _rolling_sum(changed, pos, L)
+        out[:, column["dropout_streak"]] = np.minimum(streak[at], L)
+        out[:, column["since_dropout"]] = np.minimum(since[at], L)
+        out[:, column["state_changes"]] = _rolling_count(changed, pos, L)[at]
 
-        result = pd.DataFrame(out, index=frame.index, columns=names, copy=False)
-        result.insert(0, "ts", frame["ts"].to_numpy())
-        result.insert(0, "device_id", frame["device_id"].to_numpy())
+        picked = frame if rows is None else frame.iloc[at]
+        result = pd.DataFrame(out, index=picked.index, columns=names, copy=False)
+        result.insert(0, "ts", picked["ts"].to_numpy())
+        result.insert(0, "device_id", picked["device_id"].to_numpy())
         return result
 
     # ------------------------------------------------------------------ internals

@@ -20,7 +20,7 @@ Why it is built this way:
 
 The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
 :func:`train_model`, :func:`load_active_model`, :class:`StreamingScorer`,
-:class:`AlertTracker`, :func:`acknowledge_alert`, :func:`score_pending`.
+:class:`AlertTracker`, :func:`acknowledge_alert`, :func:`insert_scores`, :func:`score_pending`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ __all__ = [
     "TrainedModel",
     "TrainingError",
     "acknowledge_alert",
+    "insert_scores",
     "load_active_model",
     "load_model_version",
     "score_features",
@@ -159,49 +160,6 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
     return sorted(chosen)
 
 
-def read_frame(
-    store,  # noqa: ANN001
-    profile: str,
-    *,
-    since_ms: int | None = None,
-    until_ms: int | None = None,
-    columns: list[str] | None = None,
-) -> pd.DataFrame:
-    """Readings like ``Store.read_readings`` (``since`` exclusive, ``until`` inclusive,
-    ordered by device and time), built column-wise from plain tuples: pandas' row
-    constructor probes every SQLAlchemy Row for keys, which costs seconds per million."""
-    table = store.readings_table(profile)
-    cols = [table.c[c] for c in columns] if columns else list(table.columns)
-    stmt = sa.select(*cols)
-    if since_ms is not None:
-        stmt = stmt.where(table.c.ts > since_ms)
-    if until_ms is not None:
-        stmt = stmt.where(table.c.ts <= until_ms)
-    stmt = stmt.order_by(table.c.device_id, table.c.ts)
-    compiled = stmt.compile(dialect=store.engine.dialect)
-    params = compiled.construct_params()
-    if compiled.positional:
-        bound: Any = tuple(params[key] for key in (compiled.positiontup or []))
-    else:
-        bound = params
-    names = [c.name for c in cols]
-    with store.engine.connect() as conn:
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(str(compiled), bound)
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-    data = list(zip(*rows)) if rows else [()] * len(names)
-    frame = pd.DataFrame({name: np.asarray(values, dtype=object) for name, values in zip(names, data)})
-    for name in names:
-        if name == "ts":
-            frame[name] = frame[name].astype(np.int64)
-        elif name not in ("device_id", "state", "fault", "changepoint"):
-            frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
-    return frame
-
-
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -231,7 +189,7 @@ def train_model(
     """
     spec = settings.profile(profile)
     since = None if train_from_ms is None else train_from_ms - 1
-    frame = read_frame(store, profile, since_ms=since, until_ms=train_until_ms)
+    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
     builder = feature_builder_for(settings, spec)
     if len(frame) < 4 * builder.long_window:
         raise TrainingError(
@@ -481,6 +439,24 @@ class StreamingScorer:
         )
         self._keep(combined)
 
+    def _merge(self, new: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Buffer + new readings ordered by device then time, a new reading replacing a
+        buffered one with the same key: ``(frame, is_new, device codes)``.
+
+        Sorts integer codes (not the device strings) and keeps the buffer's column
+        dtypes, so a tick costs a few milliseconds for a thousand devices.
+        """
+        buffer = self._buffer
+        combined = pd.concat([buffer, new], ignore_index=True) if len(buffer) else new.reset_index(drop=True)
+        is_new = np.r_[np.zeros(len(buffer), dtype=bool), np.ones(len(new), dtype=bool)]
+        codes = pd.factorize(combined["device_id"], sort=True)[0]
+        ts = combined["ts"].to_numpy(dtype=np.int64)
+        order = np.lexsort((ts, codes))  # stable: of equal keys, the new reading comes last
+        codes, ts = codes[order], ts[order]
+        last = np.r_[(codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1]), True]
+        order = order[last]
+        return combined.take(order).reset_index(drop=True), is_new[order], codes[last]
+
     def score(self, readings: pd.DataFrame) -> pd.DataFrame:
         """Score new readings (``device_id``, ``ts`` epoch ms, ``state``, signals).
 
@@ -489,26 +465,26 @@ class StreamingScorer:
         ``contributors`` (top 3 :class:`Contributor` as a list for anomalous rows;
         the shared empty tuple ``()`` for the others, to keep scoring fast),
         plus ``threshold`` and ``model_version_id``; ordered by device then time.
+
+        Features are computed for the new readings only
+        (:meth:`~itap_engine.features.FeatureBuilder.transform_new`), with the
+        buffered readings as their history.
         """
         if readings.empty:
             return score_features(self.model, pd.DataFrame())
-        new = self._frame(readings)
-        buffer = self._buffer
-        if len(buffer):
-            combined = pd.concat([buffer.assign(_new=False), new.assign(_new=True)], ignore_index=True)
-            combined = combined.drop_duplicates(["device_id", "ts"], keep="last").sort_values(
-                ["device_id", "ts"], kind="stable"
-            )
-        else:
-            combined = new.assign(_new=True).sort_values(["device_id", "ts"], kind="stable")
-        feats = self.model.features.transform(combined)  # type: ignore[union-attr]
-        is_new = combined.loc[feats.index, "_new"].to_numpy(dtype=bool)
-        result = score_features(self.model, feats[is_new])
-        self._keep(combined)
+        combined, is_new, codes = self._merge(self._frame(readings))
+        feats = self.model.features.transform_new(combined, is_new)  # type: ignore[union-attr]
+        result = score_features(self.model, feats)
+        # keep the last `history` readings of each device (codes are sorted)
+        from itap_engine.features import _positions
+
+        pos = _positions(codes)
+        sizes = np.bincount(codes)[codes]
+        self._buffer = combined[pos >= sizes - self.history].reset_index(drop=True)
         return result
 
 
-def _insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:  # noqa: ANN001
+def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:  # noqa: ANN001
     """Bulk ``INSERT ... ON CONFLICT DO NOTHING`` of scores; returns rows inserted."""
     if scored.empty:
         return 0
@@ -554,15 +530,15 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # no
     since = int(mark) if mark else None
     scorer = StreamingScorer(settings, profile, model)
     columns = scorer.columns
-    new = read_frame(store, profile, since_ms=since, columns=columns)
+    new = store.read_readings(profile, since_ms=since, columns=columns)
     if new.empty:
         return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
     if since is not None:
         assert model.features is not None
         span = (scorer.history + 2) * max(model.features.step_ms_, 1) * 2
-        scorer.warm_up(read_frame(store, profile, since_ms=since - span, until_ms=since, columns=columns))
+        scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
     scored = scorer.score(new)
-    _insert_scores(store, profile, scored)
+    insert_scores(store, profile, scored)
     changes = AlertTracker(store, settings).update(profile, scored)
     last = int(new["ts"].max())
     store.set_watermark(key, str(last))

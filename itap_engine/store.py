@@ -401,16 +401,26 @@ class Store:
         if until_ms is not None:
             stmt = stmt.where(table.c.ts <= until_ms)
         stmt = stmt.order_by(table.c.device_id, table.c.ts)
+        # Column-wise from plain DB-API tuples: pandas' row constructor probes every
+        # SQLAlchemy Row for keys, which costs seconds per million rows.
+        compiled = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        bound: Any = tuple(params[key] for key in (compiled.positiontup or [])) if compiled.positional else params
+        names = [c.name for c in cols]
         with self.engine.connect() as conn:
-            result = conn.execute(stmt)
-            frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-        for spec_signal in frame.columns:
-            if spec_signal in ("device_id", "state", "fault"):
-                continue
-            if spec_signal == "ts":
-                frame["ts"] = frame["ts"].astype("int64")
-            elif spec_signal != "changepoint":
-                frame[spec_signal] = pd.to_numeric(frame[spec_signal], errors="coerce").astype(float)
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(str(compiled), bound)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        data = list(zip(*rows)) if rows else [()] * len(names)
+        frame = pd.DataFrame({name: np.asarray(values, dtype=object) for name, values in zip(names, data)})
+        for name in names:
+            if name == "ts":
+                frame[name] = frame[name].astype(np.int64)
+            elif name not in ("device_id", "state", "fault", "changepoint"):
+                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype(float)
         return frame
 
     def count_readings(self, profile: str) -> int:

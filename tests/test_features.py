@@ -48,7 +48,8 @@ def test_learns_state_levels_and_transition_lag(builder: FeatureBuilder) -> None
     assert {"RUN", "IDLE"} <= set(builder.states_)
 
 
-def test_batch_equals_streaming(builder: FeatureBuilder, frame: pd.DataFrame) -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["transform", "transform_new"])
+def test_batch_equals_streaming(builder: FeatureBuilder, frame: pd.DataFrame, fast: bool) -> None:
     names = builder.feature_names_out_
     batch = builder.transform(frame)
     keep = builder.history_
@@ -58,7 +59,10 @@ def test_batch_equals_streaming(builder: FeatureBuilder, frame: pd.DataFrame) ->
     for i in range(0, len(stamps), 7):  # ticks of 7 readings per device
         tick = frame[(frame["ts"] >= stamps[i]) & (frame["ts"] <= stamps[min(i + 6, len(stamps) - 1)])]
         combined = pd.concat([buffer, tick]).sort_values(["device_id", "ts"], kind="stable")
-        feats = builder.transform(combined)
+        if fast:  # the streaming path: windowed work for the new rows only
+            feats = builder.transform_new(combined, combined["ts"].isin(tick["ts"]).to_numpy())
+        else:
+            feats = builder.transform(combined)
         pieces.append(feats[feats["ts"].isin(tick["ts"])])
         buffer = combined.groupby("device_id").tail(keep)
     streamed = pd.concat(pieces).sort_values(["device_id", "ts"]).reset_index(drop=True)
