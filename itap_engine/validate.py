@@ -703,14 +703,20 @@ class Validator:
         threshold = self.settings.missing_rate_alert
         if not report.missing.empty:
             rows = report.device_rows.reindex(report.missing.index)
-            for device in sorted(report.missing.index):
-                total = int(rows.loc[device])
-                if total == 0:
-                    continue
-                for signal in self.signals:
-                    if signal in self._absent or signal not in report.missing.columns:
-                        continue
-                    count = int(report.missing.at[device, signal])
+            signals = [s for s in self.signals if s not in self._absent and s in report.missing.columns]
+            # one vectorised pass finds the (device, signal) pairs over the threshold;
+            # only those are visited (a thousand devices x a dozen signals per tick)
+            totals = rows.to_numpy(dtype=float)
+            counts = report.missing[signals].to_numpy(dtype=float)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                over = (totals[:, None] > 0) & (counts / totals[:, None] > threshold)
+            hot = np.flatnonzero(over.any(axis=1)) if len(signals) else np.zeros(0, dtype=int)
+            index = report.missing.index
+            for r in sorted(hot, key=lambda r: index[r]):
+                device = index[r]
+                total = int(totals[r])
+                for j, signal in enumerate(signals):
+                    count = int(counts[r, j])
                     rate = count / total
                     if rate > threshold:
                         alerts.append(
