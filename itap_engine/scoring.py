@@ -414,6 +414,7 @@ class StreamingScorer:
         self.history = int(model.features.history_)
         self.columns = ["device_id", "ts", "state", *settings.profile(profile).signal_names]
         self._buffer = pd.DataFrame({c: [] for c in self.columns})
+        self._categories: dict[str, pd.Index] = {}
 
     def _frame(self, readings: pd.DataFrame) -> pd.DataFrame:
         frame = readings.reindex(columns=self.columns).copy()
@@ -422,22 +423,41 @@ class StreamingScorer:
 
             frame["ts"] = to_epoch_ms(frame["ts"])
         frame["ts"] = frame["ts"].astype(np.int64)
-        frame["device_id"] = frame["device_id"].astype(object)
-        frame["state"] = frame["state"].astype(object)
+        for name in ("device_id", "state"):
+            frame[name] = self._categorical(name, frame[name])
         return frame
 
-    def _keep(self, frame: pd.DataFrame) -> None:
-        self._buffer = frame.groupby("device_id", sort=False).tail(self.history)[self.columns].reset_index(drop=True)
+    def _categorical(self, name: str, values: pd.Series) -> pd.Series:
+        """``values`` as a categorical over sorted categories shared with the buffer.
+
+        Device ids and states repeat on every buffered row: as categories, hashing
+        them (factorize, isin) costs their integer codes instead of a string per row,
+        and buffer + tick concatenate without re-encoding.
+        """
+        categories = self._categories.get(name)
+        seen = pd.unique(values.dropna().astype(str).to_numpy())
+        if categories is None or not pd.Index(seen).isin(categories).all():
+            categories = pd.Index(sorted(set(seen) | set(categories if categories is not None else ())))
+            self._categories[name] = categories
+            if len(self._buffer):
+                self._buffer[name] = self._buffer[name].cat.set_categories(categories)
+        text = values.where(values.isna(), values.astype(str))
+        return pd.Series(pd.Categorical(text, categories=categories), index=values.index)
+
+    def _retain(self, combined: pd.DataFrame, codes: np.ndarray) -> None:
+        """Keep the last ``history`` readings of each device (``codes`` sorted)."""
+        from itap_engine.features import _positions
+
+        pos = _positions(codes)
+        sizes = np.bincount(codes)[codes]
+        self._buffer = combined[pos >= sizes - self.history].reset_index(drop=True)
 
     def warm_up(self, history: pd.DataFrame) -> None:
         """Seed the per-device windows from stored readings without scoring them."""
         if history.empty:
             return
-        combined = pd.concat([self._buffer, self._frame(history)], ignore_index=True)
-        combined = combined.drop_duplicates(["device_id", "ts"], keep="last").sort_values(
-            ["device_id", "ts"], kind="stable"
-        )
-        self._keep(combined)
+        combined, _, codes = self._merge(self._frame(history))
+        self._retain(combined, codes)
 
     def _merge(self, new: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
         """Buffer + new readings ordered by device then time, a new reading replacing a
@@ -475,12 +495,7 @@ class StreamingScorer:
         combined, is_new, codes = self._merge(self._frame(readings))
         feats = self.model.features.transform_new(combined, is_new)  # type: ignore[union-attr]
         result = score_features(self.model, feats)
-        # keep the last `history` readings of each device (codes are sorted)
-        from itap_engine.features import _positions
-
-        pos = _positions(codes)
-        sizes = np.bincount(codes)[codes]
-        self._buffer = combined[pos >= sizes - self.history].reset_index(drop=True)
+        self._retain(combined, codes)
         return result
 
 
