@@ -67,6 +67,11 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.once:
         # A cycle that could not run is UNKNOWN (3) for a monitoring system.
         return engine_cli.run_handler(args, _run_once, error_code=3)
+    if args.command == "bench":
+        from itap_engine.commands import bench
+        from itap_tui.bench import stages as console_stages
+
+        bench.EXTRA_STAGES.append(console_stages)
     handler = getattr(args, "handler", None) or _run_console
     return engine_cli.run_handler(args, handler)
 

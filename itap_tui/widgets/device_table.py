@@ -60,6 +60,7 @@ class DeviceTable(DataTable):
         self.fixed_columns = 1
         self._cells: dict[str, tuple[object, ...]] = {}
         self._order: list[str] = []
+        self._widths: dict[str, int] = {}
         self.updates = 0
         """Cells rewritten in total (tests read it)."""
 
@@ -132,10 +133,17 @@ class DeviceTable(DataTable):
             old = self._cells.get(row.device_id)
             if old is None:
                 self.add_row(*cells, key=row.device_id)
+                for key, cell in zip(column_keys, cells, strict=True):
+                    self._widths[key] = max(self._widths.get(key, 0), cell.cell_len)
             elif force or old != signature:
                 for index, (key, cell) in enumerate(zip(column_keys, cells, strict=True)):
                     if force or old[index] != signature[index]:
-                        self.update_cell(row.device_id, key, cell, update_width=index > 0)
+                        # Re-measuring a column walks every row: only when this cell is
+                        # wider than anything the column has shown.
+                        wider = cell.cell_len > self._widths.get(key, 0)
+                        if wider:
+                            self._widths[key] = cell.cell_len
+                        self.update_cell(row.device_id, key, cell, update_width=wider)
                         self.updates += 1
             self._cells[row.device_id] = signature
         order = [row.device_id for row in rows]
