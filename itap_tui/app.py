@@ -57,14 +57,14 @@ class ItapApp(App[int]):
     SUB_TITLE = "fleet telemetry"
 
     BINDINGS = [
-        Binding("question_mark", "help", "Help"),
-        Binding("f", "inject_fault", "Fault"),
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("r", "retrain", "Retrain", show=False),
-        Binding("1", "fleet", "Fleet", show=False),
-        Binding("2", "anomalies", "Anomalies", show=False),
+        Binding("question_mark", "help", "Help", tooltip="Show every key (this screen)"),
+        Binding("f", "inject_fault", "Fault", tooltip="Inject a fault on the highlighted device(s)"),
+        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume live updates (and the engine's ticks)"),
+        Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
+        Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
+        Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
-        Binding("q", "quit", "Quit"),
+        Binding("q", "quit", "Quit", tooltip="Stop the engine cleanly and quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]

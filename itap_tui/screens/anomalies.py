@@ -20,10 +20,10 @@ class AnomaliesScreen(LiveScreen):
     """Ranked anomalies; filter by profile, severity or device; ``a`` acknowledges."""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
-        Binding("a", "acknowledge", "Ack"),
+        Binding("escape", "back", "Back", tooltip="Back to the fleet"),
+        Binding("slash", "filter", "Filter", tooltip="Filter: profile, severity, device, family or key:value"),
+        Binding("s", "sort", "Sort", tooltip="Cycle the sort: score, severity, time, device"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted alert"),
         Binding("1", "app.fleet", "Fleet"),
     ]
 

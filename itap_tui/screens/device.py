@@ -25,12 +25,12 @@ class DeviceScreen(LiveScreen):
     """Drill-down for ``device_id``; refreshes its detail as snapshots arrive."""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("n", "next_signal", "Next signal"),
-        Binding("N", "previous_signal", "Prev signal", show=False),
-        Binding("w", "next_window", "Window"),
-        Binding("t", "next_tab", "History tab", show=False),
-        Binding("a", "acknowledge", "Ack"),
+        Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
+        Binding("n", "next_signal", "Next signal", tooltip="Plot the next signal"),
+        Binding("N", "previous_signal", "Prev signal", show=False, tooltip="Plot the previous signal"),
+        Binding("w", "next_window", "Window", tooltip="Cycle the window: 15 min, 1 h, 6 h, 24 h"),
+        Binding("t", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge this device's open alert"),
     ]
 
     signal_index: reactive[int] = reactive(0)
@@ -113,28 +113,31 @@ class DeviceScreen(LiveScreen):
         return signals[self.signal_index % len(signals)] if signals else None
 
     def _header(self, snapshot: Snapshot | None) -> None:
+        """Most important first, so 80 columns still show status, score, signal and window."""
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         text.append(self.device_id, style="bold")
         row = next((r for r in snapshot.devices if r.device_id == self.device_id), None) if snapshot else None
         if row is None:
             text.append("  not in the latest snapshot", style="dim")
         else:
-            text.append(f"  {row.profile}", style="dim")
-            if row.site:
-                text.append(f" @ {row.site}", style="dim")
-            text.append(f"  {row.state or '—'}  ")
+            text.append("  ")
             text.append_text(status_text(row.status, self.palette))
             if row.score is not None:
                 text.append(f"  score {row.score:.2f}")
                 if row.threshold is not None:
-                    text.append(f" / threshold {row.threshold:.2f}", style="dim")
-            if row.injected_fault:
-                text.append("  ⚡ ", style=f"bold {self.palette.warning}")
-                text.append(row.injected_fault)
+                    text.append(f"/{row.threshold:.2f}", style="dim")
         signals = self._signals()
         if signals:
-            text.append(f"  │ {self.signal} ({self.signal_index % len(signals) + 1}/{len(signals)})", style=self.palette.accent)
-        text.append(f"  │ window {WINDOWS[self.window_index][1]}", style="dim")
+            text.append(f"  │ {self.signal} {self.signal_index % len(signals) + 1}/{len(signals)}", style=self.palette.accent)
+        text.append(f"  │ {WINDOWS[self.window_index][1]}", style="dim")
+        if row is not None:
+            if row.injected_fault:
+                text.append("  │ ⚡ ", style=f"bold {self.palette.warning}")
+                text.append(row.injected_fault)
+            text.append(f"  │ {row.profile}", style="dim")
+            if row.site:
+                text.append(f" @ {row.site}", style="dim")
+            text.append(f" {row.state or '—'}", style="dim")
         if self.fetching:
             text.append("  loading…", style="dim italic")
         self.query_one("#device-header", Static).update(text)

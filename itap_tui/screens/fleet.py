@@ -20,11 +20,11 @@ class FleetScreen(LiveScreen):
     """Device table, validation log and status line."""
 
     BINDINGS = [
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort"),
-        Binding("a", "acknowledge", "Ack"),
-        Binding("2", "app.anomalies", "Alerts"),
-        Binding("v", "focus_validation", "Validation", show=False),
+        Binding("slash", "filter", "Filter", tooltip="Filter devices: id, profile, status, state or key:value"),
+        Binding("s", "sort", "Sort", tooltip="Cycle the sort: status, score, device, profile, state"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted device's open alert"),
+        Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
+        Binding("v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"),
     ]
 
     def __init__(self) -> None:

@@ -54,10 +54,11 @@ class HelpScreen(ModalScreen[None]):
             seen: set[tuple[str, str]] = set()
             for binding in _bindings(bindings):
                 keys = ", ".join(self._key(k.strip()) for k in binding.key.split(","))
-                if (keys, binding.description) in seen or not binding.description:
+                text = binding.tooltip or binding.description
+                if (keys, text) in seen or not text:
                     continue
-                seen.add((keys, binding.description))
-                out.append((title, keys, binding.description))
+                seen.add((keys, text))
+                out.append((title, keys, text))
         return out
 
     def _table(self) -> Table:

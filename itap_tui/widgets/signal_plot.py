@@ -55,5 +55,6 @@ class SignalPlot(PlotextPlot):
         faulty = [xi for xi, f in zip(x, detail.fault_labels, strict=False) if f]
         if faulty:
             plt.scatter(faulty, [low] * len(faulty), marker="▼", color="orange", label="fault")
+        plt.xlim(x[0], 0.0)  # the same window on every plot, even where scores are missing
         plt.xlabel("minutes before latest reading")
         self.refresh()

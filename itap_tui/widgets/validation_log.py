@@ -21,6 +21,10 @@ class ValidationLog(RichLog):
         self._seen: set[tuple[object, ...]] = set()
         self.border_title = "Validation"
 
+    def on_mount(self) -> None:
+        self.write(Text("✔ no validation problems so far (missing rate, range and schema checks)", style="dim"))
+        self._placeholder = True
+
     def add_alerts(self, alerts: Iterable[ValidationAlertRow], palette: Palette) -> int:
         added = 0
         for alert in sorted(alerts, key=lambda a: a.created_at):
@@ -28,6 +32,9 @@ class ValidationLog(RichLog):
             if key in self._seen:
                 continue
             self._seen.add(key)
+            if getattr(self, "_placeholder", False):
+                self.clear()
+                self._placeholder = False
             symbol, word, colour = LEVELS.get(alert.level, ("·", alert.level.upper(), "muted"))
             line = Text(no_wrap=True, overflow="ellipsis", end="")
             line.append(alert.created_at.strftime("%H:%M:%S "), style="dim")
@@ -42,5 +49,6 @@ class ValidationLog(RichLog):
             added += 1
         if len(self._seen) > 5000:
             self._seen = set(list(self._seen)[-2000:])
-        self.border_subtitle = f"{len(self._seen)} seen"
+        if self._seen:
+            self.border_subtitle = f"{len(self._seen)} problems"
         return added
