@@ -294,17 +294,31 @@ class AlertTracker:
         if contributors is not None and isinstance(contributors[r], (list, tuple)) and contributors[r]:
             alert.contributors = contributors_to_json(contributors[r])
 
+    _TRACKED = ("status", "severity", "last_ts", "closed_ts", "peak_score", "contributors")
+    """The columns this tracker owns. Everything else (acknowledged, set by an operator
+    in any process) is never written back from the in-memory copy."""
+
     def _persist(self, new: list[Alert], touched: dict[int, Alert], closed: list[Alert]) -> None:
-        with self.store.session() as session:
-            for alert in new:
-                session.add(alert)
-            session.flush()
-            existing = {id(a): a for a in [*touched.values(), *closed] if a.id is not None and id(a) not in {id(x) for x in new}}
-            for alert in existing.values():
-                session.merge(alert)
-            for alert in new:  # a new alert may already be updated or closed
-                session.add(alert)
-            session.commit()
+        """Insert new alerts; update only the tracked columns of the others, set-based."""
+        new_ids = {id(a) for a in new}
+        if new:
+            with self.store.session() as session:
+                session.add_all(new)  # a new alert may already be updated or closed
+                session.commit()
+        existing = {id(a): a for a in [*touched.values(), *closed] if a.id is not None and id(a) not in new_ids}
+        if not existing:
+            return
+        table = Alert.__table__  # type: ignore[attr-defined]
+        params = [
+            {"b_id": a.id, **{f"b_{name}": getattr(a, name) for name in self._TRACKED}} for a in existing.values()
+        ]
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values({name: sa.bindparam(f"b_{name}") for name in self._TRACKED})
+        )
+        with self.store.engine.begin() as conn:
+            conn.execute(stmt, params)
 
 
 def acknowledge_alert(store, alert_id: int) -> Alert:  # noqa: ANN001

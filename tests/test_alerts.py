@@ -120,6 +120,19 @@ def test_acknowledge_is_stored(tracker) -> None:
         acknowledge_alert(store, 9999)
 
 
+def test_acknowledgement_survives_later_updates_and_closing(tracker) -> None:
+    """The tracker writes back only what it owns: an operator's acknowledgement stays."""
+    store, _, t = tracker
+    alert = t.update("industrial", scored("11")).opened[0]
+    acknowledge_alert(store, alert.id)
+    t.update("industrial", scored("111", t0=20_000, peak=3.0))  # still open, peak and severity rise
+    [row] = stored(store)
+    assert row.acknowledged and row.peak_score == 3.0 and row.severity == "critical"
+    t.update("industrial", scored("00000", t0=50_000))  # quiet period: closes
+    [row] = stored(store)
+    assert row.status == "closed" and row.acknowledged
+
+
 def test_injected_overheat_alerts_that_device_only(tmp_path) -> None:
     settings = local_settings(tmp_path)
     store = open_store(settings)
