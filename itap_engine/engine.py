@@ -76,6 +76,7 @@ from itap_engine.snapshot import (
     Progress,
     Snapshot,
     ValidationAlertRow,
+    SnapshotPublisher,
 )
 from itap_engine.store import Store, datetime_to_ms, from_epoch_ms
 
@@ -1167,7 +1168,7 @@ class LoopLagMonitor:
 Subscriber = Callable[[Snapshot], None]
 
 
-class Engine:
+class Engine(SnapshotPublisher):
     """The engine on asyncio: scheduled jobs around an :class:`EngineCore`.
 
     Subscribers and progress callbacks are always called on the event loop's thread.
@@ -1191,8 +1192,7 @@ class Engine:
         self.tick_durations_ms: list[float] = []
         self._schedule = schedule
         self._lock = RunLock(settings, "itap engine") if lock else None
-        self._subscribers: list[Subscriber] = []
-        self._latest: Snapshot | None = None
+        SnapshotPublisher.__init__(self)
         self._scheduler: Any = None
         self._tick_lock: asyncio.Lock | None = None
         self._retrain_lock: asyncio.Lock | None = None
@@ -1273,18 +1273,6 @@ class Engine:
         log.info("engine stopped after %d ticks", core.ticks)
 
     # ------------------------------------------------------------------ subscribers
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def latest(self) -> Snapshot | None:
-        return self._latest
-
     async def refresh(self) -> None:
         """Publish a fresh snapshot now (after an operator command)."""
         await self._publish()
@@ -1333,12 +1321,7 @@ class Engine:
             if self._latest is None:
                 raise
             snapshot = replace(self._latest, seq=self.seq, created_at=_utcnow(), stats=self._stats())
-        self._latest = snapshot
-        for callback in list(self._subscribers):
-            try:
-                callback(snapshot)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the engine
-                log.exception("snapshot subscriber failed")
+        self._deliver(snapshot)
 
     def _error_text(self, what: str, error: BaseException) -> str:
         stamp = datetime.now().strftime("%H:%M:%S")

@@ -61,6 +61,7 @@ from itap_engine.snapshot import (
     Progress,
     QuarantineView,
     Snapshot,
+    SnapshotPublisher,
 )
 from itap_engine.store import Store
 
@@ -348,7 +349,7 @@ class LocalFacade:
 
 
 # ---------------------------------------------------------------------- attached
-class AttachedFacade:
+class AttachedFacade(SnapshotPublisher):
     """A console's view of a database another process writes; no engine here.
 
     Args:
@@ -365,8 +366,7 @@ class AttachedFacade:
         self.store: Store | None = None
         self.seq = 0
         self.last_error: str | None = None
-        self._latest: Snapshot | None = None
-        self._subscribers: list[Subscriber] = []
+        SnapshotPublisher.__init__(self)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -418,29 +418,12 @@ class AttachedFacade:
             snapshot = replace(
                 self._latest, seq=self.seq, stats=replace(self._latest.stats, last_error=self.last_error)
             )
-        self._latest = snapshot
-        for callback in list(self._subscribers):
-            try:
-                callback(snapshot)
-            except Exception:  # noqa: BLE001
-                log.exception("snapshot subscriber failed")
+        self._deliver(snapshot)
 
     def _store(self) -> Store:
         if self.store is None:
             raise ItapError("not attached: call start() first")
         return self.store
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        self._subscribers.append(callback)
-
-        def unsubscribe() -> None:
-            with contextlib.suppress(ValueError):
-                self._subscribers.remove(callback)
-
-        return unsubscribe
-
-    def latest(self) -> Snapshot | None:
-        return self._latest
 
     async def inject_fault(
         self, device_ids: list[str], fault: str, severity: float, duration_s: float

@@ -14,6 +14,8 @@ threads and kept by a screen without copying.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -197,3 +199,39 @@ class EngineFacade(Protocol):
         """Pause or resume the engine's ticks (attached: pause refreshing)."""
 
     async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail: ...
+
+
+Subscriber = Callable[[Snapshot], None]
+
+
+class SnapshotPublisher:
+    """Keeps the latest snapshot and hands every new one to subscribers.
+
+    Shared by the engine and the attached facade. A subscriber that raises is logged
+    and skipped: a console bug must never stop the engine.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._latest: Snapshot | None = None
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` with every new snapshot; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def latest(self) -> Snapshot | None:
+        return self._latest
+
+    def _deliver(self, snapshot: Snapshot) -> None:
+        self._latest = snapshot
+        for callback in list(self._subscribers):
+            try:
+                callback(snapshot)
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the publisher
+                logging.getLogger(__name__).exception("snapshot subscriber failed")

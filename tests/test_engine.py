@@ -210,10 +210,12 @@ async def test_a_failing_tick_is_shown_and_the_engine_goes_on(workdir: Path) -> 
         assert (inbox / "failed" / "broken.csv").exists() and not (inbox / "broken.csv").exists()
 
         # A writer holding the database longer than the busy timeout makes ticks fail.
-        blocker = sqlite3.connect(settings.database_url.split("///", 1)[1], timeout=0)
+        # (It waits for a tick in flight to finish writing, so it never races one.)
+        blocker = sqlite3.connect(settings.database_url.split("///", 1)[1], timeout=10)
         blocker.execute("BEGIN EXCLUSIVE")
-        clock = engine.core.sim_time  # type: ignore[union-attr]
         await wait_for(lambda: engine.last_error and "locked" in engine.last_error)
+        clock = engine.core.sim_time  # type: ignore[union-attr]
+        await asyncio.sleep(0.8)  # several more ticks fail while the lock is held
         assert engine.core.sim_time == clock  # type: ignore[union-attr]  # no interval lost or skipped
         blocker.rollback()
         blocker.close()
