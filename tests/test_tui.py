@@ -521,6 +521,8 @@ async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: igno
         )
         assert app.start_error is None
         fleet = app.screen.query_one(DeviceTable)
+        # The first snapshot is rendered on the next refresh after the screen appears.
+        await wait_for(pilot, lambda: fleet.row_count > 0, timeout=30)
         assert sorted(table_devices(fleet)) == ["ac-001", "pump-001", "pump-002", "pump-003"]
         fleet.move_cursor(row=fleet.get_row_index("pump-002"))
         await pilot.press("f")
