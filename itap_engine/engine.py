@@ -603,18 +603,7 @@ class EngineCore:
         self, device_ids: Sequence[str], fault: str, severity: float, duration_s: float
     ) -> list[FaultCommandView]:
         """Write one pending ``fault_command`` row per device; the next tick applies them."""
-        views = []
-        with self.store.session() as session:
-            rows = [
-                models.FaultCommand(device_id=d, fault=fault, severity=float(severity), duration_s=float(duration_s))
-                for d in device_ids
-            ]
-            session.add_all(rows)
-            session.commit()
-            for row in rows:
-                session.refresh(row)
-                views.append(command_view(row))
-        return views
+        return write_fault_commands(self.store, device_ids, fault, severity, duration_s)
 
     def _reject(self, command: models.FaultCommand) -> str | None:
         profile = self.device_profile.get(command.device_id)
@@ -1011,6 +1000,22 @@ class EngineCore:
 
 
 # ---------------------------------------------------------------------- shared queries
+def write_fault_commands(
+    store: Store, device_ids: Sequence[str], fault: str, severity: float, duration_s: float
+) -> list[FaultCommandView]:
+    """One pending ``fault_command`` row per device, as any process may write them."""
+    with store.session() as session:
+        rows = [
+            models.FaultCommand(device_id=d, fault=fault, severity=float(severity), duration_s=float(duration_s))
+            for d in device_ids
+        ]
+        session.add_all(rows)
+        session.commit()
+        for row in rows:
+            session.refresh(row)
+        return [command_view(row) for row in rows]
+
+
 def command_view(command: models.FaultCommand) -> FaultCommandView:
     return FaultCommandView(
         id=int(command.id or 0),

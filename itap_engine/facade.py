@@ -40,6 +40,7 @@ from itap_engine.engine import (
     EngineCore,
     alert_row,
     command_view,
+    write_fault_commands,
     configure_logging,
     contributors_of,
     device_status,
@@ -170,23 +171,6 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
         quarantined=quarantined,
         contributors=current.contributors if current is not None and current.contributors else latest_contributors,
     )
-
-
-def write_fault_commands(
-    store: Store, device_ids: list[str], fault: str, severity: float, duration_s: float
-) -> list[FaultCommandView]:
-    views = []
-    with store.session() as session:
-        rows = [
-            models.FaultCommand(device_id=d, fault=fault, severity=float(severity), duration_s=float(duration_s))
-            for d in device_ids
-        ]
-        session.add_all(rows)
-        session.commit()
-        for row in rows:
-            session.refresh(row)
-            views.append(command_view(row))
-    return views
 
 
 def acknowledge(store: Store, alert_id: int) -> None:
