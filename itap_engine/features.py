@@ -35,9 +35,9 @@ device-level event counters (see :data:`SIGNAL_KINDS`, :data:`EVENT_FEATURES`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -52,8 +52,10 @@ __all__ = [
     "EVENT_FEATURES",
     "SIGNAL_KINDS",
     "FeatureBuilder",
+    "device_blocks",
     "feature_builder_for",
     "feature_signal",
+    "map_blocks",
 ]
 
 SIGNAL_KINDS = (
@@ -82,9 +84,14 @@ _LAG_TAUS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0)
 _LAG_DELAYS = (0, 1)
 _MIN_SPREAD = 1e-6
 _LAG_SEARCH_ROWS = 200_000
-_THREADED_ROWS = 50_000
-"""Above this many rows, per-signal features are computed on a thread pool."""
+_SPREAD_ROWS = 200_000
+"""fit estimates state spreads from a regular sample of at most about this many rows."""
+T = TypeVar("T")
+_BLOCK_ROWS = 20_000
+"""A batch transform works on groups of whole devices of about this many rows."""
 _MAX_THREADS = 4
+_GATHER_MAX_SHARE = 8
+"""transform_new gathers per-row windows only when under 1/8 of the rows are new."""
 _DAY_MS = 86_400_000
 _PROFILE_MIN_MS = 4 * 3_600_000
 """A device needs this much training history before its daily cycle is fitted."""
@@ -110,6 +117,27 @@ def _positions(device_codes: np.ndarray) -> np.ndarray:
     return np.arange(n) - starts
 
 
+def _order(values: np.ndarray) -> str:
+    """Memory order to give a result computed column by column from ``values``."""
+    return "F" if values.ndim == 2 and values.flags.f_contiguous and not values.flags.c_contiguous else "C"
+
+
+def _trailing_difference(cs: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """``cs[i + 1] - cs[i + 1 - min(pos[i] + 1, window)]`` for every row ``i``.
+
+    ``cs`` is a cumulative sum with a leading zero row. Rows with a full window take
+    two shifted slices; only the first ``window - 1`` rows of each device need a
+    gather, so the work is a few passes over contiguous memory.
+    """
+    n = cs.shape[0] - 1
+    out = np.empty_like(cs[1:])
+    if n >= window:
+        np.subtract(cs[window:], cs[: n + 1 - window], out=out[window - 1 :])
+    short = np.flatnonzero(pos < window - 1)
+    out[short] = cs[short + 1] - cs[short - pos[short]]
+    return out
+
+
 def _rolling_sum(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
     """Trailing sum over ``window`` rows within each device (2-D: per column).
 
@@ -117,16 +145,13 @@ def _rolling_sum(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray
     rounding from another device's readings (batch and streaming agree to ~1e-12).
     """
     n = values.shape[0]
-    cs = np.zeros((n + len(np.flatnonzero(pos == 0)), *values.shape[1:]))
+    out = np.empty(values.shape, order=_order(values))
     starts = np.flatnonzero(pos == 0)
     ends = np.r_[starts[1:], n]
-    out = np.empty_like(values, dtype=float)
     for lo, hi in zip(starts, ends):
         block = np.zeros((hi - lo + 1, *values.shape[1:]))
         np.cumsum(values[lo:hi], axis=0, out=block[1:])
-        idx = np.arange(hi - lo)
-        out[lo:hi] = block[idx + 1] - block[np.maximum(idx + 1 - window, 0)]
-    del cs
+        out[lo:hi] = _trailing_difference(block, pos[lo:hi], window)
     return out
 
 
@@ -136,11 +161,9 @@ def _rolling_count(flags: np.ndarray, pos: np.ndarray, window: int) -> np.ndarra
     Integer-valued cumulative sums carry no rounding, so one pass over all devices
     (no per-device loop) gives the same numbers as :func:`_rolling_sum`.
     """
-    n = flags.shape[0]
-    cs = np.zeros((n + 1, *flags.shape[1:]))
+    cs = np.zeros((flags.shape[0] + 1, *flags.shape[1:]), order=_order(flags))
     np.cumsum(flags, axis=0, out=cs[1:])
-    idx = np.arange(n)
-    return cs[idx + 1] - cs[idx + 1 - np.minimum(pos + 1, window)]
+    return _trailing_difference(cs, pos, window)
 
 
 def _gather(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
@@ -174,15 +197,35 @@ def _windows(values: np.ndarray, pos: np.ndarray, window: int, fill: float) -> t
 
 
 def _rolling_extreme(values: np.ndarray, pos: np.ndarray, window: int, largest: bool) -> np.ndarray:
-    """Trailing NaN-ignoring min or max within each device (NaN if all missing)."""
+    """Trailing NaN-ignoring min or max within each device (NaN if all missing).
+
+    By doubling: ``span[s]`` is the extreme of the last ``s`` rows of the device,
+    built from ``span[s / 2]`` and its copy shifted by ``s / 2`` rows (shifts that
+    would reach into the previous device take the neutral ``fill``). The window is
+    then a sum of powers of two. About 2 log2(window) passes over the data instead
+    of ``window`` reads per row; min and max are exact, so the result equals the
+    per-window reduction bit for bit.
+    """
     fill = -np.inf if largest else np.inf
+    combine = np.maximum if largest else np.minimum
     clean = np.where(np.isnan(values), fill, values)
-    view, partial, outside = _windows(clean, pos, window, fill)
-    reduce = np.max if largest else np.min
-    result = reduce(view, axis=1)
-    if len(partial):
-        sub = np.where(outside, fill, view[partial])
-        result[partial] = reduce(sub, axis=1)
+
+    def shifted(a: np.ndarray, k: int) -> np.ndarray:
+        out = np.full_like(a, fill)
+        out[k:] = a[:-k]
+        out[pos < k] = fill
+        return out
+
+    spans = {1: clean}
+    size = 1
+    while size * 2 <= window:
+        spans[size * 2] = combine(spans[size], shifted(spans[size], size))
+        size *= 2
+    result, covered = spans[size].copy(), size
+    for part in sorted(spans, reverse=True):
+        if covered + part <= window:
+            combine(result, shifted(spans[part], covered), out=result)
+            covered += part
     result[np.isinf(result)] = np.nan
     return result
 
@@ -196,36 +239,36 @@ def _rolling_extreme_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, w
     return result
 
 
+_FFT_CHUNK = 32_768
+"""Rows per block of the batch DFT (the (window, rows) block stays in cache)."""
+
+
 def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Spectral energy (DC removed) and dominant frequency over trailing windows.
 
     Missing slots and slots before the device's first row are set to the window's
     mean before the transform, so they add no energy. Fewer than two values: NaN.
+
+    Windows are laid out transposed, (window, rows) in blocks, so building them is
+    ``window`` contiguous copies and the transform one matrix product per block.
+    Windows that are partial or hold a missing value (few) are redone by
+    :func:`_fft_features_at`, which centres them.
     """
+    n = len(values)
     valid = np.isfinite(values)
-    clean = np.where(valid, values, 0.0)
-    view, partial, outside = _windows(clean, pos, window, 0.0)
+    padded = np.concatenate([np.zeros(window - 1), np.where(valid, values, 0.0)])
+    energy, dominant = np.empty(n), np.empty(n)
+    block = np.empty((window, min(n, _FFT_CHUNK)))
+    for lo in range(0, n, _FFT_CHUNK):
+        hi = min(lo + _FFT_CHUNK, n)
+        for j in range(window):
+            block[j, : hi - lo] = padded[lo + j : hi + j]
+        energy[lo:hi], dominant[lo:hi] = _spectrum_stats(block[:, : hi - lo], window)
     cnt = _rolling_count(valid.astype(float), pos, window)
-    basis = _dft_basis(window)
-    spectrum = view.astype(np.float32) @ basis  # (n, 2 * bins): cosine then sine parts
     fix = np.flatnonzero(cnt < window)
     if len(fix):
-        fvalid = _windows(valid.astype(float), pos, window, 0.0)[0][fix] > 0
-        in_device = np.ones_like(fvalid)
-        where_partial = np.searchsorted(partial, fix)
-        is_partial = (where_partial < len(partial)) & (partial[np.minimum(where_partial, len(partial) - 1)] == fix)
-        in_device[is_partial] = ~outside[where_partial[is_partial]]
-        mask = fvalid & in_device
-        sub = view[fix]
-        mean = np.where(mask, sub, 0.0).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
-        centred = np.where(mask, sub - mean[:, None], 0.0)
-        spectrum[fix] = centred.astype(np.float32) @ basis
-    bins = basis.shape[1] // 2
-    power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
-    energy = power.sum(axis=1, dtype=float) / (window * window)
-    dominant = (power.argmax(axis=1) + 1) / window
-    enough = cnt >= 2
-    return np.where(enough, energy, np.nan), np.where(enough, dominant, np.nan)
+        energy[fix], dominant[fix] = _fft_features_at(values, pos, fix, window)
+    return energy, dominant
 
 
 def _fft_features_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -234,37 +277,51 @@ def _fft_features_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, wind
     sub, inside = _gather(np.where(valid, values, 0.0), pos, rows, window, 0.0)
     mask = valid[np.where(inside, rows[:, None] + np.arange(1 - window, 1)[None, :], 0)] & inside
     cnt = mask.sum(axis=1)
-    basis = _dft_basis(window)
-    spectrum = sub.astype(np.float32) @ basis
     fix = np.flatnonzero(cnt < window)
     if len(fix):
         m = mask[fix]
         part = sub[fix]
         mean = np.where(m, part, 0.0).sum(axis=1) / np.maximum(m.sum(axis=1), 1)
-        centred = np.where(m, part - mean[:, None], 0.0)
-        spectrum[fix] = centred.astype(np.float32) @ basis
-    bins = basis.shape[1] // 2
-    power = spectrum[:, :bins] ** 2 + spectrum[:, bins:] ** 2
-    energy = power.sum(axis=1, dtype=float) / (window * window)
-    dominant = (power.argmax(axis=1) + 1) / window
+        sub[fix] = np.where(m, part - mean[:, None], 0.0)
+    energy, dominant = _spectrum_stats(np.ascontiguousarray(sub.T), window)
     enough = cnt >= 2
     return np.where(enough, energy, np.nan), np.where(enough, dominant, np.nan)
+
+
+def _spectrum_stats(block: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Energy and dominant frequency of the windows in the columns of ``block``."""
+    basis = _dft_basis(window)
+    bins = basis.shape[0] // 2
+    spectrum = basis @ block  # (2 * bins, m): cosine rows then sine rows
+    power = spectrum[:bins]
+    power *= power
+    sine = spectrum[bins:]
+    sine *= sine
+    power += sine
+    energy = power.sum(axis=0) / (window * window)
+    best = power[0].copy()
+    arg = np.zeros(power.shape[1])
+    for b in range(1, bins):  # argmax over the bins (first of equals), row by row
+        higher = power[b] > best
+        np.maximum(best, power[b], out=best)
+        arg[higher] = b
+    return energy, (arg + 1) / window
 
 
 _BASES: dict[int, np.ndarray] = {}
 
 
 def _dft_basis(window: int) -> np.ndarray:
-    """Real DFT basis (window, 2 * bins) for frequencies 1 .. window // 2 (DC excluded).
+    """Real DFT basis (2 * bins, window) for frequencies 1 .. window // 2 (DC excluded).
 
-    A matrix product with it is the FFT of every window at once; bins above 0 do not
+    A matrix product with it is the DFT of every window at once; bins above 0 do not
     change when a constant is added, so clean windows need no centring.
     """
     basis = _BASES.get(window)
     if basis is None:
         k = np.arange(1, window // 2 + 1)
-        angle = 2 * np.pi * np.outer(np.arange(window), k) / window
-        basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=1).astype(np.float32)
+        angle = 2 * np.pi * np.outer(k, np.arange(window)) / window
+        basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=0)
         _BASES[window] = basis
     return basis
 
@@ -311,6 +368,36 @@ def _lag_weights(tau: float, delay: int) -> np.ndarray:
         taps = (1 - a) * a**k
     # taps[k] applies k + delay readings back; oldest first for the window layout.
     return np.concatenate([taps[::-1], np.zeros(delay)])
+
+
+def device_blocks(device_codes: np.ndarray, rows: int = _BLOCK_ROWS) -> list[tuple[int, int]]:
+    """Row ranges ``(lo, hi)`` of whole devices, about ``rows`` rows each.
+
+    ``device_codes`` must be grouped (rows sorted by device). Features never cross
+    devices, so the ranges can be processed independently: ranges this small keep
+    every temporary in cache and in memory the allocator reuses (a temporary the
+    size of a whole workload costs tens of MB of freshly zeroed pages per step),
+    and they run side by side in :func:`map_blocks`.
+    """
+    n = len(device_codes)
+    cuts = [0]
+    for start in np.flatnonzero(device_codes[1:] != device_codes[:-1]) + 1:
+        if start - cuts[-1] >= rows:
+            cuts.append(int(start))
+    cuts.append(n)
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def map_blocks(fn: Callable[[int, int], T], blocks: Sequence[tuple[int, int]]) -> list[T]:
+    """``fn(lo, hi)`` for every block, on a thread pool when there are several; results in order.
+
+    numpy releases the GIL in the array kernels, so blocks use every core.
+    """
+    workers = min(len(blocks), os.cpu_count() or 1, _MAX_THREADS)
+    if workers <= 1:
+        return [fn(lo, hi) for lo, hi in blocks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda block: fn(*block), blocks))
 
 
 class FeatureBuilder(TransformerMixin, BaseEstimator):
@@ -409,9 +496,12 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         expected = _lagged_level(codes, levels, pos, self._weights)
         self.device_profiles_ = self._fit_profiles(frame, values, expected, device_codes)
         floor = np.maximum(np.abs(overall) * 1e-6, _MIN_SPREAD)
-        # spreads around the state level alone serve devices training never saw
+        # spreads (robust, so a regular sample of the rows estimates them as well as all
+        # of them do); those around the state level alone serve devices training never saw
+        every = slice(None, None, max(1, -(-len(frame) // _SPREAD_ROWS)))
+        values, expected, codes = values[every], expected[every], codes[every]
         self.fallback_spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
-        expected = expected * self._profile_factor(frame)
+        expected = expected * self._profile_factor(frame.iloc[every])
         self.spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
         self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
         # u at a row needs len(weights) readings; the long window needs L + 1 values of u
@@ -444,31 +534,55 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         Returns the :meth:`transform` columns for the flagged rows (index from ``X``).
         """
         check_is_fitted(self)
-        return self._transform(X, np.flatnonzero(np.asarray(new, dtype=bool)))
+        rows = np.flatnonzero(np.asarray(new, dtype=bool))
+        if len(rows) * _GATHER_MAX_SHARE > len(X):
+            # most rows are new (a first score, a catch-up): gathering a long window
+            # per row would cost rows x long_window memory; one batch pass is cheaper
+            return self._transform(X, None).iloc[rows]
+        return self._transform(X, rows)
 
     def _transform(self, frame: pd.DataFrame, rows: np.ndarray | None) -> pd.DataFrame:
         """Features of ``frame`` (sorted) at ``rows`` (all rows when None)."""
+        device_codes = pd.factorize(frame["device_id"])[0]
+        if not hasattr(self, "_weights"):
+            self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
+        out = self._blocks(frame, device_codes) if rows is None else self._features(frame, device_codes, rows)
+        picked = frame if rows is None else frame.iloc[rows]
+        result = pd.DataFrame(out, index=picked.index, columns=self.feature_names_out_, copy=False)
+        result.insert(0, "ts", picked["ts"].to_numpy())
+        result.insert(0, "device_id", picked["device_id"].to_numpy())
+        return result
+
+    def _blocks(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
+        """Features of every row, computed for groups of whole devices (see :func:`device_blocks`)."""
+        out = np.empty((len(frame), len(self.feature_names_out_)), order="F")
+
+        def run(lo: int, hi: int) -> None:
+            out[lo:hi] = self._features(frame.iloc[lo:hi], device_codes[lo:hi], None)
+
+        map_blocks(run, device_blocks(device_codes))
+        return out
+
+    def _features(self, frame: pd.DataFrame, device_codes: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+        """Feature matrix (rows x :attr:`feature_names_out_`) of ``frame`` at ``rows`` (all when None)."""
         n = len(frame)
         signals = list(self.signals)
         w, L, F = self.window, self.long_window, self.fft_window
-        device_codes = pd.factorize(frame["device_id"])[0]
         ts = frame["ts"].to_numpy(dtype=np.int64)
         same = np.r_[False, device_codes[1:] == device_codes[:-1]]
-        steps = np.diff(ts)[same[1:]]
-        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
-        # a gap in time (e.g. rows left out of training) restarts the lag like a new device
+        # a gap in time (more than 1.5 sampling intervals of training) restarts the lag
+        # like a new device
         gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
         pos = _positions(np.cumsum(gap))
         codes = self._state_codes(frame)
         values = frame[signals].to_numpy(dtype=float)
-        if not hasattr(self, "_weights"):
-            self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
         expected = _lagged_level(codes, self.levels_, pos, self._weights) * self._profile_factor(frame)
         spread = _lagged_level(codes, self.spreads_, pos, self._weights)
         unknown = ~frame["device_id"].isin(list(self.device_profiles_)).to_numpy()
         if unknown.any():
             spread[unknown] = _lagged_level(codes, self.fallback_spreads_, pos, self._weights)[unknown]
-        u = (values - expected) / spread
+        # column-major: every per-signal step below reads one signal's column whole
+        u = np.asfortranarray((values - expected) / spread)
         missing = np.isnan(u)
         valid = (~missing).astype(float)
         u0 = np.where(missing, 0.0, u)
@@ -478,7 +592,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
         names = self.feature_names_out_
         column = {name: k for k, name in enumerate(names)}
-        out = np.empty((m, len(names)))
+        out = np.empty((m, len(names)), order="F")  # column-major: each feature is written whole
         rows_w = np.minimum(pos_at + 1, w).astype(float)[:, None]
         if rows is None:
             cnt = _rolling_count(valid, pos, w)
@@ -555,14 +669,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             out[:, column[f"{s}__resid"]] = col - trend[:, j]
             out[:, column[f"{s}__missing"]] = miss_frac[:, j]
 
-        workers = min(len(signals), os.cpu_count() or 1, _MAX_THREADS)
-        if m >= _THREADED_ROWS and workers > 1:
-            # numpy releases the GIL in these kernels: signals run side by side
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                list(pool.map(per_signal, range(len(signals))))
-        else:
-            for j in range(len(signals)):
-                per_signal(j)
+        for j in range(len(signals)):
+            per_signal(j)
 
         idx = np.arange(n)
         starts = idx - pos
@@ -577,12 +685,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         out[:, column["dropout_streak"]] = np.minimum(streak[at], L)
         out[:, column["since_dropout"]] = np.minimum(since[at], L)
         out[:, column["state_changes"]] = _rolling_count(changed, pos, L)[at]
-
-        picked = frame if rows is None else frame.iloc[at]
-        result = pd.DataFrame(out, index=picked.index, columns=names, copy=False)
-        result.insert(0, "ts", picked["ts"].to_numpy())
-        result.insert(0, "device_id", picked["device_id"].to_numpy())
-        return result
+        return out
 
     # ------------------------------------------------------------------ internals
     @staticmethod

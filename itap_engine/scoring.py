@@ -51,7 +51,7 @@ from itap_engine.alerts import (
 from itap_engine.config import Settings
 from itap_engine.detect import make_detector, sweep_threshold
 from itap_engine.errors import ItapError
-from itap_engine.features import FeatureBuilder, feature_builder_for
+from itap_engine.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks
 from itap_engine.models import ModelVersion, Score
 
 __all__ = [
@@ -493,8 +493,19 @@ class StreamingScorer:
         if readings.empty:
             return score_features(self.model, pd.DataFrame())
         combined, is_new, codes = self._merge(self._frame(readings))
-        feats = self.model.features.transform_new(combined, is_new)  # type: ignore[union-attr]
-        result = score_features(self.model, feats)
+        features = self.model.features
+        assert features is not None
+
+        def run(lo: int, hi: int) -> pd.DataFrame | None:
+            new = is_new[lo:hi]
+            if not new.any():
+                return None
+            return score_features(self.model, features.transform_new(combined.iloc[lo:hi], new))
+
+        # whole devices at a time: a catch-up over days of readings never holds the
+        # feature matrix of all of them at once
+        parts = [part for part in map_blocks(run, device_blocks(codes)) if part is not None]
+        result = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         self._retain(combined, codes)
         return result
 
