@@ -326,25 +326,31 @@ def _dft_basis(window: int) -> np.ndarray:
     return basis
 
 
-def _lagged_level(codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def _lagged_level(
+    codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weights: np.ndarray, at: np.ndarray | None = None
+) -> np.ndarray:
     """State-expected level: FIR over the state levels of previous rows.
 
     ``weights[j]`` applies to the row ``len(weights) - 1 - j`` readings back. Slots
     before the device's first row drop out and the rest are renormalised; a row with
     no usable slot falls back to its own state's level. Only rows whose window holds
     a state change differ from their own state's level, so only they are computed.
+    With ``at``, the levels of those rows only (their windows still read the rows
+    before them).
     """
-    own = levels[codes]  # (n, S)
+    own = levels[codes if at is None else codes[at]]  # (m, S)
     taps = len(weights)
-    if taps == 1 or len(codes) == 0:
+    if taps == 1 or len(own) == 0:
         return own
     changed = np.zeros(len(codes))
     changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
     # the window of row i spans rows i - taps + 1 .. i; a change at row j means rows
     # j - 1 and j differ, so look one row further back than the window
-    rows = np.flatnonzero(_rolling_count(changed, pos, taps) > 0)
-    if len(rows) == 0:
+    in_window = _rolling_count(changed, pos, taps) > 0
+    picked = np.flatnonzero(in_window if at is None else in_window[at])  # positions in `own`
+    if len(picked) == 0:
         return own
+    rows = picked if at is None else at[picked]
     out = own.copy()
     padded_codes = np.concatenate([np.zeros(taps - 1, dtype=codes.dtype), codes])
     code_win = sliding_window_view(padded_codes, taps)[rows]  # (m, taps)
@@ -354,7 +360,7 @@ def _lagged_level(codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weight
     ok = total > 0
     for s in range(levels.shape[1]):
         acc = (levels[:, s][code_win] * w).sum(axis=1)
-        out[rows[ok], s] = acc[ok] / total[ok]
+        out[picked[ok], s] = acc[ok] / total[ok]
     return out
 
 
@@ -370,19 +376,23 @@ def _lag_weights(tau: float, delay: int) -> np.ndarray:
     return np.concatenate([taps[::-1], np.zeros(delay)])
 
 
-def device_blocks(device_codes: np.ndarray, rows: int = _BLOCK_ROWS) -> list[tuple[int, int]]:
+def device_blocks(
+    device_codes: np.ndarray, rows: float = _BLOCK_ROWS, weight: np.ndarray | None = None
+) -> list[tuple[int, int]]:
     """Row ranges ``(lo, hi)`` of whole devices, about ``rows`` rows each.
 
-    ``device_codes`` must be grouped (rows sorted by device). Features never cross
+    ``device_codes`` must be grouped (rows sorted by device); ``weight`` (per row,
+    default 1) counts some rows as less work than others. Features never cross
     devices, so the ranges can be processed independently: ranges this small keep
     every temporary in cache and in memory the allocator reuses (a temporary the
     size of a whole workload costs tens of MB of freshly zeroed pages per step),
     and they run side by side in :func:`map_blocks`.
     """
     n = len(device_codes)
+    done = np.cumsum(weight) if weight is not None else np.arange(1, n + 1, dtype=float)
     cuts = [0]
     for start in np.flatnonzero(device_codes[1:] != device_codes[:-1]) + 1:
-        if start - cuts[-1] >= rows:
+        if done[start - 1] - (done[cuts[-1] - 1] if cuts[-1] else 0.0) >= rows:
             cuts.append(int(start))
     cuts.append(n)
     return list(zip(cuts[:-1], cuts[1:]))
@@ -478,8 +488,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         steps = np.diff(ts)[same[1:]]
         self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
         # a gap in time (e.g. rows left out of training) restarts the lag like a new device
-        gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
-        pos = _positions(np.cumsum(gap))
+        pos = self._segment_positions(frame, device_codes)
         # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
         sample = slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right"))) if len(frame) else slice(0, 0)
         best: tuple[float, float, int] | None = None
@@ -522,7 +531,24 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return self._transform(self._sorted(X), None)
 
-    def transform_new(self, X: pd.DataFrame, new: np.ndarray) -> pd.DataFrame:
+    def levels(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """The standardised values ``u`` of ``X`` (the ``{signal}__level`` features).
+
+        ``u`` is each value against its state-expected level, in state spreads. It
+        depends on the reading and on the states of the few readings before it, so a
+        streaming caller computes it once per reading and hands it back to
+        :meth:`transform_new` (``levels=``) on later ticks. ``X`` is ordered by device
+        then time; with ``rows`` (positions), only those rows' values are computed,
+        the rows before them serving as their history.
+
+        Returns an array of shape (len(rows) or len(X), n_signals).
+        """
+        check_is_fitted(self)
+        device_codes = pd.factorize(X["device_id"])[0]
+        at = None if rows is None else np.asarray(rows, dtype=np.int64)
+        return self._standardise(X, self._state_codes(X), self._segment_positions(X, device_codes), at)
+
+    def transform_new(self, X: pd.DataFrame, new: np.ndarray, levels: np.ndarray | None = None) -> pd.DataFrame:
         """Features of the rows of ``X`` flagged in ``new``, the other rows being their history.
 
         The streaming path: ``X`` holds the last :attr:`history_` readings of each
@@ -531,6 +557,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         FFT) is done for the flagged rows only, and the numbers equal those of
         :meth:`transform` (up to float rounding far below 1e-7).
 
+        ``levels``, when given, is :meth:`levels` of every row of ``X`` (the caller
+        keeps them with its buffer), so the per-row standardisation is not redone.
+
         Returns the :meth:`transform` columns for the flagged rows (index from ``X``).
         """
         check_is_fitted(self)
@@ -538,51 +567,66 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         if len(rows) * _GATHER_MAX_SHARE > len(X):
             # most rows are new (a first score, a catch-up): gathering a long window
             # per row would cost rows x long_window memory; one batch pass is cheaper
-            return self._transform(X, None).iloc[rows]
-        return self._transform(X, rows)
+            return self._transform(X, None, levels).iloc[rows]
+        return self._transform(X, rows, levels)
 
-    def _transform(self, frame: pd.DataFrame, rows: np.ndarray | None) -> pd.DataFrame:
+    def _transform(self, frame: pd.DataFrame, rows: np.ndarray | None, levels: np.ndarray | None = None) -> pd.DataFrame:
         """Features of ``frame`` (sorted) at ``rows`` (all rows when None)."""
         device_codes = pd.factorize(frame["device_id"])[0]
-        if not hasattr(self, "_weights"):
-            self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
-        out = self._blocks(frame, device_codes) if rows is None else self._features(frame, device_codes, rows)
+        if rows is None:
+            out = self._blocks(frame, device_codes, levels)
+        else:
+            out = self._features(frame, device_codes, rows, levels)
         picked = frame if rows is None else frame.iloc[rows]
         result = pd.DataFrame(out, index=picked.index, columns=self.feature_names_out_, copy=False)
         result.insert(0, "ts", picked["ts"].to_numpy())
         result.insert(0, "device_id", picked["device_id"].to_numpy())
         return result
 
-    def _blocks(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
+    def _blocks(self, frame: pd.DataFrame, device_codes: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
         """Features of every row, computed for groups of whole devices (see :func:`device_blocks`)."""
         out = np.empty((len(frame), len(self.feature_names_out_)), order="F")
 
         def run(lo: int, hi: int) -> None:
-            out[lo:hi] = self._features(frame.iloc[lo:hi], device_codes[lo:hi], None)
+            known = None if levels is None else levels[lo:hi]
+            out[lo:hi] = self._features(frame.iloc[lo:hi], device_codes[lo:hi], None, known)
 
         map_blocks(run, device_blocks(device_codes))
         return out
 
-    def _features(self, frame: pd.DataFrame, device_codes: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    def _segment_positions(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
+        """Position of each row in its run of readings: a new device, or a gap in time
+        of more than 1.5 sampling intervals of training, starts a new run."""
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        same = np.r_[False, device_codes[1:] == device_codes[:-1]]
+        gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
+        return _positions(np.cumsum(gap))
+
+    def _standardise(self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+        """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
+        if not hasattr(self, "_weights"):
+            self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
+        weights = self._weights
+        sub = frame if at is None else frame.iloc[at]
+        values = sub[list(self.signals)].to_numpy(dtype=float)
+        expected = _lagged_level(codes, self.levels_, pos, weights, at) * self._profile_factor(sub)
+        spread = _lagged_level(codes, self.spreads_, pos, weights, at)
+        unknown = ~sub["device_id"].isin(list(self.device_profiles_)).to_numpy()
+        if unknown.any():
+            spread[unknown] = _lagged_level(codes, self.fallback_spreads_, pos, weights, at)[unknown]
+        return (values - expected) / spread
+
+    def _features(
+        self, frame: pd.DataFrame, device_codes: np.ndarray, rows: np.ndarray | None, levels: np.ndarray | None = None
+    ) -> np.ndarray:
         """Feature matrix (rows x :attr:`feature_names_out_`) of ``frame`` at ``rows`` (all when None)."""
         n = len(frame)
         signals = list(self.signals)
         w, L, F = self.window, self.long_window, self.fft_window
-        ts = frame["ts"].to_numpy(dtype=np.int64)
-        same = np.r_[False, device_codes[1:] == device_codes[:-1]]
-        # a gap in time (more than 1.5 sampling intervals of training) restarts the lag
-        # like a new device
-        gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
-        pos = _positions(np.cumsum(gap))
+        pos = self._segment_positions(frame, device_codes)
         codes = self._state_codes(frame)
-        values = frame[signals].to_numpy(dtype=float)
-        expected = _lagged_level(codes, self.levels_, pos, self._weights) * self._profile_factor(frame)
-        spread = _lagged_level(codes, self.spreads_, pos, self._weights)
-        unknown = ~frame["device_id"].isin(list(self.device_profiles_)).to_numpy()
-        if unknown.any():
-            spread[unknown] = _lagged_level(codes, self.fallback_spreads_, pos, self._weights)[unknown]
         # column-major: every per-signal step below reads one signal's column whole
-        u = np.asfortranarray((values - expected) / spread)
+        u = np.asfortranarray(self._standardise(frame, codes, pos) if levels is None else levels, dtype=float)
         missing = np.isnan(u)
         valid = (~missing).astype(float)
         u0 = np.where(missing, 0.0, u)

@@ -412,12 +412,15 @@ class StreamingScorer:
         self.profile = profile
         self.model = model
         self.history = int(model.features.history_)
-        self.columns = ["device_id", "ts", "state", *settings.profile(profile).signal_names]
-        self._buffer = pd.DataFrame({c: [] for c in self.columns})
+        signals = settings.profile(profile).signal_names
+        self.columns = ["device_id", "ts", "state", *signals]
+        self._levels = [f"{s}__level" for s in signals]
+        """Buffer columns: each buffered reading's standardised value (FeatureBuilder.levels)."""
+        self._buffer = pd.DataFrame({c: [] for c in [*self.columns, *self._levels]})
         self._categories: dict[str, pd.Index] = {}
 
     def _frame(self, readings: pd.DataFrame) -> pd.DataFrame:
-        frame = readings.reindex(columns=self.columns).copy()
+        frame = readings.reindex(columns=[*self.columns, *self._levels]).copy()
         if not pd.api.types.is_integer_dtype(frame["ts"].dtype):
             from itap_engine.store import to_epoch_ms
 
@@ -457,6 +460,8 @@ class StreamingScorer:
         if history.empty:
             return
         combined, _, codes = self._merge(self._frame(history))
+        assert self.model.features is not None
+        combined[self._levels] = self.model.features.levels(combined)
         self._retain(combined, codes)
 
     def _merge(self, new: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
@@ -495,19 +500,42 @@ class StreamingScorer:
         combined, is_new, codes = self._merge(self._frame(readings))
         features = self.model.features
         assert features is not None
+        levels = combined[self._levels].to_numpy(dtype=float)
+        # a reading's level depends on the states before it: new readings, and any
+        # buffered reading after a new one (a late arrival), are standardised again
+        stale = _at_or_after_first(is_new, codes)
 
         def run(lo: int, hi: int) -> pd.DataFrame | None:
             new = is_new[lo:hi]
             if not new.any():
                 return None
-            return score_features(self.model, features.transform_new(combined.iloc[lo:hi], new))
+            block = combined.iloc[lo:hi]
+            redo = np.flatnonzero(stale[lo:hi])
+            levels[lo:hi][redo] = features.levels(block, None if len(redo) == hi - lo else redo)
+            return score_features(self.model, features.transform_new(block, new, levels=levels[lo:hi]))
 
         # whole devices at a time: a catch-up over days of readings never holds the
-        # feature matrix of all of them at once
-        parts = [part for part in map_blocks(run, device_blocks(codes)) if part is not None]
+        # feature matrix of all of them at once; buffered rows weigh little (their
+        # levels are kept, only the new rows' windows are gathered)
+        blocks = device_blocks(codes, weight=np.where(is_new, 1.0, _BUFFERED_ROW_WEIGHT))
+        parts = [part for part in map_blocks(run, blocks) if part is not None]
         result = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        combined[self._levels] = levels
         self._retain(combined, codes)
         return result
+
+
+_BUFFERED_ROW_WEIGHT = 1 / 64
+"""Work of a buffered reading relative to a new one when a tick is cut into blocks."""
+
+
+def _at_or_after_first(flags: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Rows at or after the first flagged row of their device (rows grouped by device)."""
+    n = len(flags)
+    idx = np.arange(n)
+    starts = np.maximum.accumulate(np.where(np.r_[True, codes[1:] != codes[:-1]], idx, 0)) if n else idx
+    last_flag = np.maximum.accumulate(np.where(flags, idx, -1)) if n else idx
+    return last_flag >= starts
 
 
 def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:  # noqa: ANN001
