@@ -101,6 +101,8 @@ RETRAIN_DONE_KEY = "command.retrain.done"
 ONCE_WALL_KEY = "once.last_wall"
 
 BOOTSTRAP_CHUNK_ROWS = 200_000
+CHECKPOINT_TICKS = 10
+"""The engine copies the SQLite write-ahead log into the database every this many ticks."""
 """Readings simulated per bootstrap step (bounds memory and paces progress)."""
 MAX_TOP_ANOMALIES = 50
 RECENT_VALIDATION = 20
@@ -386,7 +388,8 @@ class EngineCore:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or Store(settings)
+        # the tick checkpoints the write-ahead log itself, every CHECKPOINT_TICKS ticks
+        self.store = store or Store(settings, wal_autocheckpoint=0)
         self.simulators: dict[str, Simulator] = {s.profile_name: s for s in fleet_simulators(settings)}
         self.device_profile: dict[str, str] = {
             d: profile for profile, sim in self.simulators.items() for d in sim.device_ids
@@ -508,6 +511,7 @@ class EngineCore:
                         source=f"bootstrap:{sim.profile_name}", kind="bootstrap", now=t1,
                     )
             t0 = t1
+            self.store.checkpoint()  # this store does not checkpoint on its own
             done = (t0 - start).total_seconds() / total
             report(Progress("history", done, f"simulated {done * total / 3600:.1f} of {total / 3600:g} h"))
         return end
@@ -735,6 +739,10 @@ class EngineCore:
         t = time.perf_counter()
         self.ticks += 1
         timings["total"] = time.perf_counter() - started
+        if self.ticks % CHECKPOINT_TICKS == 0:
+            t = time.perf_counter()
+            self.store.checkpoint()
+            timings["checkpoint"] = time.perf_counter() - t  # after the tick's work: not in its total
         result.timings = timings
         self.last_tick = result
         if result.errors:

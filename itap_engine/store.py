@@ -94,13 +94,15 @@ class Store:
         url: overrides the URL (tests, benchmarks).
     """
 
-    def __init__(self, settings: Settings, url: str | None = None) -> None:
+    def __init__(self, settings: Settings, url: str | None = None, *, wal_autocheckpoint: int | None = None) -> None:
         self.settings = settings
         self.url = url or settings.database_url
-        self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms)
+        self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
         self.metadata = SQLModel.metadata
         self._readings: dict[str, sa.Table] = {}
         self._insert_sql: dict[str, tuple[str, list[str], bool]] = {}
+        self._known_devices: set[str] = set()
+        """Device ids this process knows to have a ``device`` row."""
         try:
             SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in _FIXED_TABLES])
             for name, spec in settings.profiles.items():
@@ -110,7 +112,7 @@ class Store:
 
     # ------------------------------------------------------------------ connection
     @staticmethod
-    def _create_engine(url: str, busy_timeout_ms: int) -> sa.Engine:
+    def _create_engine(url: str, busy_timeout_ms: int, wal_autocheckpoint: int | None) -> sa.Engine:
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
@@ -125,10 +127,25 @@ class Store:
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
                 cursor.execute("PRAGMA synchronous=NORMAL")
+                if wal_autocheckpoint is not None:
+                    cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
                 cursor.close()
 
             return engine
         return sa.create_engine(url, pool_pre_ping=True)
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database file (PASSIVE: never
+        waits for readers or writers); nothing to do on PostgreSQL.
+
+        A store opened with ``wal_autocheckpoint=0`` relies on its owner calling this:
+        the engine does every few ticks, so a page that every tick changes (the
+        newest readings of a device) is copied once per checkpoint, not once per tick.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     @property
     def safe_url(self) -> str:
@@ -220,6 +237,8 @@ class Store:
         rows = list(zip(*(columns[name] for name in order)))
         if not positional:
             rows = [dict(zip(order, row)) for row in rows]  # type: ignore[misc]
+        # devices first: reads by time find readings through the device table
+        self._register_new_devices(profile, frame["device_id"].unique())
         inserted = 0
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
@@ -230,51 +249,52 @@ class Store:
         del table
         return InsertResult(len(frame), inserted)
 
-    def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
-        """Register devices seen in a frame and widen their first/last reading time.
+    def _register_new_devices(self, profile: str, device_ids: Iterable[Any]) -> None:
+        """Insert a ``device`` row for ids not seen before (one SELECT, one INSERT).
 
-        Three set-based statements whatever the number of devices: one SELECT of the
-        known ids, one INSERT of the new ones, one executemany UPDATE of the spans.
+        Every device with readings has a device row, written before its readings:
+        :meth:`read_readings` finds a time range through it.
         """
-        ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
-        spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
-            "device_id"
-        )["ts"].agg(["min", "max"])
+        ids = {str(i) for i in device_ids}
+        if ids <= self._known_devices:
+            return
         device = models.Device.__table__  # type: ignore[attr-defined]
-        ids = [str(i) for i in spans.index]
-        firsts = [int(v) for v in spans["min"]]
-        lasts = [int(v) for v in spans["max"]]
         with self.engine.begin() as conn:
-            known = set(conn.execute(sa.select(device.c.id).where(device.c.id.in_(ids))).scalars())
-            new = [
-                {"id": i, "profile": profile, "first_ts": f, "last_ts": last}
-                for i, f, last in zip(ids, firsts, lasts)
-                if i not in known
-            ]
+            known = set(conn.execute(sa.select(device.c.id).where(device.c.id.in_(sorted(ids)))).scalars())
+            new = [{"id": i, "profile": profile} for i in sorted(ids - known)]
             if new:
                 conn.execute(sa.insert(device), new)
-            old = [
-                {"b_id": i, "b_first": f, "b_last": last}
-                for i, f, last in zip(ids, firsts, lasts)
-                if i in known
-            ]
-            if old:
-                first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
-                conn.execute(
-                    sa.update(device)
-                    .where(device.c.id == sa.bindparam("b_id"))
-                    .values(
-                        first_ts=sa.case(
-                            (sa.or_(device.c.first_ts.is_(None), device.c.first_ts > first), first),
-                            else_=device.c.first_ts,
-                        ),
-                        last_ts=sa.case(
-                            (sa.or_(device.c.last_ts.is_(None), device.c.last_ts < last), last),
-                            else_=device.c.last_ts,
-                        ),
+        self._known_devices |= ids
+
+    def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
+        """Widen the first/last reading time of the (registered) devices in a frame:
+        one executemany UPDATE whatever the number of devices."""
+        ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
+        spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
+            "device_id", observed=True
+        )["ts"].agg(["min", "max"])
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        rows = [
+            {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
+            for i, f, last in zip(spans.index, spans["min"], spans["max"])
+        ]
+        first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.update(device)
+                .where(device.c.id == sa.bindparam("b_id"))
+                .values(
+                    first_ts=sa.case(
+                        (sa.or_(device.c.first_ts.is_(None), device.c.first_ts > first), first),
+                        else_=device.c.first_ts,
                     ),
-                    old,
-                )
+                    last_ts=sa.case(
+                        (sa.or_(device.c.last_ts.is_(None), device.c.last_ts < last), last),
+                        else_=device.c.last_ts,
+                    ),
+                ),
+                rows,
+            )
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
         """Declare devices (with a site) before they report."""
@@ -396,6 +416,11 @@ class Store:
         stmt = sa.select(*cols)
         if device_ids is not None:
             stmt = stmt.where(table.c.device_id.in_(list(device_ids)))
+        elif since_ms is not None or until_ms is not None:
+            # a time range alone would scan the whole table (its key is device, ts);
+            # naming the devices makes it one index range per device
+            device = models.Device.__table__  # type: ignore[attr-defined]
+            stmt = stmt.where(table.c.device_id.in_(sa.select(device.c.id)))
         if since_ms is not None:
             stmt = stmt.where(table.c.ts > since_ms)
         if until_ms is not None:
