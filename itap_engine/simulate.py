@@ -196,15 +196,7 @@ class Simulator:
         k0, k1 = self._step_range(t0, t1)
         if k1 <= k0:
             return []
-        events = []
-        first_seg = max(0, k0 // self.segment_steps - self._lookback_segments)
-        last_seg = (k1 - 1) // self.segment_steps
-        for device in self.device_ids:
-            for seg in range(first_seg, last_seg + 1):
-                fault = self._segment(device, seg).fault
-                if fault is not None:
-                    events.append(fault)
-        events.extend(self.scheduled)
+        events = [e for device_events in self._events_by_device(k0, k1).values() for e in device_events]
         return [e for e in events if e.start < t1 and e.end > t0]
 
     # ------------------------------------------------------------------ generation
@@ -238,26 +230,29 @@ class Simulator:
         ts = np.datetime64(self.start, "ns") + (seconds * 1e9).astype("timedelta64[ns]")
         day_angle = 2 * np.pi * (((seconds + self._start_second_of_day) % _SECONDS_PER_DAY) / _SECONDS_PER_DAY)
 
-        values = np.empty((n_dev, n_steps, n_sig))
-        state_codes = np.empty((n_dev, n_steps), dtype=np.int64)
-        labels = np.full((n_dev, n_steps), None, dtype=object)
-        ramp = np.exp(-pos / _STATE_RAMP_STEPS)[:, None]
-        seg_index = seg_of_step - first_seg
-        for d, device in enumerate(self.device_ids):
-            offset, phase = self._device_traits[device]
-            seg_states = np.array(
-                [self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)]
-            )
-            current = seg_states[1:][seg_index]
-            previous = seg_states[:-1][seg_index]
-            factor = self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
-            noise = np.concatenate(
+        # per device: segment states and noise (cached draws); the arithmetic below is
+        # done for every device at once
+        seg_range = range(first_seg - 1, last_seg + 1)
+        seg_states = np.array([[self._segment(device, max(s, 0)).state for s in seg_range] for device in self.device_ids])
+        noise = np.stack([
+            np.concatenate(
                 [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
-            )[pos[0]: pos[0] + n_steps]
-            level = self._baseline + offset + self._daily * np.sin(day_angle[:, None] + phase)
-            values[d] = level * factor + self._noise * noise[:, :n_sig]
-            state_codes[d] = current
-            self._apply_faults(d, device, t0, t1, ts, noise[:, n_sig:], values, labels)
+            )[pos[0] : pos[0] + n_steps]
+            for device in self.device_ids
+        ])  # (devices, steps, 2 * signals)
+        seg_index = seg_of_step - first_seg
+        current = seg_states[:, 1:][:, seg_index]  # (devices, steps)
+        previous = seg_states[:, :-1][:, seg_index]
+        ramp = np.exp(-pos / _STATE_RAMP_STEPS)[None, :, None]
+        factor = self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
+        offsets = np.array([self._device_traits[d][0] for d in self.device_ids])[:, None, :]
+        phases = np.array([self._device_traits[d][1] for d in self.device_ids])[:, None, :]
+        level = self._baseline + offsets + self._daily * np.sin(day_angle[None, :, None] + phases)
+        values = level * factor + self._noise * noise[:, :, :n_sig]
+        state_codes = current
+        labels = np.full((n_dev, n_steps), None, dtype=object)
+        for d, events in self._events_by_device(k0, k1).items():
+            self._apply_faults(d, events, ts, noise[d, :, n_sig:], values, labels)
         self._trim_noise_cache(last_seg)
 
         np.clip(values, self._low, self._high, out=values)  # sensors saturate at their range
@@ -279,25 +274,32 @@ class Simulator:
         s = self.start
         return s.hour * 3600.0 + s.minute * 60.0 + s.second
 
+    def _events_by_device(self, k0: int, k1: int) -> dict[int, list[FaultEvent]]:
+        """Device index -> its random and scheduled faults that may touch steps [k0, k1)."""
+        first_seg = max(0, k0 // self.segment_steps - self._lookback_segments)
+        last_seg = (k1 - 1) // self.segment_steps
+        index = {device: d for d, device in enumerate(self.device_ids)}
+        events: dict[int, list[FaultEvent]] = {}
+        for d, device in enumerate(self.device_ids):
+            for seg in range(first_seg, last_seg + 1):
+                fault = self._segment(device, seg).fault
+                if fault is not None:
+                    events.setdefault(d, []).append(fault)
+        for event in self.scheduled:
+            if event.device_id in index:
+                events.setdefault(index[event.device_id], []).append(event)
+        return events
+
     def _apply_faults(
         self,
         d: int,
-        device: str,
-        t0: datetime,
-        t1: datetime,
+        events: list[FaultEvent],
         ts: np.ndarray,
         fault_noise: np.ndarray,
         values: np.ndarray,
         labels: np.ndarray,
     ) -> None:
         index = {name: i for i, name in enumerate(self.signals)}
-        k0, k1 = self._step_range(t0, t1)
-        first_seg = max(0, k0 // self.segment_steps - self._lookback_segments)
-        last_seg = (k1 - 1) // self.segment_steps
-        events: list[FaultEvent] = [
-            f for s in range(first_seg, last_seg + 1) if (f := self._segment(device, s).fault) is not None
-        ]
-        events.extend(e for e in self.scheduled if e.device_id == device)
         for event in events:
             start = np.datetime64(event.start, "ns")
             end = np.datetime64(event.end, "ns")
