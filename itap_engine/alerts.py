@@ -308,17 +308,20 @@ class AlertTracker:
         existing = {id(a): a for a in [*touched.values(), *closed] if a.id is not None and id(a) not in new_ids}
         if not existing:
             return
-        table = Alert.__table__  # type: ignore[attr-defined]
         params = [
             {"b_id": a.id, **{f"b_{name}": getattr(a, name) for name in self._TRACKED}} for a in existing.values()
         ]
-        stmt = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("b_id"))
-            .values({name: sa.bindparam(f"b_{name}") for name in self._TRACKED})
-        )
-        with self.store.engine.begin() as conn:
-            conn.execute(stmt, params)
+        self.store.executemany("alert_tracked_columns", _tracked_update, params)
+
+
+def _tracked_update() -> sa.Executable:
+    """UPDATE the tracker's columns (:attr:`AlertTracker._TRACKED`) of alert b_id."""
+    table = Alert.__table__  # type: ignore[attr-defined]
+    return (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("b_id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in AlertTracker._TRACKED})
+    )
 
 
 def acknowledge_alert(store, alert_id: int) -> Alert:  # noqa: ANN001

@@ -517,6 +517,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.history_ = max(self.long_window + 1, self.window, self.fft_window) + len(self._weights) + 1
         return self
 
+    @property
+    def levels_history(self) -> int:
+        """Readings per device a streaming caller must keep when it hands back
+        :meth:`levels` (``transform_new(levels=...)``): the windows only, since the
+        state history behind each level is already in it (fewer than :attr:`history_`)."""
+        return max(self.long_window + 1, self.window, self.fft_window) + 1
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         check_is_fitted(self)
         return np.asarray(self.feature_names_out_, dtype=object)

@@ -395,7 +395,8 @@ def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
 class StreamingScorer:
     """Scores readings of one profile as they arrive, tick by tick.
 
-    Keeps the last ``model.features.history_`` readings of each device so that the
+    Keeps the last ``model.features.levels_history`` readings of each device, with
+    their standardised levels (:meth:`~itap_engine.features.FeatureBuilder.levels`), so that the
     features of new readings equal those of a batch pass over the whole history.
 
     Args:
@@ -411,7 +412,7 @@ class StreamingScorer:
         self.settings = settings
         self.profile = profile
         self.model = model
-        self.history = int(model.features.history_)
+        self.history = int(model.features.levels_history)
         signals = settings.profile(profile).signal_names
         self.columns = ["device_id", "ts", "state", *signals]
         self._levels = [f"{s}__level" for s in signals]
@@ -476,7 +477,13 @@ class StreamingScorer:
         is_new = np.r_[np.zeros(len(buffer), dtype=bool), np.ones(len(new), dtype=bool)]
         codes = pd.factorize(combined["device_id"], sort=True)[0]
         ts = combined["ts"].to_numpy(dtype=np.int64)
-        order = np.lexsort((ts, codes))  # stable: of equal keys, the new reading comes last
+        # one int64 key (device, ts): a stable sort of it is fast on the nearly sorted
+        # buffer + tick (timsort), and of equal keys the new reading comes last
+        span = int(ts.max() - ts.min()) + 1 if len(ts) else 1
+        if (int(codes.max()) + 1) * span < 2**62 if len(ts) else True:
+            order = np.argsort(codes.astype(np.int64) * span + (ts - (ts.min() if len(ts) else 0)), kind="stable")
+        else:  # a key would overflow (timestamps decades apart): sort by both columns
+            order = np.lexsort((ts, codes))
         codes, ts = codes[order], ts[order]
         last = np.r_[(codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1]), True]
         order = order[last]
@@ -500,7 +507,7 @@ class StreamingScorer:
         combined, is_new, codes = self._merge(self._frame(readings))
         features = self.model.features
         assert features is not None
-        levels = combined[self._levels].to_numpy(dtype=float)
+        levels = np.array(combined[self._levels].to_numpy(dtype=float))  # writable (copy-on-write views are not)
         # a reading's level depends on the states before it: new readings, and any
         # buffered reading after a new one (a late arrival), are standardised again
         stale = _at_or_after_first(is_new, codes)
@@ -542,9 +549,6 @@ def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000
     """Bulk ``INSERT ... ON CONFLICT DO NOTHING`` of scores; returns rows inserted."""
     if scored.empty:
         return 0
-    table = Score.__table__  # type: ignore[attr-defined]
-    dialect_insert = postgresql.insert if store.engine.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["profile", "device_id", "ts"])
     contributors = [
         contributors_to_json(items) if isinstance(items, (list, tuple)) and items else None
         for items in scored["contributors"].tolist()
@@ -552,18 +556,28 @@ def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000
     records = [
         {"profile": profile, "device_id": d, "ts": t, "score": s, "model_version_id": v, "contributors": c}
         for d, t, s, v, c in zip(
-            scored["device_id"].tolist(),
+            scored["device_id"].astype(str).tolist(),
             scored["ts"].astype(np.int64).tolist(),
             scored["score"].astype(float).tolist(),
             scored["model_version_id"].astype(int).tolist(),
             contributors,
         )
     ]
-    inserted = 0
-    for start in range(0, len(records), batch):
-        with store.engine.begin() as conn:
-            inserted += max(conn.execute(stmt, records[start : start + batch]).rowcount, 0)
-    return inserted
+    return sum(
+        store.executemany("insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch])
+        for start in range(0, len(records), batch)
+    )
+
+
+def _score_insert(dialect: str) -> sa.Executable:
+    table = Score.__table__  # type: ignore[attr-defined]
+    names = ["profile", "device_id", "ts", "score", "model_version_id", "contributors"]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .values({name: sa.bindparam(name) for name in names})
+        .on_conflict_do_nothing(index_elements=["profile", "device_id", "ts"])
+    )
 
 
 def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # noqa: ANN001

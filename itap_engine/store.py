@@ -16,7 +16,7 @@ rest of the batch were duplicates.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -101,6 +101,7 @@ class Store:
         self.metadata = SQLModel.metadata
         self._readings: dict[str, sa.Table] = {}
         self._insert_sql: dict[str, tuple[str, list[str], bool]] = {}
+        self._compiled: dict[str, tuple[str, list[str] | None]] = {}
         self._known_devices: set[str] = set()
         """Device ids this process knows to have a ``device`` row."""
         try:
@@ -213,6 +214,26 @@ class Store:
         self._insert_sql[profile] = result
         return result
 
+    def executemany(self, key: str, build: Callable[[], sa.Executable], rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a statement once per row (in one transaction) through the driver's executemany.
+
+        ``build`` makes the statement the first time ``key`` is used; it is compiled
+        once and the rows go to the driver as plain tuples (or dicts, for a driver
+        with named parameters), skipping SQLAlchemy's per-row parameter processing.
+        Returns the rows affected.
+        """
+        if not rows:
+            return 0
+        cached = self._compiled.get(key)
+        if cached is None:
+            compiled = build().compile(dialect=self.engine.dialect)
+            names = list(compiled.positiontup or []) if compiled.positional else None
+            cached = self._compiled[key] = (str(compiled), names)
+        sql, names = cached
+        params: list[Any] = [tuple(row[n] for n in names) for row in rows] if names is not None else list(rows)
+        with self.engine.begin() as conn:
+            return max(conn.exec_driver_sql(sql, params).rowcount, 0)
+
     # ------------------------------------------------------------------ ingestion
     def insert_readings(self, profile: str, frame: pd.DataFrame, batch_rows: int | None = None) -> InsertResult:
         """Insert readings, skipping (device_id, ts) already stored.
@@ -273,28 +294,11 @@ class Store:
         spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
             "device_id", observed=True
         )["ts"].agg(["min", "max"])
-        device = models.Device.__table__  # type: ignore[attr-defined]
         rows = [
             {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
             for i, f, last in zip(spans.index, spans["min"], spans["max"])
         ]
-        first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(device)
-                .where(device.c.id == sa.bindparam("b_id"))
-                .values(
-                    first_ts=sa.case(
-                        (sa.or_(device.c.first_ts.is_(None), device.c.first_ts > first), first),
-                        else_=device.c.first_ts,
-                    ),
-                    last_ts=sa.case(
-                        (sa.or_(device.c.last_ts.is_(None), device.c.last_ts < last), last),
-                        else_=device.c.last_ts,
-                    ),
-                ),
-                rows,
-            )
+        self.executemany("device_spans", _device_span_update, rows)
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
         """Declare devices (with a site) before they report."""
@@ -483,6 +487,24 @@ def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
         return values.astype(float)  # None -> NaN
     except (TypeError, ValueError):  # a value that is not a number (not from our ingest)
         return pd.to_numeric(pd.Series(values), errors="coerce").astype(float).to_numpy()
+
+
+def _device_span_update() -> sa.Executable:
+    """UPDATE device spans to include [b_first, b_last] for device b_id."""
+    device = models.Device.__table__  # type: ignore[attr-defined]
+    first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
+    return (
+        sa.update(device)
+        .where(device.c.id == sa.bindparam("b_id"))
+        .values(
+            first_ts=sa.case(
+                (sa.or_(device.c.first_ts.is_(None), device.c.first_ts > first), first), else_=device.c.first_ts
+            ),
+            last_ts=sa.case(
+                (sa.or_(device.c.last_ts.is_(None), device.c.last_ts < last), last), else_=device.c.last_ts
+            ),
+        )
+    )
 
 
 def datetime_to_ms(value: datetime) -> int:

@@ -30,6 +30,7 @@ written as digits. Timestamps are keyed at millisecond precision, like the store
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import re
@@ -269,6 +270,8 @@ class Validator:
         self._last: dict[str, int] = {}
         self._history: dict[str, list[np.ndarray]] = {}
         self._history_size = 0
+        self._unfolded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        """The last chunk's accepted keys, folded into _last/_history when a next chunk comes."""
         self._absent: set[str] = set()
         self._announced: set[str] = set()
         self._total = self._new_report()
@@ -592,6 +595,7 @@ class Validator:
         pos = np.flatnonzero(candidate)
         if len(pos) == 0:
             return dup, order, prev_full
+        self._fold()
         c_codes = dev_codes[pos]
         c_ts = ms[pos]
         before = np.array([self._last.get(str(d), _INT64_MIN) for d in names], dtype=np.int64)
@@ -635,6 +639,20 @@ class Validator:
         return parts[0]
 
     def _remember(self, acc_codes: np.ndarray, names: np.ndarray, acc_ms: np.ndarray) -> None:
+        """Keep a chunk's accepted keys for the duplicate and order checks of later chunks.
+
+        Folded in lazily: most inputs (an engine tick, a small file) are one chunk,
+        and indexing a thousand devices' keys for a chunk that never comes costs more
+        than validating the chunk.
+        """
+        self._fold()
+        self._unfolded = (acc_codes, names, acc_ms)
+
+    def _fold(self) -> None:
+        if self._unfolded is None:
+            return
+        acc_codes, names, acc_ms = self._unfolded
+        self._unfolded = None
         if len(acc_codes) == 0:
             return
         order = np.argsort(acc_codes, kind="stable")
@@ -783,6 +801,7 @@ def _device_name(value: Any) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=65_536)
 def _device_problem(name: str) -> str | None:
     if name == "" or _is_missing_text(name) and name.strip() == "":
         return "device_id is empty"

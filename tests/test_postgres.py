@@ -62,3 +62,26 @@ def test_pipeline_on_postgres(pg_store: Store) -> None:
     assert report.quarantined == 1
     again = ingest_frame(pg_store, SETTINGS, "aircraft", frame, source="pg", now=start + timedelta(days=1))
     assert again.inserted == 0 and again.duplicates == len(frame) - 1
+
+
+def test_time_range_reads_device_spans_and_scores_on_postgres(pg_store: Store) -> None:
+    from sqlmodel import select
+
+    from itap_engine.models import Device
+    from itap_engine.scoring import insert_scores
+
+    start = SETTINGS.simulation.start
+    frame = Simulator(SETTINGS, "industrial", device_ids_for("pt", 3)).generate(start, start + timedelta(hours=1))
+    pg_store.insert_readings("industrial", frame)
+    stored = pg_store.read_readings("industrial")
+    mid = int(stored["ts"].median())
+    later = pg_store.read_readings("industrial", since_ms=mid)  # found through the device table
+    assert len(later) == int((stored["ts"] > mid).sum()) > 0
+    assert later["ts"].min() > mid
+    with pg_store.session() as session:
+        spans = {d.id: (d.first_ts, d.last_ts) for d in session.exec(select(Device))}
+    expected = stored.groupby("device_id")["ts"].agg(["min", "max"])
+    assert spans == {str(d): (int(r["min"]), int(r["max"])) for d, r in expected.iterrows()}
+    scored = later[["device_id", "ts"]].assign(score=0.5, model_version_id=1, contributors=[()] * len(later))
+    assert insert_scores(pg_store, "industrial", scored) == len(later)
+    assert insert_scores(pg_store, "industrial", scored) == 0  # idempotent
