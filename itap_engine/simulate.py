@@ -36,6 +36,8 @@ from itap_engine.config import ProfileSpec, Settings
 _SECONDS_PER_DAY = 86400.0
 _STATE_RAMP_STEPS = 3.0
 """Time constant, in readings, of the ramp from one state's level to the next."""
+_GROUP_READINGS = 20_000
+"""generate computes about this many readings (devices x steps) at a time."""
 _RANDOM_SEVERITY = (0.7, 1.0)
 _DEVICE_OFFSET = 0.02
 """Per-device offset, as a fraction of each baseline (standard deviation)."""
@@ -230,29 +232,37 @@ class Simulator:
         ts = np.datetime64(self.start, "ns") + (seconds * 1e9).astype("timedelta64[ns]")
         day_angle = 2 * np.pi * (((seconds + self._start_second_of_day) % _SECONDS_PER_DAY) / _SECONDS_PER_DAY)
 
-        # per device: segment states and noise (cached draws); the arithmetic below is
-        # done for every device at once
-        seg_range = range(first_seg - 1, last_seg + 1)
-        seg_states = np.array([[self._segment(device, max(s, 0)).state for s in seg_range] for device in self.device_ids])
-        noise = np.stack([
-            np.concatenate(
-                [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
-            )[pos[0] : pos[0] + n_steps]
-            for device in self.device_ids
-        ])  # (devices, steps, 2 * signals)
-        seg_index = seg_of_step - first_seg
-        current = seg_states[:, 1:][:, seg_index]  # (devices, steps)
-        previous = seg_states[:, :-1][:, seg_index]
-        ramp = np.exp(-pos / _STATE_RAMP_STEPS)[None, :, None]
-        factor = self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
-        offsets = np.array([self._device_traits[d][0] for d in self.device_ids])[:, None, :]
-        phases = np.array([self._device_traits[d][1] for d in self.device_ids])[:, None, :]
-        level = self._baseline + offsets + self._daily * np.sin(day_angle[None, :, None] + phases)
-        values = level * factor + self._noise * noise[:, :, :n_sig]
-        state_codes = current
+        values = np.empty((n_dev, n_steps, n_sig))
+        state_codes = np.empty((n_dev, n_steps), dtype=np.int64)
         labels = np.full((n_dev, n_steps), None, dtype=object)
-        for d, events in self._events_by_device(k0, k1).items():
-            self._apply_faults(d, events, ts, noise[d, :, n_sig:], values, labels)
+        events = self._events_by_device(k0, k1)
+        ramp = np.exp(-pos / _STATE_RAMP_STEPS)[None, :, None]
+        seg_index = seg_of_step - first_seg
+        # the arithmetic is done for a group of devices at once: all of them for a
+        # tick, a few at a time for a long window (small temporaries stay in cache)
+        group = max(1, _GROUP_READINGS // n_steps)
+        for lo in range(0, n_dev, group):
+            devices = self.device_ids[lo : lo + group]
+            seg_states = np.array(
+                [[self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)] for device in devices]
+            )
+            noise = np.stack([
+                np.concatenate(
+                    [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
+                )[pos[0] : pos[0] + n_steps]
+                for device in devices
+            ])  # (devices, steps, 2 * signals): measurement noise, then fault noise
+            current = seg_states[:, 1:][:, seg_index]  # (devices, steps)
+            previous = seg_states[:, :-1][:, seg_index]
+            factor = self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
+            offsets = np.array([self._device_traits[d][0] for d in devices])[:, None, :]
+            phases = np.array([self._device_traits[d][1] for d in devices])[:, None, :]
+            level = self._baseline + offsets + self._daily * np.sin(day_angle[None, :, None] + phases)
+            values[lo : lo + len(devices)] = level * factor + self._noise * noise[:, :, :n_sig]
+            state_codes[lo : lo + len(devices)] = current
+            for d in range(lo, lo + len(devices)):
+                if d in events:
+                    self._apply_faults(d, events[d], ts, noise[d - lo, :, n_sig:], values, labels)
         self._trim_noise_cache(last_seg)
 
         np.clip(values, self._low, self._high, out=values)  # sensors saturate at their range
