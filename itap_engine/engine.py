@@ -412,17 +412,7 @@ class EngineCore:
         self._pending_models: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._swap_lock = threading.Lock()
-        self.profile_infos = {
-            name: ProfileInfo(
-                name=name,
-                signals=tuple(spec.signal_names),
-                key_signals=tuple(spec.key_signals or spec.signal_names[:3]),
-                units={k: v.unit for k, v in spec.signals.items()},
-                families=spec.families(),
-                faults=tuple(spec.faults),
-            )
-            for name, spec in settings.profiles.items()
-        }
+        self.profile_infos = ProfileInfo.all_of(settings)
 
     # ------------------------------------------------------------------ lifecycle
     @property

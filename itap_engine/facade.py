@@ -80,20 +80,6 @@ class UnknownDevice(ItapError):
 
 
 # ---------------------------------------------------------------------- shared reads
-def profile_infos(settings: Settings) -> dict[str, ProfileInfo]:
-    return {
-        name: ProfileInfo(
-            name=name,
-            signals=tuple(spec.signal_names),
-            key_signals=tuple(spec.key_signals or spec.signal_names[:3]),
-            units={k: v.unit for k, v in spec.signals.items()},
-            families=spec.families(),
-            faults=tuple(spec.faults),
-        )
-        for name, spec in settings.profiles.items()
-    }
-
-
 def active_models(store: Store) -> dict[str, models.ModelVersion]:
     """profile -> its active model version (the newest active one)."""
     MV = models.ModelVersion
@@ -276,7 +262,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         anomalies=tuple(anomalies),
         validation_alerts=tuple(recent_validation_alerts(store)),
         stats=stats,
-        profiles=profile_infos(settings),
+        profiles=ProfileInfo.all_of(settings),
     )
 
 

@@ -19,7 +19,10 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,21 @@ class ProfileInfo:
     units: Mapping[str, str]
     families: Mapping[str, str]
     faults: tuple[str, ...]
+
+    @classmethod
+    def all_of(cls, settings: Settings) -> dict[str, ProfileInfo]:
+        """One per profile of the settings, as the console shows them."""
+        return {
+            name: cls(
+                name=name,
+                signals=tuple(spec.signal_names),
+                key_signals=tuple(spec.key_signals or spec.signal_names[:3]),
+                units={k: v.unit for k, v in spec.signals.items()},
+                families=spec.families(),
+                faults=tuple(spec.faults),
+            )
+            for name, spec in settings.profiles.items()
+        }
 
 
 @dataclass(frozen=True)
