@@ -47,10 +47,9 @@ import logging.handlers
 import math
 import os
 import shutil
-import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -78,7 +77,7 @@ from itap_engine.snapshot import (
     ValidationAlertRow,
     SnapshotPublisher,
 )
-from itap_engine.store import Store, datetime_to_ms, from_epoch_ms
+from itap_engine.store import Store, datetime_to_ms
 
 __all__ = [
     "Engine",

@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from itap_engine.config import Settings, load_settings
 from itap_engine.csv_import import CsvImportError, import_csv, plan_csv, validate_csv
 from itap_engine.simulate import Simulator, device_ids_for
 from itap_engine.store import Store
@@ -25,18 +24,6 @@ CONFIG = ROOT / "config.toml"
 SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
 NOW = datetime(2026, 6, 1)
 needs_skab = pytest.mark.skipif(not SKAB.is_dir(), reason="SKAB data not present")
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return load_settings(CONFIG)
-
-
-@pytest.fixture
-def store(settings, tmp_path):
-    store = Store(settings, url=f"sqlite:///{tmp_path}/t.db")
-    yield store
-    store.close()
 
 
 def write_config(tmp_path: Path, db: str = "t.db", batch_rows: int = 50000, chunk_rows: int = 50000) -> Path:

@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from itap_engine.config import Settings, load_settings
+from itap_engine.config import Settings
 from itap_engine.features import EVENT_FEATURES, SIGNAL_KINDS, FeatureBuilder, feature_builder_for
 from itap_engine.simulate import FaultEvent, Simulator, device_ids_for
 from itap_engine.store import to_epoch_ms
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return load_settings(CONFIG)
 
 
 @pytest.fixture(scope="module")

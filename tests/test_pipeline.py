@@ -24,18 +24,6 @@ CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
 NOW = datetime(2026, 6, 1)
 
 
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return load_settings(CONFIG)
-
-
-@pytest.fixture
-def store(settings, tmp_path):
-    store = Store(settings, url=f"sqlite:///{tmp_path}/t.db")
-    yield store
-    store.close()
-
-
 def simulated(settings: Settings, devices: int = 3, hours: float = 1.0) -> pd.DataFrame:
     sim = Simulator(settings, "industrial", device_ids_for("pump", devices))
     return sim.generate("2026-01-01", pd.Timestamp("2026-01-01") + pd.Timedelta(hours=hours))

@@ -7,7 +7,6 @@ config in ``tmp_path``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 

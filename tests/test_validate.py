@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from rich.console import Console
 
-from itap_engine.config import Settings, load_settings
+from itap_engine.config import Settings
 from itap_engine.simulate import Simulator, device_ids_for
 from itap_engine.validate import (
     ValidationAlert,
@@ -24,14 +23,8 @@ from itap_engine.validate import (
     validate_frame,
 )
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
 NOW = datetime(2026, 6, 1)
 SIGNALS = ["rpm", "temp_c", "vibration_g", "current_a", "voltage_v"]
-
-
-@pytest.fixture(scope="module")
-def settings() -> Settings:
-    return load_settings(CONFIG)
 
 
 def row(device="p1", ts="2026-01-01T00:00:00", **values):
