@@ -56,7 +56,8 @@ def _as_matrix(X: Any) -> np.ndarray:
 
 
 class _RobustScaling:
-    """Median / tail-calibrated spread per feature; shared by both detectors."""
+    """Median / tail-calibrated spread per feature, and the scikit-learn outlier API
+    around a detector's :meth:`_score_z`; shared by both detectors."""
 
     def _fit_scaling(self, X: np.ndarray) -> None:
         center = np.nanmedian(X, axis=0)
@@ -75,6 +76,30 @@ class _RobustScaling:
         z = (X - self.center_) / self.scale_
         z = np.where(np.isnan(z), self.missing_z, z)
         return np.clip(z, -self.clip, self.clip)
+
+    def _score_z(self, z: np.ndarray) -> np.ndarray:
+        """The detector's score of scaled features (lower is more abnormal)."""
+        raise NotImplementedError
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """The detector's score: lower is more abnormal (scikit-learn's convention)."""
+        check_is_fitted(self)
+        return self._score_z(self._z(_as_matrix(X)))
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples - offset_``: negative for outliers."""
+        check_is_fitted(self)
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        check_is_fitted(self)
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Move ``offset_`` so that ``predict`` flags anomaly scores above ``threshold``."""
+        check_is_fitted(self)
+        self.offset_ = -float(threshold)
 
     def score_and_contributions(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score_samples(X), contributions(X))`` with the scaling done once."""
@@ -140,28 +165,9 @@ class RobustZDetector(_RobustScaling, OutlierMixin, BaseEstimator):
         self.offset_ = float(np.percentile(self.score_samples(X), 100 * self.contamination))
         return self
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Opposite of the RMS robust z-score: lower is more abnormal."""
-        check_is_fitted(self)
-        return self._score_z(self._z(_as_matrix(X)))
-
     def _score_z(self, z: np.ndarray) -> np.ndarray:
+        """Opposite of the RMS robust z-score: lower is more abnormal."""
         return -np.sqrt(np.einsum("ij,ij->i", z, z) / z.shape[1])
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``score_samples - offset_``: negative for outliers."""
-        check_is_fitted(self)
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> np.ndarray:
-        """+1 for inliers, -1 for outliers."""
-        check_is_fitted(self)
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
-    def set_threshold(self, threshold: float) -> None:
-        """Move ``offset_`` so that ``predict`` flags anomaly scores above ``threshold``."""
-        check_is_fitted(self)
-        self.offset_ = -float(threshold)
 
 
 class IsolationForestDetector(_RobustScaling, OutlierMixin, BaseEstimator):
@@ -224,25 +230,9 @@ class IsolationForestDetector(_RobustScaling, OutlierMixin, BaseEstimator):
         self.offset_ = float(np.percentile(self.score_samples(X), 100 * self.contamination))
         return self
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """IsolationForest's score (in [-1, 0]): lower is more abnormal."""
-        check_is_fitted(self)
-        return self._score_z(self._z(_as_matrix(X)))
-
     def _score_z(self, z: np.ndarray) -> np.ndarray:
+        """IsolationForest's score (in [-1, 0]): lower is more abnormal."""
         return self.forest_.score_samples(z)
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
-    def set_threshold(self, threshold: float) -> None:
-        check_is_fitted(self)
-        self.offset_ = -float(threshold)
 
 
 DETECTORS = {"iforest": IsolationForestDetector, "robust_z": RobustZDetector}
