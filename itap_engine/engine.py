@@ -867,16 +867,12 @@ class EngineCore:
             hot = frame[frame["is_anomalous"].astype(bool)].nlargest(MAX_TOP_ANOMALIES, "score")
             family = hot["family"].tolist() if "family" in hot else ["other"] * len(hot)
             contributors = hot["contributors"].tolist() if "contributors" in hot else [None] * len(hot)
-            for device, ts, score, fam, contrib in zip(
-                hot["device_id"].tolist(), hot["ts"].tolist(), hot["score"].tolist(), family, contributors
-            ):
-                self._reading_anomalies.append(
-                    AnomalyRow(
-                        device_id=str(device), profile=profile, ts=int(ts), score=float(score),
-                        severity="reading", family=str(fam or "other"), contributors=contributors_of(contrib),
-                        status="reading",
-                    )
+            self._reading_anomalies.extend(
+                reading_anomaly(device, profile, ts, score, fam, contrib)
+                for device, ts, score, fam, contrib in zip(
+                    hot["device_id"].tolist(), hot["ts"].tolist(), hot["score"].tolist(), family, contributors
                 )
+            )
 
     # ------------------------------------------------------------------ housekeeping
     def housekeeping(self) -> dict[str, int]:
@@ -977,16 +973,11 @@ class EngineCore:
                         injected_fault=injected.get(device),
                     )
                 )
-        alerted = {a.device_id for a in open_alerts}
-        anomalies = list(open_alerts)
-        anomalies += [a for a in self._reading_anomalies if a.device_id not in alerted]
-        anomalies = sorted(anomalies, key=lambda a: (a.status != "open", -a.score))[:MAX_TOP_ANOMALIES]
-        anomalies += recent_closed[: max(0, MAX_TOP_ANOMALIES - len(anomalies))]
         return Snapshot(
             seq=seq,
             created_at=_utcnow(),
             devices=tuple(rows),
-            anomalies=tuple(anomalies),
+            anomalies=rank_anomalies(open_alerts, self._reading_anomalies, recent_closed),
             validation_alerts=tuple(recent_validation_alerts(self.store)),
             stats=stats,
             profiles=dict(self.profile_infos),
@@ -1090,6 +1081,49 @@ def latest_readings(store: Store, profile: str) -> pd.DataFrame:
         result = conn.execute(stmt)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     return frame.set_index("device_id") if len(frame) else frame
+
+
+def rank_anomalies(
+    open_alerts: Sequence[AnomalyRow], readings: Sequence[AnomalyRow], recent_closed: Sequence[AnomalyRow]
+) -> tuple[AnomalyRow, ...]:
+    """The anomalies list: open alerts, then anomalous readings of devices without one,
+    by score; recently closed alerts fill what room is left."""
+    alerted = {a.device_id for a in open_alerts}
+    ranked = [*open_alerts, *(r for r in readings if r.device_id not in alerted)]
+    ranked = sorted(ranked, key=lambda a: (a.status != "open", -a.score))[:MAX_TOP_ANOMALIES]
+    return (*ranked, *recent_closed[: max(0, MAX_TOP_ANOMALIES - len(ranked))])
+
+
+def reading_anomaly(device: Any, profile: str, ts: Any, score: Any, family: Any, contributors: Any) -> AnomalyRow:
+    """An anomalous reading (no alert) as the anomalies list shows it."""
+    return AnomalyRow(
+        device_id=str(device), profile=profile, ts=int(ts), score=float(score),
+        severity="reading", family=str(family or "other"), contributors=contributors_of(contributors),
+        status="reading",
+    )
+
+
+def recent_reading_anomalies(
+    store: Store, profile: str, threshold: float, since_ms: int, limit: int = MAX_TOP_ANOMALIES
+) -> list[AnomalyRow]:
+    """The highest stored scores above ``threshold`` newer than ``since_ms``: the top
+    readings an attached console lists, as the engine lists those of its last tick.
+    Their family is that of their top contributor."""
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    S = models.Score.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.select(S.c.device_id, S.c.ts, S.c.score, S.c.contributors)
+        .where(S.c.profile == profile, S.c.device_id.in_(sa.select(D.c.id)), S.c.ts > since_ms, S.c.score > threshold)
+        .order_by(S.c.score.desc())
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).fetchall()
+    out = []
+    for device, ts, score, contributors in rows:
+        views = contributors_of(contributors)
+        out.append(reading_anomaly(device, profile, ts, score, views[0].family if views else None, views))
+    return out
 
 
 def latest_scores(store: Store, profile: str) -> pd.DataFrame:

@@ -33,7 +33,6 @@ from itap_engine import models
 from itap_engine.config import Settings
 from itap_engine.engine import (
     ENGINE_STATUS_KEY,
-    MAX_TOP_ANOMALIES,
     RETRAIN_REQUEST_KEY,
     SIM_CLOCK_KEY,
     Engine,
@@ -48,6 +47,8 @@ from itap_engine.engine import (
     latest_readings,
     latest_scores,
     open_and_recent_alerts,
+    rank_anomalies,
+    recent_reading_anomalies,
     recent_validation_alerts,
 )
 from itap_engine.errors import ItapError
@@ -236,8 +237,11 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
                     injected_fault=injected.get(device.id),
                 )
             )
-    anomalies = open_alerts[:MAX_TOP_ANOMALIES]
-    anomalies += recent_closed[: max(0, MAX_TOP_ANOMALIES - len(anomalies))]
+    readings: list[AnomalyRow] = []  # as the engine's: those of the last tick
+    if clock_ms is not None:
+        since = clock_ms - int(step_s * 1000)
+        for profile, model in model_rows.items():
+            readings += recent_reading_anomalies(store, profile, float(model.threshold), since)
     fresh = False
     if status.get("heartbeat"):
         with contextlib.suppress(ValueError):
@@ -259,7 +263,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         seq=seq,
         created_at=datetime.now(UTC),
         devices=tuple(rows),
-        anomalies=tuple(anomalies),
+        anomalies=rank_anomalies(open_alerts, readings, recent_closed),
         validation_alerts=tuple(recent_validation_alerts(store)),
         stats=stats,
         profiles=ProfileInfo.all_of(settings),

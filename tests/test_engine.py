@@ -18,15 +18,17 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from itap_engine import models
+from itap_engine.alerts import Contributor
 from itap_engine.bench_engine import derived_config
 from itap_engine.config import Settings, load_settings
 from itap_engine.engine import SIM_CLOCK_KEY, Engine, EngineCore, LoopLagMonitor
 from itap_engine.facade import AttachedFacade, LocalFacade
 from itap_engine.snapshot import EngineFacade, Progress, Snapshot
-from itap_engine.store import Store, datetime_to_ms
+from itap_engine.store import Store, datetime_to_ms, from_epoch_ms
 from sqlmodel import select
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,6 +265,9 @@ async def test_facades_implement_the_protocol_and_attach_to_the_same_database(wo
         assert [d.device_id for d in snap.devices] == DEVICES
         assert snap.stats.sim_time == local.engine.core.sim_time  # type: ignore[union-attr]
         assert all(d.score is not None for d in snap.devices)
+        # the same anomalies list as the engine's: alerts, and its last tick's anomalous readings
+        listed = local.latest().anomalies  # type: ignore[union-attr]
+        assert [(a.device_id, a.ts, a.status) for a in snap.anomalies] == [(a.device_id, a.ts, a.status) for a in listed]
         detail = await attached.device_detail("pump-004", window_s=600)
         assert len(detail.ts) == len(detail.series["current_a"]) == len(detail.scores) > 10
         assert detail.faults and detail.faults[0].fault == "power_spike" and detail.faults[0].status == "active"
@@ -284,6 +289,35 @@ async def test_facades_implement_the_protocol_and_attach_to_the_same_database(wo
     finally:
         await attached.stop()
         await local.stop()
+
+
+def test_attached_snapshot_lists_the_last_ticks_anomalous_readings(workdir: Path) -> None:
+    """Readings above the threshold without an alert are listed from the score table,
+    newest tick only, with the family of their top contributor."""
+    from itap_engine.facade import snapshot_from_db
+    from itap_engine.scoring import insert_scores, load_active_model
+
+    settings = settings_of(workdir)
+    store = Store(settings)
+    try:
+        threshold = load_active_model(store, settings, "industrial").threshold  # type: ignore[union-attr]
+        clock = int(store.get_watermark("scored:industrial"))  # type: ignore[arg-type]
+        push = [Contributor("vibration_g", "mechanical", 0.8), Contributor("temp_c", "thermal", 0.2)]
+        rows = pd.DataFrame({
+            "device_id": ["pump-002", "pump-003", "pump-001"],
+            "ts": [clock + 10_000, clock + 20_000, clock - 3_600_000],  # the last is an hour old
+            "score": [threshold + 2.0, threshold - 0.1, threshold + 5.0],
+            "model_version_id": 1,
+            "contributors": [push, (), push],
+        })
+        insert_scores(store, "industrial", rows)
+        store.set_watermark(SIM_CLOCK_KEY, from_epoch_ms([clock + 20_000])[0].isoformat())
+        snap = snapshot_from_db(store, settings, 1)
+        readings = [a for a in snap.anomalies if a.status == "reading"]
+        assert [(a.device_id, a.ts) for a in readings] == [("pump-002", clock + 10_000)]
+        assert readings[0].family == "mechanical" and readings[0].contributors[0].signal == "vibration_g"
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------------- the command
