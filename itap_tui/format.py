@@ -55,9 +55,12 @@ def status_text(status: str, palette: Palette) -> Text:
     return Text(f"{symbol} {word}", style=style, end="")
 
 
-def severity_text(severity: str, palette: Palette, acknowledged: bool = False) -> Text:
+def severity_text(severity: str, palette: Palette, acknowledged: bool = False, closed: bool = False) -> Text:
+    """``✖ CRIT``; ``✓`` when acknowledged; a closed alert is muted, ``○ CRIT closed``."""
     symbol, word, colour = SEVERITY_STYLE.get(severity, ("?", severity.upper(), "muted"))
     style = getattr(palette, colour)
+    if closed:
+        return Text(f"○ {word} closed" + (" ✓" if acknowledged else ""), style=palette.muted, end="")
     if acknowledged:
         return Text(f"{symbol} {word} ✓", style=style, end="")
     return Text(f"{symbol} {word}", style=f"bold {style}", end="")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from rich.text import Text
@@ -292,6 +293,25 @@ async def test_acknowledge_from_anomalies_and_fleet() -> None:
         await pilot.press("a")
         await pilot.pause()
         assert len(facade.calls) == calls
+
+
+async def test_a_closed_alert_is_shown_closed_and_not_counted_open() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert "2 open alerts" in str(app.screen.query_one("#fleet-summary").render())
+        facade.alerts[1] = replace(facade.alerts[1], status="closed")  # pump-007's critical alert
+        await tick(pilot, facade)
+        assert "1 open alerts" in str(app.screen.query_one("#fleet-summary").render())
+        await pilot.press("2")
+        table = app.screen.query_one(AnomalyTable)
+        assert cell_text(table, "alert-1", "severity") == "○ CRIT closed"
+        assert cell_text(table, "alert-2", "severity") == "▲ WARN"
+        rows = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
+        assert rows[-1] == "alert-1", "closed alerts come after open alerts and readings"
+        summary = str(app.screen.query_one("#anomalies-summary").render())
+        assert "1 open alerts" in summary and "1 recently closed" in summary
 
 
 # ---------------------------------------------------------------------- fault injection

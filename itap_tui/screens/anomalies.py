@@ -51,12 +51,14 @@ class AnomaliesScreen(LiveScreen):
         rows = [row for row in snapshot.anomalies if self.filter.matches_anomaly(row)]
         rows.sort(key=sort_key(SORTS[self.sort_index][0]))
         self.table.sync(rows, self.palette)
-        open_alerts = [a for a in snapshot.anomalies if a.alert_id is not None]
+        open_alerts = [a for a in snapshot.anomalies if a.alert_id is not None and a.status == "open"]
+        closed = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "closed")
+        readings = sum(1 for a in snapshot.anomalies if a.alert_id is None)
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(f"{len(open_alerts)} alerts", style="bold")
+        text.append(f"{len(open_alerts)} open alerts", style="bold")
         unacked = sum(1 for a in open_alerts if not a.acknowledged)
         text.append(f" ({unacked} unacknowledged)", style="bold" if unacked else "dim")
-        text.append(f"  │ {len(snapshot.anomalies) - len(open_alerts)} top readings", style="dim")
+        text.append(f"  │ {readings} top readings  │ {closed} recently closed", style="dim")
         text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
         if self.filter:
             text.append(f"  │ filter: {self.filter.describe()} ({len(rows)} shown)", style=f"bold {self.palette.accent}")
@@ -70,8 +72,12 @@ class AnomaliesScreen(LiveScreen):
             text.append("No anomalies match." if self.filter else "No anomalies: the fleet looks normal.", style="dim")
         else:
             text.append(row.device_id, style="bold")
-            kind = "reading" if row.alert_id is None else f"alert #{row.alert_id}"
-            text.append(f" {kind}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim")
+            if row.alert_id is None:
+                text.append(f" reading at {fmt_ts(row.ts)}", style="dim")
+            elif row.status == "closed":
+                text.append(f" alert #{row.alert_id}, {row.severity}, closed (last above the threshold {fmt_ts(row.ts)})", style="dim")
+            else:
+                text.append(f" alert #{row.alert_id}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim")
             if row.acknowledged:
                 text.append(" (acknowledged)", style="dim")
             text.append("  why: ", style="dim")

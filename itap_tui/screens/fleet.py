@@ -65,7 +65,7 @@ class FleetScreen(LiveScreen):
                 symbol, word, colour = STATUS_STYLE[status]
                 text.append("  ")
                 text.append(f"{symbol} {counts[status]} {word}", style=getattr(self.palette, colour))
-        open_alerts = sum(1 for a in snapshot.anomalies if a.alert_id is not None and not a.acknowledged)
+        open_alerts = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "open" and not a.acknowledged)
         text.append(f"  │ {open_alerts} open alerts", style="bold" if open_alerts else "dim")
         text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
         if self.filter:

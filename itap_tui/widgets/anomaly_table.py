@@ -1,4 +1,4 @@
-"""Open alerts and top anomalous readings, ranked, updated in place.
+"""Open alerts, top anomalous readings and recently closed alerts, ranked, updated in place.
 
 Rows are keyed by alert id (``alert-12``) or, for a reading that opened no alert, by
 device and time (``reading-pump-003-1767247210000``).
@@ -40,13 +40,14 @@ def row_key(row: AnomalyRow) -> str:
 
 
 def sort_key(column: str):  # type: ignore[no-untyped-def]
+    """Closed alerts always come after the open ones and the readings."""
     if column == "severity":
-        return lambda r: (-SEVERITY_RANK.get(r.severity, 0), r.acknowledged, -r.score)
+        return lambda r: (r.status == "closed", -SEVERITY_RANK.get(r.severity, 0), r.acknowledged, -r.score)
     if column == "time":
-        return lambda r: (-r.ts, -r.score)
+        return lambda r: (r.status == "closed", -r.ts, -r.score)
     if column == "device":
-        return lambda r: (r.device_id, -r.score)
-    return lambda r: (-r.score, r.device_id)
+        return lambda r: (r.status == "closed", r.device_id, -r.score)
+    return lambda r: (r.status == "closed", -r.score, r.device_id)
 
 
 class _KeyedText(Text):
@@ -102,7 +103,7 @@ class AnomalyTable(DataTable):
                 row.profile,
             )
             cells = [
-                severity_text(row.severity, palette, row.acknowledged),
+                severity_text(row.severity, palette, row.acknowledged, closed=row.status == "closed"),
                 _KeyedText(key, row.device_id),
                 Text(f"{row.score:.3f}", end=""),
                 Text(fmt_ts(row.ts), end=""),
