@@ -76,11 +76,12 @@ def report_error(message: str) -> None:
 
 
 def run_handler(
-    args: argparse.Namespace, handler: Callable[..., int], *, error_code: int | None = None
+    args: argparse.Namespace, handler: Callable[..., int], *, on_error: Callable[[str], int] | None = None
 ) -> int:
     """Load settings and run a command, turning known errors into one line.
 
-    ``error_code`` replaces the error's own exit code (cron mode answers 3, UNKNOWN).
+    ``on_error`` reports the error instead and gives the exit code (cron mode answers
+    UNKNOWN, 3, in its own output format).
     """
     try:
         settings = load_settings(args.config)
@@ -88,8 +89,10 @@ def run_handler(
     except ItapError as error:
         if args.debug:
             raise
+        if on_error is not None:
+            return on_error(str(error))
         report_error(str(error))
-        return error.exit_code if error_code is None else error_code
+        return error.exit_code
     except KeyboardInterrupt:
         report_error("interrupted")
         return 130

@@ -409,13 +409,7 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
     try:
         lock.acquire()
     except LockHeld as error:
-        print(f"itap: {error}", file=sys.stderr)
-        if json_output:
-            summary = _empty_summary(now)
-            summary["error"] = summary["message"] = str(error)
-            summary["finished_at"] = _iso(datetime.now(UTC))
-            sys.stdout.write(json.dumps(summary, indent=2) + "\n")
-        return 3
+        return report_unknown(str(error), json_output=json_output, started=now)
     show, done = _progress()
     core: EngineCore | None = None
     try:
@@ -433,20 +427,37 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
         summary["error"] = str(error) if isinstance(error, ItapError) else f"{type(error).__name__}: {error}"
         summary["message"] = "the cycle could not run"
         summary["finished_at"] = _iso(datetime.now(UTC))
-        print(f"itap: error: {summary['error']}", file=sys.stderr)
     finally:
         if core is not None:
             core.close()
         lock.release()
     log.info("--once %s (exit %s): %s", summary["status"], summary["exit_code"], summary["message"] or summary["error"])
-    if json_output:
-        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
-    elif summary["status"] != "UNKNOWN":
-        if sys.stdout.isatty():
-            print_rich(summary)
-        else:
-            print(format_plain(summary))
+    emit(summary, json_output=json_output)
     return int(summary["exit_code"])
+
+
+def report_unknown(error: str, *, json_output: bool, started: datetime | None = None) -> int:
+    """A run that could not start (bad config, lock held) or finish: UNKNOWN, exit 3."""
+    summary = _empty_summary(started or datetime.now(UTC))
+    summary["error"] = error
+    summary["message"] = "the cycle could not run"
+    summary["finished_at"] = _iso(datetime.now(UTC))
+    emit(summary, json_output=json_output)
+    return 3
+
+
+def emit(summary: dict[str, Any], *, json_output: bool) -> None:
+    """Print a run's summary: with ``json_output`` one JSON object on one line (a cron
+    job appends them to a JSON Lines file), else a table on a terminal and plain lines
+    otherwise. An UNKNOWN run also says what went wrong in one line on stderr."""
+    if summary["status"] == "UNKNOWN":
+        print(f"itap: error: {summary['error']}", file=sys.stderr)
+    if json_output:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    elif not sys.stdout.isatty():
+        print(format_plain(summary))  # the status line a monitoring plugin reads
+    elif summary["status"] != "UNKNOWN":
+        print_rich(summary)
 
 
 def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -> None:

@@ -65,8 +65,11 @@ def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.once:
-        # A cycle that could not run is UNKNOWN (3) for a monitoring system.
-        return engine_cli.run_handler(args, _run_once, error_code=3)
+        # A cycle that could not run is UNKNOWN (3) for a monitoring system, in the
+        # run's own output format (a JSON line with --json).
+        from itap_engine.once import report_unknown
+
+        return engine_cli.run_handler(args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.json))
     if args.command == "bench":
         from itap_engine.commands import bench
         from itap_tui.bench import stages as console_stages

@@ -163,6 +163,22 @@ def test_an_error_exits_3_with_one_line(site: Path) -> None:
     assert summary["status"] == "UNKNOWN" and summary["error"]
 
 
+def test_unknown_is_reported_on_stdout_in_the_runs_own_format(tmp_path: Path) -> None:
+    """A monitoring plugin reads stdout: a run that cannot start still prints its status
+    there (the JSON line with --json, the plain status line otherwise), plus one line
+    on stderr."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "itap_tui.cli", "--config", str(tmp_path / "nope.toml"), "--once"]
+    as_json = subprocess.run([*command, "--json"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert as_json.returncode == 3
+    [line] = as_json.stdout.splitlines()  # one JSON object per line: cron appends JSON Lines
+    summary = json.loads(line)
+    assert summary["status"] == "UNKNOWN" and "nope.toml" in summary["error"] and set(summary) == TOP_KEYS
+    assert len(as_json.stderr.strip().splitlines()) == 1 and "nope.toml" in as_json.stderr
+    plain = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert plain.returncode == 3 and plain.stdout.startswith("ITAP UNKNOWN - ") and "nope.toml" in plain.stdout
+
+
 def test_a_stale_lock_is_taken_over_and_a_live_one_is_respected(site: Path) -> None:
     lock = site / "data" / "itap.lock"
     lock.parent.mkdir(exist_ok=True)
