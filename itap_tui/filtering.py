@@ -6,7 +6,8 @@ Whitespace-separated terms, all of which must match:
   ``status:warning``, ``state:RUN``, ``site:north``, ``device:pump-00``; device is a
   substring match);
 * a bare word matches if it is part of the device id, or equals the profile, status,
-  severity, state, site or family.
+  severity, state, site or family. The words the tables show stand for their status
+  (``crit`` for critical, ``warn`` for warning).
 
 Case-insensitive. Pure functions, tested without an app.
 """
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from itap_engine.snapshot import AnomalyRow, DeviceRow
 
 ALIASES = {"sev": "severity", "p": "profile", "d": "device", "dev": "device", "fam": "family"}
+SHOWN_WORDS = {"crit": "critical", "warn": "warning"}
+"""The words the tables show for a status or severity, as the values they stand for."""
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,17 @@ class Filter:
 
     def _match(self, fields: dict[str, str]) -> bool:
         for key, value in self.terms:
+            meant = SHOWN_WORDS.get(value, value)
             if key is None:
                 if value in fields.get("device", "") or any(
-                    value == fields.get(name, "") for name in fields if name != "device"
+                    fields.get(name, "") in (value, meant) for name in fields if name != "device"
                 ):
                     continue
                 return False
             if key == "device":
                 if value not in fields.get("device", ""):
                     return False
-            elif fields.get(key, "") != value:
+            elif fields.get(key, "") not in (value, meant):
                 return False
         return True
 

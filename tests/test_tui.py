@@ -91,6 +91,9 @@ def test_filter_language() -> None:
     assert not Filter.parse("aircraft").matches_device(row)
     assert not Filter.parse("status:ok").matches_device(row)
     assert Filter.parse("").matches_device(row)
+    # the words on screen (✖ CRIT, ▲ WARN) find what they show
+    assert Filter.parse("CRIT").matches_device(row) and Filter.parse("status:crit").matches_device(row)
+    assert not Filter.parse("warn").matches_device(row)
 
 
 # ---------------------------------------------------------------------- fleet
