@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -311,8 +311,8 @@ class LocalFacade:
         await asyncio.to_thread(acknowledge, self._core().store, alert_id)
         await self.engine.refresh()
 
-    async def retrain(self, profile: str | None = None) -> None:
-        await self.engine.retrain(profile)
+    async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
+        return await self.engine.retrain(profile)
 
     def set_paused(self, paused: bool) -> None:
         self.engine.set_paused(paused)
@@ -413,11 +413,12 @@ class AttachedFacade(SnapshotPublisher):
         await asyncio.to_thread(acknowledge, self._store(), alert_id)
         self._poke()
 
-    async def retrain(self, profile: str | None = None) -> None:
+    async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
         """Ask the engine to retrain (a request row); it runs on the engine's next tick."""
         if profile is not None:
             self.settings.profile(profile)
         await asyncio.to_thread(request_retrain, self._store(), profile)
+        return None
 
     def set_paused(self, paused: bool) -> None:
         """Pause or resume refreshing (the engine in the other process goes on)."""

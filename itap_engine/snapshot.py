@@ -211,7 +211,9 @@ class EngineFacade(Protocol):
 
     async def acknowledge(self, alert_id: int) -> None: ...
 
-    async def retrain(self, profile: str | None = None) -> None: ...
+    async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
+        """Retrain now; the new model versions by profile (they score from the next
+        tick), or None when only a request was written (attached: the engine runs it)."""
 
     def set_paused(self, paused: bool) -> None:
         """Pause or resume the engine's ticks (attached: pause refreshing)."""

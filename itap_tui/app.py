@@ -279,12 +279,15 @@ class ItapApp(App[int]):
 
     @work(exclusive=True, group="retrain", exit_on_error=False, description="retrain")
     async def retrain(self) -> None:
-        await self.engine.call(self.facade.retrain, None)
-        latest = await self.engine.call_sync(self.facade.latest)
-        versions = ""
-        if latest is not None:
-            versions = ", ".join(f"{p} v{v}" for p, v in sorted(latest.stats.model_versions.items()))
-        self.notify(f"Retrained. Models: {versions}" if versions else "Retrained.", markup=False)
+        done = await self.engine.call(self.facade.retrain, None)
+        if done is None:
+            self.notify("Retrain requested: the engine runs it on its next tick.", markup=False)
+            return
+        versions = ", ".join(f"{p} v{v}" for p, v in sorted(done.items()) if v is not None)
+        if not versions:
+            self.notify("Retrain failed: see the status line for the error.", severity="error", markup=False)
+            return
+        self.notify(f"Retrained: {versions} (scoring from the next tick).", markup=False)
 
     def action_inject_fault(self) -> None:
         if self.snapshot is None or isinstance(self.screen, (FaultModal, BootstrapScreen)):

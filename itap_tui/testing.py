@@ -233,11 +233,12 @@ class FakeFacade:
         self.alerts[alert_id] = _replace(row, acknowledged=True)
         self._publish(self._build())
 
-    async def retrain(self, profile: str | None = None) -> None:
+    async def retrain(self, profile: str | None = None) -> dict[str, int | None]:
         self.calls.append(("retrain", (profile,)))
         for name in self.model_versions:
             if profile in (None, name):
                 self.model_versions[name] += 1
+        return {name: v for name, v in self.model_versions.items() if profile in (None, name)}
 
     def set_paused(self, paused: bool) -> None:
         self.calls.append(("set_paused", (paused,)))

@@ -446,6 +446,10 @@ async def test_retrain() -> None:
         await ready(pilot)
         await pilot.press("r")
         await wait_for(pilot, lambda: ("retrain", (None,)) in facade.calls)
+        # the message names the new versions (the header shows them from the next tick)
+        await wait_for(pilot, lambda: any("Retrained: " in str(n.message) for n in app._notifications))
+        [message] = [str(n.message) for n in app._notifications if "Retrained: " in str(n.message)]
+        assert "industrial v4" in message and "aircraft v3" in message, message
         await tick(pilot, facade)
         assert "industrial v4" in str(app.screen.query_one(EngineStatus).render())
 
