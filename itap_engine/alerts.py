@@ -33,7 +33,7 @@ from sqlmodel import select
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.features import EVENT_FAMILY, feature_signal
+from itap_engine.features import EVENT_FAMILY, feature_signal, sort_readings
 from itap_engine.models import Alert, ModelVersion, utcnow
 
 __all__ = [
@@ -207,7 +207,7 @@ class AlertTracker:
         if scored.empty:
             return changes
         threshold, version = self._threshold(profile, scored)
-        frame = scored.sort_values(["device_id", "ts"], kind="stable")
+        frame = sort_readings(scored)  # the scorer's output is already in order: no copy
         devices = frame["device_id"].to_numpy()
         ts = frame["ts"].to_numpy(dtype=np.int64)
         score = frame["score"].to_numpy(dtype=float)

@@ -274,7 +274,6 @@ def count_k_of_n_alerts(
         csum = np.concatenate([[0], np.cumsum(flags)])
         idx = np.arange(len(flags))
         hits = csum[idx + 1] - csum[np.maximum(idx + 1 - n, 0)]
-        trigger = np.flatnonzero(hits >= k)
         last_above = -10**9
         open_ = False
         for i in np.flatnonzero(flags | (hits >= k)):
@@ -285,7 +284,6 @@ def count_k_of_n_alerts(
                 total += 1
             if flags[i]:
                 last_above = i
-        del trigger
     return total
 
 

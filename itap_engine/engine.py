@@ -548,8 +548,9 @@ class EngineCore:
         return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
 
     def _warm_history(self, scorer: Any, until_ms: int) -> pd.DataFrame:
-        step_ms = max(int(getattr(scorer.model.features, "step_ms_", 0) or 0), self.settings.simulation.freq_s * 1000)
-        span_ms = (scorer.history + 2) * step_ms * 2
+        from itap_engine.scoring import warm_up_span_ms
+
+        span_ms = warm_up_span_ms(scorer.model.features)
         return self.store.read_readings(scorer.profile, since_ms=until_ms - span_ms, until_ms=until_ms)
 
     def _install(self, profile: str, model: Any) -> None:

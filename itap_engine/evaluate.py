@@ -36,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 from itap_engine.alerts import AlertTracker, alerts_frame
 from itap_engine.config import ProfileSpec, Settings
 from itap_engine.errors import ItapError
-from itap_engine.scoring import StreamingScorer, TrainedModel, load_active_model, train_model
+from itap_engine.scoring import StreamingScorer, TrainedModel, load_active_model, train_model, warm_up_span_ms
 
 __all__ = [
     "EvaluationError",
@@ -286,7 +286,7 @@ def evaluate_store(store, settings: Settings, profile: str) -> dict[str, Any]:  
             f"profile {profile}: no labelled readings after the training window (ts > {after}); "
             "evaluate needs simulated data with ground truth (or use --simulate or --skab DIR)"
         )
-    span = (model.features.history_ + 2) * model.features.step_ms_ * 2
+    span = warm_up_span_ms(model.features)
     history = store.read_readings(profile, since_ms=(after or 0) - span, until_ms=after) if after else frame.iloc[:0]
     with tempfile.TemporaryDirectory(prefix="itap-eval-") as tmp:
         scored, alerts = _replay(settings, profile, model, history, frame, Path(tmp))

@@ -8,8 +8,9 @@ Why it is built this way:
   transform time. That single property gives both guarantees the product needs: no
   look-ahead (a later reading never changes an earlier feature) and batch ==
   streaming (a scorer that keeps the last :attr:`FeatureBuilder.history_` readings
-  of each device in memory computes the same numbers as a pass over the whole
-  history). Unbounded counters ("time since the last dropout") are capped at the
+  of each device in memory, or :attr:`FeatureBuilder.levels_history` readings with
+  their :meth:`FeatureBuilder.levels`, computes the same numbers as a pass over the
+  whole history). Unbounded counters ("time since the last dropout") are capped at the
   long window so they too depend only on the last ``history_`` readings.
 * **Operating states are normal.** RUN / IDLE / MAINT change every signal's level.
   :meth:`FeatureBuilder.fit` learns, from normal readings, each state's level and
@@ -35,7 +36,8 @@ device-level event counters (see :data:`SIGNAL_KINDS`, :data:`EVENT_FEATURES`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -56,6 +58,7 @@ __all__ = [
     "feature_builder_for",
     "feature_signal",
     "map_blocks",
+    "sort_readings",
 ]
 
 SIGNAL_KINDS = (
@@ -376,6 +379,18 @@ def _lag_weights(tau: float, delay: int) -> np.ndarray:
     return np.concatenate([taps[::-1], np.zeros(delay)])
 
 
+def sort_readings(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` ordered by device then time (Python's string order), the order every
+    feature and alert computation here assumes; returned as is when already so."""
+    keys = frame["device_id"].to_numpy()
+    ts = frame["ts"].to_numpy()
+    if len(frame) > 1:
+        same = keys[1:] == keys[:-1]
+        if np.all((keys[1:] > keys[:-1]) | (same & (ts[1:] > ts[:-1]))):
+            return frame
+    return frame.sort_values(["device_id", "ts"], kind="stable")
+
+
 def device_blocks(
     device_codes: np.ndarray, rows: float = _BLOCK_ROWS, weight: np.ndarray | None = None
 ) -> list[tuple[int, int]]:
@@ -404,10 +419,21 @@ def map_blocks(fn: Callable[[int, int], T], blocks: Sequence[tuple[int, int]]) -
     numpy releases the GIL in the array kernels, so blocks use every core.
     """
     workers = min(len(blocks), os.cpu_count() or 1, _MAX_THREADS)
-    if workers <= 1:
+    if workers <= 1 or getattr(_IN_BLOCK, "active", False):  # already in a block: no pool in a pool
         return [fn(lo, hi) for lo, hi in blocks]
+
+    def run(block: tuple[int, int]) -> T:
+        _IN_BLOCK.active = True
+        try:
+            return fn(*block)
+        finally:
+            _IN_BLOCK.active = False
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda block: fn(*block), blocks))
+        return list(pool.map(run, blocks))
+
+
+_IN_BLOCK = threading.local()
 
 
 class FeatureBuilder(TransformerMixin, BaseEstimator):
@@ -463,7 +489,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureBuilder:
         """Learn per-state levels, spreads and transition dynamics from normal readings."""
-        frame = self._sorted(X)
+        frame = sort_readings(X)
         signals = list(self.signals)
         if not signals:
             raise ValueError("FeatureBuilder needs at least one signal")
@@ -514,7 +540,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
         self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
         # u at a row needs len(weights) readings; the long window needs L + 1 values of u
-        self.history_ = max(self.long_window + 1, self.window, self.fft_window) + len(self._weights) + 1
+        self.history_ = self.levels_history + len(self._weights)
         return self
 
     @property
@@ -536,7 +562,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         :attr:`feature_names_out_`; its index is the input's index (sorted).
         """
         check_is_fitted(self)
-        return self._transform(self._sorted(X), None)
+        return self._transform(sort_readings(X), None)
 
     def levels(self, X: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
         """The standardised values ``u`` of ``X`` (the ``{signal}__level`` features).
@@ -611,9 +637,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def _standardise(self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
-        if not hasattr(self, "_weights"):
-            self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
-        weights = self._weights
+        weights = self._weights  # set by fit; never written here (transform runs on threads)
         sub = frame if at is None else frame.iloc[at]
         values = sub[list(self.signals)].to_numpy(dtype=float)
         expected = _lagged_level(codes, self.levels_, pos, weights, at) * self._profile_factor(sub)
@@ -739,16 +763,6 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         return out
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _sorted(X: pd.DataFrame) -> pd.DataFrame:
-        keys = X["device_id"].to_numpy()
-        ts = X["ts"].to_numpy()
-        if len(X) > 1:
-            same = keys[1:] == keys[:-1]
-            ordered = np.all((keys[1:] > keys[:-1]) | (same & (ts[1:] > ts[:-1])))
-            if ordered:
-                return X
-        return X.sort_values(["device_id", "ts"], kind="stable")
 
     @staticmethod
     def _spreads(resid: np.ndarray, codes: np.ndarray, n_states: int) -> np.ndarray:
@@ -838,8 +852,3 @@ def feature_builder_for(settings: Settings, profile: str | ProfileSpec) -> Featu
     return FeatureBuilder(
         signals=tuple(spec.signal_names), window=fs.window, long_window=fs.long_window, fft_window=fs.fft_window
     )
-
-
-def signal_families(spec: ProfileSpec | Mapping[str, str]) -> dict[str, str]:
-    """signal -> family for a profile (or a ready mapping)."""
-    return dict(spec) if isinstance(spec, Mapping) else spec.families()

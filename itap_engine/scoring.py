@@ -12,9 +12,9 @@ Why it is built this way:
   hashes the file first and refuses it (:class:`ModelIntegrityError`) unless the
   hash matches the one recorded at training time.
 * **Streaming == batch.** :class:`StreamingScorer` keeps the last
-  ``history_`` readings of every device and runs the very same
-  :class:`~itap_engine.features.FeatureBuilder` over buffer + new readings, so a
-  tick-by-tick engine and a one-shot ``itap score`` agree to the last digit.
+  ``levels_history`` readings of every device, with their standardised levels, and
+  runs the very same :class:`~itap_engine.features.FeatureBuilder` over buffer + new
+  readings, so a tick-by-tick engine and a one-shot ``itap score`` agree (to ~1e-12).
 * **Bulk writes.** Scores go to SQL as one executemany per batch, never as ORM
   objects per row.
 
@@ -51,7 +51,7 @@ from itap_engine.alerts import (
 from itap_engine.config import Settings
 from itap_engine.detect import make_detector, sweep_threshold
 from itap_engine.errors import ItapError
-from itap_engine.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks
+from itap_engine.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks, sort_readings
 from itap_engine.models import ModelVersion, Score
 
 __all__ = [
@@ -135,11 +135,10 @@ def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
     faulty = frame["fault"].notna().to_numpy()
     if not faulty.any():
         return np.ones(len(frame), dtype=bool)
-    from itap_engine.features import _positions, _rolling_sum
+    from itap_engine.features import _positions, _rolling_count
 
     pos = _positions(pd.factorize(frame["device_id"])[0])
-    recent = _rolling_sum(faulty.astype(float), pos, features.long_window + features.fft_window)
-    return np.rint(recent) == 0
+    return _rolling_count(faulty.astype(float), pos, features.long_window + features.fft_window) == 0
 
 
 def _training_devices(frame: pd.DataFrame) -> list[str] | None:
@@ -189,7 +188,9 @@ def train_model(
     """
     spec = settings.profile(profile)
     since = None if train_from_ms is None else train_from_ms - 1
-    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
+    # features come back ordered by device then time (Python's order): the masks below
+    # must follow the same order, whatever the database's collation
+    frame = sort_readings(store.read_readings(profile, since_ms=since, until_ms=train_until_ms))
     builder = feature_builder_for(settings, spec)
     if len(frame) < 4 * builder.long_window:
         raise TrainingError(
@@ -371,10 +372,7 @@ def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
     if feats.empty:
         return pd.DataFrame({c: [] for c in SCORED_COLUMNS})
     X = feats[model.feature_names].to_numpy()
-    if hasattr(model.detector, "score_and_contributions"):
-        raw, push = model.detector.score_and_contributions(X)
-    else:
-        raw, push = model.detector.score_samples(X), model.detector.contributions(X)
+    raw, push = model.detector.score_and_contributions(X)
     score = -raw
     anomalous = score > model.threshold
     explanation = explain(push, model.feature_names, model.families, detail=anomalous)
@@ -532,6 +530,13 @@ class StreamingScorer:
         return result
 
 
+def warm_up_span_ms(features: FeatureBuilder) -> int:
+    """How far before a watermark :meth:`StreamingScorer.warm_up` should read: the
+    builder's ``history_`` readings (the windows and the state history behind their
+    levels), twice over so a gap in the data still leaves enough."""
+    return (int(features.history_) + 2) * max(int(features.step_ms_), 1) * 2
+
+
 _BUFFERED_ROW_WEIGHT = 1 / 64
 """Work of a buffered reading relative to a new one when a tick is cut into blocks."""
 
@@ -603,7 +608,7 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # no
         return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
     if since is not None:
         assert model.features is not None
-        span = (scorer.history + 2) * max(model.features.step_ms_, 1) * 2
+        span = warm_up_span_ms(model.features)
         scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
     scored = scorer.score(new)
     insert_scores(store, profile, scored)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itap_engine.scoring import StreamingScorer, train_model
+from itap_engine.scoring import StreamingScorer, score_features, train_model
 
 from _detection_helpers import local_settings, open_store, quiet_fleet, simulate
 
@@ -51,6 +51,43 @@ def test_tick_by_tick_equals_one_batch(trained) -> None:
     np.testing.assert_allclose(streamed["score"].to_numpy(), batch["score"].to_numpy(), rtol=1e-9, atol=1e-9)
     assert (streamed["is_anomalous"].to_numpy() == batch["is_anomalous"].to_numpy()).all()
     assert batch["is_anomalous"].any(), "faults were simulated: some readings should score anomalous"
+
+
+def test_streamed_scores_equal_a_batch_pass_over_the_whole_history(trained) -> None:
+    """Independent of the scorer: one FeatureBuilder.transform over history + stream."""
+    _, model, history, later = trained
+    streaming = _scorer(trained)
+    stamps = _stamps(later)
+    streamed = pd.concat(
+        [streaming.score(later[later["ts"].isin(stamps[i : i + 5])]) for i in range(0, len(stamps), 5)],
+        ignore_index=True,
+    ).sort_values(["device_id", "ts"]).reset_index(drop=True)
+    full = pd.concat([history, later]).sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
+    batch = score_features(model, model.features.transform(full))
+    batch = batch[batch["ts"] > history["ts"].max()].reset_index(drop=True)
+    np.testing.assert_array_equal(streamed["ts"].to_numpy(), batch["ts"].to_numpy())
+    np.testing.assert_allclose(streamed["score"].to_numpy(), batch["score"].to_numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_training_does_not_depend_on_the_order_the_database_returns(trained, tmp_path, monkeypatch) -> None:
+    """A database collation may order device ids differently from Python: the masks
+    that pick training and validation rows must follow the features' order."""
+    settings, model, history, _ = trained
+    local = local_settings(tmp_path)
+    store = open_store(local)
+    try:
+        store.insert_readings("industrial", history)
+        read = store.read_readings
+
+        def reversed_devices(*args, **kwargs):  # noqa: ANN002, ANN003
+            frame = read(*args, **kwargs)
+            return frame.sort_values(["device_id", "ts"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+        monkeypatch.setattr(store, "read_readings", reversed_devices)
+        again = train_model(store, local, "industrial")
+    finally:
+        store.close()
+    assert again.threshold == pytest.approx(model.threshold, rel=1e-9)
 
 
 def test_late_readings_restandardise_what_follows_them(trained) -> None:
