@@ -108,6 +108,7 @@ class Store:
             SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in _FIXED_TABLES])
             for name, spec in settings.profiles.items():
                 self.ensure_profile(name, spec)
+            self._register_orphan_devices()
         except sa.exc.OperationalError as error:
             raise StoreError(f"cannot open database {self.safe_url}: {error.orig}") from None
 
@@ -202,8 +203,7 @@ class Store:
         if cached:
             return cached
         table = self.readings_table(profile)
-        dialect_insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=list(READING_KEYS))
+        stmt = self._dialect_insert(table).on_conflict_do_nothing(index_elements=list(READING_KEYS))
         compiled = stmt.compile(dialect=self.engine.dialect)
         columns = [c.name for c in table.columns]
         if compiled.positional:
@@ -271,21 +271,47 @@ class Store:
         return InsertResult(len(frame), inserted)
 
     def _register_new_devices(self, profile: str, device_ids: Iterable[Any]) -> None:
-        """Insert a ``device`` row for ids not seen before (one SELECT, one INSERT).
+        """Insert a ``device`` row for ids not seen before (``ON CONFLICT DO NOTHING``, so
+        two processes registering the same new device do not collide).
 
         Every device with readings has a device row, written before its readings:
-        :meth:`read_readings` finds a time range through it.
+        :meth:`read_readings` finds a time range through it. Device rows are never
+        deleted, so the ids cached here stay true.
         """
-        ids = {str(i) for i in device_ids}
-        if ids <= self._known_devices:
+        ids = {str(i) for i in device_ids} - self._known_devices
+        if not ids:
+            return
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        rows = [{"id": i, "profile": profile} for i in sorted(ids)]
+        self.executemany(
+            "register_device",
+            lambda: self._dialect_insert(device)
+            .values(id=sa.bindparam("id"), profile=sa.bindparam("profile"))
+            .on_conflict_do_nothing(index_elements=["id"]),
+            rows,
+        )
+        self._known_devices |= ids
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (it has ``on_conflict_do_nothing``)."""
+        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _register_orphan_devices(self) -> None:
+        """Give a device row to readings written without one, once per database.
+
+        Before devices were registered ahead of their readings, an ingest killed
+        between the two left such readings; a read by time (through the device table)
+        would not see them.
+        """
+        if self.get_watermark(_ORPHANS_CHECKED_KEY) is not None:
             return
         device = models.Device.__table__  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
-            known = set(conn.execute(sa.select(device.c.id).where(device.c.id.in_(sorted(ids)))).scalars())
-            new = [{"id": i, "profile": profile} for i in sorted(ids - known)]
-            if new:
-                conn.execute(sa.insert(device), new)
-        self._known_devices |= ids
+            for name, table in self._readings.items():
+                known = sa.select(device.c.id)
+                orphans = sa.select(table.c.device_id, sa.literal(name)).where(table.c.device_id.not_in(known)).distinct()
+                conn.execute(sa.insert(device).from_select(["id", "profile"], orphans))
+        self.set_watermark(_ORPHANS_CHECKED_KEY, utcnow().isoformat())
 
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
         """Widen the first/last reading time of the (registered) devices in a frame:
@@ -487,6 +513,9 @@ def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
         return values.astype(float)  # None -> NaN
     except (TypeError, ValueError):  # a value that is not a number (not from our ingest)
         return pd.to_numeric(pd.Series(values), errors="coerce").astype(float).to_numpy()
+
+
+_ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
 
 
 def _device_span_update() -> sa.Executable:
