@@ -97,7 +97,7 @@ from itap_engine.engine import (
     configure_logging,
     contributors_of,
 )
-from itap_engine.snapshot import EngineStats, Progress
+from itap_engine.snapshot import EngineStats, Progress, worth_showing
 
 __all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
 
@@ -342,7 +342,7 @@ def format_plain(summary: dict[str, Any]) -> str:
     alerts = summary["alerts"]
     lines.append(f"alerts: {len(alerts['open'])} open ({alerts['opened']} opened, {alerts['closed']} closed this run)")
     for a in alerts["open"]:
-        top = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in a["contributors"][:3])
+        top = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))
         lines.append(
             f"  {a['severity'].upper():8} {a['device_id']} {a['family']} since {a['opened_at']} "
             f"peak {a['peak_score']:.3f} (threshold {a['threshold']:.3f}){': ' + top if top else ''}"
@@ -386,7 +386,7 @@ def print_rich(summary: dict[str, Any]) -> None:
             table.add_row(
                 f"[{style}]{a['severity']}[/]", escape(a["device_id"]), escape(a["family"]),
                 escape(str(a["opened_at"])), f"{a['peak_score']:.3f}", f"{a['threshold']:.3f}",
-                escape(", ".join(f"{c['signal']} {c['share']:.0%}" for c in a["contributors"][:3])),
+                escape(", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))),
             )
         out.print(table)
     if summary["validation_alerts"]:
@@ -418,7 +418,11 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
         finally:
             done()
         if report:
-            write_report(core, summary, Path(report))
+            try:
+                write_report(core, summary, Path(report))
+            except OSError as error:  # the cycle ran and is stored: its status stands
+                log.exception("--once report failed")
+                print(f"itap: error: cannot write the report {report}: {error.strerror or error}", file=sys.stderr)
     except Exception as error:  # noqa: BLE001 - cron wants a status, not a traceback
         log.exception("--once failed")
         summary = _empty_summary(now)

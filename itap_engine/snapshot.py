@@ -16,13 +16,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
+
+
+MIN_SHOWN_SHARE = 0.05
+"""Contributors pushing less than this share are noise to an operator: summaries for
+people leave them out (stored and JSON forms keep them)."""
+
+
+def worth_showing(contributors: Sequence[Any], limit: int = 3) -> list[Any]:
+    """The first ``limit`` contributors with at least :data:`MIN_SHOWN_SHARE` of the
+    push (the first one if none has); items are Contributor-like or dicts."""
+    def share(item: Any) -> float:
+        return float(item["share"] if isinstance(item, Mapping) else item.share)
+
+    top = list(contributors[:limit])
+    return [c for c in top if share(c) >= MIN_SHOWN_SHARE] or top[:1]
 
 
 @dataclass(frozen=True)

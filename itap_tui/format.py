@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
+from itap_engine.snapshot import worth_showing
+
 
 @dataclass(frozen=True)
 class Palette:
@@ -131,14 +133,10 @@ def fmt_dt(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-MIN_SHARE = 0.05
-"""Contributors pushing less than this share are left out of one-line summaries."""
-
-
 def contributors_text(contributors, limit: int = 3) -> Text:  # type: ignore[no-untyped-def]
     """``temp_c 62% · current_a 21%`` (shares under 5% are noise to an operator)."""
     text = Text(end="")
-    shown = [c for c in contributors[:limit] if c.share >= MIN_SHARE] or list(contributors[:1])
+    shown = worth_showing(contributors, limit)
     for index, item in enumerate(shown):
         if index:
             text.append(" · ", style="dim")

@@ -153,6 +153,13 @@ def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) ->
     assert "<script" not in page and "http" not in page.split("</style>", 1)[1]
 
 
+def test_a_report_that_cannot_be_written_leaves_the_runs_status(site: Path) -> None:
+    result = once(site, "--json", "--report", "/proc/itap-nowhere/r.html")
+    summary = json.loads(result.stdout)
+    assert summary["status"] != "UNKNOWN" and result.returncode == summary["exit_code"]
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "cannot write the report" in result.stderr
+
+
 def test_an_error_exits_3_with_one_line(site: Path) -> None:
     (site / "config.toml").write_text((site / "config.toml").read_text().replace(
         'url = "sqlite:///itap.db"', 'url = "sqlite:////proc/itap-nowhere/itap.db"'))

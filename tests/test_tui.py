@@ -444,11 +444,14 @@ async def test_retrain() -> None:
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
+        messages: list[str] = []
+        notify = app.notify
+        app.notify = lambda message, *args, **kwargs: (messages.append(str(message)), notify(message, *args, **kwargs))[1]  # type: ignore[method-assign]
         await pilot.press("r")
         await wait_for(pilot, lambda: ("retrain", (None,)) in facade.calls)
         # the message names the new versions (the header shows them from the next tick)
-        await wait_for(pilot, lambda: any("Retrained: " in str(n.message) for n in app._notifications))
-        [message] = [str(n.message) for n in app._notifications if "Retrained: " in str(n.message)]
+        await wait_for(pilot, lambda: any("Retrained: " in m for m in messages))
+        [message] = [m for m in messages if "Retrained: " in m]
         assert "industrial v4" in message and "aircraft v3" in message, message
         await tick(pilot, facade)
         assert "industrial v4" in str(app.screen.query_one(EngineStatus).render())

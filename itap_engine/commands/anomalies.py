@@ -46,6 +46,7 @@ from rich.table import Table
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.output import console, print_json
+from itap_engine.snapshot import worth_showing
 
 HELP = "list the most anomalous open alerts (or readings), ranked, with their contributors"
 
@@ -158,8 +159,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         table.add_column(col, justify="right" if col in ("#", "score", "x thr") else "left",
                          no_wrap=col != "contributors", min_width=16 if col == "contributors" else None)
     for item in payload["items"]:
-        # Signals that pushed less than 5% are noise to an operator; the JSON keeps them.
-        shown = [c for c in item["contributors"] if c["share"] >= 0.05] or item["contributors"][:1]
+        shown = worth_showing(item["contributors"])  # the JSON keeps them all
         contrib = " ".join(f"{c['signal']} {c['share']:.0%}" for c in shown)
         ratio = item["score"] / item["threshold"] if item["threshold"] else float("nan")
         time = (item["time"] or "-").replace("T", " ")[:19]

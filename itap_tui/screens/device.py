@@ -86,7 +86,7 @@ class DeviceScreen(LiveScreen):
     async def load_detail(self) -> None:
         self.fetching = True
         self._last_fetch = time.monotonic()
-        detail = await self.itap.facade.device_detail(self.device_id, WINDOWS[self.window_index][0])
+        detail = await self.itap.engine.call(self.itap.facade.device_detail, self.device_id, WINDOWS[self.window_index][0])
         self.fetches += 1
         self.detail = detail
         self.fetching = False
