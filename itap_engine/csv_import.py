@@ -31,6 +31,7 @@ import csv
 import gzip
 import io
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -296,6 +297,15 @@ def plan_csv(
     for name, target in _signal_map(others, settings, mapping, spec.signal_names).items():
         if target not in rename.values():
             rename[name] = target
+    final: dict[str, str] = {}
+    for column in header:
+        name = rename.get(column, column)
+        if name in final:
+            raise CsvImportError(
+                f"{path}: columns {final[name]!r} and {column!r} both stand for {name!r}; "
+                "rename one in the file or choose with --map CSV=signal"
+            )
+        final[name] = column
     if not set(rename.values()) & set(spec.signals):
         raise CsvImportError(
             f"{path}: no column maps onto a signal of profile {chosen} ({', '.join(spec.signals)}); "
@@ -317,6 +327,10 @@ def _peek_long_signals(path: Path, sep: str, column: str, rows: int) -> list[str
 
 
 # ---------------------------------------------------------------------- reading
+_UNCLOSED_QUOTE = -1
+"""Field count recorded for a line with an unclosed quote."""
+
+
 def _blocks(path: Path, sep: str, header: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Raw string frames of ``chunk_rows`` lines, with ``_line`` and, for lines that
     do not have the header's number of fields, ``_error`` and ``_raw``."""
@@ -326,7 +340,10 @@ def _blocks(path: Path, sep: str, header: list[str], chunk_rows: int) -> Iterato
         fh.readline()
         line_no = 1
         while True:
-            lines = list(islice(fh, chunk_rows))
+            try:
+                lines = list(islice(fh, chunk_rows))
+            except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt .gz
+                raise CsvImportError(f"{path}: unreadable after line {line_no}: {error}") from None
             if not lines:
                 return
             numbers = np.arange(line_no + 1, line_no + 1 + len(lines))
@@ -342,7 +359,9 @@ def _blocks(path: Path, sep: str, header: list[str], chunk_rows: int) -> Iterato
                 blank[i] = not lines[i].strip()
             if 34 in arr:  # quotes: count fields properly on the lines that have them
                 for i in np.unique(np.searchsorted(ends, np.flatnonzero(arr == 34))):
-                    fields[i] = len(_split(lines[i].decode("utf-8", errors="replace").rstrip("\r\n"), sep))
+                    text = lines[i].decode("utf-8", errors="replace").rstrip("\r\n")
+                    # an unclosed quote would swallow the following lines: malformed
+                    fields[i] = _UNCLOSED_QUOTE if text.count('"') % 2 else len(_split(text, sep))
             bad = ~blank & (fields != ncols)
             good = ~blank & ~bad
             if good.all():
@@ -390,7 +409,9 @@ def _bad_rows(
         values = _split(text, sep)
         record: dict[str, Any] = {name: (values[k] if k < len(values) else None) for k, name in enumerate(header)}
         record["_line"] = int(numbers[i])
-        record["_error"] = f"expected {len(header)} fields, found {fields[i]}"
+        record["_error"] = (
+            "unclosed quote" if fields[i] == _UNCLOSED_QUOTE else f"expected {len(header)} fields, found {fields[i]}"
+        )
         record["_raw"] = text
         records.append(record)
     return pd.DataFrame.from_records(records)

@@ -97,7 +97,10 @@ class Store:
     def __init__(self, settings: Settings, url: str | None = None, *, wal_autocheckpoint: int | None = None) -> None:
         self.settings = settings
         self.url = url or settings.database_url
-        self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
+        try:
+            self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, OSError) as error:
+            raise StoreError(f"cannot open database {_safe(self.url)}: {_first_line(error)}") from None
         self.metadata = SQLModel.metadata
         self._readings: dict[str, sa.Table] = {}
         self._insert_sql: dict[str, tuple[str, list[str], bool]] = {}
@@ -110,7 +113,7 @@ class Store:
                 self.ensure_profile(name, spec)
             self._register_orphan_devices()
         except sa.exc.OperationalError as error:
-            raise StoreError(f"cannot open database {self.safe_url}: {error.orig}") from None
+            raise StoreError(f"cannot open database {self.safe_url}: {_first_line(error.orig)}") from None
 
     # ------------------------------------------------------------------ connection
     @staticmethod
@@ -152,7 +155,7 @@ class Store:
     @property
     def safe_url(self) -> str:
         """The URL without its password, for messages."""
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return _safe(self.url)
 
     @property
     def is_sqlite(self) -> bool:
@@ -516,6 +519,18 @@ def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
 
 
 _ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
+
+
+def _first_line(error: BaseException | None) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _safe(url: str) -> str:
+    """A URL for a message, without its password (if it parses at all)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url.split("@")[-1]
 
 
 def _device_span_update() -> sa.Executable:

@@ -166,6 +166,7 @@ def test_mapping_separator_and_device_options(settings, store, tmp_path):
         (b"device_id;ts;rpm;temp_c\np;2026-01-01;1;2\n", "use --sep ';'"),
         (b"device_id,ts,colour,size\np,2026-01-01,red,3\n", "no profile fits the columns"),
         (b"device_id,when,rpm\np,2026-01-01,3\n", "no timestamp column"),
+        (b"device_id,ts,rpm,Temp C,vibration_g,current_a,voltage_v,temp_c\np,2026-01-01,1,2,3,4,5,6\n", "both stand for 'temp_c'"),
     ],
 )
 def test_unusable_files_fail_with_one_clear_line(tmp_path, content, message):
@@ -177,6 +178,34 @@ def test_unusable_files_fail_with_one_clear_line(tmp_path, content, message):
     assert result.returncode == 2
     assert result.stderr.startswith(f"itap: error: {path}: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_an_unclosed_quote_quarantines_its_line_and_keeps_the_rest(settings, store, tmp_path):
+    path = tmp_path / "quote.csv"
+    lines = MIXED.splitlines()[:3]
+    path.write_text(
+        "device_id,ts,rpm,temp_c,vibration_g,current_a,voltage_v\n"
+        'p1,2026-01-01T00:00:00,1480,68,0.3,42,"400\n'  # line 2: the quote never closes
+        + "".join(f"p1,2026-01-01T00:00:{s:02d},1480,68,0.3,42,400\n" for s in (10, 20, 30)),
+        encoding="utf-8",
+    )
+    del lines
+    report = import_csv(store, settings, path, chunk_rows=2, now=NOW)
+    assert (report.rows_in, report.inserted, report.quarantined) == (4, 3, 1)
+    [(line, reason)] = query(tmp_path / "t.db", "select line, reason from quarantine")
+    assert line == 2 and "unclosed quote" in reason
+
+
+def test_a_truncated_gzip_file_is_one_line(tmp_path):
+    import gzip
+
+    path = tmp_path / "cut.csv.gz"
+    body = MIXED.splitlines()[0] + "\n" + "".join(f"p1,2026-01-01T00:{m:02d}:00,1480,68,0.3,42,400\n" for m in range(60))
+    whole = gzip.compress(body.encode())
+    path.write_bytes(whole[: len(whole) // 2])
+    result = itap(write_config(tmp_path), "ingest", str(path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"itap: error: {path}: ") and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_missing_file_is_one_line(tmp_path):

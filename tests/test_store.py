@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from itap_engine.config import load_settings
 from itap_engine.simulate import Simulator, device_ids_for
-from itap_engine.store import Store, from_epoch_ms, to_epoch_ms
+from itap_engine.store import Store, StoreError, from_epoch_ms, to_epoch_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = load_settings(REPO / "config.toml")
@@ -71,6 +72,16 @@ def test_reads_by_time_find_every_device_even_one_written_before_its_device_row(
     again = reopened.read_readings("industrial", since_ms=mid)
     reopened.close()
     pd.testing.assert_frame_equal(again, expected)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://u:secret@db.example/itap", "not a url", "sqlite:////proc/itap-nowhere/x.db"]
+)
+def test_a_database_that_cannot_be_opened_is_one_line(url: str) -> None:
+    with pytest.raises(StoreError) as error:
+        Store(SETTINGS, url=url)
+    message = str(error.value)
+    assert message.startswith("cannot open database ") and "\n" not in message and "secret" not in message
 
 
 def test_round_trip_keeps_values_and_stores_nan_as_null(tmp_path: Path) -> None:
