@@ -425,7 +425,8 @@ class ItapApp(App[int]):
 
 def run_console(settings: Settings, attach: bool = False) -> int:
     """Start the console (``itap``) or attach to a database (``itap console --attach``)."""
-    from itap_engine.facade import AttachedFacade, LocalFacade
+    from itap_engine.facade.attached import AttachedFacade
+    from itap_engine.facade.local import LocalFacade
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
     app = ItapApp(facade)

@@ -3,7 +3,7 @@
 ``itap`` (or ``itap console``) starts the console with the engine in process;
 ``itap console --attach`` shows a database another process writes; ``itap --once``
 runs one headless cycle for cron. Every other subcommand belongs to the engine
-(:mod:`itap_engine.cli`). Textual is imported only when the console starts, so cron
+(:mod:`itap_engine.modes.cli`). Textual is imported only when the console starts, so cron
 runs stay light.
 """
 
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from itap_engine import cli as engine_cli
+from itap_engine.modes import cli as engine_cli
 from itap_engine.config import Settings
 
 
@@ -38,7 +38,7 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_once(args: argparse.Namespace, settings: Settings) -> int:
-    from itap_engine.once import run_once
+    from itap_engine.modes.once import run_once
 
     return run_once(settings, json_output=args.json, report=args.report)
 
@@ -67,14 +67,9 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.once:
         # A cycle that could not run is UNKNOWN (3) for a monitoring system, in the
         # run's own output format (a JSON line with --json).
-        from itap_engine.once import report_unknown
+        from itap_engine.modes.once import report_unknown
 
         return engine_cli.run_handler(args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.json))
-    if args.command == "bench":
-        from itap_engine.commands import bench
-        from itap_tui.bench import stages as console_stages
-
-        bench.EXTRA_STAGES.append(console_stages)
     handler = getattr(args, "handler", None) or _run_console
     return engine_cli.run_handler(args, handler)
 

@@ -1,6 +1,6 @@
 """A deterministic in-memory :class:`~itap_engine.snapshot.EngineFacade`.
 
-Used by the console's pilot and snapshot tests and by :mod:`itap_tui.bench`: it makes
+Used by the console's pilot and snapshot tests and by :mod:`itap_bench.console`: it makes
 snapshots from a seeded generator and a tick counter (never the wall clock), so two
 runs render the same screen. ``advance()`` plays one engine tick; with ``interval``
 set, ``start()`` also runs ticks on a timer like a live engine. It mimics the real

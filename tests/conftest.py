@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from itap_engine.config import Settings, load_settings
-from itap_engine.store import Store
+from itap_engine.store.sql import Store
 
 CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from sqlmodel import select
 
-from itap_engine.alerts import AlertTracker, Contributor, acknowledge_alert, AlertError
-from itap_engine.models import Alert
-from itap_engine.scoring import StreamingScorer, train_model
-from itap_engine.simulate import FaultEvent
+from itap_engine.detection.alerts import AlertTracker, Contributor, acknowledge_alert, AlertError
+from itap_engine.store.schema import Alert
+from itap_engine.detection.scoring import StreamingScorer, train_model
+from itap_engine.ingest.simulator import FaultEvent
 
 from _detection_helpers import START, local_settings, open_store, quiet_fleet, simulate
 

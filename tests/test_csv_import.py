@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from itap_engine.csv_import import CsvImportError, import_csv, plan_csv, validate_csv
-from itap_engine.simulate import Simulator, device_ids_for
-from itap_engine.store import Store
+from itap_engine.ingest.csv_source import CsvImportError, import_csv, plan_csv, validate_csv
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store.sql import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "config.toml"
@@ -38,7 +38,7 @@ def write_config(tmp_path: Path, db: str = "t.db", batch_rows: int = 50000, chun
 
 def itap(config: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "itap_engine.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(config), *args],
         capture_output=True, text=True, timeout=120, **kw,
     )
 
@@ -259,7 +259,7 @@ def test_killed_ingest_rerun_matches_one_clean_run(settings, tmp_path):
     killed_cfg = write_config(tmp_path, "killed.db", batch_rows=500, chunk_rows=5000)
     db = tmp_path / "killed.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "itap_engine.cli", "--config", str(killed_cfg), "ingest", str(big)],
+        [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(killed_cfg), "ingest", str(big)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     count = 0

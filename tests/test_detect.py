@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.exceptions import NotFittedError
 
-from itap_engine.detect import IsolationForestDetector, RobustZDetector, count_k_of_n_alerts, sweep_threshold
-from itap_engine.models import ModelVersion, Score
-from itap_engine.scoring import (
+from itap_engine.detection.detectors import IsolationForestDetector, RobustZDetector, count_k_of_n_alerts, sweep_threshold
+from itap_engine.store.schema import ModelVersion, Score
+from itap_engine.detection.scoring import (
     ModelIntegrityError,
     NoModelError,
     load_active_model,

@@ -21,14 +21,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from itap_engine import models
-from itap_engine.alerts import Contributor
-from itap_engine.bench_engine import derived_config
+from itap_engine.store import schema as models
+from itap_engine.detection.alerts import Contributor
+from itap_bench.engine import derived_config
 from itap_engine.config import Settings, load_settings
-from itap_engine.engine import SIM_CLOCK_KEY, Engine, EngineCore, LoopLagMonitor
-from itap_engine.facade import AttachedFacade, LocalFacade
+from itap_bench.loop_lag import LoopLagMonitor
+from itap_engine.engine.core import EngineCore
+from itap_engine.engine.service import Engine
+from itap_engine.store.watermarks import SIM_CLOCK_KEY
+from itap_engine.facade.attached import AttachedFacade
+from itap_engine.facade.local import LocalFacade
 from itap_engine.snapshot import EngineFacade, Progress, Snapshot
-from itap_engine.store import Store, datetime_to_ms, from_epoch_ms
+from itap_engine.store.sql import Store, datetime_to_ms, from_epoch_ms
 from sqlmodel import select
 
 REPO = Path(__file__).resolve().parents[1]
@@ -294,8 +298,8 @@ async def test_facades_implement_the_protocol_and_attach_to_the_same_database(wo
 def test_attached_snapshot_lists_the_last_ticks_anomalous_readings(workdir: Path) -> None:
     """Readings above the threshold without an alert are listed from the score table,
     newest tick only, with the family of their top contributor."""
-    from itap_engine.facade import snapshot_from_db
-    from itap_engine.scoring import insert_scores, load_active_model
+    from itap_engine.facade.attached import snapshot_from_db
+    from itap_engine.detection.scoring import insert_scores, load_active_model
 
     settings = settings_of(workdir)
     store = Store(settings)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itap_engine.cli import main
-from itap_engine.evaluate import evaluate_labelled, expected_families, fault_events
+from itap_engine.modes.cli import main
+from itap_engine.evaluation.labelled import evaluate_labelled, expected_families, fault_events
 
 from _detection_helpers import CONFIG, load_settings
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from itap_engine.config import Settings
-from itap_engine.features import EVENT_FEATURES, SIGNAL_KINDS, FeatureBuilder, feature_builder_for
-from itap_engine.simulate import FaultEvent, Simulator, device_ids_for
-from itap_engine.store import to_epoch_ms
+from itap_engine.detection.features import EVENT_FEATURES, SIGNAL_KINDS, FeatureBuilder, feature_builder_for
+from itap_engine.ingest.simulator import FaultEvent, Simulator, device_ids_for
+from itap_engine.store.sql import to_epoch_ms
 
 
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from itap_engine.config import Settings, load_settings
-from itap_engine.models import Run, ValidationEvent
-from itap_engine.pipeline import IngestReport, IngestRun, abort_dead_runs, ingest_frame
-from itap_engine.simulate import Simulator, device_ids_for
-from itap_engine.store import Store
+from itap_engine.store.schema import Run, ValidationEvent
+from itap_engine.ingest.pipeline import IngestReport, IngestRun, abort_dead_runs, ingest_frame
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store.sql import Store
 
 CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
 NOW = datetime(2026, 6, 1)

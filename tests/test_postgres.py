@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from itap_engine.config import load_settings
-from itap_engine.simulate import Simulator, device_ids_for
-from itap_engine.store import Store
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store.sql import Store
 
 PG_URL = os.environ.get("ITAP_TEST_PG_URL")
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason="ITAP_TEST_PG_URL not set")]
@@ -52,7 +52,7 @@ def test_idempotent_ingest_and_nulls_on_postgres(pg_store: Store) -> None:
 
 
 def test_pipeline_on_postgres(pg_store: Store) -> None:
-    from itap_engine.pipeline import ingest_frame
+    from itap_engine.ingest.pipeline import ingest_frame
 
     start = SETTINGS.simulation.start
     frame = Simulator(SETTINGS, "aircraft", device_ids_for("pa", 2)).generate(start, start + timedelta(minutes=30))
@@ -67,8 +67,8 @@ def test_pipeline_on_postgres(pg_store: Store) -> None:
 def test_time_range_reads_device_spans_and_scores_on_postgres(pg_store: Store) -> None:
     from sqlmodel import select
 
-    from itap_engine.models import Device
-    from itap_engine.scoring import insert_scores
+    from itap_engine.store.schema import Device
+    from itap_engine.detection.scoring import insert_scores
 
     start = SETTINGS.simulation.start
     frame = Simulator(SETTINGS, "industrial", device_ids_for("pt", 3)).generate(start, start + timedelta(hours=1))

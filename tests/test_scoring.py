@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from itap_engine.scoring import StreamingScorer, score_features, train_model
+from itap_engine.detection.scoring import StreamingScorer, score_features, train_model
 
 from _detection_helpers import local_settings, open_store, quiet_fleet, simulate
 

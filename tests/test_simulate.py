@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from itap_engine.config import load_settings
-from itap_engine.simulate import FaultEvent, Simulator, device_ids_for
+from itap_engine.ingest.simulator import FaultEvent, Simulator, device_ids_for
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = load_settings(REPO / "config.toml")

@@ -11,7 +11,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from itap_engine.skab import (
+from itap_engine.evaluation.skab import (
     FEATURE_COLUMNS,
     TRAIN_ROWS,
     SkabResult,
@@ -67,7 +67,7 @@ def test_rates_edge_cases() -> None:
 
 
 def test_pooled_result_adds_counts_not_rates() -> None:
-    from itap_engine.skab import FileCounts
+    from itap_engine.evaluation.skab import FileCounts
 
     files = [FileCounts("a", 1, 0, 0, 9), FileCounts("b", 90, 0, 0, 0)]
     result = SkabResult.from_counts("x", files)

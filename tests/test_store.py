@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from itap_engine.config import load_settings
-from itap_engine.simulate import Simulator, device_ids_for
-from itap_engine.store import Store, StoreError, from_epoch_ms, to_epoch_ms
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store.sql import Store, StoreError, from_epoch_ms, to_epoch_ms
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = load_settings(REPO / "config.toml")

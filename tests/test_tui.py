@@ -518,7 +518,7 @@ REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 def small_console_config(folder, tick_seconds: float = 0.3):  # type: ignore[no-untyped-def]
     """3 pumps and an aircraft, 1.5 h of history, no random faults, fast ticks (robust-z detector)."""
-    from itap_engine.bench_engine import derived_config
+    from itap_bench.engine import derived_config
     from itap_engine.config import load_settings
 
     return derived_config(
@@ -538,7 +538,7 @@ def small_console_config(folder, tick_seconds: float = 0.3):  # type: ignore[no-
 async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Bootstrap an empty database, inject a fault from the modal, see its alert, drill down, quit."""
     from itap_engine.config import load_settings
-    from itap_engine.facade import LocalFacade
+    from itap_engine.facade.local import LocalFacade
 
     settings = load_settings(small_console_config(tmp_path / "site"))
     facade = LocalFacade(settings)

@@ -29,7 +29,7 @@ pytestmark = [
 
 
 def small_config(folder: Path) -> Path:
-    from itap_engine.bench_engine import derived_config
+    from itap_bench.engine import derived_config
     from itap_engine.config import load_settings
 
     return derived_config(

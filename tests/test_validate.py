@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from rich.console import Console
 
 from itap_engine.config import Settings
-from itap_engine.simulate import Simulator, device_ids_for
-from itap_engine.validate import (
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.ingest.validate import (
     ValidationAlert,
     ValidationError,
     ValidationReport,

@@ -1,0 +1,70 @@
+"""``itap bench``: the fixed-workload benchmark (see :mod:`itap_bench.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from itap_bench.runner import WORKLOADS, StageProvider, run_bench
+from itap_engine.config import Settings
+from itap_engine.errors import ItapError
+from itap_engine.modes.render.output import console
+
+HELP = "benchmark every stage on fixed workloads (W1 = 54k rows, W2 = 864k rows)"
+
+def _console_stages(settings: Settings) -> list[dict[str, Any]]:
+    from itap_bench.console import stages
+
+    return stages(settings)
+
+
+EXTRA_STAGES: list[StageProvider] = [_console_stages]
+"""Stage providers beyond the engine's: the console's."""
+
+_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
+    parser.add_argument("--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console")
+
+
+def render(payload: dict[str, Any]) -> Table:
+    """Stages as rows; only the measure columns that some stage has."""
+    columns = [key for key in _COLUMNS if any(r.get(key) is not None for r in payload["results"])]
+    table = Table("workload", "stage", "rows", *columns, title="itap bench", title_justify="left")
+    for r in payload["results"]:
+        cells = [r.get("workload", ""), r["stage"], f"{r['rows']:,}" if r.get("rows") else ""]
+        for key in columns:
+            value = r.get(key)
+            cells.append("" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.3f}".rstrip("0").rstrip("."))
+        table.add_row(*cells)
+    return table
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}")
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    out = console()
+    payload = run_bench(
+        settings,
+        workloads,
+        detection="detection" not in skip,
+        engine="engine" not in skip,
+        extra=[] if "console" in skip else EXTRA_STAGES,
+        progress=lambda message: out.print(f"[dim]… {message}[/]"),
+    )
+    out.print(render(payload))
+    path = Path(args.out or settings.resolve("benchmarks/latest.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    out.print(f"results written to {path}")
+    return 0

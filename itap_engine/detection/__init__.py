@@ -1,0 +1,2 @@
+"""Detection: trailing-window features, the detector registry, thresholds, model
+files, the streaming scorer and alerts."""

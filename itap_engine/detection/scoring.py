@@ -1,0 +1,626 @@
+"""Training, model files, streaming scoring and ``itap score``: the glue the engine calls.
+
+Why it is built this way:
+
+* **One model file per version.** :func:`train_model` fits the feature builder and
+  the detector on a time window of normal operation, picks the threshold on a later
+  validation window, writes both with joblib under ``<artifacts>/models/`` and
+  records path, sha256, window, features and threshold in ``model_version``. A
+  retrain adds a version (the newest is active); scores keep the id of the version
+  that produced them.
+* **Refuse tampered files.** Loading a pickle runs code, so :func:`load_active_model`
+  hashes the file first and refuses it (:class:`ModelIntegrityError`) unless the
+  hash matches the one recorded at training time.
+* **Streaming == batch.** :class:`StreamingScorer` keeps the last
+  ``levels_history`` readings of every device, with their standardised levels, and
+  runs the very same :class:`~itap_engine.detection.features.FeatureBuilder` over buffer + new
+  readings, so a tick-by-tick engine and a one-shot ``itap score`` agree (to ~1e-12).
+* **Bulk writes.** Scores go to SQL as one executemany per batch, never as ORM
+  objects per row.
+
+The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
+:func:`train_model`, :func:`load_active_model`, :class:`StreamingScorer`,
+:class:`AlertTracker`, :func:`acknowledge_alert`, :func:`insert_scores`, :func:`score_pending`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import select
+
+from itap_engine.detection.alerts import (
+    AlertChanges,
+    AlertTracker,
+    Contributor,
+    acknowledge_alert,
+    contributors_to_json,
+    explain,
+)
+from itap_engine.config import Settings
+from itap_engine.detection.detectors import make_detector, sweep_threshold
+from itap_engine.errors import ItapError
+from itap_engine.detection.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks, sort_readings
+from itap_engine.store.schema import ModelVersion, Score
+
+__all__ = [
+    "AlertChanges",
+    "AlertTracker",
+    "Contributor",
+    "ModelIntegrityError",
+    "NoModelError",
+    "ScoreResult",
+    "StreamingScorer",
+    "TrainedModel",
+    "TrainingError",
+    "acknowledge_alert",
+    "insert_scores",
+    "load_active_model",
+    "load_model_version",
+    "score_features",
+    "score_pending",
+    "train_model",
+]
+
+MODEL_FORMAT = 1
+VALIDATION_FRACTION = 0.25
+"""The latest quarter of the training window (by time) picks the threshold."""
+MAX_TRAIN_READINGS = 300_000
+"""Above this many readings, the detector is fitted on a seeded subset of devices
+(the feature builder still learns every device's daily profile)."""
+MAX_FIT_ROWS = 100_000
+"""Training rows above this are subsampled (seeded) before fitting the detector."""
+SCORED_WATERMARK = "scored:{profile}"
+
+
+class ModelIntegrityError(ItapError):
+    """A model file is missing or does not match the sha256 recorded when it was trained."""
+
+
+class NoModelError(ItapError):
+    """No trained model exists for a profile."""
+
+
+class TrainingError(ItapError):
+    """A model could not be trained (no or too little normal data)."""
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A fitted model version, ready to score."""
+
+    version_id: int
+    profile: str
+    detector: Any
+    threshold: float
+    feature_names: list[str]
+    train_start: int | None
+    train_end: int | None
+    features: FeatureBuilder | None = None
+    """The fitted feature builder that produces ``feature_names``."""
+    families: dict[str, str] = field(default_factory=dict)
+    """signal -> sensor family, for explanations."""
+    detector_name: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """What :func:`score_pending` did."""
+
+    profile: str
+    rows: int
+    anomalous: int
+    model_version_id: int | None
+    alerts_opened: int = 0
+    alerts_closed: int = 0
+    watermark: int | None = None
+
+
+# ---------------------------------------------------------------------- training
+def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
+    """Rows whose trailing window holds no labelled fault (all rows if unlabelled)."""
+    if "fault" not in frame.columns:
+        return np.ones(len(frame), dtype=bool)
+    faulty = frame["fault"].notna().to_numpy()
+    if not faulty.any():
+        return np.ones(len(frame), dtype=bool)
+    from itap_engine.detection.features import _positions, _rolling_count
+
+    pos = _positions(pd.factorize(frame["device_id"])[0])
+    return _rolling_count(faulty.astype(float), pos, features.long_window + features.fft_window) == 0
+
+
+def _training_devices(frame: pd.DataFrame) -> list[str] | None:
+    """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS.
+
+    Subsampling devices (not instants) keeps every trailing window intact.
+    """
+    counts = frame["device_id"].value_counts(sort=False)
+    if int(counts.sum()) <= MAX_TRAIN_READINGS:
+        return None
+    order = np.random.default_rng(0).permutation(len(counts))
+    chosen, total = [], 0
+    for i in order:
+        if total >= MAX_TRAIN_READINGS:
+            break
+        chosen.append(str(counts.index[i]))
+        total += int(counts.iloc[i])
+    return sorted(chosen)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def train_model(
+    store,  # noqa: ANN001 - itap_engine.store.sql.Store
+    settings: Settings,
+    profile: str,
+    *,
+    train_until_ms: int | None = None,
+    train_from_ms: int | None = None,
+) -> TrainedModel:
+    """Fit features + detector on normal readings of ``[train_from_ms, train_until_ms]``.
+
+    Normal means: no fault label in the trailing window (simulated data); imported
+    data without labels is taken as normal, so the operator names a known-good
+    window with ``train_until_ms``. The latest quarter of the window (by time) is the
+    validation window on which the threshold is swept. Saves a new model version and
+    makes it the active one.
+
+    Raises:
+        TrainingError: the window holds too few normal readings.
+    """
+    spec = settings.profile(profile)
+    since = None if train_from_ms is None else train_from_ms - 1
+    # features come back ordered by device then time (Python's order): the masks below
+    # must follow the same order, whatever the database's collation
+    frame = sort_readings(store.read_readings(profile, since_ms=since, until_ms=train_until_ms))
+    builder = feature_builder_for(settings, spec)
+    if len(frame) < 4 * builder.long_window:
+        raise TrainingError(
+            f"profile {profile}: only {len(frame)} readings in the training window; "
+            f"need at least {4 * builder.long_window} (generate or ingest more history first)"
+        )
+    normal = _normal_mask(frame, builder)
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    t0, t1 = int(ts.min()), int(ts.max())
+    split = t0 + int((t1 - t0) * (1 - VALIDATION_FRACTION))
+    fit_rows = normal & (ts <= split)
+    if fit_rows.sum() < 2 * builder.long_window:
+        raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
+    builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
+    devices = _training_devices(frame)
+    if devices is not None:  # the detector needs volume, not every device
+        keep = frame["device_id"].isin(devices).to_numpy()
+        frame, normal, fit_rows, ts = frame[keep], normal[keep], fit_rows[keep], ts[keep]
+    feats = builder.transform(frame)
+    names = list(builder.feature_names_out_)
+    pos_ok = _warm(feats, builder.history_)
+    X = feats[names].to_numpy()
+    train_idx = np.flatnonzero(fit_rows & pos_ok)
+    val_idx = np.flatnonzero(normal & (ts > split) & pos_ok)
+    rng = np.random.default_rng(0)
+    if len(train_idx) > MAX_FIT_ROWS:
+        train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
+    name = settings.detection.detector
+    detector = make_detector(name, n_estimators=settings.detection.n_estimators)
+    detector.fit(X[train_idx])
+    if len(val_idx) < 100:
+        val_idx = train_idx
+    val_scores = -detector.score_samples(X[val_idx])
+    device_codes = pd.factorize(feats["device_id"].to_numpy()[val_idx])[0]
+    device_days = len(val_idx) * builder.step_ms_ / 86_400_000
+    choice = sweep_threshold(
+        val_scores,
+        device_codes,
+        device_days,
+        k=settings.alerts.k,
+        n=settings.alerts.n,
+        quiet=settings.alerts.quiet_readings,
+        min_percentile=settings.detection.threshold_percentile,
+    )
+    detector.set_threshold(choice.threshold)
+    families = spec.families()
+    bundle = {
+        "format": MODEL_FORMAT,
+        "profile": profile,
+        "detector_name": name,
+        "features": builder,
+        "detector": detector,
+        "threshold": choice.threshold,
+        "feature_names": names,
+        "families": families,
+    }
+    models_dir = settings.resolve(settings.paths.artifacts_dir) / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    path = models_dir / f"{profile}-{name}-{stamp}-{uuid.uuid4().hex[:8]}.joblib"
+    joblib.dump(bundle, path)
+    metrics = {
+        "threshold_percentile": choice.percentile,
+        "validation_alerts_per_device_day": round(choice.alerts_per_device_day, 4),
+        "sweep": [list(map(float, rung)) for rung in choice.sweep],
+        "train_rows": int(len(train_idx)),
+        "validation_rows": int(len(val_idx)),
+        "validation_start": split,
+        "lag_tau": float(builder.lag_tau_),
+        "lag_delay": int(builder.lag_delay_),
+    }
+    with store.session() as session:
+        session.exec(
+            sa.update(ModelVersion).where(ModelVersion.profile == profile).values(active=False)  # type: ignore[call-overload]
+        )
+        version = ModelVersion(
+            profile=profile,
+            detector=name,
+            path=str(path),
+            sha256=_sha256(path),
+            train_start=t0,
+            train_end=t1,
+            features=json.dumps(names),
+            threshold=float(choice.threshold),
+            metrics=json.dumps(metrics),
+            active=True,
+        )
+        session.add(version)
+        session.commit()
+        session.refresh(version)
+    assert version.id is not None
+    return TrainedModel(
+        version_id=version.id,
+        profile=profile,
+        detector=detector,
+        threshold=float(choice.threshold),
+        feature_names=names,
+        train_start=t0,
+        train_end=t1,
+        features=builder,
+        families=families,
+        detector_name=name,
+    )
+
+
+def _warm(feats: pd.DataFrame, history: int) -> np.ndarray:
+    """Rows with a full history behind them (partial windows are not fitted on)."""
+    from itap_engine.detection.features import _positions
+
+    return _positions(pd.factorize(feats["device_id"])[0]) >= history - 1
+
+
+# ---------------------------------------------------------------------- loading
+def load_model_version(store, version_id: int) -> TrainedModel:  # noqa: ANN001
+    """Load one recorded model version, verifying its file's sha256 first.
+
+    Raises:
+        ModelIntegrityError: the file is missing or its hash does not match.
+    """
+    with store.session() as session:
+        version = session.get(ModelVersion, version_id)
+    if version is None:
+        raise NoModelError(f"model version {version_id} does not exist")
+    path = Path(version.path)
+    if not path.is_file():
+        raise ModelIntegrityError(
+            f"model file {path} (profile {version.profile}, version {version.id}) is missing; "
+            f"retrain with `itap train --profile {version.profile}`"
+        )
+    actual = _sha256(path)
+    if actual != version.sha256:
+        raise ModelIntegrityError(
+            f"model file {path} does not match the sha256 recorded for version {version.id} "
+            f"(expected {version.sha256[:12]}..., found {actual[:12]}...); refusing to load it "
+            f"because loading a pickle runs code. Retrain with `itap train --profile {version.profile}`"
+        )
+    bundle = joblib.load(path)
+    return TrainedModel(
+        version_id=int(version.id),  # type: ignore[arg-type]
+        profile=version.profile,
+        detector=bundle["detector"],
+        threshold=float(version.threshold),
+        feature_names=list(bundle["feature_names"]),
+        train_start=version.train_start,
+        train_end=version.train_end,
+        features=bundle["features"],
+        families=dict(bundle["families"]),
+        detector_name=bundle.get("detector_name", version.detector),
+    )
+
+
+def load_active_model(store, settings: Settings, profile: str) -> TrainedModel | None:  # noqa: ANN001
+    """The newest active model of a profile, or None if none was trained.
+
+    Raises:
+        ModelIntegrityError: naming the file, if it is missing or was altered.
+    """
+    with store.session() as session:
+        version = session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.profile == profile, ModelVersion.active == True)  # noqa: E712
+            .order_by(ModelVersion.id.desc())  # type: ignore[union-attr]
+        ).first()
+    if version is None or version.id is None:
+        return None
+    return load_model_version(store, version.id)
+
+
+# ---------------------------------------------------------------------- scoring
+SCORED_COLUMNS = ["device_id", "ts", "score", "is_anomalous", "family", "contributors", "threshold", "model_version_id"]
+
+
+def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
+    """Score a feature frame (``device_id``, ``ts`` and the model's feature columns).
+
+    Returns the :class:`StreamingScorer` output columns (plus ``threshold`` and
+    ``model_version_id``). Contributor lists are filled for anomalous rows only.
+    """
+    if feats.empty:
+        return pd.DataFrame({c: [] for c in SCORED_COLUMNS})
+    X = feats[model.feature_names].to_numpy()
+    raw, push = model.detector.score_and_contributions(X)
+    score = -raw
+    anomalous = score > model.threshold
+    explanation = explain(push, model.feature_names, model.families, detail=anomalous)
+    return pd.DataFrame(
+        {
+            "device_id": feats["device_id"].to_numpy(),
+            "ts": feats["ts"].to_numpy(dtype=np.int64),
+            "score": score,
+            "is_anomalous": anomalous,
+            "family": explanation.family,
+            "contributors": explanation.contributors,
+            "threshold": model.threshold,
+            "model_version_id": model.version_id,
+        }
+    )
+
+
+class StreamingScorer:
+    """Scores readings of one profile as they arrive, tick by tick.
+
+    Keeps the last ``model.features.levels_history`` readings of each device, with
+    their standardised levels (:meth:`~itap_engine.detection.features.FeatureBuilder.levels`), so that the
+    features of new readings equal those of a batch pass over the whole history.
+
+    Args:
+        settings: the loaded settings.
+        profile: the profile the model was trained for.
+        model: a :class:`TrainedModel` (from :func:`train_model` or
+            :func:`load_active_model`).
+    """
+
+    def __init__(self, settings: Settings, profile: str, model: TrainedModel) -> None:
+        if model.features is None:
+            raise ValueError("model has no fitted feature builder")
+        self.settings = settings
+        self.profile = profile
+        self.model = model
+        self.history = int(model.features.levels_history)
+        signals = settings.profile(profile).signal_names
+        self.columns = ["device_id", "ts", "state", *signals]
+        self._levels = [f"{s}__level" for s in signals]
+        """Buffer columns: each buffered reading's standardised value (FeatureBuilder.levels)."""
+        self._buffer = pd.DataFrame({c: [] for c in [*self.columns, *self._levels]})
+        self._categories: dict[str, pd.Index] = {}
+
+    def _frame(self, readings: pd.DataFrame) -> pd.DataFrame:
+        frame = readings.reindex(columns=[*self.columns, *self._levels]).copy()
+        if not pd.api.types.is_integer_dtype(frame["ts"].dtype):
+            from itap_engine.store.sql import to_epoch_ms
+
+            frame["ts"] = to_epoch_ms(frame["ts"])
+        frame["ts"] = frame["ts"].astype(np.int64)
+        for name in ("device_id", "state"):
+            frame[name] = self._categorical(name, frame[name])
+        return frame
+
+    def _categorical(self, name: str, values: pd.Series) -> pd.Series:
+        """``values`` as a categorical over sorted categories shared with the buffer.
+
+        Device ids and states repeat on every buffered row: as categories, hashing
+        them (factorize, isin) costs their integer codes instead of a string per row,
+        and buffer + tick concatenate without re-encoding.
+        """
+        categories = self._categories.get(name)
+        seen = pd.unique(values.dropna().astype(str).to_numpy())
+        if categories is None or not pd.Index(seen).isin(categories).all():
+            categories = pd.Index(sorted(set(seen) | set(categories if categories is not None else ())))
+            self._categories[name] = categories
+            if len(self._buffer):
+                self._buffer[name] = self._buffer[name].cat.set_categories(categories)
+        text = values.where(values.isna(), values.astype(str))
+        return pd.Series(pd.Categorical(text, categories=categories), index=values.index)
+
+    def _retain(self, combined: pd.DataFrame, codes: np.ndarray) -> None:
+        """Keep the last ``history`` readings of each device (``codes`` sorted)."""
+        from itap_engine.detection.features import _positions
+
+        pos = _positions(codes)
+        sizes = np.bincount(codes)[codes]
+        self._buffer = combined[pos >= sizes - self.history].reset_index(drop=True)
+
+    def warm_up(self, history: pd.DataFrame) -> None:
+        """Seed the per-device windows from stored readings without scoring them."""
+        if history.empty:
+            return
+        combined, _, codes = self._merge(self._frame(history))
+        assert self.model.features is not None
+        combined[self._levels] = self.model.features.levels(combined)
+        self._retain(combined, codes)
+
+    def _merge(self, new: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """Buffer + new readings ordered by device then time, a new reading replacing a
+        buffered one with the same key: ``(frame, is_new, device codes)``.
+
+        Sorts integer codes (not the device strings) and keeps the buffer's column
+        dtypes, so a tick costs a few milliseconds for a thousand devices.
+        """
+        buffer = self._buffer
+        combined = pd.concat([buffer, new], ignore_index=True) if len(buffer) else new.reset_index(drop=True)
+        is_new = np.r_[np.zeros(len(buffer), dtype=bool), np.ones(len(new), dtype=bool)]
+        codes = pd.factorize(combined["device_id"], sort=True)[0]
+        ts = combined["ts"].to_numpy(dtype=np.int64)
+        # one int64 key (device, ts): a stable sort of it is fast on the nearly sorted
+        # buffer + tick (timsort), and of equal keys the new reading comes last
+        span = int(ts.max() - ts.min()) + 1 if len(ts) else 1
+        if (int(codes.max()) + 1) * span < 2**62 if len(ts) else True:
+            order = np.argsort(codes.astype(np.int64) * span + (ts - (ts.min() if len(ts) else 0)), kind="stable")
+        else:  # a key would overflow (timestamps decades apart): sort by both columns
+            order = np.lexsort((ts, codes))
+        codes, ts = codes[order], ts[order]
+        last = np.r_[(codes[1:] != codes[:-1]) | (ts[1:] != ts[:-1]), True]
+        order = order[last]
+        return combined.take(order).reset_index(drop=True), is_new[order], codes[last]
+
+    def score(self, readings: pd.DataFrame) -> pd.DataFrame:
+        """Score new readings (``device_id``, ``ts`` epoch ms, ``state``, signals).
+
+        Returns ``device_id``, ``ts``, ``score`` (higher = more anomalous),
+        ``is_anomalous`` (score > threshold), ``family`` (top sensor family),
+        ``contributors`` (top 3 :class:`Contributor` as a list for anomalous rows;
+        the shared empty tuple ``()`` for the others, to keep scoring fast),
+        plus ``threshold`` and ``model_version_id``; ordered by device then time.
+
+        Features are computed for the new readings only
+        (:meth:`~itap_engine.detection.features.FeatureBuilder.transform_new`), with the
+        buffered readings as their history.
+        """
+        if readings.empty:
+            return score_features(self.model, pd.DataFrame())
+        combined, is_new, codes = self._merge(self._frame(readings))
+        features = self.model.features
+        assert features is not None
+        levels = np.array(combined[self._levels].to_numpy(dtype=float))  # writable (copy-on-write views are not)
+        # a reading's level depends on the states before it: new readings, and any
+        # buffered reading after a new one (a late arrival), are standardised again
+        stale = _at_or_after_first(is_new, codes)
+
+        def run(lo: int, hi: int) -> pd.DataFrame | None:
+            new = is_new[lo:hi]
+            if not new.any():
+                return None
+            block = combined.iloc[lo:hi]
+            redo = np.flatnonzero(stale[lo:hi])
+            levels[lo:hi][redo] = features.levels(block, None if len(redo) == hi - lo else redo)
+            return score_features(self.model, features.transform_new(block, new, levels=levels[lo:hi]))
+
+        # whole devices at a time: a catch-up over days of readings never holds the
+        # feature matrix of all of them at once; buffered rows weigh little (their
+        # levels are kept, only the new rows' windows are gathered)
+        blocks = device_blocks(codes, weight=np.where(is_new, 1.0, _BUFFERED_ROW_WEIGHT))
+        parts = [part for part in map_blocks(run, blocks) if part is not None]
+        result = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+        combined[self._levels] = levels
+        self._retain(combined, codes)
+        return result
+
+
+def warm_up_span_ms(features: FeatureBuilder) -> int:
+    """How far before a watermark :meth:`StreamingScorer.warm_up` should read: the
+    builder's ``history_`` readings (the windows and the state history behind their
+    levels), twice over so a gap in the data still leaves enough."""
+    return (int(features.history_) + 2) * max(int(features.step_ms_), 1) * 2
+
+
+_BUFFERED_ROW_WEIGHT = 1 / 64
+"""Work of a buffered reading relative to a new one when a tick is cut into blocks."""
+
+
+def _at_or_after_first(flags: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Rows at or after the first flagged row of their device (rows grouped by device)."""
+    n = len(flags)
+    idx = np.arange(n)
+    starts = np.maximum.accumulate(np.where(np.r_[True, codes[1:] != codes[:-1]], idx, 0)) if n else idx
+    last_flag = np.maximum.accumulate(np.where(flags, idx, -1)) if n else idx
+    return last_flag >= starts
+
+
+def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:  # noqa: ANN001
+    """Bulk ``INSERT ... ON CONFLICT DO NOTHING`` of scores; returns rows inserted."""
+    if scored.empty:
+        return 0
+    contributors = [
+        contributors_to_json(items) if isinstance(items, (list, tuple)) and items else None
+        for items in scored["contributors"].tolist()
+    ]
+    records = [
+        {"profile": profile, "device_id": d, "ts": t, "score": s, "model_version_id": v, "contributors": c}
+        for d, t, s, v, c in zip(
+            scored["device_id"].astype(str).tolist(),
+            scored["ts"].astype(np.int64).tolist(),
+            scored["score"].astype(float).tolist(),
+            scored["model_version_id"].astype(int).tolist(),
+            contributors,
+        )
+    ]
+    return sum(
+        store.executemany("insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch])
+        for start in range(0, len(records), batch)
+    )
+
+
+def _score_insert(dialect: str) -> sa.Executable:
+    table = Score.__table__  # type: ignore[attr-defined]
+    names = ["profile", "device_id", "ts", "score", "model_version_id", "contributors"]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .values({name: sa.bindparam(name) for name in names})
+        .on_conflict_do_nothing(index_elements=["profile", "device_id", "ts"])
+    )
+
+
+def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # noqa: ANN001
+    """``itap score``: score readings newer than the profile's scored watermark.
+
+    Warms the windows up from the readings just before the watermark, stores Score
+    rows in bulk, updates alerts and advances the watermark.
+
+    Raises:
+        NoModelError: no model was trained for the profile.
+        ModelIntegrityError: the active model's file was altered or is missing.
+    """
+    model = load_active_model(store, settings, profile)
+    if model is None:
+        raise NoModelError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
+    key = SCORED_WATERMARK.format(profile=profile)
+    mark = store.get_watermark(key)
+    since = int(mark) if mark else None
+    scorer = StreamingScorer(settings, profile, model)
+    columns = scorer.columns
+    new = store.read_readings(profile, since_ms=since, columns=columns)
+    if new.empty:
+        return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
+    if since is not None:
+        assert model.features is not None
+        span = warm_up_span_ms(model.features)
+        scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
+    scored = scorer.score(new)
+    insert_scores(store, profile, scored)
+    changes = AlertTracker(store, settings).update(profile, scored)
+    last = int(new["ts"].max())
+    store.set_watermark(key, str(last))
+    return ScoreResult(
+        profile=profile,
+        rows=len(scored),
+        anomalous=int(scored["is_anomalous"].sum()),
+        model_version_id=model.version_id,
+        alerts_opened=len(changes.opened),
+        alerts_closed=len(changes.closed),
+        watermark=last,
+    )

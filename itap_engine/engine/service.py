@@ -1,0 +1,288 @@
+"""The engine on asyncio: APScheduler 3 jobs around an :class:`~itap_engine.engine.core.EngineCore`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from itap_engine.config import Settings
+from itap_engine.engine.core import EngineCore, TickResult, _short_error, _utcnow
+from itap_engine.engine.lock import RunLock
+from itap_engine.engine.logs import configure_logging
+from itap_engine.errors import ItapError
+from itap_engine.snapshot import (
+    EngineStats,
+    FaultCommandView,
+    Progress,
+    Snapshot,
+    SnapshotPublisher,
+)
+from itap_engine.store.watermarks import (
+    ENGINE_STATUS_KEY,
+)
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------- the engine
+Subscriber = Callable[[Snapshot], None]
+
+
+class Engine(SnapshotPublisher):
+    """The engine on asyncio: scheduled jobs around an :class:`EngineCore`.
+
+    Subscribers and progress callbacks are always called on the event loop's thread.
+
+    Args:
+        settings: the loaded settings.
+        lock: take the data directory's run lock (one writer of the timeline).
+        schedule: run the jobs on APScheduler; False leaves ticking to the caller
+            (:meth:`tick_now`), as tests and benchmarks do.
+    """
+
+    def __init__(self, settings: Settings, *, lock: bool = True, schedule: bool = True) -> None:
+        self.settings = settings
+        self.core: EngineCore | None = None
+        self.paused = False
+        self.phase = "starting"
+        self.seq = 0
+        self.last_error: str | None = None
+        self.tick_ms: float | None = None
+        self.rows_per_s: float | None = None
+        self.tick_durations_ms: list[float] = []
+        self._schedule = schedule
+        self._lock = RunLock(settings, "itap engine") if lock else None
+        SnapshotPublisher.__init__(self)
+        self._scheduler: Any = None
+        self._tick_lock: asyncio.Lock | None = None
+        self._retrain_lock: asyncio.Lock | None = None
+        self._busy = 0
+        self._idle: asyncio.Event | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
+        """Open (bootstrapping an empty database), publish a first snapshot, start the jobs."""
+        configure_logging(self.settings)
+        loop = asyncio.get_running_loop()
+        self._tick_lock = asyncio.Lock()
+        self._retrain_lock = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        if self._lock is not None:
+            await asyncio.to_thread(self._lock.acquire)
+        try:
+            self.core = await asyncio.to_thread(EngineCore, self.settings)
+            if await asyncio.to_thread(self.core.needs_bootstrap):
+                self.phase = "bootstrapping"
+                log.info("bootstrapping %s", self.core.store.safe_url)
+
+                def report(p: Progress) -> None:
+                    if progress is not None:
+                        loop.call_soon_threadsafe(progress, p)
+
+                await asyncio.to_thread(self.core.bootstrap, report)
+            await asyncio.to_thread(self.core.resume)
+        except BaseException:
+            if self.core is not None:
+                self.core.close()
+            if self._lock is not None:
+                self._lock.release()
+            raise
+        self.phase = "running"
+        await self._publish()
+        log.info("engine started at simulated %s", self.core.sim_time)
+        if self._schedule:
+            self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+        e = self.settings.engine
+        scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
+        common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+        scheduler.add_job(self._job_tick, "interval", seconds=e.tick_seconds, id="tick", name="tick",
+                          next_run_time=datetime.now(UTC), **common)
+        scheduler.add_job(self._job_retrain, "interval", minutes=e.retrain_minutes, id="retrain", name="retrain", **common)
+        scheduler.add_job(self._job_housekeeping, "interval", minutes=e.housekeeping_minutes, id="housekeeping",
+                          name="housekeeping", next_run_time=datetime.now(UTC) + timedelta(seconds=5), **common)
+        scheduler.start(paused=False)
+        if self.paused:
+            scheduler.pause_job("tick")
+        self._scheduler = scheduler
+
+    async def stop(self) -> None:
+        """Stop the jobs, let a running tick finish, write the status, close the database."""
+        if self.core is None:
+            return
+        self.phase = "stopping"
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        if self._idle is not None:
+            await self._idle.wait()
+        core, self.core = self.core, None
+        self.phase = "stopped"
+        try:
+            await asyncio.to_thread(self._write_status, core)
+        except Exception:  # noqa: BLE001 - the database may be the problem
+            log.exception("could not write the final engine status")
+        await asyncio.to_thread(core.close)
+        if self._lock is not None:
+            self._lock.release()
+        log.info("engine stopped after %d ticks", core.ticks)
+
+    # ------------------------------------------------------------------ subscribers
+    async def refresh(self) -> None:
+        """Publish a fresh snapshot now (after an operator command)."""
+        await self._publish()
+
+    def _stats(self) -> EngineStats:
+        core = self.core
+        return EngineStats(
+            sim_time=core.sim_time if core else None,
+            tick_ms=self.tick_ms,
+            rows_per_s=self.rows_per_s,
+            ticks=core.ticks if core else 0,
+            model_versions=core.model_versions() if core else {},
+            paused=self.paused,
+            mode="live",
+            last_error=self.last_error,
+            phase=self.phase,
+        )
+
+    def _write_status(self, core: EngineCore) -> None:
+        payload = {
+            "pid": os.getpid(),
+            "heartbeat": _utcnow().isoformat(timespec="seconds"),
+            "sim_time": core.sim_time.isoformat() if core.sim_time else None,
+            "tick_ms": self.tick_ms,
+            "rows_per_s": self.rows_per_s,
+            "ticks": core.ticks,
+            "last_error": self.last_error,
+            "phase": self.phase,
+            "paused": self.paused,
+        }
+        core.store.set_watermark(ENGINE_STATUS_KEY, json.dumps(payload))
+
+    def _snapshot_work(self, core: EngineCore, seq: int, stats: EngineStats) -> Snapshot:
+        self._write_status(core)
+        return core.snapshot(seq, stats)
+
+    async def _publish(self) -> None:
+        core = self.core
+        if core is None:
+            return
+        self.seq += 1
+        try:
+            snapshot = await asyncio.to_thread(self._snapshot_work, core, self.seq, self._stats())
+        except Exception as error:  # noqa: BLE001 - keep showing the last picture, with the error
+            self.last_error = self._error_text("snapshot", error)
+            if self._latest is None:
+                raise
+            snapshot = replace(self._latest, seq=self.seq, created_at=_utcnow(), stats=self._stats())
+        self._deliver(snapshot)
+
+    def _error_text(self, what: str, error: BaseException) -> str:
+        stamp = datetime.now().strftime("%H:%M:%S")
+        text = f"{stamp} {what} failed: {_short_error(error)}"
+        log.error("%s", text, exc_info=error)
+        return text
+
+    # ------------------------------------------------------------------ jobs
+    @contextlib.asynccontextmanager
+    async def _work(self) -> Any:
+        """Counts work in flight, so :meth:`stop` can wait for it to finish."""
+        assert self._idle is not None
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.set()
+
+    async def _job_tick(self) -> None:
+        if self.paused or self.phase != "running":
+            return
+        await self.tick_now()
+
+    async def tick_now(self, sim_seconds: float | None = None) -> TickResult | None:
+        """Run one tick now (the scheduled job calls this); None when the tick failed."""
+        core = self.core
+        if core is None or self._tick_lock is None:
+            return None
+        async with self._work(), self._tick_lock:
+            try:
+                result = await asyncio.to_thread(core.tick, sim_seconds)
+            except Exception as error:  # noqa: BLE001 - a failing tick is shown, the next one runs
+                self.last_error = self._error_text("tick", error)
+                await self._publish()
+                return None
+            seconds = result.seconds
+            self.tick_ms = seconds * 1000
+            self.tick_durations_ms.append(self.tick_ms)
+            del self.tick_durations_ms[:-1000]
+            self.rows_per_s = result.inserted / seconds if seconds > 0 else None
+            if result.errors:
+                self.last_error = f"{datetime.now():%H:%M:%S} {result.errors[-1]}"
+            await self._publish()
+        if result.retrain_requested:
+            profile = None if result.retrain_requested == "*" else result.retrain_requested
+            task = asyncio.create_task(self.retrain(profile))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return result
+
+    async def _job_retrain(self) -> None:
+        await self.retrain()
+
+    async def retrain(self, profile: str | None = None) -> dict[str, int | None]:
+        """Train new models now (in a thread); they score from the next tick."""
+        core = self.core
+        if core is None or self._retrain_lock is None:
+            return {}
+        async with self._work(), self._retrain_lock:
+            try:
+                return await asyncio.to_thread(core.retrain, profile)
+            except Exception as error:  # noqa: BLE001
+                self.last_error = self._error_text("retrain", error)
+                return {}
+
+    async def _job_housekeeping(self) -> None:
+        await self.housekeeping()
+
+    async def housekeeping(self) -> dict[str, int]:
+        core = self.core
+        if core is None or self._tick_lock is None:
+            return {}
+        async with self._work(), self._tick_lock:
+            try:
+                return await asyncio.to_thread(core.housekeeping)
+            except Exception as error:  # noqa: BLE001
+                self.last_error = self._error_text("housekeeping", error)
+                return {}
+
+    # ------------------------------------------------------------------ commands
+    async def inject_fault(
+        self, device_ids: list[str], fault: str, severity: float, duration_s: float
+    ) -> list[FaultCommandView]:
+        """Schedule an operator fault on devices; it takes effect from the next tick."""
+        if self.core is None:
+            raise ItapError("the engine is not running")
+        return await asyncio.to_thread(self.core.inject_fault, device_ids, fault, severity, duration_s)
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if self._scheduler is not None:
+            (self._scheduler.pause_job if paused else self._scheduler.resume_job)("tick")
+        if self._latest is not None:
+            self._latest = replace(self._latest, stats=self._stats())

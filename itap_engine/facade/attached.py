@@ -1,0 +1,224 @@
+"""The console over a database another process writes: :class:`AttachedFacade` runs
+no engine. It builds a snapshot from stored rows about once a second, with the same
+assembler as the engine (:func:`~itap_engine.snapshot.assemble.build_snapshot`).
+Commands go through the database too: a fault is a ``fault_command`` row that the
+engine (or the next ``itap --once``) carries out, an acknowledgement updates the
+``alert`` row, and a retrain is a request in the ``command.retrain`` watermark that
+the engine picks up on its next tick. Every blocking call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from itap_engine.config import Settings
+from itap_engine.detection.alerts import acknowledge_alert
+from itap_engine.engine.logs import configure_logging
+from itap_engine.errors import ItapError
+from itap_engine.snapshot.assemble import ProfileState, build_snapshot
+from itap_engine.snapshot.dto import (
+    AnomalyRow,
+    DeviceDetail,
+    EngineStats,
+    FaultCommandView,
+    Progress,
+    Snapshot,
+    SnapshotPublisher,
+)
+from itap_engine.store.queries import (
+    active_models,
+    device_detail,
+    fleet_devices,
+    injected_faults,
+    latest_readings,
+    latest_scores,
+    open_and_recent_alerts,
+    recent_reading_anomalies,
+    recent_validation_alerts,
+    request_retrain,
+    write_fault_commands,
+)
+from itap_engine.store.sql import Store
+from itap_engine.store.watermarks import ENGINE_STATUS_KEY, SIM_CLOCK_KEY
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool = False) -> Snapshot:
+    """A snapshot built from stored rows only (what an attached console shows)."""
+    status: dict[str, Any] = {}
+    raw = store.get_watermark(ENGINE_STATUS_KEY)
+    if raw:
+        with contextlib.suppress(ValueError):
+            status = json.loads(raw)
+    clock = store.get_watermark(SIM_CLOCK_KEY)
+    sim_time = datetime.fromisoformat(clock) if clock else None
+    model_rows = active_models(store)
+    open_alerts, recent_closed = open_and_recent_alerts(store)
+    devices = fleet_devices(store)
+    newest = max((d.last_ts for ds in devices.values() for d in ds if d.last_ts is not None), default=None)
+    clock_ms = int((sim_time - datetime(1970, 1, 1)).total_seconds() * 1000) if sim_time else newest
+    profiles: dict[str, ProfileState] = {}
+    for profile in settings.profiles:
+        members = devices.get(profile, [])
+        if not members:
+            continue
+        model = model_rows.get(profile)
+        profiles[profile] = ProfileState(
+            devices=members,
+            latest=latest_readings(store, profile),
+            scores=latest_scores(store, profile)["score"].to_dict(),
+            threshold=float(model.threshold) if model is not None else None,
+        )
+    readings: list[AnomalyRow] = []  # as the engine's: those of the last tick
+    if clock_ms is not None:
+        since = clock_ms - int(settings.engine.sim_speed * settings.engine.tick_seconds * 1000)
+        for profile, model in model_rows.items():
+            readings += recent_reading_anomalies(store, profile, float(model.threshold), since)
+    fresh = False
+    if status.get("heartbeat"):
+        with contextlib.suppress(ValueError):
+            beat = datetime.fromisoformat(status["heartbeat"])
+            fresh = datetime.now(UTC) - beat < timedelta(seconds=max(10.0, 5 * settings.engine.tick_seconds))
+    phase = str(status.get("phase") or "idle") if fresh else "idle"
+    stats = EngineStats(
+        sim_time=sim_time,
+        tick_ms=status.get("tick_ms"),
+        rows_per_s=status.get("rows_per_s"),
+        ticks=int(status.get("ticks") or 0),
+        model_versions={p: int(m.id) for p, m in model_rows.items() if m.id is not None},
+        paused=paused,
+        mode="attached",
+        last_error=status.get("last_error"),
+        phase=phase,
+    )
+    return build_snapshot(
+        settings,
+        seq=seq,
+        profiles=profiles,
+        open_alerts=open_alerts,
+        recent_closed=recent_closed,
+        reading_anomalies=readings,
+        injected=injected_faults(store),
+        validation_alerts=recent_validation_alerts(store),
+        clock_ms=clock_ms,
+        stats=stats,
+    )
+
+
+class AttachedFacade(SnapshotPublisher):
+    """A console's view of a database another process writes; no engine here.
+
+    Args:
+        settings: the loaded settings (the database URL and the profiles).
+        interval_s: seconds between two refreshes.
+    """
+
+    mode = "attached"
+
+    def __init__(self, settings: Settings, *, interval_s: float = 1.0) -> None:
+        self.settings = settings
+        self.interval_s = interval_s
+        self.paused = False
+        self.store: Store | None = None
+        self.seq = 0
+        self.last_error: str | None = None
+        SnapshotPublisher.__init__(self)
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
+        """Open the database and build the first snapshot (no bootstrap: nothing is written)."""
+        configure_logging(self.settings)
+        if progress is not None:
+            progress(Progress("attach", 0.0, "opening the database"))
+        self.store = await asyncio.to_thread(Store, self.settings)
+        await self.refresh()
+        if progress is not None:
+            progress(Progress("attach", 1.0, "attached"))
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    async def _poll(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            if not self.paused:
+                await self.refresh()
+
+    async def refresh(self) -> None:
+        """Build and publish a snapshot now; a failure keeps the last one, with the error."""
+        store = self._store()
+        self.seq += 1
+        try:
+            snapshot = await asyncio.to_thread(snapshot_from_db, store, self.settings, self.seq, paused=self.paused)
+            self.last_error = None
+        except Exception as error:  # noqa: BLE001 - e.g. the database locked for too long
+            self.last_error = f"{datetime.now():%H:%M:%S} refresh failed: {type(error).__name__}: {error}"
+            log.exception("attached refresh failed")
+            if self._latest is None:
+                raise
+            snapshot = replace(
+                self._latest, seq=self.seq, stats=replace(self._latest.stats, last_error=self.last_error)
+            )
+        self._deliver(snapshot)
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise ItapError("not attached: call start() first")
+        return self.store
+
+    async def inject_fault(
+        self, device_ids: list[str], fault: str, severity: float, duration_s: float
+    ) -> list[FaultCommandView]:
+        """Write pending ``fault_command`` rows; the engine writing the database applies them."""
+        views = await asyncio.to_thread(
+            write_fault_commands, self._store(), list(device_ids), fault, severity, duration_s
+        )
+        self._poke()
+        return views
+
+    async def acknowledge(self, alert_id: int) -> None:
+        await asyncio.to_thread(acknowledge_alert, self._store(), alert_id)
+        self._poke()
+
+    async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
+        """Ask the engine to retrain (a request row); it runs on the engine's next tick."""
+        if profile is not None:
+            self.settings.profile(profile)
+        await asyncio.to_thread(request_retrain, self._store(), profile)
+        return None
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume refreshing (the engine in the other process goes on)."""
+        self.paused = paused
+        if self._latest is not None:
+            self._latest = replace(self._latest, stats=replace(self._latest.stats, paused=paused))
+        if not paused:
+            self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
+        return await asyncio.to_thread(device_detail, self._store(), self.settings, device_id, window_s)

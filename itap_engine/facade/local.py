@@ -1,0 +1,79 @@
+"""The console's engine in this process: :class:`LocalFacade` runs the
+:class:`~itap_engine.engine.service.Engine` on the caller's asyncio loop (the
+console's, for ``itap``); snapshots come from the engine after each tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+
+from itap_engine.config import Settings
+from itap_engine.detection.alerts import acknowledge_alert
+from itap_engine.engine.core import EngineCore
+from itap_engine.engine.service import Engine
+from itap_engine.errors import ItapError
+from itap_engine.snapshot.dto import (
+    DeviceDetail,
+    FaultCommandView,
+    Progress,
+    Snapshot,
+    Subscriber,
+)
+from itap_engine.store.queries import (
+    device_detail,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LocalFacade:
+    """The engine in this process, on the caller's event loop (``itap`` / ``itap console``).
+
+    Args:
+        settings: the loaded settings.
+        lock: take the data directory's run lock (default True; one writer at a time).
+    """
+
+    mode = "live"
+
+    def __init__(self, settings: Settings, *, lock: bool = True, schedule: bool = True) -> None:
+        self.settings = settings
+        self.engine = Engine(settings, lock=lock, schedule=schedule)
+
+    async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
+        await self.engine.start(progress)
+
+    async def stop(self) -> None:
+        await self.engine.stop()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        return self.engine.subscribe(callback)
+
+    def latest(self) -> Snapshot | None:
+        return self.engine.latest()
+
+    def _core(self) -> EngineCore:
+        if self.engine.core is None:
+            raise ItapError("the engine is not running")
+        return self.engine.core
+
+    async def inject_fault(
+        self, device_ids: list[str], fault: str, severity: float, duration_s: float
+    ) -> list[FaultCommandView]:
+        return await self.engine.inject_fault(device_ids, fault, severity, duration_s)
+
+    async def acknowledge(self, alert_id: int) -> None:
+        await asyncio.to_thread(acknowledge_alert, self._core().store, alert_id)
+        await self.engine.refresh()
+
+    async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
+        return await self.engine.retrain(profile)
+
+    def set_paused(self, paused: bool) -> None:
+        self.engine.set_paused(paused)
+
+    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
+        core = self._core()
+        return await asyncio.to_thread(device_detail, core.store, self.settings, device_id, window_s)

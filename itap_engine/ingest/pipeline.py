@@ -1,0 +1,276 @@
+"""The ingestion pipeline: validate, store, quarantine, account. The one write path.
+
+Every writer (``itap generate``, ``itap ingest``, the async engine, cron) goes through
+:class:`IngestRun`, so every write gets the same guarantees:
+
+* **Nothing is lost.** Each input row is either stored in the profile's readings
+  table or quarantined with its reason; ``rows_in == inserted + duplicates +
+  quarantined`` holds for every run (:class:`IngestReport`).
+* **Idempotent.** Rows whose ``(device_id, ts)`` is already stored are skipped by
+  the store's ``INSERT ... ON CONFLICT DO NOTHING`` and counted as duplicates, so
+  re-running an input inserts nothing, and re-running an input whose first run was
+  killed inserts exactly what is missing.
+* **Accounted.** A run row (``run`` table) is opened on enter and closed on exit
+  with counts and a status: ``ok``, ``warning`` (rows quarantined or validation
+  alerts, which are also stored in ``validationevent``) or ``error``. Runs left
+  ``running`` by a process that died are marked ``aborted`` when the next run starts.
+
+Each :meth:`IngestRun.add` validates one chunk with a :class:`~itap_engine.ingest.validate.Validator`
+that lives for the whole run, so duplicates and ordering are checked across chunks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import pandas as pd
+import psutil
+import sqlalchemy as sa
+from sqlmodel import select
+
+from itap_engine.config import Settings
+from itap_engine.errors import ItapError
+from itap_engine.store.schema import Run, ValidationEvent, utcnow
+from itap_engine.store.sql import Store
+from itap_engine.ingest.validate import ValidationReport, Validator
+
+__all__ = ["IngestReport", "IngestRun", "ingest_frame", "abort_dead_runs"]
+
+_OWNER = re.compile(r"^pid (\d+) on (\S+)")
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingestion run did. Invariant: rows_in == inserted + duplicates + quarantined."""
+
+    run_id: int
+    profile: str
+    source: str
+    rows_in: int
+    inserted: int
+    duplicates: int
+    quarantined: int
+    status: str
+    """ok, warning (rows quarantined or validation alerts) or error."""
+    seconds: float
+    validation: ValidationReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "profile": self.profile,
+            "source": self.source,
+            "rows_in": self.rows_in,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+            "status": self.status,
+            "seconds": round(self.seconds, 3),
+            "validation": self.validation.to_dict(),
+        }
+
+
+def _owner_tag() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def abort_dead_runs(store: Store) -> int:
+    """Mark runs left 'running' by a process that no longer exists as aborted.
+
+    A running run records its owner (``pid N on HOST``) in its message; a run whose
+    owner is alive on this host (another engine or cron job working right now) is
+    left alone. Runs without an owner, or owned by another host, are treated as
+    :meth:`Store.abort_stale_runs` treats them: aborted.
+    """
+    host = socket.gethostname()
+    stale: list[int] = []
+    with store.session() as session:
+        for run in session.exec(select(Run).where(Run.status == "running")):
+            match = _OWNER.match(run.message or "")
+            if match and match.group(2) == host and _alive(int(match.group(1))):
+                continue
+            assert run.id is not None
+            stale.append(run.id)
+    if not stale:
+        return 0
+    stmt = (
+        sa.update(Run)
+        .where(Run.id.in_(stale), Run.status == "running")  # type: ignore[union-attr]
+        .values(status="aborted", finished_at=utcnow(), message="process ended before the run finished")
+    )
+    with store.engine.begin() as conn:
+        return conn.execute(stmt).rowcount
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        return psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class IngestRun:
+    """One ingestion run, used as a context manager.
+
+    Args:
+        store: where readings, quarantined rows, the run and its alerts go.
+        settings: the loaded settings (profile, validation, batch size).
+        profile: the profile the rows belong to.
+        kind: the run's kind (``ingest``, ``generate``, ``tick``, ...).
+        source: a file name or a description, kept with the run and quarantined rows.
+        now: the clock for the "too far in the future" check (the engine passes its
+            simulated time).
+
+    Example::
+
+        with IngestRun(store, settings, "industrial", source="a.csv") as run:
+            for chunk in chunks:
+                run.add(chunk)
+        print(run.report.inserted)
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        profile: str,
+        *,
+        kind: str = "ingest",
+        source: str = "",
+        now: datetime | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.profile = profile
+        self.spec = settings.profile(profile)
+        self.kind = kind
+        self.source = source
+        self.now = now
+        self.run_id: int | None = None
+        self.validator: Validator | None = None
+        self.inserted = 0
+        self.duplicates = 0
+        self.quarantined = 0
+        self.rows_in = 0
+        self._started = 0.0
+        self._report: IngestReport | None = None
+
+    def __enter__(self) -> IngestRun:
+        self.store.ensure_profile(self.profile, self.spec)
+        abort_dead_runs(self.store)
+        self.run_id = self.store.start_run(self.kind, self.source, self.profile)
+        with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
+            conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))
+        self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
+        self._started = time.perf_counter()
+        return self
+
+    def add(self, frame: pd.DataFrame) -> None:
+        """Validate one chunk, store its accepted rows and quarantine the rest."""
+        if self.validator is None or self.run_id is None:
+            raise RuntimeError("IngestRun.add() outside 'with IngestRun(...)'")
+        result = self.validator.validate(frame)
+        if len(result.accepted):
+            inserted = self.store.insert_readings(self.profile, result.accepted)
+            self.inserted += inserted.inserted
+            self.duplicates += inserted.duplicates
+        if len(result.rejected):
+            self.quarantined += self.store.quarantine(result.rejected, source=self.source, run_id=self.run_id)
+        self.rows_in += result.report.rows
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.run_id is None or self.validator is None:
+            return
+        validation = self.validator.finish()
+        counts = {
+            "rows_in": self.rows_in,
+            "inserted": self.inserted,
+            "duplicates": self.duplicates,
+            "quarantined": self.quarantined,
+        }
+        if exc is not None:
+            status = "error"
+            message = str(exc) if isinstance(exc, ItapError) else f"{type(exc).__name__}: {exc}"
+        else:
+            self._store_alerts(validation)
+            status = "warning" if (self.quarantined or validation.warnings) else "ok"
+            message = _summary(counts, validation)
+        try:
+            self.store.finish_run(self.run_id, status=status, message=message[:2000], **counts)
+        except Exception:
+            if exc is None:
+                raise
+        self._report = IngestReport(
+            run_id=self.run_id,
+            profile=self.profile,
+            source=self.source,
+            status=status,
+            seconds=time.perf_counter() - self._started,
+            validation=validation,
+            **counts,
+        )
+
+    def _store_alerts(self, validation: ValidationReport) -> None:
+        if not validation.alerts:
+            return
+        now = utcnow()
+        records = [
+            {
+                "run_id": self.run_id,
+                "created_at": now,
+                "level": alert.level,
+                "check": alert.check,
+                "device_id": alert.device_id,
+                "signal": alert.signal,
+                "value": alert.value,
+                "message": alert.message,
+            }
+            for alert in validation.alerts
+        ]
+        with self.store.engine.begin() as conn:
+            conn.execute(sa.insert(ValidationEvent.__table__), records)  # type: ignore[attr-defined]
+
+    @property
+    def report(self) -> IngestReport:
+        """The run's report; available once the ``with`` block has exited."""
+        if self._report is None:
+            raise RuntimeError("IngestRun.report is available after the 'with' block")
+        return self._report
+
+
+def _summary(counts: dict[str, int], validation: ValidationReport) -> str:
+    text = (
+        f"{counts['rows_in']} rows: {counts['inserted']} inserted, {counts['duplicates']} duplicates, "
+        f"{counts['quarantined']} quarantined"
+    )
+    warnings = validation.warnings
+    if warnings:
+        text += f"; {len(warnings)} validation alert(s)"
+    return text
+
+
+def ingest_frame(
+    store: Store,
+    settings: Settings,
+    profile: str,
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    kind: str = "ingest",
+    now: datetime | None = None,
+) -> IngestReport:
+    """Validate and store one frame as one run."""
+    with IngestRun(store, settings, profile, kind=kind, source=source, now=now) as run:
+        run.add(frame)
+    return run.report

@@ -1,0 +1,75 @@
+"""``itap engine``: the continuous engine without a screen.
+
+Runs until SIGINT or SIGTERM, then lets the running tick finish, writes the engine's
+final status, closes the database and exits 0. Logs go to ``paths.log_file``; the
+only output is one line on stderr when it starts and one when it stops (and
+bootstrap progress, on a terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from itap_engine.config import Settings
+from itap_engine.snapshot import Progress
+
+HELP = "run the engine without a screen (until SIGINT/SIGTERM)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ticks", type=int, metavar="N", help="stop after N ticks (default: run until a signal)"
+    )
+
+
+def _progress_printer() -> object:
+    if not sys.stderr.isatty():
+        return None
+    last = {"text": ""}
+
+    def show(p: Progress) -> None:
+        text = f"\r{p.stage}: {p.fraction:5.0%} {p.message}"[:100]
+        sys.stderr.write(text.ljust(len(last["text"])))
+        sys.stderr.flush()
+        last["text"] = text
+        if p.stage == "training" and p.fraction >= 1.0:
+            sys.stderr.write("\n")
+
+    return show
+
+
+async def serve(settings: Settings, *, ticks: int | None = None) -> int:
+    """Run the engine until a signal (or ``ticks`` ticks); returns the exit status."""
+    from itap_engine.engine.service import Engine
+
+    engine = Engine(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    if ticks is not None:
+        engine.subscribe(lambda snap: stop.set() if snap.stats.ticks >= ticks else None)
+    try:
+        await engine.start(_progress_printer())  # type: ignore[arg-type]
+        print(
+            f"itap engine: running at simulated {engine.core.sim_time if engine.core else '?'} "
+            f"({settings.engine.sim_speed:g}x, tick {settings.engine.tick_seconds:g} s); "
+            f"log {settings.resolve(settings.paths.log_file)}; Ctrl+C or SIGTERM to stop",
+            file=sys.stderr,
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        ticks_done = engine.core.ticks if engine.core else 0
+        await engine.stop()
+    print(f"itap engine: stopped cleanly after {ticks_done} ticks", file=sys.stderr, flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(serve(settings, ticks=args.ticks))

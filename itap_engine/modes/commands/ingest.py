@@ -1,0 +1,106 @@
+"""``itap ingest FILE...``: validate CSV files and store them, quarantining bad rows."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.text import Text
+
+from itap_engine.config import Settings
+from itap_engine.errors import ItapError
+from itap_engine.modes.render.output import console, print_json
+
+HELP = "import CSV files (wide or long) into the database, with validation"
+
+
+def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``ingest`` and ``validate``."""
+    parser.add_argument("--profile", help="profile declared in config (default: the one the columns fit best)")
+    parser.add_argument("--device", metavar="ID", help="device id for every row (files without a device column)")
+    parser.add_argument("--sep", help="field separator, e.g. ',' ';' '|' or tab (default: [import].sep, else detected)")
+    parser.add_argument("--ts-column", metavar="C", help="timestamp column (default: [import].timestamp_column)")
+    parser.add_argument("--device-column", metavar="C", help="device column (default: [import].device_column)")
+    parser.add_argument(
+        "--map", action="append", metavar="CSV=signal", default=[],
+        help="map a CSV column (long: a signal name) onto a profile signal; repeatable",
+    )
+    parser.add_argument("--long", action="store_true", default=None,
+                        help="long format: device, ts, signal, value (default: detected from the header)")
+    parser.add_argument("--chunk-rows", type=int, metavar="N", help="lines read per chunk (default: [import].chunk_rows)")
+
+
+def csv_options(args: argparse.Namespace) -> dict[str, object]:
+    from itap_engine.ingest.csv_source import _mapping_option
+
+    if args.chunk_rows is not None and args.chunk_rows < 1:
+        raise ItapError("--chunk-rows must be at least 1")
+    return {
+        "profile": args.profile,
+        "device": args.device,
+        "sep": args.sep,
+        "ts_column": args.ts_column,
+        "device_column": args.device_column,
+        "mapping": _mapping_option(args.map),
+        "long": args.long,
+        "chunk_rows": args.chunk_rows,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="CSV files to import")
+    add_csv_arguments(parser)
+    parser.add_argument("--json", action="store_true", help="print the per-file reports as JSON")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_engine.modes.cli import report_error
+    from itap_engine.ingest.csv_source import import_csv
+    from itap_engine.store.sql import Store
+
+    options = csv_options(args)
+    store = Store(settings)
+    reports = []
+    failures = 0
+    try:
+        for path in args.files:
+            try:
+                report = import_csv(store, settings, path, **options)  # type: ignore[arg-type]
+            except ItapError as error:
+                if len(args.files) == 1:
+                    raise
+                report_error(str(error))
+                failures += 1
+                continue
+            reports.append(report)
+            if not args.json:
+                print_file_report(report)
+    finally:
+        store.close()
+    if args.json:
+        print_json([r.to_dict() for r in reports])
+    if failures:
+        return 2
+    return 1 if any(r.status != "ok" for r in reports) else 0
+
+
+def print_file_report(report: object) -> None:
+    """One file's outcome: the row accounting, quarantine reasons and validation alerts."""
+    out = console()
+    r = report  # IngestReport
+    colour = {"ok": "green", "warning": "yellow"}.get(r.status, "red")  # type: ignore[attr-defined]
+    out.print(Text.assemble(
+        (str(r.source), "bold"), f" ({r.profile}): ",  # type: ignore[attr-defined]
+        f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "  # type: ignore[attr-defined]
+        f"{r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
+        (r.status, colour), f"  {r.seconds:.2f} s",  # type: ignore[attr-defined]
+    ))
+    validation = r.validation  # type: ignore[attr-defined]
+    counts = {k: v for k, v in validation.checks.items() if v}
+    if counts:
+        out.print("  quarantined: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+        for example in validation.examples[:5]:
+            line = example.get("line")
+            where = f"line {line}" if line is not None else "row"
+            out.print(Text(f"    {where}: {example.get('reason')}"))
+    for alert in validation.alerts:
+        out.print(Text(f"  {alert.level}: {alert.message}", style="yellow" if alert.level != "info" else "dim"))

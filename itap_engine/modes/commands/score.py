@@ -1,0 +1,46 @@
+"""``itap score``: score readings newer than each profile's scored watermark and update alerts."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from itap_engine.config import Settings
+from itap_engine.modes.render.output import console, print_json
+
+HELP = "score new readings with the active model, store scores and update alerts"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="only this profile (default: every profile with a model and data)")
+    parser.add_argument("--json", action="store_true", help="print the counts as JSON")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_engine.detection.scoring import load_active_model, score_pending
+    from itap_engine.store.sql import Store
+
+    store = Store(settings)
+    results = []
+    try:
+        if args.profile:
+            settings.profile(args.profile)
+            profiles = [args.profile]
+        else:
+            profiles = [p for p in store.profiles_with_data() if load_active_model(store, settings, p) is not None]
+        for profile in profiles:
+            results.append(score_pending(store, settings, profile))
+    finally:
+        store.close()
+    if args.json:
+        print_json([dataclasses.asdict(r) for r in results])
+        return 0
+    out = console()
+    if not results:
+        out.print("nothing to score: no profile has both readings and a trained model (run `itap train`)")
+    for r in results:
+        out.print(
+            f"{r.profile}: scored {r.rows:,} readings with model version {r.model_version_id}; "
+            f"{r.anomalous:,} over threshold; alerts opened {r.alerts_opened}, closed {r.alerts_closed}"
+        )
+    return 0

@@ -1,0 +1,475 @@
+"""``itap --once``: one headless cycle for cron, with a monitoring exit status.
+
+One run takes the data directory's lock, bootstraps an empty database (history and
+models, as the engine's first start does), then runs one engine cycle
+(:meth:`itap_engine.engine.core.EngineCore.tick`): fault commands from the
+``fault_command`` table, the next simulated interval, CSV files dropped in
+``paths.inbox_dir``, validation, ingestion, scores, alerts. It prints a summary (a
+table on a terminal, plain text otherwise, or JSON with ``--json``) and may write a
+self-contained HTML page (``--report FILE.html``).
+
+Exit status (Nagios/Icinga plugin convention)::
+
+    0 OK        no open alert, no validation alert in this run
+    1 WARNING   an open warning-level alert, a validation alert, or a rejected inbox file
+    2 CRITICAL  an open critical alert
+    3 UNKNOWN   the cycle could not run (an error, or another run holds the lock)
+
+Open alerts count whether they were opened by this run or an earlier one, and
+whether or not they were acknowledged: the status says how the fleet is now.
+
+The interval. Each run simulates the wall time elapsed since the previous ``--once``
+times ``engine.sim_speed``, at least one engine tick's worth (``sim_speed x
+tick_seconds``) and at most :data:`MAX_INTERVAL_S` (6 simulated hours; a longer gap
+is not back-filled: the simulated clock simply resumes), rounded down to whole
+readings (``simulation.freq_s``). The first run after the
+bootstrap simulates one tick's worth. The simulated clock is the same watermark the
+engine uses, so cron and ``itap engine`` continue one timeline (they never run at
+the same time: both take the lock). Inbox files are imported whatever their times.
+
+The lock is ``<data_dir>/itap.lock``, created with ``O_EXCL`` and holding the owner's
+pid; a second run while one holds it exits 3 at once with one line on stderr; a lock
+left by a killed run (its pid is gone) is taken over.
+
+JSON shape (``--json``, stable; ``schema`` changes if it ever does)::
+
+    {
+      "schema": "itap.once/1",
+      "status": "OK" | "WARNING" | "CRITICAL" | "UNKNOWN",
+      "exit_code": 0 | 1 | 2 | 3,
+      "message": "one line: why this status",
+      "error": null | "what went wrong (status UNKNOWN)",
+      "run_id": 42,                       # the 'once' row of the run table (null on error)
+      "started_at": "2026-11-21T07:00:00+00:00",   # wall clock, UTC
+      "finished_at": "2026-11-21T07:00:02+00:00",
+      "bootstrapped": false,              # true when this run filled an empty database
+      "interval": {"from": "2026-01-01T06:00:00", "to": "2026-01-01T06:10:00",
+                   "simulated_seconds": 600.0},            # simulated time, UTC
+      "rows": {"in": 1500, "inserted": 1500, "duplicates": 0, "quarantined": 0},
+      "sources": [{"source": "sim:industrial", "profile": "industrial", "run_id": 43,
+                   "rows_in": 1200, "inserted": 1200, "duplicates": 0, "quarantined": 0,
+                   "status": "ok", "error": null}, ...],  # one per simulated profile / inbox file
+      "scored": 1500,                     # readings scored in this run
+      "validation_alerts": [{"level": "warning", "check": "missing_rate",
+                             "device_id": "pump-003", "signal": "temp_c",
+                             "message": "..."}, ...],      # raised by this run
+      "alerts": {
+        "opened": 1, "closed": 0,         # by this run
+        "open": [{"id": 7, "device_id": "pump-003", "profile": "industrial",
+                  "severity": "critical", "family": "thermal",
+                  "opened_at": "2026-01-01T06:04:10", "last_at": "2026-01-01T06:09:50",
+                  "peak_score": 0.71, "threshold": 0.52, "acknowledged": false,
+                  "contributors": [{"signal": "temp_c", "family": "thermal", "share": 0.83}, ...]},
+                 ...]                     # every open alert, highest peak score first
+      },
+      "models": {"industrial": 3, "aircraft": 4},  # profile -> active model version id
+      "timings_s": {"bootstrap": 4.2, "commands": 0.01, "simulate": 0.02, "ingest": 0.1,
+                    "inbox": 0.0, "read": 0.01, "score": 0.3, "store_scores": 0.01,
+                    "alerts": 0.01, "retrain": 1.5, "total": 0.6}   # seconds; "bootstrap"
+                    # only on a bootstrapping run, "retrain" only when one was requested
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from itap_engine.store import schema as models
+from itap_engine.config import Settings
+from itap_engine.engine.core import EngineCore, TickResult
+from itap_engine.engine.lock import LockHeld, RunLock
+from itap_engine.engine.logs import configure_logging
+from itap_engine.snapshot.dto import contributors_of
+from itap_engine.store.watermarks import ONCE_WALL_KEY
+from itap_engine.snapshot import EngineStats, Progress, worth_showing
+
+__all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
+
+log = logging.getLogger(__name__)
+
+MAX_INTERVAL_S = 6 * 3600.0
+"""Most simulated seconds one run covers."""
+EXIT_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
+SCHEMA = "itap.once/1"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _iso_ms(value: int | None) -> str | None:
+    if value is None:
+        return None
+    return datetime.fromtimestamp(value / 1000, UTC).replace(tzinfo=None).isoformat()
+
+
+def choose_interval(settings: Settings, last_wall: str | None, now: datetime) -> float:
+    """Simulated seconds for this run (see the module docstring)."""
+    freq = settings.simulation.freq_s
+    step = max(settings.engine.sim_speed * settings.engine.tick_seconds, freq)
+    elapsed = 0.0
+    if last_wall:
+        try:
+            elapsed = (now - datetime.fromisoformat(last_wall)).total_seconds()
+        except (ValueError, TypeError):
+            elapsed = 0.0
+    seconds = min(max(elapsed * settings.engine.sim_speed, step), MAX_INTERVAL_S)
+    return float(max(freq, int(seconds // freq) * freq))  # whole readings: the clock stays on the grid
+
+
+def _empty_summary(started: datetime) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "status": "UNKNOWN",
+        "exit_code": 3,
+        "message": "",
+        "error": None,
+        "run_id": None,
+        "started_at": _iso(started),
+        "finished_at": None,
+        "bootstrapped": False,
+        "interval": {"from": None, "to": None, "simulated_seconds": 0.0},
+        "rows": {"in": 0, "inserted": 0, "duplicates": 0, "quarantined": 0},
+        "sources": [],
+        "scored": 0,
+        "validation_alerts": [],
+        "alerts": {"opened": 0, "closed": 0, "open": []},
+        "models": {},
+        "timings_s": {},
+    }
+
+
+def _open_alerts(core: EngineCore) -> list[dict[str, Any]]:
+    A = models.Alert
+    with core.store.session() as session:
+        alerts = list(session.exec(select(A).where(A.status == "open").order_by(A.peak_score.desc())))  # type: ignore[attr-defined]
+    return [
+        {
+            "id": a.id,
+            "device_id": a.device_id,
+            "profile": a.profile,
+            "severity": a.severity,
+            "family": a.family,
+            "opened_at": _iso_ms(a.opened_ts),
+            "last_at": _iso_ms(a.last_ts),
+            "peak_score": round(float(a.peak_score), 6),
+            "threshold": round(float(a.threshold), 6),
+            "acknowledged": bool(a.acknowledged),
+            "contributors": [
+                {"signal": c.signal, "family": c.family, "share": round(c.share, 4)}
+                for c in contributors_of(a.contributors)
+            ],
+        }
+        for a in alerts
+    ]
+
+
+def _status(summary: dict[str, Any]) -> tuple[str, str]:
+    open_alerts = summary["alerts"]["open"]
+    critical = [a for a in open_alerts if a["severity"] == "critical"]
+    warning = [a for a in open_alerts if a["severity"] != "critical"]
+    validation = [v for v in summary["validation_alerts"] if v["level"] != "info"]
+    failed = [s for s in summary["sources"] if s["status"] == "error"]
+    if critical:
+        devices = sorted({a["device_id"] for a in critical})
+        return "CRITICAL", f"{len(critical)} critical alert(s) on {', '.join(devices[:5])}"
+    reasons = []
+    if warning:
+        reasons.append(f"{len(warning)} warning alert(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}")
+    if validation:
+        reasons.append(f"{len(validation)} validation alert(s)")
+    if failed:
+        reasons.append(f"{len(failed)} inbox file(s) rejected")
+    if reasons:
+        return "WARNING", "; ".join(reasons)
+    return "OK", f"{summary['rows']['inserted']} readings stored, {summary['scored']} scored, no alerts"
+
+
+def run_cycle(
+    settings: Settings,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], EngineCore | None, TickResult | None]:
+    """Bootstrap if needed, then one cycle; returns (summary, open core, tick result).
+
+    The caller holds the lock and closes the core. Raises whatever stops the cycle.
+    """
+    now = now or datetime.now(UTC)
+    summary = _empty_summary(now)
+    started = time.perf_counter()
+    core = EngineCore(settings)
+    try:
+        if core.needs_bootstrap():
+            t = time.perf_counter()
+            core.bootstrap(progress)
+            summary["bootstrapped"] = True
+            summary["timings_s"]["bootstrap"] = time.perf_counter() - t
+        core.resume()
+        store = core.store
+        run_id = store.start_run("once", source="itap --once")
+        with store.engine.begin() as conn:  # an owner tag, so no other run takes it for dead
+            conn.execute(
+                sa.update(models.Run).where(models.Run.id == run_id)  # type: ignore[arg-type]
+                .values(message=f"pid {os.getpid()} on {socket.gethostname()}")
+            )
+        summary["run_id"] = run_id
+        interval = choose_interval(settings, store.get_watermark(ONCE_WALL_KEY), now)
+        try:
+            result = core.tick(interval, kind="once-ingest")
+        except Exception as error:
+            store.finish_run(run_id, status="error", message=f"{type(error).__name__}: {error}"[:2000])
+            raise
+        store.set_watermark(ONCE_WALL_KEY, now.isoformat())
+        if result.retrain_requested:  # asked for by an attached console; used from the next run
+            t = time.perf_counter()
+            core.retrain(None if result.retrain_requested == "*" else result.retrain_requested)
+            summary["timings_s"]["retrain"] = time.perf_counter() - t
+        summary["interval"] = {
+            "from": _iso(result.sim_from),
+            "to": _iso(result.sim_to),
+            "simulated_seconds": round(interval, 3),
+        }
+        summary["rows"] = {
+            "in": result.rows_in,
+            "inserted": result.inserted,
+            "duplicates": result.duplicates,
+            "quarantined": result.quarantined,
+        }
+        summary["sources"] = [
+            {
+                "source": s.source,
+                "profile": s.profile,
+                "run_id": s.run_id,
+                "rows_in": s.rows_in,
+                "inserted": s.inserted,
+                "duplicates": s.duplicates,
+                "quarantined": s.quarantined,
+                "status": s.status,
+                "error": s.error,
+            }
+            for s in result.sources
+        ]
+        summary["scored"] = result.scored
+        summary["validation_alerts"] = [
+            {"level": v.level, "check": v.check, "device_id": v.device_id, "signal": v.signal, "message": v.message}
+            for v in result.validation_alerts
+        ]
+        summary["alerts"] = {
+            "opened": len(result.opened),
+            "closed": len(result.closed),
+            "open": _open_alerts(core),
+        }
+        summary["models"] = core.model_versions()
+        summary["timings_s"].update(result.timings)
+        summary["timings_s"]["total"] = time.perf_counter() - started
+        summary["timings_s"] = {k: round(v, 4) for k, v in summary["timings_s"].items()}
+        status, message = _status(summary)
+        summary["status"], summary["exit_code"], summary["message"] = status, EXIT_CODES[status], message
+        summary["finished_at"] = _iso(datetime.now(UTC))
+        store.finish_run(
+            run_id,
+            status={"OK": "ok", "WARNING": "warning", "CRITICAL": "warning"}[status],
+            message=f"{status}: {message}"[:2000],
+            rows_in=result.rows_in,
+            inserted=result.inserted,
+            duplicates=result.duplicates,
+            quarantined=result.quarantined,
+        )
+        return summary, core, result
+    except BaseException:
+        core.close()
+        raise
+
+
+# ---------------------------------------------------------------------- output
+def _progress() -> tuple[Callable[[Progress], None] | None, Callable[[], None]]:
+    """Rich progress bars on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as Bars, TextColumn, TimeElapsedColumn
+
+    bars = Bars(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True,
+    )
+    tasks: dict[str, Any] = {}
+    bars.start()
+
+    def show(p: Progress) -> None:
+        if p.stage not in tasks:
+            tasks[p.stage] = bars.add_task(p.stage, total=1.0)
+        bars.update(tasks[p.stage], completed=p.fraction, description=f"{p.stage}: {p.message}"[:60])
+
+    return show, bars.stop
+
+
+def format_plain(summary: dict[str, Any]) -> str:
+    """The summary as plain lines (cron mail, log files)."""
+    lines = [f"ITAP {summary['status']} - {summary['message'] or summary.get('error') or ''}"]
+    if summary.get("error"):
+        lines.append(f"error: {summary['error']}")
+        return "\n".join(lines)
+    rows, iv = summary["rows"], summary["interval"]
+    lines.append(
+        f"run {summary['run_id']}: simulated {iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)"
+        + (" after bootstrap" if summary["bootstrapped"] else "")
+    )
+    lines.append(
+        f"rows in {rows['in']}, inserted {rows['inserted']}, duplicates {rows['duplicates']}, "
+        f"quarantined {rows['quarantined']}; scored {summary['scored']}"
+    )
+    for source in summary["sources"]:
+        if source["status"] == "error":
+            lines.append(f"file {source['source']}: {source['error']}")
+    alerts = summary["alerts"]
+    lines.append(f"alerts: {len(alerts['open'])} open ({alerts['opened']} opened, {alerts['closed']} closed this run)")
+    for a in alerts["open"]:
+        top = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))
+        lines.append(
+            f"  {a['severity'].upper():8} {a['device_id']} {a['family']} since {a['opened_at']} "
+            f"peak {a['peak_score']:.3f} (threshold {a['threshold']:.3f}){': ' + top if top else ''}"
+        )
+    for v in summary["validation_alerts"]:
+        where = " ".join(x for x in (v["device_id"], v["signal"]) if x)
+        lines.append(f"  validation {v['level']} {v['check']} {where}: {v['message']}")
+    models_text = ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none"
+    lines.append(f"models: {models_text}; total {summary['timings_s'].get('total', 0):.2f} s")
+    return "\n".join(lines)
+
+
+def print_rich(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = Console(highlight=False)
+    colour = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "magenta"}[summary["status"]]
+    out.print(f"[bold {colour}]{summary['status']}[/] {escape(summary['message'] or '')}")
+    if summary.get("error"):
+        out.print(f"[red]error:[/] {escape(summary['error'])}")
+        return
+    iv, rows = summary["interval"], summary["rows"]
+    figures = Table(show_header=False, box=None, pad_edge=False)
+    figures.add_row("run", str(summary["run_id"]) + (" (bootstrapped)" if summary["bootstrapped"] else ""))
+    figures.add_row("simulated", f"{iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)")
+    figures.add_row(
+        "rows", f"in {rows['in']}  inserted {rows['inserted']}  duplicates {rows['duplicates']}  "
+        f"quarantined {rows['quarantined']}  scored {summary['scored']}"
+    )
+    figures.add_row("models", ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none")
+    figures.add_row("time", f"{summary['timings_s'].get('total', 0):.2f} s")
+    out.print(figures)
+    if summary["alerts"]["open"]:
+        table = Table(title="Open alerts", title_justify="left")
+        for column in ("severity", "device", "family", "since", "peak", "threshold", "top signals"):
+            table.add_column(column)
+        for a in summary["alerts"]["open"]:
+            style = "red" if a["severity"] == "critical" else "yellow"
+            table.add_row(
+                f"[{style}]{a['severity']}[/]", escape(a["device_id"]), escape(a["family"]),
+                escape(str(a["opened_at"])), f"{a['peak_score']:.3f}", f"{a['threshold']:.3f}",
+                escape(", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))),
+            )
+        out.print(table)
+    if summary["validation_alerts"]:
+        table = Table(title="Validation alerts", title_justify="left")
+        for column in ("level", "check", "device", "signal", "message"):
+            table.add_column(column)
+        for v in summary["validation_alerts"]:
+            table.add_row(*(escape(str(v[k] or "")) for k in ("level", "check", "device_id", "signal", "message")))
+        out.print(table)
+    for source in summary["sources"]:
+        if source["status"] == "error":
+            out.print(f"[red]file {escape(source['source'])}:[/] {escape(str(source['error']))}")
+
+
+def run_once(settings: Settings, *, json_output: bool = False, report: str | None = None) -> int:
+    """``itap --once``: one cycle, a summary, an exit status 0/1/2/3 (see the module docstring)."""
+    now = datetime.now(UTC)
+    configure_logging(settings)
+    lock = RunLock(settings, "itap --once")
+    try:
+        lock.acquire()
+    except LockHeld as error:
+        return report_unknown(str(error), json_output=json_output, started=now)
+    show, done = _progress()
+    core: EngineCore | None = None
+    try:
+        try:
+            summary, core, _result = run_cycle(settings, progress=show, now=now)
+        finally:
+            done()
+        if report:
+            try:
+                write_report(core, summary, Path(report))
+            except OSError as error:  # the cycle ran and is stored: its status stands
+                log.exception("--once report failed")
+                print(f"itap: error: cannot write the report {report}: {error.strerror or error}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - cron wants a status, not a traceback
+        log.exception("--once failed")
+        summary = _empty_summary(now)
+        from itap_engine.errors import ItapError
+
+        summary["error"] = str(error) if isinstance(error, ItapError) else f"{type(error).__name__}: {error}"
+        summary["message"] = "the cycle could not run"
+        summary["finished_at"] = _iso(datetime.now(UTC))
+    finally:
+        if core is not None:
+            core.close()
+        lock.release()
+    log.info("--once %s (exit %s): %s", summary["status"], summary["exit_code"], summary["message"] or summary["error"])
+    emit(summary, json_output=json_output)
+    return int(summary["exit_code"])
+
+
+def report_unknown(error: str, *, json_output: bool, started: datetime | None = None) -> int:
+    """A run that could not start (bad config, lock held) or finish: UNKNOWN, exit 3."""
+    summary = _empty_summary(started or datetime.now(UTC))
+    summary["error"] = error
+    summary["message"] = "the cycle could not run"
+    summary["finished_at"] = _iso(datetime.now(UTC))
+    emit(summary, json_output=json_output)
+    return 3
+
+
+def emit(summary: dict[str, Any], *, json_output: bool) -> None:
+    """Print a run's summary: with ``json_output`` one JSON object on one line (a cron
+    job appends them to a JSON Lines file), else a table on a terminal and plain lines
+    otherwise. An UNKNOWN run also says what went wrong in one line on stderr."""
+    if summary["status"] == "UNKNOWN":
+        print(f"itap: error: {summary['error']}", file=sys.stderr)
+    if json_output:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    elif not sys.stdout.isatty():
+        print(format_plain(summary))  # the status line a monitoring plugin reads
+    elif summary["status"] != "UNKNOWN":
+        print_rich(summary)
+
+
+def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -> None:
+    """The HTML page of this run (see :mod:`itap_engine.modes.render.report_html`)."""
+    from itap_engine.modes.render.report_html import render_report
+
+    snapshot = None
+    if core is not None:
+        stats = EngineStats(
+            sim_time=core.sim_time, tick_ms=summary["timings_s"].get("total", 0) * 1000, rows_per_s=None,
+            ticks=1, model_versions=core.model_versions(), paused=False, mode="once",
+        )
+        snapshot = core.snapshot(1, stats)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_report(summary, snapshot), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Renderers: Rich console helpers and the self-contained HTML report."""

@@ -1,0 +1,171 @@
+"""The one snapshot assembler: the in-process engine and the attached reader both
+build their :class:`~itap_engine.snapshot.dto.Snapshot` here, from the same inputs,
+with the same rules (device status, one severity rule, the anomaly ranking).
+
+Pure: no SQL, no I/O. The inputs come from the engine's memory (live) or from
+:mod:`itap_engine.store.queries` (attached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from itap_engine.snapshot.dto import (
+    AnomalyRow,
+    DeviceRow,
+    EngineStats,
+    ProfileInfo,
+    Snapshot,
+    ValidationAlertRow,
+    contributors_of,
+)
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
+
+MAX_TOP_ANOMALIES = 50
+
+
+def rank_anomalies(
+    open_alerts: Sequence[AnomalyRow], readings: Sequence[AnomalyRow], recent_closed: Sequence[AnomalyRow]
+) -> tuple[AnomalyRow, ...]:
+    """The anomalies list: open alerts, then anomalous readings of devices without one,
+    by score; recently closed alerts fill what room is left."""
+    alerted = {a.device_id for a in open_alerts}
+    ranked = [*open_alerts, *(r for r in readings if r.device_id not in alerted)]
+    ranked = sorted(ranked, key=lambda a: (a.status != "open", -a.score))[:MAX_TOP_ANOMALIES]
+    return (*ranked, *recent_closed[: max(0, MAX_TOP_ANOMALIES - len(ranked))])
+
+def reading_anomaly(device: Any, profile: str, ts: Any, score: Any, family: Any, contributors: Any) -> AnomalyRow:
+    """An anomalous reading (no alert) as the anomalies list shows it."""
+    return AnomalyRow(
+        device_id=str(device), profile=profile, ts=int(ts), score=float(score),
+        severity="reading", family=str(family or "other"), contributors=contributors_of(contributors),
+        status="reading",
+    )
+
+def device_status(
+    alert: AnomalyRow | None, trained: bool, last_ts: int | None, clock_ms: int | None, stale_ms: int
+) -> str:
+    if alert is not None:
+        return "critical" if alert.severity == "critical" else "warning"
+    if not trained:
+        return "untrained"
+    if last_ts is None or (clock_ms is not None and clock_ms - last_ts > stale_ms):
+        return "stale"
+    return "ok"
+
+
+def strongest_alerts(open_alerts: Sequence[AnomalyRow]) -> dict[str, AnomalyRow]:
+    """The one alert a device's status follows: its critical one if any, else its first."""
+    by_device: dict[str, AnomalyRow] = {}
+    for alert in open_alerts:
+        current = by_device.get(alert.device_id)
+        if current is None or (alert.severity == "critical" and current.severity != "critical"):
+            by_device[alert.device_id] = alert
+    return by_device
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or pd.isna(value) else str(value)
+
+
+@dataclass(frozen=True)
+class FleetDevice:
+    """A device as the snapshot lists it: where it sits and what it was last known at."""
+
+    device_id: str
+    site: str | None = None
+    last_ts: int | None = None
+
+
+@dataclass(frozen=True)
+class ProfileState:
+    """What the snapshot needs of one profile.
+
+    Args:
+        devices: the profile's devices, in display order.
+        latest: the newest reading of each device (index ``device_id``; ``ts`` in
+            epoch ms, ``state`` and one column per signal), or None.
+        scores: device -> newest score.
+        threshold: the active model's threshold (None: no model).
+    """
+
+    devices: Sequence[FleetDevice]
+    latest: pd.DataFrame | None
+    scores: Mapping[str, float]
+    threshold: float | None
+
+
+def build_snapshot(
+    settings: Settings,
+    *,
+    seq: int,
+    profiles: Mapping[str, ProfileState],
+    open_alerts: Sequence[AnomalyRow],
+    recent_closed: Sequence[AnomalyRow],
+    reading_anomalies: Sequence[AnomalyRow],
+    injected: Mapping[str, str],
+    validation_alerts: Sequence[ValidationAlertRow],
+    clock_ms: int | None,
+    stats: EngineStats,
+) -> Snapshot:
+    """The fleet at one moment, by the same rules whoever asks.
+
+    A device is stale when its newest reading is older than five sampling intervals
+    or three ticks of simulated time, whichever is longer, behind ``clock_ms``.
+    """
+    step_s = settings.engine.sim_speed * settings.engine.tick_seconds
+    stale_ms = int(max(5 * settings.simulation.freq_s, 3 * step_s) * 1000)
+    alert_of = strongest_alerts(open_alerts)
+    rows: list[DeviceRow] = []
+    for profile, spec in settings.profiles.items():
+        state_of = profiles.get(profile)
+        if state_of is None or not state_of.devices:
+            continue
+        latest = state_of.latest
+        columns = [c for c in ("ts", "state", *spec.signals) if latest is not None and c in latest.columns]
+        records = latest[columns].to_dict("index") if latest is not None and len(latest) else {}
+        for device in state_of.devices:
+            record = records.get(device.device_id)
+            if record is not None:
+                values = {s: _number(record.get(s)) for s in spec.signals}
+                state = _text(record.get("state"))
+                ts = _number(record.get("ts"))
+                last_ts = int(ts) if ts is not None else device.last_ts
+            else:
+                values, state, last_ts = dict.fromkeys(spec.signals), None, device.last_ts
+            rows.append(
+                DeviceRow(
+                    device_id=device.device_id,
+                    profile=profile,
+                    site=device.site,
+                    state=state,
+                    values=values,
+                    score=_number(state_of.scores.get(device.device_id)),
+                    threshold=state_of.threshold,
+                    status=device_status(
+                        alert_of.get(device.device_id), state_of.threshold is not None, last_ts, clock_ms, stale_ms
+                    ),
+                    last_ts=last_ts,
+                    injected_fault=injected.get(device.device_id),
+                )
+            )
+    return Snapshot(
+        seq=seq,
+        created_at=datetime.now(UTC),
+        devices=tuple(rows),
+        anomalies=rank_anomalies(open_alerts, reading_anomalies, recent_closed),
+        validation_alerts=tuple(validation_alerts),
+        stats=stats,
+        profiles=ProfileInfo.all_of(settings),
+    )

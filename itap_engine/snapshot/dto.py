@@ -1,0 +1,302 @@
+"""What the engine tells its subscribers, and the facade the console talks to.
+
+After every tick the engine publishes one immutable :class:`Snapshot`. The console
+renders snapshots and nothing else: it never reads SQL or pandas. Operator commands
+(inject a fault, acknowledge an alert, pause, retrain) go back through the
+:class:`EngineFacade` protocol, which has two implementations in
+:mod:`itap_engine.facade`: one that runs the engine in the console's process, and one
+that attaches to a database another process (``itap engine`` or cron) writes, sending
+fault commands through the ``fault_command`` table.
+
+Everything here is frozen and made of tuples, so a snapshot can be handed across
+threads and kept by a screen without copying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
+
+
+MIN_SHOWN_SHARE = 0.05
+"""Contributors pushing less than this share are noise to an operator: summaries for
+people leave them out (stored and JSON forms keep them)."""
+
+
+def worth_showing(contributors: Sequence[Any], limit: int = 3) -> list[Any]:
+    """The first ``limit`` contributors with at least :data:`MIN_SHOWN_SHARE` of the
+    push (the first one if none has); items are Contributor-like or dicts."""
+    def share(item: Any) -> float:
+        return float(item["share"] if isinstance(item, Mapping) else item.share)
+
+    top = list(contributors[:limit])
+    return [c for c in top if share(c) >= MIN_SHOWN_SHARE] or top[:1]
+
+
+@dataclass(frozen=True)
+class ContributorView:
+    """A signal that pushed a score up, with its share of the push (0..1)."""
+
+    signal: str
+    family: str
+    share: float
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One line of the fleet table."""
+
+    device_id: str
+    profile: str
+    site: str | None
+    state: str | None
+    values: Mapping[str, float | None]
+    """Latest value of every signal of the profile (None for a dropout)."""
+    score: float | None
+    """Latest anomaly score; higher is more anomalous."""
+    threshold: float | None
+    status: str
+    """ok, warning, critical, stale (no recent reading) or untrained (no model yet)."""
+    last_ts: int | None
+    """Epoch ms of the latest reading."""
+    injected_fault: str | None = None
+    """An operator fault pending or active on the device."""
+
+
+@dataclass(frozen=True)
+class AnomalyRow:
+    """An open (or recent) alert, or a top anomalous reading, ranked by score."""
+
+    device_id: str
+    profile: str
+    ts: int
+    score: float
+    severity: str
+    """warning or critical; "reading" for a reading that opened no alert."""
+    family: str
+    contributors: tuple[ContributorView, ...]
+    alert_id: int | None = None
+    status: str = "open"
+    acknowledged: bool = False
+    opened_ts: int | None = None
+
+
+@dataclass(frozen=True)
+class ValidationAlertRow:
+    created_at: datetime
+    level: str
+    check: str
+    device_id: str | None
+    signal: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    sim_time: datetime | None
+    """The simulated clock (or the newest reading's time when attached)."""
+    tick_ms: float | None
+    """How long the last tick's work took."""
+    rows_per_s: float | None
+    ticks: int
+    model_versions: Mapping[str, int]
+    """profile -> active model version id."""
+    paused: bool
+    mode: str
+    """"live" (engine in this process) or "attached" (reading a database)."""
+    last_error: str | None = None
+    phase: str = "running"
+    """bootstrapping, running, stopping."""
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    name: str
+    signals: tuple[str, ...]
+    key_signals: tuple[str, ...]
+    units: Mapping[str, str]
+    families: Mapping[str, str]
+    faults: tuple[str, ...]
+
+    @classmethod
+    def all_of(cls, settings: Settings) -> dict[str, ProfileInfo]:
+        """One per profile of the settings, as the console shows them."""
+        return {
+            name: cls(
+                name=name,
+                signals=tuple(spec.signal_names),
+                key_signals=tuple(spec.key_signals or spec.signal_names[:3]),
+                units={k: v.unit for k, v in spec.signals.items()},
+                families=spec.families(),
+                faults=tuple(spec.faults),
+            )
+            for name, spec in settings.profiles.items()
+        }
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    seq: int
+    created_at: datetime
+    devices: tuple[DeviceRow, ...]
+    anomalies: tuple[AnomalyRow, ...]
+    validation_alerts: tuple[ValidationAlertRow, ...]
+    stats: EngineStats
+    profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FaultCommandView:
+    id: int
+    device_id: str
+    fault: str
+    severity: float
+    duration_s: float
+    status: str
+    """pending, active, done or rejected."""
+    start_ts: int | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class QuarantineView:
+    created_at: datetime
+    line: int | None
+    ts: int | None
+    reason: str
+    raw: str
+
+
+@dataclass(frozen=True)
+class DeviceDetail:
+    """Everything the drill-down screen shows for one device."""
+
+    device_id: str
+    profile: str
+    ts: tuple[int, ...]
+    series: Mapping[str, tuple[float | None, ...]]
+    """signal -> values aligned with ``ts``."""
+    scores: tuple[float | None, ...]
+    """Anomaly score aligned with ``ts`` (None where not scored)."""
+    threshold: float | None
+    fault_labels: tuple[str | None, ...]
+    """Ground-truth fault label aligned with ``ts`` (simulated data)."""
+    alerts: tuple[AnomalyRow, ...]
+    faults: tuple[FaultCommandView, ...]
+    quarantined: tuple[QuarantineView, ...]
+    contributors: tuple[ContributorView, ...]
+    """Of the device's current (or latest) alert."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Bootstrap progress for the first start on an empty database."""
+
+    stage: str
+    fraction: float
+    message: str = ""
+
+
+@runtime_checkable
+class EngineFacade(Protocol):
+    """The console's only way into the engine."""
+
+    async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
+        """Start (bootstrapping an empty database first); returns once the first snapshot exists."""
+
+    async def stop(self) -> None:
+        """Finish the running tick, close the database."""
+
+    def subscribe(self, callback: Callable[[Snapshot], None]) -> Callable[[], None]:
+        """Call ``callback`` with every new snapshot; returns an unsubscribe function."""
+
+    def latest(self) -> Snapshot | None: ...
+
+    async def inject_fault(
+        self, device_ids: list[str], fault: str, severity: float, duration_s: float
+    ) -> list[FaultCommandView]:
+        """Schedule an operator fault; it takes effect from the next tick."""
+
+    async def acknowledge(self, alert_id: int) -> None: ...
+
+    async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
+        """Retrain now; the new model versions by profile (they score from the next
+        tick), or None when only a request was written (attached: the engine runs it)."""
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume the engine's ticks (attached: pause refreshing)."""
+
+    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail: ...
+
+
+Subscriber = Callable[[Snapshot], None]
+
+
+class SnapshotPublisher:
+    """Keeps the latest snapshot and hands every new one to subscribers.
+
+    Shared by the engine and the attached facade. A subscriber that raises is logged
+    and skipped: a console bug must never stop the engine.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._latest: Snapshot | None = None
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback`` with every new snapshot; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def latest(self) -> Snapshot | None:
+        return self._latest
+
+    def _deliver(self, snapshot: Snapshot) -> None:
+        self._latest = snapshot
+        for callback in list(self._subscribers):
+            try:
+                callback(snapshot)
+            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the publisher
+                logging.getLogger(__name__).exception("snapshot subscriber failed")
+def contributors_of(value: Any) -> tuple[ContributorView, ...]:
+    """Contributors in any form the scorer or the database gives (objects, dicts, JSON)."""
+    if value is None:
+        return ()
+    if isinstance(value, float) and math.isnan(value):
+        return ()
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value else []
+        except ValueError:
+            return ()
+    out = []
+    for item in value or ():
+        if isinstance(item, dict):
+            signal, family, share = item.get("signal"), item.get("family"), item.get("share")
+        else:
+            signal = getattr(item, "signal", None)
+            family = getattr(item, "family", None)
+            share = getattr(item, "share", None)
+        if signal is None:
+            continue
+        out.append(ContributorView(str(signal), str(family or "other"), float(share or 0.0)))
+    return tuple(out)
+
+
+def contributors_json(value: Any) -> str:
+    return json.dumps([{"signal": c.signal, "family": c.family, "share": round(c.share, 4)} for c in contributors_of(value)])
+

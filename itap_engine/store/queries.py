@@ -1,0 +1,277 @@
+"""The read-model queries: what the snapshot, the console and the CLI read.
+
+With :mod:`itap_engine.store.sql`, the only place that talks SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlmodel import select
+
+from itap_engine.config import Settings
+from itap_engine.errors import ItapError
+from itap_engine.snapshot.assemble import MAX_TOP_ANOMALIES, FleetDevice, reading_anomaly
+from itap_engine.snapshot.dto import (
+    AnomalyRow,
+    ContributorView,
+    DeviceDetail,
+    FaultCommandView,
+    QuarantineView,
+    ValidationAlertRow,
+    contributors_of,
+)
+from itap_engine.store import schema as models
+from itap_engine.store.sql import Store
+from itap_engine.store.watermarks import RETRAIN_REQUEST_KEY
+
+RECENT_VALIDATION = 20
+RECENT_CLOSED_ALERTS = 10
+
+
+# ---------------------------------------------------------------------- shared queries
+def write_fault_commands(
+    store: Store, device_ids: Sequence[str], fault: str, severity: float, duration_s: float
+) -> list[FaultCommandView]:
+    """One pending ``fault_command`` row per device, as any process may write them."""
+    with store.session() as session:
+        rows = [
+            models.FaultCommand(device_id=d, fault=fault, severity=float(severity), duration_s=float(duration_s))
+            for d in device_ids
+        ]
+        session.add_all(rows)
+        session.commit()
+        for row in rows:
+            session.refresh(row)
+        return [command_view(row) for row in rows]
+
+
+
+
+def open_and_recent_alerts(store: Store, closed_limit: int = RECENT_CLOSED_ALERTS) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
+    """Open alerts (highest peak first) and the most recently closed ones."""
+    A = models.Alert
+    with store.session() as session:
+        open_ = [alert_row(a) for a in session.exec(select(A).where(A.status == "open").order_by(A.peak_score.desc()))]  # type: ignore[attr-defined]
+        closed = [
+            alert_row(a)
+            for a in session.exec(select(A).where(A.status == "closed").order_by(A.id.desc()).limit(closed_limit))  # type: ignore[union-attr]
+        ]
+    return open_, closed
+
+
+def recent_validation_alerts(store: Store, limit: int = RECENT_VALIDATION) -> list[ValidationAlertRow]:
+    V = models.ValidationEvent
+    with store.session() as session:
+        events = session.exec(select(V).order_by(V.id.desc()).limit(limit))  # type: ignore[union-attr]
+        return [
+            ValidationAlertRow(
+                created_at=e.created_at, level=e.level, check=e.check, device_id=e.device_id,
+                signal=e.signal, message=e.message,
+            )
+            for e in events
+        ]
+
+
+def injected_faults(store: Store) -> dict[str, str]:
+    """device -> fault of its pending or active operator command."""
+    FC = models.FaultCommand
+    with store.session() as session:
+        commands = session.exec(select(FC).where(FC.status.in_(["pending", "active"])).order_by(FC.id))  # type: ignore[attr-defined,arg-type]
+        return {c.device_id: c.fault for c in commands}
+
+
+def latest_readings(store: Store, profile: str) -> pd.DataFrame:
+    """The newest stored reading of each device of a profile (index device_id; ts in epoch ms).
+
+    One index seek per device: the ``device`` table's ``last_ts`` joins the readings'
+    primary key.
+    """
+    table = store.readings_table(profile)
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(table).select_from(table).join(D, sa.and_(D.c.id == table.c.device_id, D.c.last_ts == table.c.ts)).where(
+        D.c.profile == profile
+    )
+    with store.engine.connect() as conn:
+        result = conn.execute(stmt)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return frame.set_index("device_id") if len(frame) else frame
+
+
+
+
+def recent_reading_anomalies(
+    store: Store, profile: str, threshold: float, since_ms: int, limit: int = MAX_TOP_ANOMALIES
+) -> list[AnomalyRow]:
+    """The highest stored scores above ``threshold`` newer than ``since_ms``: the top
+    readings an attached console lists, as the engine lists those of its last tick.
+    Their family is that of their top contributor."""
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    S = models.Score.__table__  # type: ignore[attr-defined]
+    stmt = (
+        sa.select(S.c.device_id, S.c.ts, S.c.score, S.c.contributors)
+        .where(S.c.profile == profile, S.c.device_id.in_(sa.select(D.c.id)), S.c.ts > since_ms, S.c.score > threshold)
+        .order_by(S.c.score.desc())
+        .limit(limit)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(stmt).fetchall()
+    out = []
+    for device, ts, score, contributors in rows:
+        views = contributors_of(contributors)
+        out.append(reading_anomaly(device, profile, ts, score, views[0].family if views else None, views))
+    return out
+
+
+def latest_scores(store: Store, profile: str) -> pd.DataFrame:
+    """The newest score of each device of a profile (index device_id; columns ts, score)."""
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    S = models.Score.__table__  # type: ignore[attr-defined]
+    inner = S.alias("newest")
+    newest = (
+        sa.select(sa.func.max(inner.c.ts))
+        .where(inner.c.profile == profile, inner.c.device_id == D.c.id)
+        .correlate(D)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(D.c.id.label("device_id"), S.c.ts, S.c.score)
+        .select_from(D)
+        .join(S, sa.and_(S.c.profile == profile, S.c.device_id == D.c.id, S.c.ts == newest))
+        .where(D.c.profile == profile)
+    )
+    with store.engine.connect() as conn:
+        frame = pd.DataFrame(conn.execute(stmt).fetchall(), columns=["device_id", "ts", "score"])
+    return frame.set_index("device_id")
+
+
+def command_view(command: models.FaultCommand) -> FaultCommandView:
+    return FaultCommandView(
+        id=int(command.id or 0),
+        device_id=command.device_id,
+        fault=command.fault,
+        severity=float(command.severity),
+        duration_s=float(command.duration_s),
+        status=command.status,
+        start_ts=command.start_ts,
+        message=command.message or "",
+    )
+
+def alert_row(alert: models.Alert) -> AnomalyRow:
+    return AnomalyRow(
+        device_id=alert.device_id,
+        profile=alert.profile,
+        ts=int(alert.last_ts),
+        score=float(alert.peak_score),
+        severity=alert.severity,
+        family=alert.family,
+        contributors=contributors_of(alert.contributors),
+        alert_id=alert.id,
+        status=alert.status,
+        acknowledged=bool(alert.acknowledged),
+        opened_ts=int(alert.opened_ts),
+    )
+
+
+DETAIL_ROWS = 20
+"""Alerts, fault commands and quarantined rows listed in a device detail."""
+
+
+class UnknownDevice(ItapError):
+    exit_code = 2
+
+
+def active_models(store: Store) -> dict[str, models.ModelVersion]:
+    """profile -> its active model version (the newest active one)."""
+    MV = models.ModelVersion
+    with store.session() as session:
+        rows = session.exec(select(MV).where(MV.active == True).order_by(MV.id))  # type: ignore[arg-type]  # noqa: E712
+        return {row.profile: row for row in rows}
+
+
+def device_detail(store: Store, settings: Settings, device_id: str, window_s: float = 3600) -> DeviceDetail:
+    """The drill-down of one device over the last ``window_s`` seconds of its readings.
+
+    Raises:
+        UnknownDevice: no such device in the database.
+    """
+    with store.session() as session:
+        device = session.get(models.Device, device_id)
+        if device is None:
+            raise UnknownDevice(f"unknown device {device_id!r}")
+        profile = device.profile
+        A, FC, Q = models.Alert, models.FaultCommand, models.Quarantine
+        alerts = [
+            alert_row(a)
+            for a in session.exec(select(A).where(A.device_id == device_id).order_by(A.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
+        ]
+        faults = tuple(
+            command_view(c)
+            for c in session.exec(select(FC).where(FC.device_id == device_id).order_by(FC.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
+        )
+        quarantined = tuple(
+            QuarantineView(created_at=q.created_at, line=q.line, ts=q.ts, reason=q.reason, raw=q.raw)
+            for q in session.exec(select(Q).where(Q.device_id == device_id).order_by(Q.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
+        )
+        end = device.last_ts
+    spec = settings.profile(profile)
+    if end is None:
+        end = store.latest_ts(profile)
+    signals = list(spec.signals)
+    if end is None:
+        readings = pd.DataFrame(columns=["device_id", "ts", "state", *signals, "fault"])
+    else:
+        since = end - int(window_s * 1000)
+        readings = store.read_readings(profile, device_ids=[device_id], since_ms=since, until_ms=end)
+    ts = readings["ts"].astype("int64").tolist() if len(readings) else []
+    scores_by_ts: dict[int, float] = {}
+    latest_contributors: tuple[ContributorView, ...] = ()
+    if ts:
+        S = models.Score.__table__  # type: ignore[attr-defined]
+        stmt = (
+            sa.select(S.c.ts, S.c.score, S.c.contributors)
+            .where(S.c.profile == profile, S.c.device_id == device_id, S.c.ts >= ts[0], S.c.ts <= ts[-1])
+            .order_by(S.c.ts)
+        )
+        with store.engine.connect() as conn:
+            for row_ts, score, contributors in conn.execute(stmt):
+                scores_by_ts[int(row_ts)] = float(score)
+                if contributors:
+                    latest_contributors = contributors_of(contributors) or latest_contributors
+    series = {
+        signal: tuple(None if pd.isna(v) else float(v) for v in readings[signal].tolist()) if signal in readings else ()
+        for signal in signals
+    }
+    labels = tuple(None if v is None or pd.isna(v) else str(v) for v in readings["fault"].tolist()) if "fault" in readings else ()
+    current = next((a for a in alerts if a.status == "open"), alerts[0] if alerts else None)
+    model = active_models(store).get(profile)
+    return DeviceDetail(
+        device_id=device_id,
+        profile=profile,
+        ts=tuple(ts),
+        series=series,
+        scores=tuple(scores_by_ts.get(t) for t in ts),
+        threshold=float(model.threshold) if model is not None else None,
+        fault_labels=labels,
+        alerts=tuple(alerts),
+        faults=faults,
+        quarantined=quarantined,
+        contributors=current.contributors if current is not None and current.contributors else latest_contributors,
+    )
+
+
+def request_retrain(store: Store, profile: str | None) -> None:
+    """Ask the engine (in any process) to retrain, through the ``command.retrain`` watermark."""
+    store.set_watermark(RETRAIN_REQUEST_KEY, f"{profile or '*'} {datetime.now(UTC).isoformat()}")
+
+
+def fleet_devices(store: Store) -> dict[str, list[FleetDevice]]:
+    """profile -> its registered devices, in registration order."""
+    out: dict[str, list[FleetDevice]] = {}
+    with store.session() as session:
+        for device in session.exec(select(models.Device).order_by(models.Device.id)):
+            out.setdefault(device.profile, []).append(FleetDevice(device.id, device.site, device.last_ts))
+    return out

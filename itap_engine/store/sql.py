@@ -1,0 +1,568 @@
+"""SQL storage: the schema, idempotent bulk ingestion and the reads the rest needs.
+
+One :class:`Store` wraps one SQLAlchemy engine. SQLite (the embedded default) runs in
+WAL mode with a busy timeout so that a console can read while cron writes; the same
+code runs on PostgreSQL when ``ITAP_DB_URL`` names it, because every statement is
+built by SQLAlchemy for the connected dialect.
+
+Ingestion is the hot path. It never builds an ORM object or runs a SELECT per row:
+the frame's columns become tuples with numpy, and each batch is one
+``INSERT ... ON CONFLICT DO NOTHING`` executemany inside one transaction. A batch is
+all or nothing, so a process killed mid-ingest leaves whole batches behind and a rerun
+inserts exactly what is missing. The driver's rowcount gives the inserted count; the
+rest of the batch were duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, SQLModel, select
+
+from itap_engine.config import ProfileSpec, Settings
+from itap_engine.errors import ItapError
+from itap_engine.store import schema as models
+from itap_engine.store.schema import Run, Watermark, utcnow
+
+READING_KEYS = ("device_id", "ts")
+LABEL_COLUMNS = ("fault", "changepoint")
+"""Ground truth stored beside readings: for evaluation only, never fed to a model."""
+
+
+class StoreError(ItapError):
+    """The database could not be reached or used; the message is one line."""
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    rows: int
+    inserted: int
+
+    @property
+    def duplicates(self) -> int:
+        return self.rows - self.inserted
+
+
+def to_epoch_ms(values: Any) -> np.ndarray:
+    """Datetimes (naive = UTC) as int64 milliseconds since the epoch."""
+    stamps = pd.to_datetime(pd.Series(values), utc=False)
+    if getattr(stamps.dt, "tz", None) is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    return stamps.to_numpy(dtype="datetime64[ms]").astype(np.int64)
+
+
+def from_epoch_ms(values: Any) -> pd.Series:
+    """int64 milliseconds since the epoch as naive UTC datetimes."""
+    return pd.to_datetime(pd.Series(values, dtype="int64"), unit="ms")
+
+
+def readings_table_name(profile: str) -> str:
+    return f"readings_{profile}"
+
+
+def _column_values(series: pd.Series) -> list[Any]:
+    """A column as Python values for a DB driver, with NaN/NA as None."""
+    if pd.api.types.is_float_dtype(series.dtype):
+        array = series.to_numpy(dtype=float)
+        missing = np.isnan(array)
+        if not missing.any():
+            return array.tolist()
+        out = array.astype(object)
+        out[missing] = None
+        return out.tolist()
+    if pd.api.types.is_integer_dtype(series.dtype) and not series.hasnans:
+        return series.to_numpy().tolist()
+    out = series.astype(object).to_numpy(copy=True)
+    out[pd.isna(out)] = None
+    return out.tolist()
+
+
+class Store:
+    """The database of one ITAP installation.
+
+    Args:
+        settings: the loaded settings; the URL comes from ``settings.database_url``.
+        url: overrides the URL (tests, benchmarks).
+    """
+
+    def __init__(self, settings: Settings, url: str | None = None, *, wal_autocheckpoint: int | None = None) -> None:
+        self.settings = settings
+        self.url = url or settings.database_url
+        try:
+            self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, OSError) as error:
+            raise StoreError(f"cannot open database {_safe(self.url)}: {_first_line(error)}") from None
+        self.metadata = SQLModel.metadata
+        self._readings: dict[str, sa.Table] = {}
+        self._insert_sql: dict[str, tuple[str, list[str], bool]] = {}
+        self._compiled: dict[str, tuple[str, list[str] | None]] = {}
+        self._known_devices: set[str] = set()
+        """Device ids this process knows to have a ``device`` row."""
+        try:
+            SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in _FIXED_TABLES])
+            for name, spec in settings.profiles.items():
+                self.ensure_profile(name, spec)
+            self._register_orphan_devices()
+        except sa.exc.OperationalError as error:
+            raise StoreError(f"cannot open database {self.safe_url}: {_first_line(error.orig)}") from None
+
+    # ------------------------------------------------------------------ connection
+    @staticmethod
+    def _create_engine(url: str, busy_timeout_ms: int, wal_autocheckpoint: int | None) -> sa.Engine:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(
+                url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+            )
+
+            @sa.event.listens_for(engine, "connect")
+            def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                if wal_autocheckpoint is not None:
+                    cursor.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint)}")
+                cursor.close()
+
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database file (PASSIVE: never
+        waits for readers or writers); nothing to do on PostgreSQL.
+
+        A store opened with ``wal_autocheckpoint=0`` relies on its owner calling this:
+        the engine does every few ticks, so a page that every tick changes (the
+        newest readings of a device) is copied once per checkpoint, not once per tick.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return _safe(self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ readings schema
+    def ensure_profile(self, name: str, spec: ProfileSpec) -> sa.Table:
+        """The wide readings table of a profile, created if it does not exist."""
+        table = self._readings.get(name)
+        if table is not None:
+            return table
+        table_name = readings_table_name(name)
+        if table_name in self.metadata.tables:
+            table = self.metadata.tables[table_name]
+        else:
+            table = sa.Table(
+                table_name,
+                self.metadata,
+                sa.Column("device_id", sa.String(128), primary_key=True),
+                sa.Column("ts", sa.BigInteger, primary_key=True),
+                sa.Column("state", sa.String(32)),
+                *(sa.Column(signal, sa.Float) for signal in spec.signals),
+                sa.Column("fault", sa.String(64)),
+                sa.Column("changepoint", sa.SmallInteger),
+                sqlite_with_rowid=False,
+            )
+        # No secondary index on ts: it would double the cost of every insert, and the
+        # primary key (device_id, ts) serves the per-device reads the product makes.
+        table.create(self.engine, checkfirst=True)
+        self._readings[name] = table
+        return table
+
+    def readings_table(self, profile: str) -> sa.Table:
+        try:
+            return self._readings[profile]
+        except KeyError:
+            raise StoreError(f"no readings table for profile {profile!r}") from None
+
+    def _insert_statement(self, profile: str) -> tuple[str, list[str], bool]:
+        """The dialect's INSERT ... ON CONFLICT DO NOTHING, compiled once per profile."""
+        cached = self._insert_sql.get(profile)
+        if cached:
+            return cached
+        table = self.readings_table(profile)
+        stmt = self._dialect_insert(table).on_conflict_do_nothing(index_elements=list(READING_KEYS))
+        compiled = stmt.compile(dialect=self.engine.dialect)
+        columns = [c.name for c in table.columns]
+        if compiled.positional:
+            order = list(compiled.positiontup or columns)
+            result = (str(compiled), order, True)
+        else:
+            result = (str(compiled), columns, False)
+        self._insert_sql[profile] = result
+        return result
+
+    def executemany(self, key: str, build: Callable[[], sa.Executable], rows: Sequence[Mapping[str, Any]]) -> int:
+        """Run a statement once per row (in one transaction) through the driver's executemany.
+
+        ``build`` makes the statement the first time ``key`` is used; it is compiled
+        once and the rows go to the driver as plain tuples (or dicts, for a driver
+        with named parameters), skipping SQLAlchemy's per-row parameter processing.
+        Returns the rows affected.
+        """
+        if not rows:
+            return 0
+        cached = self._compiled.get(key)
+        if cached is None:
+            compiled = build().compile(dialect=self.engine.dialect)
+            names = list(compiled.positiontup or []) if compiled.positional else None
+            cached = self._compiled[key] = (str(compiled), names)
+        sql, names = cached
+        params: list[Any] = [tuple(row[n] for n in names) for row in rows] if names is not None else list(rows)
+        with self.engine.begin() as conn:
+            return max(conn.exec_driver_sql(sql, params).rowcount, 0)
+
+    # ------------------------------------------------------------------ ingestion
+    def insert_readings(self, profile: str, frame: pd.DataFrame, batch_rows: int | None = None) -> InsertResult:
+        """Insert readings, skipping (device_id, ts) already stored.
+
+        ``frame`` has ``device_id``, ``ts`` (datetime64 or epoch ms), and any of the
+        profile's signal, state and label columns; missing ones are stored as NULL.
+        Each batch is one transaction.
+        """
+        if frame.empty:
+            return InsertResult(0, 0)
+        sql, order, positional = self._insert_statement(profile)
+        table = self.readings_table(profile)
+        batch = batch_rows or self.settings.database.batch_rows
+        columns: dict[str, list[Any]] = {}
+        for name in order:
+            if name == "ts" and not pd.api.types.is_integer_dtype(frame["ts"].dtype):
+                columns[name] = to_epoch_ms(frame["ts"]).tolist()
+            elif name in frame.columns:
+                columns[name] = _column_values(frame[name])
+            else:
+                columns[name] = [None] * len(frame)
+        rows = list(zip(*(columns[name] for name in order)))
+        if not positional:
+            rows = [dict(zip(order, row)) for row in rows]  # type: ignore[misc]
+        # devices first: reads by time find readings through the device table
+        self._register_new_devices(profile, frame["device_id"].unique())
+        inserted = 0
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            with self.engine.begin() as conn:
+                result = conn.exec_driver_sql(sql, chunk)
+                inserted += max(result.rowcount, 0)
+        self._touch_devices(profile, frame)
+        del table
+        return InsertResult(len(frame), inserted)
+
+    def _register_new_devices(self, profile: str, device_ids: Iterable[Any]) -> None:
+        """Insert a ``device`` row for ids not seen before (``ON CONFLICT DO NOTHING``, so
+        two processes registering the same new device do not collide).
+
+        Every device with readings has a device row, written before its readings:
+        :meth:`read_readings` finds a time range through it. Device rows are never
+        deleted, so the ids cached here stay true.
+        """
+        ids = {str(i) for i in device_ids} - self._known_devices
+        if not ids:
+            return
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        rows = [{"id": i, "profile": profile} for i in sorted(ids)]
+        self.executemany(
+            "register_device",
+            lambda: self._dialect_insert(device)
+            .values(id=sa.bindparam("id"), profile=sa.bindparam("profile"))
+            .on_conflict_do_nothing(index_elements=["id"]),
+            rows,
+        )
+        self._known_devices |= ids
+
+    def _dialect_insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (it has ``on_conflict_do_nothing``)."""
+        return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+    def _register_orphan_devices(self) -> None:
+        """Give a device row to readings written without one, once per database.
+
+        Before devices were registered ahead of their readings, an ingest killed
+        between the two left such readings; a read by time (through the device table)
+        would not see them.
+        """
+        if self.get_watermark(_ORPHANS_CHECKED_KEY) is not None:
+            return
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            for name, table in self._readings.items():
+                known = sa.select(device.c.id)
+                orphans = sa.select(table.c.device_id, sa.literal(name)).where(table.c.device_id.not_in(known)).distinct()
+                conn.execute(sa.insert(device).from_select(["id", "profile"], orphans))
+        self.set_watermark(_ORPHANS_CHECKED_KEY, utcnow().isoformat())
+
+    def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
+        """Widen the first/last reading time of the (registered) devices in a frame:
+        one executemany UPDATE whatever the number of devices."""
+        ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
+        spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
+            "device_id", observed=True
+        )["ts"].agg(["min", "max"])
+        rows = [
+            {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
+            for i, f, last in zip(spans.index, spans["min"], spans["max"])
+        ]
+        self.executemany("device_spans", _device_span_update, rows)
+
+    def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
+        """Declare devices (with a site) before they report."""
+        device_ids = list(device_ids)
+        with self.session() as session:
+            known = {d.id for d in session.exec(select(models.Device).where(models.Device.id.in_(device_ids)))}  # type: ignore[attr-defined]
+            for i, device_id in enumerate(device_ids):
+                if device_id not in known:
+                    site = sites[i % len(sites)] if sites else None
+                    session.add(models.Device(id=device_id, profile=profile, site=site))
+            session.commit()
+
+    def quarantine(self, rows: pd.DataFrame, *, source: str, run_id: int | None) -> int:
+        """Store rejected rows with their reason.
+
+        ``rows`` has a ``reason`` column, optionally ``line``, ``device_id``, ``ts``
+        (epoch ms) and ``raw`` (the row as received, JSON); other columns are folded
+        into ``raw`` when it is absent.
+        """
+        if rows.empty:
+            return 0
+        now = utcnow()
+        payload_columns = [c for c in rows.columns if c not in ("reason", "line", "raw")]
+        if "raw" in rows.columns:
+            raw = rows["raw"].astype(str).tolist()
+        else:
+            raw = [
+                json.dumps(record, default=str)
+                for record in rows[payload_columns].astype(object).where(rows[payload_columns].notna(), None).to_dict("records")
+            ]
+        table = models.Quarantine.__table__  # type: ignore[attr-defined]
+
+        def column(name: str, cast: Any) -> list[Any]:
+            if name not in rows.columns:
+                return [None] * len(rows)
+            return [None if pd.isna(v) else cast(v) for v in rows[name].tolist()]
+
+        records = [
+            {
+                "run_id": run_id,
+                "source": source,
+                "line": line,
+                "device_id": device,
+                "ts": ts,
+                "reason": reason,
+                "raw": payload,
+                "created_at": now,
+            }
+            for line, device, ts, reason, payload in zip(
+                column("line", int), column("device_id", str), column("ts", int), rows["reason"].astype(str), raw
+            )
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(table), records)
+        return len(records)
+
+    # ------------------------------------------------------------------ runs and watermarks
+    def start_run(self, kind: str, source: str = "", profile: str | None = None) -> int:
+        with self.session() as session:
+            run = Run(kind=kind, source=source, profile=profile)
+            session.add(run)
+            session.commit()
+            assert run.id is not None
+            return run.id
+
+    def finish_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> Run:
+        with self.session() as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise StoreError(f"run {run_id} does not exist")
+            for name, value in counts.items():
+                setattr(run, name, int(value))
+            run.status = status
+            run.message = message
+            run.finished_at = utcnow()
+            session.add(run)
+            session.commit()
+            return run
+
+    def abort_stale_runs(self, kinds: Sequence[str] | None = None) -> int:
+        """Mark runs left 'running' by a killed process as aborted."""
+        stmt = sa.update(Run).where(Run.status == "running").values(status="aborted", finished_at=utcnow(),
+                                                                     message="process ended before the run finished")
+        if kinds:
+            stmt = stmt.where(Run.kind.in_(list(kinds)))  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).rowcount
+
+    def get_watermark(self, key: str) -> str | None:
+        with self.session() as session:
+            mark = session.get(Watermark, key)
+            return mark.value if mark else None
+
+    def set_watermark(self, key: str, value: str) -> None:
+        with self.session() as session:
+            mark = session.get(Watermark, key) or Watermark(key=key, value=value)
+            mark.value = value
+            mark.updated_at = utcnow()
+            session.add(mark)
+            session.commit()
+
+    # ------------------------------------------------------------------ reads
+    def read_readings(
+        self,
+        profile: str,
+        *,
+        device_ids: Sequence[str] | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Readings of a profile ordered by device and time; ``ts`` as epoch ms.
+
+        ``since_ms`` is exclusive and ``until_ms`` inclusive, so successive reads with
+        a watermark never see a row twice.
+        """
+        table = self.readings_table(profile)
+        cols = [table.c[c] for c in columns] if columns else list(table.columns)
+        stmt = sa.select(*cols)
+        if device_ids is not None:
+            stmt = stmt.where(table.c.device_id.in_(list(device_ids)))
+        elif since_ms is not None or until_ms is not None:
+            # a time range alone would scan the whole table (its key is device, ts);
+            # naming the devices makes it one index range per device
+            device = models.Device.__table__  # type: ignore[attr-defined]
+            stmt = stmt.where(table.c.device_id.in_(sa.select(device.c.id)))
+        if since_ms is not None:
+            stmt = stmt.where(table.c.ts > since_ms)
+        if until_ms is not None:
+            stmt = stmt.where(table.c.ts <= until_ms)
+        stmt = stmt.order_by(table.c.device_id, table.c.ts)
+        # Column-wise from plain DB-API tuples: pandas' row constructor probes every
+        # SQLAlchemy Row for keys, which costs seconds per million rows.
+        compiled = stmt.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.construct_params()
+        bound: Any = tuple(params[key] for key in (compiled.positiontup or [])) if compiled.positional else params
+        names = [c.name for c in cols]
+        with self.engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cursor.execute(str(compiled), bound)
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        # one 2-D object array, then a column at a time: transposing the tuples in
+        # Python (zip(*rows)) costs as much as fetching them
+        grid = np.array(rows, dtype=object) if rows else np.empty((0, len(names)), dtype=object)
+        return pd.DataFrame({name: _column(name, grid[:, k]) for k, name in enumerate(names)})
+
+    def count_readings(self, profile: str) -> int:
+        table = self.readings_table(profile)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+    def latest_ts(self, profile: str) -> int | None:
+        table = self.readings_table(profile)
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(sa.func.max(table.c.ts))).scalar_one()
+        return int(value) if value is not None else None
+
+    def profiles_with_data(self) -> list[str]:
+        return [name for name in self._readings if self.count_readings(name) > 0]
+
+    def iter_runs(self, limit: int = 10) -> Iterator[Run]:
+        with self.session() as session:
+            yield from session.exec(select(Run).order_by(Run.id.desc()).limit(limit))  # type: ignore[union-attr]
+
+    def count(self, model: type[SQLModel], *where: Any) -> int:
+        with self.session() as session:
+            stmt = sa.select(sa.func.count()).select_from(model)
+            for clause in where:
+                stmt = stmt.where(clause)
+            return int(session.exec(stmt).one()[0])  # type: ignore[call-overload]
+
+
+_TEXT_COLUMNS = frozenset({"device_id", "state", "fault", "changepoint"})
+
+
+def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
+    """A readings column from DB values: int64 ``ts``, text as objects, signals as floats."""
+    if name == "ts":
+        return values.astype(np.int64)
+    if name in _TEXT_COLUMNS:
+        return values
+    try:
+        return values.astype(float)  # None -> NaN
+    except (TypeError, ValueError):  # a value that is not a number (not from our ingest)
+        return pd.to_numeric(pd.Series(values), errors="coerce").astype(float).to_numpy()
+
+
+_ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
+
+
+def _first_line(error: BaseException | None) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _safe(url: str) -> str:
+    """A URL for a message, without its password (if it parses at all)."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url.split("@")[-1]
+
+
+def _device_span_update() -> sa.Executable:
+    """UPDATE device spans to include [b_first, b_last] for device b_id."""
+    device = models.Device.__table__  # type: ignore[attr-defined]
+    first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
+    return (
+        sa.update(device)
+        .where(device.c.id == sa.bindparam("b_id"))
+        .values(
+            first_ts=sa.case(
+                (sa.or_(device.c.first_ts.is_(None), device.c.first_ts > first), first), else_=device.c.first_ts
+            ),
+            last_ts=sa.case(
+                (sa.or_(device.c.last_ts.is_(None), device.c.last_ts < last), last), else_=device.c.last_ts
+            ),
+        )
+    )
+
+
+def datetime_to_ms(value: datetime) -> int:
+    return int(to_epoch_ms([value])[0])
+
+
+_FIXED_TABLES = (
+    models.Device,
+    models.Run,
+    models.Quarantine,
+    models.ValidationEvent,
+    models.ModelVersion,
+    models.Score,
+    models.Alert,
+    models.FaultCommand,
+    models.Watermark,
+)

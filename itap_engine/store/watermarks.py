@@ -1,0 +1,27 @@
+"""Every watermark key, once. A watermark is a small named value in the database.
+
+``sim.clock``
+    ISO time of the simulated clock.
+``scored:<profile>``
+    Epoch ms of the last scored reading of a profile (the engine and ``itap score``).
+``engine.status``
+    JSON: the engine's stats, written each tick for attached consoles.
+``command.retrain`` / ``command.retrain.done``
+    A retrain request (``<profile or *> <ISO time>``) and the last one served.
+``once.last_wall``
+    Wall time of the last ``--once`` run.
+"""
+
+from __future__ import annotations
+
+SIM_CLOCK_KEY = "sim.clock"
+SCORED_KEY = "scored:{profile}"
+ENGINE_STATUS_KEY = "engine.status"
+RETRAIN_REQUEST_KEY = "command.retrain"
+RETRAIN_DONE_KEY = "command.retrain.done"
+ONCE_WALL_KEY = "once.last_wall"
+
+
+def scored_key(profile: str) -> str:
+    """The key of a profile's scored watermark."""
+    return SCORED_KEY.format(profile=profile)
