@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
-from itap_bench.runner import WORKLOADS, StageProvider, run_bench
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from itap_bench.runner import StageProvider
+    from itap_engine.config import Settings
 
 HELP = "benchmark every stage on fixed workloads (W1 = 54k rows, W2 = 864k rows)"
 
@@ -36,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def render(payload: dict[str, Any]) -> Table:
     """Stages as rows; only the measure columns that some stage has."""
+    from rich.table import Table
+
     columns = [key for key in _COLUMNS if any(r.get(key) is not None for r in payload["results"])]
     table = Table("workload", "stage", "rows", *columns, title="itap bench", title_justify="left")
     for r in payload["results"]:
@@ -48,6 +51,8 @@ def render(payload: dict[str, Any]) -> Table:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_bench.runner import WORKLOADS, run_bench
+    from itap_engine.modes.render.output import console
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:

@@ -1,6 +1,6 @@
 """Console benchmark stages for ``itap bench``.
 
-Two fixed workloads on the deterministic :class:`~itap_tui.testing.FakeFacade`, so the
+Two fixed workloads on the deterministic :class:`~itap_bench.fake_facade.FakeFacade`, so the
 figures measure the console, not the engine:
 
 * ``first frame``: from constructing the app to the first painted frame that shows
@@ -52,7 +52,7 @@ def _instrument(app: Any) -> list[float]:
 async def _first_frame() -> float:
     from itap_tui.app import ItapApp
     from itap_tui.screens import FleetScreen
-    from itap_tui.testing import FakeFacade
+    from itap_bench.fake_facade import FakeFacade
     from itap_tui.widgets import DeviceTable
 
     started = time.perf_counter()
@@ -86,7 +86,7 @@ async def _key_latency(duration_s: float = 12.0, interval_s: float = 0.12) -> tu
 
     from itap_tui.app import ItapApp
     from itap_tui.screens import FleetScreen
-    from itap_tui.testing import FakeFacade
+    from itap_bench.fake_facade import FakeFacade
     from itap_tui.widgets import DeviceTable
 
     facade = FakeFacade(devices=DEVICES, interval=1.0)

@@ -13,9 +13,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from itap_engine.modes import cli as engine_cli
-from itap_engine.config import Settings
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 
 def _add_console(subparsers: argparse._SubParsersAction) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from itap_engine.config import load_settings
 from itap_engine.errors import ItapError
 
 COMMANDS = (
@@ -90,6 +89,8 @@ def run_handler(
     ``on_error`` reports the error instead and gives the exit code (cron mode answers
     UNKNOWN, 3, in its own output format).
     """
+    from itap_engine.config import load_settings
+
     try:
         settings = load_settings(args.config)
         return int(handler(args, settings) or 0)

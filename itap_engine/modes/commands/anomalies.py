@@ -35,18 +35,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import sqlalchemy as sa
-from rich.markup import escape
-from rich import box
-from rich.table import Table
-
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console, print_json
-from itap_engine.snapshot import worth_showing
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "list the most anomalous open alerts (or readings), ranked, with their contributors"
 
@@ -61,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _iso(ms: Any) -> str | None:
+    import pandas as pd
+
     if ms is None or pd.isna(ms):
         return None
     return pd.Timestamp(int(ms), unit="ms").isoformat()
@@ -82,6 +78,8 @@ def _severity(score: float, threshold: float, ratio: float) -> str:
 def collect(store, settings: Settings, *, limit: int, device: str | None = None, profile: str | None = None,  # noqa: ANN001
             readings: bool = False, all_readings: bool = False) -> dict[str, Any]:
     """The ranked items of ``itap anomalies`` (the JSON shape above)."""
+    import sqlalchemy as sa
+
     from itap_engine.store.schema import Alert, ModelVersion, Score, utcnow
 
     alert_t = Alert.__table__  # type: ignore[attr-defined]
@@ -134,6 +132,12 @@ def collect(store, settings: Settings, *, limit: int, device: str | None = None,
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from rich import box
+    from rich.markup import escape
+    from rich.table import Table
+
+    from itap_engine.modes.render.output import console, print_json
+    from itap_engine.snapshot import worth_showing
     from itap_engine.store.sql import Store
 
     if args.limit < 1:

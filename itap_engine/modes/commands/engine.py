@@ -12,9 +12,10 @@ import argparse
 import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING
 
-from itap_engine.config import Settings
-from itap_engine.snapshot import Progress
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "run the engine without a screen (until SIGINT/SIGTERM)"
 
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _progress_printer() -> object:
+    from itap_engine.snapshot import Progress
     if not sys.stderr.isatty():
         return None
     last = {"text": ""}

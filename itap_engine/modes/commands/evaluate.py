@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console, print_json
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "measure detection: point and event metrics on simulated data, or SKAB F1/FAR/MAR"
 
@@ -32,9 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_engine.modes.render.output import console, print_json
     if args.skab:
         return _run_skab(args)
-    from itap_engine.evaluation.labelled import EvaluationError, evaluate_simulated, evaluate_store, write_metrics
+    from itap_engine.evaluation.labelled import (
+        EvaluationError,
+        evaluate_simulated,
+        evaluate_store,
+        write_metrics,
+    )
 
     settings.profile(args.profile)
     metrics: dict[str, Any] | None = None
@@ -71,6 +76,9 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def print_tables(metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from itap_engine.modes.render.output import console
     out = console()
     p, fa, top = metrics["points"], metrics["false_alerts"], metrics["top_family"]
     summary = Table(title=f"ITAP detection: {metrics['profile']} ({metrics.get('source')}, "
@@ -94,7 +102,10 @@ def print_tables(metrics: dict[str, Any]) -> None:
 
 
 def _run_skab(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     from itap_engine.evaluation.skab import evaluate_skab
+    from itap_engine.modes.render.output import console, print_json
 
     directory = Path(args.skab).expanduser()
     if not directory.exists():

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from rich.markup import escape
-
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console, print_json
-from itap_engine.ingest.simulator import Simulator, device_ids_for
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "simulate telemetry with faults, into the database or a CSV file"
 
@@ -30,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from itap_engine.ingest.simulator import Simulator, device_ids_for
+    from itap_engine.modes.render.output import console, print_json
     settings.profile(args.profile)  # a clear error for an unknown profile
     if args.devices < 1 or args.hours <= 0:
         raise ItapError("--devices must be at least 1 and --hours above 0")
@@ -79,6 +80,9 @@ def report_dict(report: object) -> dict[str, object]:
 
 def print_ingest_report(report: object) -> None:
     """One line an operator can read: rows in = inserted + duplicates + quarantined."""
+    from rich.markup import escape
+
+    from itap_engine.modes.render.output import console
     r = report
     out = console()
     line = (

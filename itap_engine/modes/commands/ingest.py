@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from rich.text import Text
-
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console, print_json
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "import CSV files (wide or long) into the database, with validation"
 
@@ -53,8 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from itap_engine.modes.cli import report_error
     from itap_engine.ingest.csv_source import import_csv
+    from itap_engine.modes.cli import report_error
+    from itap_engine.modes.render.output import print_json
     from itap_engine.store.sql import Store
 
     options = csv_options(args)
@@ -85,6 +86,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def print_file_report(report: object) -> None:
     """One file's outcome: the row accounting, quarantine reasons and validation alerts."""
+    from rich.text import Text
+
+    from itap_engine.modes.render.output import console
     out = console()
     r = report  # IngestReport
     colour = {"ok": "green", "warning": "yellow"}.get(r.status, "red")  # type: ignore[attr-defined]

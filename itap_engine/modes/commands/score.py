@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import TYPE_CHECKING
 
-from itap_engine.config import Settings
-from itap_engine.modes.render.output import console, print_json
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "score new readings with the active model, store scores and update alerts"
 
@@ -18,6 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.detection.scoring import load_active_model, score_pending
+    from itap_engine.modes.render.output import console, print_json
     from itap_engine.store.sql import Store
 
     store = Store(settings)

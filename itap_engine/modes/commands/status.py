@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from rich.markup import escape
-from rich.table import Table
-
-from itap_engine.store import schema as models
-from itap_engine.config import Settings
-from itap_engine.modes.render.output import console, print_json
-from itap_engine.store.sql import Store, from_epoch_ms
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
+    from itap_engine.store.sql import Store
 
 HELP = "devices, rows per profile, quarantine count and the last runs"
 
@@ -21,6 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def collect(store: Store, runs: int) -> dict[str, object]:
+    from itap_engine.store import schema as models
+    from itap_engine.store.sql import from_epoch_ms
     profiles = []
     for name in store.settings.profiles:
         rows = store.count_readings(name)
@@ -56,6 +55,11 @@ def collect(store: Store, runs: int) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from itap_engine.modes.render.output import console, print_json
+    from itap_engine.store.sql import Store
     store = Store(settings)
     try:
         info = collect(store, args.runs)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console, print_json
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "train a new anomaly model version on normal history (the newest becomes active)"
 
 
 def parse_ts(text: str | None, option: str) -> int | None:
     """An ISO 8601 time (naive = UTC) or epoch milliseconds, as epoch ms."""
+    import pandas as pd
+
     if text is None:
         return None
     if text.strip().lstrip("-").isdigit():
@@ -38,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.detection.scoring import train_model
+    from itap_engine.modes.render.output import console, print_json
     from itap_engine.store.sql import Store, from_epoch_ms
 
     settings.profile(args.profile)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from itap_engine.modes.commands.ingest import add_csv_arguments, csv_options
-from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.modes.render.output import console
+from itap_engine.modes.commands.ingest import add_csv_arguments, csv_options
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
 
 HELP = "validate a CSV file without storing it (exit 1 if rows would be rejected or alerts raised)"
 
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.ingest.csv_source import validate_csv
     from itap_engine.ingest.validate import render_report
+    from itap_engine.modes.render.output import console
 
     plan, report = validate_csv(settings, args.file, **csv_options(args))  # type: ignore[arg-type]
     console().print(render_report(report))

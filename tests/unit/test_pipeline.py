@@ -20,7 +20,7 @@ from itap_engine.ingest.pipeline import IngestReport, IngestRun, abort_dead_runs
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
 NOW = datetime(2026, 6, 1)
 
 

@@ -11,7 +11,7 @@ from itap_engine.config import Settings, load_settings
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store, to_epoch_ms
 
-CONFIG = Path(__file__).resolve().parents[1] / "config.toml"
+CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
 START = datetime(2026, 1, 1)
 
 

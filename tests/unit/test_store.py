@@ -17,7 +17,7 @@ from itap_engine.config import load_settings
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store, StoreError, from_epoch_ms, to_epoch_ms
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETTINGS = load_settings(REPO / "config.toml")
 START = SETTINGS.simulation.start
 

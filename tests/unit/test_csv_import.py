@@ -19,9 +19,9 @@ from itap_engine.ingest.csv_source import CsvImportError, import_csv, plan_csv, 
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config.toml"
-SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 NOW = datetime(2026, 6, 1)
 needs_skab = pytest.mark.skipif(not SKAB.is_dir(), reason="SKAB data not present")
 

@@ -21,7 +21,7 @@ from itap_engine.store.sql import Store
 
 PG_URL = os.environ.get("ITAP_TEST_PG_URL")
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason="ITAP_TEST_PG_URL not set")]
-SETTINGS = load_settings(Path(__file__).resolve().parents[1] / "config.toml")
+SETTINGS = load_settings(Path(__file__).resolve().parents[2] / "config.toml")
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from itap_engine.evaluation.labelled import evaluate_labelled, expected_families
 
 from _detection_helpers import CONFIG, load_settings
 
-SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 
 
 def hand_made() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -1,6 +1,6 @@
 """Pilot tests of the console: every binding and every screen transition.
 
-Most run against the deterministic :class:`itap_tui.testing.FakeFacade` (fast, no
+Most run against the deterministic :class:`itap_bench.fake_facade.FakeFacade` (fast, no
 database); the end-to-end ones at the bottom run the real ``LocalFacade`` on a small
 config in ``tmp_path``.
 """
@@ -20,7 +20,7 @@ from itap_tui.filtering import Filter
 from itap_tui.format import Palette, bar, fmt_value, score_text, status_text
 from itap_tui.screens import AnomaliesScreen, BootstrapScreen, DeviceScreen, FaultModal, FleetScreen, HelpScreen
 from itap_tui.screens.fault_modal import parse_duration
-from itap_tui.testing import FakeFacade
+from itap_bench.fake_facade import FakeFacade
 from itap_tui.widgets import AnomalyTable, ContributorsPanel, DeviceTable, EngineStatus, ValidationLog
 from itap_tui.widgets.keyed_table import KeyedTable
 
@@ -513,7 +513,7 @@ async def test_usable_at_80x24() -> None:
 
 
 # ---------------------------------------------------------------------- end to end: the real engine
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def small_console_config(folder, tick_seconds: float = 0.3):  # type: ignore[no-untyped-def]

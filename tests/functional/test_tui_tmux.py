@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 TMUX = shutil.which("tmux") or "/usr/bin/tmux"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.slow,

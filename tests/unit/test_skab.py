@@ -24,7 +24,7 @@ from itap_engine.evaluation.skab import (
     read_skab_file,
 )
 
-SKAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+SKAB_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 
 @pytest.fixture(scope="module")
 def skab_dir() -> Path:

@@ -13,7 +13,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from itap_engine.config import load_settings
 from itap_engine.ingest.simulator import FaultEvent, Simulator, device_ids_for
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SETTINGS = load_settings(REPO / "config.toml")
 START = SETTINGS.simulation.start
 

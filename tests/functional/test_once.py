@@ -19,7 +19,7 @@ from itap_engine.config import load_settings
 from itap_engine.engine.core import EngineCore
 from itap_engine.store.sql import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TOP_KEYS = {
     "schema", "status", "exit_code", "message", "error", "run_id", "started_at", "finished_at", "bootstrapped",
     "interval", "rows", "sources", "scored", "validation_alerts", "alerts", "models", "timings_s",

@@ -8,7 +8,7 @@ import pytest
 
 from itap_engine.config import PACKAGED_CONFIG, ConfigError, find_config, load_settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_packaged_default_is_the_repository_config() -> None:

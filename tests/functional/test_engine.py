@@ -35,7 +35,7 @@ from itap_engine.snapshot import EngineFacade, Progress, Snapshot
 from itap_engine.store.sql import Store, datetime_to_ms, from_epoch_ms
 from sqlmodel import select
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEVICES = ["pump-001", "pump-002", "pump-003", "pump-004"]
 
 

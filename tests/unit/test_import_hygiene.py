@@ -1,0 +1,51 @@
+"""The boundaries that keep the command line fast and the engine headless, checked
+in a fresh interpreter (``sys.modules`` shows what an import really pulled in)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("pandas", "numpy", "sklearn", "sqlalchemy", "sqlmodel", "textual", "pydantic", "scipy")
+COMMANDS = (
+    "console", "generate", "validate", "ingest", "status", "train", "score",
+    "evaluate", "anomalies", "engine", "bench",
+)
+
+
+def _loaded_after(code: str) -> list[str]:
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _help_code(argv: list[str]) -> str:
+    return (
+        "import contextlib, io\n"
+        "from itap_tui.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        f"        main({argv!r})\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+    )
+
+
+@pytest.mark.parametrize("argv", [["--help"], *([c, "--help"] for c in COMMANDS)], ids=lambda a: " ".join(a))
+def test_help_imports_nothing_heavy(argv: list[str]) -> None:
+    loaded = _loaded_after(_help_code(argv))
+    heavy = sorted({m.split(".")[0] for m in loaded} & set(HEAVY))
+    assert heavy == [], f"itap {' '.join(argv)} imported {heavy}"
+
+
+def test_engine_never_imports_the_console_or_the_bench() -> None:
+    code = (
+        "import importlib, pkgutil, itap_engine\n"
+        "for info in pkgutil.walk_packages(itap_engine.__path__, 'itap_engine.'):\n"
+        "    importlib.import_module(info.name)\n"
+    )
+    roots = {m.split(".")[0] for m in _loaded_after(code)}
+    assert not roots & {"textual", "itap_tui", "itap_bench"}
