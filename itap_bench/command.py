@@ -23,16 +23,22 @@ def _console_stages(settings: Settings) -> list[dict[str, Any]]:
     return stages(settings)
 
 
-EXTRA_STAGES: list[StageProvider] = [_console_stages]
-"""Stage providers beyond the engine's: the console's."""
+def _startup_stages(settings: Settings) -> list[dict[str, Any]]:
+    from itap_bench.startup import stages
 
-_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms")
+    return stages(settings)
+
+
+EXTRA_STAGES: dict[str, StageProvider] = {"console": _console_stages, "startup": _startup_stages}
+"""Stage providers beyond the engine's, by the name ``--skip`` knows them by."""
+
+_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
     parser.add_argument("--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console, startup")
 
 
 def render(payload: dict[str, Any]) -> Table:
@@ -64,7 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         workloads,
         detection="detection" not in skip,
         engine="engine" not in skip,
-        extra=[] if "console" in skip else EXTRA_STAGES,
+        extra=[provider for name, provider in EXTRA_STAGES.items() if name not in skip],
         progress=lambda message: out.print(f"[dim]… {message}[/]"),
     )
     out.print(render(payload))

@@ -20,8 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from itap_engine.errors import ItapError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from itap_engine.errors import ItapError
 
 PACKAGED_CONFIG = Path(__file__).with_name("default_config.toml")
 FaultKind = Literal["drift", "step", "spike", "dropout", "noise"]

@@ -32,8 +32,8 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from itap_engine.config import Settings
-from itap_engine.errors import ItapError
 from itap_engine.detection.features import EVENT_FAMILY, feature_signal, sort_readings
+from itap_engine.errors import ItapError
 from itap_engine.store.schema import Alert, ModelVersion, utcnow
 
 __all__ = [
@@ -55,6 +55,14 @@ NO_CONTRIBUTORS: tuple[Contributor, ...] = ()
 
 class AlertError(ItapError):
     """An alert operation could not be carried out (unknown id, ...)."""
+
+
+def severity(score: float, threshold: float, critical_ratio: float) -> str:
+    """The one severity rule: ``critical`` at ``critical_ratio`` x the threshold or more,
+    ``warning`` above the threshold, ``normal`` at or below it."""
+    if threshold > 0 and score / threshold >= critical_ratio:
+        return "critical"
+    return "warning" if score > threshold else "normal"
 
 
 @dataclass(frozen=True)
@@ -289,8 +297,9 @@ class AlertTracker:
 
     def _raise_peak(self, alert: Alert, value: float, contributors: np.ndarray | None, r: int, threshold: float) -> None:
         alert.peak_score = float(value)
-        ratio = value / threshold if threshold and threshold > 0 else 1.0
-        alert.severity = "critical" if ratio >= self.rules.critical_ratio else "warning"
+        # an open alert is at least a warning, whatever its peak
+        critical = severity(value, threshold or 0.0, self.rules.critical_ratio) == "critical"
+        alert.severity = "critical" if critical else "warning"
         if contributors is not None and isinstance(contributors[r], (list, tuple)) and contributors[r]:
             alert.contributors = contributors_to_json(contributors[r])
 

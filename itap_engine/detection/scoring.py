@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 
+from itap_engine.config import Settings
 from itap_engine.detection.alerts import (
     AlertChanges,
     AlertTracker,
@@ -48,11 +49,11 @@ from itap_engine.detection.alerts import (
     contributors_to_json,
     explain,
 )
-from itap_engine.config import Settings
 from itap_engine.detection.detectors import make_detector, sweep_threshold
-from itap_engine.errors import ItapError
 from itap_engine.detection.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks, sort_readings
+from itap_engine.errors import ItapError
 from itap_engine.store.schema import ModelVersion, Score
+from itap_engine.store.watermarks import scored_key
 
 __all__ = [
     "AlertChanges",
@@ -81,7 +82,6 @@ MAX_TRAIN_READINGS = 300_000
 (the feature builder still learns every device's daily profile)."""
 MAX_FIT_ROWS = 100_000
 """Training rows above this are subsampled (seeded) before fitting the detector."""
-SCORED_WATERMARK = "scored:{profile}"
 
 
 class ModelIntegrityError(ItapError):
@@ -598,7 +598,7 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # no
     model = load_active_model(store, settings, profile)
     if model is None:
         raise NoModelError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
-    key = SCORED_WATERMARK.format(profile=profile)
+    key = scored_key(profile)
     mark = store.get_watermark(key)
     since = int(mark) if mark else None
     scorer = StreamingScorer(settings, profile, model)

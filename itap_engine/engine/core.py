@@ -86,8 +86,8 @@ from itap_engine.store.sql import Store, datetime_to_ms
 from itap_engine.store.watermarks import (
     RETRAIN_DONE_KEY,
     RETRAIN_REQUEST_KEY,
-    SCORED_KEY,
     SIM_CLOCK_KEY,
+    scored_key,
 )
 
 log = logging.getLogger(__name__)
@@ -285,10 +285,10 @@ class EngineCore:
                 for profile in self.simulators:
                     # History is not scored: the watermark is its last reading (readings
                     # newer than the watermark get scored, and the clock is exclusive).
-                    if self.store.get_watermark(SCORED_KEY.format(profile=profile)) is None:
+                    if self.store.get_watermark(scored_key(profile)) is None:
                         last = self.store.latest_ts(profile)
                         mark = last if last is not None else _ms(end) - 1
-                        self.store.set_watermark(SCORED_KEY.format(profile=profile), str(mark))
+                        self.store.set_watermark(scored_key(profile), str(mark))
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
@@ -342,7 +342,7 @@ class EngineCore:
                 for device in session.exec(select(models.Device)):
                     self.sites.setdefault(device.id, device.site)
             for profile in self._scored_profiles():
-                mark = self.store.get_watermark(SCORED_KEY.format(profile=profile))
+                mark = self.store.get_watermark(scored_key(profile))
                 last = self.store.latest_ts(profile) if not mark else None
                 self.scored_ms[profile] = int(mark) if mark else (last if last is not None else now_ms - 1)
                 model = self._load_model(profile)
@@ -652,7 +652,7 @@ class EngineCore:
             t = lap("score", t)
             if scored is None or len(scored) == 0:
                 self.scored_ms[profile] = int(readings["ts"].max())
-                self.store.set_watermark(SCORED_KEY.format(profile=profile), str(self.scored_ms[profile]))
+                self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
                 continue
             self._store_scores(profile, scored)
             t = lap("store_scores", t)
@@ -664,7 +664,7 @@ class EngineCore:
             result.scored += len(scored)
             self._remember_scores(profile, scored)
             self.scored_ms[profile] = int(readings["ts"].max())
-            self.store.set_watermark(SCORED_KEY.format(profile=profile), str(self.scored_ms[profile]))
+            self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
 
     def _store_scores(self, profile: str, scored: pd.DataFrame) -> None:
         """Scores as ``score`` rows, one bulk insert (contributors kept for anomalous rows)."""

@@ -33,10 +33,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from itap_engine.detection.alerts import AlertTracker, alerts_frame
 from itap_engine.config import ProfileSpec, Settings
-from itap_engine.errors import ItapError
+from itap_engine.detection.alerts import AlertTracker, alerts_frame
 from itap_engine.detection.scoring import StreamingScorer, TrainedModel, load_active_model, train_model, warm_up_span_ms
+from itap_engine.errors import ItapError
 
 __all__ = [
     "EvaluationError",

@@ -45,8 +45,8 @@ import pandas as pd
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.ingest.pipeline import IngestReport, IngestRun
-from itap_engine.store.sql import Store
 from itap_engine.ingest.validate import LABELS, ValidationReport, Validator
+from itap_engine.store.sql import Store
 
 __all__ = [
     "CsvImportError",

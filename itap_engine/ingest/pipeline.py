@@ -37,9 +37,9 @@ from sqlmodel import select
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
+from itap_engine.ingest.validate import ValidationReport, Validator
 from itap_engine.store.schema import Run, ValidationEvent, utcnow
 from itap_engine.store.sql import Store
-from itap_engine.ingest.validate import ValidationReport, Validator
 
 __all__ = ["IngestReport", "IngestRun", "ingest_frame", "abort_dead_runs"]
 

@@ -86,14 +86,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import select
 
-from itap_engine.store import schema as models
 from itap_engine.config import Settings
 from itap_engine.engine.core import EngineCore, TickResult
 from itap_engine.engine.lock import LockHeld, RunLock
 from itap_engine.engine.logs import configure_logging
-from itap_engine.snapshot.dto import contributors_of
-from itap_engine.store.watermarks import ONCE_WALL_KEY
 from itap_engine.snapshot import EngineStats, Progress, worth_showing
+from itap_engine.snapshot.dto import contributors_of
+from itap_engine.store import schema as models
+from itap_engine.store.watermarks import ONCE_WALL_KEY
 
 __all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
 
@@ -300,7 +300,8 @@ def _progress() -> tuple[Callable[[Progress], None] | None, Callable[[], None]]:
     if not sys.stderr.isatty():
         return None, lambda: None
     from rich.console import Console
-    from rich.progress import BarColumn, Progress as Bars, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bars
 
     bars = Bars(
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime

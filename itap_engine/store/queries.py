@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -275,3 +276,42 @@ def fleet_devices(store: Store) -> dict[str, list[FleetDevice]]:
         for device in session.exec(select(models.Device).order_by(models.Device.id)):
             out.setdefault(device.profile, []).append(FleetDevice(device.id, device.site, device.last_ts))
     return out
+
+
+def open_alert_records(
+    store: Store, *, limit: int, device: str | None = None, profile: str | None = None
+) -> list[dict[str, Any]]:
+    """Open alerts as plain records, the strongest (peak score / threshold) first."""
+    alert_t = models.Alert.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(alert_t).where(alert_t.c.status == "open")
+    if device:
+        stmt = stmt.where(alert_t.c.device_id == device)
+    if profile:
+        stmt = stmt.where(alert_t.c.profile == profile)
+    stmt = stmt.order_by((alert_t.c.peak_score / sa.func.nullif(alert_t.c.threshold, 0)).desc()).limit(limit)
+    with store.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(stmt).mappings()]
+
+
+def top_score_records(
+    store: Store, *, limit: int, device: str | None = None, profile: str | None = None, per_device: bool = True
+) -> list[dict[str, Any]]:
+    """The highest stored scores with their model's threshold (one per device unless
+    ``per_device`` is False), highest first."""
+    score_t, mv = models.Score.__table__, models.ModelVersion.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(score_t, mv.c.threshold).join(mv, mv.c.id == score_t.c.model_version_id)
+    if device:
+        stmt = stmt.where(score_t.c.device_id == device)
+    if profile:
+        stmt = stmt.where(score_t.c.profile == profile)
+    if per_device:
+        best = (
+            sa.select(score_t.c.device_id, sa.func.max(score_t.c.score).label("best"))
+            .group_by(score_t.c.device_id)
+            .subquery()
+        )
+        stmt = stmt.join(best, (best.c.device_id == score_t.c.device_id) & (best.c.best == score_t.c.score))
+    stmt = stmt.order_by(score_t.c.score.desc()).limit(limit)
+    with store.engine.connect() as conn:
+        return [dict(row) for row in conn.execute(stmt).mappings()]
+

@@ -20,10 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
@@ -32,6 +30,10 @@ from itap_engine.config import ProfileSpec, Settings
 from itap_engine.errors import ItapError
 from itap_engine.store import schema as models
 from itap_engine.store.schema import Run, Watermark, utcnow
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 READING_KEYS = ("device_id", "ts")
 LABEL_COLUMNS = ("fault", "changepoint")
@@ -54,6 +56,8 @@ class InsertResult:
 
 def to_epoch_ms(values: Any) -> np.ndarray:
     """Datetimes (naive = UTC) as int64 milliseconds since the epoch."""
+    import numpy as np
+    import pandas as pd
     stamps = pd.to_datetime(pd.Series(values), utc=False)
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -62,6 +66,7 @@ def to_epoch_ms(values: Any) -> np.ndarray:
 
 def from_epoch_ms(values: Any) -> pd.Series:
     """int64 milliseconds since the epoch as naive UTC datetimes."""
+    import pandas as pd
     return pd.to_datetime(pd.Series(values, dtype="int64"), unit="ms")
 
 
@@ -71,6 +76,8 @@ def readings_table_name(profile: str) -> str:
 
 def _column_values(series: pd.Series) -> list[Any]:
     """A column as Python values for a DB driver, with NaN/NA as None."""
+    import numpy as np
+    import pandas as pd
     if pd.api.types.is_float_dtype(series.dtype):
         array = series.to_numpy(dtype=float)
         missing = np.isnan(array)
@@ -245,6 +252,7 @@ class Store:
         profile's signal, state and label columns; missing ones are stored as NULL.
         Each batch is one transaction.
         """
+        import pandas as pd
         if frame.empty:
             return InsertResult(0, 0)
         sql, order, positional = self._insert_statement(profile)
@@ -319,6 +327,7 @@ class Store:
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
         """Widen the first/last reading time of the (registered) devices in a frame:
         one executemany UPDATE whatever the number of devices."""
+        import pandas as pd
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
         spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
             "device_id", observed=True
@@ -347,6 +356,7 @@ class Store:
         (epoch ms) and ``raw`` (the row as received, JSON); other columns are folded
         into ``raw`` when it is absent.
         """
+        import pandas as pd
         if rows.empty:
             return 0
         now = utcnow()
@@ -444,6 +454,8 @@ class Store:
         ``since_ms`` is exclusive and ``until_ms`` inclusive, so successive reads with
         a watermark never see a row twice.
         """
+        import numpy as np
+        import pandas as pd
         table = self.readings_table(profile)
         cols = [table.c[c] for c in columns] if columns else list(table.columns)
         stmt = sa.select(*cols)
@@ -508,6 +520,8 @@ _TEXT_COLUMNS = frozenset({"device_id", "state", "fault", "changepoint"})
 
 def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
     """A readings column from DB values: int64 ``ts``, text as objects, signals as floats."""
+    import numpy as np
+    import pandas as pd
     if name == "ts":
         return values.astype(np.int64)
     if name in _TEXT_COLUMNS:

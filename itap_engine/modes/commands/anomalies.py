@@ -68,63 +68,37 @@ def _contributors(text: Any) -> list[dict[str, Any]]:
     return json.loads(text)
 
 
-def _severity(score: float, threshold: float, ratio: float) -> str:
-    """critical / warning above the threshold, normal below it."""
-    if threshold > 0 and score / threshold >= ratio:
-        return "critical"
-    return "warning" if score > threshold else "normal"
-
-
 def collect(store, settings: Settings, *, limit: int, device: str | None = None, profile: str | None = None,  # noqa: ANN001
             readings: bool = False, all_readings: bool = False) -> dict[str, Any]:
     """The ranked items of ``itap anomalies`` (the JSON shape above)."""
-    import sqlalchemy as sa
+    from itap_engine.detection.alerts import severity
+    from itap_engine.store.queries import open_alert_records, top_score_records
+    from itap_engine.store.schema import utcnow
 
-    from itap_engine.store.schema import Alert, ModelVersion, Score, utcnow
-
-    alert_t = Alert.__table__  # type: ignore[attr-defined]
     items: list[dict[str, Any]] = []
     kind = "alerts"
-    with store.engine.connect() as conn:
-        if not readings:
-            stmt = sa.select(alert_t).where(alert_t.c.status == "open")
-            if device:
-                stmt = stmt.where(alert_t.c.device_id == device)
-            if profile:
-                stmt = stmt.where(alert_t.c.profile == profile)
-            stmt = stmt.order_by((alert_t.c.peak_score / sa.func.nullif(alert_t.c.threshold, 0)).desc()).limit(limit)
-            for row in conn.execute(stmt).mappings():
-                items.append({
-                    "device_id": row["device_id"], "profile": row["profile"], "time": _iso(row["last_ts"]),
-                    "ts": int(row["last_ts"]), "score": float(row["peak_score"]), "threshold": float(row["threshold"]),
-                    "severity": row["severity"], "family": row["family"],
-                    "contributors": _contributors(row["contributors"]), "alert_id": int(row["id"]),
-                    "opened": _iso(row["opened_ts"]), "acknowledged": bool(row["acknowledged"]),
-                    "model_version_id": row["model_version_id"],
-                })
-        if not items:
-            kind = "readings"
-            score_t, mv = Score.__table__, ModelVersion.__table__  # type: ignore[attr-defined]
-            stmt = sa.select(score_t, mv.c.threshold).join(mv, mv.c.id == score_t.c.model_version_id)
-            if device:
-                stmt = stmt.where(score_t.c.device_id == device)
-            if profile:
-                stmt = stmt.where(score_t.c.profile == profile)
-            if not all_readings:
-                best = sa.select(score_t.c.device_id, sa.func.max(score_t.c.score).label("best")).group_by(
-                    score_t.c.device_id).subquery()
-                stmt = stmt.join(best, (best.c.device_id == score_t.c.device_id) & (best.c.best == score_t.c.score))
-            stmt = stmt.order_by(score_t.c.score.desc()).limit(limit)
-            for row in conn.execute(stmt).mappings():
-                contributors = _contributors(row["contributors"])
-                items.append({
-                    "device_id": row["device_id"], "profile": row["profile"], "time": _iso(row["ts"]),
-                    "ts": int(row["ts"]), "score": float(row["score"]), "threshold": float(row["threshold"]),
-                    "severity": _severity(row["score"], row["threshold"], settings.alerts.critical_ratio),
-                    "family": contributors[0]["family"] if contributors else None, "contributors": contributors,
-                    "alert_id": None, "opened": None, "acknowledged": False,
-                    "model_version_id": row["model_version_id"],
-                })
+    if not readings:
+        for row in open_alert_records(store, limit=limit, device=device, profile=profile):
+            items.append({
+                "device_id": row["device_id"], "profile": row["profile"], "time": _iso(row["last_ts"]),
+                "ts": int(row["last_ts"]), "score": float(row["peak_score"]), "threshold": float(row["threshold"]),
+                "severity": row["severity"], "family": row["family"],
+                "contributors": _contributors(row["contributors"]), "alert_id": int(row["id"]),
+                "opened": _iso(row["opened_ts"]), "acknowledged": bool(row["acknowledged"]),
+                "model_version_id": row["model_version_id"],
+            })
+    if not items:
+        kind = "readings"
+        for row in top_score_records(store, limit=limit, device=device, profile=profile, per_device=not all_readings):
+            contributors = _contributors(row["contributors"])
+            items.append({
+                "device_id": row["device_id"], "profile": row["profile"], "time": _iso(row["ts"]),
+                "ts": int(row["ts"]), "score": float(row["score"]), "threshold": float(row["threshold"]),
+                "severity": severity(row["score"], row["threshold"], settings.alerts.critical_ratio),
+                "family": contributors[0]["family"] if contributors else None, "contributors": contributors,
+                "alert_id": None, "opened": None, "acknowledged": False,
+                "model_version_id": row["model_version_id"],
+            })
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
     return {"kind": kind, "generated_at": utcnow().isoformat(), "items": [
