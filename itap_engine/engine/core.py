@@ -54,7 +54,18 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from itap_engine.config import Settings
+from itap_engine.detection.alerts import AlertTracker
+from itap_engine.detection.scoring import (
+    StreamingScorer,
+    TrainedModel,
+    insert_scores,
+    load_active_model,
+    train_model,
+    warm_up_span_ms,
+)
 from itap_engine.errors import ItapError
+from itap_engine.ingest import csv_source as csv_import
+from itap_engine.ingest.pipeline import IngestReport, abort_dead_runs, ingest_frame
 from itap_engine.ingest.simulator import FaultEvent, Simulator, fleet_simulators
 from itap_engine.snapshot import (
     AnomalyRow,
@@ -122,30 +133,6 @@ def _short_error(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     name = type(error).__name__
     return f"{name}: {text}" if text and not isinstance(error, ItapError) else (text or name)
-
-def _model_version_id(model: Any) -> int | None:
-    """The id of a trained model's ``model_version`` row, whatever the attribute is called."""
-    if model is None:
-        return None
-    for name in ("version_id", "model_version_id", "id"):
-        value = getattr(model, name, None)
-        if isinstance(value, int):
-            return value
-    version = getattr(model, "version", None) or getattr(model, "model_version", None)
-    if isinstance(version, int):
-        return version
-    value = getattr(version, "id", None)
-    return int(value) if value is not None else None
-
-
-def _model_threshold(model: Any) -> float | None:
-    if model is None:
-        return None
-    value = getattr(model, "threshold", None)
-    if value is None:
-        value = getattr(getattr(model, "version", None), "threshold", None)
-    return float(value) if value is not None else None
-
 
 # ---------------------------------------------------------------------- results
 @dataclass
@@ -221,9 +208,9 @@ class EngineCore:
         for group in settings.simulation.fleet:
             for i, device in enumerate(group.device_ids()):
                 self.sites[device] = group.sites[i % len(group.sites)] if group.sites else None
-        self.models: dict[str, Any] = {}
-        self.scorers: dict[str, Any] = {}
-        self.tracker: Any = None
+        self.models: dict[str, TrainedModel] = {}
+        self.scorers: dict[str, StreamingScorer] = {}
+        self.tracker: AlertTracker | None = None
         self.sim_time: datetime | None = None
         self.scored_ms: dict[str, int] = {}
         self.ticks = 0
@@ -303,8 +290,6 @@ class EngineCore:
             report(Progress("training", 1.0, "models ready"))
 
     def _simulate_history(self, report: Callable[[Progress], None]) -> datetime:
-        from itap_engine.ingest.pipeline import ingest_frame
-
         settings = self.settings
         start = _naive(settings.simulation.start)
         end = start + timedelta(hours=settings.detection.bootstrap_hours)
@@ -332,8 +317,6 @@ class EngineCore:
     def resume(self) -> None:
         """Load the stored state: clock, scored watermarks, models, active fault commands."""
         with self._lock:
-            from itap_engine.ingest.pipeline import abort_dead_runs
-
             abort_dead_runs(self.store)
             clock = self.store.get_watermark(SIM_CLOCK_KEY)
             self.sim_time = _naive(datetime.fromisoformat(clock)) if clock else _naive(self.settings.simulation.start)
@@ -354,33 +337,23 @@ class EngineCore:
                 scores = latest_scores(self.store, profile)
                 if len(scores):
                     self._latest_scores[profile] = scores
-            from itap_engine.detection.scoring import AlertTracker
-
             self.tracker = AlertTracker(self.store, self.settings)
             self._reschedule_active_commands()
 
     # ------------------------------------------------------------------ models
-    def _load_model(self, profile: str) -> Any:
-        from itap_engine.detection.scoring import load_active_model
-
+    def _load_model(self, profile: str) -> TrainedModel | None:
         return load_active_model(self.store, self.settings, profile)
 
-    def _train(self, profile: str, until_ms: int | None = None, from_ms: int | None = None) -> Any:
-        from itap_engine.detection.scoring import train_model
-
+    def _train(self, profile: str, until_ms: int | None = None, from_ms: int | None = None) -> TrainedModel:
         log.info("training %s model (from %s until %s)", profile, from_ms, until_ms)
         return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
 
-    def _warm_history(self, scorer: Any, until_ms: int) -> pd.DataFrame:
-        from itap_engine.detection.scoring import warm_up_span_ms
-
+    def _warm_history(self, scorer: StreamingScorer, until_ms: int) -> pd.DataFrame:
         span_ms = warm_up_span_ms(scorer.model.features)
         return self.store.read_readings(scorer.profile, since_ms=until_ms - span_ms, until_ms=until_ms)
 
-    def _install(self, profile: str, model: Any) -> None:
+    def _install(self, profile: str, model: TrainedModel) -> None:
         """Make ``model`` the scorer of ``profile``, warmed up on the readings before the watermark."""
-        from itap_engine.detection.scoring import StreamingScorer
-
         scorer = StreamingScorer(self.settings, profile, model)
         until = self.scored_ms.get(profile, _ms(self.sim_time) if self.sim_time else 0)
         history = self._warm_history(scorer, until)
@@ -388,7 +361,7 @@ class EngineCore:
             scorer.warm_up(history)
         self.models[profile] = model
         self.scorers[profile] = scorer
-        log.info("model %s installed for %s", _model_version_id(model), profile)
+        log.info("model %s installed for %s", model.version_id, profile)
 
     def retrain(self, profile: str | None = None) -> dict[str, int | None]:
         """Train new models on recent normal operation; they score from the next tick.
@@ -407,7 +380,7 @@ class EngineCore:
             model = self._train(name, until_ms=until, from_ms=since)
             with self._swap_lock:
                 self._pending_models[name] = model
-            done[name] = _model_version_id(model)
+            done[name] = model.version_id
         return done
 
     def _swap_models(self) -> None:
@@ -514,8 +487,6 @@ class EngineCore:
             return self._tick(self.step_s if sim_seconds is None else sim_seconds, kind, inbox)
 
     def _tick(self, sim_seconds: float, kind: str, inbox: bool) -> TickResult:
-        from itap_engine.ingest.pipeline import ingest_frame
-
         assert self.sim_time is not None, "resume() first"
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -564,33 +535,26 @@ class EngineCore:
         return result
 
     @staticmethod
-    def _source_result(report: Any, source: str, profile: str | None) -> SourceResult:
+    def _source_result(report: IngestReport, source: str, profile: str | None) -> SourceResult:
         return SourceResult(
             source=source,
             profile=profile,
-            run_id=getattr(report, "run_id", None),
-            rows_in=int(getattr(report, "rows_in", 0)),
-            inserted=int(getattr(report, "inserted", 0)),
-            duplicates=int(getattr(report, "duplicates", 0)),
-            quarantined=int(getattr(report, "quarantined", 0)),
-            status=str(getattr(report, "status", "ok")),
+            run_id=report.run_id,
+            rows_in=report.rows_in,
+            inserted=report.inserted,
+            duplicates=report.duplicates,
+            quarantined=report.quarantined,
+            status=report.status,
         )
 
     @staticmethod
-    def _validation_rows(report: Any) -> list[ValidationAlertRow]:
-        validation = getattr(report, "validation", None)
-        alerts = getattr(validation, "alerts", None) or []
+    def _validation_rows(report: IngestReport) -> list[ValidationAlertRow]:
         now = _utcnow()
         return [
             ValidationAlertRow(
-                created_at=now,
-                level=str(getattr(a, "level", "warning")),
-                check=str(getattr(a, "check", "")),
-                device_id=getattr(a, "device_id", None),
-                signal=getattr(a, "signal", None),
-                message=str(getattr(a, "message", "")),
+                created_at=now, level=a.level, check=a.check, device_id=a.device_id, signal=a.signal, message=a.message
             )
-            for a in alerts
+            for a in report.validation.alerts
         ]
 
     # ------------------------------------------------------------------ inbox
@@ -604,8 +568,6 @@ class EngineCore:
         files = self.inbox_files()
         if not files:
             return
-        from itap_engine.ingest import csv_source as csv_import
-
         inbox = files[0].parent
         for path in files:
             try:
@@ -658,9 +620,9 @@ class EngineCore:
             t = lap("store_scores", t)
             changes = self.tracker.update(profile, scored)
             t = lap("alerts", t)
-            result.opened.extend(getattr(changes, "opened", ()) or ())
-            result.updated.extend(getattr(changes, "updated", ()) or ())
-            result.closed.extend(getattr(changes, "closed", ()) or ())
+            result.opened.extend(changes.opened)
+            result.updated.extend(changes.updated)
+            result.closed.extend(changes.closed)
             result.scored += len(scored)
             self._remember_scores(profile, scored)
             self.scored_ms[profile] = int(readings["ts"].max())
@@ -668,8 +630,6 @@ class EngineCore:
 
     def _store_scores(self, profile: str, scored: pd.DataFrame) -> None:
         """Scores as ``score`` rows, one bulk insert (contributors kept for anomalous rows)."""
-        from itap_engine.detection.scoring import insert_scores
-
         insert_scores(self.store, profile, scored)
 
     def _remember_latest(self, profile: str, readings: pd.DataFrame) -> None:
@@ -755,7 +715,7 @@ class EngineCore:
                 devices=[FleetDevice(d, self.sites.get(d)) for d in devices],
                 latest=latest,
                 scores=scores["score"].to_dict() if scores is not None else {},
-                threshold=_model_threshold(self.models.get(profile)),
+                threshold=model.threshold if (model := self.models.get(profile)) is not None else None,
             )
         return build_snapshot(
             self.settings,
@@ -771,5 +731,5 @@ class EngineCore:
         )
 
     def model_versions(self) -> dict[str, int]:
-        return {p: v for p, m in self.models.items() if (v := _model_version_id(m)) is not None}
+        return {p: m.version_id for p, m in self.models.items()}
 

@@ -81,19 +81,18 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
-from sqlmodel import select
+from typing import TYPE_CHECKING, Any
 
 from itap_engine.config import Settings
-from itap_engine.engine.core import EngineCore, TickResult
 from itap_engine.engine.lock import LockHeld, RunLock
 from itap_engine.engine.logs import configure_logging
 from itap_engine.snapshot import EngineStats, Progress, worth_showing
 from itap_engine.snapshot.dto import contributors_of
-from itap_engine.store import schema as models
+from itap_engine.store.queries import open_alert_records
 from itap_engine.store.watermarks import ONCE_WALL_KEY
+
+if TYPE_CHECKING:
+    from itap_engine.engine.core import EngineCore, TickResult
 
 __all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
 
@@ -152,27 +151,24 @@ def _empty_summary(started: datetime) -> dict[str, Any]:
 
 
 def _open_alerts(core: EngineCore) -> list[dict[str, Any]]:
-    A = models.Alert
-    with core.store.session() as session:
-        alerts = list(session.exec(select(A).where(A.status == "open").order_by(A.peak_score.desc())))  # type: ignore[attr-defined]
     return [
         {
-            "id": a.id,
-            "device_id": a.device_id,
-            "profile": a.profile,
-            "severity": a.severity,
-            "family": a.family,
-            "opened_at": _iso_ms(a.opened_ts),
-            "last_at": _iso_ms(a.last_ts),
-            "peak_score": round(float(a.peak_score), 6),
-            "threshold": round(float(a.threshold), 6),
-            "acknowledged": bool(a.acknowledged),
+            "id": a["id"],
+            "device_id": a["device_id"],
+            "profile": a["profile"],
+            "severity": a["severity"],
+            "family": a["family"],
+            "opened_at": _iso_ms(a["opened_ts"]),
+            "last_at": _iso_ms(a["last_ts"]),
+            "peak_score": round(float(a["peak_score"]), 6),
+            "threshold": round(float(a["threshold"]), 6),
+            "acknowledged": bool(a["acknowledged"]),
             "contributors": [
                 {"signal": c.signal, "family": c.family, "share": round(c.share, 4)}
-                for c in contributors_of(a.contributors)
+                for c in contributors_of(a["contributors"])
             ],
         }
-        for a in alerts
+        for a in open_alert_records(core.store)
     ]
 
 
@@ -210,6 +206,8 @@ def run_cycle(
     now = now or datetime.now(UTC)
     summary = _empty_summary(now)
     started = time.perf_counter()
+    from itap_engine.engine.core import EngineCore
+
     core = EngineCore(settings)
     try:
         if core.needs_bootstrap():
@@ -219,12 +217,8 @@ def run_cycle(
             summary["timings_s"]["bootstrap"] = time.perf_counter() - t
         core.resume()
         store = core.store
-        run_id = store.start_run("once", source="itap --once")
-        with store.engine.begin() as conn:  # an owner tag, so no other run takes it for dead
-            conn.execute(
-                sa.update(models.Run).where(models.Run.id == run_id)  # type: ignore[arg-type]
-                .values(message=f"pid {os.getpid()} on {socket.gethostname()}")
-            )
+        # an owner tag, so no other run takes it for dead
+        run_id = store.start_run("once", source="itap --once", message=f"pid {os.getpid()} on {socket.gethostname()}")
         summary["run_id"] = run_id
         interval = choose_interval(settings, store.get_watermark(ONCE_WALL_KEY), now)
         try:

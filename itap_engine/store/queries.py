@@ -279,7 +279,7 @@ def fleet_devices(store: Store) -> dict[str, list[FleetDevice]]:
 
 
 def open_alert_records(
-    store: Store, *, limit: int, device: str | None = None, profile: str | None = None
+    store: Store, *, limit: int | None = None, device: str | None = None, profile: str | None = None
 ) -> list[dict[str, Any]]:
     """Open alerts as plain records, the strongest (peak score / threshold) first."""
     alert_t = models.Alert.__table__  # type: ignore[attr-defined]
@@ -288,7 +288,9 @@ def open_alert_records(
         stmt = stmt.where(alert_t.c.device_id == device)
     if profile:
         stmt = stmt.where(alert_t.c.profile == profile)
-    stmt = stmt.order_by((alert_t.c.peak_score / sa.func.nullif(alert_t.c.threshold, 0)).desc()).limit(limit)
+    stmt = stmt.order_by((alert_t.c.peak_score / sa.func.nullif(alert_t.c.threshold, 0)).desc(), alert_t.c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     with store.engine.connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]
 

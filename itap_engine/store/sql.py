@@ -395,9 +395,10 @@ class Store:
         return len(records)
 
     # ------------------------------------------------------------------ runs and watermarks
-    def start_run(self, kind: str, source: str = "", profile: str | None = None) -> int:
+    def start_run(self, kind: str, source: str = "", profile: str | None = None, message: str = "") -> int:
+        """A new ``running`` run row; ``message`` may name its owner (pid and host)."""
         with self.session() as session:
-            run = Run(kind=kind, source=source, profile=profile)
+            run = Run(kind=kind, source=source, profile=profile, message=message)
             session.add(run)
             session.commit()
             assert run.id is not None

@@ -27,7 +27,7 @@ from itap_tui.widgets.keyed_table import KeyedTable
 MARKUP_ID = "[bold red]x[/]"
 
 
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
