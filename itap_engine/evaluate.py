@@ -277,7 +277,12 @@ def evaluate_store(store, settings: Settings, profile: str) -> dict[str, Any]:  
     """Evaluate the active model on the store's labelled readings after its training window."""
     model = load_active_model(store, settings, profile)
     if model is None:
-        raise EvaluationError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
+        labelled = store.read_readings(profile, columns=["device_id", "ts", "fault"])
+        what = "no labelled readings and " if "fault" not in labelled or labelled["fault"].notna().sum() == 0 else ""
+        raise EvaluationError(
+            f"profile {profile}: {what}no trained model; evaluate needs ground-truth labels (simulated data, or "
+            f"`itap ingest --label COL`) and a model (`itap train --profile {profile}`)"
+        )
     assert model.features is not None
     after = model.train_end
     frame = store.read_readings(profile, since_ms=after)
@@ -312,10 +317,9 @@ def evaluate_simulated(
     with tempfile.TemporaryDirectory(prefix="itap-eval-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        local = settings.with_overrides(
-            database={"url": f"sqlite:///{work / 'eval.db'}"}, paths={"artifacts_dir": str(work / "artifacts")}
-        )
-        store = Store(local)
+        url = f"sqlite:///{work / 'eval.db'}"
+        local = settings.with_overrides(database={"url": url}, paths={"artifacts_dir": str(work / "artifacts")})
+        store = Store(local, url=url)  # explicit: $ITAP_DB_URL must not redirect a scratch store
         try:
             sim = Simulator(local, profile, device_ids_for("dev", devices), seed=seed, fault_rate_per_device_day=fault_rate)
             start = sim.start

@@ -61,10 +61,9 @@ def _score_file(settings: Settings, path: Path, device: str, workdir: Path) -> t
     from itap_engine.scoring import StreamingScorer, train_model
     from itap_engine.store import Store
 
-    local = settings.with_overrides(
-        database={"url": f"sqlite:///{workdir / 'skab.db'}"}, paths={"artifacts_dir": str(workdir / "artifacts")}
-    )
-    store = Store(local)
+    url = f"sqlite:///{workdir / 'skab.db'}"
+    local = settings.with_overrides(database={"url": url}, paths={"artifacts_dir": str(workdir / "artifacts")})
+    store = Store(local, url=url)  # explicit: $ITAP_DB_URL must not redirect a scratch store
     try:
         import_csv(store, local, path, profile=PROFILE, device=device)
         frame = store.read_readings(PROFILE)
