@@ -49,7 +49,7 @@ def test_jitter_and_skipped_samples_barely_move_scores(fitted, seed: int, jitter
     rng = np.random.default_rng(seed)
     step = builder.step_ms_
     shaken = test.copy()
-    offsets = rng.uniform(-jitter, jitter, size=len(shaken)) * step / 2  # neighbours differ by <= jitter x step
+    offsets = rng.uniform(-jitter, jitter, size=len(shaken)) * step  # each reading +-30 % of the step at most
     shaken["ts"] = shaken["ts"].to_numpy() + offsets.astype(np.int64)
     keep = rng.random(len(shaken)) >= 0.01
     keep[0] = True

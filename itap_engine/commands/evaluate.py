@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--simulate: hours simulated before, to train on (default: 24)")
     parser.add_argument("--fault-rate", type=float, help="--simulate: random faults per device-day")
     parser.add_argument("--seed", type=int, help="--simulate: random seed")
+    parser.add_argument("--fault-scale", type=float, default=1.0,
+                        help="--simulate: multiply every fault's magnitude (0.5 = half-magnitude faults)")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="--simulate: move each timestamp by up to this fraction of the step (e.g. 0.3)")
+    parser.add_argument("--skip", type=float, default=0.0,
+                        help="--simulate: drop this share of readings (e.g. 0.01)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if metrics is None:
         metrics = evaluate_simulated(
             settings, args.profile, devices=args.devices, hours=args.hours, train_hours=args.train_hours,
-            fault_rate=args.fault_rate, seed=args.seed,
+            fault_rate=args.fault_rate, seed=args.seed, fault_scale=args.fault_scale, jitter=args.jitter,
+            skip=args.skip,
         )
     path = write_metrics(settings, metrics)
     if args.json:
