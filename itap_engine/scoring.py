@@ -184,6 +184,12 @@ def train_model(
 ) -> TrainedModel:
     """Fit features + detector on normal readings of ``[train_from_ms, train_until_ms]``.
 
+    ``device_windows`` gives devices their own known-good window (device -> (from ms,
+    until ms), either end None = open); None keeps those of the active version, ``{}``
+    drops them. ``exclude_labelled`` leaves labelled readings (and the windows after
+    them) out; ``itap train`` sets it only when asked, so labels never pick training
+    rows unless the operator says so.
+
     Normal means: no fault label in the trailing window (simulated data); imported
     data without labels is taken as normal, so the operator names a known-good
     window with ``train_until_ms``. The latest quarter of the window (by time) is the
@@ -194,7 +200,9 @@ def train_model(
         TrainingError: the window holds too few normal readings.
     """
     spec = settings.profile(profile)
-    frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows or {})
+    if device_windows is None:  # a retrain keeps the windows operators gave devices
+        device_windows = _active_device_windows(store, profile)
+    frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
     builder = feature_builder_for(settings, spec)
     minimum = min_training_readings(builder)
     if len(frame) < minimum:
@@ -346,6 +354,23 @@ def min_training_readings(builder: FeatureBuilder) -> int:
     return 2 * (int(builder.long_window) + 1)
 
 
+def _active_device_windows(store, profile: str) -> dict[str, tuple[int | None, int | None]]:  # noqa: ANN001
+    """The per-device known-good windows of the profile's active model version."""
+    with store.session() as session:
+        version = session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.profile == profile, ModelVersion.active == True)  # noqa: E712
+            .order_by(ModelVersion.id.desc())  # type: ignore[union-attr]
+        ).first()
+    if version is None or not version.metrics:
+        return {}
+    try:
+        windows = json.loads(version.metrics).get("device_windows", {})
+    except ValueError:
+        return {}
+    return {str(d): (w[0], w[1]) for d, w in windows.items()}
+
+
 def _training_frame(
     store, profile: str, train_from_ms: int | None, train_until_ms: int | None,  # noqa: ANN001
     device_windows: dict[str, tuple[int | None, int | None]],
@@ -358,8 +383,8 @@ def _training_frame(
         frame = frame[~frame["device_id"].astype(str).isin(list(device_windows))]
         parts = [frame]
         for device, (lo, hi) in device_windows.items():
-            own = store.read_readings(profile, since_ms=None if lo is None else lo - 1, until_ms=hi)
-            parts.append(own[own["device_id"].astype(str) == device])
+            parts.append(store.read_readings(profile, device_ids=[device], since_ms=None if lo is None else lo - 1,
+                                             until_ms=hi))
         frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else frame
     # features come back ordered by device then time (Python's order): the masks below
     # must follow the same order, whatever the database's collation
