@@ -206,6 +206,7 @@ class EngineSettings(_Model):
     retrain_minutes: float = Field(default=60, gt=0)
     housekeeping_minutes: float = Field(default=10, gt=0)
     retention_hours: float = Field(default=72, gt=0)
+    retention_hours_imported: float = Field(default=0, ge=0)
 
 
 class ImportSettings(_Model):

@@ -364,3 +364,31 @@ def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path
     store.close()
     assert not (workdir / "data" / "itap.lock").exists()
     assert (workdir / "itap.log").read_text()
+
+
+SKAB_FILE = REPO.parent / "shared" / "data" / "skab" / "valve1" / "0.csv"
+
+
+@pytest.mark.skipif(not SKAB_FILE.is_file(), reason="SKAB dev set not available")
+def test_housekeeping_never_deletes_imported_readings_by_the_simulated_clock(workdir: Path) -> None:
+    """Retention is per source and per device, against the device's own newest reading:
+    a SKAB file from 2020 next to a fleet simulated in 2026 keeps every row, while the
+    simulated devices are trimmed to their retention."""
+    from itap_engine.csv_import import import_csv
+
+    settings = settings_of(workdir, engine={"retention_hours": 1.0})
+    core = EngineCore(settings)
+    try:
+        report = import_csv(core.store, settings, SKAB_FILE, profile="skab_pump", device="skab-valve1-0")
+        assert report.inserted == 1147
+        core.resume()
+        for _ in range(5):
+            core.tick()
+            core.housekeeping()
+        imported = core.store.read_readings("skab_pump", device_ids=["skab-valve1-0"])
+        assert len(imported) == report.inserted  # every imported row is still there
+        simulated = core.store.read_readings("industrial", device_ids=["pump-001"])
+        span_h = (simulated["ts"].max() - simulated["ts"].min()) / 3_600_000
+        assert span_h <= 1.01  # the simulated history (6 h) was trimmed to its retention
+    finally:
+        core.close()
