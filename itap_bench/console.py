@@ -50,9 +50,9 @@ def _instrument(app: Any) -> list[float]:
 
 
 async def _first_frame() -> float:
+    from itap_bench.fake_facade import FakeFacade
     from itap_tui.app import ItapApp
     from itap_tui.screens import FleetScreen
-    from itap_bench.fake_facade import FakeFacade
     from itap_tui.widgets import DeviceTable
 
     started = time.perf_counter()
@@ -84,9 +84,9 @@ async def _first_frame() -> float:
 async def _key_latency(duration_s: float = 12.0, interval_s: float = 0.12) -> tuple[list[float], list[float]]:
     from textual.widgets import DataTable
 
+    from itap_bench.fake_facade import FakeFacade
     from itap_tui.app import ItapApp
     from itap_tui.screens import FleetScreen
-    from itap_bench.fake_facade import FakeFacade
     from itap_tui.widgets import DeviceTable
 
     facade = FakeFacade(devices=DEVICES, interval=1.0)

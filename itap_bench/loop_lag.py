@@ -7,6 +7,7 @@ import contextlib
 
 import numpy as np
 
+
 # ---------------------------------------------------------------------- loop lag
 class LoopLagMonitor:
     """Measures how late the event loop wakes a sleeper: the stall a console would feel.

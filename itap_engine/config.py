@@ -175,12 +175,16 @@ class FeatureSettings(_Model):
     window: int = Field(default=12, ge=2)
     long_window: int = Field(default=120, ge=2)
     fft_window: int = Field(default=16, ge=4)
+    gap_factor: float = Field(default=5.0, gt=1)
 
 
 class DetectionSettings(_Model):
-    detector: Literal["iforest", "robust_z"] = "iforest"
+    detector: Literal["iforest", "robust_z", "shift", "pca", "drift", "ensemble"] = "iforest"
+    ensemble: list[Literal["iforest", "robust_z", "shift", "pca", "drift"]] = ["robust_z", "shift", "pca", "drift"]
     n_estimators: int = Field(default=200, ge=10)
     threshold_percentile: float = Field(default=99.5, gt=50, lt=100)
+    threshold_method: Literal["pot", "conformal", "sweep"] = "pot"
+    false_alarms_per_device_day: float = Field(default=0.5, gt=0)
     bootstrap_hours: float = Field(default=6, gt=0)
 
 
@@ -203,6 +207,7 @@ class EngineSettings(_Model):
     retrain_minutes: float = Field(default=60, gt=0)
     housekeeping_minutes: float = Field(default=10, gt=0)
     retention_hours: float = Field(default=72, gt=0)
+    retention_hours_imported: float = Field(default=0, ge=0)
 
 
 class ImportSettings(_Model):

@@ -235,15 +235,51 @@ class IsolationForestDetector(_RobustScaling, OutlierMixin, BaseEstimator):
         return self.forest_.score_samples(z)
 
 
-DETECTORS = {"iforest": IsolationForestDetector, "robust_z": RobustZDetector}
+DETECTORS = {
+    "iforest": IsolationForestDetector,
+    "robust_z": RobustZDetector,
+    "shift": "itap_engine.detection.charts.ShiftDetector",
+    "pca": "itap_engine.detection.charts.PcaDetector",
+    "drift": "itap_engine.detection.charts.DriftDetector",
+    "ensemble": "itap_engine.detection.charts.EnsembleDetector",
+}
 
 
-def make_detector(name: str, *, n_estimators: int = 200, random_state: int = 0) -> BaseEstimator:
-    """An unfitted detector by its config name."""
+def make_detector(
+    name: str,
+    *,
+    n_estimators: int = 200,
+    random_state: int = 0,
+    feature_names: Sequence[str] = (),
+    window: int = 12,
+    members: Sequence[str] = ("robust_z", "shift", "pca", "drift"),
+) -> BaseEstimator:
+    """An unfitted detector by its config name.
+
+    ``feature_names`` (the feature builder's columns) and ``window`` (its short
+    window) serve the detectors that read particular feature kinds; ``members``
+    names the detectors of ``"ensemble"``.
+    """
+    from itap_engine.detection import charts as detectors
+
     if name == "iforest":
         return IsolationForestDetector(n_estimators=n_estimators, random_state=random_state)
     if name == "robust_z":
         return RobustZDetector()
+    if name == "shift":
+        return detectors.ShiftDetector(feature_names=tuple(feature_names), window=window)
+    if name == "pca":
+        return detectors.PcaDetector()
+    if name == "drift":
+        return detectors.DriftDetector(feature_names=tuple(feature_names))
+    if name == "ensemble":
+        parts = [m for m in members if m != "ensemble"]
+        if not parts:
+            raise ValueError("an ensemble needs at least one member detector")
+        return detectors.EnsembleDetector(members=[
+            make_detector(m, n_estimators=n_estimators, random_state=random_state, feature_names=feature_names,
+                          window=window) for m in parts
+        ])
     raise ValueError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}")
 
 

@@ -449,6 +449,10 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         Long window for the trend, the z-score baseline and the event counters.
     fft_window : int, default=16
         Window for FFT energy and dominant frequency.
+    gap_factor : float, default=5.0
+        A step between two readings of a device is a gap (the windows restart after
+        it) only when it is longer than this many times that device's own median
+        sampling interval; jitter, a skipped sample or a burst is not a gap.
 
     Attributes
     ----------
@@ -465,7 +469,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         Readings per device a streaming caller must keep so that its features equal
         the batch ones.
     step_ms_ : int
-        Median sampling interval seen in training.
+        Median sampling interval seen in training (all devices).
+    device_steps_ : dict of str to int
+        Each training device's own median sampling interval.
 
     Examples
     --------
@@ -480,11 +486,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         window: int = 12,
         long_window: int = 120,
         fft_window: int = 16,
+        gap_factor: float = 5.0,
     ) -> None:
         self.signals = signals
         self.window = window
         self.long_window = long_window
         self.fft_window = fft_window
+        self.gap_factor = gap_factor
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureBuilder:
@@ -513,6 +521,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         same = np.r_[False, device_codes[1:] == device_codes[:-1]]
         steps = np.diff(ts)[same[1:]]
         self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
+        self.device_steps_ = _device_steps(frame["device_id"].to_numpy(), device_codes, ts, self.step_ms_)
         # a gap in time (e.g. rows left out of training) restarts the lag like a new device
         pos = self._segment_positions(frame, device_codes)
         # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
@@ -629,11 +638,26 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def _segment_positions(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
         """Position of each row in its run of readings: a new device, or a gap in time
-        of more than 1.5 sampling intervals of training, starts a new run."""
+        of more than ``gap_factor`` times the device's own median sampling interval
+        (learned in training; the fleet's for a device training never saw), starts a
+        new run. Jitter, a skipped sample or a burst stays inside the run."""
         ts = frame["ts"].to_numpy(dtype=np.int64)
         same = np.r_[False, device_codes[1:] == device_codes[:-1]]
-        gap = np.r_[True, ~same[1:] | (np.diff(ts) > 1.5 * self.step_ms_)]
+        limit = self.gap_factor * self._row_steps(frame, device_codes)
+        gap = np.r_[True, ~same[1:] | (np.diff(ts) > limit[1:])]
         return _positions(np.cumsum(gap))
+
+    def _row_steps(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
+        """The median sampling interval (ms) of each row's device."""
+        steps = getattr(self, "device_steps_", None) or {}
+        default = float(getattr(self, "step_ms_", 1000))
+        if len(frame) == 0:
+            return np.zeros(0)
+        first = np.r_[0, np.flatnonzero(device_codes[1:] != device_codes[:-1]) + 1]
+        names = frame["device_id"].to_numpy()[first]
+        per = np.array([float(steps.get(str(d), default)) for d in names])
+        sizes = np.diff(np.r_[first, len(frame)])
+        return np.repeat(per, sizes)
 
     def _standardise(self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
         """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
@@ -837,6 +861,17 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         return table[raw]  # raw == -1 (missing) picks the trailing `other`
 
 
+def _device_steps(names: np.ndarray, device_codes: np.ndarray, ts: np.ndarray, default: int) -> dict[str, int]:
+    """Median sampling interval (ms) of each device of a frame sorted by device then time."""
+    out: dict[str, int] = {}
+    bounds = np.flatnonzero(np.r_[True, device_codes[1:] != device_codes[:-1], True]) if len(ts) else np.zeros(1, int)
+    for b in range(len(bounds) - 1):
+        lo, hi = bounds[b], bounds[b + 1]
+        steps = np.diff(ts[lo:hi])
+        out[str(names[lo])] = int(np.median(steps)) if len(steps) else int(default)
+    return out
+
+
 def _mad(values: np.ndarray) -> np.ndarray:
     """1.4826 x median absolute deviation per column (NaN-aware)."""
     if len(values) == 0:
@@ -850,5 +885,6 @@ def feature_builder_for(settings: Settings, profile: str | ProfileSpec) -> Featu
     spec = settings.profile(profile) if isinstance(profile, str) else profile
     fs = settings.features
     return FeatureBuilder(
-        signals=tuple(spec.signal_names), window=fs.window, long_window=fs.long_window, fft_window=fs.fft_window
+        signals=tuple(spec.signal_names), window=fs.window, long_window=fs.long_window, fft_window=fs.fft_window,
+        gap_factor=fs.gap_factor,
     )

@@ -49,7 +49,7 @@ from itap_engine.detection.alerts import (
     contributors_to_json,
     explain,
 )
-from itap_engine.detection.detectors import make_detector, sweep_threshold
+from itap_engine.detection.detectors import ThresholdChoice, make_detector, sweep_threshold
 from itap_engine.detection.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks, sort_readings
 from itap_engine.errors import ItapError
 from itap_engine.store.schema import ModelVersion, Score
@@ -112,6 +112,11 @@ class TrainedModel:
     families: dict[str, str] = field(default_factory=dict)
     """signal -> sensor family, for explanations."""
     detector_name: str = ""
+    device_thresholds: dict[str, float] = field(default_factory=dict)
+    """Per-device thresholds calibrated on each device's known-good window (``threshold``
+    serves devices without one)."""
+    device_windows: dict[str, tuple[int | None, int | None]] = field(default_factory=dict)
+    """Devices trained on their own known-good window: device -> (from ms, until ms)."""
 
 
 @dataclass(frozen=True)
@@ -174,8 +179,16 @@ def train_model(
     *,
     train_until_ms: int | None = None,
     train_from_ms: int | None = None,
+    device_windows: dict[str, tuple[int | None, int | None]] | None = None,
+    exclude_labelled: bool = True,
 ) -> TrainedModel:
     """Fit features + detector on normal readings of ``[train_from_ms, train_until_ms]``.
+
+    ``device_windows`` gives devices their own known-good window (device -> (from ms,
+    until ms), either end None = open); None keeps those of the active version, ``{}``
+    drops them. ``exclude_labelled`` leaves labelled readings (and the windows after
+    them) out; ``itap train`` sets it only when asked, so labels never pick training
+    rows unless the operator says so.
 
     Normal means: no fault label in the trailing window (simulated data); imported
     data without labels is taken as normal, so the operator names a known-good
@@ -187,22 +200,23 @@ def train_model(
         TrainingError: the window holds too few normal readings.
     """
     spec = settings.profile(profile)
-    since = None if train_from_ms is None else train_from_ms - 1
-    # features come back ordered by device then time (Python's order): the masks below
-    # must follow the same order, whatever the database's collation
-    frame = sort_readings(store.read_readings(profile, since_ms=since, until_ms=train_until_ms))
+    if device_windows is None:  # a retrain keeps the windows operators gave devices
+        device_windows = _active_device_windows(store, profile)
+    frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
     builder = feature_builder_for(settings, spec)
-    if len(frame) < 4 * builder.long_window:
+    minimum = min_training_readings(builder)
+    if len(frame) < minimum:
         raise TrainingError(
-            f"profile {profile}: only {len(frame)} readings in the training window; "
-            f"need at least {4 * builder.long_window} (generate or ingest more history first)"
+            f"profile {profile}: only {len(frame)} readings in the training window; need at least {minimum} "
+            f"(2 x ([features].long_window + 1), long_window = {builder.long_window}): lower [features].long_window "
+            "in config.toml, or widen the window (--train-from/--train-until), or generate or ingest more history"
         )
-    normal = _normal_mask(frame, builder)
+    normal = _normal_mask(frame, builder) if exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
     t0, t1 = int(ts.min()), int(ts.max())
     split = t0 + int((t1 - t0) * (1 - VALIDATION_FRACTION))
     fit_rows = normal & (ts <= split)
-    if fit_rows.sum() < 2 * builder.long_window:
+    if fit_rows.sum() < builder.long_window + 1:
         raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
     builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
     devices = _training_devices(frame)
@@ -211,20 +225,29 @@ def train_model(
         frame, normal, fit_rows, ts = frame[keep], normal[keep], fit_rows[keep], ts[keep]
     feats = builder.transform(frame)
     names = list(builder.feature_names_out_)
-    pos_ok = _warm(feats, builder.history_)
+    pos_ok = _warm(feats, builder.long_window + 1)
     X = feats[names].to_numpy()
     train_idx = np.flatnonzero(fit_rows & pos_ok)
     val_idx = np.flatnonzero(normal & (ts > split) & pos_ok)
+    if len(val_idx) < SHORT_WINDOW_ROWS:
+        # a short known-good window (a few hundred readings): a held-out quarter would
+        # leave too few rows both to fit and to calibrate, so the detector is fitted
+        # on the whole window and the threshold calibrated on its scores, whose
+        # extreme tail is extrapolated (peaks over threshold) rather than read off
+        train_idx = np.flatnonzero(normal & pos_ok)
+        val_idx = train_idx
     rng = np.random.default_rng(0)
     if len(train_idx) > MAX_FIT_ROWS:
         train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
     name = settings.detection.detector
-    detector = make_detector(name, n_estimators=settings.detection.n_estimators)
+    detector = make_detector(
+        name, n_estimators=settings.detection.n_estimators, feature_names=names, window=builder.window,
+        members=settings.detection.ensemble,
+    )
     detector.fit(X[train_idx])
-    if len(val_idx) < 100:
-        val_idx = train_idx
     val_scores = -detector.score_samples(X[val_idx])
-    device_codes = pd.factorize(feats["device_id"].to_numpy()[val_idx])[0]
+    val_devices = feats["device_id"].to_numpy()[val_idx]
+    device_codes = pd.factorize(val_devices)[0]
     device_days = len(val_idx) * builder.step_ms_ / 86_400_000
     choice = sweep_threshold(
         val_scores,
@@ -235,6 +258,23 @@ def train_model(
         quiet=settings.alerts.quiet_readings,
         min_percentile=settings.detection.threshold_percentile,
     )
+    device_thresholds: dict[str, float] = {}
+    calibration: dict[str, Any] = {"method": settings.detection.threshold_method}
+    if settings.detection.threshold_method != "sweep":
+        from itap_engine.detection.threshold import calibrate, exceedance_probability
+
+        rate = settings.detection.false_alarms_per_device_day
+        pooled = calibrate(val_scores, exceedance_probability(rate, builder.step_ms_), settings.detection.threshold_method)
+        choice = ThresholdChoice(pooled.threshold, 100.0, rate, choice.sweep)
+        calibration["pooled"] = {"threshold": pooled.threshold, "q": pooled.q, **pooled.detail}
+        for code, device in enumerate(pd.unique(val_devices)):
+            mine = val_scores[device_codes == code]
+            if len(mine) < MIN_DEVICE_CALIBRATION:
+                continue
+            step = builder.device_steps_.get(str(device), builder.step_ms_)
+            cal = calibrate(mine, exceedance_probability(rate, step), settings.detection.threshold_method)
+            if np.isfinite(cal.threshold):
+                device_thresholds[str(device)] = float(cal.threshold)
     detector.set_threshold(choice.threshold)
     families = spec.families()
     bundle = {
@@ -246,6 +286,8 @@ def train_model(
         "threshold": choice.threshold,
         "feature_names": names,
         "families": families,
+        "device_thresholds": device_thresholds,
+        "device_windows": {d: list(w) for d, w in (device_windows or {}).items()},
     }
     models_dir = settings.resolve(settings.paths.artifacts_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -261,6 +303,9 @@ def train_model(
         "validation_start": split,
         "lag_tau": float(builder.lag_tau_),
         "lag_delay": int(builder.lag_delay_),
+        "calibration": calibration,
+        "device_thresholds": device_thresholds,
+        "device_windows": {d: list(w) for d, w in (device_windows or {}).items()},
     }
     with store.session() as session:
         session.exec(
@@ -293,7 +338,57 @@ def train_model(
         features=builder,
         families=families,
         detector_name=name,
+        device_thresholds=device_thresholds,
+        device_windows=dict(device_windows or {}),
     )
+
+
+MIN_DEVICE_CALIBRATION = 50
+"""A device needs this many known-good scores for its own threshold (else the pooled one)."""
+SHORT_WINDOW_ROWS = 1000
+"""Below this many held-out known-good rows, fit and calibrate on the whole window."""
+
+
+def min_training_readings(builder: FeatureBuilder) -> int:
+    """The fewest readings a training window may hold: two full long windows."""
+    return 2 * (int(builder.long_window) + 1)
+
+
+def _active_device_windows(store, profile: str) -> dict[str, tuple[int | None, int | None]]:  # noqa: ANN001
+    """The per-device known-good windows of the profile's active model version."""
+    with store.session() as session:
+        version = session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.profile == profile, ModelVersion.active == True)  # noqa: E712
+            .order_by(ModelVersion.id.desc())  # type: ignore[union-attr]
+        ).first()
+    if version is None or not version.metrics:
+        return {}
+    try:
+        windows = json.loads(version.metrics).get("device_windows", {})
+    except ValueError:
+        return {}
+    return {str(d): (w[0], w[1]) for d, w in windows.items()}
+
+
+def _training_frame(
+    store, profile: str, train_from_ms: int | None, train_until_ms: int | None,  # noqa: ANN001
+    device_windows: dict[str, tuple[int | None, int | None]],
+) -> pd.DataFrame:
+    """Readings of the profile's window, with devices that have their own window read
+    over that window instead; ordered by device then time."""
+    since = None if train_from_ms is None else train_from_ms - 1
+    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
+    if device_windows:
+        frame = frame[~frame["device_id"].astype(str).isin(list(device_windows))]
+        parts = [frame]
+        for device, (lo, hi) in device_windows.items():
+            parts.append(store.read_readings(profile, device_ids=[device], since_ms=None if lo is None else lo - 1,
+                                             until_ms=hi))
+        frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else frame
+    # features come back ordered by device then time (Python's order): the masks below
+    # must follow the same order, whatever the database's collation
+    return sort_readings(frame)
 
 
 def _warm(feats: pd.DataFrame, history: int) -> np.ndarray:
@@ -339,6 +434,8 @@ def load_model_version(store, version_id: int) -> TrainedModel:  # noqa: ANN001
         features=bundle["features"],
         families=dict(bundle["families"]),
         detector_name=bundle.get("detector_name", version.detector),
+        device_thresholds=dict(bundle.get("device_thresholds", {})),
+        device_windows={d: tuple(w) for d, w in bundle.get("device_windows", {}).items()},
     )
 
 
@@ -374,7 +471,12 @@ def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
     X = feats[model.feature_names].to_numpy()
     raw, push = model.detector.score_and_contributions(X)
     score = -raw
-    anomalous = score > model.threshold
+    threshold: Any = model.threshold
+    if model.device_thresholds:
+        devices = feats["device_id"]
+        own = pd.Series(devices.to_numpy()).astype(str).map(model.device_thresholds).to_numpy(dtype=float)
+        threshold = np.where(np.isnan(own), model.threshold, own)
+    anomalous = score > threshold
     explanation = explain(push, model.feature_names, model.families, detail=anomalous)
     return pd.DataFrame(
         {
@@ -384,7 +486,7 @@ def score_features(model: TrainedModel, feats: pd.DataFrame) -> pd.DataFrame:
             "is_anomalous": anomalous,
             "family": explanation.family,
             "contributors": explanation.contributors,
-            "threshold": model.threshold,
+            "threshold": threshold,
             "model_version_id": model.version_id,
         }
     )

@@ -661,35 +661,46 @@ class EngineCore:
 
     # ------------------------------------------------------------------ housekeeping
     def housekeeping(self) -> dict[str, int]:
-        """Delete readings and scores older than ``engine.retention_hours`` of simulated time.
+        """Delete old readings and scores, per source and per device.
 
-        Deletes go device by device along the primary key, so each statement is an
-        index range and the write lock is held briefly.
+        A device's cutoff is its own newest reading minus the retention of its source:
+        ``engine.retention_hours`` for the devices this engine simulates,
+        ``engine.retention_hours_imported`` for every other device (imported data;
+        0, the default, keeps them forever). The simulated clock never deletes real
+        data: an imported history from 2020 is not "old" because the simulation runs
+        in 2026. Deletes go device by device along the primary key, so each statement
+        is an index range and the write lock is held briefly.
         """
         if self.sim_time is None:
             return {}
-        cutoff = _ms(self.sim_time) - int(self.settings.engine.retention_hours * 3600 * 1000)
-        deleted: dict[str, int] = {}
+        rules = self.settings.engine
         with self.store.session() as session:
-            devices = [(d.id, d.profile) for d in session.exec(select(models.Device))]
+            devices = [(d.id, d.profile, d.last_ts) for d in session.exec(select(models.Device))]
+        deleted: dict[str, int] = {}
         score_table = models.Score.__table__  # type: ignore[attr-defined]
         for profile in self.settings.profiles:
-            ids = [d for d, p in devices if p == profile]
-            if not ids:
+            params = []
+            for device, p, last in devices:
+                if p != profile or last is None:
+                    continue
+                hours = rules.retention_hours if device in self.device_profile else rules.retention_hours_imported
+                if hours and hours > 0:
+                    params.append({"d": device, "cut": int(last) - int(hours * 3600 * 1000)})
+            if not params:
                 continue
             table = self.store.readings_table(profile)
             with self.store.engine.begin() as conn:
                 r = conn.execute(
-                    sa.delete(table).where(table.c.device_id == sa.bindparam("d"), table.c.ts < cutoff),
-                    [{"d": d} for d in ids],
+                    sa.delete(table).where(table.c.device_id == sa.bindparam("d"), table.c.ts < sa.bindparam("cut")),
+                    params,
                 )
                 s = conn.execute(
                     sa.delete(score_table).where(
                         score_table.c.profile == profile,
                         score_table.c.device_id == sa.bindparam("d"),
-                        score_table.c.ts < cutoff,
+                        score_table.c.ts < sa.bindparam("cut"),
                     ),
-                    [{"d": d} for d in ids],
+                    params,
                 )
             deleted[f"readings_{profile}"] = max(r.rowcount, 0)
             deleted[f"scores_{profile}"] = max(s.rowcount, 0)
@@ -697,7 +708,7 @@ class EngineCore:
         with self.store.engine.begin() as conn:
             run = models.Run.__table__  # type: ignore[attr-defined]
             conn.execute(sa.delete(run).where(run.c.kind == TICK_RUN_KIND, run.c.started_at < wall_cutoff))
-        log.info("housekeeping before %s: %s", _from_ms(cutoff), deleted)
+        log.info("housekeeping: %s", deleted)
         return deleted
 
     # ------------------------------------------------------------------ snapshot

@@ -277,7 +277,12 @@ def evaluate_store(store, settings: Settings, profile: str) -> dict[str, Any]:  
     """Evaluate the active model on the store's labelled readings after its training window."""
     model = load_active_model(store, settings, profile)
     if model is None:
-        raise EvaluationError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
+        labelled = store.read_readings(profile, columns=["device_id", "ts", "fault"])
+        what = "no labelled readings and " if "fault" not in labelled or labelled["fault"].notna().sum() == 0 else ""
+        raise EvaluationError(
+            f"profile {profile}: {what}no trained model; evaluate needs ground-truth labels (simulated data, or "
+            f"`itap ingest --label COL`) and a model (`itap train --profile {profile}`)"
+        )
     assert model.features is not None
     after = model.train_end
     frame = store.read_readings(profile, since_ms=after)
@@ -303,19 +308,29 @@ def evaluate_simulated(
     fault_rate: float | None = None,
     seed: int | None = None,
     workdir: str | Path | None = None,
+    fault_scale: float = 1.0,
+    jitter: float = 0.0,
+    skip: float = 0.0,
 ) -> dict[str, Any]:
     """Simulate ``train_hours`` of history, train on its normal readings, then score and
-    evaluate the next ``hours`` (random faults on throughout) in a scratch database."""
+    evaluate the next ``hours`` (random faults on throughout) in a scratch database.
+
+    ``fault_scale`` multiplies every fault's magnitude (0.5: half-magnitude faults);
+    ``jitter`` moves each timestamp by up to that fraction of the sampling step and
+    ``skip`` drops that share of readings (seeded), for a jittered copy of the scenario.
+    """
     from itap_engine.ingest.simulator import Simulator, device_ids_for
     from itap_engine.store.sql import Store, to_epoch_ms
+
+    if fault_scale != 1.0:
+        settings = scaled_faults(settings, profile, fault_scale)
 
     with tempfile.TemporaryDirectory(prefix="itap-eval-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        local = settings.with_overrides(
-            database={"url": f"sqlite:///{work / 'eval.db'}"}, paths={"artifacts_dir": str(work / "artifacts")}
-        )
-        store = Store(local)
+        url = f"sqlite:///{work / 'eval.db'}"
+        local = settings.with_overrides(database={"url": url}, paths={"artifacts_dir": str(work / "artifacts")})
+        store = Store(local, url=url)  # explicit: $ITAP_DB_URL must not redirect a scratch store
         try:
             sim = Simulator(local, profile, device_ids_for("dev", devices), seed=seed, fault_rate_per_device_day=fault_rate)
             start = sim.start
@@ -323,10 +338,13 @@ def evaluate_simulated(
             end = split + timedelta(hours=hours)
             history = sim.generate(start, split)
             history["ts"] = to_epoch_ms(history["ts"])
+            shake = np.random.default_rng(sim.seed + 1)
+            history = jittered(history, jitter, skip, sim.freq_s * 1000, shake)
             store.insert_readings(profile, history)
             model = train_model(store, local, profile)
             frame = sim.generate(split, end)
             frame["ts"] = to_epoch_ms(frame["ts"])
+            frame = jittered(frame, jitter, skip, sim.freq_s * 1000, shake)
             assert model.features is not None
             tail = history.groupby("device_id").tail(model.features.history_)
             scored, alerts = _replay(local, profile, model, tail, frame, work)
@@ -335,10 +353,36 @@ def evaluate_simulated(
     return _report(
         settings, profile, model, frame, scored, alerts,
         {"source": "simulated", "scenario": {"devices": devices, "hours": hours, "train_hours": train_hours,
+                                             "fault_scale": fault_scale, "jitter": jitter, "skip": skip,
                                              "fault_rate_per_device_day": fault_rate if fault_rate is not None
                                              else settings.simulation.fault_rate_per_device_day,
                                              "seed": seed if seed is not None else settings.simulation.seed}},
     )
+
+
+def scaled_faults(settings: Settings, profile: str, scale: float) -> Settings:
+    """Settings whose ``profile`` faults have every magnitude multiplied by ``scale``."""
+    from itap_engine.config import parse_settings
+
+    data = settings.model_dump(by_alias=True)
+    for fault in data["profiles"][profile]["faults"].values():
+        for effect in fault["effects"]:
+            if effect["kind"] != "dropout":
+                effect["magnitude"] = effect["magnitude"] * scale
+    return parse_settings(data, settings.source)
+
+
+def jittered(frame: pd.DataFrame, jitter: float, skip: float, step_ms: int, rng: np.random.Generator) -> pd.DataFrame:
+    """``frame`` with each timestamp moved by up to ``jitter`` x ``step_ms`` and a share
+    ``skip`` of readings dropped (order kept: jitter must stay below 0.5)."""
+    if jitter <= 0 and skip <= 0:
+        return frame
+    if not 0 <= jitter < 0.5:
+        raise ValueError("jitter must be in [0, 0.5)")
+    out = frame.copy()
+    offsets = rng.uniform(-jitter, jitter, size=len(out)) * step_ms
+    out["ts"] = out["ts"].to_numpy(dtype=np.int64) + offsets.astype(np.int64)
+    return out[rng.random(len(out)) >= skip].reset_index(drop=True)
 
 
 def write_metrics(settings: Settings, metrics: dict[str, Any], name: str = "metrics.json") -> Path:

@@ -1,4 +1,4 @@
-"""SKAB outlier-detection evaluation and ITAP's detector for it.
+"""SKAB outlier-detection protocol: reading, metrics and the reference baselines.
 
 SKAB (the Skoltech Anomaly Benchmark, github.com/waico/SKAB) is real
 multivariate telemetry from a water-circulation testbed: 8 sensor channels
@@ -28,7 +28,7 @@ drifting, reference period; and because the test parts are more than half
 anomalous, "flag everything" already reaches F1 0.70, which is why F1 must
 always be read together with FAR and MAR.
 
-Three detectors can be evaluated (``evaluate_skab(..., detector=...)``):
+Only SKAB's reference baselines live here (``evaluate_skab(..., detector=...)``):
 
 ``"isolation_forest"``
     SKAB's reference Isolation Forest (``contamination=0.0005``,
@@ -36,38 +36,12 @@ Three detectors can be evaluated (``evaluate_skab(..., detector=...)``):
 ``"t2"``
     SKAB's reference Hotelling T² chart with an F-distribution UCL and a
     trailing median of 5 over T², compared with 2 x UCL.
-``"itap"``
-    :class:`TrailingShiftDetector`, ITAP's own detector: a multi-channel
-    Shewhart-style chart on trailing means. Each channel's trailing mean is
-    compared with the channel's training median; the deviation is divided by
-    the largest deviation seen in the training part (its own control limit),
-    and a row is anomalous when some channel exceeds ``margin`` times its
-    limit. Channels whose training variation is dominated by slow wander
-    (high variance ratio, e.g. temperatures that drift for minutes) are
-    screened out, because a level chart cannot tell their drift from a fault
-    when the reference period is only 400 rows long. It is causal (trailing
-    windows only), has one configuration for every file, and sets its
-    threshold from the training part alone.
 
-Design notes for the ITAP detector (measured on the valve1 dev set)
---------------------------------------------------------------------
-The valve1 anomaly is a partial closing of the pump's inlet valve; the
-pooled signal is mostly a drop of the flow rate lasting about 400 rows, on a
-noise level comparable to the drop in the weakest files. A trailing mean of
-20 rows (~20 s) lifts that drop above the noise; the per-channel limit taken
-from the training part (largest deviation of the trailing mean, times a
-margin of 2) needs no distributional assumption and gives every channel the
-same false-alarm budget. Without the drift screening the same chart reaches
-F1 0.81 at FAR 34 % (margin 2) because the two temperature channels wander
-far beyond their 400-row reference range in normal operation; with it,
-pooled over the 16 files: TP 5056, TN 5144, FP 307, FN 1253, F1 0.87,
-FAR 5.6 %, MAR 19.9 %. The defaults were chosen as the best F1 with
-FAR < 10 % on files 0-7 over a small grid (window 10-40, margin 1.5-3,
-persistence 0.4-0.6, limit quantile 0.99/1); on the other files 8-15 they
-give F1 0.91, FAR 3.6 %, MAR 13.4 % (files 0-7: F1 0.82, FAR 7.7 %,
-MAR 26.6 %). The remaining misses are mostly the first ~50 labelled rows of
-each episode, before the flow has dropped, and the whole of ``valve1/2.csv``,
-whose flow drop stays inside its training wander.
+ITAP's own detection is not here: ``itap evaluate --skab`` runs the engine's
+path (:mod:`itap_engine.evaluation.skab_engine`) with the configured feature builder,
+detector registry (:mod:`itap_engine.detection.detectors`), threshold calibration and alert
+rules. The level-shift chart that used to live here as ``TrailingShiftDetector``
+is now the registry's ``shift`` detector (:mod:`itap_engine.detection.charts`).
 """
 
 from __future__ import annotations
@@ -80,14 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
 from sklearn.ensemble import IsolationForest
-from sklearn.utils.validation import check_is_fitted
-
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data as _validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-    _validate_data = None
 
 __all__ = [
     "FEATURE_COLUMNS",
@@ -96,14 +63,12 @@ __all__ = [
     "DETECTORS",
     "FileCounts",
     "SkabResult",
-    "TrailingShiftDetector",
     "binary_counts",
     "evaluate_skab",
     "find_skab_files",
     "hotelling_t2_labels",
     "hotelling_t2_ucl",
     "isolation_forest_labels",
-    "itap_labels",
     "rates_from_counts",
     "read_skab_file",
 ]
@@ -289,7 +254,7 @@ class SkabResult:
     Attributes
     ----------
     detector : str
-        Detector name (``"itap"``, ``"isolation_forest"`` or ``"t2"``).
+        Detector name (``"isolation_forest"``, ``"t2"`` or a callable's name).
     tp, tn, fp, fn : int
         Counts added over all scored files.
     f1 : float
@@ -451,240 +416,8 @@ def hotelling_t2_labels(train: np.ndarray, test: np.ndarray) -> np.ndarray:
     return (np.nan_to_num(med, nan=-np.inf) > 2.0 * ucl).astype(int)
 
 
-# --------------------------------------------------------------------------
-# ITAP's detector
-# --------------------------------------------------------------------------
-
-
-def _trailing_mean(values: np.ndarray, window: int) -> np.ndarray:
-    """Trailing mean over ``window`` rows; NaN until the window is full."""
-    return pd.DataFrame(values).rolling(window, min_periods=window).mean().to_numpy()
-
-
-class TrailingShiftDetector(BaseEstimator):
-    """Level-shift detector on trailing means with per-channel control limits.
-
-    A multi-channel Shewhart-style chart. For every channel ``j`` the
-    trailing mean ``s_j(t)`` of the last ``window`` rows is compared with the
-    channel's training median ``center_[j]``; the deviation is expressed in
-    units of ``limit_[j]``, the ``limit_quantile`` quantile of the absolute
-    deviations of ``s_j`` over the training part (by default their maximum).
-    The row's score is minus the largest ratio over the monitored channels,
-    and a row is anomalous when that ratio exceeds ``margin``.
-
-    Channels whose training variation is dominated by slow wander are not
-    monitored. Their variance ratio, ``var(s_j) / (var(x_j) / window)``, is
-    about 1 for a noisy stationary channel and approaches ``window`` for a
-    channel that hardly changes within a window but drifts over minutes (a
-    temperature). A channel is screened out when its variance ratio exceeds
-    ``persistence * window``: 400 reference rows cannot show how far such a
-    channel wanders later, so its level is not evidence of a fault. If every
-    channel would be screened out, all non-constant channels are kept.
-
-    Rows of ``X`` are taken as one contiguous, time-ordered sequence, and
-    only trailing windows are used, so the labels are causal. As in SKAB's
-    reference baselines, the first ``window - 1`` rows of a sequence, whose
-    window lacks history, get score 0 (deviation ratio 0) and label 0.
-
-    Parameters
-    ----------
-    window : int, default=20
-        Length (in rows) of the trailing mean.
-    limit_quantile : float, default=1.0
-        Quantile of the training deviations that defines a channel's
-        control limit (1.0 = the largest training deviation).
-    margin : float, default=2.0
-        A row is anomalous when some channel deviates by more than
-        ``margin`` times its control limit.
-    persistence : float, default=0.5
-        Channels whose variance ratio exceeds ``persistence * window`` are
-        screened out as slowly drifting.
-
-    Attributes
-    ----------
-    center_ : ndarray of shape (n_features_in_,)
-        Training median of each channel's trailing mean.
-    limit_ : ndarray of shape (n_features_in_,)
-        Control limit of each channel (0 for a constant channel).
-    variance_ratio_ : ndarray of shape (n_features_in_,)
-        Variance ratio of each channel over the training part.
-    monitored_ : ndarray of bool, shape (n_features_in_,)
-        Channels used in the score.
-    offset_ : float
-        ``-margin``; ``decision_function = score_samples - offset_``.
-    n_features_in_ : int
-        Number of features seen in ``fit``.
-    feature_names_in_ : ndarray of str
-        Feature names seen in ``fit`` (only when ``X`` had string column
-        names).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> X = rng.normal(size=(400, 3))
-    >>> det = TrailingShiftDetector().fit(X)
-    >>> Y = rng.normal(size=(200, 3))
-    >>> Y[100:150, 0] += 3.0
-    >>> int(det.predict(Y)[120])
-    1
-    """
-
-    def __init__(
-        self,
-        *,
-        window: int = 20,
-        limit_quantile: float = 1.0,
-        margin: float = 2.0,
-        persistence: float = 0.5,
-    ) -> None:
-        self.window = window
-        self.limit_quantile = limit_quantile
-        self.margin = margin
-        self.persistence = persistence
-
-    def _check_params(self) -> None:
-        if int(self.window) != self.window or self.window < 1:
-            raise ValueError(f"window must be a positive integer, got {self.window!r}")
-        if not 0.0 < self.limit_quantile <= 1.0:
-            raise ValueError(f"limit_quantile must be in (0, 1], got {self.limit_quantile!r}")
-        if not self.margin > 0:
-            raise ValueError(f"margin must be positive, got {self.margin!r}")
-        if not self.persistence > 0:
-            raise ValueError(f"persistence must be positive, got {self.persistence!r}")
-
-    def _validate(self, X, *, reset: bool) -> np.ndarray:
-        if _validate_data is not None:
-            return _validate_data(self, X, reset=reset, dtype=np.float64)
-        return self._validate_data(X, reset=reset, dtype=np.float64)  # pragma: no cover
-
-    def fit(self, X, y=None) -> TrailingShiftDetector:
-        """Learn centers, control limits and monitored channels.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Normal (training) rows, in time order.
-        y : None
-            Ignored; present for API consistency.
-
-        Returns
-        -------
-        self : TrailingShiftDetector
-            The fitted detector.
-
-        Raises
-        ------
-        ValueError
-            If a parameter is out of range or ``X`` has ``window`` rows or
-            fewer.
-        """
-        self._check_params()
-        X = self._validate(X, reset=True)
-        window = int(self.window)
-        if X.shape[0] < window + 1:
-            raise ValueError(f"fit needs more than window={window} rows, got {X.shape[0]}")
-        full = _trailing_mean(X, window)[window - 1 :]
-        center = np.median(full, axis=0)
-        limit = np.quantile(np.abs(full - center), self.limit_quantile, axis=0)
-        raw_var = X.var(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(raw_var > 0, full.var(axis=0) / (raw_var / window), np.inf)
-        usable = limit > 0
-        monitored = usable & (ratio <= self.persistence * window)
-        if not monitored.any():
-            monitored = usable
-        self.center_ = center
-        self.limit_ = limit
-        self.variance_ratio_ = ratio
-        self.monitored_ = monitored
-        self.offset_ = -float(self.margin)
-        return self
-
-    def _ratios(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        smooth = _trailing_mean(X, int(self.window))
-        cols = self.monitored_
-        ratios = np.abs(smooth[:, cols] - self.center_[cols]) / self.limit_[cols]
-        return np.nan_to_num(ratios, nan=0.0)
-
-    def score_samples(self, X) -> np.ndarray:
-        """Normality score of each row; lower means more abnormal.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows in time order (one contiguous sequence).
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            Minus the largest deviation ratio over the monitored channels
-            (0 when no channel is monitored, and for the first
-            ``window - 1`` rows).
-        """
-        ratios = self._ratios(X)
-        if ratios.shape[1] == 0:
-            return np.zeros(ratios.shape[0])
-        return -ratios.max(axis=1)
-
-    def decision_function(self, X) -> np.ndarray:
-        """Shifted score: negative for anomalies, as in scikit-learn.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows in time order.
-
-        Returns
-        -------
-        ndarray of shape (n_samples,)
-            ``score_samples(X) - offset_``.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X) -> np.ndarray:
-        """Binary labels: 1 for anomaly, 0 for normal.
-
-        Note that this differs from scikit-learn's outlier detectors (which
-        return -1/1): SKAB's protocol uses 1 = anomaly, 0 = normal.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Rows in time order.
-
-        Returns
-        -------
-        ndarray of int, shape (n_samples,)
-            1 where ``decision_function(X) < 0``, else 0.
-        """
-        return (self.decision_function(X) < 0).astype(int)
-
-
-def itap_labels(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-    """Labels of ITAP's detector with its default configuration.
-
-    Parameters
-    ----------
-    train : ndarray of shape (n_train, 8)
-        Sensor values of the training part.
-    test : ndarray of shape (n_test, 8)
-        Sensor values of the test part.
-
-    Returns
-    -------
-    ndarray of int, shape (n_test,)
-        :meth:`TrailingShiftDetector.predict` of a detector fitted on
-        ``train`` with default parameters.
-    """
-    return TrailingShiftDetector().fit(train).predict(test)
-
-
 #: Detectors available to :func:`evaluate_skab`: name -> labels(train, test).
 DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "itap": itap_labels,
     "isolation_forest": isolation_forest_labels,
     "t2": hotelling_t2_labels,
 }
@@ -697,7 +430,7 @@ DETECTORS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 def evaluate_skab(
     directory: str | Path,
-    detector: str | Callable[[np.ndarray, np.ndarray], np.ndarray] = "itap",
+    detector: str | Callable[[np.ndarray, np.ndarray], np.ndarray] = "t2",
     predictions_path: str | Path | None = None,
 ) -> SkabResult:
     """Evaluate a detector on SKAB with the leaderboard protocol.
@@ -707,7 +440,7 @@ def evaluate_skab(
     directory : str or pathlib.Path
         Folder holding SKAB CSV files (searched recursively; only files
         with an ``anomaly`` column are scored).
-    detector : {"itap", "isolation_forest", "t2"} or callable, default="itap"
+    detector : {"isolation_forest", "t2"} or callable, default="t2"
         Which detector to run (see :data:`DETECTORS`), or a function
         ``labels(train, test)`` taking the two ``(n, 8)`` sensor arrays of a
         file and returning one 0/1 label per test row.

@@ -251,6 +251,9 @@ def plan_csv(
     imp = settings.import_
     mapping = dict(mapping or {})
     sep_used, header = _read_header(path, _sep_value(sep), _sep_value(imp.sep) or ",")
+    for source, target in mapping.items():
+        if target == "fault" and source not in header:
+            raise CsvImportError(f"{path}: no label column {source!r} in the header ({', '.join(header)})")
     ts_col = _find(header, ts_column or imp.timestamp_column, TS_ALIASES)
     if ts_col is None:
         raise CsvImportError(

@@ -562,7 +562,8 @@ class Validator:
         if "fault" in frame.columns:
             raw = frame["fault"].to_numpy(dtype=object)
             f_codes, f_uniques = pd.factorize(frame["fault"], use_na_sentinel=True)
-            f_names = [None if _is_missing_text(u) else str(u).strip() for u in f_uniques]
+            # blank, whitespace, "normal" and "0" mean a normal reading
+            f_names = [None if _is_missing_text(u) or _is_normal_label(u) else str(u).strip() for u in f_uniques]
             f_vals = np.array(f_names + [None], dtype=object)
             f_idx = np.where(f_codes < 0, len(f_uniques), f_codes)
             fault = f_vals[f_idx]
@@ -812,6 +813,16 @@ def _device_problem(name: str) -> str | None:
     if name != name.strip():
         return f"device_id={_short(name)} has leading or trailing whitespace"
     return None
+
+
+_NORMAL_LABELS = frozenset({"normal", "0", "0.0"})
+
+
+def _is_normal_label(value: Any) -> bool:
+    """A ground-truth label value that means "normal" (``normal``, ``0``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value == 0
+    return isinstance(value, str) and value.strip().lower() in _NORMAL_LABELS
 
 
 def _is_missing_text(value: Any) -> bool:

@@ -195,6 +195,11 @@ class DeviceDetail:
     quarantined: tuple[QuarantineView, ...]
     contributors: tuple[ContributorView, ...]
     """Of the device's current (or latest) alert."""
+    known_good: tuple[int | None, int | None] | None = None
+    """The known-good window (epoch ms from, until) the active model learned this
+    device's normal from; None when no model is trained."""
+    known_good_source: str | None = None
+    """``"device"`` (the device's own window, ``itap train --device``) or ``"profile"``."""
 
 
 @dataclass(frozen=True)

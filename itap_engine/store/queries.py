@@ -5,6 +5,7 @@ With :mod:`itap_engine.store.sql`, the only place that talks SQL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -249,6 +250,7 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
     labels = tuple(None if v is None or pd.isna(v) else str(v) for v in readings["fault"].tolist()) if "fault" in readings else ()
     current = next((a for a in alerts if a.status == "open"), alerts[0] if alerts else None)
     model = active_models(store).get(profile)
+    known_good, source = known_good_window(model, device_id)
     return DeviceDetail(
         device_id=device_id,
         profile=profile,
@@ -261,7 +263,25 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
         faults=faults,
         quarantined=quarantined,
         contributors=current.contributors if current is not None and current.contributors else latest_contributors,
+        known_good=known_good,
+        known_good_source=source,
     )
+
+
+def known_good_window(
+    model: models.ModelVersion | None, device_id: str
+) -> tuple[tuple[int | None, int | None] | None, str | None]:
+    """The window a model version learned a device's normal from, and whose it is."""
+    if model is None:
+        return None, None
+    try:
+        windows = json.loads(model.metrics or "{}").get("device_windows", {})
+    except ValueError:
+        windows = {}
+    own = windows.get(device_id)
+    if own:
+        return (own[0], own[1]), "device"
+    return (model.train_start, model.train_end), "profile"
 
 
 def request_retrain(store: Store, profile: str | None) -> None:

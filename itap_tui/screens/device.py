@@ -48,6 +48,7 @@ class DeviceScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield EngineStatus(id="engine-status")
         yield Static(id="device-header")
+        yield Static(id="device-known-good")
         with Horizontal(id="device-body"):
             with Vertical(id="plots"):
                 yield SignalPlot(id="signal-plot")
@@ -147,6 +148,15 @@ class DeviceScreen(LiveScreen):
         self._header(self.itap.snapshot)
         if detail is None:
             return
+        known = self.query_one("#device-known-good", Static)
+        if detail.known_good is not None:
+            start, end = detail.known_good
+            whose = "its own" if detail.known_good_source == "device" else f"profile {detail.profile}'s"
+            known.update(Text(f"known-good window ({whose}): {fmt_ts(start) if start is not None else '—'} .. "
+                              f"{fmt_ts(end) if end is not None else '—'}", no_wrap=True, overflow="ellipsis"))
+            known.display = True
+        else:
+            known.display = False
         profile = (self.itap.snapshot.profiles.get(detail.profile) if self.itap.snapshot else None)
         unit = profile.units.get(self.signal or "", "") if profile else ""
         self.query_one("#signal-plot", SignalPlot).show(detail, self.signal, unit)

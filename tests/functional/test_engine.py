@@ -20,20 +20,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlmodel import select
 
-from itap_engine.store import schema as models
-from itap_engine.detection.alerts import Contributor
 from itap_bench.engine import derived_config
-from itap_engine.config import Settings, load_settings
 from itap_bench.loop_lag import LoopLagMonitor
+from itap_engine.config import Settings, load_settings
+from itap_engine.detection.alerts import Contributor
 from itap_engine.engine.core import EngineCore
 from itap_engine.engine.service import Engine
-from itap_engine.store.watermarks import SIM_CLOCK_KEY
 from itap_engine.facade.attached import AttachedFacade
 from itap_engine.facade.local import LocalFacade
 from itap_engine.snapshot import EngineFacade, Progress, Snapshot
+from itap_engine.store import schema as models
 from itap_engine.store.sql import Store, datetime_to_ms, from_epoch_ms
-from sqlmodel import select
+from itap_engine.store.watermarks import SIM_CLOCK_KEY
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICES = ["pump-001", "pump-002", "pump-003", "pump-004"]
@@ -298,8 +298,8 @@ async def test_facades_implement_the_protocol_and_attach_to_the_same_database(wo
 def test_attached_snapshot_lists_the_last_ticks_anomalous_readings(workdir: Path) -> None:
     """Readings above the threshold without an alert are listed from the score table,
     newest tick only, with the family of their top contributor."""
-    from itap_engine.facade.attached import snapshot_from_db
     from itap_engine.detection.scoring import insert_scores, load_active_model
+    from itap_engine.facade.attached import snapshot_from_db
 
     settings = settings_of(workdir)
     store = Store(settings)
@@ -368,3 +368,31 @@ def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path
     store.close()
     assert not (workdir / "data" / "itap.lock").exists()
     assert (workdir / "itap.log").read_text()
+
+
+SKAB_FILE = REPO.parent / "shared" / "data" / "skab" / "valve1" / "0.csv"
+
+
+@pytest.mark.skipif(not SKAB_FILE.is_file(), reason="SKAB dev set not available")
+def test_housekeeping_never_deletes_imported_readings_by_the_simulated_clock(workdir: Path) -> None:
+    """Retention is per source and per device, against the device's own newest reading:
+    a SKAB file from 2020 next to a fleet simulated in 2026 keeps every row, while the
+    simulated devices are trimmed to their retention."""
+    from itap_engine.ingest.csv_source import import_csv
+
+    settings = settings_of(workdir, engine={"retention_hours": 1.0})
+    core = EngineCore(settings)
+    try:
+        report = import_csv(core.store, settings, SKAB_FILE, profile="skab_pump", device="skab-valve1-0")
+        assert report.inserted == 1147
+        core.resume()
+        for _ in range(5):
+            core.tick()
+            core.housekeeping()
+        imported = core.store.read_readings("skab_pump", device_ids=["skab-valve1-0"])
+        assert len(imported) == report.inserted  # every imported row is still there
+        simulated = core.store.read_readings("industrial", device_ids=["pump-001"])
+        span_h = (simulated["ts"].max() - simulated["ts"].min()) / 3_600_000
+        assert span_h <= 1.01  # the simulated history (6 h) was trimmed to its retention
+    finally:
+        core.close()

@@ -13,10 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from itap_engine.store import schema as models
 from itap_bench.engine import derived_config
 from itap_engine.config import load_settings
 from itap_engine.engine.core import EngineCore
+from itap_engine.store import schema as models
 from itap_engine.store.sql import Store
 
 REPO = Path(__file__).resolve().parents[2]

@@ -67,8 +67,8 @@ def test_pipeline_on_postgres(pg_store: Store) -> None:
 def test_time_range_reads_device_spans_and_scores_on_postgres(pg_store: Store) -> None:
     from sqlmodel import select
 
-    from itap_engine.store.schema import Device
     from itap_engine.detection.scoring import insert_scores
+    from itap_engine.store.schema import Device
 
     start = SETTINGS.simulation.start
     frame = Simulator(SETTINGS, "industrial", device_ids_for("pt", 3)).generate(start, start + timedelta(hours=1))

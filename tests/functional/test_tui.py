@@ -15,12 +15,12 @@ import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, OptionList
 
+from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
 from itap_tui.filtering import Filter
 from itap_tui.format import Palette, bar, fmt_value, score_text, status_text
 from itap_tui.screens import AnomaliesScreen, BootstrapScreen, DeviceScreen, FaultModal, FleetScreen, HelpScreen
 from itap_tui.screens.fault_modal import parse_duration
-from itap_bench.fake_facade import FakeFacade
 from itap_tui.widgets import AnomalyTable, ContributorsPanel, DeviceTable, EngineStatus, ValidationLog
 from itap_tui.widgets.keyed_table import KeyedTable
 

@@ -14,10 +14,10 @@ import time
 import pytest
 from textual.widgets import Input
 
+from itap_bench.fake_facade import FakeFacade
 from itap_engine.snapshot import Progress
 from itap_tui.app import ItapApp
 from itap_tui.screens import BootstrapScreen, DeviceScreen, FaultModal
-from itap_bench.fake_facade import FakeFacade
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 

@@ -8,14 +8,13 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from _detection_helpers import START, local_settings, open_store, quiet_fleet, simulate
 from sqlmodel import select
 
-from itap_engine.detection.alerts import AlertTracker, Contributor, acknowledge_alert, AlertError
-from itap_engine.store.schema import Alert
+from itap_engine.detection.alerts import AlertError, AlertTracker, Contributor, acknowledge_alert
 from itap_engine.detection.scoring import StreamingScorer, train_model
 from itap_engine.ingest.simulator import FaultEvent
-
-from _detection_helpers import START, local_settings, open_store, quiet_fleet, simulate
+from itap_engine.store.schema import Alert
 
 THRESHOLD = 1.0
 

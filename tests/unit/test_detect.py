@@ -6,10 +6,15 @@ import json
 
 import numpy as np
 import pytest
+from _detection_helpers import local_settings, ms, open_store, quiet_fleet, simulate
 from sklearn.exceptions import NotFittedError
 
-from itap_engine.detection.detectors import IsolationForestDetector, RobustZDetector, count_k_of_n_alerts, sweep_threshold
-from itap_engine.store.schema import ModelVersion, Score
+from itap_engine.detection.detectors import (
+    IsolationForestDetector,
+    RobustZDetector,
+    count_k_of_n_alerts,
+    sweep_threshold,
+)
 from itap_engine.detection.scoring import (
     ModelIntegrityError,
     NoModelError,
@@ -17,8 +22,7 @@ from itap_engine.detection.scoring import (
     score_pending,
     train_model,
 )
-
-from _detection_helpers import local_settings, ms, open_store, quiet_fleet, simulate
+from itap_engine.store.schema import ModelVersion, Score
 
 DETECTORS = [RobustZDetector, lambda: IsolationForestDetector(n_estimators=50)]
 

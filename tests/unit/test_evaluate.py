@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from itap_engine.modes.cli import main
-from itap_engine.evaluation.labelled import evaluate_labelled, expected_families, fault_events
-
 from _detection_helpers import CONFIG, load_settings
+
+from itap_engine.evaluation.labelled import evaluate_labelled, expected_families, fault_events
+from itap_engine.modes.cli import main
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 
@@ -95,16 +94,37 @@ def test_end_to_end_small_scenario(tmp_path, capsys) -> None:
 
 
 @pytest.mark.skipif(not (SKAB / "valve1").is_dir(), reason="SKAB dev set not available")
-def test_skab_wiring(tmp_path, capsys) -> None:
-    data = tmp_path / "skab"
-    data.mkdir()
+def test_skab_runs_the_engine_path_in_a_scratch_store(tmp_path, capsys, monkeypatch) -> None:
+    """--skab imports, trains and streams through the engine's own path, in a scratch
+    store: whatever ITAP_DB_URL says, the operator's database is never touched."""
+    data = tmp_path / "skab" / "valve1"
+    data.mkdir(parents=True)
     for name in ("0.csv", "1.csv"):
         shutil.copy(SKAB / "valve1" / name, data / name)
+    operator_db = tmp_path / "operator.db"
+    monkeypatch.setenv("ITAP_DB_URL", f"sqlite:///{operator_db}")
     predictions = tmp_path / "pred.csv"
-    code = main(["evaluate", "--config", str(_config(tmp_path)), "--skab", str(data), "--predictions",
+    code = main(["evaluate", "--config", str(_config(tmp_path)), "--skab", str(tmp_path / "skab"), "--predictions",
                  str(predictions), "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["files"] == 2 and 0 <= payload["f1"] <= 1 and 0 <= payload["far"] <= 100
-    assert set(pd.read_csv(predictions).columns) == {"file", "datetime", "predicted"}
+    assert payload["source"] == "skab" and payload["profile"] == "skab_pump"
+    assert payload["support"]["events"] == 2 and payload["support"]["warnings"]  # 2 episodes: too few, said so
+    assert {"precision", "recall", "f1", "false_alerts_per_device_day"} <= set(payload["alerts"])
+    assert set(payload["baselines"]) == {"t2", "isolation_forest"}
+    pred = pd.read_csv(predictions)
+    assert list(pred.columns) == ["file", "datetime", "prediction"]
+    assert set(pred["file"]) == {"valve1/0.csv", "valve1/1.csv"}
+    assert len(pred) == payload["points"]["rows"]
+    assert not operator_db.exists()  # never the operator's database
     assert main(["evaluate", "--config", str(_config(tmp_path)), "--skab", str(tmp_path / "nope")]) == 2
+
+
+def test_evaluate_without_labels_says_so_and_exits_2(tmp_path, capsys, monkeypatch) -> None:
+    """A database without labelled readings is not silently swapped for a simulation."""
+    monkeypatch.setenv("ITAP_DB_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    code = main(["evaluate", "--config", str(_config(tmp_path))])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no labelled readings" in err and "--simulate" in err

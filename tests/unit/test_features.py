@@ -14,7 +14,6 @@ from itap_engine.ingest.simulator import FaultEvent, Simulator, device_ids_for
 from itap_engine.store.sql import to_epoch_ms
 
 
-
 @pytest.fixture(scope="module")
 def frame(settings: Settings) -> pd.DataFrame:
     sim = Simulator(settings, "industrial", device_ids_for("pump", 4), fault_rate_per_device_day=12.0)

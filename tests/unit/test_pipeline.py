@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from itap_engine.config import Settings, load_settings
-from itap_engine.store.schema import Run, ValidationEvent
 from itap_engine.ingest.pipeline import IngestReport, IngestRun, abort_dead_runs, ingest_frame
 from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store.schema import Run, ValidationEvent
 from itap_engine.store.sql import Store
 
 CONFIG = Path(__file__).resolve().parents[2] / "config.toml"

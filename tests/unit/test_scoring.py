@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from _detection_helpers import local_settings, open_store, quiet_fleet, simulate
 
 from itap_engine.detection.scoring import StreamingScorer, score_features, train_model
-
-from _detection_helpers import local_settings, open_store, quiet_fleet, simulate
 
 LEVELS = ["rpm__level", "temp_c__level", "vibration_g__level", "current_a__level", "voltage_v__level"]
 

@@ -8,14 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.exceptions import NotFittedError
-from sklearn.utils.validation import check_is_fitted
 
 from itap_engine.evaluation.skab import (
     FEATURE_COLUMNS,
     TRAIN_ROWS,
     SkabResult,
-    TrailingShiftDetector,
     binary_counts,
     evaluate_skab,
     find_skab_files,
@@ -39,8 +36,12 @@ def t2_result(skab_dir: Path) -> SkabResult:
 
 
 @pytest.fixture(scope="module")
-def itap_result(skab_dir: Path) -> SkabResult:
-    return evaluate_skab(skab_dir, detector="itap")
+def engine_metrics(skab_dir: Path) -> dict:
+    from itap_engine.config import load_settings
+    from itap_engine.evaluation.skab_engine import evaluate_skab_engine
+
+    settings = load_settings(Path(__file__).resolve().parents[2] / "config.toml")
+    return evaluate_skab_engine(settings, skab_dir / "valve1")
 
 
 # ---------------------------------------------------------------- metrics
@@ -151,7 +152,7 @@ def test_unknown_detector_and_missing_dir(tmp_path: Path) -> None:
 
 def test_predictions_file_has_one_row_per_test_row(skab_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "sub" / "pred.csv"
-    result = evaluate_skab(skab_dir, detector="itap", predictions_path=out)
+    result = evaluate_skab(skab_dir, detector="t2", predictions_path=out)
     pred = pd.read_csv(out)
     assert list(pred.columns) == ["file", "datetime", "predicted"]
     assert len(pred) == result.n_rows == 11_760
@@ -171,110 +172,19 @@ def test_predictions_file_has_one_row_per_test_row(skab_dir: Path, tmp_path: Pat
     assert (tp, fp) == (result.tp, result.fp)
 
 
-# ---------------------------------------------------------------- our detector: sklearn shape
+# ---------------------------------------------------------------- the engine path on the dev set
 
 
-def _synthetic(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    train = rng.normal(size=(400, 4))
-    test = rng.normal(size=(300, 4))
-    truth = np.zeros(300, dtype=int)
-    test[150:200, 1] -= 2.0  # a collective level shift in one channel
-    truth[150:200] = 1
-    return train, test, truth
-
-
-def test_detector_is_sklearn_shaped() -> None:
-    det = TrailingShiftDetector()
-    with pytest.raises(NotFittedError):
-        check_is_fitted(det)
-    with pytest.raises(NotFittedError):
-        det.score_samples(np.zeros((5, 4)))
-    with pytest.raises(TypeError):
-        TrailingShiftDetector(20)  # keyword-only parameters
-    assert det.get_params() == {
-        "window": 20,
-        "limit_quantile": 1.0,
-        "margin": 2.0,
-        "persistence": 0.5,
-    }
-    before = set(vars(det))
-    train, test, _ = _synthetic()
-    assert det.fit(train) is det
-    learned = set(vars(det)) - before
-    assert learned and all(name.endswith("_") for name in learned)
-    check_is_fitted(det)
-    assert det.n_features_in_ == 4
-    np.testing.assert_allclose(det.score_samples(test), det.decision_function(test) + det.offset_)
-    labels = det.predict(test)
-    assert set(np.unique(labels)) <= {0, 1}
-    np.testing.assert_array_equal(labels, (det.decision_function(test) < 0).astype(int))
-    with pytest.raises(ValueError):
-        det.score_samples(test[:, :3])  # wrong number of features
-
-
-def test_detector_flags_known_outliers_as_extremes() -> None:
-    train, test, truth = _synthetic(seed=1)
-    det = TrailingShiftDetector().fit(train)
-    scores = det.score_samples(test)
-    # The 30 lowest scores lie inside the shifted segment (extended by the
-    # trailing window's lag), and the segment is flagged.
-    lagged = set(range(150, 200 + det.window - 1))
-    assert set(np.argsort(scores)[:30]) <= lagged
-    assert np.argmin(scores) in set(np.flatnonzero(truth))
-    labels = det.predict(test)
-    outside = np.ones(len(test), dtype=bool)
-    outside[sorted(lagged)] = False
-    assert labels[outside].mean() < 0.01
-    assert labels[170:200].mean() > 0.9
-
-
-def test_detector_point_outliers_with_window_one() -> None:
-    rng = np.random.default_rng(2)
-    train = rng.normal(size=(400, 3))
-    test = rng.normal(size=(200, 3))
-    spikes = [17, 80, 151]
-    test[spikes, 2] += 12.0
-    det = TrailingShiftDetector(window=1).fit(train)
-    assert set(np.argsort(det.score_samples(test))[:3]) == set(spikes)
-    assert set(np.flatnonzero(det.predict(test))) == set(spikes)
-
-
-def test_detector_screens_out_drifting_channel() -> None:
-    rng = np.random.default_rng(3)
-    n = 700
-    noisy = rng.normal(size=n)
-    drifting = np.cumsum(rng.normal(scale=0.3, size=n))  # random walk
-    X = np.column_stack([noisy, drifting])
-    det = TrailingShiftDetector().fit(X[:400])
-    assert det.monitored_.tolist() == [True, False]
-    assert det.variance_ratio_[1] > det.variance_ratio_[0]
-
-
-def test_detector_is_causal() -> None:
-    train, test, _ = _synthetic(seed=4)
-    det = TrailingShiftDetector().fit(train)
-    full = det.score_samples(test)
-    prefix = det.score_samples(test[:170])
-    np.testing.assert_allclose(full[:170], prefix)
-
-
-def test_detector_rejects_bad_parameters() -> None:
-    train, _, _ = _synthetic()
-    for params in ({"window": 0}, {"limit_quantile": 0.0}, {"margin": -1.0}):
-        with pytest.raises(ValueError):
-            TrailingShiftDetector(**params).fit(train)
-
-
-# ---------------------------------------------------------------- our detector on the dev set
-
-
-def test_itap_beats_t2_with_fewer_false_alarms(
-    itap_result: SkabResult, t2_result: SkabResult
-) -> None:
-    assert itap_result.n_files == t2_result.n_files == 16
-    assert itap_result.n_rows == t2_result.n_rows == 11_760
-    assert itap_result.f1 > t2_result.f1
-    assert itap_result.far < t2_result.far
+def test_engine_path_beats_t2_with_fewer_false_alarms(engine_metrics: dict, t2_result: SkabResult) -> None:
+    """ITAP's configured detection (features, registry detector, per-device
+    calibration), run as the engine runs it, against SKAB's T² baseline."""
+    points = engine_metrics["points"]
+    assert engine_metrics["files"] == 16
+    assert points["rows"] == t2_result.n_rows == 11_760
+    assert points["f1"] > t2_result.f1
+    assert points["far"] < t2_result.far
     # Not a trivial detector: it must beat "always 1" (F1 0.70, FAR 100 %) on F1 too.
-    assert itap_result.f1 > 2 * 6309 / (2 * 6309 + 5451)
+    assert points["f1"] > 2 * 6309 / (2 * 6309 + 5451)
+    assert engine_metrics["alerts"]["episodes"] == 16
+    # 16 episodes over a few hours: the support is reported and warned about
+    assert engine_metrics["support"]["events"] == 16 and engine_metrics["support"]["warnings"]

@@ -16,24 +16,35 @@ HELP = "measure detection: point and event metrics on simulated data, or SKAB F1
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="industrial", help="profile declared in config (default: industrial)")
-    parser.add_argument("--skab", metavar="DIR", help="evaluate on SKAB CSV files under DIR (F1, FAR, MAR)")
-    parser.add_argument("--predictions", metavar="FILE", help="with --skab: write per-row predictions to FILE (CSV)")
+    parser.add_argument("--skab", metavar="DIR",
+                        help="SKAB protocol through the engine path: each labelled CSV under DIR is one skab_pump "
+                             "device in a scratch store, trained on its first 400 readings, the rest streamed "
+                             "(pooled F1, FAR, MAR; alert intervals; T2 and IsolationForest baselines)")
+    parser.add_argument("--predictions", metavar="FILE",
+                        help="with --skab: write file,datetime,prediction (file relative to DIR) to FILE")
     parser.add_argument("--simulate", action="store_true",
-                        help="evaluate on a fresh simulated scenario in a scratch database (default when the "
-                             "database holds no labelled readings after the model's training window)")
+                        help="evaluate on a fresh simulated scenario in a scratch database (without it, the "
+                             "database's labelled readings after the model's training window are evaluated; "
+                             "none there: exit 2)")
     parser.add_argument("--devices", type=int, default=100, help="--simulate: devices (default: 100)")
     parser.add_argument("--hours", type=float, default=24.0, help="--simulate: evaluated hours (default: 24)")
     parser.add_argument("--train-hours", type=float, default=24.0,
                         help="--simulate: hours simulated before, to train on (default: 24)")
     parser.add_argument("--fault-rate", type=float, help="--simulate: random faults per device-day")
     parser.add_argument("--seed", type=int, help="--simulate: random seed")
+    parser.add_argument("--fault-scale", type=float, default=1.0,
+                        help="--simulate: multiply every fault's magnitude (0.5 = half-magnitude faults)")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="--simulate: move each timestamp by up to this fraction of the step (e.g. 0.3)")
+    parser.add_argument("--skip", type=float, default=0.0,
+                        help="--simulate: drop this share of readings (e.g. 0.01)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.modes.render.output import console, print_json
     if args.skab:
-        return _run_skab(args)
+        return _run_skab(args, settings)
     from itap_engine.evaluation.labelled import (
         EvaluationError,
         evaluate_simulated,
@@ -50,13 +61,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             metrics = evaluate_store(store, settings, args.profile)
         except EvaluationError as error:
-            console(stderr=True).print(f"{error}; evaluating a simulated scenario instead")
+            # say so; never silently measure something else than was asked for
+            console(stderr=True).print(
+                f"{error}. Use `itap evaluate --simulate` for a simulated scenario or `--skab DIR` for SKAB"
+            )
+            return 2
         finally:
             store.close()
     if metrics is None:
         metrics = evaluate_simulated(
             settings, args.profile, devices=args.devices, hours=args.hours, train_hours=args.train_hours,
-            fault_rate=args.fault_rate, seed=args.seed,
+            fault_rate=args.fault_rate, seed=args.seed, fault_scale=args.fault_scale, jitter=args.jitter,
+            skip=args.skip,
         )
     path = write_metrics(settings, metrics)
     if args.json:
@@ -101,30 +117,56 @@ def print_tables(metrics: dict[str, Any]) -> None:
     out.print(f"{fa['alerts']} alerts, {fa['false_alerts']} false, over {fa['device_days']:.1f} device-days")
 
 
-def _run_skab(args: argparse.Namespace) -> int:
+def _run_skab(args: argparse.Namespace, settings: Settings) -> int:
     from rich.table import Table
 
+    from itap_engine.evaluation.labelled import write_metrics
     from itap_engine.evaluation.skab import evaluate_skab
+    from itap_engine.evaluation.skab_engine import evaluate_skab_engine
     from itap_engine.modes.render.output import console, print_json
 
     directory = Path(args.skab).expanduser()
     if not directory.exists():
         raise ItapError(f"{directory}: SKAB folder not found")
     try:
-        result = evaluate_skab(directory, predictions_path=args.predictions)
+        metrics = evaluate_skab_engine(settings, directory, predictions_path=args.predictions)
+        baselines = {name: evaluate_skab(directory, detector=name) for name in ("t2", "isolation_forest")}
     except (ValueError, FileNotFoundError) as error:
         raise ItapError(f"{directory}: {error}") from None
-    payload = {"detector": result.detector, "f1": result.f1, "far": result.far, "mar": result.mar,
-               "files": len(result.per_file), "rows": result.n_rows}
+    metrics["baselines"] = {
+        name: {"tp": r.tp, "tn": r.tn, "fp": r.fp, "fn": r.fn, "f1": r.f1, "far": r.far, "mar": r.mar}
+        for name, r in baselines.items()
+    }
+    p, a = metrics["points"], metrics["alerts"]
+    metrics.update({"f1": p["f1"], "far": p["far"], "mar": p["mar"], "rows": p["rows"]})
+    path = write_metrics(settings, metrics, "skab-metrics.json")
     if args.json:
-        print_json(payload)
+        print_json(metrics)
         return 0
-    table = Table(title=f"SKAB outlier detection ({directory})")
-    for col in ("detector", "files", "rows", "F1", "FAR %", "MAR %"):
+    out = console()
+    table = Table(title=f"SKAB outlier detection through the engine path ({directory})")
+    for col in ("detector", "files", "rows", "F1", "FAR %", "MAR %", "ROC-AUC"):
         table.add_column(col, justify="right")
-    table.add_row(result.detector, str(len(result.per_file)), f"{result.n_rows:,}", f"{result.f1:.3f}",
-                  f"{result.far:.2f}", f"{result.mar:.2f}")
-    console().print(table)
+    table.add_row(f"{metrics['detector']} ({metrics['threshold_method']})", str(metrics["files"]), f"{p['rows']:,}",
+                  f"{p['f1']:.3f}", f"{p['far']:.2f}", f"{p['mar']:.2f}", _fmt(p["roc_auc"]))
+    for name, r in baselines.items():
+        table.add_row(f"baseline {name}", str(r.n_files), f"{r.n_rows:,}", f"{r.f1:.3f}", f"{r.far:.2f}",
+                      f"{r.mar:.2f}", "-")
+    out.print(table)
+    alerts = Table(title="Alert intervals")
+    for col in ("episodes", "caught", "recall", "alerts", "false", "precision", "F1", "false / device-day",
+                "TTD median (s)"):
+        alerts.add_column(col, justify="right")
+    alerts.add_row(str(a["episodes"]), str(a["caught"]), _fmt(a["recall"]), str(a["alerts"]), str(a["false_alerts"]),
+                   _fmt(a["precision"]), _fmt(a["f1"]), _fmt(a["false_alerts_per_device_day"], 2),
+                   _fmt(a["ttd_seconds_median"], 0))
+    out.print(alerts)
+    support = metrics["support"]
+    out.print(f"support: {support['events']} episodes, {support['device_days']:.3f} device-days, "
+              f"{support['test_rows']:,} test rows")
+    for warning in support["warnings"]:
+        console(stderr=True).print(f"warning: {warning}")
     if args.predictions:
-        console().print(f"predictions written to {args.predictions}")
+        out.print(f"predictions written to {args.predictions}")
+    out.print(f"metrics written to {path}")
     return 0

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.markup import escape
+
     from itap_engine.ingest.simulator import Simulator, device_ids_for
     from itap_engine.modes.render.output import console, print_json
     settings.profile(args.profile)  # a clear error for an unknown profile
@@ -70,6 +72,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_json(report_dict(report))
     else:
         print_ingest_report(report)
+        if report.rows_in and report.duplicates == report.rows_in:
+            ids = device_ids_for(prefix, args.devices)
+            console().print(escape(
+                f"why: devices {ids[0]}..{ids[-1]} already have readings at every one of these times "
+                f"({t0:%Y-%m-%dT%H:%M} to {t1:%Y-%m-%dT%H:%M}, seed {sim.seed}): the same ids, start and seed "
+                "as a fleet already stored (a running engine simulates its fleet with them). For new readings "
+                "use --prefix NEW (new device ids), --start LATER or --seed N"
+            ))
     return 0
 
 

@@ -24,6 +24,12 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
         "--map", action="append", metavar="CSV=signal", default=[],
         help="map a CSV column (long: a signal name) onto a profile signal; repeatable",
     )
+    parser.add_argument(
+        "--label", metavar="COL",
+        help="ground-truth column: each reading's label is stored for evaluation (blank, whitespace, 'normal' "
+             "and '0' mean normal; any other value names the anomaly). Labels never pick training rows "
+             "unless `itap train --exclude-labelled`",
+    )
     parser.add_argument("--long", action="store_true", default=None,
                         help="long format: device, ts, signal, value (default: detected from the header)")
     parser.add_argument("--chunk-rows", type=int, metavar="N", help="lines read per chunk (default: [import].chunk_rows)")
@@ -40,7 +46,7 @@ def csv_options(args: argparse.Namespace) -> dict[str, object]:
         "sep": args.sep,
         "ts_column": args.ts_column,
         "device_column": args.device_column,
-        "mapping": _mapping_option(args.map),
+        "mapping": {**_mapping_option(args.map), **({args.label: "fault"} if getattr(args, "label", None) else {})},
         "long": args.long,
         "chunk_rows": args.chunk_rows,
     }

@@ -31,11 +31,35 @@ def parse_ts(text: str | None, option: str) -> int | None:
     return int(stamp.value // 1_000_000)
 
 
+class _Window(argparse.Action):
+    """--train-from / --train-until apply to the profile, or to the last --device named before them."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        windows = getattr(namespace, "device_windows", None) or []
+        if self.dest == "device":
+            windows.append({"device": values, "from": None, "until": None})
+        elif windows:
+            windows[-1][self.dest.removeprefix("train_")] = values
+        else:
+            setattr(namespace, self.dest, values)
+        namespace.device_windows = windows
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="industrial", help="profile declared in config (default: industrial)")
-    parser.add_argument("--train-until", metavar="TS", help="last reading of the known-good window (ISO 8601 or epoch ms)")
-    parser.add_argument("--train-from", metavar="TS", help="first reading of the window (default: the oldest)")
+    parser.add_argument("--train-until", metavar="TS", action=_Window,
+                        help="last reading of the known-good window (ISO 8601 or epoch ms); after --device D, of D's")
+    parser.add_argument("--train-from", metavar="TS", action=_Window,
+                        help="first reading of the window (default: the oldest); after --device D, of D's")
+    parser.add_argument("--device", metavar="D", action=_Window,
+                        help="give device D its own known-good window with the --train-from/--train-until that "
+                             "follow it; repeatable. Other devices use the profile's window. Stored with the model "
+                             "version and kept by later retrains")
+    parser.add_argument("--exclude-labelled", action="store_true",
+                        help="leave readings with a ground-truth label (and the windows after them) out of "
+                             "training; by default labels never choose training rows")
     parser.add_argument("--json", action="store_true", help="print the new version as JSON")
+    parser.set_defaults(device_windows=[])
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,10 +70,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings.profile(args.profile)
     until = parse_ts(args.train_until, "--train-until")
     since = parse_ts(args.train_from, "--train-from")
+    windows = {
+        str(w["device"]): (parse_ts(w["from"], "--train-from"), parse_ts(w["until"], "--train-until"))
+        for w in args.device_windows
+    }
     store = Store(settings)
     started = time.perf_counter()
     try:
-        model = train_model(store, settings, args.profile, train_until_ms=until, train_from_ms=since)
+        model = train_model(
+            store, settings, args.profile, train_until_ms=until, train_from_ms=since,
+            device_windows=windows or None, exclude_labelled=args.exclude_labelled,
+        )
     finally:
         store.close()
     seconds = time.perf_counter() - started
@@ -61,6 +92,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "features": len(model.feature_names),
         "train_start": model.train_start,
         "train_end": model.train_end,
+        "device_windows": {d: list(w) for d, w in model.device_windows.items()},
         "seconds": round(seconds, 2),
     }
     if args.json:
