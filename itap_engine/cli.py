@@ -17,6 +17,7 @@ from types import ModuleType
 
 from itap_engine.config import load_settings
 from itap_engine.errors import ItapError
+from itap_engine.safe_text import visible
 
 COMMANDS = (
     "generate",
@@ -72,7 +73,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
 
 def report_error(message: str) -> None:
-    print(f"itap: error: {message}", file=sys.stderr)
+    print(f"itap: error: {visible(message)}", file=sys.stderr)
 
 
 def run_handler(

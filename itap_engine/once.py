@@ -97,6 +97,7 @@ from itap_engine.engine import (
     configure_logging,
     contributors_of,
 )
+from itap_engine.safe_text import visible, visible_tree
 from itap_engine.snapshot import EngineStats, Progress, worth_showing
 
 __all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
@@ -326,7 +327,7 @@ def format_plain(summary: dict[str, Any]) -> str:
     lines = [f"ITAP {summary['status']} - {summary['message'] or summary.get('error') or ''}"]
     if summary.get("error"):
         lines.append(f"error: {summary['error']}")
-        return "\n".join(lines)
+        return "\n".join(visible(line) for line in lines)
     rows, iv = summary["rows"], summary["interval"]
     lines.append(
         f"run {summary['run_id']}: simulated {iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)"
@@ -352,15 +353,16 @@ def format_plain(summary: dict[str, Any]) -> str:
         lines.append(f"  validation {v['level']} {v['check']} {where}: {v['message']}")
     models_text = ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none"
     lines.append(f"models: {models_text}; total {summary['timings_s'].get('total', 0):.2f} s")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)
 
 
 def print_rich(summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    out = Console(highlight=False)
+    from itap_engine.output import SafeConsole
+
+    out = SafeConsole(highlight=False)  # data's control characters shown, not obeyed
     colour = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "magenta"}[summary["status"]]
     out.print(f"[bold {colour}]{summary['status']}[/] {escape(summary['message'] or '')}")
     if summary.get("error"):
@@ -455,12 +457,12 @@ def emit(summary: dict[str, Any], *, json_output: bool) -> None:
     job appends them to a JSON Lines file), else a table on a terminal and plain lines
     otherwise. An UNKNOWN run also says what went wrong in one line on stderr."""
     if summary["status"] == "UNKNOWN":
-        print(f"itap: error: {summary['error']}", file=sys.stderr)
+        print(f"itap: error: {visible(summary['error'])}", file=sys.stderr)
     if json_output:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        sys.stdout.write(json.dumps(visible_tree(summary), default=str) + "\n")
     elif not sys.stdout.isatty():
         print(format_plain(summary))  # the status line a monitoring plugin reads
-    elif summary["status"] != "UNKNOWN":
+    else:
         print_rich(summary)
 
 
