@@ -333,6 +333,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not a text file (byte {error.start} is not UTF-8); give a TOML config file") from None
     except OSError as error:
         raise ConfigError(f"{source}: cannot read: {error.strerror}") from None
     settings = parse_settings(data, source)
