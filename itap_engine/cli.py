@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
+from itap_engine.cli_values import OneLineParser
 from itap_engine.config import load_settings
 from itap_engine.errors import ItapError
 from itap_engine.safe_text import visible
@@ -49,7 +50,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, sub: bool = False) ->
 
 def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     """The ``itap`` parser. ``extra`` may add subcommands (the console does)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(  # a bad option or value is one line and exit 2
         prog="itap",
         description="ITAP: fleet telemetry operations console and engine.",
         epilog="Run 'itap COMMAND --help' for a command's options.",

@@ -408,6 +408,10 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
     """``itap --once``: one cycle, a summary, an exit status 0/1/2/3 (see the module docstring)."""
     now = datetime.now(UTC)
     try:
+        if report:  # before the cycle: a report that cannot be written is a failed run
+            from itap_engine.cli_values import output_file
+
+            output_file(report, option="--report", force=True)  # the folder exists; a report is rewritten
         _check_folders(settings)
         configure_logging(settings)
         lock = RunLock(settings, "itap --once")
@@ -500,5 +504,4 @@ def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -
             ticks=1, model_versions=core.model_versions(), paused=False, mode="once",
         )
         snapshot = core.snapshot(1, stats)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(summary, snapshot), encoding="utf-8")
+    path.write_text(render_report(summary, snapshot), encoding="utf-8")  # its folder was checked, not created

@@ -151,6 +151,7 @@ def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) ->
         session.commit()
     store.close()
     report = site / "out" / "report.html"
+    report.parent.mkdir()  # --report does not create folders (a missing one is UNKNOWN: test_cli_values)
     result = once(site, "--json", "--report", str(report))
     summary = json.loads(result.stdout)
     assert result.returncode == 2 and summary["status"] == "CRITICAL", (summary["message"], result.stderr)
@@ -164,7 +165,7 @@ def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) ->
 
 
 def test_a_report_that_cannot_be_written_leaves_the_runs_status(site: Path) -> None:
-    result = once(site, "--json", "--report", "/proc/itap-nowhere/r.html")
+    result = once(site, "--json", "--report", "/proc/itap-r.html")  # the folder exists; the write fails
     summary = json.loads(result.stdout)
     assert summary["status"] != "UNKNOWN" and result.returncode == summary["exit_code"]
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "cannot write the report" in result.stderr

@@ -43,6 +43,7 @@ from rich.markup import escape
 from rich import box
 from rich.table import Table
 
+from itap_engine.cli_values import bounded_int
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.output import console, print_json
@@ -52,7 +53,7 @@ HELP = "list the most anomalous open alerts (or readings), ranked, with their co
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=int, default=10, help="how many (default: 10)")
+    parser.add_argument("--limit", type=bounded_int(1, 10_000), default=10, help="how many, 1 to 10000 (default: 10)")
     parser.add_argument("--device", help="only this device")
     parser.add_argument("--profile", help="only this profile")
     parser.add_argument("--readings", action="store_true", help="rank scored readings even when alerts are open")

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from itap_engine.cli_values import bounded_float, bounded_int
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.output import console, print_json
@@ -22,12 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulate", action="store_true",
                         help="evaluate on a fresh simulated scenario in a scratch database (default when the "
                              "database holds no labelled readings after the model's training window)")
-    parser.add_argument("--devices", type=int, default=100, help="--simulate: devices (default: 100)")
-    parser.add_argument("--hours", type=float, default=24.0, help="--simulate: evaluated hours (default: 24)")
-    parser.add_argument("--train-hours", type=float, default=24.0,
+    parser.add_argument("--devices", type=bounded_int(1, 100_000), default=100, help="--simulate: devices (default: 100)")
+    parser.add_argument("--hours", type=bounded_float(0, 366 * 24.0, low_open=True), default=24.0, help="--simulate: evaluated hours (default: 24)")
+    parser.add_argument("--train-hours", type=bounded_float(0, 366 * 24.0, low_open=True), default=24.0,
                         help="--simulate: hours simulated before, to train on (default: 24)")
-    parser.add_argument("--fault-rate", type=float, help="--simulate: random faults per device-day")
-    parser.add_argument("--seed", type=int, help="--simulate: random seed")
+    parser.add_argument("--fault-rate", type=bounded_float(0, 1000), help="--simulate: random faults per device-day")
+    parser.add_argument("--seed", type=bounded_int(0, 2**32 - 1), help="--simulate: random seed")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 

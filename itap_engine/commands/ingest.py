@@ -6,6 +6,7 @@ import argparse
 
 from rich.text import Text
 
+from itap_engine.cli_values import bounded_int
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.output import console, print_json
@@ -26,7 +27,8 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--long", action="store_true", default=None,
                         help="long format: device, ts, signal, value (default: detected from the header)")
-    parser.add_argument("--chunk-rows", type=int, metavar="N", help="lines read per chunk (default: [import].chunk_rows)")
+    parser.add_argument("--chunk-rows", type=bounded_int(1, 10_000_000), metavar="N",
+                        help="lines read per chunk, 1 to 10000000 (default: [import].chunk_rows)")
 
 
 def csv_options(args: argparse.Namespace) -> dict[str, object]:

@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from itap_engine import models
+from itap_engine.cli_values import bounded_int
 from itap_engine.config import Settings
 from itap_engine.output import console, print_json
 from itap_engine.store import Store, from_epoch_ms
@@ -16,7 +17,7 @@ HELP = "devices, rows per profile, quarantine count and the last runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=8, help="how many recent runs to list (default: 8)")
+    parser.add_argument("--runs", type=bounded_int(0, 10_000), default=8, help="how many recent runs to list (default: 8)")
     parser.add_argument("--json", action="store_true", help="print as JSON")
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from itap_engine.cli_values import output_file
 from itap_engine.commands.ingest import add_csv_arguments, csv_options
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
@@ -24,6 +25,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.csv_import import validate_csv
     from itap_engine.validate import render_report
 
+    if args.report:
+        output_file(args.report, option="--report", force=True)  # its folder exists; a report is rewritten
     plan, report = validate_csv(settings, args.file, **csv_options(args))  # type: ignore[arg-type]
     console().print(render_report(report))
     if args.report:
