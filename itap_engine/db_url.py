@@ -37,18 +37,20 @@ def check_database_url(url: str) -> None:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
-        raise DatabaseUrlError(f"database URL {safe_url(url)!r} is not a URL; use {EXAMPLES}") from None
+        raise DatabaseUrlError(f"cannot open database {safe_url(url)!r}: not a URL; use {EXAMPLES}") from None
     shown = safe_url(url)
     backend = parsed.get_backend_name()
+    if backend == "postgres":
+        raise DatabaseUrlError(f"cannot open database {shown}: write postgresql+psycopg://, not postgres://")
     if backend not in SUPPORTED:
         raise DatabaseUrlError(
-            f"database URL {shown}: ITAP stores its data in SQLite or PostgreSQL, not {backend}; use {EXAMPLES}"
+            f"cannot open database {shown}: ITAP stores its data in SQLite or PostgreSQL, not {backend}; use {EXAMPLES}"
         )
     try:
         dialect = parsed.get_dialect()
     except sa.exc.NoSuchModuleError:
         raise DatabaseUrlError(
-            f"database URL {shown}: unknown driver {parsed.drivername!r}; use {EXAMPLES}"
+            f"cannot open database {shown}: unknown driver {parsed.drivername!r}; use {EXAMPLES}"
         ) from None
     try:
         dialect.import_dbapi()
@@ -61,6 +63,6 @@ def check_database_url(url: str) -> None:
         else:
             hint = "reinstall Python with its sqlite3 module"
         raise DatabaseUrlError(
-            f"database URL {shown} needs the {dialect.driver} driver (Python module {module}), "
+            f"cannot open database {shown}: it needs the {dialect.driver} driver (Python module {module}), "
             f"which is not installed; {hint}"
         ) from None

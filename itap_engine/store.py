@@ -30,7 +30,7 @@ from sqlmodel import Session, SQLModel, select
 
 from itap_engine import models
 from itap_engine.config import ProfileSpec, Settings
-from itap_engine.db_url import check_database_url
+from itap_engine.db_url import DatabaseUrlError, check_database_url
 from itap_engine.errors import ItapError
 from itap_engine.models import Run, Watermark, utcnow
 
@@ -98,7 +98,10 @@ class Store:
     def __init__(self, settings: Settings, url: str | None = None, *, wal_autocheckpoint: int | None = None) -> None:
         self.settings = settings
         self.url = url or settings.database_url
-        check_database_url(self.url)  # one line for mysql://, or a driver not installed
+        try:
+            check_database_url(self.url)  # one line for mysql://, or a driver not installed
+        except DatabaseUrlError as error:
+            raise StoreError(str(error)) from None
         try:
             self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, OSError) as error:

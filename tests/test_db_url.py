@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from itap_engine.db_url import DatabaseUrlError, check_database_url
-from itap_engine.store import Store
+from itap_engine.store import Store, StoreError
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,8 @@ from itap_engine.store import Store
         ("mysql://itap:s3cret@db/itap", "SQLite or PostgreSQL, not mysql"),
         ("mssql+pyodbc://itap:s3cret@db/itap", "SQLite or PostgreSQL, not mssql"),
         ("postgresql+nosuch://itap:s3cret@db/itap", "unknown driver"),
-        ("itap:s3cret@db", "is not a URL"),
+        ("itap:s3cret@db", "not a URL"),
+        ("postgres://itap:s3cret@db/itap", "write postgresql+psycopg://"),
     ],
 )
 def test_unusable_urls_are_one_line_without_the_password(url: str, needle: str) -> None:
@@ -31,7 +32,7 @@ def test_unusable_urls_are_one_line_without_the_password(url: str, needle: str) 
 @pytest.mark.parametrize("url", ["postgresql+psycopg://itap:s3cret@db/itap", "postgresql://itap:s3cret@db/itap"])
 def test_postgres_without_its_driver_names_the_extra(url: str, settings, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if `pip install 'itap[postgres]'` was not run
-    with pytest.raises(DatabaseUrlError, match=r"pip install 'itap\[postgres\]'") as error:
+    with pytest.raises(StoreError, match=r"pip install 'itap\[postgres\]'") as error:
         Store(settings, url=url)
     assert "s3cret" not in str(error.value) and "***" in str(error.value)
 
