@@ -1293,6 +1293,10 @@ class Engine(SnapshotPublisher):
         core = self.core
         if core is None or self._tick_lock is None:
             return None
+        if self._lock is not None and self._lock.lost:  # another run took the database's lock: stop writing
+            self.last_error = "the run lock was taken over by another run; ticks stopped (restart the engine)"
+            await self._publish()
+            return None
         async with self._work(), self._tick_lock:
             try:
                 result = await asyncio.to_thread(core.tick, sim_seconds)

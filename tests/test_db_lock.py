@@ -205,3 +205,35 @@ def test_postgres_advisory_lock_one_writer_and_freed_when_the_holder_dies(tmp_pa
     finally:
         lock.release()
     RunLock(b, "itap engine", url=PG_URL).acquire().release()
+
+
+async def test_an_engine_whose_lease_was_taken_over_stops_ticking(tmp_path: Path) -> None:
+    from itap_engine.engine import Engine
+
+    settings = load_settings(folder_config(tmp_path, "sqlite:///itap.db", detection={"bootstrap_hours": 3.0}))
+    engine = Engine(settings, schedule=False)
+    await engine.start()
+    try:
+        assert await engine.tick_now() is not None
+        engine._lock.lost = True  # what the heartbeat sets when another run took the lease
+        assert await engine.tick_now() is None
+        assert "taken over" in (engine.last_error or "")
+    finally:
+        await engine.stop()
+
+
+def test_a_heartbeat_that_finds_its_lease_taken_marks_the_lock_lost(two_folders, monkeypatch) -> None:
+    _, b, shared = two_folders
+    monkeypatch.setattr(db_lock, "HEARTBEAT_S", 0.05)
+    lock = RunLock(b, "itap engine").acquire()
+    try:
+        with sqlite3.connect(shared) as conn:  # another run took the lease (after it expired)
+            conn.execute("UPDATE run_lease SET holder = 'other:1:y'")
+        deadline = time.monotonic() + 10
+        while not lock.lost:
+            assert time.monotonic() < deadline, "the heartbeat did not notice"
+            time.sleep(0.05)
+    finally:
+        lock.release()
+    with sqlite3.connect(shared) as conn:  # releasing a lost lock leaves the new holder's row alone
+        assert conn.execute("SELECT holder FROM run_lease").fetchone() == ("other:1:y",)
