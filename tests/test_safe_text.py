@@ -114,3 +114,36 @@ def test_console_text_shows_control_characters() -> None:
     assert plain("[bold]x[/]").plain == "[bold]x[/]"  # literal, never markup
     text = contributors_text([ContributorView(signal=f"t{TITLE}", family="thermal", share=0.9)])
     assert not RAW.search(text.plain)
+
+
+async def test_the_console_shows_escape_sequences_in_device_ids_and_quarantined_rows() -> None:
+    from itap_tui.app import ItapApp
+    from itap_tui.screens import DeviceScreen
+    from itap_tui.testing import FakeFacade
+    from itap_tui.widgets import DeviceTable, ValidationLog
+    from itap_tui.widgets.keyed_table import KeyedTable
+
+    evil = f"pump{RED}-9"
+    shown = "pump\\x1b[31m-9"
+    app = ItapApp(FakeFacade(devices=6, extra_devices=(evil,)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        for _ in range(100):
+            if app.snapshot is not None and app.screen.query(DeviceTable):
+                break
+            await pilot.pause(0.05)
+        table = app.screen.query_one(DeviceTable)
+        cell = table.get_cell(evil, "device")
+        assert cell.plain == shown
+        log = app.screen.query_one(ValidationLog)
+        text = "\n".join("".join(seg.text for seg in line) for line in log.lines)
+        assert shown in text and not RAW.search(text)
+        table.move_cursor(row=table.get_row_index(evil))
+        await pilot.press("enter")
+        for _ in range(100):
+            if isinstance(app.screen, DeviceScreen) and app.screen.detail is not None:
+                break
+            await pilot.pause(0.05)
+        await pilot.pause()
+        assert shown in str(app.screen.query_one("#device-header").render())
+        raw = app.screen.query_one("#quarantine", KeyedTable).get_cell_at((0, 3))
+        assert raw.plain.startswith(shown) and not RAW.search(raw.plain)

@@ -167,7 +167,7 @@ class DeviceScreen(LiveScreen):
                         severity_text(alert.severity, palette, alert.acknowledged),
                         Text(f"{alert.score:.3f}"),
                         Text(alert.family or "—"),
-                        Text(", ".join(c.signal for c in alert.contributors[:3]) or "—"),
+                        Text(visible(", ".join(c.signal for c in alert.contributors[:3]) or "—")),
                         Text("✓ yes" if alert.acknowledged else "no"),
                     ],
                 )
@@ -185,7 +185,7 @@ class DeviceScreen(LiveScreen):
                         Text(fmt_ts(fault.start_ts)),
                         Text(f"{fault.severity:g}"),
                         Text(f"{fault.duration_s:g} s"),
-                        Text(fault.message),
+                        Text(visible(fault.message)),
                     ],
                 )
                 for fault in detail.faults
@@ -198,8 +198,8 @@ class DeviceScreen(LiveScreen):
                     [
                         Text(fmt_dt(item.created_at)),
                         Text("—" if item.line is None else str(item.line)),
-                        Text(item.reason),
-                        Text(item.raw),
+                        Text(visible(item.reason)),
+                        Text(visible(item.raw)),  # a raw CSV row: its escapes are shown, not obeyed
                     ],
                 )
                 for index, item in enumerate(detail.quarantined)

@@ -149,7 +149,7 @@ class DeviceTable(DataTable):
             self._cells[row.device_id] = signature
         order = [row.device_id for row in rows]
         if order != self._order:
-            rank = {device: index for index, device in enumerate(order)}
+            rank = {visible(device): index for index, device in enumerate(order)}  # the cell shows visible(id)
             self.sort("device", key=lambda cell: rank[cell.plain])
             self._order = order
         if keep is not None and keep in self._cells:
