@@ -53,6 +53,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["evaluate", "--simulate", "--hours", "nan"], "argument --hours: 'nan' is not a finite number"),
         (["generate", "--out", "/nonexistent-itap/x.csv"], "the folder /nonexistent-itap does not exist"),
         (["validate", "--report", "/nonexistent-itap/r.json", "x.csv"], "the folder /nonexistent-itap does not exist"),
+        (["bench", "--out", "/nonexistent-itap/b.json"], "the folder /nonexistent-itap does not exist"),
+        (["evaluate", "--skab", "/tmp", "--predictions", "/nonexistent-itap/p.csv"], "the folder /nonexistent-itap"),
     ],
 )
 def test_bad_values_are_one_line_and_exit_2(site: Path, capsys, argv: list[str], needle: str) -> None:

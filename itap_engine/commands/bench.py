@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.table import Table
 
+from itap_engine.cli_values import output_file
 from itap_engine.bench import WORKLOADS, StageProvider, run_bench
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.out:  # before an hour of benchmark, not after
+        output_file(args.out, option="--out", force=True)
     out = console()
     payload = run_bench(
         settings,

@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from itap_engine.cli_values import bounded_float, bounded_int
+from itap_engine.cli_values import bounded_float, bounded_int, output_file
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.output import console, print_json
@@ -101,6 +101,8 @@ def _run_skab(args: argparse.Namespace) -> int:
     if not directory.exists():
         raise ItapError(f"{directory}: SKAB folder not found")
     try:
+        if args.predictions:
+            output_file(args.predictions, option="--predictions", force=True)  # its folder must exist
         result = evaluate_skab(directory, predictions_path=args.predictions)
     except (ValueError, FileNotFoundError) as error:
         raise ItapError(f"{directory}: {error}") from None
