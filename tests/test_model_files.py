@@ -111,16 +111,18 @@ def test_swapping_the_file_while_loading_never_runs_code(trained, tmp_path) -> N
     swapper.start()
     loaded = refused = 0
     try:
-        for _ in range(150):
+        for _ in range(2000):  # until both outcomes were seen a few times
             try:
                 assert load_model_version(store, model.version_id).threshold == model.threshold
                 loaded += 1
             except ModelIntegrityError:
                 refused += 1
+            if loaded >= 10 and refused >= 10:
+                break
     finally:
         stop.set()
         swapper.join()
-    assert loaded + refused == 150 and refused > 0
+    assert refused > 0  # the swap raced the loads
     assert not marker.exists()
 
 
