@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from itap_engine.modes.cli_values import output_file
 from itap_engine.errors import ItapError
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if unknown:
         raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.out:  # before an hour of benchmark, not after
+        output_file(args.out, option="--out", force=True)
     out = console()
     payload = run_bench(
         settings,

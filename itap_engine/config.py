@@ -18,11 +18,12 @@ import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from itap_engine.errors import ItapError
+
 
 PACKAGED_CONFIG = Path(__file__).with_name("default_config.toml")
 FaultKind = Literal["drift", "step", "spike", "dropout", "noise"]
@@ -33,7 +34,31 @@ class ConfigError(ItapError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `devices = "20"` or `sim_speed = true` are refused, not coerced; no NaN or
+    # infinity (TOML has both literals): every number is finite and bounded below
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _as_path(value: Any) -> Any:
+    return Path(value) if isinstance(value, str) else value
+
+
+def _as_datetime(value: Any) -> Any:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# TOML has no tuples and writes paths and (quoted) times as strings: these turn exactly
+# those into the field's type before strict validation; anything else is still refused
+StrictPath = Annotated[Path, BeforeValidator(_as_path)]
+StrictDatetime = Annotated[datetime, BeforeValidator(_as_datetime)]
+FloatPair = Annotated[tuple[float, float], BeforeValidator(_as_tuple)]
+IntPair = Annotated[tuple[int, int], BeforeValidator(_as_tuple)]
+MAX_DAY_S = 86_400
+MAX_YEAR_H = 366 * 24
 
 
 class SignalSpec(_Model):
@@ -47,7 +72,7 @@ class SignalSpec(_Model):
     """Standard deviation of the measurement noise."""
     daily_amplitude: float = Field(default=0.0, ge=0)
     """Amplitude of the daily cycle."""
-    range: tuple[float, float]
+    range: FloatPair
     """Valid (min, max); readings outside are quarantined."""
     family: str = "other"
     """Sensor family used to explain alerts (thermal, mechanical, electrical, ...)."""
@@ -80,7 +105,7 @@ class FaultSpec(_Model):
     """An entry of a profile's fault catalogue."""
 
     onset: Literal["gradual", "abrupt"]
-    duration_s: tuple[int, int]
+    duration_s: IntPair
     """Range of durations drawn for random faults."""
     weight: float = Field(default=1.0, ge=0)
     """Relative frequency among random faults."""
@@ -135,21 +160,21 @@ class ProfileSpec(_Model):
 class DatabaseSettings(_Model):
     url: str = "sqlite:///data/itap.db"
     """SQLAlchemy URL; a relative SQLite path resolves against the config folder."""
-    busy_timeout_ms: int = Field(default=10000, ge=0)
-    batch_rows: int = Field(default=50000, ge=1)
+    busy_timeout_ms: int = Field(default=10000, ge=0, le=600_000)
+    batch_rows: int = Field(default=50000, ge=1, le=1_000_000)
 
 
 class PathSettings(_Model):
-    data_dir: Path = Path("data")
-    artifacts_dir: Path = Path("artifacts")
-    inbox_dir: Path = Path("data/inbox")
-    log_file: Path = Path("data/itap.log")
+    data_dir: StrictPath = Path("data")
+    artifacts_dir: StrictPath = Path("artifacts")
+    inbox_dir: StrictPath = Path("data/inbox")
+    log_file: StrictPath = Path("data/itap.log")
 
 
 class FleetGroup(_Model):
     profile: str
-    devices: int = Field(ge=0)
-    prefix: str
+    devices: int = Field(ge=0, le=100_000)
+    prefix: str = Field(min_length=1, max_length=64)
     sites: list[str] = ["site-1"]
 
     def device_ids(self) -> list[str]:
@@ -157,42 +182,42 @@ class FleetGroup(_Model):
 
 
 class SimulationSettings(_Model):
-    start: datetime = datetime(2026, 1, 1)
-    freq_s: int = Field(default=10, ge=1)
-    seed: int = 7
-    fault_rate_per_device_day: float = Field(default=1.0, ge=0)
-    state_dwell_s: int = Field(default=1800, ge=1)
+    start: StrictDatetime = datetime(2026, 1, 1)
+    freq_s: int = Field(default=10, ge=1, le=MAX_DAY_S)
+    seed: int = Field(default=7, ge=0, le=2**32 - 1)
+    fault_rate_per_device_day: float = Field(default=1.0, ge=0, le=1000)
+    state_dwell_s: int = Field(default=1800, ge=1, le=30 * MAX_DAY_S)
     fleet: list[FleetGroup] = []
 
 
 class ValidationSettings(_Model):
-    max_future_s: int = Field(default=3600, ge=0)
+    max_future_s: int = Field(default=3600, ge=0, le=366 * MAX_DAY_S)
     missing_rate_alert: float = Field(default=0.2, ge=0, le=1)
-    report_examples: int = Field(default=20, ge=0)
+    report_examples: int = Field(default=20, ge=0, le=10_000)
 
 
 class FeatureSettings(_Model):
-    window: int = Field(default=12, ge=2)
-    long_window: int = Field(default=120, ge=2)
-    fft_window: int = Field(default=16, ge=4)
-    gap_factor: float = Field(default=5.0, gt=1)
+    window: int = Field(default=12, ge=2, le=10_000)
+    long_window: int = Field(default=120, ge=2, le=10_000)
+    fft_window: int = Field(default=16, ge=4, le=4096)
+    gap_factor: float = Field(default=5.0, gt=1, le=1000)
 
 
 class DetectionSettings(_Model):
     detector: Literal["iforest", "robust_z", "shift", "pca", "drift", "ensemble"] = "iforest"
     ensemble: list[Literal["iforest", "robust_z", "shift", "pca", "drift"]] = ["robust_z", "shift", "pca", "drift"]
-    n_estimators: int = Field(default=200, ge=10)
+    n_estimators: int = Field(default=200, ge=10, le=10_000)
     threshold_percentile: float = Field(default=99.5, gt=50, lt=100)
     threshold_method: Literal["pot", "conformal", "sweep"] = "pot"
-    false_alarms_per_device_day: float = Field(default=0.5, gt=0)
-    bootstrap_hours: float = Field(default=6, gt=0)
+    false_alarms_per_device_day: float = Field(default=0.5, gt=0, le=10_000)
+    bootstrap_hours: float = Field(default=6, gt=0, le=MAX_YEAR_H)
 
 
 class AlertSettings(_Model):
-    k: int = Field(default=2, ge=1)
-    n: int = Field(default=3, ge=1)
-    quiet_readings: int = Field(default=12, ge=1)
-    critical_ratio: float = Field(default=1.5, gt=1)
+    k: int = Field(default=2, ge=1, le=1000)
+    n: int = Field(default=3, ge=1, le=1000)
+    quiet_readings: int = Field(default=12, ge=1, le=100_000)
+    critical_ratio: float = Field(default=1.5, gt=1, le=1000)
 
     @model_validator(mode="after")
     def _k_le_n(self) -> AlertSettings:
@@ -202,19 +227,19 @@ class AlertSettings(_Model):
 
 
 class EngineSettings(_Model):
-    tick_seconds: float = Field(default=1.0, gt=0)
-    sim_speed: float = Field(default=10.0, gt=0)
-    retrain_minutes: float = Field(default=60, gt=0)
-    housekeeping_minutes: float = Field(default=10, gt=0)
-    retention_hours: float = Field(default=72, gt=0)
-    retention_hours_imported: float = Field(default=0, ge=0)
+    tick_seconds: float = Field(default=1.0, ge=0.01, le=MAX_DAY_S)
+    sim_speed: float = Field(default=10.0, gt=0, le=100_000)
+    retrain_minutes: float = Field(default=60, ge=1, le=MAX_YEAR_H * 60)
+    housekeeping_minutes: float = Field(default=10, ge=0.1, le=MAX_YEAR_H * 60)
+    retention_hours: float = Field(default=72, gt=0, le=100 * MAX_YEAR_H)
+    retention_hours_imported: float = Field(default=0, ge=0, le=100 * MAX_YEAR_H)
 
 
 class ImportSettings(_Model):
-    sep: str = ","
+    sep: str = Field(default=",", min_length=1, max_length=8)
     timestamp_column: str = "ts"
     device_column: str = "device_id"
-    chunk_rows: int = Field(default=50000, ge=1)
+    chunk_rows: int = Field(default=50000, ge=1, le=10_000_000)
     columns: dict[str, str] = {}
     """CSV column -> signal name, for files whose headers differ from the profile."""
 
@@ -222,7 +247,7 @@ class ImportSettings(_Model):
 class Settings(_Model):
     """Everything ITAP reads from config.toml."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True, allow_inf_nan=False)
 
     database: DatabaseSettings = DatabaseSettings()
     paths: PathSettings = PathSettings()
@@ -235,7 +260,7 @@ class Settings(_Model):
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     profiles: dict[str, ProfileSpec] = {}
 
-    source: Path | None = Field(default=None, exclude=True)
+    source: StrictPath | None = Field(default=None, exclude=True)
     """The file these settings were read from (set by :func:`load_settings`)."""
 
     @model_validator(mode="after")
@@ -339,6 +364,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not a text file (byte {error.start} is not UTF-8); give a TOML config file") from None
     except OSError as error:
         raise ConfigError(f"{source}: cannot read: {error.strerror}") from None
     settings = parse_settings(data, source)

@@ -17,7 +17,7 @@ import asyncio
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
@@ -28,6 +28,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from itap_engine.safe_text import visible_lines
 from itap_engine.snapshot import EngineFacade, FaultCommandView, Progress, Snapshot
 from itap_tui.engine_thread import EngineThread
 from itap_tui.format import Palette, fmt_ts
@@ -113,6 +114,11 @@ class ItapApp(App[int]):
     def watch_theme(self) -> None:
         if self.snapshot is not None and self.is_running:
             self._render(self.snapshot, force=True)
+
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """Textual's toast, with control characters from data (device ids, error
+        messages) shown as escapes rather than sent to the terminal."""
+        super().notify(visible_lines(message), *args, **kwargs)
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:

@@ -13,7 +13,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from itap_engine.modes import cli as engine_cli
 
@@ -66,13 +66,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if "--once" in words:
+        # --once answers a monitoring system: even a bad option is UNKNOWN (3), in the
+        # run's own output format, never argparse's exit 2
+        from itap_engine.modes.once import report_unknown
+
+        def refuse(message: str) -> NoReturn:
+            sys.exit(report_unknown(f"{message} (see itap --help)", json_output="--json" in words))
+
+        parser.error = refuse  # type: ignore[method-assign]
     args = parser.parse_args(argv)
     if args.once:
         # A cycle that could not run is UNKNOWN (3) for a monitoring system, in the
         # run's own output format (a JSON line with --json).
-        from itap_engine.modes.once import report_unknown
+        from itap_engine.modes.once import describe_error, report_unknown
 
-        return engine_cli.run_handler(args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.json))
+        try:
+            return engine_cli.run_handler(
+                args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.json)
+            )
+        except Exception as error:  # noqa: BLE001 - whatever it was, cron gets a status, not a traceback
+            if args.debug:
+                raise
+            return report_unknown(describe_error(error), json_output=args.json)
     handler = getattr(args, "handler", None) or _run_console
     return engine_cli.run_handler(args, handler)
 

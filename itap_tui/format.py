@@ -2,7 +2,8 @@
 
 Everything that reaches the screen from data (device ids, signal names, CSV rows,
 error text) goes through :class:`rich.text.Text` built here, never through markup
-strings, so a device called ``[bold red]x[/]`` is shown literally. No Textual import:
+strings, so a device called ``[bold red]x[/]`` is shown literally, and through
+:func:`itap_engine.safe_text.visible`, so ``\\x1b[31m`` in a device id is shown, not obeyed. No Textual import:
 these functions are tested without an app.
 """
 
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from itap_engine.snapshot import worth_showing
+from itap_engine.safe_text import visible
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,12 @@ def contributors_text(contributors, limit: int = 3) -> Text:  # type: ignore[no-
     for index, item in enumerate(shown):
         if index:
             text.append(" · ", style="dim")
-        text.append(item.signal)
+        text.append(visible(item.signal))
         text.append(f" {item.share:.0%}", style="dim")
     return text
 
 
 def plain(value: object) -> Text:
-    """Any value from data as literal text (no markup interpretation)."""
-    return Text("" if value is None else str(value), end="")
+    """Any value from data as literal text (no markup interpretation, control
+    characters shown as escapes)."""
+    return Text(visible(value), end="")

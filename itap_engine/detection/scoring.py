@@ -4,13 +4,15 @@ Why it is built this way:
 
 * **One model file per version.** :func:`train_model` fits the feature builder and
   the detector on a time window of normal operation, picks the threshold on a later
-  validation window, writes both with joblib under ``<artifacts>/models/`` and
+  validation window, writes both as arrays + JSON (:mod:`itap_engine.detection.model_files`,
+  never a pickle) under ``<artifacts>/models/`` and
   records path, sha256, window, features and threshold in ``model_version``. A
   retrain adds a version (the newest is active); scores keep the id of the version
   that produced them.
-* **Refuse tampered files.** Loading a pickle runs code, so :func:`load_active_model`
-  hashes the file first and refuses it (:class:`ModelIntegrityError`) unless the
-  hash matches the one recorded at training time.
+* **Refuse tampered files.** :func:`load_active_model` reads the file's bytes once,
+  refuses them (:class:`ModelIntegrityError`) unless their hash matches the one
+  recorded at training time, and decodes those same bytes; the format holds no
+  code to run in any case.
 * **Streaming == batch.** :class:`StreamingScorer` keeps the last
   ``levels_history`` readings of every device, with their standardised levels, and
   runs the very same :class:`~itap_engine.detection.features.FeatureBuilder` over buffer + new
@@ -25,7 +27,6 @@ The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -33,7 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import select
 
 from itap_engine.config import Settings
+from itap_engine.detection import model_files
 from itap_engine.detection.alerts import (
     AlertChanges,
     AlertTracker,
@@ -74,7 +75,7 @@ __all__ = [
     "train_model",
 ]
 
-MODEL_FORMAT = 1
+MODEL_FORMAT = 2
 VALIDATION_FRACTION = 0.25
 """The latest quarter of the training window (by time) picks the threshold."""
 MAX_TRAIN_READINGS = 300_000
@@ -162,14 +163,6 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
         chosen.append(str(counts.index[i]))
         total += int(counts.iloc[i])
     return sorted(chosen)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def train_model(
@@ -292,8 +285,8 @@ def train_model(
     models_dir = settings.resolve(settings.paths.artifacts_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    path = models_dir / f"{profile}-{name}-{stamp}-{uuid.uuid4().hex[:8]}.joblib"
-    joblib.dump(bundle, path)
+    path = models_dir / f"{profile}-{name}-{stamp}-{uuid.uuid4().hex[:8]}{model_files.SUFFIX}"
+    digest = model_files.write_model_file(path, bundle)
     metrics = {
         "threshold_percentile": choice.percentile,
         "validation_alerts_per_device_day": round(choice.alerts_per_device_day, 4),
@@ -315,7 +308,7 @@ def train_model(
             profile=profile,
             detector=name,
             path=str(path),
-            sha256=_sha256(path),
+            sha256=digest,
             train_start=t0,
             train_end=t1,
             features=json.dumps(names),
@@ -415,14 +408,23 @@ def load_model_version(store, version_id: int) -> TrainedModel:  # noqa: ANN001
             f"model file {path} (profile {version.profile}, version {version.id}) is missing; "
             f"retrain with `itap train --profile {version.profile}`"
         )
-    actual = _sha256(path)
+    try:
+        actual, data = model_files.read_model_file(path)  # one read: the bytes hashed are the bytes loaded
+    except OSError as error:
+        raise ModelIntegrityError(f"model file {path} cannot be read: {error.strerror or error}") from None
     if actual != version.sha256:
         raise ModelIntegrityError(
             f"model file {path} does not match the sha256 recorded for version {version.id} "
-            f"(expected {version.sha256[:12]}..., found {actual[:12]}...); refusing to load it "
-            f"because loading a pickle runs code. Retrain with `itap train --profile {version.profile}`"
+            f"(expected {version.sha256[:12]}..., found {actual[:12]}...); refusing to load it. "
+            f"Retrain with `itap train --profile {version.profile}`"
         )
-    bundle = joblib.load(path)
+    try:
+        bundle = model_files.decode_model(data)
+    except model_files.ModelFileError as error:
+        raise ModelIntegrityError(
+            f"model file {path} (version {version.id}) cannot be loaded safely: {error}; "
+            f"retrain with `itap train --profile {version.profile}`"
+        ) from None
     return TrainedModel(
         version_id=int(version.id),  # type: ignore[arg-type]
         profile=version.profile,

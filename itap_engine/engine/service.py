@@ -15,7 +15,7 @@ from typing import Any
 
 from itap_engine.config import Settings
 from itap_engine.engine.core import EngineCore, TickResult, _short_error, _utcnow
-from itap_engine.engine.lock import RunLock
+from itap_engine.store.run_lock import RunLock
 from itap_engine.engine.logs import configure_logging
 from itap_engine.errors import ItapError
 from itap_engine.snapshot import (
@@ -42,7 +42,7 @@ class Engine(SnapshotPublisher):
 
     Args:
         settings: the loaded settings.
-        lock: take the data directory's run lock (one writer of the timeline).
+        lock: take the database's run lock (one writer of the timeline).
         schedule: run the jobs on APScheduler; False leaves ticking to the caller
             (:meth:`tick_now`), as tests and benchmarks do.
     """
@@ -219,6 +219,10 @@ class Engine(SnapshotPublisher):
         """Run one tick now (the scheduled job calls this); None when the tick failed."""
         core = self.core
         if core is None or self._tick_lock is None:
+            return None
+        if self._lock is not None and self._lock.lost:  # another run took the database's lock: stop writing
+            self.last_error = "the run lock was taken over by another run; ticks stopped (restart the engine)"
+            await self._publish()
             return None
         async with self._work(), self._tick_lock:
             try:

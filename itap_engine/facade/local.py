@@ -33,7 +33,7 @@ class LocalFacade:
 
     Args:
         settings: the loaded settings.
-        lock: take the data directory's run lock (default True; one writer at a time).
+        lock: take the database's run lock (default True; one writer at a time).
     """
 
     mode = "live"

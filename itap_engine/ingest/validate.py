@@ -85,6 +85,7 @@ rejected for that reason alone."""
 LABELS = ("fault", "anomaly", "changepoint")
 _MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u202a-\u202e\u2066-\u2069\u200b-\u200f\u061c\ufeff]")
 _EPOCH = re.compile(r"^\s*-?\d{9,13}(\.\d+)?\s*$")
 _MIN_TS_MS = -2208988800000  # 1900-01-01
 _INT64_MIN = np.iinfo(np.int64).min
@@ -810,6 +811,8 @@ def _device_problem(name: str) -> str | None:
         return f"device_id is longer than {MAX_DEVICE_ID} characters ({len(name)}): {_short(name)}"
     if _CONTROL.search(name):
         return f"device_id={_short(name)} contains control characters"
+    if _INVISIBLE.search(name):  # bidi overrides / zero-width: the id would not read as it is
+        return f"device_id={_short(name)} contains bidirectional or zero-width characters"
     if name != name.strip():
         return f"device_id={_short(name)} has leading or trailing whitespace"
     return None

@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
+from itap_engine.modes.cli_values import OneLineParser
 from itap_engine.errors import ItapError
+from itap_engine.safe_text import visible
 
 COMMANDS = (
     "generate",
@@ -59,7 +61,7 @@ def add_global_options(parser: argparse.ArgumentParser, *, sub: bool = False) ->
 
 def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:
     """The ``itap`` parser. ``extra`` may add subcommands (the console does)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(  # a bad option or value is one line and exit 2
         prog="itap",
         description="ITAP: fleet telemetry operations console and engine.",
         epilog="Run 'itap COMMAND --help' for a command's options.",
@@ -78,7 +80,7 @@ def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = No
 
 
 def report_error(message: str) -> None:
-    print(f"itap: error: {message}", file=sys.stderr)
+    print(f"itap: error: {visible(message)}", file=sys.stderr)
 
 
 def run_handler(

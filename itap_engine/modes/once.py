@@ -1,6 +1,6 @@
 """``itap --once``: one headless cycle for cron, with a monitoring exit status.
 
-One run takes the data directory's lock, bootstraps an empty database (history and
+One run takes the database's run lock, bootstraps an empty database (history and
 models, as the engine's first start does), then runs one engine cycle
 (:meth:`itap_engine.engine.core.EngineCore.tick`): fault commands from the
 ``fault_command`` table, the next simulated interval, CSV files dropped in
@@ -27,9 +27,11 @@ bootstrap simulates one tick's worth. The simulated clock is the same watermark 
 engine uses, so cron and ``itap engine`` continue one timeline (they never run at
 the same time: both take the lock). Inbox files are imported whatever their times.
 
-The lock is ``<data_dir>/itap.lock``, created with ``O_EXCL`` and holding the owner's
-pid; a second run while one holds it exits 3 at once with one line on stderr; a lock
-left by a killed run (its pid is gone) is taken over.
+The lock lives in the database (:mod:`itap_engine.store.run_lock`: a PostgreSQL advisory
+lock, or a lease row on SQLite), so runs from different folders sharing one
+``ITAP_DB_URL`` exclude each other too; a second run while one holds it exits 3 at
+once naming the holder; a lease left by a killed run (its pid is gone) or silent
+past its expiry is taken over.
 
 JSON shape (``--json``, stable; ``schema`` changes if it ever does)::
 
@@ -84,8 +86,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from itap_engine.config import Settings
-from itap_engine.engine.lock import LockHeld, RunLock
 from itap_engine.engine.logs import configure_logging
+from itap_engine.safe_text import visible, visible_tree
+from itap_engine.store.run_lock import RunLock
 from itap_engine.snapshot import EngineStats, Progress, worth_showing
 from itap_engine.snapshot.dto import contributors_of
 from itap_engine.store.queries import open_alert_records
@@ -315,9 +318,9 @@ def _progress() -> tuple[Callable[[Progress], None] | None, Callable[[], None]]:
 def format_plain(summary: dict[str, Any]) -> str:
     """The summary as plain lines (cron mail, log files)."""
     lines = [f"ITAP {summary['status']} - {summary['message'] or summary.get('error') or ''}"]
-    if summary.get("error"):
-        lines.append(f"error: {summary['error']}")
-        return "\n".join(lines)
+    if summary.get("error"):  # the status line names the reason: a plugin reads that line
+        lines[0] += f": {summary['error']}" if summary["message"] else ""
+        return "\n".join(visible(line) for line in lines)
     rows, iv = summary["rows"], summary["interval"]
     lines.append(
         f"run {summary['run_id']}: simulated {iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)"
@@ -343,15 +346,16 @@ def format_plain(summary: dict[str, Any]) -> str:
         lines.append(f"  validation {v['level']} {v['check']} {where}: {v['message']}")
     models_text = ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none"
     lines.append(f"models: {models_text}; total {summary['timings_s'].get('total', 0):.2f} s")
-    return "\n".join(lines)
+    return "\n".join(visible(line) for line in lines)
 
 
 def print_rich(summary: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    out = Console(highlight=False)
+    from itap_engine.modes.render.output import SafeConsole
+
+    out = SafeConsole(highlight=False)  # data's control characters shown, not obeyed
     colour = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "magenta"}[summary["status"]]
     out.print(f"[bold {colour}]{summary['status']}[/] {escape(summary['message'] or '')}")
     if summary.get("error"):
@@ -395,12 +399,17 @@ def print_rich(summary: dict[str, Any]) -> None:
 def run_once(settings: Settings, *, json_output: bool = False, report: str | None = None) -> int:
     """``itap --once``: one cycle, a summary, an exit status 0/1/2/3 (see the module docstring)."""
     now = datetime.now(UTC)
-    configure_logging(settings)
-    lock = RunLock(settings, "itap --once")
     try:
+        if report:  # before the cycle: a report that cannot be written is a failed run
+            from itap_engine.modes.cli_values import output_file
+
+            output_file(report, option="--report", force=True)  # the folder exists; a report is rewritten
+        _check_folders(settings)
+        configure_logging(settings)
+        lock = RunLock(settings, "itap --once")
         lock.acquire()
-    except LockHeld as error:
-        return report_unknown(str(error), json_output=json_output, started=now)
+    except Exception as error:  # noqa: BLE001 - lock held, data_dir a file...: UNKNOWN, never a traceback
+        return report_unknown(describe_error(error), json_output=json_output, started=now)
     show, done = _progress()
     core: EngineCore | None = None
     try:
@@ -417,9 +426,7 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
     except Exception as error:  # noqa: BLE001 - cron wants a status, not a traceback
         log.exception("--once failed")
         summary = _empty_summary(now)
-        from itap_engine.errors import ItapError
-
-        summary["error"] = str(error) if isinstance(error, ItapError) else f"{type(error).__name__}: {error}"
+        summary["error"] = describe_error(error)
         summary["message"] = "the cycle could not run"
         summary["finished_at"] = _iso(datetime.now(UTC))
     finally:
@@ -429,6 +436,29 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
     log.info("--once %s (exit %s): %s", summary["status"], summary["exit_code"], summary["message"] or summary["error"])
     emit(summary, json_output=json_output)
     return int(summary["exit_code"])
+
+
+def _check_folders(settings: Settings) -> None:
+    """A configured folder that exists as a file is named in one line (not ``File exists``)."""
+    from itap_engine.errors import ItapError
+
+    for key in ("data_dir", "inbox_dir", "artifacts_dir"):
+        path = settings.resolve(getattr(settings.paths, key))
+        if path.exists() and not path.is_dir():
+            raise ItapError(f"[paths].{key} {path} is a file, not a folder; move it or change {key} in {settings.source}")
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for an error that stopped a run: an ItapError's own sentence, a file
+    error with its file, anything else with its type."""
+    from itap_engine.errors import ItapError
+
+    if isinstance(error, ItapError):
+        return str(error)
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror}"
+    return f"{type(error).__name__}: {error}".strip()
 
 
 def report_unknown(error: str, *, json_output: bool, started: datetime | None = None) -> int:
@@ -446,12 +476,12 @@ def emit(summary: dict[str, Any], *, json_output: bool) -> None:
     job appends them to a JSON Lines file), else a table on a terminal and plain lines
     otherwise. An UNKNOWN run also says what went wrong in one line on stderr."""
     if summary["status"] == "UNKNOWN":
-        print(f"itap: error: {summary['error']}", file=sys.stderr)
+        print(f"itap: error: {visible(summary['error'])}", file=sys.stderr)
     if json_output:
-        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+        sys.stdout.write(json.dumps(visible_tree(summary), default=str) + "\n")
     elif not sys.stdout.isatty():
         print(format_plain(summary))  # the status line a monitoring plugin reads
-    elif summary["status"] != "UNKNOWN":
+    else:
         print_rich(summary)
 
 
@@ -466,5 +496,4 @@ def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -
             ticks=1, model_versions=core.model_versions(), paused=False, mode="once",
         )
         snapshot = core.snapshot(1, stats)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_report(summary, snapshot), encoding="utf-8")
+    path.write_text(render_report(summary, snapshot), encoding="utf-8")  # its folder was checked, not created

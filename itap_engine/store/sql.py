@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
 from itap_engine.config import ProfileSpec, Settings
+from itap_engine.store.db_url import DatabaseUrlError, check_database_url
 from itap_engine.errors import ItapError
 from itap_engine.store import schema as models
 from itap_engine.store.schema import Run, Watermark, utcnow
@@ -104,6 +105,10 @@ class Store:
     def __init__(self, settings: Settings, url: str | None = None, *, wal_autocheckpoint: int | None = None) -> None:
         self.settings = settings
         self.url = url or settings.database_url
+        try:
+            check_database_url(self.url)  # one line for mysql://, or a driver not installed
+        except DatabaseUrlError as error:
+            raise StoreError(str(error)) from None
         try:
             self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, OSError) as error:

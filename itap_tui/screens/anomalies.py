@@ -9,6 +9,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from itap_engine.snapshot import Snapshot
+from itap_engine.safe_text import visible
 from itap_tui.filtering import Filter
 from itap_tui.format import contributors_text, fmt_ts
 from itap_tui.screens.base import LiveScreen
@@ -71,7 +72,7 @@ class AnomaliesScreen(LiveScreen):
         if row is None:
             text.append("No anomalies match." if self.filter else "No anomalies: the fleet looks normal.", style="dim")
         else:
-            text.append(row.device_id, style="bold")
+            text.append(visible(row.device_id), style="bold")
             if row.alert_id is None:
                 text.append(f" reading at {fmt_ts(row.ts)}", style="dim")
             elif row.status == "closed":

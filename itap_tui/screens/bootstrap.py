@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Label, ProgressBar, RichLog, Static
 
 from itap_engine.snapshot import Progress
+from itap_engine.safe_text import visible
 
 
 class BootstrapScreen(Screen):
@@ -41,16 +42,16 @@ class BootstrapScreen(Screen):
         self.query_one(ProgressBar).update(progress=max(0.0, min(1.0, progress.fraction)))
         line = Text(f"{progress.stage}", style="bold")
         if progress.message:
-            line.append(f"  {progress.message}", style="")
+            line.append(f"  {visible(progress.message)}", style="")
         line.append(f"  {progress.fraction:.0%}", style="dim")
         self.query_one("#bootstrap-stage", Static).update(line)
         if progress.stage != self._last_stage:
             self._last_stage = progress.stage
-            self.query_one(RichLog).write(Text(f"· {progress.stage} {progress.message}".rstrip()))
+            self.query_one(RichLog).write(Text(visible(f"· {progress.stage} {progress.message}".rstrip())))
 
     def fail(self, message: str) -> None:
         self.failed = True
         self.query_one("#bootstrap-stage", Static).update(
-            Text.assemble(("✖ the engine could not start: ", "bold red"), (message, ""))
+            Text.assemble(("✖ the engine could not start: ", "bold red"), (visible(message), ""))
         )
-        self.query_one(RichLog).write(Text(message))
+        self.query_one(RichLog).write(Text(visible(message)))

@@ -13,6 +13,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 from itap_engine.snapshot import DeviceDetail, Snapshot
+from itap_engine.safe_text import visible
 from itap_tui.format import fmt_dt, fmt_ts, severity_text, status_text
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import ContributorsPanel, EngineStatus, SignalPlot
@@ -116,7 +117,7 @@ class DeviceScreen(LiveScreen):
     def _header(self, snapshot: Snapshot | None) -> None:
         """Most important first, so 80 columns still show status, score, signal and window."""
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(self.device_id, style="bold")
+        text.append(visible(self.device_id), style="bold")
         row = next((r for r in snapshot.devices if r.device_id == self.device_id), None) if snapshot else None
         if row is None:
             text.append("  not in the latest snapshot", style="dim")
@@ -134,11 +135,11 @@ class DeviceScreen(LiveScreen):
         if row is not None:
             if row.injected_fault:
                 text.append("  │ ⚡ ", style=f"bold {self.palette.warning}")
-                text.append(row.injected_fault)
+                text.append(visible(row.injected_fault))
             text.append(f"  │ {row.profile}", style="dim")
             if row.site:
-                text.append(f" @ {row.site}", style="dim")
-            text.append(f" {row.state or '—'}", style="dim")
+                text.append(f" @ {visible(row.site)}", style="dim")
+            text.append(f" {visible(row.state or '—')}", style="dim")
         if self.fetching:
             text.append("  loading…", style="dim italic")
         self.query_one("#device-header", Static).update(text)
@@ -176,7 +177,7 @@ class DeviceScreen(LiveScreen):
                         severity_text(alert.severity, palette, alert.acknowledged),
                         Text(f"{alert.score:.3f}"),
                         Text(alert.family or "—"),
-                        Text(", ".join(c.signal for c in alert.contributors[:3]) or "—"),
+                        Text(visible(", ".join(c.signal for c in alert.contributors[:3]) or "—")),
                         Text("✓ yes" if alert.acknowledged else "no"),
                     ],
                 )
@@ -194,7 +195,7 @@ class DeviceScreen(LiveScreen):
                         Text(fmt_ts(fault.start_ts)),
                         Text(f"{fault.severity:g}"),
                         Text(f"{fault.duration_s:g} s"),
-                        Text(fault.message),
+                        Text(visible(fault.message)),
                     ],
                 )
                 for fault in detail.faults
@@ -207,8 +208,8 @@ class DeviceScreen(LiveScreen):
                     [
                         Text(fmt_dt(item.created_at)),
                         Text("—" if item.line is None else str(item.line)),
-                        Text(item.reason),
-                        Text(item.raw),
+                        Text(visible(item.reason)),
+                        Text(visible(item.raw)),  # a raw CSV row: its escapes are shown, not obeyed
                     ],
                 )
                 for index, item in enumerate(detail.quarantined)

@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from itap_engine.snapshot import AnomalyRow
+from itap_engine.safe_text import visible
 from itap_tui.format import SEVERITY_RANK, Palette, contributors_text, fmt_ts, severity_text
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -54,7 +55,7 @@ class _KeyedText(Text):
     """Cell text that remembers its row key, so ``DataTable.sort`` can rank rows."""
 
     def __init__(self, row_key: str, text: str) -> None:
-        super().__init__(text, style="bold", end="")
+        super().__init__(visible(text), style="bold", end="")
         self.row_key = row_key
 
 
@@ -107,7 +108,7 @@ class AnomalyTable(DataTable):
                 _KeyedText(key, row.device_id),
                 Text(f"{row.score:.3f}", end=""),
                 Text(fmt_ts(row.ts), end=""),
-                Text(row.family or "—", end=""),
+                Text(visible(row.family or "—"), end=""),
                 contributors_text(row.contributors) if row.contributors else Text("—", style="dim"),
                 Text(row.profile, end=""),
             ]

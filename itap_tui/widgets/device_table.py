@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from itap_engine.snapshot import DeviceRow, ProfileInfo
+from itap_engine.safe_text import visible
 from itap_tui.format import STATUS_RANK, Palette, score_text, signals_text, status_text
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -98,10 +99,10 @@ class DeviceTable(DataTable):
         if fault:
             status_cell.append(" ⚡", style=f"bold {palette.warning}")
         cells = [
-            Text(row.device_id, style="bold", end=""),
+            Text(visible(row.device_id), style="bold", end=""),
             status_cell,
             score_text(row.score, row.threshold, row.status, palette),
-            Text(row.state or "—", end=""),
+            Text(visible(row.state or "—"), end=""),
             signals_text(row.values, names, units),
             fault_text,
             Text(row.profile, end=""),
@@ -148,7 +149,7 @@ class DeviceTable(DataTable):
             self._cells[row.device_id] = signature
         order = [row.device_id for row in rows]
         if order != self._order:
-            rank = {device: index for index, device in enumerate(order)}
+            rank = {visible(device): index for index, device in enumerate(order)}  # the cell shows visible(id)
             self.sort("device", key=lambda cell: rank[cell.plain])
             self._order = order
         if keep is not None and keep in self._cells:

@@ -7,6 +7,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from itap_engine.snapshot import EngineStats
+from itap_engine.safe_text import visible
 from itap_tui.format import Palette, fmt_dt
 
 
@@ -53,5 +54,5 @@ class EngineStatus(Static):
             text.append(f"  {note}", style=f"bold {palette.accent}")
         if stats.last_error:
             text.append("  ✖ ", style=f"bold {palette.critical}")
-            text.append(stats.last_error, style=palette.critical)
+            text.append(visible(stats.last_error), style=palette.critical)
         self.update(text)

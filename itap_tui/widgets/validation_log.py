@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from itap_engine.snapshot import ValidationAlertRow
+from itap_engine.safe_text import visible
 from itap_tui.format import Palette
 
 LEVELS = {"error": ("✖", "ERROR", "critical"), "critical": ("✖", "CRIT", "critical"), "warning": ("▲", "WARN", "warning")}
@@ -41,10 +42,10 @@ class ValidationLog(RichLog):
             line.append(f"{symbol} {word:<5} ", style=f"bold {getattr(palette, colour)}")
             line.append(f"{alert.check:<12} ", style="bold")
             if alert.device_id:
-                line.append(alert.device_id + " ")
+                line.append(visible(alert.device_id) + " ")
             if alert.signal:
-                line.append(alert.signal + " ", style="dim")
-            line.append(alert.message)
+                line.append(visible(alert.signal) + " ", style="dim")
+            line.append(visible(alert.message))
             self.write(line)
             added += 1
         if len(self._seen) > 5000:

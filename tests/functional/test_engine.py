@@ -366,7 +366,8 @@ def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path
     assert clock_ms - 10_000 <= latest < clock_ms, "every reading before the clock is stored, none after"
     assert int(store.get_watermark("scored:industrial") or 0) == latest
     store.close()
-    assert not (workdir / "data" / "itap.lock").exists()
+    with sqlite3.connect(settings_of(workdir).database_url.split("///", 1)[1]) as conn:
+        assert conn.execute("SELECT count(*) FROM run_lease").fetchone() == (0,)  # the run lock was released
     assert (workdir / "itap.log").read_text()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -52,6 +54,15 @@ def once(folder: Path, *args: str, wait: bool = True) -> subprocess.CompletedPro
     return subprocess.run(command, env=env, cwd=folder, capture_output=True, text=True, timeout=120, check=False)
 
 
+def lease(folder: Path) -> tuple | None:
+    """The run lock's lease row in the folder's database, if any."""
+    try:
+        with sqlite3.connect(folder / "itap.db") as conn:
+            return conn.execute("SELECT holder, purpose FROM run_lease").fetchone()
+    except sqlite3.OperationalError:  # no database or no lease table yet
+        return None
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("once-template")
@@ -72,9 +83,8 @@ def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp
     folder = tmp_path / "fresh"
     small_config(folder)
     first = once(folder, "--json", wait=False)
-    lock = folder / "data" / "itap.lock"
     deadline = time.monotonic() + 30
-    while not lock.exists():
+    while lease(folder) is None:  # the run lock lives in the database
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.02)
@@ -92,7 +102,7 @@ def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp
     assert summary["scored"] == 180 and summary["alerts"]["open"] == []
     assert summary["interval"]["from"] == "2026-01-01T06:00:00" and summary["interval"]["simulated_seconds"] == 600
     assert {"bootstrap", "score", "total"} <= set(summary["timings_s"])
-    assert not lock.exists()
+    assert lease(folder) is None and not (folder / "data" / "itap.lock").exists()
 
     time.sleep(1.2)
     again = once(folder, "--json")
@@ -141,6 +151,7 @@ def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) ->
         session.commit()
     store.close()
     report = site / "out" / "report.html"
+    report.parent.mkdir()  # --report does not create folders (a missing one is UNKNOWN: test_cli_values)
     result = once(site, "--json", "--report", str(report))
     summary = json.loads(result.stdout)
     assert result.returncode == 2 and summary["status"] == "CRITICAL", (summary["message"], result.stderr)
@@ -154,7 +165,7 @@ def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) ->
 
 
 def test_a_report_that_cannot_be_written_leaves_the_runs_status(site: Path) -> None:
-    result = once(site, "--json", "--report", "/proc/itap-nowhere/r.html")
+    result = once(site, "--json", "--report", "/proc/itap-r.html")  # the folder exists; the write fails
     summary = json.loads(result.stdout)
     assert summary["status"] != "UNKNOWN" and result.returncode == summary["exit_code"]
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "cannot write the report" in result.stderr
@@ -187,18 +198,82 @@ def test_unknown_is_reported_on_stdout_in_the_runs_own_format(tmp_path: Path) ->
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_is_respected(site: Path) -> None:
-    lock = site / "data" / "itap.lock"
-    lock.parent.mkdir(exist_ok=True)
+    from itap_engine import db_lock
+
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         created = psutil.Process(sleeper.pid).create_time()
-        lock.write_text(json.dumps({"pid": sleeper.pid, "create_time": created, "purpose": "itap --once"}))
+        with sqlite3.connect(site / "itap.db") as conn:  # a lease row of a live process on this host
+            conn.execute(db_lock._TABLE)
+            conn.execute(
+                f"INSERT INTO run_lease ({db_lock._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (db_lock.LOCK_NAME, "x", socket.gethostname(), sleeper.pid, created, "itap --once",
+                 "2026-01-01T00:00:00+00:00", time.time(), time.time() + 60),
+            )
         held = once(site)
-        assert held.returncode == 3 and "holds" in held.stderr
+        assert held.returncode == 3 and "holds" in held.stderr and f"pid {sleeper.pid}" in held.stderr
     finally:
         sleeper.kill()
         sleeper.wait()
     taken = once(site)  # the holder is gone: the lock is stale
     assert taken.returncode == 0, taken.stderr
-    assert not lock.exists()
+    assert lease(site) is None
     assert os.path.exists(site / "itap.log")
+
+
+# ---------------------------------------------------------------------- the contract: any failure is UNKNOWN (3)
+def _assert_unknown(folder: Path, *args: str, needle: str) -> None:
+    """Exit 3 with the reason: one JSON line with --json, one status line otherwise."""
+    as_json = once(folder, "--json", *args)
+    assert as_json.returncode == 3, as_json.stderr
+    [line] = as_json.stdout.splitlines()
+    summary = json.loads(line)
+    assert summary["status"] == "UNKNOWN" and needle in summary["error"] and set(summary) == TOP_KEYS
+    assert "Traceback" not in as_json.stderr and len(as_json.stderr.strip().splitlines()) == 1
+    plain = once(folder, *args)
+    assert plain.returncode == 3 and "Traceback" not in plain.stderr
+    first = plain.stdout.splitlines()[0]
+    assert first.startswith("ITAP UNKNOWN - ") and needle in first  # the status line names the reason
+
+
+def test_a_binary_config_file_is_unknown_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    _assert_unknown(tmp_path, needle="not a text file")
+
+
+def test_a_data_dir_that_is_a_file_is_unknown_not_a_traceback(tmp_path: Path) -> None:
+    base = load_settings(REPO / "config.toml")
+    derived_config(base, tmp_path, database={"url": "sqlite:///data/itap.db"},
+                   paths={"log_file": "data/itap.log", "inbox_dir": "data/inbox"})
+    (tmp_path / "data").write_text("not a folder")
+    _assert_unknown(tmp_path, needle="is a file, not a folder")
+
+
+def test_a_bad_option_with_once_is_unknown(tmp_path: Path) -> None:
+    small_config(tmp_path)
+    _assert_unknown(tmp_path, "--no-such-option", needle="--no-such-option")
+
+
+def test_escape_sequences_from_an_inbox_file_never_reach_the_output(site: Path) -> None:
+    """A file name, a CSV header and a device id carrying terminal escapes: --once text,
+    JSON (strings too) and the HTML report show them as visible escapes."""
+    import re
+
+    raw = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200b-\u200d\ufeff]")
+    inbox = site / "inbox"
+    inbox.mkdir(exist_ok=True)
+    lines = ["device_id,ts,rpm,temp_c,vibration_g,current_a,voltage_v,\x1b]0;pwned\x07"]
+    lines += [f"pump-001,2026-01-01T05:00:{i * 10:02d},1500,60,0.2,10,400,x" for i in range(3)]
+    lines.append("pump\x1b[31m-009,2026-01-01T05:01:00,1500,60,0.2,10,400,x")
+    (inbox / "evil\x1b[2J.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = once(site, "--json", "--report", str(site / "report.html"))
+    assert result.returncode in (0, 1, 2), result.stderr
+    assert not raw.search(result.stdout + result.stderr)
+    summary = json.loads(result.stdout)
+    assert not raw.search(json.dumps(summary, ensure_ascii=False))  # decoded strings carry none either
+    assert any("\\x1b[2J" in s["source"] for s in summary["sources"])
+    page = (site / "report.html").read_text(encoding="utf-8")
+    assert not raw.search(page)
+    (inbox / "evil\x1b[2J-2.csv").write_text("\n".join(lines).replace("05:0", "05:3") + "\n", encoding="utf-8")
+    plain = once(site)
+    assert not raw.search(plain.stdout + plain.stderr), plain.stdout

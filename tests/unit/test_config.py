@@ -102,3 +102,51 @@ def test_with_overrides_validates(tmp_path: Path) -> None:
     assert settings.with_overrides(simulation={"seed": 3}).simulation.seed == 3
     with pytest.raises(ConfigError, match="simulation.freq_s"):
         settings.with_overrides(simulation={"freq_s": 0})
+
+
+# ---------------------------------------------------------------------- strict and bounded
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "config"
+BAD = {
+    "devices_string": "simulation.fleet.0.devices: Input should be a valid integer",
+    "sim_speed_bool": "engine.sim_speed: Input should be a valid number",
+    "bootstrap_hours_huge": "detection.bootstrap_hours: Input should be less than or equal to 8784",
+    "tick_seconds_nan": "engine.tick_seconds: Input should be a finite number",
+    "sim_speed_inf": "engine.sim_speed: Input should be a finite number",
+    "freq_s_float": "simulation.freq_s: Input should be a valid integer",
+    "seed_negative": "simulation.seed: Input should be greater than or equal to 0",
+    "devices_huge": "simulation.fleet.0.devices: Input should be less than or equal to 100000",
+    "chunk_rows_huge": "import.chunk_rows: Input should be less than or equal to 10000000",
+    "data_dir_number": "paths.data_dir:",
+    "range_strings": "profiles.p.signals.x.range.0: Input should be a valid number",
+    "baseline_inf": "profiles.p.signals.x.baseline: Input should be a finite number",
+    "start_not_a_time": "simulation.start:",
+    "n_estimators_bool": "detection.n_estimators: Input should be a valid integer",
+}
+
+
+def test_every_bad_fixture_has_an_expected_message() -> None:
+    assert {p.stem for p in (FIXTURES / "bad").glob("*.toml")} == set(BAD)
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_values_are_refused_not_coerced(name: str) -> None:
+    path = FIXTURES / "bad" / f"{name}.toml"
+    with pytest.raises(ConfigError) as error:
+        load_settings(path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(str(path.resolve()))
+    assert BAD[name] in message, message
+
+
+@pytest.mark.parametrize("path", sorted((FIXTURES / "good").glob("*.toml")), ids=lambda p: p.stem)
+def test_good_fixtures_load(path: Path) -> None:
+    settings = load_settings(path)
+    assert settings.detection.bootstrap_hours > 0
+
+
+def test_toml_strings_still_become_paths_times_and_pairs() -> None:
+    settings = load_settings(FIXTURES / "good" / "bounds.toml")
+    assert settings.paths.data_dir == Path("somewhere/data") and settings.simulation.start.month == 3
+    assert settings.engine.sim_speed == 100000.0 and isinstance(settings.engine.sim_speed, float)
+    spec = load_settings(REPO / "config.toml").profile("industrial").signals["temp_c"]
+    assert spec.range == (-40.0, 200.0)

@@ -37,6 +37,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
+from itap_engine.modes.cli_values import bounded_int
 from itap_engine.errors import ItapError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ HELP = "list the most anomalous open alerts (or readings), ranked, with their co
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--limit", type=int, default=10, help="how many (default: 10)")
+    parser.add_argument("--limit", type=bounded_int(1, 10_000), default=10, help="how many, 1 to 10000 (default: 10)")
     parser.add_argument("--device", help="only this device")
     parser.add_argument("--profile", help="only this profile")
     parser.add_argument("--readings", action="store_true", help="rank scored readings even when alerts are open")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
+from itap_engine.safe_text import visible
 
 HELP = "run the engine without a screen (until SIGINT/SIGTERM)"
 
@@ -33,7 +34,7 @@ def _progress_printer() -> object:
     last = {"text": ""}
 
     def show(p: Progress) -> None:
-        text = f"\r{p.stage}: {p.fraction:5.0%} {p.message}"[:100]
+        text = "\r" + visible(f"{p.stage}: {p.fraction:5.0%} {p.message}")[:100]
         sys.stderr.write(text.ljust(len(last["text"])))
         sys.stderr.flush()
         last["text"] = text
@@ -59,7 +60,7 @@ async def serve(settings: Settings, *, ticks: int | None = None) -> int:
         print(
             f"itap engine: running at simulated {engine.core.sim_time if engine.core else '?'} "
             f"({settings.engine.sim_speed:g}x, tick {settings.engine.tick_seconds:g} s); "
-            f"log {settings.resolve(settings.paths.log_file)}; Ctrl+C or SIGTERM to stop",
+            f"log {visible(settings.resolve(settings.paths.log_file))}; Ctrl+C or SIGTERM to stop",
             file=sys.stderr,
             flush=True,
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from itap_engine.errors import ItapError
+from itap_engine.modes.cli_values import bounded_float, bounded_int, output_file
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -26,17 +27,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="evaluate on a fresh simulated scenario in a scratch database (without it, the "
                              "database's labelled readings after the model's training window are evaluated; "
                              "none there: exit 2)")
-    parser.add_argument("--devices", type=int, default=100, help="--simulate: devices (default: 100)")
-    parser.add_argument("--hours", type=float, default=24.0, help="--simulate: evaluated hours (default: 24)")
-    parser.add_argument("--train-hours", type=float, default=24.0,
+    parser.add_argument("--devices", type=bounded_int(1, 100_000), default=100, help="--simulate: devices (default: 100)")
+    parser.add_argument("--hours", type=bounded_float(0, 366 * 24.0, low_open=True), default=24.0, help="--simulate: evaluated hours (default: 24)")
+    parser.add_argument("--train-hours", type=bounded_float(0, 366 * 24.0, low_open=True), default=24.0,
                         help="--simulate: hours simulated before, to train on (default: 24)")
-    parser.add_argument("--fault-rate", type=float, help="--simulate: random faults per device-day")
-    parser.add_argument("--seed", type=int, help="--simulate: random seed")
-    parser.add_argument("--fault-scale", type=float, default=1.0,
+    parser.add_argument("--fault-rate", type=bounded_float(0, 1000), help="--simulate: random faults per device-day")
+    parser.add_argument("--seed", type=bounded_int(0, 2**32 - 1), help="--simulate: random seed")
+    parser.add_argument("--fault-scale", type=bounded_float(0, 100), default=1.0,
                         help="--simulate: multiply every fault's magnitude (0.5 = half-magnitude faults)")
-    parser.add_argument("--jitter", type=float, default=0.0,
+    parser.add_argument("--jitter", type=bounded_float(0, 0.49), default=0.0,
                         help="--simulate: move each timestamp by up to this fraction of the step (e.g. 0.3)")
-    parser.add_argument("--skip", type=float, default=0.0,
+    parser.add_argument("--skip", type=bounded_float(0, 0.5), default=0.0,
                         help="--simulate: drop this share of readings (e.g. 0.01)")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -129,6 +130,8 @@ def _run_skab(args: argparse.Namespace, settings: Settings) -> int:
     if not directory.exists():
         raise ItapError(f"{directory}: SKAB folder not found")
     try:
+        if args.predictions:
+            output_file(args.predictions, option="--predictions", force=True)  # its folder must exist
         metrics = evaluate_skab_engine(settings, directory, predictions_path=args.predictions)
         baselines = {name: evaluate_skab(directory, detector=name) for name in ("t2", "isolation_forest")}
     except (ValueError, FileNotFoundError) as error:

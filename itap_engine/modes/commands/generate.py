@@ -7,24 +7,32 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from itap_engine.modes.cli_values import bounded_float, bounded_int, output_file
 from itap_engine.errors import ItapError
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
 
 HELP = "simulate telemetry with faults, into the database or a CSV file"
+MAX_DEVICES = 100_000
+MAX_HOURS = 366 * 24.0
+MAX_ROWS = 50_000_000
+"""Readings one run may generate (they are held in memory before they are written)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="industrial", help="profile declared in config (default: industrial)")
-    parser.add_argument("--devices", type=int, default=25, help="number of devices (default: 25)")
-    parser.add_argument("--hours", type=float, default=6.0, help="simulated hours (default: 6)")
-    parser.add_argument("--freq", type=int, help="seconds between readings (default: [simulation].freq_s)")
-    parser.add_argument("--seed", type=int, help="random seed (default: [simulation].seed)")
+    parser.add_argument("--devices", type=bounded_int(1, MAX_DEVICES), default=25, help="number of devices (default: 25)")
+    parser.add_argument("--hours", type=bounded_float(0, MAX_HOURS, low_open=True), default=6.0,
+                        help="simulated hours (default: 6)")
+    parser.add_argument("--freq", type=bounded_int(1, 86_400), help="seconds between readings (default: [simulation].freq_s)")
+    parser.add_argument("--seed", type=bounded_int(0, 2**32 - 1), help="random seed (default: [simulation].seed)")
     parser.add_argument("--start", help="first timestamp, ISO 8601 (default: [simulation].start)")
     parser.add_argument("--prefix", help="device id prefix (default: the profile's fleet prefix or the profile name)")
-    parser.add_argument("--fault-rate", type=float, help="random faults per device-day (0 = none)")
-    parser.add_argument("--out", metavar="FILE.csv", help="write a CSV instead of storing in the database")
+    parser.add_argument("--fault-rate", type=bounded_float(0, 1000), help="random faults per device-day (0 = none)")
+    parser.add_argument("--out", metavar="FILE.csv",
+                        help="write a CSV instead of storing in the database (its folder must exist)")
+    parser.add_argument("--force", action="store_true", help="with --out: overwrite an existing file")
     parser.add_argument("--json", action="store_true", help="print the ingest summary as JSON")
 
 
@@ -36,6 +44,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     settings.profile(args.profile)  # a clear error for an unknown profile
     if args.devices < 1 or args.hours <= 0:
         raise ItapError("--devices must be at least 1 and --hours above 0")
+    freq = args.freq or settings.simulation.freq_s
+    rows = args.devices * args.hours * 3600 / freq
+    if rows > MAX_ROWS:
+        raise ItapError(
+            f"--devices {args.devices} x --hours {args.hours:g} every {freq} s is {rows:,.0f} readings; "
+            f"at most {MAX_ROWS:,} per run (generate in several runs, or fewer devices or hours)"
+        )
+    if args.out:
+        output_file(args.out, option="--out", force=args.force)  # before the work, not after
     if args.start:
         settings = settings.with_overrides(simulation={"start": args.start})
     prefix = args.prefix or next(

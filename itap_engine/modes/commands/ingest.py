@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from itap_engine.modes.cli_values import bounded_int
 from itap_engine.errors import ItapError
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--long", action="store_true", default=None,
                         help="long format: device, ts, signal, value (default: detected from the header)")
-    parser.add_argument("--chunk-rows", type=int, metavar="N", help="lines read per chunk (default: [import].chunk_rows)")
+    parser.add_argument("--chunk-rows", type=bounded_int(1, 10_000_000), metavar="N",
+                        help="lines read per chunk, 1 to 10000000 (default: [import].chunk_rows)")
 
 
 def csv_options(args: argparse.Namespace) -> dict[str, object]:

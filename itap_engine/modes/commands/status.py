@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from itap_engine.config import Settings
     from itap_engine.store.sql import Store
+from itap_engine.modes.cli_values import bounded_int
 
 HELP = "devices, rows per profile, quarantine count and the last runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=int, default=8, help="how many recent runs to list (default: 8)")
+    parser.add_argument("--runs", type=bounded_int(0, 10_000), default=8, help="how many recent runs to list (default: 8)")
     parser.add_argument("--json", action="store_true", help="print as JSON")
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from itap_engine.modes.cli_values import output_file
 from itap_engine.errors import ItapError
 from itap_engine.modes.commands.ingest import add_csv_arguments, csv_options
 
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.ingest.validate import render_report
     from itap_engine.modes.render.output import console
 
+    if args.report:
+        output_file(args.report, option="--report", force=True)  # its folder exists; a report is rewritten
     plan, report = validate_csv(settings, args.file, **csv_options(args))  # type: ignore[arg-type]
     console().print(render_report(report))
     if args.report:

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
+from rich.segment import Segment
+
+from itap_engine.safe_text import visible_lines, visible_tree
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console that falls back to plain text when not on a terminal."""
+    """A rich console that falls back to plain text when not on a terminal, and shows
+    control characters in any text it prints as visible escapes (:class:`SafeConsole`)."""
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, highlight=False, soft_wrap=not stream.isatty())
+    return SafeConsole(file=stream, highlight=False, soft_wrap=not stream.isatty())
+
+
+class SafeConsole(Console):
+    """A rich Console whose text never carries raw control characters to the terminal.
+
+    Data (device ids, file names, CSV headers, messages quoting them) reaches the
+    screen as text segments; each is passed through
+    :func:`itap_engine.safe_text.visible_lines` just before it is written, so an
+    escape sequence in data is shown, not obeyed. Rich's own control segments
+    (cursor moves, styles) are left alone.
+    """
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        return super()._render_buffer(
+            seg if seg.control or seg.text.isprintable() else Segment(visible_lines(seg.text), seg.style, seg.control)
+            for seg in buffer
+        )
 
 
 def print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    """JSON on stdout; every string made visible (a consumer printing a field with
+    ``jq -r`` gets no raw control character)."""
+    sys.stdout.write(json.dumps(visible_tree(payload), indent=2, default=str) + "\n")

@@ -4,14 +4,15 @@ One self-contained file (inline CSS, no script, no external resource) that a cro
 can publish or mail: the run's status and figures, open alerts highlighted with their
 contributing signals, validation alerts, and one row per device (state, key signals,
 score against the threshold, status). Everything that came from data (device ids,
-messages, signal names, file names) goes through :func:`html.escape`.
+messages, signal names, file names) goes through :func:`html.escape`, after
+:func:`itap_engine.safe_text.visible` has shown its control characters as escapes.
 """
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
+from itap_engine.safe_text import html_text
 from itap_engine.snapshot import Snapshot
 
 __all__ = ["render_report"]
@@ -33,7 +34,7 @@ tr.critical td{background:#fde7e7}tr.warning td{background:#fff5dc}tr.stale td{c
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    return html_text(value)  # control characters made visible, then HTML-escaped
 
 
 def _num(value: Any, digits: int = 3) -> str:
