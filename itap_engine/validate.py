@@ -568,6 +568,9 @@ class Validator:
             fault = f_vals[f_idx]
             too_long = np.array([s is not None and len(s) > MAX_LABEL for s in f_names] + [False])[f_idx]
             add("label", too_long, _reason(lambda pos: [f"fault label longer than {MAX_LABEL} characters: {_short(v)}" for v in raw[pos]]))
+            # NUL and other control characters are never label text (PostgreSQL refuses NUL)
+            control = np.array([s is not None and bool(_CONTROL.search(s)) for s in f_names] + [False])[f_idx]
+            add("label", control & ~too_long, _reason(lambda pos: [f"fault={_short(v)} contains control characters" for v in raw[pos]]))
         if "anomaly" in frame.columns:
             vals, nonnum = _to_float(frame["anomaly"])
             bad = nonnum | (~np.isnan(vals) & (vals != 0) & (vals != 1))
@@ -892,7 +895,9 @@ def _raw_json(frame: pd.DataFrame, pos: np.ndarray, names: dict[str, str] | None
     if "_raw" in frame.columns:
         given = frame["_raw"].to_numpy(dtype=object)[pos]
         has = pd.notna(given)
-        out[has] = [json.dumps({"line": str(v)}, ensure_ascii=False) for v in given[has]]
+        out[has] = [
+            json.dumps(v if isinstance(v, dict) else {"line": str(v)}, ensure_ascii=False) for v in given[has]
+        ]
     return out
 
 

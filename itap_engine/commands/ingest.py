@@ -27,6 +27,10 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--long", action="store_true", default=None,
                         help="long format: device, ts, signal, value (default: detected from the header)")
     parser.add_argument("--chunk-rows", type=int, metavar="N", help="lines read per chunk (default: [import].chunk_rows)")
+    parser.add_argument(
+        "--encoding", metavar="NAME",
+        help="text encoding, e.g. latin-1 or cp1252 (default: [import].encoding, else UTF-8, or UTF-16 by its BOM)",
+    )
 
 
 def csv_options(args: argparse.Namespace) -> dict[str, object]:
@@ -43,11 +47,13 @@ def csv_options(args: argparse.Namespace) -> dict[str, object]:
         "mapping": _mapping_option(args.map),
         "long": args.long,
         "chunk_rows": args.chunk_rows,
+        "encoding": args.encoding,
     }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="CSV files to import")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="CSV files to import (plain or gzip; '-' reads stdin; FIFOs and <(...) work)")
     add_csv_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the per-file reports as JSON")
 
