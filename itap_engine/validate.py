@@ -231,6 +231,8 @@ class ValidationResult:
     rejected: pd.DataFrame
     """reason, check (the first failing check), line, device_id, ts (epoch ms), raw (JSON)."""
     report: ValidationReport
+    accepted_lines: np.ndarray | None = None
+    """Source line of each accepted row, when the input had ``_line``."""
 
 
 REJECTED_COLUMNS = ("reason", "check", "line", "device_id", "ts", "raw")
@@ -471,7 +473,8 @@ class Validator:
         report.examples = _examples(rejected_frame, self.settings.report_examples)
         self._remember(acc_codes, names, ms[acc_pos])
         self._total.merge(report)
-        return ValidationResult(accepted_frame, rejected_frame, report)
+        lines = frame["_line"].to_numpy()[acc_pos] if "_line" in frame.columns else None
+        return ValidationResult(accepted_frame, rejected_frame, report, lines)
 
     def finish(self) -> ValidationReport:
         """The whole-input report: every chunk's counts plus input-level alerts."""
