@@ -337,6 +337,8 @@ class SourceResult:
     quarantined: int = 0
     status: str = "ok"
     error: str | None = None
+    conflicts: int = 0
+    """Rows whose (device_id, ts) was stored with other values."""
 
 
 @dataclass
@@ -366,6 +368,10 @@ class TickResult:
     @property
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.sources)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(s.conflicts for s in self.sources)
 
     @property
     def quarantined(self) -> int:
@@ -748,6 +754,7 @@ class EngineCore:
             rows_in=int(getattr(report, "rows_in", 0)),
             inserted=int(getattr(report, "inserted", 0)),
             duplicates=int(getattr(report, "duplicates", 0)),
+            conflicts=int(getattr(report, "conflicts", 0)),
             quarantined=int(getattr(report, "quarantined", 0)),
             status=str(getattr(report, "status", "ok")),
         )

@@ -45,9 +45,10 @@ JSON shape (``--json``, stable; ``schema`` changes if it ever does)::
       "bootstrapped": false,              # true when this run filled an empty database
       "interval": {"from": "2026-01-01T06:00:00", "to": "2026-01-01T06:10:00",
                    "simulated_seconds": 600.0},            # simulated time, UTC
-      "rows": {"in": 1500, "inserted": 1500, "duplicates": 0, "quarantined": 0},
+      "rows": {"in": 1500, "inserted": 1500, "duplicates": 0, "conflicts": 0, "quarantined": 0},
+                                          # in = inserted + duplicates + conflicts + quarantined
       "sources": [{"source": "sim:industrial", "profile": "industrial", "run_id": 43,
-                   "rows_in": 1200, "inserted": 1200, "duplicates": 0, "quarantined": 0,
+                   "rows_in": 1200, "inserted": 1200, "duplicates": 0, "conflicts": 0, "quarantined": 0,
                    "status": "ok", "error": null}, ...],  # one per simulated profile / inbox file
       "scored": 1500,                     # readings scored in this run
       "validation_alerts": [{"level": "warning", "check": "missing_rate",
@@ -145,7 +146,7 @@ def _empty_summary(started: datetime) -> dict[str, Any]:
         "finished_at": None,
         "bootstrapped": False,
         "interval": {"from": None, "to": None, "simulated_seconds": 0.0},
-        "rows": {"in": 0, "inserted": 0, "duplicates": 0, "quarantined": 0},
+        "rows": {"in": 0, "inserted": 0, "duplicates": 0, "conflicts": 0, "quarantined": 0},
         "sources": [],
         "scored": 0,
         "validation_alerts": [],
@@ -250,6 +251,7 @@ def run_cycle(
             "in": result.rows_in,
             "inserted": result.inserted,
             "duplicates": result.duplicates,
+            "conflicts": result.conflicts,
             "quarantined": result.quarantined,
         }
         summary["sources"] = [
@@ -260,6 +262,7 @@ def run_cycle(
                 "rows_in": s.rows_in,
                 "inserted": s.inserted,
                 "duplicates": s.duplicates,
+                "conflicts": s.conflicts,
                 "quarantined": s.quarantined,
                 "status": s.status,
                 "error": s.error,
@@ -290,6 +293,7 @@ def run_cycle(
             rows_in=result.rows_in,
             inserted=result.inserted,
             duplicates=result.duplicates,
+            conflicts=result.conflicts,
             quarantined=result.quarantined,
         )
         return summary, core, result
@@ -334,7 +338,7 @@ def format_plain(summary: dict[str, Any]) -> str:
     )
     lines.append(
         f"rows in {rows['in']}, inserted {rows['inserted']}, duplicates {rows['duplicates']}, "
-        f"quarantined {rows['quarantined']}; scored {summary['scored']}"
+        f"conflicts {rows.get('conflicts', 0)}, quarantined {rows['quarantined']}; scored {summary['scored']}"
     )
     for source in summary["sources"]:
         if source["status"] == "error":
@@ -372,7 +376,7 @@ def print_rich(summary: dict[str, Any]) -> None:
     figures.add_row("simulated", f"{iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)")
     figures.add_row(
         "rows", f"in {rows['in']}  inserted {rows['inserted']}  duplicates {rows['duplicates']}  "
-        f"quarantined {rows['quarantined']}  scored {summary['scored']}"
+        f"conflicts {rows.get('conflicts', 0)}  quarantined {rows['quarantined']}  scored {summary['scored']}"
     )
     figures.add_row("models", ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none")
     figures.add_row("time", f"{summary['timings_s'].get('total', 0):.2f} s")

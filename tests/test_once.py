@@ -88,7 +88,7 @@ def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp
     assert set(summary) == TOP_KEYS
     assert summary["schema"] == "itap.once/1" and summary["status"] == "OK" and summary["exit_code"] == 0
     assert summary["bootstrapped"] is True and summary["models"]["industrial"] >= 1
-    assert summary["rows"] == {"in": 180, "inserted": 180, "duplicates": 0, "quarantined": 0}  # 600 s, 3 pumps
+    assert summary["rows"] == {"in": 180, "inserted": 180, "duplicates": 0, "conflicts": 0, "quarantined": 0}  # 600 s, 3 pumps
     assert summary["scored"] == 180 and summary["alerts"]["open"] == []
     assert summary["interval"]["from"] == "2026-01-01T06:00:00" and summary["interval"]["simulated_seconds"] == 600
     assert {"bootstrap", "score", "total"} <= set(summary["timings_s"])

@@ -97,9 +97,18 @@ def print_file_report(report: object) -> None:
     out.print(Text.assemble(
         (str(r.source), "bold"), f" ({r.profile}): ",  # type: ignore[attr-defined]
         f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "  # type: ignore[attr-defined]
-        f"{r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
+        f"{r.conflicts:,} conflicts + {r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
         (r.status, colour), f"  {r.seconds:.2f} s",  # type: ignore[attr-defined]
     ))
+    if r.conflicts:  # type: ignore[attr-defined]
+        what = {"quarantine": "new values quarantined", "keep_first": "stored values kept",
+                "replace": "stored values replaced"}.get(r.on_conflict, "")  # type: ignore[attr-defined]
+        out.print(f"  conflicts: {r.conflicts:,} rows already stored with other values "  # type: ignore[attr-defined]
+                  f"(on_conflict = {r.on_conflict}: {what})")  # type: ignore[attr-defined]
+        for example in r.conflict_examples[:5]:  # type: ignore[attr-defined]
+            line = example.get("line")
+            where = f"line {line}" if line is not None else "row"
+            out.print(Text(f"    {where}: {example.get('reason')}"))
     validation = r.validation  # type: ignore[attr-defined]
     counts = {k: v for k, v in validation.checks.items() if v}
     if counts:
