@@ -184,11 +184,12 @@ class IngestRun:
         self._report: IngestReport | None = None
 
     def __enter__(self) -> IngestRun:
-        self.store.ensure_profile(self.profile, self.spec)
-        abort_dead_runs(self.store)
-        self.run_id = self.store.start_run(self.kind, self.source, self.profile)
-        with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
-            conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))
+        with self.store.writing():
+            self.store.ensure_profile(self.profile, self.spec)
+            abort_dead_runs(self.store)
+            self.run_id = self.store.start_run(self.kind, self.source, self.profile)
+            with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
+                conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))
         self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
         self._started = time.perf_counter()
         return self
@@ -199,8 +200,8 @@ class IngestRun:
             raise RuntimeError("IngestRun.add() outside 'with IngestRun(...)'")
         result = self.validator.validate(frame)
         accepted = result.accepted
-        absent = [c for c in accepted.columns if c in self.validator._absent]
-        if absent:  # a signal the input lacks is stored as NULL, and is no conflict with a stored value
+        absent = [c for c in self.spec.signal_names if c not in frame.columns and c in accepted.columns]
+        if absent:  # a signal this input lacks is stored as NULL, and is no conflict with a stored value
             accepted = accepted.drop(columns=absent)
         if len(accepted):
             inserted = self.store.insert_readings(self.profile, accepted, on_conflict=self.on_conflict)
@@ -295,7 +296,7 @@ class IngestRun:
             }
             for alert in validation.alerts
         ]
-        with self.store.engine.begin() as conn:
+        with self.store.writing(), self.store.engine.begin() as conn:
             conn.execute(sa.insert(ValidationEvent.__table__), records)  # type: ignore[attr-defined]
 
     @property

@@ -275,6 +275,7 @@ class Validator:
         self._unfolded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         """The last chunk's accepted keys, folded into _last/_history when a next chunk comes."""
         self._absent: set[str] = set()
+        self._present: set[str] = set()
         self._announced: set[str] = set()
         self._total = self._new_report()
         self.raw_names: dict[str, str] = {}
@@ -479,6 +480,14 @@ class Validator:
     def finish(self) -> ValidationReport:
         """The whole-input report: every chunk's counts plus input-level alerts."""
         report = self._total.copy()
+        report.alerts.extend(
+            ValidationAlert(
+                "warning", "columns", None, signal, None,
+                f"signal {signal} is absent from the input; its readings are stored as NULL",
+            )
+            for signal in self.signals
+            if signal in self._absent and signal not in self._present
+        )
         report.alerts.extend(self._final_alerts(report))
         return report
 
@@ -486,16 +495,10 @@ class Validator:
     def _column_alerts(self, frame: pd.DataFrame) -> list[ValidationAlert]:
         alerts = []
         known = {"device_id", "ts", "state", *self.signals, *LABELS, *META_COLUMNS}
+        # a signal is absent if no chunk has it (a long file's chunk of bad lines has
+        # no signal column at all): told by finish(), once the whole input was seen
         for signal in self.signals:
-            if signal not in frame.columns and signal not in self._announced:
-                self._announced.add(signal)
-                self._absent.add(signal)
-                alerts.append(
-                    ValidationAlert(
-                        "warning", "columns", None, signal, None,
-                        f"signal {signal} is absent from the input; its readings are stored as NULL",
-                    )
-                )
+            (self._present if signal in frame.columns else self._absent).add(signal)
         extra = [str(c) for c in frame.columns if c not in known and str(c) not in self._announced]
         if extra:
             self._announced.update(extra)
@@ -727,7 +730,7 @@ class Validator:
         threshold = self.settings.missing_rate_alert
         if not report.missing.empty:
             rows = report.device_rows.reindex(report.missing.index)
-            signals = [s for s in self.signals if s not in self._absent and s in report.missing.columns]
+            signals = [s for s in self.signals if s in self._present and s in report.missing.columns]
             # one vectorised pass finds the (device, signal) pairs over the threshold;
             # only those are visited (a thousand devices x a dozen signals per tick)
             totals = rows.to_numpy(dtype=float)

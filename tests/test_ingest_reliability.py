@@ -507,3 +507,19 @@ def test_fuzz_csv_bytes_through_ingest(settings, data, gz, chunk):
         assert query(folder / "f.db", "pragma integrity_check") == [("ok",)]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_long_format_in_small_chunks_with_bad_lines_keeps_every_signal(settings, store, tmp_path):
+    """A chunk of a long file that holds only bad lines has no signal column: that is no
+    'absent signal' (it was announced, spuriously, before), and no value is lost."""
+    rows = ["device_id,ts,signal,value", "p1,2026-01-01T00:00:00,rpm,1\r5"]
+    for i in range(3):
+        for signal, value in (("rpm", 1480), ("temp_c", 68), ("vibration_g", 0.3), ("current_a", 42), ("voltage_v", 400)):
+            rows.append(f"p1,2026-01-01T00:00:{i * 10:02d},{signal},{value}")
+    path = tmp_path / "long.csv"
+    path.write_bytes(("\n".join(rows) + "\n").encode())
+    report = import_csv(store, settings, path, chunk_rows=1, now=NOW)
+    assert (report.inserted, report.quarantined) == (3, 1) and accounted(report)
+    assert not [a for a in report.validation.alerts if a.check == "columns"]
+    stored = store.read_readings("industrial")
+    assert stored["rpm"].tolist() == [1480.0] * 3 and stored["voltage_v"].tolist() == [400.0] * 3
