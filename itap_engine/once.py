@@ -11,7 +11,8 @@ self-contained HTML page (``--report FILE.html``).
 Exit status (Nagios/Icinga plugin convention)::
 
     0 OK        no open alert, no validation alert in this run
-    1 WARNING   an open warning-level alert, a validation alert, or a rejected inbox file
+    1 WARNING   an open warning-level alert, a validation alert, a rejected inbox file,
+                or rows that conflict with stored values (a corrected re-delivery)
     2 CRITICAL  an open critical alert
     3 UNKNOWN   the cycle could not run (an error, or another run holds the lock)
 
@@ -197,6 +198,8 @@ def _status(summary: dict[str, Any]) -> tuple[str, str]:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:
         reasons.append(f"{len(failed)} inbox file(s) rejected")
+    if summary["rows"].get("conflicts"):
+        reasons.append(f"{summary['rows']['conflicts']} row(s) conflict with stored values")
     if reasons:
         return "WARNING", "; ".join(reasons)
     return "OK", f"{summary['rows']['inserted']} readings stored, {summary['scored']} scored, no alerts"
