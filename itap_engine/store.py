@@ -317,7 +317,9 @@ class Store:
         if len(failed):
             failed.insert(1, "device_id", [columns["device_id"][p] for p in failed["position"]])
             failed.insert(2, "ts", [columns["ts"][p] for p in failed["position"]])
-            self._touch_devices(profile, frame.drop(frame.index[failed["position"].to_numpy()]))
+            stored = np.ones(len(frame), dtype=bool)
+            stored[failed["position"].to_numpy(dtype=np.int64)] = False
+            self._touch_devices(profile, frame[stored])
         else:
             failed = _no_rows()
             self._touch_devices(profile, frame)

@@ -75,8 +75,19 @@ def row_keys(source: str, lines: Sequence[Any], reasons: Sequence[str], raws: Se
     return keys
 
 
-def _same(new: pd.Series, old: pd.Series) -> np.ndarray:
+_TEXT = frozenset({"device_id", "state", "fault"})
+
+
+def _same(new: pd.Series, old: pd.Series, text: bool) -> np.ndarray:
+    """Equal values, or both missing; numbers compared as floats, vectorised."""
     a, b = new.to_numpy(dtype=object), old.to_numpy(dtype=object)
+    if not text:
+        try:
+            fa, fb = np.array(a, dtype=float), np.array(b, dtype=float)  # None -> NaN
+        except (TypeError, ValueError):
+            pass
+        else:
+            return (fa == fb) | (np.isnan(fa) & np.isnan(fb))
     missing_a, missing_b = pd.isna(a), pd.isna(b)
     equal = np.zeros(len(a), dtype=bool)
     both = ~missing_a & ~missing_b
@@ -126,7 +137,7 @@ def find_conflicts(
     same = np.ones(len(both), dtype=bool)
     differs: dict[str, np.ndarray] = {}
     for c in compare:
-        eq = _same(both[c], both[f"{c}__stored"])
+        eq = _same(both[c], both[f"{c}__stored"], c in _TEXT)
         differs[c] = ~eq
         same &= eq
     hits = np.flatnonzero(~same)
