@@ -125,12 +125,16 @@ def find_conflicts(
         stmt = sa.select(table.c.device_id, table.c.ts, *(table.c[c] for c in compare)).where(
             table.c.device_id.in_(devices[k : k + _DEVICES_PER_QUERY]), table.c.ts.between(lo, hi)
         )
-        fetched.extend(conn.execute(stmt).all())
+        fetched.extend(_fetch(conn, stmt))
     empty = pd.DataFrame({"position": [], "device_id": [], "ts": [], "reason": []})
     if not fetched:
         return empty
-    stored = pd.DataFrame.from_records(fetched, columns=["device_id", "ts", *compare])
-    stored = stored.astype({c: object for c in compare})
+    # column-wise from plain DB-API tuples (pandas probes SQLAlchemy rows for keys: slow)
+    grid = np.array(fetched, dtype=object)
+    names = ["device_id", "ts", *compare]
+    stored = pd.DataFrame({name: grid[:, k] for k, name in enumerate(names)})
+    stored["device_id"] = stored["device_id"].astype(batch["device_id"].dtype)
+    stored["ts"] = stored["ts"].astype(np.int64)
     both = batch.merge(stored, on=["device_id", "ts"], suffixes=("", "__stored"))
     if both.empty:
         return empty
@@ -156,6 +160,20 @@ def find_conflicts(
         "ts": both["ts"].to_numpy()[hits].astype(np.int64),
         "reason": reasons,
     })
+
+
+def _fetch(conn: sa.Connection, stmt: sa.Select) -> list[tuple[Any, ...]]:
+    """The rows of ``stmt`` as plain tuples, through the DB-API cursor of ``conn``'s
+    transaction."""
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    bound: Any = tuple(params[k] for k in (compiled.positiontup or [])) if compiled.positional else params
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), bound)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 def replace_rows(
