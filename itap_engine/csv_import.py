@@ -122,6 +122,11 @@ def _read_header(path: Path, first: bytes | None, sep: str | None, default_sep: 
     if first is None:
         raise CsvImportError(f"{path}: file is empty (a header line is expected)")
     text = first.decode("utf-8", errors="replace").rstrip("\r\n")
+    if "\x00" in text:
+        raise CsvImportError(
+            f"{path}: line 1 contains NUL bytes: UTF-16 without a BOM? give the file's encoding with --encoding, "
+            "e.g. --encoding utf-16-le"
+        )
     if not text.strip():
         raise CsvImportError(f"{path}: no header: line 1 is empty")
     counts = {s: len(_split(text, s)) for s in SEPARATORS}

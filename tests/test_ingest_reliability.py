@@ -256,6 +256,16 @@ def test_utf16_is_detected_by_its_bom(settings, store, tmp_path):
     assert set(store.read_readings("industrial")["device_id"]) == {"pompé-1", "pompè-1"}
 
 
+def test_utf16_without_bom_names_encoding(tmp_path):
+    path = tmp_path / "utf16le.csv"
+    path.write_bytes(("\n".join([HEADER, good(0)]) + "\n").encode("utf-16-le"))
+    config = write_config(tmp_path)
+    line = one_line_error(itap(config, "ingest", str(path)))
+    assert "NUL" in line and "--encoding" in line
+    result = itap(config, "ingest", str(path), "--encoding", "utf-16-le", "--json")
+    assert result.returncode == 0 and json.loads(result.stdout)[0]["inserted"] == 1
+
+
 # ---------------------------------------------------------------------- full disk
 FULL = sqlite3.OperationalError("database or disk is full")
 
@@ -466,12 +476,19 @@ PIECES = [
     b"", b"\r", b"\r\n", b"\n", b",,,,,,,", b'"', b'pump-001,"2026-01-01T00:00:40",RUN,1480,"68",0.3,42,400',
     b"pump-001,2026-01-01T00:00:50,RUN,1480,68,0.3,42,400,extra", b"\x00", b"\xff\xfe", b"\xe9", b"\xef\xbb\xbf",
     b"pump-\x00,2026-01-01T00:01:00,RUN,1,2,3,4,5", b"p,2026-01-01T00:00:00,RUN,nan,inf,-inf,1e400,", b";", b"\t",
+    # long format rows (for the long header)
+    b"pump-001,2026-01-01T00:00:00,rpm,1480", b"pump-001,2026-01-01T00:00:00,temp_c,68",
+    b"pump-001,2026-01-01T00:00:10,vibration_g,0.3", b"pump-001,2026-01-01T00:00:10,current_a,42",
+    b"pump-001,2026-01-01T00:00:10,voltage_v,400", b"pump-001,2026-01-01T00:00:00,rpm,1500", b"p,x,bogus,1",
 ]
+LONG_HEADER = b"device_id,ts,signal,value"
 
 
 @st.composite
 def csv_bytes(draw) -> bytes:
-    head = draw(st.sampled_from([HEADER.encode() + b"\n", HEADER.encode() + b"\r\n", HEADER.encode() + b"\r", b""]))
+    head = draw(st.sampled_from(
+        [HEADER.encode() + b"\n", HEADER.encode() + b"\r\n", HEADER.encode() + b"\r", b"", LONG_HEADER + b"\n"]
+    ))
     parts = draw(st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=40)), max_size=40))
     joins = draw(st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b""]), min_size=len(parts), max_size=len(parts)))
     return head + b"".join(p + j for p, j in zip(parts, joins))
