@@ -220,11 +220,14 @@ class IngestRun:
             if not len(rows):
                 continue
             positions = rows["position"].to_numpy(dtype=np.int64)
-            lines = result.accepted_lines[positions] if result.accepted_lines is not None else [None] * len(rows)
+            lines: list[int | None] = [None] * len(rows)
+            if result.accepted_lines is not None:
+                numbers = pd.to_numeric(pd.Series(result.accepted_lines[positions]), errors="coerce")
+                lines = [None if pd.isna(v) else int(v) for v in numbers]
             if check == "conflict":
                 room = 20 - len(self._conflict_examples)
                 self._conflict_examples.extend(
-                    {"line": None if line is None else int(line), "device_id": d, "reason": r}
+                    {"line": line, "device_id": d, "reason": r}
                     for line, d, r in list(zip(lines, rows["device_id"], rows["reason"]))[: max(room, 0)]
                 )
                 if self.on_conflict != "quarantine":
@@ -233,7 +236,7 @@ class IngestRun:
             quarantined = pd.DataFrame({
                 "reason": rows["reason"].to_numpy(dtype=object),
                 "check": check,
-                "line": pd.array([None if v is None else int(v) for v in lines], dtype="Int64"),
+                "line": pd.array(lines, dtype="Int64"),
                 "device_id": rows["device_id"].to_numpy(dtype=object),
                 "ts": rows["ts"].to_numpy(dtype=np.int64),
                 "raw": _raw_json(result.accepted, positions, self.validator.raw_names),
