@@ -243,9 +243,10 @@ class CsvSource:
             if cr_mode is None:
                 pending += block
                 lf, cr = pending.find(b"\n"), pending.find(b"\r")
-                if lf < 0 and (cr < 0 or cr == len(pending) - 1) and len(pending) <= cap:
+                if lf < 0 and (cr < 0 or not pending[cr:].strip(b"\r")) and len(pending) <= cap:
                     continue  # no terminator seen yet: the line ending is not known
-                cr_mode = cr >= 0 and (lf < 0 or cr < lf - 1)
+                # CR mode when the first line ends with CRs not followed by LF ("\r\r\n" is LF mode)
+                cr_mode = cr >= 0 and (lf < 0 or pending[cr:lf].strip(b"\r") != b"")
                 block, pending = pending, b""
             if cr_mode:
                 block = block.replace(b"\r", b"\n")
@@ -262,14 +263,15 @@ class CsvSource:
             if pending:
                 parts[0] = pending + parts[0]
             pending = parts.pop()
+            if parts and not cr_mode and b"\r" in block:  # CRLF (or CRCRLF) endings: drop the CRs
+                parts = [p.rstrip(b"\r") for p in parts]
             if parts:
                 if max(map(len, parts)) > cap:
                     parts = [_oversize(p) if len(p) > cap else p for p in parts]  # type: ignore[misc]
                 yield self._checked(parts)  # type: ignore[arg-type]
             if len(pending) > cap:
                 big, pending = _Hashing(pending), b""
-        if cr_mode is None and pending.endswith(b"\r"):
-            pending = pending[:-1]  # one line ending with a bare CR, and nothing after it
+        pending = pending.rstrip(b"\r")  # the last line's CR ending, if any
         if big is not None:
             yield self._checked([big.done()])
         elif pending:

@@ -80,10 +80,12 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 
 
 # ---------------------------------------------------------------------- line endings
-def test_cr_only_line_endings_import(settings, store, tmp_path):
-    """Defect: a file with old-Mac CR line endings gave a traceback."""
+@pytest.mark.parametrize("ending", ["\r", "\r\r\n"])
+def test_cr_only_line_endings_import(settings, store, tmp_path, ending):
+    """Defect: a file with old-Mac CR line endings gave a traceback (and CRCRLF, a CRLF
+    file converted once more, has no CR inside its lines)."""
     path = tmp_path / "cr.csv"
-    path.write_bytes(("\r".join([HEADER, *(good(i) for i in range(5))]) + "\r").encode())
+    path.write_bytes((ending.join([HEADER, *(good(i) for i in range(5))]) + ending).encode())
     report = import_csv(store, settings, path, now=NOW)
     assert (report.rows_in, report.inserted, report.quarantined) == (5, 5, 0)
 
