@@ -75,8 +75,10 @@ class InsertResult:
         return self.rows - self.inserted - self.conflicts - len(self.failed)
 
 
-REFUSED = (sa.exc.StatementError, ValueError, TypeError, OverflowError)
-"""Errors a batch's rows can cause (bad values); the batch is bisected to find them."""
+REFUSED = (sa.exc.StatementError, OverflowError)
+"""Errors a batch's rows can cause (the database or its driver refusing a value; sqlite3
+raises a bare OverflowError for an integer it cannot store); the batch is bisected to
+find them. Anything else is a bug and propagates."""
 
 
 def to_epoch_ms(values: Any) -> np.ndarray:

@@ -343,6 +343,25 @@ def test_a_row_the_database_refuses_is_bisected_out(settings, store):
     assert store.count_readings("industrial") == 9
 
 
+def test_a_row_the_database_refuses_is_quarantined_with_its_line(settings, store, tmp_path):
+    """Through the pipeline: the refused row is quarantined (with the database's error
+    and its source line), the rest of its batch lands, the accounting holds."""
+    path = tmp_path / "refused.csv"
+    path.write_text("\n".join([HEADER, *(good(i, temp=66.6 if i == 6 else 68.0) for i in range(12))]) + "\n")
+
+    def refuse(conn, cursor, statement, parameters, context, executemany):
+        rows = parameters if executemany else [parameters]
+        if statement.startswith("INSERT INTO readings_industrial") and any(66.6 in p for p in rows):
+            raise sqlite3.IntegrityError("CHECK constraint failed: temp_c")
+
+    sa.event.listen(store.engine, "before_cursor_execute", refuse)
+    report = import_csv(store, settings, path, now=NOW)
+    assert (report.rows_in, report.inserted, report.quarantined) == (12, 11, 1) and accounted(report)
+    [(line, reason)] = query(tmp_path / "t.db", "select line, reason from quarantine")
+    assert line == 8 and reason == "refused by the database: CHECK constraint failed: temp_c"
+    assert store.count_readings("industrial") == 11
+
+
 def test_a_text_label_with_nul_is_quarantined(settings, store, tmp_path):
     """NUL is never valid in a device id, state or label (PostgreSQL refuses it)."""
     path = tmp_path / "nul.csv"
