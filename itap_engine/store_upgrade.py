@@ -16,7 +16,8 @@ _COLUMNS = (
     ("run", "conflicts", "INTEGER DEFAULT 0 NOT NULL"),
     ("quarantine", "row_key", "VARCHAR(64)"),
 )
-_INDEXES = ("CREATE UNIQUE INDEX IF NOT EXISTS ux_quarantine_row_key ON quarantine (row_key)",)
+_INDEXES = (("quarantine", "ux_quarantine_row_key", "CREATE UNIQUE INDEX IF NOT EXISTS ux_quarantine_row_key "
+                                                     "ON quarantine (row_key)"),)
 
 
 def upgrade_schema(engine: sa.Engine) -> list[str]:
@@ -32,7 +33,10 @@ def upgrade_schema(engine: sa.Engine) -> list[str]:
         except sa.exc.DBAPIError:  # another process added it first
             if column not in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
                 raise
-    with engine.begin() as conn:
-        for ddl in _INDEXES:
+    for table, name, ddl in _INDEXES:  # asked first: a database opened read-only is not written to
+        if name in {i["name"] for i in sa.inspect(engine).get_indexes(table)}:
+            continue
+        with engine.begin() as conn:
             conn.exec_driver_sql(ddl)
+        added.append(name)
     return added

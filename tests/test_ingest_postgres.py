@@ -90,3 +90,27 @@ def test_conflicts_on_postgres(pg_store, tmp_path, policy):
     assert count(pg_store, "select count(*) from quarantine") == (1 if policy == "quarantine" else 0)
     import_csv(pg_store, settings, second, now=NOW)
     assert count(pg_store, "select count(*) from quarantine") == (1 if policy == "quarantine" else 0)
+
+
+def test_an_old_database_is_upgraded_on_postgres(pg_store, tmp_path):
+    """A database made before conflicts and quarantine keys gains them in place."""
+    with pg_store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ux_quarantine_row_key")
+        conn.exec_driver_sql("ALTER TABLE quarantine DROP COLUMN row_key")
+        conn.exec_driver_sql("ALTER TABLE run DROP COLUMN conflicts")
+    pg_store.close()
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join([HEADER, good(0), good(1, temp=999.0)]) + "\n")
+    for _ in range(2):
+        store = Store(SETTINGS, url=PG_URL)
+        try:
+            report = import_csv(store, SETTINGS, path, now=NOW)
+            assert report.rows_in == report.inserted + report.duplicates + report.conflicts + report.quarantined
+        finally:
+            store.close()
+    store = Store(SETTINGS, url=PG_URL)
+    try:
+        assert count(store, "select count(*) from quarantine") == 1
+        assert count(store, "select sum(conflicts) from run") == 0
+    finally:
+        store.close()
