@@ -460,7 +460,7 @@ class Store:
         records = [
             {
                 "run_id": run_id,
-                "source": source,
+                "source": source[:512],  # the column's length; the key has it whole
                 "line": line,
                 "device_id": device,
                 "ts": ts,
@@ -482,7 +482,7 @@ class Store:
     # ------------------------------------------------------------------ runs and watermarks
     def start_run(self, kind: str, source: str = "", profile: str | None = None) -> int:
         with self.writing(), self.session() as session:
-            run = Run(kind=kind, source=source, profile=profile)
+            run = Run(kind=kind, source=source[:512], profile=profile)  # the column's length
             session.add(run)
             session.commit()
             assert run.id is not None

@@ -114,3 +114,15 @@ def test_an_old_database_is_upgraded_on_postgres(pg_store, tmp_path):
         assert count(store, "select sum(conflicts) from run") == 0
     finally:
         store.close()
+
+
+def test_a_path_longer_than_the_source_column(pg_store, tmp_path):
+    """PostgreSQL enforces VARCHAR(512): a deep path (PATH_MAX is 4096) is cut for the
+    run and quarantine rows instead of failing the run."""
+    deep = tmp_path.joinpath(*(["d" * 200] * 3))
+    deep.mkdir(parents=True)
+    path = deep / "bad.csv"
+    path.write_text("\n".join([HEADER, good(0), good(1, temp=999.0)]) + "\n")
+    report = import_csv(pg_store, SETTINGS, path, now=NOW)
+    assert (report.inserted, report.quarantined) == (1, 1) and len(str(path)) > 512
+    assert count(pg_store, "select length(source) from quarantine") == 512
