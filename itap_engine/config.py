@@ -242,6 +242,17 @@ class ImportSettings(_Model):
     chunk_rows: int = Field(default=50000, ge=1, le=10_000_000)
     columns: dict[str, str] = {}
     """CSV column -> signal name, for files whose headers differ from the profile."""
+    encoding: str | None = None
+    """Text encoding of CSV files; None: UTF-8, or UTF-16 when the file starts with its BOM."""
+    max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """A longer line is quarantined (its first bytes, length and sha256), never read whole."""
+    max_field_bytes: int = Field(default=64 * 1024, ge=64, le=128 * 1024)
+    """A line with a longer field is quarantined (Python's csv module stops at 128 KiB)."""
+    quarantine_raw_bytes: int = Field(default=16 * 1024, ge=256)
+    """Raw text kept per quarantined row; beyond it, its head, length and sha256."""
+    on_conflict: Literal["quarantine", "keep_first", "replace"] = "quarantine"
+    """A row whose (device_id, ts) is stored with other values: quarantine the new row,
+    keep the stored one silently (still counted), or replace the stored values."""
 
 
 class Settings(_Model):

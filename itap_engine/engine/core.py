@@ -148,6 +148,8 @@ class SourceResult:
     quarantined: int = 0
     status: str = "ok"
     error: str | None = None
+    conflicts: int = 0
+    """Rows whose (device_id, ts) was stored with other values."""
 
 
 @dataclass
@@ -177,6 +179,10 @@ class TickResult:
     @property
     def duplicates(self) -> int:
         return sum(s.duplicates for s in self.sources)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(s.conflicts for s in self.sources)
 
     @property
     def quarantined(self) -> int:
@@ -543,6 +549,7 @@ class EngineCore:
             rows_in=report.rows_in,
             inserted=report.inserted,
             duplicates=report.duplicates,
+            conflicts=report.conflicts,
             quarantined=report.quarantined,
             status=report.status,
         )

@@ -9,11 +9,15 @@
   the next chunk (long files are expected to keep each instant's rows together, in
   time order; a ``(device, ts)`` that reappears later is rejected as a duplicate).
 
-Why the reader is built this way: the file is streamed in blocks of ``chunk_rows``
-lines, so memory stays flat however large the file. Each block's field counts are
+Why the reader is built this way: the input is opened once and read once by
+:class:`~itap_engine.ingest.csv_stream.CsvSource` (files, gzip, FIFOs, pipes and stdin; bounded
+lines; strict text) and streamed in blocks of ``chunk_rows`` lines, so memory stays
+flat however large the file. Each block's field counts are
 computed first (vectorised over the block's bytes), so a line with too many or too
 few fields becomes a quarantined row naming its line number instead of a crash (or,
-worse, a short line silently read as missing values). The well-formed lines of the
+worse, a short line silently read as missing values); so does a line over
+``[import] max_line_bytes``, a field over ``max_field_bytes`` and, in an LF or CRLF
+file, a bare CR inside a line. The well-formed lines of the
 block are then parsed by pandas' fast C engine with ``dtype=str``, so nothing is
 coerced before validation. Blank lines are skipped; a quoted field spanning lines is
 not supported (its lines are quarantined as malformed).
@@ -28,22 +32,19 @@ written).
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import re
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from itap_engine.config import Settings
-from itap_engine.errors import ItapError
+from itap_engine.ingest.csv_stream import CsvImportError, CsvSource, Line, Oversize, is_pipe_name
 from itap_engine.ingest.pipeline import IngestReport, IngestRun
 from itap_engine.ingest.validate import LABELS, ValidationReport, Validator
 from itap_engine.store.sql import Store
@@ -66,10 +67,6 @@ MIN_COVERAGE = 0.5
 """A profile is chosen automatically only if the columns cover at least this share of its signals."""
 
 
-class CsvImportError(ItapError):
-    """A CSV file cannot be imported as a whole; the message names the file."""
-
-
 @dataclass(frozen=True)
 class CsvPlan:
     """How a CSV file maps onto a profile; built by :func:`plan_csv`."""
@@ -89,6 +86,10 @@ class CsvPlan:
     value_column: str | None = None
     signal_names: dict[str, str] = field(default_factory=dict)
     """Long format: name used in the file's signal column -> profile signal."""
+    source: CsvSource | None = field(default=None, compare=False, repr=False)
+    """The input, opened once by :func:`plan_csv`; :func:`read_frames` reads on from it."""
+    encoding: str | None = None
+    max_field_bytes: int = 64 * 1024
 
     @property
     def raw_names(self) -> dict[str, str]:
@@ -98,22 +99,6 @@ class CsvPlan:
 # ---------------------------------------------------------------------- planning
 def _norm(name: str) -> str:
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
-
-
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise CsvImportError(f"{path}: no such file")
-    if path.is_dir():
-        raise CsvImportError(f"{path}: is a directory, not a CSV file")
-    try:
-        with _open_binary(path) as fh:
-            fh.read(1)
-    except OSError as error:
-        raise CsvImportError(f"{path}: cannot read: {error.strerror or error}") from None
 
 
 def _sep_value(sep: str | None) -> str | None:
@@ -127,15 +112,21 @@ def _sep_value(sep: str | None) -> str | None:
 
 
 def _split(line: str, sep: str) -> list[str]:
-    return next(csv.reader([line], delimiter=sep), [])
+    try:
+        return next(csv.reader([line], delimiter=sep), [])
+    except csv.Error:  # a field over the csv module's limit, a stray line break
+        return line.split(sep)
 
 
-def _read_header(path: Path, sep: str | None, default_sep: str) -> tuple[str, list[str]]:
-    with _open_binary(path) as fh:
-        first = fh.readline()
-    if not first:
+def _read_header(path: Path, first: bytes | None, sep: str | None, default_sep: str) -> tuple[str, list[str]]:
+    if first is None:
         raise CsvImportError(f"{path}: file is empty (a header line is expected)")
-    text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+    text = first.decode("utf-8", errors="replace").rstrip("\r\n")
+    if "\x00" in text:
+        raise CsvImportError(
+            f"{path}: line 1 contains NUL bytes: UTF-16 without a BOM? give the file's encoding with --encoding, "
+            "e.g. --encoding utf-16-le"
+        )
     if not text.strip():
         raise CsvImportError(f"{path}: no header: line 1 is empty")
     counts = {s: len(_split(text, s)) for s in SEPARATORS}
@@ -183,6 +174,10 @@ def _find(header: Sequence[str], wanted: str | None, aliases: Sequence[str]) -> 
 
 
 def _derived_device(path: Path) -> str:
+    if is_pipe_name(str(path)):
+        raise CsvImportError(
+            f"{path}: no device column, and a pipe has no file name to name the device after: use --device ID"
+        )
     parts = [path.parent.name, path.name.split(".")[0]]
     ancestors = [p.name.lower() for p in path.resolve().parents]
     if "skab" in ancestors and path.parent.name.lower() != "skab":
@@ -240,20 +235,45 @@ def plan_csv(
     device_column: str | None = None,
     mapping: dict[str, str] | None = None,
     long: bool | None = None,
+    encoding: str | None = None,
 ) -> CsvPlan:
     """Work out how a file maps onto a profile; raises :class:`CsvImportError` if it cannot.
 
     Options left as None come from ``[import]`` in config or are detected from the
-    header (separator, timestamp and device columns, wide or long, profile).
+    header (separator, timestamp and device columns, wide or long, profile). The
+    input is opened here, once; the plan carries it to :func:`read_frames` (close it
+    with ``plan.source.close()`` if the plan is not read).
     """
     path = Path(path)
-    _check_file(path)
     imp = settings.import_
+    source = CsvSource(path, encoding=encoding or imp.encoding, max_line_bytes=imp.max_line_bytes)
+    try:
+        plan = _plan(settings, path, source, profile, device, sep, ts_column, device_column, mapping, long)
+    except BaseException:
+        source.close()
+        raise
+    return plan
+
+
+def _plan(
+    settings: Settings,
+    path: Path,
+    source: CsvSource,
+    profile: str | None,
+    device: str | None,
+    sep: str | None,
+    ts_column: str | None,
+    device_column: str | None,
+    mapping: dict[str, str] | None,
+    long: bool | None,
+) -> CsvPlan:
+    imp = settings.import_
+    extra: dict[str, Any] = {"source": source, "encoding": source.encoding, "max_field_bytes": imp.max_field_bytes}
     mapping = dict(mapping or {})
-    sep_used, header = _read_header(path, _sep_value(sep), _sep_value(imp.sep) or ",")
-    for source, target in mapping.items():
-        if target == "fault" and source not in header:
-            raise CsvImportError(f"{path}: no label column {source!r} in the header ({', '.join(header)})")
+    sep_used, header = _read_header(path, source.header, _sep_value(sep), _sep_value(imp.sep) or ",")
+    for source_col, target in mapping.items():
+        if target == "fault" and source_col not in header:
+            raise CsvImportError(f"{path}: no label column {source_col!r} in the header ({', '.join(header)})")
     ts_col = _find(header, ts_column or imp.timestamp_column, TS_ALIASES)
     if ts_col is None:
         raise CsvImportError(
@@ -280,7 +300,7 @@ def plan_csv(
             raise CsvImportError(
                 f"{path}: a long CSV needs 'signal' and 'value' columns besides device and ts; found {', '.join(header)}"
             )
-        names = _peek_long_signals(path, sep_used, sig_col, imp.chunk_rows)
+        names = _peek_long_signals(path, source, sep_used, sig_col, imp.chunk_rows)
         chosen = profile or _choose_profile(path, settings, names, mapping)
         spec = settings.profile(chosen)
         signal_names = _signal_map(names, settings, mapping, spec.signal_names)
@@ -288,7 +308,8 @@ def plan_csv(
         if dev_col:
             rename[dev_col] = "device_id"
         return CsvPlan(
-            path, chosen, sep_used, header, True, ts_col, dev_col, fixed_device, rename, sig_col, val_col, signal_names
+            path, chosen, sep_used, header, True, ts_col, dev_col, fixed_device, rename, sig_col, val_col, signal_names,
+            **extra,
         )
 
     others = [h for h in header if h not in (ts_col, dev_col)]
@@ -314,16 +335,18 @@ def plan_csv(
             f"{path}: no column maps onto a signal of profile {chosen} ({', '.join(spec.signals)}); "
             f"found {', '.join(header)}; use --map CSV=signal"
         )
-    return CsvPlan(path, chosen, sep_used, header, False, ts_col, dev_col, fixed_device, rename)
+    return CsvPlan(path, chosen, sep_used, header, False, ts_col, dev_col, fixed_device, rename, **extra)
 
 
-def _peek_long_signals(path: Path, sep: str, column: str, rows: int) -> list[str]:
+def _peek_long_signals(path: Path, source: CsvSource, sep: str, column: str, rows: int) -> list[str]:
+    """Signal names in the first ``rows`` lines, peeked from the source (not consumed)."""
+    lines = [line for line in source.peek(rows) if not isinstance(line, Oversize)]
+    buf = b"\n".join([source.header or b"", *lines]) + b"\n"
     try:
-        with _open_binary(path) as fh:
-            head = pd.read_csv(
-                fh, sep=sep, usecols=[column], nrows=rows, dtype=str, keep_default_na=False,
-                encoding="utf-8-sig", encoding_errors="replace", on_bad_lines="skip",
-            )
+        head = pd.read_csv(
+            io.BytesIO(buf), sep=sep, usecols=[column], dtype=str, keep_default_na=False,
+            encoding="utf-8", encoding_errors="replace", on_bad_lines="skip",
+        )
     except (ValueError, pd.errors.ParserError) as error:
         raise CsvImportError(f"{path}: cannot read the signal column {column!r}: {error}") from None
     return [str(v).strip() for v in pd.unique(head[column]) if str(v).strip()]
@@ -334,54 +357,78 @@ _UNCLOSED_QUOTE = -1
 """Field count recorded for a line with an unclosed quote."""
 
 
-def _blocks(path: Path, sep: str, header: list[str], chunk_rows: int) -> Iterator[pd.DataFrame]:
+def _blocks(
+    source: CsvSource, sep: str, header: list[str], chunk_rows: int, max_field: int
+) -> Iterator[pd.DataFrame]:
     """Raw string frames of ``chunk_rows`` lines, with ``_line`` and, for lines that
-    do not have the header's number of fields, ``_error`` and ``_raw``."""
+    cannot be read as a row, ``_error`` and ``_raw``."""
     ncols = len(header)
-    sepb = sep.encode()[0]
-    with _open_binary(path) as fh:
-        fh.readline()
-        line_no = 1
-        while True:
-            try:
-                lines = list(islice(fh, chunk_rows))
-            except (OSError, EOFError, zlib.error) as error:  # a truncated or corrupt .gz
-                raise CsvImportError(f"{path}: unreadable after line {line_no}: {error}") from None
-            if not lines:
-                return
-            numbers = np.arange(line_no + 1, line_no + 1 + len(lines))
-            line_no += len(lines)
-            buf = b"".join(lines)
-            if not buf.endswith(b"\n"):
-                buf += b"\n"
-            arr = np.frombuffer(buf, dtype=np.uint8)
-            ends = np.flatnonzero(arr == 10)
-            fields = np.bincount(np.searchsorted(ends, np.flatnonzero(arr == sepb)), minlength=len(ends)) + 1
-            blank = np.zeros(len(ends), dtype=bool)
-            for i in np.flatnonzero(fields == 1):  # a blank line has no separator
-                blank[i] = not lines[i].strip()
-            if 34 in arr:  # quotes: count fields properly on the lines that have them
-                for i in np.unique(np.searchsorted(ends, np.flatnonzero(arr == 34))):
-                    text = lines[i].decode("utf-8", errors="replace").rstrip("\r\n")
-                    # an unclosed quote would swallow the following lines: malformed
-                    fields[i] = _UNCLOSED_QUOTE if text.count('"') % 2 else len(_split(text, sep))
-            bad = ~blank & (fields != ncols)
-            good = ~blank & ~bad
-            if good.all():
-                data = _parse(buf, sep, header)
-            else:
-                idx = np.flatnonzero(good)
-                data = _parse(b"".join(lines[i] if lines[i].endswith(b"\n") else lines[i] + b"\n" for i in idx), sep, header)
-            if len(data) != int(good.sum()):
-                raise CsvImportError(
-                    f"{path}: lines {numbers[0]}-{numbers[-1]} could not be split into rows "
-                    "(a quoted field spanning lines?)"
-                )
-            data["_line"] = numbers[good]
-            if bad.any():
-                data = pd.concat([data, _bad_rows(lines, numbers, bad, fields, sep, header)], ignore_index=True)
-                data = data.sort_values("_line", kind="stable", ignore_index=True)
-            yield data
+    sepb = sep.encode()
+    line_no = 1
+    for chunk in source.chunks(chunk_rows):
+        n = len(chunk)
+        numbers = np.arange(line_no + 1, line_no + 1 + n)
+        line_no += n
+        big = np.fromiter((isinstance(line, Oversize) for line in chunk), dtype=bool, count=n)
+        lines: list[bytes] = [b"" if b else line for line, b in zip(chunk, big)] if big.any() else chunk  # type: ignore[misc]
+        buf = b"\n".join(lines) + b"\n"
+        arr = np.frombuffer(buf, dtype=np.uint8)
+        ends = np.flatnonzero(arr == 10)
+        fields = np.bincount(np.searchsorted(ends, np.flatnonzero(arr == sepb[0])), minlength=len(ends)) + 1
+        blank = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero((fields == 1) & ~big):  # a blank line has no separator
+            blank[i] = not lines[i].strip()
+        reasons: dict[int, str] = {}
+        """Lines the reader refuses for a reason of their own."""
+        for i in np.flatnonzero(big):
+            reasons[int(i)] = f"line is {chunk[i].length} bytes long (max {source.max_line_bytes}); not read"  # type: ignore[union-attr]
+        crs = np.flatnonzero(arr == 13)
+        if len(crs):  # a CR not followed by the LF is not a line break: the line is malformed
+            for i in np.unique(np.searchsorted(ends, crs[arr[crs + 1] != 10])):
+                if not blank[i]:
+                    reasons.setdefault(int(i), "carriage return (\\r) inside the line")
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        for i in np.flatnonzero((ends - starts) > max_field):
+            longest = max(map(len, lines[i].split(sepb)))
+            if longest > max_field:
+                reasons.setdefault(int(i), f"a field is {longest} bytes long (max {max_field})")
+        if 34 in arr:  # quotes: count fields properly on the lines that have them
+            for i in np.unique(np.searchsorted(ends, np.flatnonzero(arr == 34))):
+                if int(i) in reasons:
+                    continue
+                text = lines[i].decode("utf-8", errors="replace").rstrip("\r")
+                # an unclosed quote would swallow the following lines: malformed
+                fields[i] = _UNCLOSED_QUOTE if text.count('"') % 2 else len(_split(text, sep))
+        refused = np.zeros(n, dtype=bool)
+        refused[list(reasons)] = True
+        bad = ~blank & (refused | (fields != ncols))
+        good = ~blank & ~bad
+        idx = np.flatnonzero(good)
+        data = _parse(buf if good.all() else b"".join(lines[i] + b"\n" for i in idx), sep, header)
+        if len(data) != len(idx):  # the fast parser saw the lines otherwise: split them one by one
+            data, unsplit = _parse_each(lines, idx, sep, header)
+            for i in unsplit:
+                reasons[int(i)] = f"cannot be split into {ncols} fields"
+                bad[i], good[i] = True, False
+        data["_line"] = numbers[good]
+        if bad.any():
+            data = pd.concat([data, _bad_rows(chunk, numbers, bad, fields, reasons, sep, header)], ignore_index=True)
+            data = data.sort_values("_line", kind="stable", ignore_index=True)
+        yield data
+
+
+def _parse_each(lines: list[bytes], idx: np.ndarray, sep: str, header: list[str]) -> tuple[pd.DataFrame, list[int]]:
+    """The lines at ``idx`` split one at a time; those that do not give the header's
+    number of fields are returned apart."""
+    records, unsplit = [], []
+    for i in idx:
+        values = _split(lines[i].decode("utf-8", errors="replace").rstrip("\r"), sep)
+        if len(values) == len(header):
+            records.append([v if v != "" else None for v in values])
+        else:
+            unsplit.append(int(i))
+    frame = pd.DataFrame(records, columns=header, dtype=object) if records else _parse(b"", sep, header)
+    return frame, unsplit
 
 
 def _parse(buf: bytes, sep: str, header: list[str]) -> pd.DataFrame:
@@ -404,18 +451,31 @@ def _parse(buf: bytes, sep: str, header: list[str]) -> pd.DataFrame:
 
 
 def _bad_rows(
-    lines: list[bytes], numbers: np.ndarray, bad: np.ndarray, fields: np.ndarray, sep: str, header: list[str]
+    lines: list[Line],
+    numbers: np.ndarray,
+    bad: np.ndarray,
+    fields: np.ndarray,
+    reasons: dict[int, str],
+    sep: str,
+    header: list[str],
 ) -> pd.DataFrame:
     records = []
     for i in np.flatnonzero(bad):
-        text = lines[i].decode("utf-8", errors="replace").rstrip("\r\n")
-        values = _split(text, sep)
-        record: dict[str, Any] = {name: (values[k] if k < len(values) else None) for k, name in enumerate(header)}
+        line = lines[i]
+        record: dict[str, Any]
+        if isinstance(line, Oversize):
+            record = dict.fromkeys(header)
+            record["_raw"] = {"head": line.head.decode("utf-8", errors="replace"), "length": line.length,
+                              "sha256": line.sha256}
+        else:
+            text = line.decode("utf-8", errors="replace").rstrip("\r")
+            values = _split(text, sep) if int(i) not in reasons else []
+            record = {name: (values[k] if k < len(values) else None) for k, name in enumerate(header)}
+            record["_raw"] = text
         record["_line"] = int(numbers[i])
-        record["_error"] = (
+        record["_error"] = reasons.get(int(i)) or (
             "unclosed quote" if fields[i] == _UNCLOSED_QUOTE else f"expected {len(header)} fields, found {fields[i]}"
         )
-        record["_raw"] = text
         records.append(record)
     return pd.DataFrame.from_records(records)
 
@@ -423,7 +483,15 @@ def _bad_rows(
 def read_frames(plan: CsvPlan, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """The file as frames ready for the validator: canonical column names, ``_line``
     (and ``_error``/``_raw``/``_check`` for rows the reader rejects)."""
-    blocks = _blocks(plan.path, plan.sep, plan.header, max(1, chunk_rows))
+    source = _source_of(plan)
+    try:
+        yield from _frames(plan, source, chunk_rows)
+    finally:
+        source.close()
+
+
+def _frames(plan: CsvPlan, source: CsvSource, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    blocks = _blocks(source, plan.sep, plan.header, max(1, chunk_rows), plan.max_field_bytes)
     if not plan.long:
         for block in blocks:
             frame = block.rename(columns=plan.rename)
@@ -440,6 +508,18 @@ def read_frames(plan: CsvPlan, chunk_rows: int) -> Iterator[pd.DataFrame]:
         frame, _ = _pivot_long(plan, carry, None, final=True)
         if len(frame):
             yield frame
+
+
+def _source_of(plan: CsvPlan) -> CsvSource:
+    """The plan's input, positioned after the header: read once; a regular file that was
+    read already is opened again (a pipe cannot be)."""
+    source = plan.source
+    if source is None or source.started:
+        if source is not None and not source.regular:
+            raise CsvImportError(f"{plan.path}: a pipe can be read only once")
+        limit = source.max_line_bytes if source is not None else 1024 * 1024
+        source = CsvSource(plan.path, encoding=plan.encoding, max_line_bytes=limit)
+    return source
 
 
 def _pivot_long(
@@ -535,11 +615,12 @@ def import_csv(
     long: bool | None = None,
     chunk_rows: int | None = None,
     now: datetime | None = None,
+    encoding: str | None = None,
 ) -> IngestReport:
-    """Validate and store one CSV file as one ingestion run."""
+    """Validate and store one CSV file (``-``: stdin) as one ingestion run."""
     plan = plan_csv(
         settings, path, profile=profile, device=device, sep=sep, ts_column=ts_column,
-        device_column=device_column, mapping=mapping, long=long,
+        device_column=device_column, mapping=mapping, long=long, encoding=encoding,
     )
     with IngestRun(store, settings, plan.profile, kind="ingest", source=str(plan.path), now=now) as run:
         assert run.validator is not None
@@ -562,11 +643,12 @@ def validate_csv(
     long: bool | None = None,
     chunk_rows: int | None = None,
     now: datetime | None = None,
+    encoding: str | None = None,
 ) -> tuple[CsvPlan, ValidationReport]:
     """Validate a CSV file without storing anything."""
     plan = plan_csv(
         settings, path, profile=profile, device=device, sep=sep, ts_column=ts_column,
-        device_column=device_column, mapping=mapping, long=long,
+        device_column=device_column, mapping=mapping, long=long, encoding=encoding,
     )
     validator = Validator(settings.profile(plan.profile), settings.validation, now=now, source=str(plan.path))
     validator.raw_names = plan.raw_names

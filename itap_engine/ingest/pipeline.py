@@ -3,9 +3,15 @@
 Every writer (``itap generate``, ``itap ingest``, the async engine, cron) goes through
 :class:`IngestRun`, so every write gets the same guarantees:
 
-* **Nothing is lost.** Each input row is either stored in the profile's readings
-  table or quarantined with its reason; ``rows_in == inserted + duplicates +
-  quarantined`` holds for every run (:class:`IngestReport`).
+* **Nothing is lost.** Each input row is stored in the profile's readings table,
+  counted as a duplicate (its key is stored with the same values), counted as a
+  conflict (its key is stored with other values; ``[import] on_conflict`` says what
+  happens: quarantined with the differences, dropped, or replacing the stored row) or
+  quarantined with its reason; ``rows_in == inserted + duplicates + conflicts +
+  quarantined`` holds for every run (:class:`IngestReport`). A row the database
+  refuses (found by bisecting its batch) is quarantined with the database's error.
+  Quarantine is idempotent: a row quarantined again (same source, line, reason and
+  text) is not stored twice.
 * **Idempotent.** Rows whose ``(device_id, ts)`` is already stored are skipped by
   the store's ``INSERT ... ON CONFLICT DO NOTHING`` and counted as duplicates, so
   re-running an input inserts nothing, and re-running an input whose first run was
@@ -30,6 +36,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 import sqlalchemy as sa
@@ -37,9 +44,9 @@ from sqlmodel import select
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.ingest.validate import ValidationReport, Validator
+from itap_engine.ingest.validate import ValidationReport, ValidationResult, Validator, _raw_json
 from itap_engine.store.schema import Run, ValidationEvent, utcnow
-from itap_engine.store.sql import Store
+from itap_engine.store.sql import InsertResult, Store
 
 __all__ = ["IngestReport", "IngestRun", "ingest_frame", "abort_dead_runs"]
 
@@ -48,7 +55,7 @@ _OWNER = re.compile(r"^pid (\d+) on (\S+)")
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What one ingestion run did. Invariant: rows_in == inserted + duplicates + quarantined."""
+    """What one ingestion run did. Invariant: rows_in == inserted + duplicates + conflicts + quarantined."""
 
     run_id: int
     profile: str
@@ -58,9 +65,15 @@ class IngestReport:
     duplicates: int
     quarantined: int
     status: str
-    """ok, warning (rows quarantined or validation alerts) or error."""
+    """ok, warning (rows quarantined, conflicts or validation alerts) or error."""
     seconds: float
     validation: ValidationReport
+    conflicts: int = 0
+    """Rows whose (device_id, ts) was stored with other values ([import] on_conflict)."""
+    conflict_examples: tuple[dict[str, Any], ...] = ()
+    """The first conflicts: line, device_id, reason."""
+    on_conflict: str = "quarantine"
+    """What was done with conflicts: quarantine, keep_first or replace."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,9 +83,12 @@ class IngestReport:
             "rows_in": self.rows_in,
             "inserted": self.inserted,
             "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
             "quarantined": self.quarantined,
             "status": self.status,
             "seconds": round(self.seconds, 3),
+            "on_conflict": self.on_conflict,
+            "conflict_examples": list(self.conflict_examples),
             "validation": self.validation.to_dict(),
         }
 
@@ -159,17 +175,21 @@ class IngestRun:
         self.validator: Validator | None = None
         self.inserted = 0
         self.duplicates = 0
+        self.conflicts = 0
         self.quarantined = 0
         self.rows_in = 0
+        self.on_conflict = settings.import_.on_conflict
+        self._conflict_examples: list[dict[str, Any]] = []
         self._started = 0.0
         self._report: IngestReport | None = None
 
     def __enter__(self) -> IngestRun:
-        self.store.ensure_profile(self.profile, self.spec)
-        abort_dead_runs(self.store)
-        self.run_id = self.store.start_run(self.kind, self.source, self.profile)
-        with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
-            conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))
+        with self.store.writing():
+            self.store.ensure_profile(self.profile, self.spec)
+            abort_dead_runs(self.store)
+            self.run_id = self.store.start_run(self.kind, self.source, self.profile)
+            with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
+                conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))
         self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
         self._started = time.perf_counter()
         return self
@@ -179,13 +199,51 @@ class IngestRun:
         if self.validator is None or self.run_id is None:
             raise RuntimeError("IngestRun.add() outside 'with IngestRun(...)'")
         result = self.validator.validate(frame)
-        if len(result.accepted):
-            inserted = self.store.insert_readings(self.profile, result.accepted)
+        accepted = result.accepted
+        absent = [c for c in self.spec.signal_names if c not in frame.columns and c in accepted.columns]
+        if absent:  # a signal this input lacks is stored as NULL, and is no conflict with a stored value
+            accepted = accepted.drop(columns=absent)
+        if len(accepted):
+            inserted = self.store.insert_readings(self.profile, accepted, on_conflict=self.on_conflict)
             self.inserted += inserted.inserted
             self.duplicates += inserted.duplicates
+            self.conflicts += inserted.conflicts
+            self._store_refusals(result, inserted)
         if len(result.rejected):
             self.quarantined += self.store.quarantine(result.rejected, source=self.source, run_id=self.run_id)
         self.rows_in += result.report.rows
+
+    def _store_refusals(self, result: ValidationResult, inserted: InsertResult) -> None:
+        """Quarantine the rows the database refused (counted as quarantined) and, under
+        ``on_conflict = "quarantine"``, the conflicting rows (counted as conflicts)."""
+        for rows, check in ((inserted.failed, "store"), (inserted.conflicting, "conflict")):
+            if not len(rows):
+                continue
+            positions = rows["position"].to_numpy(dtype=np.int64)
+            lines: list[int | None] = [None] * len(rows)
+            if result.accepted_lines is not None:
+                numbers = pd.to_numeric(pd.Series(result.accepted_lines[positions]), errors="coerce")
+                lines = [None if pd.isna(v) else int(v) for v in numbers]
+            if check == "conflict":
+                room = 20 - len(self._conflict_examples)
+                self._conflict_examples.extend(
+                    {"line": line, "device_id": d, "reason": r}
+                    for line, d, r in list(zip(lines, rows["device_id"], rows["reason"]))[: max(room, 0)]
+                )
+                if self.on_conflict != "quarantine":
+                    continue
+            assert self.validator is not None
+            quarantined = pd.DataFrame({
+                "reason": rows["reason"].to_numpy(dtype=object),
+                "check": check,
+                "line": pd.array(lines, dtype="Int64"),
+                "device_id": rows["device_id"].to_numpy(dtype=object),
+                "ts": rows["ts"].to_numpy(dtype=np.int64),
+                "raw": _raw_json(result.accepted, positions, self.validator.raw_names),
+            })
+            count = self.store.quarantine(quarantined, source=self.source, run_id=self.run_id)
+            if check == "store":
+                self.quarantined += count
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -197,6 +255,7 @@ class IngestRun:
             "rows_in": self.rows_in,
             "inserted": self.inserted,
             "duplicates": self.duplicates,
+            "conflicts": self.conflicts,
             "quarantined": self.quarantined,
         }
         if exc is not None:
@@ -204,7 +263,7 @@ class IngestRun:
             message = str(exc) if isinstance(exc, ItapError) else f"{type(exc).__name__}: {exc}"
         else:
             self._store_alerts(validation)
-            status = "warning" if (self.quarantined or validation.warnings) else "ok"
+            status = "warning" if (self.quarantined or self.conflicts or validation.warnings) else "ok"
             message = _summary(counts, validation)
         try:
             self.store.finish_run(self.run_id, status=status, message=message[:2000], **counts)
@@ -218,6 +277,8 @@ class IngestRun:
             status=status,
             seconds=time.perf_counter() - self._started,
             validation=validation,
+            conflict_examples=tuple(self._conflict_examples),
+            on_conflict=self.on_conflict,
             **counts,
         )
 
@@ -238,7 +299,7 @@ class IngestRun:
             }
             for alert in validation.alerts
         ]
-        with self.store.engine.begin() as conn:
+        with self.store.writing(), self.store.engine.begin() as conn:
             conn.execute(sa.insert(ValidationEvent.__table__), records)  # type: ignore[attr-defined]
 
     @property
@@ -252,7 +313,7 @@ class IngestRun:
 def _summary(counts: dict[str, int], validation: ValidationReport) -> str:
     text = (
         f"{counts['rows_in']} rows: {counts['inserted']} inserted, {counts['duplicates']} duplicates, "
-        f"{counts['quarantined']} quarantined"
+        f"{counts['conflicts']} conflicts, {counts['quarantined']} quarantined"
     )
     warnings = validation.warnings
     if warnings:

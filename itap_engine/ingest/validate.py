@@ -232,6 +232,8 @@ class ValidationResult:
     rejected: pd.DataFrame
     """reason, check (the first failing check), line, device_id, ts (epoch ms), raw (JSON)."""
     report: ValidationReport
+    accepted_lines: np.ndarray | None = None
+    """Source line of each accepted row, when the input had ``_line``."""
 
 
 REJECTED_COLUMNS = ("reason", "check", "line", "device_id", "ts", "raw")
@@ -274,6 +276,7 @@ class Validator:
         self._unfolded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         """The last chunk's accepted keys, folded into _last/_history when a next chunk comes."""
         self._absent: set[str] = set()
+        self._present: set[str] = set()
         self._announced: set[str] = set()
         self._total = self._new_report()
         self.raw_names: dict[str, str] = {}
@@ -472,11 +475,20 @@ class Validator:
         report.examples = _examples(rejected_frame, self.settings.report_examples)
         self._remember(acc_codes, names, ms[acc_pos])
         self._total.merge(report)
-        return ValidationResult(accepted_frame, rejected_frame, report)
+        lines = frame["_line"].to_numpy()[acc_pos] if "_line" in frame.columns else None
+        return ValidationResult(accepted_frame, rejected_frame, report, lines)
 
     def finish(self) -> ValidationReport:
         """The whole-input report: every chunk's counts plus input-level alerts."""
         report = self._total.copy()
+        report.alerts.extend(
+            ValidationAlert(
+                "warning", "columns", None, signal, None,
+                f"signal {signal} is absent from the input; its readings are stored as NULL",
+            )
+            for signal in self.signals
+            if signal in self._absent and signal not in self._present
+        )
         report.alerts.extend(self._final_alerts(report))
         return report
 
@@ -484,16 +496,10 @@ class Validator:
     def _column_alerts(self, frame: pd.DataFrame) -> list[ValidationAlert]:
         alerts = []
         known = {"device_id", "ts", "state", *self.signals, *LABELS, *META_COLUMNS}
+        # a signal is absent if no chunk has it (a long file's chunk of bad lines has
+        # no signal column at all): told by finish(), once the whole input was seen
         for signal in self.signals:
-            if signal not in frame.columns and signal not in self._announced:
-                self._announced.add(signal)
-                self._absent.add(signal)
-                alerts.append(
-                    ValidationAlert(
-                        "warning", "columns", None, signal, None,
-                        f"signal {signal} is absent from the input; its readings are stored as NULL",
-                    )
-                )
+            (self._present if signal in frame.columns else self._absent).add(signal)
         extra = [str(c) for c in frame.columns if c not in known and str(c) not in self._announced]
         if extra:
             self._announced.update(extra)
@@ -570,6 +576,9 @@ class Validator:
             fault = f_vals[f_idx]
             too_long = np.array([s is not None and len(s) > MAX_LABEL for s in f_names] + [False])[f_idx]
             add("label", too_long, _reason(lambda pos: [f"fault label longer than {MAX_LABEL} characters: {_short(v)}" for v in raw[pos]]))
+            # NUL and other control characters are never label text (PostgreSQL refuses NUL)
+            control = np.array([s is not None and bool(_CONTROL.search(s)) for s in f_names] + [False])[f_idx]
+            add("label", control & ~too_long, _reason(lambda pos: [f"fault={_short(v)} contains control characters" for v in raw[pos]]))
         if "anomaly" in frame.columns:
             vals, nonnum = _to_float(frame["anomaly"])
             bad = nonnum | (~np.isnan(vals) & (vals != 0) & (vals != 1))
@@ -723,7 +732,7 @@ class Validator:
         threshold = self.settings.missing_rate_alert
         if not report.missing.empty:
             rows = report.device_rows.reindex(report.missing.index)
-            signals = [s for s in self.signals if s not in self._absent and s in report.missing.columns]
+            signals = [s for s in self.signals if s in self._present and s in report.missing.columns]
             # one vectorised pass finds the (device, signal) pairs over the threshold;
             # only those are visited (a thousand devices x a dozen signals per tick)
             totals = rows.to_numpy(dtype=float)
@@ -906,7 +915,9 @@ def _raw_json(frame: pd.DataFrame, pos: np.ndarray, names: dict[str, str] | None
     if "_raw" in frame.columns:
         given = frame["_raw"].to_numpy(dtype=object)[pos]
         has = pd.notna(given)
-        out[has] = [json.dumps({"line": str(v)}, ensure_ascii=False) for v in given[has]]
+        out[has] = [
+            json.dumps(v if isinstance(v, dict) else {"line": str(v)}, ensure_ascii=False) for v in given[has]
+        ]
     return out
 
 

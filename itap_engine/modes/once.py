@@ -11,7 +11,8 @@ self-contained HTML page (``--report FILE.html``).
 Exit status (Nagios/Icinga plugin convention)::
 
     0 OK        no open alert, no validation alert in this run
-    1 WARNING   an open warning-level alert, a validation alert, or a rejected inbox file
+    1 WARNING   an open warning-level alert, a validation alert, a rejected inbox file,
+                or rows that conflict with stored values (a corrected re-delivery)
     2 CRITICAL  an open critical alert
     3 UNKNOWN   the cycle could not run (an error, or another run holds the lock)
 
@@ -47,9 +48,10 @@ JSON shape (``--json``, stable; ``schema`` changes if it ever does)::
       "bootstrapped": false,              # true when this run filled an empty database
       "interval": {"from": "2026-01-01T06:00:00", "to": "2026-01-01T06:10:00",
                    "simulated_seconds": 600.0},            # simulated time, UTC
-      "rows": {"in": 1500, "inserted": 1500, "duplicates": 0, "quarantined": 0},
+      "rows": {"in": 1500, "inserted": 1500, "duplicates": 0, "conflicts": 0, "quarantined": 0},
+                                          # in = inserted + duplicates + conflicts + quarantined
       "sources": [{"source": "sim:industrial", "profile": "industrial", "run_id": 43,
-                   "rows_in": 1200, "inserted": 1200, "duplicates": 0, "quarantined": 0,
+                   "rows_in": 1200, "inserted": 1200, "duplicates": 0, "conflicts": 0, "quarantined": 0,
                    "status": "ok", "error": null}, ...],  # one per simulated profile / inbox file
       "scored": 1500,                     # readings scored in this run
       "validation_alerts": [{"level": "warning", "check": "missing_rate",
@@ -143,7 +145,7 @@ def _empty_summary(started: datetime) -> dict[str, Any]:
         "finished_at": None,
         "bootstrapped": False,
         "interval": {"from": None, "to": None, "simulated_seconds": 0.0},
-        "rows": {"in": 0, "inserted": 0, "duplicates": 0, "quarantined": 0},
+        "rows": {"in": 0, "inserted": 0, "duplicates": 0, "conflicts": 0, "quarantined": 0},
         "sources": [],
         "scored": 0,
         "validation_alerts": [],
@@ -191,6 +193,8 @@ def _status(summary: dict[str, Any]) -> tuple[str, str]:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:
         reasons.append(f"{len(failed)} inbox file(s) rejected")
+    if summary["rows"].get("conflicts"):
+        reasons.append(f"{summary['rows']['conflicts']} row(s) conflict with stored values")
     if reasons:
         return "WARNING", "; ".join(reasons)
     return "OK", f"{summary['rows']['inserted']} readings stored, {summary['scored']} scored, no alerts"
@@ -243,6 +247,7 @@ def run_cycle(
             "in": result.rows_in,
             "inserted": result.inserted,
             "duplicates": result.duplicates,
+            "conflicts": result.conflicts,
             "quarantined": result.quarantined,
         }
         summary["sources"] = [
@@ -253,6 +258,7 @@ def run_cycle(
                 "rows_in": s.rows_in,
                 "inserted": s.inserted,
                 "duplicates": s.duplicates,
+                "conflicts": s.conflicts,
                 "quarantined": s.quarantined,
                 "status": s.status,
                 "error": s.error,
@@ -283,6 +289,7 @@ def run_cycle(
             rows_in=result.rows_in,
             inserted=result.inserted,
             duplicates=result.duplicates,
+            conflicts=result.conflicts,
             quarantined=result.quarantined,
         )
         return summary, core, result
@@ -328,7 +335,7 @@ def format_plain(summary: dict[str, Any]) -> str:
     )
     lines.append(
         f"rows in {rows['in']}, inserted {rows['inserted']}, duplicates {rows['duplicates']}, "
-        f"quarantined {rows['quarantined']}; scored {summary['scored']}"
+        f"conflicts {rows.get('conflicts', 0)}, quarantined {rows['quarantined']}; scored {summary['scored']}"
     )
     for source in summary["sources"]:
         if source["status"] == "error":
@@ -367,7 +374,7 @@ def print_rich(summary: dict[str, Any]) -> None:
     figures.add_row("simulated", f"{iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)")
     figures.add_row(
         "rows", f"in {rows['in']}  inserted {rows['inserted']}  duplicates {rows['duplicates']}  "
-        f"quarantined {rows['quarantined']}  scored {summary['scored']}"
+        f"conflicts {rows.get('conflicts', 0)}  quarantined {rows['quarantined']}  scored {summary['scored']}"
     )
     figures.add_row("models", ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none")
     figures.add_row("time", f"{summary['timings_s'].get('total', 0):.2f} s")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger
+from sqlalchemy import BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -44,6 +44,8 @@ class Run(SQLModel, table=True):
     rows_in: int = 0
     inserted: int = 0
     duplicates: int = 0
+    conflicts: int = 0
+    """Rows whose (device_id, ts) was stored with other values ([import] on_conflict)."""
     quarantined: int = 0
     status: str = Field(default="running", max_length=16)
     """running, ok, warning, error, aborted (a run that never finished)."""
@@ -51,7 +53,9 @@ class Run(SQLModel, table=True):
 
 
 class Quarantine(SQLModel, table=True):
-    """An input row that was not stored, and why."""
+    """An input row that was not stored, and why. Stored once: ``row_key`` is unique."""
+
+    __table_args__ = (Index("ux_quarantine_row_key", "row_key", unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     run_id: int | None = Field(default=None, index=True)
@@ -62,8 +66,10 @@ class Quarantine(SQLModel, table=True):
     ts: int | None = Field(default=None, sa_type=BigInteger)
     reason: str
     raw: str = ""
-    """The row as received, JSON."""
+    """The row as received, JSON (beyond ``[import] quarantine_raw_bytes``: its head, length and sha256)."""
     created_at: datetime = Field(default_factory=utcnow)
+    row_key: str | None = Field(default=None, max_length=64)
+    """sha256 of source, line, reason and raw row: the same row quarantined again is skipped."""
 
 
 class ValidationEvent(SQLModel, table=True):

@@ -10,18 +10,27 @@ the frame's columns become tuples with numpy, and each batch is one
 ``INSERT ... ON CONFLICT DO NOTHING`` executemany inside one transaction. A batch is
 all or nothing, so a process killed mid-ingest leaves whole batches behind and a rerun
 inserts exactly what is missing. The driver's rowcount gives the inserted count; the
-rest of the batch were duplicates.
+rest of the batch were duplicates, or conflicts (same key, other values), told apart
+by one SELECT per such batch (:mod:`itap_engine.store.batches`) and handled by
+``[import] on_conflict``. A batch the database refuses (a NUL byte PostgreSQL will not
+store, a value the driver cannot bind) is split in halves until the refused rows are
+alone: the rest lands and the refused rows come back with the database's error. A
+write that fails for the database itself (disk full, locked, gone) is a
+:class:`StoreError`, one line; batches committed before it stay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
@@ -30,11 +39,9 @@ from itap_engine.config import ProfileSpec, Settings
 from itap_engine.store.db_url import DatabaseUrlError, check_database_url
 from itap_engine.errors import ItapError
 from itap_engine.store import schema as models
+from itap_engine.store.batches import cap_raw, find_conflicts, replace_rows, row_keys
 from itap_engine.store.schema import Run, Watermark, utcnow
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
+from itap_engine.store.upgrade import upgrade_schema
 
 READING_KEYS = ("device_id", "ts")
 LABEL_COLUMNS = ("fault", "changepoint")
@@ -45,20 +52,38 @@ class StoreError(ItapError):
     """The database could not be reached or used; the message is one line."""
 
 
+def _no_rows() -> pd.DataFrame:
+    return pd.DataFrame({"position": pd.Series([], dtype="int64"), "device_id": pd.Series([], dtype=object),
+                         "ts": pd.Series([], dtype="int64"), "reason": pd.Series([], dtype=object)})
+
+
 @dataclass(frozen=True)
 class InsertResult:
+    """What one :meth:`Store.insert_readings` did. ``rows == inserted + duplicates +
+    conflicts + len(failed)``."""
+
     rows: int
     inserted: int
+    conflicts: int = 0
+    conflicting: pd.DataFrame = field(default_factory=_no_rows)
+    """Rows whose key was stored with other values: position (in the frame), device_id,
+    ts (epoch ms), reason (the values that differ, stored -> new)."""
+    failed: pd.DataFrame = field(default_factory=_no_rows)
+    """Rows the database refused, alone in their batch: position, device_id, ts, reason."""
 
     @property
     def duplicates(self) -> int:
-        return self.rows - self.inserted
+        return self.rows - self.inserted - self.conflicts - len(self.failed)
+
+
+REFUSED = (sa.exc.StatementError, OverflowError)
+"""Errors a batch's rows can cause (the database or its driver refusing a value; sqlite3
+raises a bare OverflowError for an integer it cannot store); the batch is bisected to
+find them. Anything else is a bug and propagates."""
 
 
 def to_epoch_ms(values: Any) -> np.ndarray:
     """Datetimes (naive = UTC) as int64 milliseconds since the epoch."""
-    import numpy as np
-    import pandas as pd
     stamps = pd.to_datetime(pd.Series(values), utc=False)
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -67,7 +92,6 @@ def to_epoch_ms(values: Any) -> np.ndarray:
 
 def from_epoch_ms(values: Any) -> pd.Series:
     """int64 milliseconds since the epoch as naive UTC datetimes."""
-    import pandas as pd
     return pd.to_datetime(pd.Series(values, dtype="int64"), unit="ms")
 
 
@@ -77,8 +101,6 @@ def readings_table_name(profile: str) -> str:
 
 def _column_values(series: pd.Series) -> list[Any]:
     """A column as Python values for a DB driver, with NaN/NA as None."""
-    import numpy as np
-    import pandas as pd
     if pd.api.types.is_float_dtype(series.dtype):
         array = series.to_numpy(dtype=float)
         missing = np.isnan(array)
@@ -121,6 +143,7 @@ class Store:
         """Device ids this process knows to have a ``device`` row."""
         try:
             SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in _FIXED_TABLES])
+            upgrade_schema(self.engine)
             for name, spec in settings.profiles.items():
                 self.ensure_profile(name, spec)
             self._register_orphan_devices()
@@ -175,6 +198,18 @@ class Store:
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def writing(self, what: str = "write to") -> Iterator[None]:
+        """Turn a failure of the database itself (disk full, locked, unreachable) into
+        one :class:`StoreError` line."""
+        try:
+            yield
+        except sa.exc.OperationalError as error:
+            raise StoreError(
+                f"cannot {what} database {self.safe_url}: {_first_line(error.orig)}; "
+                "what was stored before stays: fix the cause and run again"
+            ) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -246,20 +281,25 @@ class Store:
             cached = self._compiled[key] = (str(compiled), names)
         sql, names = cached
         params: list[Any] = [tuple(row[n] for n in names) for row in rows] if names is not None else list(rows)
-        with self.engine.begin() as conn:
+        with self.writing(), self.engine.begin() as conn:
             return max(conn.exec_driver_sql(sql, params).rowcount, 0)
 
     # ------------------------------------------------------------------ ingestion
-    def insert_readings(self, profile: str, frame: pd.DataFrame, batch_rows: int | None = None) -> InsertResult:
+    def insert_readings(
+        self, profile: str, frame: pd.DataFrame, batch_rows: int | None = None, *, on_conflict: str | None = None
+    ) -> InsertResult:
         """Insert readings, skipping (device_id, ts) already stored.
 
         ``frame`` has ``device_id``, ``ts`` (datetime64 or epoch ms), and any of the
         profile's signal, state and label columns; missing ones are stored as NULL.
-        Each batch is one transaction.
+        Each batch is one transaction. A key already stored with other values (in the
+        columns the frame has) is a conflict, handled by ``on_conflict`` (default
+        ``[import] on_conflict``): ``replace`` updates the stored row, ``quarantine``
+        and ``keep_first`` leave it (the caller quarantines ``conflicting`` rows).
         """
-        import pandas as pd
         if frame.empty:
             return InsertResult(0, 0)
+        policy = on_conflict or self.settings.import_.on_conflict
         sql, order, positional = self._insert_statement(profile)
         table = self.readings_table(profile)
         batch = batch_rows or self.settings.database.batch_rows
@@ -274,17 +314,57 @@ class Store:
         rows = list(zip(*(columns[name] for name in order)))
         if not positional:
             rows = [dict(zip(order, row)) for row in rows]  # type: ignore[misc]
+        compare = [c for c in order if c in frame.columns and c not in READING_KEYS]
         # devices first: reads by time find readings through the device table
         self._register_new_devices(profile, frame["device_id"].unique())
-        inserted = 0
+        outcome = _Outcome(table, columns, compare, policy)
         for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            with self.engine.begin() as conn:
-                result = conn.exec_driver_sql(sql, chunk)
-                inserted += max(result.rowcount, 0)
-        self._touch_devices(profile, frame)
-        del table
-        return InsertResult(len(frame), inserted)
+            self._write_batch(sql, rows[start : start + batch], start, outcome)
+        failed = pd.DataFrame(outcome.failed, columns=["position", "reason"])
+        if len(failed):
+            failed.insert(1, "device_id", [columns["device_id"][p] for p in failed["position"]])
+            failed.insert(2, "ts", [columns["ts"][p] for p in failed["position"]])
+            stored = np.ones(len(frame), dtype=bool)
+            stored[failed["position"].to_numpy(dtype=np.int64)] = False
+            self._touch_devices(profile, frame[stored])
+        else:
+            failed = _no_rows()
+            self._touch_devices(profile, frame)
+        conflicting = pd.concat(outcome.conflicts, ignore_index=True) if outcome.conflicts else _no_rows()
+        return InsertResult(len(frame), outcome.inserted, len(conflicting), conflicting, failed)
+
+    def _write_batch(self, sql: str, rows: list[Any], start: int, outcome: _Outcome) -> None:
+        """One batch in one transaction; a batch the database refuses is bisected."""
+        refused: BaseException | None = None
+        found = None
+        inserted = 0
+        try:
+            with self.writing(), self.engine.begin() as conn:
+                try:
+                    inserted = max(conn.exec_driver_sql(sql, rows).rowcount, 0)
+                except sa.exc.OperationalError:
+                    raise
+                except REFUSED as error:
+                    refused = error
+                    raise _Rollback from None
+                if inserted < len(rows) and outcome.compare:
+                    found = find_conflicts(conn, outcome.table, outcome.columns, start, start + len(rows), outcome.compare)
+                    if len(found) and outcome.policy == "replace":
+                        replace_rows(conn, outcome.table, outcome.columns, found["position"].tolist(), outcome.compare)
+        except _Rollback:
+            pass
+        if refused is not None:
+            if len(rows) == 1:
+                error = getattr(refused, "orig", None) or refused
+                outcome.failed.append((start, f"refused by the database: {_first_line(error)}"))
+                return
+            half = len(rows) // 2
+            self._write_batch(sql, rows[:half], start, outcome)
+            self._write_batch(sql, rows[half:], start + half, outcome)
+            return
+        outcome.inserted += inserted
+        if found is not None and len(found):
+            outcome.conflicts.append(found)
 
     def _register_new_devices(self, profile: str, device_ids: Iterable[Any]) -> None:
         """Insert a ``device`` row for ids not seen before (``ON CONFLICT DO NOTHING``, so
@@ -332,7 +412,6 @@ class Store:
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
         """Widen the first/last reading time of the (registered) devices in a frame:
         one executemany UPDATE whatever the number of devices."""
-        import pandas as pd
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
         spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
             "device_id", observed=True
@@ -361,7 +440,6 @@ class Store:
         (epoch ms) and ``raw`` (the row as received, JSON); other columns are folded
         into ``raw`` when it is absent.
         """
-        import pandas as pd
         if rows.empty:
             return 0
         now = utcnow()
@@ -374,43 +452,50 @@ class Store:
                 for record in rows[payload_columns].astype(object).where(rows[payload_columns].notna(), None).to_dict("records")
             ]
         table = models.Quarantine.__table__  # type: ignore[attr-defined]
+        reasons = rows["reason"].astype(str).tolist()
 
         def column(name: str, cast: Any) -> list[Any]:
             if name not in rows.columns:
                 return [None] * len(rows)
             return [None if pd.isna(v) else cast(v) for v in rows[name].tolist()]
 
+        lines = column("line", int)
+        keys = row_keys(source, lines, reasons, raw)
+        limit = self.settings.import_.quarantine_raw_bytes
         records = [
             {
                 "run_id": run_id,
-                "source": source,
+                "source": source[:512],  # the column's length; the key has it whole
                 "line": line,
                 "device_id": device,
                 "ts": ts,
                 "reason": reason,
-                "raw": payload,
+                "raw": cap_raw(payload, limit),
                 "created_at": now,
+                "row_key": key,
             }
-            for line, device, ts, reason, payload in zip(
-                column("line", int), column("device_id", str), column("ts", int), rows["reason"].astype(str), raw
+            for line, device, ts, reason, payload, key in zip(
+                lines, column("device_id", str), column("ts", int), reasons, raw, keys
             )
         ]
-        with self.engine.begin() as conn:
-            conn.execute(sa.insert(table), records)
+        # the same row quarantined again (a re-run, a re-delivered file) is skipped
+        stmt = self._dialect_insert(table).on_conflict_do_nothing(index_elements=["row_key"])
+        with self.writing(), self.engine.begin() as conn:
+            conn.execute(stmt, records)
         return len(records)
 
     # ------------------------------------------------------------------ runs and watermarks
     def start_run(self, kind: str, source: str = "", profile: str | None = None, message: str = "") -> int:
         """A new ``running`` run row; ``message`` may name its owner (pid and host)."""
-        with self.session() as session:
-            run = Run(kind=kind, source=source, profile=profile, message=message)
+        with self.writing(), self.session() as session:
+            run = Run(kind=kind, source=source[:512], profile=profile, message=message)  # the column's length
             session.add(run)
             session.commit()
             assert run.id is not None
             return run.id
 
     def finish_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> Run:
-        with self.session() as session:
+        with self.writing(), self.session() as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise StoreError(f"run {run_id} does not exist")
@@ -460,8 +545,6 @@ class Store:
         ``since_ms`` is exclusive and ``until_ms`` inclusive, so successive reads with
         a watermark never see a row twice.
         """
-        import numpy as np
-        import pandas as pd
         table = self.readings_table(profile)
         cols = [table.c[c] for c in columns] if columns else list(table.columns)
         stmt = sa.select(*cols)
@@ -526,8 +609,6 @@ _TEXT_COLUMNS = frozenset({"device_id", "state", "fault", "changepoint"})
 
 def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
     """A readings column from DB values: int64 ``ts``, text as objects, signals as floats."""
-    import numpy as np
-    import pandas as pd
     if name == "ts":
         return values.astype(np.int64)
     if name in _TEXT_COLUMNS:
@@ -569,6 +650,23 @@ def _device_span_update() -> sa.Executable:
             ),
         )
     )
+
+
+class _Rollback(Exception):
+    """Leaves a transaction whose batch the database refused (rolled back, then bisected)."""
+
+
+@dataclass
+class _Outcome:
+    """What the batches of one :meth:`Store.insert_readings` call gave so far."""
+
+    table: sa.Table
+    columns: dict[str, list[Any]]
+    compare: list[str]
+    policy: str
+    inserted: int = 0
+    conflicts: list[pd.DataFrame] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
 
 def datetime_to_ms(value: datetime) -> int:

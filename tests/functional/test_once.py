@@ -98,7 +98,7 @@ def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp
     assert set(summary) == TOP_KEYS
     assert summary["schema"] == "itap.once/1" and summary["status"] == "OK" and summary["exit_code"] == 0
     assert summary["bootstrapped"] is True and summary["models"]["industrial"] >= 1
-    assert summary["rows"] == {"in": 180, "inserted": 180, "duplicates": 0, "quarantined": 0}  # 600 s, 3 pumps
+    assert summary["rows"] == {"in": 180, "inserted": 180, "duplicates": 0, "conflicts": 0, "quarantined": 0}  # 600 s, 3 pumps
     assert summary["scored"] == 180 and summary["alerts"]["open"] == []
     assert summary["interval"]["from"] == "2026-01-01T06:00:00" and summary["interval"]["simulated_seconds"] == 600
     assert {"bootstrap", "score", "total"} <= set(summary["timings_s"])
@@ -142,6 +142,26 @@ def test_validation_alerts_exit_1(site: Path) -> None:
     assert summary["rows"]["quarantined"] == 10 and summary["validation_alerts"]
     assert any(s["source"] == "batch.csv" for s in summary["sources"])
     assert (inbox / "done" / "batch.csv").exists()
+
+
+def test_a_corrected_redelivery_counts_conflicts(site: Path) -> None:
+    inbox = site / "inbox"
+    inbox.mkdir()
+    header = "device_id,ts,state,rpm,temp_c,vibration_g,current_a,voltage_v"
+    rows = [f"ext-002,2026-01-01T00:{i:02d}:00,RUN,1480,{{t}},0.35,42,400" for i in range(10)]
+    (inbox / "a.csv").write_text("\n".join([header, *(r.format(t=68.0) for r in rows)]) + "\n")
+    assert once(site, "--json").returncode in (0, 1)
+    corrected = [r.format(t=71.5 if i in (2, 5) else 68.0) for i, r in enumerate(rows)]
+    (inbox / "b.csv").write_text("\n".join([header, *corrected]) + "\n")
+    result = once(site, "--json")
+    summary = json.loads(result.stdout)
+    rows_ = summary["rows"]
+    assert rows_["conflicts"] == 2 and rows_["in"] == (
+        rows_["inserted"] + rows_["duplicates"] + rows_["conflicts"] + rows_["quarantined"]
+    )
+    [source] = [s for s in summary["sources"] if s["source"] == "b.csv"]
+    assert (source["rows_in"], source["duplicates"], source["conflicts"]) == (10, 8, 2)
+    assert result.returncode == 1 and "conflict" in summary["message"]
 
 
 def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) -> None:

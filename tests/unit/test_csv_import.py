@@ -114,7 +114,7 @@ def test_cli_ingest_prints_accounting_and_escapes_markup(tmp_path):
     path.write_bytes(MIXED.replace("999.0", "[red]999[/red]").encode())
     result = itap(config, "ingest", str(path))
     assert result.returncode == 1, result.stderr
-    assert "7 rows in = 3 inserted + 0 duplicates + 4 quarantined" in result.stdout
+    assert "7 rows in = 3 inserted + 0 duplicates + 0 conflicts + 4 quarantined" in result.stdout
     assert "temp_c='[red]999[/red]' is not a number" in result.stdout
     again = itap(config, "ingest", str(path), "--json")
     data = json.loads(again.stdout)
@@ -250,14 +250,26 @@ def test_validate_report_json_shape_and_exit_codes(tmp_path):
 # ---------------------------------------------------------------------- SIGKILL mid-ingest
 @pytest.mark.slow
 def test_killed_ingest_rerun_matches_one_clean_run(settings, tmp_path):
+    """SIGKILL mid-ingest, then a rerun: the readings equal one clean run's, the
+    quarantine holds each bad row once, and the accounting (with conflicts: rows
+    already stored with other values) holds."""
     sim = Simulator(settings, "industrial", device_ids_for("k", 20), fault_rate_per_device_day=2)
     frame = sim.generate("2026-01-01", "2026-01-01 14:00")  # 100,800 rows
+    frame["temp_c"] = frame["temp_c"].astype(float)
+    frame.loc[frame.index[::997], "temp_c"] = 999.0  # out of range: quarantined
+    bad = int((frame["temp_c"] == 999.0).sum())
     big = tmp_path / "big.csv"
     frame.to_csv(big, index=False, date_format="%Y-%m-%dT%H:%M:%S")
     total = len(frame)
+    seed = frame.iloc[1::3331].copy()  # 31 rows stored before, with other values: conflicts
+    seed = seed[seed["temp_c"] != 999.0]
+    seed["temp_c"] = seed["temp_c"] + 1.5
+    seed_path = tmp_path / "seed.csv"
+    seed.to_csv(seed_path, index=False, date_format="%Y-%m-%dT%H:%M:%S")
 
     killed_cfg = write_config(tmp_path, "killed.db", batch_rows=500, chunk_rows=5000)
     db = tmp_path / "killed.db"
+    assert itap(killed_cfg, "ingest", str(seed_path)).returncode in (0, 1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(killed_cfg), "ingest", str(big)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -266,33 +278,50 @@ def test_killed_ingest_rerun_matches_one_clean_run(settings, tmp_path):
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if db.exists():
-                try:
-                    count = query(db, "select count(*) from readings_industrial")[0][0]
-                except sqlite3.OperationalError:
-                    count = 0
-                if 0 < count < total:
-                    break
+            try:
+                count = query(db, "select count(*) from readings_industrial")[0][0]
+                quarantined = query(db, "select count(*) from quarantine")[0][0]
+            except sqlite3.OperationalError:
+                count = quarantined = 0
+            if len(seed) + 10_000 < count < total and quarantined:
+                break
             time.sleep(0.01)
         assert proc.poll() is None, "ingest finished before it could be killed; use a bigger file"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
     partial = query(db, "select count(*) from readings_industrial")[0][0]
-    assert 0 < partial < total
-    assert query(db, "select status from run") == [("running",)]
+    assert len(seed) < partial < total
+    assert query(db, "select status from run order by id") == [("ok",), ("running",)]
+    assert 0 < query(db, "select count(*) from quarantine")[0][0] < bad + len(seed)
 
-    rerun = itap(killed_cfg, "ingest", str(big), "--json")
-    assert rerun.returncode in (0, 1), rerun.stderr
-    report = json.loads(rerun.stdout)[0]
-    assert report["rows_in"] == total == report["inserted"] + report["duplicates"] + report["quarantined"]
-    assert report["duplicates"] == partial
-    assert query(db, "select id, status from run order by id") == [(1, "aborted"), (2, report["status"])]
+    for attempt in range(2):  # the rerun, then once more: nothing new anywhere
+        rerun = itap(killed_cfg, "ingest", str(big), "--json")
+        assert rerun.returncode in (0, 1), rerun.stderr
+        report = json.loads(rerun.stdout)[0]
+        assert report["rows_in"] == total == (
+            report["inserted"] + report["duplicates"] + report["conflicts"] + report["quarantined"]
+        )
+        assert (report["conflicts"], report["quarantined"]) == (len(seed), bad)
+        assert report["duplicates"] == (partial - len(seed) if attempt == 0 else total - bad - len(seed))
+        # each bad row and each conflict quarantined once, whatever the number of runs
+        assert query(db, "select count(*), count(distinct line) from quarantine where source = ?".replace("?", repr(str(big)))) == [
+            (bad + len(seed), bad + len(seed))
+        ]
+    assert query(db, "select id, status from run order by id") == [
+        (1, "ok"), (2, "aborted"), (3, report["status"]), (4, report["status"])
+    ]
+    assert query(db, "select rows_in, inserted + duplicates + conflicts + quarantined, conflicts from run where id = 3") == [
+        (total, total, len(seed))
+    ]
 
     clean_cfg = write_config(tmp_path, "clean.db")
+    assert itap(clean_cfg, "ingest", str(seed_path)).returncode in (0, 1)
     assert itap(clean_cfg, "ingest", str(big)).returncode in (0, 1)
     columns = "device_id, ts, state, rpm, temp_c, vibration_g, current_a, voltage_v, fault, changepoint"
     killed_rows = query(db, f"select {columns} from readings_industrial order by device_id, ts")
     clean_rows = query(tmp_path / "clean.db", f"select {columns} from readings_industrial order by device_id, ts")
-    assert len(killed_rows) == total
+    assert len(killed_rows) == total - bad
     assert killed_rows == clean_rows
+    quarantine = "select line, reason, raw from quarantine order by source, line"
+    assert query(db, quarantine) == query(tmp_path / "clean.db", quarantine)

@@ -101,12 +101,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def report_dict(report: object) -> dict[str, object]:
-    fields = ("run_id", "profile", "source", "rows_in", "inserted", "duplicates", "quarantined", "status", "seconds")
+    fields = ("run_id", "profile", "source", "rows_in", "inserted", "duplicates", "conflicts", "quarantined", "status",
+              "seconds")
     return {name: getattr(report, name) for name in fields}
 
 
 def print_ingest_report(report: object) -> None:
-    """One line an operator can read: rows in = inserted + duplicates + quarantined."""
+    """One line an operator can read: rows in = inserted + duplicates + conflicts + quarantined."""
     from rich.markup import escape
 
     from itap_engine.modes.render.output import console
@@ -114,7 +115,8 @@ def print_ingest_report(report: object) -> None:
     out = console()
     line = (
         f"run {r.run_id} ({r.status}) {r.source}: {r.rows_in:,} rows in = {r.inserted:,} inserted"  # type: ignore[attr-defined]
-        f" + {r.duplicates:,} duplicates + {r.quarantined:,} quarantined ({r.seconds:.1f} s)"  # type: ignore[attr-defined]
+        f" + {r.duplicates:,} duplicates + {r.conflicts:,} conflicts + {r.quarantined:,} quarantined"  # type: ignore[attr-defined]
+        f" ({r.seconds:.1f} s)"  # type: ignore[attr-defined]
     )
     out.print(escape(line))
     if r.inserted == 0 and r.rows_in:  # type: ignore[attr-defined]

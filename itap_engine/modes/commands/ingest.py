@@ -35,6 +35,10 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
                         help="long format: device, ts, signal, value (default: detected from the header)")
     parser.add_argument("--chunk-rows", type=bounded_int(1, 10_000_000), metavar="N",
                         help="lines read per chunk, 1 to 10000000 (default: [import].chunk_rows)")
+    parser.add_argument(
+        "--encoding", metavar="NAME",
+        help="text encoding, e.g. latin-1 or cp1252 (default: [import].encoding, else UTF-8, or UTF-16 by its BOM)",
+    )
 
 
 def csv_options(args: argparse.Namespace) -> dict[str, object]:
@@ -51,11 +55,13 @@ def csv_options(args: argparse.Namespace) -> dict[str, object]:
         "mapping": {**_mapping_option(args.map), **({args.label: "fault"} if getattr(args, "label", None) else {})},
         "long": args.long,
         "chunk_rows": args.chunk_rows,
+        "encoding": args.encoding,
     }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="CSV files to import")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="CSV files to import (plain or gzip; '-' reads stdin; FIFOs and <(...) work)")
     add_csv_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the per-file reports as JSON")
 
@@ -103,9 +109,18 @@ def print_file_report(report: object) -> None:
     out.print(Text.assemble(
         (str(r.source), "bold"), f" ({r.profile}): ",  # type: ignore[attr-defined]
         f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "  # type: ignore[attr-defined]
-        f"{r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
+        f"{r.conflicts:,} conflicts + {r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
         (r.status, colour), f"  {r.seconds:.2f} s",  # type: ignore[attr-defined]
     ))
+    if r.conflicts:  # type: ignore[attr-defined]
+        what = {"quarantine": "new values quarantined", "keep_first": "stored values kept",
+                "replace": "stored values replaced"}.get(r.on_conflict, "")  # type: ignore[attr-defined]
+        out.print(f"  conflicts: {r.conflicts:,} rows already stored with other values "  # type: ignore[attr-defined]
+                  f"(on_conflict = {r.on_conflict}: {what})")  # type: ignore[attr-defined]
+        for example in r.conflict_examples[:5]:  # type: ignore[attr-defined]
+            line = example.get("line")
+            where = f"line {line}" if line is not None else "row"
+            out.print(Text(f"    {where}: {example.get('reason')}"))
     validation = r.validation  # type: ignore[attr-defined]
     counts = {k: v for k, v in validation.checks.items() if v}
     if counts:

@@ -48,6 +48,7 @@ def collect(store: Store, runs: int) -> dict[str, object]:
                 "rows_in": run.rows_in,
                 "inserted": run.inserted,
                 "duplicates": run.duplicates,
+                "conflicts": run.conflicts,
                 "quarantined": run.quarantined,
             }
             for run in store.iter_runs(runs)
@@ -76,10 +77,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         table.add_row(p["profile"], f"{p['devices']:,}", f"{p['rows']:,}", p["latest"] or "-")
     out.print(table)
     out.print(f"quarantined rows: {info['quarantined']:,}    open alerts: {info['open_alerts']:,}")
-    runs = Table("run", "kind", "status", "started (UTC)", "in", "inserted", "dup", "quar", "source",
+    runs = Table("run", "kind", "status", "started (UTC)", "in", "inserted", "dup", "conf", "quar", "source",
                  title="Last runs", title_justify="left")
     for r in info["runs"]:  # type: ignore[attr-defined]
         runs.add_row(str(r["id"]), r["kind"], r["status"], r["started_at"], f"{r['rows_in']:,}",
-                     f"{r['inserted']:,}", f"{r['duplicates']:,}", f"{r['quarantined']:,}", escape(r["source"]))
+                     f"{r['inserted']:,}", f"{r['duplicates']:,}", f"{r['conflicts']:,}", f"{r['quarantined']:,}",
+                     escape(r["source"]))
     out.print(runs)
     return 0

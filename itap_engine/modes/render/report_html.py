@@ -69,6 +69,7 @@ def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> 
         _figure("rows in", rows.get("in", 0)),
         _figure("inserted", rows.get("inserted", 0)),
         _figure("duplicates", rows.get("duplicates", 0)),
+        _figure("conflicts", rows.get("conflicts", 0)),
         _figure("quarantined", rows.get("quarantined", 0)),
         _figure("scored", summary.get("scored", 0)),
         _figure("open alerts", len(alerts.get("open", []))),

@@ -1,0 +1,42 @@
+"""Bring a database made by an earlier ITAP up to the current schema, in place.
+
+``create_all`` creates missing tables but never adds a column to a table that exists.
+The few columns added since the first release are added here, each once, on SQLite
+and PostgreSQL alike; data is never rewritten. Runs when a :class:`~itap_engine.store.sql.Store`
+opens.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["upgrade_schema"]
+
+_COLUMNS = (
+    ("run", "conflicts", "INTEGER DEFAULT 0 NOT NULL"),
+    ("quarantine", "row_key", "VARCHAR(64)"),
+)
+_INDEXES = (("quarantine", "ux_quarantine_row_key", "CREATE UNIQUE INDEX IF NOT EXISTS ux_quarantine_row_key "
+                                                     "ON quarantine (row_key)"),)
+
+
+def upgrade_schema(engine: sa.Engine) -> list[str]:
+    """Add the columns and indexes an older database lacks; returns what was added."""
+    added: list[str] = []
+    for table, column, ddl in _COLUMNS:
+        if column in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}")
+            added.append(f"{table}.{column}")
+        except sa.exc.DBAPIError:  # another process added it first
+            if column not in {c["name"] for c in sa.inspect(engine).get_columns(table)}:
+                raise
+    for table, name, ddl in _INDEXES:  # asked first: a database opened read-only is not written to
+        if name in {i["name"] for i in sa.inspect(engine).get_indexes(table)}:
+            continue
+        with engine.begin() as conn:
+            conn.exec_driver_sql(ddl)
+        added.append(name)
+    return added
