@@ -204,6 +204,12 @@ class EngineSettings(_Model):
     retention_hours: float = Field(default=72, gt=0)
 
 
+class ConsoleSettings(_Model):
+    mouse: bool = True
+    """Let the console take the mouse; false leaves it to the terminal (its own copy and
+    paste, over SSH too), as ``itap console --no-mouse`` does."""
+
+
 class ImportSettings(_Model):
     sep: str = ","
     timestamp_column: str = "ts"
@@ -226,6 +232,7 @@ class Settings(_Model):
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
     engine: EngineSettings = EngineSettings()
+    console: ConsoleSettings = ConsoleSettings()
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     profiles: dict[str, ProfileSpec] = {}
 

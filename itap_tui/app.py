@@ -59,7 +59,7 @@ class ItapApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", tooltip="Show every key (this screen)"),
         Binding("f", "inject_fault", "Fault", tooltip="Inject a fault on the highlighted device(s)"),
-        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume live updates (and the engine's ticks)"),
+        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume live updates and the engine's ticks"),
         Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
@@ -235,8 +235,13 @@ class ItapApp(App[int]):
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
             return
+        everywhere = [
+            Binding(b.key, b.action, b.description, tooltip=self.pause_help()) if b.action == "toggle_pause" else b
+            for b in self.BINDINGS
+            if isinstance(b, Binding)
+        ]
         sections = [
-            ("Everywhere", list(self.BINDINGS) + [Binding("ctrl+p", "command_palette", "Command palette")]),
+            ("Everywhere", everywhere + [Binding("ctrl+p", "command_palette", "Command palette")]),
             ("Fleet", [*FleetScreen.BINDINGS, Binding("enter", "", "Open the highlighted device"), Binding("up,down,pageup,pagedown", "", "Move")]),
             ("Anomalies", [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")]),
             ("Device", [*DeviceScreen.BINDINGS]),
@@ -263,10 +268,24 @@ class ItapApp(App[int]):
             return self.ui_paused
         return self.ui_paused or snapshot.stats.paused
 
+    @property
+    def attached(self) -> bool:
+        """Showing a database another process writes: ``p`` cannot pause that engine."""
+        return getattr(self.facade, "mode", "live") == "attached"
+
+    def pause_help(self) -> str:
+        if self.attached:
+            return "Pause or resume this view only (the engine in the other process keeps running)"
+        return "Pause or resume live updates and the engine's ticks"
+
     def action_toggle_pause(self) -> None:
         self._pause_seq = self.snapshot.seq if self.snapshot is not None else -1
         self.ui_paused = not self.ui_paused
-        self.notify("Live updates paused: p resumes" if self.ui_paused else "Live updates resumed", timeout=3)
+        if self.attached:
+            text = "View paused (the engine keeps running): p resumes" if self.ui_paused else "View resumed"
+        else:
+            text = "Live updates and the engine paused: p resumes" if self.ui_paused else "Live updates resumed"
+        self.notify(text, timeout=3)
         self.set_engine_paused(self.ui_paused)
 
     @work(exclusive=True, group="pause", exit_on_error=False, description="pause the engine")
@@ -411,7 +430,8 @@ class ItapApp(App[int]):
         if hasattr(context, "action_acknowledge"):
             yield SystemCommand("Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge)
         yield SystemCommand(
-            "Resume live updates" if self.ui_paused else "Pause live updates", "Pause or resume (p)", self.action_toggle_pause
+            "Resume live updates" if self.ui_paused else "Pause live updates", f"{self.pause_help()} (p)",
+            self.action_toggle_pause,
         )
         yield SystemCommand("Retrain", "Retrain the detection models (r)", self.action_retrain)
         if isinstance(context, DeviceScreen):
@@ -423,15 +443,18 @@ class ItapApp(App[int]):
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
 
 
-def run_console(settings: Settings, attach: bool = False) -> int:
-    """Start the console (``itap``) or attach to a database (``itap console --attach``)."""
+def run_console(settings: Settings, attach: bool = False, mouse: bool = True) -> int:
+    """Start the console (``itap``) or attach to a database (``itap console --attach``).
+
+    ``mouse=False`` leaves the mouse to the terminal (``--no-mouse``, ``console.mouse``).
+    """
     from itap_engine.facade.attached import AttachedFacade
     from itap_engine.facade.local import LocalFacade
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
     app = ItapApp(facade)
     try:
-        result = app.run()
+        result = app.run(mouse=mouse)
     finally:
         if not app.engine_stopped and app.engine.alive:
             try:

@@ -172,6 +172,8 @@ class TickResult:
     sources: list[SourceResult] = field(default_factory=list)
     validation_alerts: list[ValidationAlertRow] = field(default_factory=list)
     scored: int = 0
+    scored_by_profile: dict[str, int] = field(default_factory=dict)
+    """Readings scored per profile (``itap --once --profile``)."""
     opened: list[Any] = field(default_factory=list)
     updated: list[Any] = field(default_factory=list)
     closed: list[Any] = field(default_factory=list)
@@ -662,6 +664,7 @@ class EngineCore:
             result.updated.extend(getattr(changes, "updated", ()) or ())
             result.closed.extend(getattr(changes, "closed", ()) or ())
             result.scored += len(scored)
+            result.scored_by_profile[profile] = result.scored_by_profile.get(profile, 0) + len(scored)
             self._remember_scores(profile, scored)
             self.scored_ms[profile] = int(readings["ts"].max())
             self.store.set_watermark(SCORED_KEY.format(profile=profile), str(self.scored_ms[profile]))

@@ -131,6 +131,20 @@ def collect(store, settings: Settings, *, limit: int, device: str | None = None,
         {"rank": i.pop("rank"), **i} for i in items]}
 
 
+def _check_device(store, device_id: str) -> None:  # noqa: ANN001
+    """Raise unless the device has a row in the device table (every stored reading's device has one)."""
+    import sqlalchemy as sa
+
+    from itap_engine.store.schema import Device
+
+    with store.session() as session:
+        if session.get(Device, device_id) is not None:
+            return
+        known = [row[0] for row in session.execute(sa.select(Device.id).order_by(Device.id).limit(4))]  # type: ignore[arg-type]
+    hint = f"; known devices include {', '.join(known)}" if known else "; the database has no devices yet"
+    raise ItapError(f"unknown device {device_id!r}{hint}")
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from rich import box
     from rich.markup import escape
@@ -146,6 +160,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings.profile(args.profile)
     store = Store(settings)
     try:
+        if args.device:
+            _check_device(store, args.device)
         payload = collect(store, settings, limit=args.limit, device=args.device, profile=args.profile,
                           readings=args.readings, all_readings=args.all_readings)
     finally:
