@@ -14,6 +14,7 @@ How data moves:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from itap_tui.screens import (
     HelpScreen,
 )
 from itap_tui.screens.base import LiveScreen
+from itap_tui.widgets.device_table import SORTS as FLEET_SORTS
+from itap_tui.widgets.navigation import NAV_BINDINGS
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -136,8 +139,9 @@ class ItapApp(App[int]):
         latest = await self.engine.call_sync(self.facade.latest)
         if latest is not None:
             self.post_message(self.SnapshotArrived(latest))
-        if isinstance(self.screen, BootstrapScreen):
-            self.pop_screen()
+        for screen in self.screen_stack:
+            if isinstance(screen, BootstrapScreen):
+                screen.finish()  # under the help screen it leaves when that closes
 
     @on(EngineProgress)
     def _on_progress(self, message: EngineProgress) -> None:
@@ -243,6 +247,7 @@ class ItapApp(App[int]):
         sections = [
             ("Everywhere", everywhere + [Binding("ctrl+p", "command_palette", "Command palette")]),
             ("Fleet", [*FleetScreen.BINDINGS, Binding("enter", "", "Open the highlighted device"), Binding("up,down,pageup,pagedown", "", "Move")]),
+            ("Tables", [Binding(b.key, b.action, b.description) for b in NAV_BINDINGS]),
             ("Anomalies", [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")]),
             ("Device", [*DeviceScreen.BINDINGS]),
             ("Fault dialog", [Binding("tab,shift+tab", "", "Next / previous field"), Binding("up,down", "", "Choose the fault type"), Binding("enter", "", "Next field (injects from the last)"), *FaultModal.BINDINGS]),
@@ -426,6 +431,12 @@ class ItapApp(App[int]):
             yield SystemCommand("Filter", "Filter the table (/)", context.action_filter)
         if hasattr(context, "action_sort"):
             yield SystemCommand("Sort", "Cycle the sort column (s)", context.action_sort)
+        if isinstance(context, FleetScreen):
+            yield SystemCommand("Reverse sort", "Reverse the sort order (S)", context.action_reverse_sort)
+            for column, label in FLEET_SORTS:
+                yield SystemCommand(
+                    f"Sort by {column}", f"Sort the fleet by {label}", functools.partial(context.sort_by, column)
+                )
         yield SystemCommand("Inject fault", "Inject a fault on the highlighted device (f)", self.action_inject_fault)
         if hasattr(context, "action_acknowledge"):
             yield SystemCommand("Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge)

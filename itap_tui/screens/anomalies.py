@@ -9,11 +9,15 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from itap_engine.snapshot import Snapshot
-from itap_tui.filtering import Filter
+from itap_tui.filtering import ANOMALY_KEYS, Filter, why_empty
 from itap_tui.format import contributors_text, fmt_ts
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import AnomalyTable, EngineStatus, FilterBar
 from itap_tui.widgets.anomaly_table import SORTS, sort_key
+
+
+ANOMALY_FILTER_EXAMPLES = ("crit", "!ack", "thermal|mechanical", "score>0.5")
+"""The placeholder's examples; a test checks each parses and matches the demo anomalies."""
 
 
 class AnomaliesScreen(LiveScreen):
@@ -35,7 +39,11 @@ class AnomaliesScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield EngineStatus(id="engine-status")
         yield Static(id="anomalies-summary")
-        yield FilterBar("e.g. 'critical', 'profile:aircraft', 'pump-003', 'sev:warning thermal'", id="anomaly-filter")
+        examples = ", ".join(f"'{e}'" for e in ANOMALY_FILTER_EXAMPLES)
+        yield FilterBar(
+            f"severity, device, family, !not, a|b… e.g. {examples}",
+            keys=ANOMALY_KEYS, numbers=lambda: {"score"}, id="anomaly-filter",
+        )
         yield AnomalyTable(id="anomaly-table")
         yield Static(id="anomaly-detail")
         yield Footer(compact=True)
@@ -69,7 +77,16 @@ class AnomaliesScreen(LiveScreen):
         row = self.table.cursor_anomaly
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         if row is None:
-            text.append("No anomalies match." if self.filter else "No anomalies: the fleet looks normal.", style="dim")
+            snapshot = self.itap.snapshot
+            if self.filter and snapshot is not None and snapshot.anomalies:
+                counts: dict[str, int] = {}
+                for a in snapshot.anomalies:
+                    word = "reading" if a.alert_id is None else f"{a.status} {a.severity}"
+                    counts[word] = counts.get(word, 0) + 1
+                text.append(why_empty(self.filter, len(snapshot.anomalies), counts, noun="anomaly").replace(
+                    "anomalys", "anomalies"), style=self.palette.warning)
+            else:
+                text.append("No anomalies: the fleet looks normal.", style="dim")
         else:
             text.append(row.device_id, style="bold")
             if row.alert_id is None:
