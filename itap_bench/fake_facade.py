@@ -293,7 +293,7 @@ class FakeFacade:
                 fault = self._active_fault(device, self.tick)
                 if fault is not None and self._score(device, self.tick) > THRESHOLD:
                     if not any(
-                        a.device_id == device and a.status == "open" and a.family == self._family(fault)
+                        a.device_id == device and a.status == "open"  # one incident per device
                         for a in self.alerts.values()
                     ):
                         score = self._score(device, self.tick)

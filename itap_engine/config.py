@@ -187,6 +187,9 @@ class AlertSettings(_Model):
     k: int = Field(default=2, ge=1)
     n: int = Field(default=3, ge=1)
     quiet_readings: int = Field(default=12, ge=1)
+    quiet_s: float | None = Field(default=None, gt=0)
+    """Simulated (data-time) seconds without an over-threshold reading that close an
+    incident; default ``quiet_readings`` x ``simulation.freq_s`` (2 minutes)."""
     critical_ratio: float = Field(default=1.5, gt=1)
 
     @model_validator(mode="after")

@@ -93,7 +93,7 @@ from itap_engine.engine.lock import LockHeld, RunLock
 from itap_engine.engine.logs import configure_logging
 from itap_engine.snapshot.dto import contributors_of
 from itap_engine.store.watermarks import ONCE_WALL_KEY
-from itap_engine.snapshot import EngineStats, Progress, worth_showing
+from itap_engine.snapshot import EngineStats, IncidentCounts, Progress, worth_showing
 
 __all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
 
@@ -387,7 +387,8 @@ def format_plain(summary: dict[str, Any]) -> str:
         if source["status"] == "error":
             lines.append(f"file {source['source']}: {source['error']}")
     alerts = summary["alerts"]
-    lines.append(f"alerts: {len(alerts['open'])} open ({alerts['opened']} opened, {alerts['closed']} closed this run)")
+    counts = IncidentCounts(len(alerts["open"]), sum(1 for a in alerts["open"] if not a["acknowledged"]))
+    lines.append(f"incidents: {counts.label()} ({alerts['opened']} opened, {alerts['closed']} closed this run)")
     for a in alerts["open"]:
         top = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))
         lines.append(

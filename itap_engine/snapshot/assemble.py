@@ -19,6 +19,7 @@ from itap_engine.snapshot.dto import (
     AnomalyRow,
     DeviceRow,
     EngineStats,
+    IncidentCounts,
     ProfileInfo,
     Snapshot,
     ValidationAlertRow,
@@ -168,4 +169,5 @@ def build_snapshot(
         validation_alerts=tuple(validation_alerts),
         stats=stats,
         profiles=ProfileInfo.all_of(settings),
+        incidents=IncidentCounts.of(open_alerts),
     )

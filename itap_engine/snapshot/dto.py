@@ -91,6 +91,25 @@ class AnomalyRow:
 
 
 @dataclass(frozen=True)
+class IncidentCounts:
+    """Open incidents, by the one definition every screen and command uses: an alert
+    whose status is ``open``, acknowledged or not; ``unacknowledged`` is the part of
+    those no operator has acknowledged."""
+
+    open: int = 0
+    unacknowledged: int = 0
+
+    @classmethod
+    def of(cls, alerts: Sequence[AnomalyRow]) -> IncidentCounts:
+        shown = [a for a in alerts if a.alert_id is not None and a.status == "open"]
+        return cls(len(shown), sum(1 for a in shown if not a.acknowledged))
+
+    def label(self) -> str:
+        """"2 open, 1 unacknowledged" (the words are the definition)."""
+        return f"{self.open} open, {self.unacknowledged} unacknowledged"
+
+
+@dataclass(frozen=True)
 class ValidationAlertRow:
     created_at: datetime
     level: str
@@ -152,6 +171,12 @@ class Snapshot:
     validation_alerts: tuple[ValidationAlertRow, ...]
     stats: EngineStats
     profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
+    incidents: IncidentCounts | None = None
+    """Counted over every open incident (``anomalies`` is cut at a length); None:
+    count ``anomalies`` (see :meth:`open_incidents`)."""
+
+    def open_incidents(self) -> IncidentCounts:
+        return self.incidents if self.incidents is not None else IncidentCounts.of(self.anomalies)
 
 
 @dataclass(frozen=True)

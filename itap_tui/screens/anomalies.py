@@ -59,13 +59,11 @@ class AnomaliesScreen(LiveScreen):
         rows = [row for row in snapshot.anomalies if self.filter.matches_anomaly(row)]
         rows.sort(key=sort_key(SORTS[self.sort_index][0]))
         self.table.sync(rows, self.palette)
-        open_alerts = [a for a in snapshot.anomalies if a.alert_id is not None and a.status == "open"]
         closed = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "closed")
         readings = sum(1 for a in snapshot.anomalies if a.alert_id is None)
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(f"{len(open_alerts)} open alerts", style="bold")
-        unacked = sum(1 for a in open_alerts if not a.acknowledged)
-        text.append(f" ({unacked} unacknowledged)", style="bold" if unacked else "dim")
+        incidents = snapshot.open_incidents()
+        text.append(f"incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim")
         text.append(f"  │ {readings} top readings  │ {closed} recently closed", style="dim")
         text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
         if self.filter:

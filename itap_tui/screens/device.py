@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from itap_engine.snapshot import DeviceDetail, Snapshot
+from itap_engine.snapshot import AnomalyRow, DeviceDetail, Snapshot
 from itap_tui.format import fmt_dt, fmt_ts, severity_text, status_text
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import ContributorsPanel, EngineStatus, SignalPlot
@@ -142,6 +142,19 @@ class DeviceScreen(LiveScreen):
             text.append("  loading…", style="dim italic")
         self.query_one("#device-header", Static).update(text)
 
+    def current_incident(self) -> AnomalyRow | None:
+        """The device's open incident, or None: a closed one is never shown as current,
+        even when the detail was fetched before the snapshot that closed it."""
+        detail = self.detail
+        if detail is None:
+            return None
+        snapshot = self.itap.snapshot
+        row = next((d for d in snapshot.devices if d.device_id == detail.device_id), None) if snapshot else None
+        if row is not None and row.status not in ("warning", "critical"):
+            return None
+        closed = {a.alert_id for a in snapshot.anomalies if a.status == "closed"} if snapshot else set()
+        return next((a for a in detail.alerts if a.status == "open" and a.alert_id not in closed), None)
+
     def show_detail(self) -> None:
         detail = self.detail
         self._header(self.itap.snapshot)
@@ -151,11 +164,15 @@ class DeviceScreen(LiveScreen):
         unit = profile.units.get(self.signal or "", "") if profile else ""
         self.query_one("#signal-plot", SignalPlot).show(detail, self.signal, unit)
         self.query_one("#score-plot", SignalPlot).show(detail, None)
-        headline = ""
-        if detail.alerts:
-            latest = detail.alerts[0]
-            headline = f"{latest.severity} alert, score {latest.score:.2f}, family {latest.family}"
-        self.query_one(ContributorsPanel).show(detail.contributors, self.palette, headline)
+        current = self.current_incident()
+        if current is not None:
+            families = ", ".join(dict.fromkeys([current.family, *(c.family for c in current.contributors)]))
+            headline = f"{current.severity} incident #{current.alert_id} since {fmt_ts(current.opened_ts or current.ts)}, peak {current.score:.2f}, {families}"
+            self.query_one(ContributorsPanel).show(current.contributors or detail.contributors, self.palette, headline)
+        else:
+            last = next((a for a in detail.alerts if a.alert_id is not None), None)
+            note = f"Last incident #{last.alert_id} is closed (last anomalous reading {fmt_ts(last.ts)})." if last else ""
+            self.query_one(ContributorsPanel).show((), self.palette, note)
         palette = self.palette
         self.query_one("#alert-history", KeyedTable).sync(
             [

@@ -108,8 +108,8 @@ class FleetScreen(LiveScreen):
                 symbol, word, colour = STATUS_STYLE[status]
                 text.append("  ")
                 text.append(f"{symbol} {counts[status]} {word}", style=getattr(self.palette, colour))
-        open_alerts = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "open" and not a.acknowledged)
-        text.append(f"  │ {open_alerts} open alerts", style="bold" if open_alerts else "dim")
+        incidents = snapshot.open_incidents()
+        text.append(f"  │ incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim")
         text.append(f"  │ sort: {sort_label(self.sort_index, self.sort_reverse)}", style="dim")
         if self.filter:
             text.append(f"  │ filter: {self.filter.describe()} ({shown} shown)", style=f"bold {self.palette.accent}")

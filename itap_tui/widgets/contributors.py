@@ -23,7 +23,7 @@ class ContributorsPanel(Static):
         if headline:
             text.append(headline + "\n", style="bold")
         if not contributors:
-            text.append("No open alert: nothing to explain.", style="dim")
+            text.append("No open incident: nothing to explain now.", style="dim")
             self.update(text)
             return
         for index, item in enumerate(contributors):

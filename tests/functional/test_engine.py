@@ -368,3 +368,37 @@ def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path
     store.close()
     assert not (workdir / "data" / "itap.lock").exists()
     assert (workdir / "itap.log").read_text()
+
+
+async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_quiet_period(workdir: Path) -> None:
+    """Issue 12: a sensor_dropout opened two alerts (events and mechanical) that stayed
+    open ~20 simulated minutes. Now one incident per device, closed a quiet period
+    (default: 12 readings, 2 simulated minutes) after its last anomalous reading."""
+    settings = settings_of(workdir)
+    engine = Engine(settings, schedule=False)
+    await engine.start()
+    try:
+        [command] = await engine.inject_fault(["pump-002"], "sensor_dropout", 3.0, 600)
+        incidents: list[models.Alert] = []
+        for _ in range(60):
+            await engine.tick_now()
+            snap = engine.latest()
+            assert snap is not None
+            open_now = [a for a in snap.anomalies if a.alert_id is not None and a.status == "open" and a.device_id == "pump-002"]
+            assert len(open_now) <= 1
+            store = Store(settings)
+            try:
+                with store.session() as session:
+                    incidents = list(session.exec(select(models.Alert).where(models.Alert.device_id == "pump-002")))
+            finally:
+                store.close()
+            if incidents and all(a.status == "closed" for a in incidents):
+                break
+        assert incidents, engine.last_error
+        assert all(a.status == "closed" for a in incidents)
+        for incident in incidents:
+            assert incident.closed_ts - incident.last_ts == 120_000  # the quiet period, data time
+        families = {c["family"] for c in json.loads(incidents[0].contributors)}
+        assert len(families) >= 1
+    finally:
+        await engine.stop()

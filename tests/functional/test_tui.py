@@ -303,10 +303,10 @@ async def test_a_closed_alert_is_shown_closed_and_not_counted_open() -> None:
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert "2 open alerts" in str(app.screen.query_one("#fleet-summary").render())
+        assert "incidents: 2 open, 2 unacknowledged" in str(app.screen.query_one("#fleet-summary").render())
         facade.alerts[1] = replace(facade.alerts[1], status="closed")  # pump-007's critical alert
         await tick(pilot, facade)
-        assert "1 open alerts" in str(app.screen.query_one("#fleet-summary").render())
+        assert "incidents: 1 open, 1 unacknowledged" in str(app.screen.query_one("#fleet-summary").render())
         await pilot.press("2")
         table = app.screen.query_one(AnomalyTable)
         assert cell_text(table, "alert-1", "severity") == "○ CRIT closed"
@@ -314,7 +314,7 @@ async def test_a_closed_alert_is_shown_closed_and_not_counted_open() -> None:
         rows = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
         assert rows[-1] == "alert-1", "closed alerts come after open alerts and readings"
         summary = str(app.screen.query_one("#anomalies-summary").render())
-        assert "1 open alerts" in summary and "1 recently closed" in summary
+        assert "incidents: 1 open, 1 unacknowledged" in summary and "1 recently closed" in summary
 
 
 # ---------------------------------------------------------------------- fault injection

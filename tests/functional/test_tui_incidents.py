@@ -1,0 +1,70 @@
+"""Incidents in the console and the command line: one count with one label
+everywhere, a Why panel that never shows a closed incident as current."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from test_tui import ready, tick, wait_for
+
+from itap_bench.fake_facade import FakeFacade
+from itap_engine.snapshot import IncidentCounts
+from itap_engine.store.schema import Alert
+from itap_engine.store.sql import Store
+from itap_engine.config import load_settings
+from itap_tui import cli
+from itap_tui.app import ItapApp
+from itap_tui.screens import AnomaliesScreen, DeviceScreen
+from itap_tui.widgets import ContributorsPanel
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_one_definition_and_one_label() -> None:
+    assert IncidentCounts(2, 1).label() == "2 open, 1 unacknowledged"
+
+
+async def test_fleet_header_and_anomalies_screen_give_the_same_count() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await facade.acknowledge(2)
+        await tick(pilot, facade)
+        assert "incidents: 2 open, 1 unacknowledged" in str(app.screen.query_one("#fleet-summary").render())
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
+        assert "incidents: 2 open, 1 unacknowledged" in str(app.screen.query_one("#anomalies-summary").render())
+
+
+def test_itap_status_gives_the_same_label(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text((REPO / "config.toml").read_text())
+    store = Store(load_settings(config))
+    with store.session() as session:
+        for device, acked, status in (("pump-001", False, "open"), ("pump-002", True, "open"), ("pump-003", False, "closed")):
+            session.add(Alert(profile="industrial", device_id=device, family="thermal", opened_ts=0, last_ts=0,
+                              status=status, acknowledged=acked))
+        session.commit()
+    store.close()
+    assert cli.main(["--config", str(config), "status"]) == 0
+    assert "incidents: 2 open, 1 unacknowledged" in capsys.readouterr().out
+
+
+async def test_the_why_panel_never_shows_a_closed_incident_as_current() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade, detail_refresh_s=3600)  # the detail is not refetched: it goes stale
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.open_device("pump-007")  # its critical incident is alert 1
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None)
+        panel = app.screen.query_one(ContributorsPanel)
+        assert "critical incident #1" in str(panel.render())
+        facade.alerts[1] = replace(facade.alerts[1], status="closed")
+        await tick(pilot, facade)
+        app.screen.show_detail()
+        await pilot.pause()
+        why = str(panel.render())
+        assert "critical incident" not in why and "No open incident" in why and "#1 is closed" in why
