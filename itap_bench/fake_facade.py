@@ -161,6 +161,7 @@ class FakeFacade:
         self._task: asyncio.Task[None] | None = None
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self._standing: set[int] = set()
+        self.muted: dict[str, tuple[int, str]] = {}
         # A standing critical alert so the anomalies screen is never empty.
         if len(self.device_ids) > 7:
             self._open_alert(self.device_ids[7], "critical", 0.93, "overheat_drift", -30)
@@ -227,11 +228,22 @@ class FakeFacade:
             out.append(command)
         return out
 
-    async def acknowledge(self, alert_id: int) -> None:
-        self.calls.append(("acknowledge", (alert_id,)))
+    async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
+        self.calls.append(("acknowledge", (alert_id,)) if acknowledged else ("unacknowledge", (alert_id,)))
         row = self.alerts[alert_id]
-        self.alerts[alert_id] = _replace(row, acknowledged=True)
+        self.alerts[alert_id] = _replace(row, acknowledged=acknowledged)
         self._publish(self._build())
+
+    async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
+        self.calls.append(("mute", (device_id, seconds)))
+        if seconds is None:
+            self.muted.pop(device_id, None)
+            until = None
+        else:
+            until = _ms(self.sim_time()) + int(seconds * 1000)
+            self.muted[device_id] = (until, f"muted{': ' + reason if reason else ''}")
+        self._publish(self._build())
+        return until
 
     async def retrain(self, profile: str | None = None) -> dict[str, int | None]:
         self.calls.append(("retrain", (profile,)))
@@ -475,6 +487,7 @@ class FakeFacade:
                 mode=self.mode,
             ),
             profiles=PROFILES,
+            silenced={d: v for d, v in self.muted.items() if v[0] > _ms(self.sim_time())},
         )
 
 

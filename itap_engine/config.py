@@ -183,6 +183,22 @@ class DetectionSettings(_Model):
     bootstrap_hours: float = Field(default=6, gt=0)
 
 
+class MaintenanceWindow(_Model):
+    """A period (data time, UTC) during which matching devices raise no incident."""
+
+    device: str
+    """A device id, or a shell pattern such as ``pump-00*``."""
+    start: datetime
+    end: datetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceWindow:
+        if self.end <= self.start:
+            raise ValueError("a maintenance window must end after it starts")
+        return self
+
+
 class AlertSettings(_Model):
     k: int = Field(default=2, ge=1)
     n: int = Field(default=3, ge=1)
@@ -191,6 +207,8 @@ class AlertSettings(_Model):
     """Simulated (data-time) seconds without an over-threshold reading that close an
     incident; default ``quiet_readings`` x ``simulation.freq_s`` (2 minutes)."""
     critical_ratio: float = Field(default=1.5, gt=1)
+    maintenance: list[MaintenanceWindow] = []
+    """``[[alerts.maintenance]]`` windows: no incident opens for those devices."""
 
     @model_validator(mode="after")
     def _k_le_n(self) -> AlertSettings:

@@ -29,7 +29,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from itap_engine.snapshot import EngineFacade, FaultCommandView, Progress, Snapshot
+from itap_engine.snapshot import AnomalyRow, EngineFacade, FaultCommandView, Progress, Snapshot
 from itap_tui.engine_thread import EngineThread
 from itap_tui.format import Palette, fmt_ts
 from itap_tui.screens import (
@@ -40,8 +40,10 @@ from itap_tui.screens import (
     FaultRequest,
     FleetScreen,
     HelpScreen,
+    PromptModal,
 )
 from itap_tui.screens.base import LiveScreen
+from itap_tui.screens.fault_modal import parse_duration
 from itap_tui.widgets.device_table import SORTS as FLEET_SORTS
 from itap_tui.widgets.navigation import NAV_BINDINGS
 
@@ -401,7 +403,71 @@ class ItapApp(App[int]):
     @work(group="commands", exit_on_error=False, description="acknowledge an alert")
     async def run_acknowledge(self, alert_id: int, device_id: str) -> None:
         await self.engine.call(self.facade.acknowledge, alert_id)
-        self.notify(f"Alert #{alert_id} on {device_id} acknowledged.", markup=False, timeout=4)
+        self.notify(f"Incident #{alert_id} on {device_id} acknowledged (u undoes).", markup=False, timeout=4)
+
+    def device_incident(self, device_id: str) -> AnomalyRow | None:
+        """The device's open incident in the newest snapshot."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        return next(
+            (a for a in snapshot.anomalies if a.device_id == device_id and a.alert_id is not None and a.status == "open"),
+            None,
+        )
+
+    def unacknowledge(self, row: AnomalyRow | None) -> None:
+        """Undo the acknowledgement of an incident."""
+        if row is None or row.alert_id is None or not row.acknowledged:
+            self.notify("Nothing to undo: no acknowledged incident here.", severity="warning", markup=False)
+            return
+        self.run_unacknowledge(row.alert_id, row.device_id)
+
+    @work(group="commands", exit_on_error=False, description="undo an acknowledgement")
+    async def run_unacknowledge(self, alert_id: int, device_id: str) -> None:
+        await self.engine.call(self.facade.acknowledge, alert_id, False)
+        self.notify(f"Incident #{alert_id} on {device_id} is unacknowledged again.", markup=False, timeout=4)
+
+    def acknowledge_all(self, rows: Iterable[AnomalyRow], what: str) -> None:
+        """Acknowledge every open, unacknowledged incident among ``rows`` (the filtered table)."""
+        ids = sorted({r.alert_id for r in rows if r.alert_id is not None and r.status == "open" and not r.acknowledged})
+        if not ids:
+            self.notify(f"No unacknowledged incident in {what}.", severity="warning", markup=False)
+            return
+        self.run_acknowledge_all(ids, what)
+
+    @work(group="commands", exit_on_error=False, description="acknowledge incidents")
+    async def run_acknowledge_all(self, ids: list[int], what: str) -> None:
+        for alert_id in ids:
+            await self.engine.call(self.facade.acknowledge, alert_id)
+        self.notify(f"{len(ids)} incident(s) in {what} acknowledged.", markup=False, timeout=5)
+
+    def ask_mute(self, device_id: str | None) -> None:
+        """Ask how long to mute a device (data time); 0 lifts a mute."""
+        if device_id is None:
+            return
+        muted = self.snapshot.silenced.get(device_id) if self.snapshot is not None else None
+        question = f"Mute {device_id}: no new incident for (e.g. 30m, 2h; 0 lifts the mute)"
+        if muted:
+            question += f"; now {muted[1]} until {fmt_ts(muted[0])} (sim)"
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            seconds = parse_duration(answer.strip())
+            if seconds is None:
+                self.notify(f"Not a duration: {answer!r} (try 30m or 2h).", severity="error", markup=False)
+                return
+            self.run_mute(device_id, seconds or None)
+
+        self.push_screen(PromptModal(question, "1h"), chosen)
+
+    @work(group="commands", exit_on_error=False, description="mute a device")
+    async def run_mute(self, device_id: str, seconds: float | None) -> None:
+        until = await self.engine.call(self.facade.mute, device_id, seconds)
+        if until is None:
+            self.notify(f"{device_id} is no longer muted.", markup=False, timeout=4)
+        else:
+            self.notify(f"{device_id} muted until {fmt_ts(until)} (sim): no new incident.", markup=False, timeout=5)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -17,6 +17,9 @@ Why it is built this way:
 * **Severity follows the readings.** An incident is critical while one of its last
   ``n`` over-threshold readings reaches ``critical_ratio`` x threshold, and goes back
   to warning when they no longer do; ``peak_score`` keeps the highest score seen.
+* **Silence.** A device an operator muted (``device_mute``, until a data time) or in a
+  configured maintenance window (``[[alerts.maintenance]]``) opens no incident; one
+  already open runs its course.
 * **Event-driven.** The state machine only visits readings over the threshold (and
   checks quiet periods arithmetically between them), so a whole day of a fleet goes
   through it in well under a second, and a tick of a hundred readings costs nothing.
@@ -28,9 +31,10 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +45,7 @@ from sqlmodel import select
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.detection.features import EVENT_FAMILY, feature_signal, sort_readings
-from itap_engine.store.schema import Alert, ModelVersion, utcnow
+from itap_engine.store.schema import Alert, DeviceMute, ModelVersion, utcnow
 
 __all__ = [
     "AlertChanges",
@@ -52,6 +56,8 @@ __all__ = [
     "contributors_from_json",
     "contributors_to_json",
     "explain",
+    "mute_device",
+    "silences",
 ]
 
 EVENTS_SIGNAL = "(events)"
@@ -140,6 +146,41 @@ def explain(
     return Explanation(top_family, rows)
 
 
+# ---------------------------------------------------------------------- silence
+def _ms(value: object) -> int:
+    return int(pd.Timestamp(value).value // 1_000_000)  # type: ignore[arg-type]
+
+
+def mute_device(store, device_id: str, until_ts: int | None, reason: str = "") -> None:  # noqa: ANN001
+    """Mute a device until ``until_ts`` (data time, epoch ms); None lifts its mutes."""
+    table = DeviceMute.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(table).where(table.c.device_id == device_id))
+        if until_ts is not None:
+            conn.execute(sa.insert(table).values(device_id=device_id, until_ts=int(until_ts), reason=reason[:200],
+                                                 created_at=utcnow()))
+
+
+def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+    """Devices silenced at ``at_ms`` (data time): device -> (until, why), from operator
+    mutes and the configured maintenance windows."""
+    out: dict[str, tuple[int, str]] = {}
+    table = DeviceMute.__table__  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:
+        for device, until, reason in conn.execute(
+            sa.select(table.c.device_id, table.c.until_ts, table.c.reason).where(table.c.until_ts > at_ms)
+        ):
+            out[str(device)] = (int(until), f"muted{': ' + reason if reason else ''}")
+    for window in settings.alerts.maintenance:
+        start, end = _ms(window.start), _ms(window.end)
+        if not start <= at_ms < end:
+            continue
+        for device in fnmatch.filter(devices, window.device):
+            if end > out.get(device, (0, ""))[0]:
+                out[device] = (end, f"maintenance{': ' + window.reason if window.reason else ''}")
+    return out
+
+
 # ---------------------------------------------------------------------- state machine
 @dataclass(frozen=True)
 class AlertChanges:
@@ -209,6 +250,23 @@ class AlertTracker:
                 entry.push[c.signal] = (c.family, c.share)
             state.incident = entry
 
+    def _silenced(self, since_ms: int) -> Callable[[str, int], bool]:
+        """A test: is this device silenced at this time (mutes read once per update)?"""
+        table = DeviceMute.__table__  # type: ignore[attr-defined]
+        with self.store.engine.connect() as conn:
+            mutes = [(str(d), int(u)) for d, u in conn.execute(
+                sa.select(table.c.device_id, table.c.until_ts).where(table.c.until_ts > since_ms))]
+        windows = [(w.device, _ms(w.start), _ms(w.end)) for w in self.rules.maintenance]
+        if not mutes and not windows:
+            return lambda device, at: False
+
+        def silenced(device: str, at: int) -> bool:
+            if any(d == device and at < until for d, until in mutes):
+                return True
+            return any(start <= at < end and fnmatch.fnmatchcase(device, pattern) for pattern, start, end in windows)
+
+        return silenced
+
     @property
     def quiet_ms(self) -> int:
         """The quiet period that closes an incident, in milliseconds of data time."""
@@ -255,6 +313,7 @@ class AlertTracker:
         contributors = frame["contributors"].to_numpy(dtype=object) if "contributors" in frame.columns else None
         bounds = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1], True])
         k, n, quiet = self.rules.k, self.rules.n, self.quiet_ms
+        silenced = self._silenced(int(ts.min()))
         touched: dict[int, Alert] = {}
         opened_ids: set[int] = set()
         closed: list[Alert] = list(self._superseded)
@@ -290,7 +349,7 @@ class AlertTracker:
                 if entry is not None:
                     self._extend(entry, r, ts, score, family, contributors, threshold, n)
                     touched[id(entry.alert)] = entry.alert
-                elif len(state.recent) >= k:
+                elif len(state.recent) >= k and not silenced(key[1], int(ts[r])):
                     counts = Counter(f for _, f in state.recent)
                     best = max(counts.values())
                     fam = family[r] if counts[family[r]] == best else counts.most_common(1)[0][0]
@@ -384,15 +443,16 @@ def _tracked_update() -> sa.Executable:
     )
 
 
-def acknowledge_alert(store, alert_id: int) -> Alert:  # noqa: ANN001
-    """Mark an alert acknowledged (stored); acknowledging twice keeps the first time."""
+def acknowledge_alert(store, alert_id: int, acknowledged: bool = True) -> Alert:  # noqa: ANN001
+    """Mark an alert acknowledged (stored); acknowledging twice keeps the first time.
+    ``acknowledged=False`` undoes an acknowledgement."""
     with store.session() as session:
         alert = session.get(Alert, alert_id)
         if alert is None:
             raise AlertError(f"alert {alert_id} does not exist; list alerts with `itap anomalies`")
-        if not alert.acknowledged:
-            alert.acknowledged = True
-            alert.acknowledged_at = utcnow()
+        if alert.acknowledged != acknowledged:
+            alert.acknowledged = acknowledged
+            alert.acknowledged_at = utcnow() if acknowledged else None
             session.add(alert)
             session.commit()
         session.refresh(alert)

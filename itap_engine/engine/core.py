@@ -746,6 +746,8 @@ class EngineCore:
     # ------------------------------------------------------------------ snapshot
     def snapshot(self, seq: int, stats: EngineStats) -> Snapshot:
         """An immutable picture of the fleet after the last tick."""
+        from itap_engine.detection.alerts import silences
+
         open_alerts, recent_closed = open_and_recent_alerts(self.store)
         profiles: dict[str, ProfileState] = {}
         for profile in self.settings.profiles:
@@ -770,6 +772,10 @@ class EngineCore:
             injected=injected_faults(self.store),
             validation_alerts=recent_validation_alerts(self.store),
             clock_ms=_ms(self.sim_time) if self.sim_time else None,
+            silenced=silences(
+                self.store, self.settings, [d.device_id for p in profiles.values() for d in p.devices],
+                _ms(self.sim_time) if self.sim_time else 0,
+            ),
             stats=stats,
         )
 

@@ -119,6 +119,7 @@ def build_snapshot(
     validation_alerts: Sequence[ValidationAlertRow],
     clock_ms: int | None,
     stats: EngineStats,
+    silenced: Mapping[str, tuple[int, str]] | None = None,
 ) -> Snapshot:
     """The fleet at one moment, by the same rules whoever asks.
 
@@ -170,4 +171,5 @@ def build_snapshot(
         stats=stats,
         profiles=ProfileInfo.all_of(settings),
         incidents=IncidentCounts.of(open_alerts),
+        silenced=dict(silenced or {}),
     )

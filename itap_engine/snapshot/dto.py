@@ -171,6 +171,9 @@ class Snapshot:
     validation_alerts: tuple[ValidationAlertRow, ...]
     stats: EngineStats
     profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
+    silenced: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    """Devices that open no incident now: device -> (until, epoch ms data time; why:
+    "muted..." or "maintenance...")."""
     incidents: IncidentCounts | None = None
     """Counted over every open incident (``anomalies`` is cut at a length); None:
     count ``anomalies`` (see :meth:`open_incidents`)."""
@@ -251,7 +254,12 @@ class EngineFacade(Protocol):
     ) -> list[FaultCommandView]:
         """Schedule an operator fault; it takes effect from the next tick."""
 
-    async def acknowledge(self, alert_id: int) -> None: ...
+    async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
+        """Acknowledge an incident (``acknowledged=False`` undoes it)."""
+
+    async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
+        """Mute a device for ``seconds`` of data time (None lifts the mute); returns
+        when the mute ends (epoch ms, data time) or None."""
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
         """Retrain now; the new model versions by profile (they score from the next

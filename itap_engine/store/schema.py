@@ -130,6 +130,19 @@ class Alert(SQLModel, table=True):
     acknowledged_at: datetime | None = None
 
 
+class DeviceMute(SQLModel, table=True):
+    """An operator's mute (snooze) of a device: no new incident until ``until_ts``."""
+
+    __tablename__ = "device_mute"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(index=True, max_length=128)
+    until_ts: int = Field(sa_type=BigInteger)
+    """Data time (epoch ms, the simulated clock) the mute ends."""
+    reason: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class FaultCommand(SQLModel, table=True):
     """A fault an operator asked for; an engine in any process carries it out."""
 

@@ -557,6 +557,7 @@ def datetime_to_ms(value: datetime) -> int:
 
 _FIXED_TABLES = (
     models.Device,
+    models.DeviceMute,
     models.Run,
     models.Quarantine,
     models.ValidationEvent,

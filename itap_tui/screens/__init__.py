@@ -8,6 +8,7 @@ from itap_tui.screens.device import DeviceScreen
 from itap_tui.screens.fault_modal import FaultModal, FaultRequest
 from itap_tui.screens.fleet import FleetScreen
 from itap_tui.screens.help import HelpScreen
+from itap_tui.screens.prompt import PromptModal
 
 __all__ = [
     "AnomaliesScreen",
@@ -17,4 +18,5 @@ __all__ = [
     "FaultRequest",
     "FleetScreen",
     "HelpScreen",
+    "PromptModal",
 ]

@@ -27,7 +27,10 @@ class AnomaliesScreen(LiveScreen):
         Binding("escape", "back", "Back", tooltip="Back to the fleet"),
         Binding("slash", "filter", "Filter", tooltip="Filter: profile, severity, device, family or key:value"),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: score, severity, time, device"),
-        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted alert"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted incident"),
+        Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted incident"),
+        Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge every incident the filter shows"),
+        Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period"),
         Binding("1", "app.fleet", "Fleet"),
     ]
 
@@ -131,6 +134,20 @@ class AnomaliesScreen(LiveScreen):
             self.notify("This is a reading, not an alert: nothing to acknowledge.", severity="warning")
             return
         self.itap.acknowledge(row.alert_id, row.device_id)
+
+    def action_unacknowledge(self) -> None:
+        self.itap.unacknowledge(self.table.cursor_anomaly)
+
+    def action_acknowledge_all(self) -> None:
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return
+        what = f"the filter '{self.filter.describe()}'" if self.filter else "the list"
+        self.itap.acknowledge_all((a for a in snapshot.anomalies if self.filter.matches_anomaly(a)), what)
+
+    def action_mute(self) -> None:
+        row = self.table.cursor_anomaly
+        self.itap.ask_mute(row.device_id if row else None)
 
     def action_drill(self) -> None:
         row = self.table.cursor_anomaly

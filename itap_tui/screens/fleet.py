@@ -29,7 +29,10 @@ class FleetScreen(LiveScreen):
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: status, score, device, profile, state"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("o", "resort", "Re-sort", show=False, tooltip="Re-sort now (the order holds still while you move)"),
-        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted device's open alert"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted device's open incident"),
+        Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted device's incident"),
+        Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge the incidents of every device the filter shows"),
+        Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period: no new incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
         Binding("v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"),
     ]
@@ -78,7 +81,10 @@ class FleetScreen(LiveScreen):
         rows.sort(key=sort_key(SORTS[self.sort_index][0]), reverse=self.sort_reverse)
         table = self.table
         idle = time.monotonic() - table.last_moved >= self.resort_idle_s
-        table.sync(rows, snapshot.profiles, self.palette, self.itap.fault_marks, reorder=self._resort or idle)
+        table.sync(
+            rows, snapshot.profiles, self.palette, self.itap.fault_marks, reorder=self._resort or idle,
+            silenced=snapshot.silenced,
+        )
         self._resort = False
         self.query_one(ValidationLog).add_alerts(snapshot.validation_alerts, self.palette)
         self._summary(snapshot, len(rows))
@@ -162,6 +168,22 @@ class FleetScreen(LiveScreen):
         device = self.table.cursor_device
         if device is not None:
             self.itap.acknowledge_device(device)
+
+    def action_unacknowledge(self) -> None:
+        device = self.table.cursor_device
+        if device is not None:
+            self.itap.unacknowledge(self.itap.device_incident(device))
+
+    def action_acknowledge_all(self) -> None:
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return
+        shown = {row.device_id for row in snapshot.devices if self.filter.matches_device(row)}
+        what = f"the filter '{self.filter.describe()}'" if self.filter else "the fleet"
+        self.itap.acknowledge_all((a for a in snapshot.anomalies if a.device_id in shown), what)
+
+    def action_mute(self) -> None:
+        self.itap.ask_mute(self.table.cursor_device)
 
     def action_drill(self) -> None:
         device = self.table.cursor_device

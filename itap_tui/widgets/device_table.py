@@ -126,7 +126,12 @@ class DeviceTable(DataTable):
         return row_key.value
 
     def _render_row(
-        self, row: DeviceRow, profile: ProfileInfo | None, palette: Palette, mark: tuple[str, str] | None
+        self,
+        row: DeviceRow,
+        profile: ProfileInfo | None,
+        palette: Palette,
+        mark: tuple[str, str] | None,
+        silenced: tuple[int, str] | None = None,
     ) -> tuple[tuple[object, ...], list[Text]]:
         names = profile.key_signals if profile else tuple(row.values)[:3]
         units = profile.units if profile else {}
@@ -134,7 +139,8 @@ class DeviceTable(DataTable):
         fault = row.injected_fault or (mark[0] if mark else None)
         state = mark[1] if mark and mark[0] == fault else ""
         score = None if row.score is None else round(row.score, 2)
-        signature = (row.device_id, (row.status, bool(fault)), (score, row.status), row.state, values, (fault, state), row.profile)
+        quiet = silenced[1].split(":")[0] if silenced else ""
+        signature = (row.device_id, (row.status, bool(fault), quiet), (score, row.status), row.state, values, (fault, state), row.profile)
         fault_text = Text(end="")
         if fault:
             fault_text.append("⚡ ", style=f"bold {palette.warning}")
@@ -144,6 +150,8 @@ class DeviceTable(DataTable):
         status_cell = status_text(row.status, palette)
         if fault:
             status_cell.append(" ⚡", style=f"bold {palette.warning}")
+        if quiet:
+            status_cell.append(f" {quiet}", style="dim italic")  # muted or maintenance: no new incident
         cells = [
             Text(row.device_id, style="bold", end=""),
             status_cell,
@@ -163,6 +171,7 @@ class DeviceTable(DataTable):
         marks: Mapping[str, tuple[str, str]] | None = None,
         force: bool = False,
         reorder: bool = True,
+        silenced: Mapping[str, tuple[int, str]] | None = None,
     ) -> None:
         """Make the table show ``rows``, touching only what changed.
 
@@ -179,7 +188,9 @@ class DeviceTable(DataTable):
             del self._cells[device]
         column_keys = [key for key, _ in COLUMNS]
         for row in rows:
-            signature, cells = self._render_row(row, profiles.get(row.profile), palette, marks.get(row.device_id))
+            signature, cells = self._render_row(
+                row, profiles.get(row.profile), palette, marks.get(row.device_id), (silenced or {}).get(row.device_id)
+            )
             old = self._cells.get(row.device_id)
             if old is None:
                 self.add_row(*cells, key=row.device_id)

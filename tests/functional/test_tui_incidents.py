@@ -68,3 +68,68 @@ async def test_the_why_panel_never_shows_a_closed_incident_as_current() -> None:
         await pilot.pause()
         why = str(panel.render())
         assert "critical incident" not in why and "No open incident" in why and "#1 is closed" in why
+
+
+async def test_u_undoes_an_acknowledgement() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
+        table = app.screen.table
+        table.move_cursor(row=table.get_row_index("alert-1"))
+        await pilot.press("a")
+        await wait_for(pilot, lambda: facade.alerts[1].acknowledged)
+        await wait_for(pilot, lambda: app.screen.table.cursor_anomaly.acknowledged)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: ("unacknowledge", (1,)) in facade.calls)
+        assert not facade.alerts[1].acknowledged
+        # from the fleet too, on the highlighted device's incident
+        await pilot.press("1")
+        await facade.acknowledge(2)
+        await tick(pilot, facade)
+        fleet = app.screen.table
+        fleet.move_cursor(row=fleet.get_row_index(facade.alerts[2].device_id))
+        await pilot.press("u")
+        await wait_for(pilot, lambda: ("unacknowledge", (2,)) in facade.calls)
+
+
+async def test_A_acknowledges_everything_the_filter_shows_and_nothing_else() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"crit", "enter")
+        await pilot.pause()
+        await pilot.press("A")
+        await wait_for(pilot, lambda: facade.alerts[1].acknowledged)
+        await pilot.pause(0.2)
+        assert facade.alerts[1].severity == "critical" and not facade.alerts[2].acknowledged
+        assert [c for c in facade.calls if c[0] == "acknowledge"] == [("acknowledge", (1,))]
+
+
+async def test_m_mutes_the_highlighted_device_for_a_period_and_0_lifts_it() -> None:
+    from itap_tui.screens import PromptModal
+    from itap_tui.widgets import DeviceTable
+
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        table.move_cursor(row=table.get_row_index("pump-002"))
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"30m", "enter")
+        await wait_for(pilot, lambda: ("mute", ("pump-002", 1800.0)) in facade.calls)
+        await wait_for(pilot, lambda: "muted" in table.get_cell("pump-002", "status").plain)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", "0", "enter")
+        await wait_for(pilot, lambda: ("mute", ("pump-002", None)) in facade.calls)
+        await wait_for(pilot, lambda: "muted" not in table.get_cell("pump-002", "status").plain)

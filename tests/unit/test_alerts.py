@@ -206,3 +206,45 @@ def test_injected_overheat_alerts_that_device_only(tmp_path) -> None:
         assert all(a.family == "thermal" for a in during)
     finally:
         store.close()
+
+
+def test_a_muted_device_opens_no_incident_until_the_mute_ends(tracker) -> None:
+    from itap_engine.detection.alerts import mute_device, silences
+
+    store, settings, t = tracker
+    mute_device(store, "pump-001", 100_000, "noisy sensor")
+    assert not t.update("industrial", scored("1111111111")).opened  # ts 0 .. 90 s: muted
+    assert silences(store, settings, ["pump-001", "pump-002"], 50_000) == {"pump-001": (100_000, "muted: noisy sensor")}
+    assert silences(store, settings, ["pump-001"], 100_000) == {}
+    [incident] = t.update("industrial", scored("11", t0=100_000)).opened  # the mute ended
+    assert incident.opened_ts == 100_000  # the first reading after the mute, k of n already met
+    mute_device(store, "pump-002", 10**12)
+    mute_device(store, "pump-002", None)  # lifted
+    assert t.update("industrial", scored("11", device="pump-002")).opened
+
+
+def test_a_maintenance_window_from_config_opens_no_incident(tmp_path) -> None:
+    from itap_engine.detection.alerts import silences
+
+    start = pd.Timestamp(START)
+    window = {"device": "pump-00*", "start": start.isoformat(), "end": (start + pd.Timedelta(minutes=1)).isoformat(),
+              "reason": "bearing swap"}
+    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 4, "maintenance": [window]})
+    store = open_store(settings)
+    try:
+        t0 = int(start.value // 1_000_000)
+        t = AlertTracker(store, settings)
+        assert not t.update("industrial", scored("111111", t0=t0)).opened  # inside the window
+        assert t.update("industrial", scored("11", device="ext-1", t0=t0)).opened  # not matched
+        assert t.update("industrial", scored("11", t0=t0 + 60_000)).opened  # after it
+        assert silences(store, settings, ["pump-001", "ext-1"], t0) == {"pump-001": (t0 + 60_000, "maintenance: bearing swap")}
+    finally:
+        store.close()
+
+
+def test_an_acknowledgement_can_be_undone(tracker) -> None:
+    store, _, t = tracker
+    [alert] = t.update("industrial", scored("11")).opened
+    acknowledge_alert(store, alert.id)
+    undone = acknowledge_alert(store, alert.id, acknowledged=False)
+    assert not undone.acknowledged and undone.acknowledged_at is None
