@@ -234,6 +234,11 @@ class FakeFacade:
         self.alerts[alert_id] = _replace(row, acknowledged=acknowledged)
         self._publish(self._build())
 
+    async def note(self, alert_id: int, text: str) -> None:
+        self.calls.append(("note", (alert_id, text)))
+        self.alerts[alert_id] = _replace(self.alerts[alert_id], note=" ".join(text.split())[:200])
+        self._publish(self._build())
+
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         self.calls.append(("mute", (device_id, seconds)))
         if seconds is None:

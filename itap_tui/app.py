@@ -441,6 +441,28 @@ class ItapApp(App[int]):
             await self.engine.call(self.facade.acknowledge, alert_id)
         self.notify(f"{len(ids)} incident(s) in {what} acknowledged.", markup=False, timeout=5)
 
+    def ask_note(self, row: AnomalyRow | None) -> None:
+        """Ask for a short note on an incident (empty clears it)."""
+        if row is None or row.alert_id is None:
+            self.notify("No incident here to note.", severity="warning", markup=False)
+            return
+        alert_id = row.alert_id
+
+        def chosen(answer: str | None) -> None:
+            if answer is not None:
+                self.run_note(alert_id, answer)
+
+        self.push_screen(
+            PromptModal(f"Note on incident #{alert_id} ({row.device_id}); empty clears it", row.note,
+                        placeholder="e.g. crew on site, bearing ordered"),
+            chosen,
+        )
+
+    @work(group="commands", exit_on_error=False, description="note an incident")
+    async def run_note(self, alert_id: int, text: str) -> None:
+        await self.engine.call(self.facade.note, alert_id, text)
+        self.notify(f"Note on incident #{alert_id} {'saved' if text.strip() else 'cleared'}.", markup=False, timeout=4)
+
     def ask_mute(self, device_id: str | None) -> None:
         """Ask how long to mute a device (data time); 0 lifts a mute."""
         if device_id is None:

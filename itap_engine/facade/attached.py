@@ -43,6 +43,7 @@ from itap_engine.store.queries import (
     recent_reading_anomalies,
     recent_validation_alerts,
     request_retrain,
+    set_note,
     write_fault_commands,
 )
 from itap_engine.store.sql import Store
@@ -202,6 +203,10 @@ class AttachedFacade(SnapshotPublisher):
 
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         await asyncio.to_thread(acknowledge_alert, self._store(), alert_id, acknowledged)
+        self._poke()
+
+    async def note(self, alert_id: int, text: str) -> None:
+        await asyncio.to_thread(set_note, self._store(), alert_id, text)
         self._poke()
 
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:

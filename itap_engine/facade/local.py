@@ -23,6 +23,7 @@ from itap_engine.snapshot.dto import (
 )
 from itap_engine.store.queries import (
     device_detail,
+    set_note,
 )
 from itap_engine.store.sql import datetime_to_ms
 
@@ -67,6 +68,10 @@ class LocalFacade:
 
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         await asyncio.to_thread(acknowledge_alert, self._core().store, alert_id, acknowledged)
+        await self.engine.refresh()
+
+    async def note(self, alert_id: int, text: str) -> None:
+        await asyncio.to_thread(set_note, self._core().store, alert_id, text)
         await self.engine.refresh()
 
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:

@@ -88,6 +88,8 @@ class AnomalyRow:
     status: str = "open"
     acknowledged: bool = False
     opened_ts: int | None = None
+    note: str = ""
+    """An operator's short note on the incident."""
 
 
 @dataclass(frozen=True)
@@ -256,6 +258,9 @@ class EngineFacade(Protocol):
 
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         """Acknowledge an incident (``acknowledged=False`` undoes it)."""
+
+    async def note(self, alert_id: int, text: str) -> None:
+        """Set (or with "" clear) the short note on an incident."""
 
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         """Mute a device for ``seconds`` of data time (None lifts the mute); returns

@@ -6,7 +6,9 @@ With :mod:`itap_engine.store.sql`, the only place that talks SQL.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -60,6 +62,7 @@ def open_and_recent_alerts(store: Store, closed_limit: int = RECENT_CLOSED_ALERT
             alert_row(a)
             for a in session.exec(select(A).where(A.status == "closed").order_by(A.id.desc()).limit(closed_limit))  # type: ignore[union-attr]
         ]
+        open_, closed = _with_notes(session, open_), _with_notes(session, closed)
     return open_, closed
 
 
@@ -160,6 +163,39 @@ def command_view(command: models.FaultCommand) -> FaultCommandView:
         message=command.message or "",
     )
 
+NOTE_LENGTH = 200
+"""Characters of an incident note kept (a short note, not a log)."""
+
+
+def set_note(store: Store, alert_id: int, text: str) -> None:
+    """Set an incident's note; an empty text removes it."""
+    with store.session() as session:
+        if session.get(models.Alert, alert_id) is None:
+            raise ItapError(f"alert {alert_id} does not exist")
+        note = session.get(models.IncidentNote, alert_id)
+        text = " ".join(text.split())[:NOTE_LENGTH]
+        if not text:
+            if note is not None:
+                session.delete(note)
+        elif note is None:
+            session.add(models.IncidentNote(alert_id=alert_id, text=text))
+        else:
+            note.text, note.updated_at = text, models.utcnow()
+            session.add(note)
+        session.commit()
+
+
+def _with_notes(session: Any, rows: list[AnomalyRow]) -> list[AnomalyRow]:
+    ids = [r.alert_id for r in rows if r.alert_id is not None]
+    if not ids:
+        return rows
+    N = models.IncidentNote
+    notes = {n.alert_id: n.text for n in session.exec(select(N).where(N.alert_id.in_(ids)))}  # type: ignore[attr-defined]
+    if not notes:
+        return rows
+    return [replace(r, note=notes[r.alert_id]) if r.alert_id in notes else r for r in rows]
+
+
 def alert_row(alert: models.Alert) -> AnomalyRow:
     return AnomalyRow(
         device_id=alert.device_id,
@@ -204,10 +240,10 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
             raise UnknownDevice(f"unknown device {device_id!r}")
         profile = device.profile
         A, FC, Q = models.Alert, models.FaultCommand, models.Quarantine
-        alerts = [
+        alerts = _with_notes(session, [
             alert_row(a)
             for a in session.exec(select(A).where(A.device_id == device_id).order_by(A.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
-        ]
+        ])
         faults = tuple(
             command_view(c)
             for c in session.exec(select(FC).where(FC.device_id == device_id).order_by(FC.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]

@@ -130,6 +130,16 @@ class Alert(SQLModel, table=True):
     acknowledged_at: datetime | None = None
 
 
+class IncidentNote(SQLModel, table=True):
+    """An operator's short note on an incident (one per incident; the last one wins)."""
+
+    __tablename__ = "incident_note"
+
+    alert_id: int = Field(primary_key=True)
+    text: str = Field(default="", max_length=500)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class DeviceMute(SQLModel, table=True):
     """An operator's mute (snooze) of a device: no new incident until ``until_ts``."""
 

@@ -31,6 +31,7 @@ class AnomaliesScreen(LiveScreen):
         Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted incident"),
         Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge every incident the filter shows"),
         Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period"),
+        Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted incident"),
         Binding("1", "app.fleet", "Fleet"),
     ]
 
@@ -98,6 +99,9 @@ class AnomaliesScreen(LiveScreen):
                 text.append(f" alert #{row.alert_id}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim")
             if row.acknowledged:
                 text.append(" (acknowledged)", style="dim")
+            if row.note:
+                text.append("  note: ", style="dim")
+                text.append(row.note, style="italic")
             text.append("  why: ", style="dim")
             text.append_text(contributors_text(row.contributors, limit=4) if row.contributors else Text("—"))
         self.query_one("#anomaly-detail", Static).update(text)
@@ -144,6 +148,9 @@ class AnomaliesScreen(LiveScreen):
             return
         what = f"the filter '{self.filter.describe()}'" if self.filter else "the list"
         self.itap.acknowledge_all((a for a in snapshot.anomalies if self.filter.matches_anomaly(a)), what)
+
+    def action_note(self) -> None:
+        self.itap.ask_note(self.table.cursor_anomaly)
 
     def action_mute(self) -> None:
         row = self.table.cursor_anomaly

@@ -33,6 +33,7 @@ class FleetScreen(LiveScreen):
         Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted device's incident"),
         Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge the incidents of every device the filter shows"),
         Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period: no new incident"),
+        Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted device's incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
         Binding("v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"),
     ]
@@ -184,6 +185,10 @@ class FleetScreen(LiveScreen):
 
     def action_mute(self) -> None:
         self.itap.ask_mute(self.table.cursor_device)
+
+    def action_note(self) -> None:
+        device = self.table.cursor_device
+        self.itap.ask_note(self.itap.device_incident(device) if device else None)
 
     def action_drill(self) -> None:
         device = self.table.cursor_device

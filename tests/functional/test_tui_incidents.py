@@ -133,3 +133,21 @@ async def test_m_mutes_the_highlighted_device_for_a_period_and_0_lifts_it() -> N
         await pilot.press("ctrl+a", "ctrl+k", "0", "enter")
         await wait_for(pilot, lambda: ("mute", ("pump-002", None)) in facade.calls)
         await wait_for(pilot, lambda: "muted" not in table.get_cell("pump-002", "status").plain)
+
+
+async def test_N_writes_a_short_note_shown_with_the_incident() -> None:
+    from itap_tui.screens import PromptModal
+
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
+        screen = app.screen
+        screen.table.move_cursor(row=screen.table.get_row_index("alert-1"))
+        await pilot.press("N")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press(*"crew on site", "enter")
+        await wait_for(pilot, lambda: ("note", (1, "crew on site")) in facade.calls)
+        await wait_for(pilot, lambda: "note: crew on site" in str(screen.query_one("#anomaly-detail").render()))

@@ -248,3 +248,18 @@ def test_an_acknowledgement_can_be_undone(tracker) -> None:
     acknowledge_alert(store, alert.id)
     undone = acknowledge_alert(store, alert.id, acknowledged=False)
     assert not undone.acknowledged and undone.acknowledged_at is None
+
+
+def test_a_short_note_on_an_incident_reaches_the_snapshot_rows(tracker) -> None:
+    from itap_engine.store.queries import open_and_recent_alerts, set_note
+
+    store, _, t = tracker
+    [alert] = t.update("industrial", scored("11")).opened
+    set_note(store, alert.id, "  crew   on site\n" + "x" * 300)
+    [row], _ = open_and_recent_alerts(store)
+    assert row.note.startswith("crew on site x") and len(row.note) == 200
+    set_note(store, alert.id, "")
+    [row], _ = open_and_recent_alerts(store)
+    assert row.note == ""
+    with pytest.raises(Exception, match="does not exist"):
+        set_note(store, 999, "x")
