@@ -29,6 +29,7 @@ from itap_engine.snapshot import (
     QuarantineView,
     Snapshot,
     ValidationAlertRow,
+    ValidationProblemRow,
 )
 
 START = datetime(2026, 1, 1, 6, 0, 0, tzinfo=UTC)
@@ -319,6 +320,20 @@ class FakeFacade:
         self._publish(snapshot)
         return snapshot
 
+    def _problems(self, validation: list[ValidationAlertRow]) -> tuple[ValidationProblemRow, ...]:
+        """The validation alerts as problems: each first seen when it was created, seen
+        again every tick since; the schema error of a 50th tick resolved at the next."""
+        now = _ms(self.sim_time())
+        out = []
+        for index, alert in enumerate(validation, start=1):
+            first = _ms(alert.created_at.replace(tzinfo=UTC))
+            out.append(ValidationProblemRow(
+                id=index, device_id=alert.device_id, signal=alert.signal, check=alert.check, level=alert.level,
+                first_ts=first, last_ts=now, count=1 + max(0, (now - first) // int(STEP_S * 1000)),
+                message=alert.message,
+            ))
+        return tuple(out)
+
     def _publish(self, snapshot: Snapshot) -> None:
         self._latest = snapshot
         for callback in list(self._subscribers):
@@ -493,6 +508,7 @@ class FakeFacade:
             ),
             profiles=PROFILES,
             silenced={d: v for d, v in self.muted.items() if v[0] > _ms(self.sim_time())},
+            validation_problems=self._problems(validation),
         )
 
 

@@ -80,6 +80,8 @@ from itap_engine.store.queries import (
     latest_scores,
     open_and_recent_alerts,
     recent_validation_alerts,
+    record_problems,
+    validation_problems,
     write_fault_commands,
 )
 from itap_engine.store.sql import Store, datetime_to_ms
@@ -550,6 +552,7 @@ class EngineCore:
             t = lap("inbox", t)
         self.sim_time = t1
         self.store.set_watermark(SIM_CLOCK_KEY, t1.isoformat())
+        record_problems(self.store, result.validation_alerts, _ms(t1))  # one per (device, signal, check)
 
         self._score(result, _ms(t1), lap)
         t = time.perf_counter()
@@ -771,6 +774,7 @@ class EngineCore:
             reading_anomalies=self._reading_anomalies,
             injected=injected_faults(self.store),
             validation_alerts=recent_validation_alerts(self.store),
+            validation_problems=validation_problems(self.store),
             clock_ms=_ms(self.sim_time) if self.sim_time else None,
             silenced=silences(
                 self.store, self.settings, [d.device_id for p in profiles.values() for d in p.devices],

@@ -44,6 +44,7 @@ from itap_engine.store.queries import (
     recent_validation_alerts,
     request_retrain,
     set_note,
+    validation_problems,
     write_fault_commands,
 )
 from itap_engine.store.sql import Store
@@ -109,6 +110,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         reading_anomalies=readings,
         injected=injected_faults(store),
         validation_alerts=recent_validation_alerts(store),
+        validation_problems=validation_problems(store),
         clock_ms=clock_ms,
         stats=stats,
         silenced=silences(

@@ -23,6 +23,7 @@ from itap_engine.snapshot.dto import (
     ProfileInfo,
     Snapshot,
     ValidationAlertRow,
+    ValidationProblemRow,
     contributors_of,
 )
 
@@ -120,6 +121,7 @@ def build_snapshot(
     clock_ms: int | None,
     stats: EngineStats,
     silenced: Mapping[str, tuple[int, str]] | None = None,
+    validation_problems: Sequence[ValidationProblemRow] = (),
 ) -> Snapshot:
     """The fleet at one moment, by the same rules whoever asks.
 
@@ -172,4 +174,5 @@ def build_snapshot(
         profiles=ProfileInfo.all_of(settings),
         incidents=IncidentCounts.of(open_alerts),
         silenced=dict(silenced or {}),
+        validation_problems=tuple(validation_problems),
     )

@@ -122,6 +122,24 @@ class ValidationAlertRow:
 
 
 @dataclass(frozen=True)
+class ValidationProblemRow:
+    """One validation problem per (device, signal, check), in data time (epoch ms)."""
+
+    id: int
+    device_id: str | None
+    signal: str | None
+    check: str
+    level: str
+    first_ts: int
+    last_ts: int
+    count: int
+    """Cycles that raised it."""
+    message: str
+    resolved_ts: int | None = None
+    """When a cycle no longer raised it (None: still open)."""
+
+
+@dataclass(frozen=True)
 class EngineStats:
     sim_time: datetime | None
     """The simulated clock (or the newest reading's time when attached)."""
@@ -173,6 +191,8 @@ class Snapshot:
     validation_alerts: tuple[ValidationAlertRow, ...]
     stats: EngineStats
     profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
+    validation_problems: tuple[ValidationProblemRow, ...] = ()
+    """Open problems and the most recently resolved, oldest first seen first."""
     silenced: Mapping[str, tuple[int, str]] = field(default_factory=dict)
     """Devices that open no incident now: device -> (until, epoch ms data time; why:
     "muted..." or "maintenance...")."""

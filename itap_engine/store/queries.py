@@ -24,6 +24,7 @@ from itap_engine.snapshot.dto import (
     FaultCommandView,
     QuarantineView,
     ValidationAlertRow,
+    ValidationProblemRow,
     contributors_of,
 )
 from itap_engine.store import schema as models
@@ -77,6 +78,64 @@ def recent_validation_alerts(store: Store, limit: int = RECENT_VALIDATION) -> li
             )
             for e in events
         ]
+
+
+RECENT_RESOLVED_PROBLEMS = 20
+"""Resolved validation problems a snapshot still lists (after the open ones)."""
+
+
+def record_problems(store: Store, alerts: Sequence[ValidationAlertRow], at_ms: int) -> tuple[int, int]:
+    """Fold one cycle's validation alerts into problems, one per (device, signal, check).
+
+    A problem this cycle raised again gets ``last_ts`` = ``at_ms`` (data time), its
+    count and message updated; a new one is opened; an open one this cycle did not
+    raise is resolved at ``at_ms``. Info-level alerts are not problems. Returns
+    (opened, resolved).
+    """
+    P = models.ValidationProblem
+    seen: dict[tuple[str, str, str], ValidationAlertRow] = {}
+    for alert in alerts:
+        if alert.level == "info":
+            continue
+        seen[(alert.device_id or "", alert.signal or "", alert.check)] = alert
+    opened = resolved = 0
+    with store.session() as session:
+        current = {(p.device_id, p.signal, p.check): p for p in session.exec(select(P).where(P.status == "open"))}
+        for key, alert in seen.items():
+            problem = current.pop(key, None)
+            if problem is None:
+                session.add(P(device_id=key[0], signal=key[1], check=key[2], level=alert.level,
+                              first_ts=at_ms, last_ts=at_ms, message=alert.message[:2000]))
+                opened += 1
+            else:
+                problem.last_ts, problem.count = at_ms, problem.count + 1
+                problem.message, problem.level = alert.message[:2000], alert.level
+                session.add(problem)
+        for problem in current.values():  # not raised this cycle: it stopped
+            problem.status, problem.resolved_ts = "resolved", at_ms
+            session.add(problem)
+            resolved += 1
+        session.commit()
+    return opened, resolved
+
+
+def validation_problems(store: Store, resolved_limit: int = RECENT_RESOLVED_PROBLEMS) -> list[ValidationProblemRow]:
+    """Open problems and the most recently resolved ones, by first seen."""
+    P = models.ValidationProblem
+    with store.session() as session:
+        rows = list(session.exec(select(P).where(P.status == "open")))
+        rows += list(session.exec(
+            select(P).where(P.status == "resolved").order_by(P.resolved_ts.desc()).limit(resolved_limit)  # type: ignore[union-attr]
+        ))
+    rows.sort(key=lambda p: (p.first_ts, p.id or 0))
+    return [
+        ValidationProblemRow(
+            id=int(p.id or 0), device_id=p.device_id or None, signal=p.signal or None, check=p.check,
+            level=p.level, first_ts=int(p.first_ts), last_ts=int(p.last_ts), count=int(p.count),
+            message=p.message, resolved_ts=None if p.resolved_ts is None else int(p.resolved_ts),
+        )
+        for p in rows
+    ]
 
 
 def injected_faults(store: Store) -> dict[str, str]:

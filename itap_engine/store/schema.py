@@ -82,6 +82,29 @@ class ValidationEvent(SQLModel, table=True):
     message: str = ""
 
 
+class ValidationProblem(SQLModel, table=True):
+    """One validation problem per (device, signal, check): the ``validation_event`` rows
+    of every batch that raised it, folded into first seen, last seen and a count.
+    Times are data time (epoch ms of the simulated clock)."""
+
+    __tablename__ = "validation_problem"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(default="", max_length=128)
+    """"" for a problem of a whole input (a schema error)."""
+    signal: str = Field(default="", max_length=64)
+    check: str = Field(max_length=64)
+    level: str = Field(default="warning", max_length=16)
+    first_ts: int = Field(sa_type=BigInteger)
+    last_ts: int = Field(sa_type=BigInteger)
+    count: int = 1
+    message: str = ""
+    """The latest message."""
+    status: str = Field(default="open", index=True, max_length=16)
+    """open, or resolved when a cycle no longer raises it."""
+    resolved_ts: int | None = Field(default=None, sa_type=BigInteger)
+
+
 class ModelVersion(SQLModel, table=True):
     __tablename__ = "model_version"
 

@@ -562,6 +562,7 @@ _FIXED_TABLES = (
     models.Run,
     models.Quarantine,
     models.ValidationEvent,
+    models.ValidationProblem,
     models.ModelVersion,
     models.Score,
     models.Alert,

@@ -14,7 +14,7 @@ from itap_engine.snapshot import Snapshot
 from itap_tui.filtering import DEVICE_KEYS, Filter, why_empty
 from itap_tui.format import STATUS_STYLE
 from itap_tui.screens.base import LiveScreen
-from itap_tui.widgets import DeviceTable, EngineStatus, FilterBar, ValidationLog
+from itap_tui.widgets import DeviceTable, EngineStatus, FilterBar, ValidationPanel
 from itap_tui.widgets.device_table import SORTS, sort_key, sort_label
 
 FLEET_FILTER_EXAMPLES = ("crit|warn", "!ok", "profile:aircraft", "score>0.5")
@@ -58,7 +58,7 @@ class FleetScreen(LiveScreen):
         )
         yield Static(id="fleet-empty", classes="empty-why")
         yield DeviceTable(id="devices")
-        yield ValidationLog(id="validation")
+        yield ValidationPanel(id="validation")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -87,7 +87,7 @@ class FleetScreen(LiveScreen):
             silenced=snapshot.silenced,
         )
         self._resort = False
-        self.query_one(ValidationLog).add_alerts(snapshot.validation_alerts, self.palette)
+        self.query_one(ValidationPanel).show(snapshot.validation_problems, self.palette)
         self._summary(snapshot, len(rows))
         self._empty(snapshot, len(rows))
 
@@ -163,7 +163,7 @@ class FleetScreen(LiveScreen):
             self.sort_by(column, not self.sort_reverse if same else False)
 
     def action_focus_validation(self) -> None:
-        self.query_one(ValidationLog).focus()
+        self.query_one(ValidationPanel).focus()
 
     def action_acknowledge(self) -> None:
         device = self.table.cursor_device

@@ -400,5 +400,18 @@ async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_qui
             assert incident.closed_ts - incident.last_ts == 120_000  # the quiet period, data time
         families = {c["family"] for c in json.loads(incidents[0].contributors)}
         assert len(families) >= 1
+        # validation: one problem per (device, signal, check), in data time, not a row per batch
+        store = Store(settings)
+        try:
+            with store.session() as session:
+                problems = list(session.exec(select(models.ValidationProblem)))
+                events = store.count(models.ValidationEvent)
+        finally:
+            store.close()
+        keys = [(p.device_id, p.signal, p.check) for p in problems if p.status == "open"]
+        assert len(keys) == len(set(keys))
+        start_ms = datetime_to_ms(settings.simulation.start)
+        assert all(p.first_ts >= start_ms and p.last_ts >= p.first_ts for p in problems)
+        assert len(problems) <= max(1, events)
     finally:
         await engine.stop()

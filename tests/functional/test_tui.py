@@ -21,7 +21,7 @@ from itap_tui.format import Palette, bar, fmt_value, score_text, status_text
 from itap_tui.screens import AnomaliesScreen, BootstrapScreen, DeviceScreen, FaultModal, FleetScreen, HelpScreen
 from itap_tui.screens.fault_modal import parse_duration
 from itap_bench.fake_facade import FakeFacade
-from itap_tui.widgets import AnomalyTable, ContributorsPanel, DeviceTable, EngineStatus, ValidationLog
+from itap_tui.widgets import AnomalyTable, ContributorsPanel, DeviceTable, EngineStatus, ValidationPanel
 from itap_tui.widgets.keyed_table import KeyedTable
 
 MARKUP_ID = "[bold red]x[/]"
@@ -121,8 +121,8 @@ async def test_markup_in_data_is_shown_literally() -> None:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
         assert cell_text(table, MARKUP_ID, "device") == MARKUP_ID
-        log = app.screen.query_one(ValidationLog)
-        assert any(MARKUP_ID in "".join(seg.text for seg in line) for line in log.lines)
+        panel = app.screen.query_one(ValidationPanel)
+        assert any(MARKUP_ID in cell_text(panel, key.value, "device") for key in panel.rows)
         # drill into it: header, and the quarantined CSV row holding markup, stay literal
         table.move_cursor(row=table.get_row_index(MARKUP_ID))
         await pilot.press("enter")
@@ -506,7 +506,7 @@ async def test_usable_at_80x24() -> None:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
         assert table.size.height >= 10
-        assert app.screen.query_one(ValidationLog).size.height >= 3
+        assert app.screen.query_one(ValidationPanel).size.height >= 3
         await pilot.press("pagedown", "down")
         await tick(pilot, facade)
         assert table.cursor_row > 10

@@ -151,3 +151,27 @@ async def test_N_writes_a_short_note_shown_with_the_incident() -> None:
         await pilot.press(*"crew on site", "enter")
         await wait_for(pilot, lambda: ("note", (1, "crew on site")) in facade.calls)
         await wait_for(pilot, lambda: "note: crew on site" in str(screen.query_one("#anomaly-detail").render()))
+
+
+async def test_validation_problems_stay_put_and_use_the_simulated_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    from itap_tui.format import fmt_ts
+    from itap_tui.widgets import ValidationPanel
+
+    facade = FakeFacade(devices=12, extra_devices=("ext-001",))
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        panel = app.screen.query_one(ValidationPanel)
+        assert panel.row_count == len(app.snapshot.validation_problems) >= 2
+        cleared: list[bool] = []
+        monkeypatch.setattr(panel, "clear", lambda *a, **k: cleared.append(True))
+        await pilot.press("v")
+        await pilot.press("down")
+        key = panel.coordinate_to_cell_key(panel.cursor_coordinate)[0].value
+        await tick(pilot, facade, 3)
+        assert panel.coordinate_to_cell_key(panel.cursor_coordinate)[0].value == key and not cleared
+        problem = next(p for p in app.snapshot.validation_problems if f"p{p.id}" == key)
+        assert panel.get_cell(key, "first").plain == fmt_ts(problem.first_ts)  # data time, not the wall clock
+        assert panel.get_cell(key, "count").plain == str(problem.count) and problem.count > 1
+        message = panel.get_cell(key, "message").plain
+        assert problem.signal is None or not message.startswith(problem.signal)  # no repeated signal name
