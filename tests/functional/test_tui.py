@@ -394,10 +394,10 @@ async def test_device_screen_keys() -> None:
         alerts = screen.query_one("#alert-history", KeyedTable)
         assert alerts.row_count == 1
         header = lambda: str(screen.query_one("#device-header").render())  # noqa: E731
-        assert "rpm 1/5" in header()
+        assert "temp_c 2/5" in header()  # opens on the signal that drives the incident
         await pilot.press("n")
-        assert "temp_c 2/5" in header()
-        await pilot.press("N")
+        assert " 3/5" in header()
+        await pilot.press("N", "N")
         assert "rpm 1/5" in header()
         await pilot.press("w")
         await wait_for(pilot, lambda: ("device_detail", ("pump-007", 6 * 3600)) in facade.calls)
