@@ -18,6 +18,7 @@ import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -68,6 +69,8 @@ class ItapApp(App[int]):
         Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
+        Binding("e", "export('csv')", "Export", show=False, tooltip="Export the table on screen (as filtered) to CSV"),
+        Binding("E", "export('json')", "Export JSON", show=False, tooltip="Export the table on screen (as filtered) to JSON"),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
         Binding("q", "quit", "Quit", tooltip="Stop the engine cleanly and quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -85,8 +88,17 @@ class ItapApp(App[int]):
     class EngineProgress(Message):
         progress: Progress
 
-    def __init__(self, facade: EngineFacade, *, detail_refresh_s: float = 2.0, theme: str | None = None) -> None:
+    def __init__(
+        self,
+        facade: EngineFacade,
+        *,
+        detail_refresh_s: float = 2.0,
+        theme: str | None = None,
+        export_dir: Path | None = None,
+    ) -> None:
         super().__init__()
+        self.export_dir = export_dir or Path.cwd() / "itap-exports"
+        """Where ``e``/``E`` write (``<data_dir>/exports`` from ``itap``)."""
         self.facade = facade
         self.engine = EngineThread()
         self.snapshot: Snapshot | None = None
@@ -107,6 +119,7 @@ class ItapApp(App[int]):
         self._palette: tuple[str, Palette] | None = None
         self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
         self.fleet_screen = FleetScreen()
+        self.last_export: Path | None = None
 
     # ------------------------------------------------------------------ look
     @property
@@ -508,6 +521,22 @@ class ItapApp(App[int]):
             return
         self.notify(f"{event.worker.description or event.worker.name} failed: {message}", severity="error", markup=False, timeout=10)
 
+    def action_export(self, fmt: str = "csv") -> None:
+        context = self._context_screen()
+        if not hasattr(context, "export_records"):
+            self.notify("Nothing to export on this screen.", severity="warning", markup=False)
+            return
+        name, records = context.export_records()
+        self.run_export(name, records, fmt)
+
+    @work(group="export", exit_on_error=False, description="export")
+    async def run_export(self, name: str, records: list, fmt: str) -> None:  # type: ignore[type-arg]
+        from itap_tui.export import write_records
+
+        path = await asyncio.to_thread(write_records, records, self.export_dir, name, fmt)
+        self.last_export = path
+        self.notify(f"{len(records)} rows of {name} written to {path}", title="Exported", markup=False, timeout=10)
+
     # ------------------------------------------------------------------ palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         context = self._context_screen()
@@ -537,6 +566,9 @@ class ItapApp(App[int]):
             yield SystemCommand("Back", "Back to the previous screen (esc)", context.action_back)
             yield SystemCommand("Next signal", "Plot the next signal (n)", context.action_next_signal)
             yield SystemCommand("Window", "Cycle the plot window (w)", context.action_next_window)
+        if hasattr(context, "export_records"):
+            yield SystemCommand("Export CSV", "Write the table on screen, as filtered, to CSV (e)", lambda: self.action_export("csv"))
+            yield SystemCommand("Export JSON", "Write the table on screen, as filtered, to JSON (E)", lambda: self.action_export("json"))
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Dark/light theme", "Switch between dark and light (ctrl+t)", self.action_toggle_theme)
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
@@ -551,7 +583,7 @@ def run_console(settings: Settings, attach: bool = False, mouse: bool = True) ->
     from itap_engine.facade.local import LocalFacade
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
-    app = ItapApp(facade)
+    app = ItapApp(facade, export_dir=settings.resolve(settings.paths.data_dir) / "exports")
     try:
         result = app.run(mouse=mouse)
     finally:

@@ -165,6 +165,17 @@ class AnomaliesScreen(LiveScreen):
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.action_drill()
 
+    def export_records(self) -> tuple[str, list]:  # type: ignore[type-arg]
+        """The incidents and readings as shown (filter, sort)."""
+        from itap_tui.export import anomaly_records
+
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return "incidents", []
+        rows = [row for row in snapshot.anomalies if self.filter.matches_anomaly(row)]
+        rows.sort(key=sort_key(SORTS[self.sort_index][0]))
+        return "incidents", anomaly_records(rows)
+
     def selected_devices(self) -> list[str]:
         row = self.table.cursor_anomaly
         return [row.device_id] if row else []

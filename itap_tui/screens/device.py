@@ -318,5 +318,11 @@ class DeviceScreen(LiveScreen):
     def action_toggle_score(self) -> None:
         self.score_first = not self.score_first
 
+    def export_records(self) -> tuple[str, list]:  # type: ignore[type-arg]
+        """The device's series in the window shown: time, score, every signal, fault."""
+        from itap_tui.export import series_records
+
+        return f"{self.device_id}-series", series_records(self.detail) if self.detail is not None else []
+
     def selected_devices(self) -> list[str]:
         return [self.device_id]

@@ -199,6 +199,20 @@ class FleetScreen(LiveScreen):
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.action_drill()
 
+    def export_records(self) -> tuple[str, list]:  # type: ignore[type-arg]
+        """The fleet as shown (filter, order), or the validation problems when focused."""
+        from itap_tui.export import fleet_records, problem_records
+
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return "fleet", []
+        if self.query_one(ValidationPanel).has_focus:
+            return "validation-problems", problem_records(snapshot.validation_problems)
+        by_id = {row.device_id: row for row in snapshot.devices}
+        table = self.table
+        shown = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
+        return "fleet", fleet_records([by_id[d] for d in shown if d in by_id], dict(snapshot.silenced))
+
     def selected_devices(self) -> list[str]:
         device = self.table.cursor_device
         return [device] if device else []

@@ -162,3 +162,23 @@ async def test_a_local_consoles_pause_says_it_pauses_the_engine() -> None:
         await pilot.press("question_mark")
         [pause] = [text for _, keys, text in app.screen.entries() if keys == "p"]
         assert "engine's ticks" in pause
+
+
+def test_anomalies_as_csv(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv as csv_module
+
+    from itap_engine.store.schema import Alert
+
+    store = Store(load_settings(config))
+    with store.session() as session:
+        session.add(Device(id="pump-001", profile="industrial"))
+        session.add(Alert(profile="industrial", device_id="pump-001", family="thermal", opened_ts=0, last_ts=60_000,
+                          peak_score=2.0, threshold=1.0, severity="critical",
+                          contributors='[{"signal": "temp_c", "family": "thermal", "share": 0.93}]'))
+        session.commit()
+    store.close()
+    assert cli.main(["--config", str(config), "anomalies", "--csv"]) == 0
+    [row] = list(csv_module.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert row["device_id"] == "pump-001" and row["kind"] == "alerts" and row["contributors"] == "temp_c 0.93"
+    assert row["severity"] == "critical" and row["time"] == "1970-01-01T00:01:00"
+    assert cli.main(["--config", str(config), "anomalies", "--csv", "--json"]) == 2
