@@ -23,6 +23,7 @@ from itap_engine.snapshot import (
     DeviceDetail,
     DeviceRow,
     EngineStats,
+    EventRow,
     FaultCommandView,
     Progress,
     ProfileInfo,
@@ -234,6 +235,23 @@ class FakeFacade:
         row = self.alerts[alert_id]
         self.alerts[alert_id] = _replace(row, acknowledged=acknowledged)
         self._publish(self._build())
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        """Faults, incidents and validation problems of the fake fleet, newest first."""
+        self.calls.append(("events", (limit,)))
+        snapshot = self._latest or self._build()
+        out = [EventRow(_ms(self.sim_time(tick=0)), "log", "warning", None, "engine: tick took 1.2 s (over 1.0 s)")]
+        for fault in self.faults.values():
+            out.append(EventRow(_ms(self.sim_time(fault.start_tick)), "fault", "info", fault.command.device_id,
+                                f"fault {fault.command.fault} severity {fault.command.severity:g}"))
+        for alert in self.alerts.values():
+            out.append(EventRow(alert.opened_ts, "incident", alert.severity, alert.device_id,
+                                f"incident #{alert.alert_id} opened ({alert.family})"))
+        for problem in snapshot.validation_problems:
+            out.append(EventRow(problem.first_ts, "validation", problem.level, problem.device_id,
+                                f"{problem.signal or ''} {problem.check}: {problem.message}".strip()))
+        out.sort(key=lambda e: -(e.ts or 0))
+        return out[:limit]
 
     async def note(self, alert_id: int, text: str) -> None:
         self.calls.append(("note", (alert_id, text)))

@@ -37,6 +37,7 @@ from itap_tui.screens import (
     AnomaliesScreen,
     BootstrapScreen,
     DeviceScreen,
+    EventsScreen,
     FaultModal,
     FaultRequest,
     FleetScreen,
@@ -69,6 +70,7 @@ class ItapApp(App[int]):
         Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
+        Binding("l", "events", "Events", show=False, tooltip="Events: engine warnings, faults, retrains, validation, incidents"),
         Binding("e", "export('csv')", "Export", show=False, tooltip="Export the table on screen (as filtered) to CSV"),
         Binding("E", "export('json')", "Export JSON", show=False, tooltip="Export the table on screen (as filtered) to JSON"),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
@@ -241,6 +243,11 @@ class ItapApp(App[int]):
         self.action_fleet()
         self.push_screen("anomalies")
 
+    def action_events(self) -> None:
+        if isinstance(self.screen, (EventsScreen, BootstrapScreen)) or self.screen.is_modal:
+            return
+        self.push_screen(EventsScreen())
+
     def open_device(self, device_id: str) -> None:
         self.push_screen(DeviceScreen(device_id))
 
@@ -265,6 +272,7 @@ class ItapApp(App[int]):
             ("Tables", [Binding(b.key, b.action, b.description) for b in NAV_BINDINGS]),
             ("Anomalies", [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")]),
             ("Device", [*DeviceScreen.BINDINGS]),
+            ("Events", [*EventsScreen.BINDINGS]),
             ("Fault dialog", [Binding("tab,shift+tab", "", "Next / previous field"), Binding("up,down", "", "Choose the fault type"), Binding("enter", "", "Next field (injects from the last)"), *FaultModal.BINDINGS]),
             ("Filter (after /)", [Binding("enter", "", "Apply and return to the table"), Binding("escape", "", "Clear the filter")]),
         ]
@@ -542,6 +550,7 @@ class ItapApp(App[int]):
         context = self._context_screen()
         yield SystemCommand("Fleet", "Show every device (1)", self.action_fleet)
         yield SystemCommand("Anomalies", "Open alerts and top anomalous readings (2)", self.action_anomalies)
+        yield SystemCommand("Events", "Engine warnings, faults, retrains, validation, incidents (l)", self.action_events)
         if hasattr(context, "action_drill"):
             yield SystemCommand("Drill down", "Open the highlighted device (enter)", context.action_drill)
         if hasattr(context, "action_filter"):

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
-from itap_engine.snapshot import AnomalyRow, DeviceRow
+from itap_engine.snapshot import AnomalyRow, DeviceRow, EventRow
 
 ALIASES = {"sev": "severity", "p": "profile", "d": "device", "dev": "device", "fam": "family"}
 SHOWN_WORDS = {"crit": "critical", "warn": "warning"}
@@ -35,6 +35,7 @@ SHOWN_WORDS = {"crit": "critical", "warn": "warning"}
 
 DEVICE_KEYS = ("device", "profile", "status", "severity", "state", "site", "fault")
 ANOMALY_KEYS = ("device", "profile", "severity", "status", "family", "ack")
+EVENT_KEYS = ("device", "kind", "level")
 
 _COMPARE = re.compile(r"^([a-z0-9_.\-]+)(>=|<=|>|<)(-?[0-9.]+(?:e-?[0-9]+)?)$")
 
@@ -168,6 +169,18 @@ class Filter:
             "ack": "ack" if row.acknowledged else "unack",
         }
         return self._match(fields, {"score": row.score})
+
+
+def matches_event(flt: Filter, row: EventRow) -> bool:
+    """Events: ``kind:``, ``level:``, ``device:``; a bare word is also found in the text."""
+    if not flt.clauses:
+        return True
+    fields = {
+        "device": f"{row.device_id or ''} {row.text}".lower(),
+        "kind": row.kind.lower(),
+        "level": row.level.lower(),
+    }
+    return flt._match(fields, {})
 
 
 def why_empty(flt: Filter, total: int, counts: Mapping[str, int], noun: str = "device") -> str:

@@ -38,6 +38,7 @@ Logging goes to the rotating file ``settings.paths.log_file`` only (see
 
 from __future__ import annotations
 
+import collections
 import logging
 import logging.handlers
 import shutil
@@ -80,6 +81,7 @@ from itap_engine.store.queries import (
     latest_scores,
     open_and_recent_alerts,
     recent_validation_alerts,
+    record_events,
     record_problems,
     validation_problems,
     write_fault_commands,
@@ -204,6 +206,34 @@ class TickResult:
         return self.timings.get("total", 0.0)
 
 
+class _WarningBuffer(logging.Handler):
+    """Collects the engine's WARNING+ log records with the simulated clock at that
+    moment; the core stores them after each tick (never from inside a log call)."""
+
+    def __init__(self, core: EngineCore) -> None:
+        super().__init__(level=logging.WARNING)
+        self.core = core
+        self.records: collections.deque[tuple[int | None, str, str, str]] = collections.deque(maxlen=500)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            clock = self.core.sim_time
+            self.records.append(
+                (_ms(clock) if clock is not None else None, record.levelname.lower(), record.name, record.getMessage())
+            )
+        except Exception:  # noqa: BLE001 - a log record must never break the caller
+            pass
+
+    def flush_to(self, store: Store) -> None:
+        records = []
+        while self.records:
+            records.append(self.records.popleft())
+        try:
+            record_events(store, records)
+        except Exception:  # noqa: BLE001 - no log call here: it would come back to this handler
+            pass
+
+
 # ---------------------------------------------------------------------- the core
 class EngineCore:
     """The synchronous work of the engine; every method may block (call it in a thread).
@@ -240,6 +270,8 @@ class EngineCore:
         self._lock = threading.RLock()
         self._swap_lock = threading.Lock()
         self.profile_infos = ProfileInfo.all_of(settings)
+        self._warnings = _WarningBuffer(self)
+        logging.getLogger("itap_engine").addHandler(self._warnings)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -248,6 +280,8 @@ class EngineCore:
         return self.settings.engine.sim_speed * self.settings.engine.tick_seconds
 
     def close(self) -> None:
+        logging.getLogger("itap_engine").removeHandler(self._warnings)
+        self._warnings.flush_to(self.store)
         self.store.close()
 
     def needs_bootstrap(self) -> bool:
@@ -563,6 +597,7 @@ class EngineCore:
             self.store.checkpoint()
             timings["checkpoint"] = time.perf_counter() - t  # after the tick's work: not in its total
         result.timings = timings
+        self._warnings.flush_to(self.store)  # the tick's warnings, for the events view
         self.last_tick = result
         if result.errors:
             self.last_error = result.errors[-1]

@@ -27,6 +27,7 @@ from itap_engine.snapshot.dto import (
     AnomalyRow,
     DeviceDetail,
     EngineStats,
+    EventRow,
     FaultCommandView,
     Progress,
     Snapshot,
@@ -43,6 +44,7 @@ from itap_engine.store.queries import (
     recent_reading_anomalies,
     recent_validation_alerts,
     request_retrain,
+    recent_events,
     set_note,
     validation_problems,
     write_fault_commands,
@@ -206,6 +208,9 @@ class AttachedFacade(SnapshotPublisher):
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         await asyncio.to_thread(acknowledge_alert, self._store(), alert_id, acknowledged)
         self._poke()
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        return await asyncio.to_thread(recent_events, self._store(), limit)
 
     async def note(self, alert_id: int, text: str) -> None:
         await asyncio.to_thread(set_note, self._store(), alert_id, text)

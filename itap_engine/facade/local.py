@@ -16,6 +16,7 @@ from itap_engine.engine.service import Engine
 from itap_engine.errors import ItapError
 from itap_engine.snapshot.dto import (
     DeviceDetail,
+    EventRow,
     FaultCommandView,
     Progress,
     Snapshot,
@@ -23,6 +24,7 @@ from itap_engine.snapshot.dto import (
 )
 from itap_engine.store.queries import (
     device_detail,
+    recent_events,
     set_note,
 )
 from itap_engine.store.sql import datetime_to_ms
@@ -69,6 +71,9 @@ class LocalFacade:
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         await asyncio.to_thread(acknowledge_alert, self._core().store, alert_id, acknowledged)
         await self.engine.refresh()
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        return await asyncio.to_thread(recent_events, self._core().store, limit)
 
     async def note(self, alert_id: int, text: str) -> None:
         await asyncio.to_thread(set_note, self._core().store, alert_id, text)

@@ -140,6 +140,19 @@ class ValidationProblemRow:
 
 
 @dataclass(frozen=True)
+class EventRow:
+    """One line of the events view, in data time (epoch ms; None if unknown)."""
+
+    ts: int | None
+    kind: str
+    """log, fault, retrain, validation, incident."""
+    level: str
+    """info, warning, error or critical."""
+    device_id: str | None
+    text: str
+
+
+@dataclass(frozen=True)
 class EngineStats:
     sim_time: datetime | None
     """The simulated clock (or the newest reading's time when attached)."""
@@ -278,6 +291,10 @@ class EngineFacade(Protocol):
 
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         """Acknowledge an incident (``acknowledged=False`` undoes it)."""
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        """Engine warnings, fault commands, retrains, validation problems and incidents,
+        newest first, in data time."""
 
     async def note(self, alert_id: int, text: str) -> None:
         """Set (or with "" clear) the short note on an incident."""

@@ -21,6 +21,7 @@ from itap_engine.snapshot.dto import (
     AnomalyRow,
     ContributorView,
     DeviceDetail,
+    EventRow,
     FaultCommandView,
     QuarantineView,
     ValidationAlertRow,
@@ -136,6 +137,47 @@ def validation_problems(store: Store, resolved_limit: int = RECENT_RESOLVED_PROB
         )
         for p in rows
     ]
+
+
+def record_events(store: Store, records: Sequence[tuple[int | None, str, str, str]]) -> None:
+    """Store engine log records (data time, level, logger, message) for the events view."""
+    if not records:
+        return
+    with store.session() as session:
+        session.add_all(
+            models.EngineEvent(ts=ts, level=level, logger=logger[:128], message=message[:2000])
+            for ts, level, logger, message in records
+        )
+        session.commit()
+
+
+def recent_events(store: Store, limit: int = 300) -> list[EventRow]:
+    """Engine warnings, fault commands, retrains, validation problems and incidents,
+    newest first, each at its data time."""
+    out: list[EventRow] = []
+    E, FC, MV, P, A = (models.EngineEvent, models.FaultCommand, models.ModelVersion, models.ValidationProblem,
+                       models.Alert)
+    with store.session() as session:
+        for e in session.exec(select(E).order_by(E.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            out.append(EventRow(e.ts, "log", e.level, None, e.message))
+        for c in session.exec(select(FC).order_by(FC.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            level = "error" if c.status == "rejected" else "info"
+            text = f"fault {c.fault} severity {c.severity:g} for {c.duration_s:g} s: {c.status}"
+            out.append(EventRow(c.start_ts, "fault", level, c.device_id, text + (f" ({c.message})" if c.message else "")))
+        for m in session.exec(select(MV).order_by(MV.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            out.append(EventRow(m.train_end, "retrain", "info", None,
+                                f"{m.profile} model v{m.id} ({m.detector}), threshold {m.threshold:.3g}"))
+        for p in session.exec(select(P).order_by(P.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            where = " ".join(x for x in (p.signal, p.check) if x)
+            out.append(EventRow(p.first_ts, "validation", p.level, p.device_id or None, f"{where}: {p.message}"))
+            if p.resolved_ts is not None:
+                out.append(EventRow(p.resolved_ts, "validation", "info", p.device_id or None, f"{where}: resolved"))
+        for a in session.exec(select(A).order_by(A.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            out.append(EventRow(a.opened_ts, "incident", a.severity, a.device_id, f"incident #{a.id} opened ({a.family})"))
+            if a.closed_ts is not None:
+                out.append(EventRow(a.closed_ts, "incident", "info", a.device_id, f"incident #{a.id} closed"))
+    out.sort(key=lambda e: -(e.ts if e.ts is not None else -1))
+    return out[:limit]
 
 
 def injected_faults(store: Store) -> dict[str, str]:

@@ -163,6 +163,20 @@ class IncidentNote(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+class EngineEvent(SQLModel, table=True):
+    """An engine log record at WARNING or above, kept for the console's events view."""
+
+    __tablename__ = "engine_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: int | None = Field(default=None, sa_type=BigInteger)
+    """Data time (the simulated clock) when it was logged, if the engine had one."""
+    created_at: datetime = Field(default_factory=utcnow)
+    level: str = Field(default="warning", max_length=16)
+    logger: str = Field(default="", max_length=128)
+    message: str = ""
+
+
 class DeviceMute(SQLModel, table=True):
     """An operator's mute (snooze) of a device: no new incident until ``until_ts``."""
 

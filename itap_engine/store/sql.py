@@ -558,6 +558,7 @@ def datetime_to_ms(value: datetime) -> int:
 _FIXED_TABLES = (
     models.Device,
     models.DeviceMute,
+    models.EngineEvent,
     models.IncidentNote,
     models.Run,
     models.Quarantine,

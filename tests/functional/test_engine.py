@@ -415,3 +415,30 @@ async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_qui
         assert len(problems) <= max(1, events)
     finally:
         await engine.stop()
+
+
+async def test_the_events_view_gets_engine_warnings_faults_and_incidents_in_data_time(workdir: Path) -> None:
+    import logging
+
+    from itap_engine.store.queries import recent_events
+
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        engine = facade.engine
+        await facade.inject_fault(["pump-002"], "overheat_drift", 3.0, 600)
+        for _ in range(6):
+            await engine.tick_now()
+        clock = datetime_to_ms(engine.core.sim_time)
+        logging.getLogger("itap_engine.engine.core").warning("disk nearly full")
+        await engine.tick_now()
+        events = await facade.events(100)
+        [warning] = [e for e in events if e.kind == "log" and e.text == "disk nearly full"]
+        assert warning.level == "warning" and warning.ts == clock  # the simulated clock when it was logged
+        kinds = {e.kind for e in events}
+        assert {"fault", "retrain", "incident"} <= kinds, kinds
+        assert [e.ts for e in events if e.ts is not None] == sorted((e.ts for e in events if e.ts is not None), reverse=True)
+        assert recent_events(engine.core.store, 5)[0].ts >= clock
+    finally:
+        await facade.stop()

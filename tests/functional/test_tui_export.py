@@ -69,3 +69,30 @@ async def test_E_writes_the_incidents_as_filtered_and_a_device_series(tmp_path: 
 def test_an_export_name_from_data_cannot_leave_the_folder(tmp_path: Path) -> None:
     path = write_records([{"a": 1}], tmp_path, "../../[bold]x[/]-series", "csv")
     assert path.parent == tmp_path and "/" not in path.name and path.read_text().startswith("a\n")
+
+
+async def test_l_shows_the_events_filterable_and_esc_goes_back(tmp_path: Path) -> None:
+    from itap_tui.screens import EventsScreen, FleetScreen
+    from itap_tui.widgets.keyed_table import KeyedTable
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen) and bool(app.screen.events))
+        screen = app.screen
+        table = screen.query_one(KeyedTable)
+        await wait_for(pilot, lambda: table.row_count == len(screen.events))
+        kinds = {e.kind for e in screen.events}
+        assert {"incident", "validation", "log"} <= kinds
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"kind:incident", "enter")
+        await pilot.pause()
+        assert 0 < table.row_count < len(screen.events)
+        assert all(table.get_cell_at((i, 1)).plain == "incident" for i in range(table.row_count))
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.last_export is not None)
+        assert app.last_export.name.startswith("events-")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, FleetScreen))
