@@ -198,10 +198,10 @@ def _status(summary: dict[str, Any]) -> tuple[str, str]:
     failed = [s for s in summary["sources"] if s["status"] == "error"]
     if critical:
         devices = sorted({a["device_id"] for a in critical})
-        return "CRITICAL", f"{len(critical)} critical alert(s) on {', '.join(devices[:5])}"
+        return "CRITICAL", f"{len(critical)} critical incident(s) on {', '.join(devices[:5])}"
     reasons = []
     if warning:
-        reasons.append(f"{len(warning)} warning alert(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}")
+        reasons.append(f"{len(warning)} warning incident(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}")
     if validation:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:

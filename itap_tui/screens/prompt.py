@@ -19,6 +19,7 @@ class PromptModal(ModalScreen[str | None]):
         width: 60; max-width: 95%; height: auto; padding: 0 1;
         border: round $accent; background: $panel;
     }
+    PromptModal Label { width: 1fr; }
     PromptModal Input { margin-top: 1; }
     """
 

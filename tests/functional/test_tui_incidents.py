@@ -175,3 +175,18 @@ async def test_validation_problems_stay_put_and_use_the_simulated_clock(monkeypa
         assert panel.get_cell(key, "count").plain == str(problem.count) and problem.count > 1
         message = panel.get_cell(key, "message").plain
         assert problem.signal is None or not message.startswith(problem.signal)  # no repeated signal name
+
+
+async def test_the_mute_question_wraps_at_80_columns() -> None:
+    from textual.widgets import Label
+
+    from itap_tui.screens import PromptModal
+
+    app = ItapApp(FakeFacade(devices=10))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("m")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.pause()
+        label = app.screen.query_one(Label)
+        assert label.size.height >= 2  # the whole question, wrapped, not cut
