@@ -23,12 +23,14 @@ from itap_engine.snapshot import (
     DeviceDetail,
     DeviceRow,
     EngineStats,
+    EventRow,
     FaultCommandView,
     ProfileInfo,
     Progress,
     QuarantineView,
     Snapshot,
     ValidationAlertRow,
+    ValidationProblemRow,
 )
 
 START = datetime(2026, 1, 1, 6, 0, 0, tzinfo=UTC)
@@ -161,6 +163,7 @@ class FakeFacade:
         self._task: asyncio.Task[None] | None = None
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self._standing: set[int] = set()
+        self.muted: dict[str, tuple[int, str]] = {}
         # A standing critical alert so the anomalies screen is never empty.
         if len(self.device_ids) > 7:
             self._open_alert(self.device_ids[7], "critical", 0.93, "overheat_drift", -30)
@@ -227,11 +230,44 @@ class FakeFacade:
             out.append(command)
         return out
 
-    async def acknowledge(self, alert_id: int) -> None:
-        self.calls.append(("acknowledge", (alert_id,)))
+    async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
+        self.calls.append(("acknowledge", (alert_id,)) if acknowledged else ("unacknowledge", (alert_id,)))
         row = self.alerts[alert_id]
-        self.alerts[alert_id] = _replace(row, acknowledged=True)
+        self.alerts[alert_id] = _replace(row, acknowledged=acknowledged)
         self._publish(self._build())
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        """Faults, incidents and validation problems of the fake fleet, newest first."""
+        self.calls.append(("events", (limit,)))
+        snapshot = self._latest or self._build()
+        out = [EventRow(_ms(self.sim_time(tick=0)), "log", "warning", None, "engine: tick took 1.2 s (over 1.0 s)")]
+        for fault in self.faults.values():
+            out.append(EventRow(_ms(self.sim_time(fault.start_tick)), "fault", "info", fault.command.device_id,
+                                f"fault {fault.command.fault} severity {fault.command.severity:g}"))
+        for alert in self.alerts.values():
+            out.append(EventRow(alert.opened_ts, "incident", alert.severity, alert.device_id,
+                                f"incident #{alert.alert_id} opened ({alert.family})"))
+        for problem in snapshot.validation_problems:
+            out.append(EventRow(problem.first_ts, "validation", problem.level, problem.device_id,
+                                f"{problem.signal or ''} {problem.check}: {problem.message}".strip()))
+        out.sort(key=lambda e: -(e.ts or 0))
+        return out[:limit]
+
+    async def note(self, alert_id: int, text: str) -> None:
+        self.calls.append(("note", (alert_id, text)))
+        self.alerts[alert_id] = _replace(self.alerts[alert_id], note=" ".join(text.split())[:200])
+        self._publish(self._build())
+
+    async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
+        self.calls.append(("mute", (device_id, seconds)))
+        if seconds is None:
+            self.muted.pop(device_id, None)
+            until = None
+        else:
+            until = _ms(self.sim_time()) + int(seconds * 1000)
+            self.muted[device_id] = (until, f"muted{': ' + reason if reason else ''}")
+        self._publish(self._build())
+        return until
 
     async def retrain(self, profile: str | None = None) -> dict[str, int | None]:
         self.calls.append(("retrain", (profile,)))
@@ -293,7 +329,7 @@ class FakeFacade:
                 fault = self._active_fault(device, self.tick)
                 if fault is not None and self._score(device, self.tick) > THRESHOLD:
                     if not any(
-                        a.device_id == device and a.status == "open" and a.family == self._family(fault)
+                        a.device_id == device and a.status == "open"  # one incident per device
                         for a in self.alerts.values()
                     ):
                         score = self._score(device, self.tick)
@@ -301,6 +337,20 @@ class FakeFacade:
         snapshot = self._build()
         self._publish(snapshot)
         return snapshot
+
+    def _problems(self, validation: list[ValidationAlertRow]) -> tuple[ValidationProblemRow, ...]:
+        """The validation alerts as problems: each first seen when it was created, seen
+        again every tick since; the schema error of a 50th tick resolved at the next."""
+        now = _ms(self.sim_time())
+        out = []
+        for index, alert in enumerate(validation, start=1):
+            first = _ms(alert.created_at.replace(tzinfo=UTC))
+            out.append(ValidationProblemRow(
+                id=index, device_id=alert.device_id, signal=alert.signal, check=alert.check, level=alert.level,
+                first_ts=first, last_ts=now, count=1 + max(0, (now - first) // int(STEP_S * 1000)),
+                message=alert.message,
+            ))
+        return tuple(out)
 
     def _publish(self, snapshot: Snapshot) -> None:
         self._latest = snapshot
@@ -475,6 +525,8 @@ class FakeFacade:
                 mode=self.mode,
             ),
             profiles=PROFILES,
+            silenced={d: v for d, v in self.muted.items() if v[0] > _ms(self.sim_time())},
+            validation_problems=self._problems(validation),
         )
 
 

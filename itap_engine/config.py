@@ -213,11 +213,32 @@ class DetectionSettings(_Model):
     bootstrap_hours: float = Field(default=6, gt=0, le=MAX_YEAR_H)
 
 
+class MaintenanceWindow(_Model):
+    """A period (data time, UTC) during which matching devices raise no incident."""
+
+    device: str
+    """A device id, or a shell pattern such as ``pump-00*``."""
+    start: StrictDatetime
+    end: StrictDatetime
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MaintenanceWindow:
+        if self.end <= self.start:
+            raise ValueError("a maintenance window must end after it starts")
+        return self
+
+
 class AlertSettings(_Model):
     k: int = Field(default=2, ge=1, le=1000)
     n: int = Field(default=3, ge=1, le=1000)
     quiet_readings: int = Field(default=12, ge=1, le=100_000)
+    quiet_s: float | None = Field(default=None, gt=0, le=MAX_YEAR_H * 3600)
+    """Simulated (data-time) seconds without an over-threshold reading that close an
+    incident; default ``quiet_readings`` x ``simulation.freq_s`` (2 minutes)."""
     critical_ratio: float = Field(default=1.5, gt=1, le=1000)
+    maintenance: list[MaintenanceWindow] = []
+    """``[[alerts.maintenance]]`` windows: no incident opens for those devices."""
 
     @model_validator(mode="after")
     def _k_le_n(self) -> AlertSettings:
@@ -233,6 +254,12 @@ class EngineSettings(_Model):
     housekeeping_minutes: float = Field(default=10, ge=0.1, le=MAX_YEAR_H * 60)
     retention_hours: float = Field(default=72, gt=0, le=100 * MAX_YEAR_H)
     retention_hours_imported: float = Field(default=0, ge=0, le=100 * MAX_YEAR_H)
+
+
+class ConsoleSettings(_Model):
+    mouse: bool = True
+    """Let the console take the mouse; false leaves it to the terminal (its own copy and
+    paste, over SSH too), as ``itap console --no-mouse`` does."""
 
 
 class ImportSettings(_Model):
@@ -268,6 +295,7 @@ class Settings(_Model):
     detection: DetectionSettings = DetectionSettings()
     alerts: AlertSettings = AlertSettings()
     engine: EngineSettings = EngineSettings()
+    console: ConsoleSettings = ConsoleSettings()
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     profiles: dict[str, ProfileSpec] = {}
 

@@ -14,9 +14,11 @@ How data moves:
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -29,19 +31,24 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from itap_engine.safe_text import visible_lines
-from itap_engine.snapshot import EngineFacade, FaultCommandView, Progress, Snapshot
+from itap_engine.snapshot import AnomalyRow, EngineFacade, FaultCommandView, Progress, Snapshot
 from itap_tui.engine_thread import EngineThread
 from itap_tui.format import Palette, fmt_ts
 from itap_tui.screens import (
     AnomaliesScreen,
     BootstrapScreen,
     DeviceScreen,
+    EventsScreen,
     FaultModal,
     FaultRequest,
     FleetScreen,
     HelpScreen,
+    PromptModal,
 )
 from itap_tui.screens.base import LiveScreen
+from itap_tui.screens.fault_modal import parse_duration
+from itap_tui.widgets.device_table import SORTS as FLEET_SORTS
+from itap_tui.widgets.navigation import NAV_BINDINGS
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -60,10 +67,13 @@ class ItapApp(App[int]):
     BINDINGS = [
         Binding("question_mark", "help", "Help", tooltip="Show every key (this screen)"),
         Binding("f", "inject_fault", "Fault", tooltip="Inject a fault on the highlighted device(s)"),
-        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume live updates (and the engine's ticks)"),
+        Binding("p", "toggle_pause", "Pause", tooltip="Pause or resume live updates and the engine's ticks"),
         Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
+        Binding("l", "events", "Events", show=False, tooltip="Events: engine warnings, faults, retrains, validation, incidents"),
+        Binding("e", "export('csv')", "Export", show=False, tooltip="Export the table on screen (as filtered) to CSV"),
+        Binding("E", "export('json')", "Export JSON", show=False, tooltip="Export the table on screen (as filtered) to JSON"),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
         Binding("q", "quit", "Quit", tooltip="Stop the engine cleanly and quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -81,8 +91,17 @@ class ItapApp(App[int]):
     class EngineProgress(Message):
         progress: Progress
 
-    def __init__(self, facade: EngineFacade, *, detail_refresh_s: float = 2.0, theme: str | None = None) -> None:
+    def __init__(
+        self,
+        facade: EngineFacade,
+        *,
+        detail_refresh_s: float = 2.0,
+        theme: str | None = None,
+        export_dir: Path | None = None,
+    ) -> None:
         super().__init__()
+        self.export_dir = export_dir or Path.cwd() / "itap-exports"
+        """Where ``e``/``E`` write (``<data_dir>/exports`` from ``itap``)."""
         self.facade = facade
         self.engine = EngineThread()
         self.snapshot: Snapshot | None = None
@@ -103,6 +122,7 @@ class ItapApp(App[int]):
         self._palette: tuple[str, Palette] | None = None
         self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
         self.fleet_screen = FleetScreen()
+        self.last_export: Path | None = None
 
     # ------------------------------------------------------------------ look
     @property
@@ -142,8 +162,9 @@ class ItapApp(App[int]):
         latest = await self.engine.call_sync(self.facade.latest)
         if latest is not None:
             self.post_message(self.SnapshotArrived(latest))
-        if isinstance(self.screen, BootstrapScreen):
-            self.pop_screen()
+        for screen in self.screen_stack:
+            if isinstance(screen, BootstrapScreen):
+                screen.finish()  # under the help screen it leaves when that closes
 
     @on(EngineProgress)
     def _on_progress(self, message: EngineProgress) -> None:
@@ -228,6 +249,11 @@ class ItapApp(App[int]):
         self.action_fleet()
         self.push_screen("anomalies")
 
+    def action_events(self) -> None:
+        if isinstance(self.screen, (EventsScreen, BootstrapScreen)) or self.screen.is_modal:
+            return
+        self.push_screen(EventsScreen())
+
     def open_device(self, device_id: str) -> None:
         self.push_screen(DeviceScreen(device_id))
 
@@ -241,11 +267,18 @@ class ItapApp(App[int]):
         if isinstance(self.screen, HelpScreen):
             self.pop_screen()
             return
+        everywhere = [
+            Binding(b.key, b.action, b.description, tooltip=self.pause_help()) if b.action == "toggle_pause" else b
+            for b in self.BINDINGS
+            if isinstance(b, Binding)
+        ]
         sections = [
-            ("Everywhere", list(self.BINDINGS) + [Binding("ctrl+p", "command_palette", "Command palette")]),
+            ("Everywhere", everywhere + [Binding("ctrl+p", "command_palette", "Command palette")]),
             ("Fleet", [*FleetScreen.BINDINGS, Binding("enter", "", "Open the highlighted device"), Binding("up,down,pageup,pagedown", "", "Move")]),
+            ("Tables", [Binding(b.key, b.action, b.description) for b in NAV_BINDINGS]),
             ("Anomalies", [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")]),
             ("Device", [*DeviceScreen.BINDINGS]),
+            ("Events", [*EventsScreen.BINDINGS]),
             ("Fault dialog", [Binding("tab,shift+tab", "", "Next / previous field"), Binding("up,down", "", "Choose the fault type"), Binding("enter", "", "Next field (injects from the last)"), *FaultModal.BINDINGS]),
             ("Filter (after /)", [Binding("enter", "", "Apply and return to the table"), Binding("escape", "", "Clear the filter")]),
         ]
@@ -269,10 +302,24 @@ class ItapApp(App[int]):
             return self.ui_paused
         return self.ui_paused or snapshot.stats.paused
 
+    @property
+    def attached(self) -> bool:
+        """Showing a database another process writes: ``p`` cannot pause that engine."""
+        return getattr(self.facade, "mode", "live") == "attached"
+
+    def pause_help(self) -> str:
+        if self.attached:
+            return "Pause or resume this view only (the engine in the other process keeps running)"
+        return "Pause or resume live updates and the engine's ticks"
+
     def action_toggle_pause(self) -> None:
         self._pause_seq = self.snapshot.seq if self.snapshot is not None else -1
         self.ui_paused = not self.ui_paused
-        self.notify("Live updates paused: p resumes" if self.ui_paused else "Live updates resumed", timeout=3)
+        if self.attached:
+            text = "View paused (the engine keeps running): p resumes" if self.ui_paused else "View resumed"
+        else:
+            text = "Live updates and the engine paused: p resumes" if self.ui_paused else "Live updates resumed"
+        self.notify(text, timeout=3)
         self.set_engine_paused(self.ui_paused)
 
     @work(exclusive=True, group="pause", exit_on_error=False, description="pause the engine")
@@ -383,7 +430,93 @@ class ItapApp(App[int]):
     @work(group="commands", exit_on_error=False, description="acknowledge an alert")
     async def run_acknowledge(self, alert_id: int, device_id: str) -> None:
         await self.engine.call(self.facade.acknowledge, alert_id)
-        self.notify(f"Alert #{alert_id} on {device_id} acknowledged.", markup=False, timeout=4)
+        self.notify(f"Incident #{alert_id} on {device_id} acknowledged (u undoes).", markup=False, timeout=4)
+
+    def device_incident(self, device_id: str) -> AnomalyRow | None:
+        """The device's open incident in the newest snapshot."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return None
+        return next(
+            (a for a in snapshot.anomalies if a.device_id == device_id and a.alert_id is not None and a.status == "open"),
+            None,
+        )
+
+    def unacknowledge(self, row: AnomalyRow | None) -> None:
+        """Undo the acknowledgement of an incident."""
+        if row is None or row.alert_id is None or not row.acknowledged:
+            self.notify("Nothing to undo: no acknowledged incident here.", severity="warning", markup=False)
+            return
+        self.run_unacknowledge(row.alert_id, row.device_id)
+
+    @work(group="commands", exit_on_error=False, description="undo an acknowledgement")
+    async def run_unacknowledge(self, alert_id: int, device_id: str) -> None:
+        await self.engine.call(self.facade.acknowledge, alert_id, False)
+        self.notify(f"Incident #{alert_id} on {device_id} is unacknowledged again.", markup=False, timeout=4)
+
+    def acknowledge_all(self, rows: Iterable[AnomalyRow], what: str) -> None:
+        """Acknowledge every open, unacknowledged incident among ``rows`` (the filtered table)."""
+        ids = sorted({r.alert_id for r in rows if r.alert_id is not None and r.status == "open" and not r.acknowledged})
+        if not ids:
+            self.notify(f"No unacknowledged incident in {what}.", severity="warning", markup=False)
+            return
+        self.run_acknowledge_all(ids, what)
+
+    @work(group="commands", exit_on_error=False, description="acknowledge incidents")
+    async def run_acknowledge_all(self, ids: list[int], what: str) -> None:
+        for alert_id in ids:
+            await self.engine.call(self.facade.acknowledge, alert_id)
+        self.notify(f"{len(ids)} incident(s) in {what} acknowledged.", markup=False, timeout=5)
+
+    def ask_note(self, row: AnomalyRow | None) -> None:
+        """Ask for a short note on an incident (empty clears it)."""
+        if row is None or row.alert_id is None:
+            self.notify("No incident here to note.", severity="warning", markup=False)
+            return
+        alert_id = row.alert_id
+
+        def chosen(answer: str | None) -> None:
+            if answer is not None:
+                self.run_note(alert_id, answer)
+
+        self.push_screen(
+            PromptModal(f"Note on incident #{alert_id} ({row.device_id}); empty clears it", row.note,
+                        placeholder="e.g. crew on site, bearing ordered"),
+            chosen,
+        )
+
+    @work(group="commands", exit_on_error=False, description="note an incident")
+    async def run_note(self, alert_id: int, text: str) -> None:
+        await self.engine.call(self.facade.note, alert_id, text)
+        self.notify(f"Note on incident #{alert_id} {'saved' if text.strip() else 'cleared'}.", markup=False, timeout=4)
+
+    def ask_mute(self, device_id: str | None) -> None:
+        """Ask how long to mute a device (data time); 0 lifts a mute."""
+        if device_id is None:
+            return
+        muted = self.snapshot.silenced.get(device_id) if self.snapshot is not None else None
+        question = f"Mute {device_id}: no new incident for (e.g. 30m, 2h; 0 lifts the mute)"
+        if muted:
+            question += f"; now {muted[1]} until {fmt_ts(muted[0])} (sim)"
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            seconds = parse_duration(answer.strip())
+            if seconds is None:
+                self.notify(f"Not a duration: {answer!r} (try 30m or 2h).", severity="error", markup=False)
+                return
+            self.run_mute(device_id, seconds or None)
+
+        self.push_screen(PromptModal(question, "1h"), chosen)
+
+    @work(group="commands", exit_on_error=False, description="mute a device")
+    async def run_mute(self, device_id: str, seconds: float | None) -> None:
+        until = await self.engine.call(self.facade.mute, device_id, seconds)
+        if until is None:
+            self.notify(f"{device_id} is no longer muted.", markup=False, timeout=4)
+        else:
+            self.notify(f"{device_id} muted until {fmt_ts(until)} (sim): no new incident.", markup=False, timeout=5)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -402,42 +535,72 @@ class ItapApp(App[int]):
             return
         self.notify(f"{event.worker.description or event.worker.name} failed: {message}", severity="error", markup=False, timeout=10)
 
+    def action_export(self, fmt: str = "csv") -> None:
+        context = self._context_screen()
+        if not hasattr(context, "export_records"):
+            self.notify("Nothing to export on this screen.", severity="warning", markup=False)
+            return
+        name, records = context.export_records()
+        self.run_export(name, records, fmt)
+
+    @work(group="export", exit_on_error=False, description="export")
+    async def run_export(self, name: str, records: list, fmt: str) -> None:  # type: ignore[type-arg]
+        from itap_tui.export import write_records
+
+        path = await asyncio.to_thread(write_records, records, self.export_dir, name, fmt)
+        self.last_export = path
+        self.notify(f"{len(records)} rows of {name} written to {path}", title="Exported", markup=False, timeout=10)
+
     # ------------------------------------------------------------------ palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         context = self._context_screen()
         yield SystemCommand("Fleet", "Show every device (1)", self.action_fleet)
         yield SystemCommand("Anomalies", "Open alerts and top anomalous readings (2)", self.action_anomalies)
+        yield SystemCommand("Events", "Engine warnings, faults, retrains, validation, incidents (l)", self.action_events)
         if hasattr(context, "action_drill"):
             yield SystemCommand("Drill down", "Open the highlighted device (enter)", context.action_drill)
         if hasattr(context, "action_filter"):
             yield SystemCommand("Filter", "Filter the table (/)", context.action_filter)
         if hasattr(context, "action_sort"):
             yield SystemCommand("Sort", "Cycle the sort column (s)", context.action_sort)
+        if isinstance(context, FleetScreen):
+            yield SystemCommand("Reverse sort", "Reverse the sort order (S)", context.action_reverse_sort)
+            for column, label in FLEET_SORTS:
+                yield SystemCommand(
+                    f"Sort by {column}", f"Sort the fleet by {label}", functools.partial(context.sort_by, column)
+                )
         yield SystemCommand("Inject fault", "Inject a fault on the highlighted device (f)", self.action_inject_fault)
         if hasattr(context, "action_acknowledge"):
             yield SystemCommand("Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge)
         yield SystemCommand(
-            "Resume live updates" if self.ui_paused else "Pause live updates", "Pause or resume (p)", self.action_toggle_pause
+            "Resume live updates" if self.ui_paused else "Pause live updates", f"{self.pause_help()} (p)",
+            self.action_toggle_pause,
         )
         yield SystemCommand("Retrain", "Retrain the detection models (r)", self.action_retrain)
         if isinstance(context, DeviceScreen):
             yield SystemCommand("Back", "Back to the previous screen (esc)", context.action_back)
             yield SystemCommand("Next signal", "Plot the next signal (n)", context.action_next_signal)
             yield SystemCommand("Window", "Cycle the plot window (w)", context.action_next_window)
+        if hasattr(context, "export_records"):
+            yield SystemCommand("Export CSV", "Write the table on screen, as filtered, to CSV (e)", lambda: self.action_export("csv"))
+            yield SystemCommand("Export JSON", "Write the table on screen, as filtered, to JSON (E)", lambda: self.action_export("json"))
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Dark/light theme", "Switch between dark and light (ctrl+t)", self.action_toggle_theme)
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
 
 
-def run_console(settings: Settings, attach: bool = False) -> int:
-    """Start the console (``itap``) or attach to a database (``itap console --attach``)."""
+def run_console(settings: Settings, attach: bool = False, mouse: bool = True) -> int:
+    """Start the console (``itap``) or attach to a database (``itap console --attach``).
+
+    ``mouse=False`` leaves the mouse to the terminal (``--no-mouse``, ``console.mouse``).
+    """
     from itap_engine.facade.attached import AttachedFacade
     from itap_engine.facade.local import LocalFacade
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
-    app = ItapApp(facade)
+    app = ItapApp(facade, export_dir=settings.resolve(settings.paths.data_dir) / "exports")
     try:
-        result = app.run()
+        result = app.run(mouse=mouse)
     finally:
         if not app.engine_stopped and app.engine.alive:
             try:

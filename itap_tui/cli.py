@@ -31,27 +31,53 @@ def _add_console(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="show a database written by 'itap engine' or cron instead of running the engine here",
     )
+    sub.add_argument(
+        "--no-mouse",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="leave the mouse to the terminal (its own copy and paste, over SSH too); config: console.mouse",
+    )
     sub.set_defaults(handler=_run_console)
+
+
+NO_TERMINAL_HINT = (
+    "the console needs a terminal (stdin and stdout are not both one); "
+    "for scripts and cron use 'itap --once' (add --json for JSON), or a command such as 'itap status'"
+)
+
+
+def has_terminal() -> bool:
+    """Both ends of the console are a terminal (a pipe on either would hang a full-screen app)."""
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):  # closed or replaced streams
+        return False
 
 
 def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     from itap_tui.app import run_console
 
-    return run_console(settings, attach=getattr(args, "attach", False))
+    mouse = settings.console.mouse and not getattr(args, "no_mouse", False)
+    return run_console(settings, attach=getattr(args, "attach", False), mouse=mouse)
 
 
 def _run_once(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.modes.once import run_once
 
-    return run_once(settings, json_output=args.json, report=args.report)
+    return run_once(settings, json_output=args.once_json, report=args.once_report, profile=args.once_profile)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = engine_cli.build_parser(extra=_add_console)
     once = parser.add_argument_group("cron mode")
     once.add_argument("--once", action="store_true", help="run one headless cycle, print a summary, exit 0/1/2/3")
-    once.add_argument("--json", action="store_true", help="with --once: print the summary as JSON")
-    once.add_argument("--report", metavar="FILE.html", help="with --once: also write an HTML report")
+    once.add_argument("--json", dest="once_json", action="store_true", help="with --once: print the summary as JSON")
+    once.add_argument("--report", dest="once_report", metavar="FILE.html", help="with --once: also write an HTML report")
+    once.add_argument(
+        "--profile", dest="once_profile", metavar="NAME",
+        help="with --once: status, alerts and figures of this profile only (one check per profile)",
+    )
+    parser.add_argument("--no-mouse", action="store_true", help="console: leave the mouse to the terminal")
     return parser
 
 
@@ -77,6 +103,11 @@ def _main(argv: Sequence[str] | None) -> int:
 
         parser.error = refuse  # type: ignore[method-assign]
     args = parser.parse_args(argv)
+    once_only = [flag for flag, value in (("--json", args.once_json), ("--report", args.once_report),
+                                          ("--profile", args.once_profile)) if value]
+    if once_only and not args.once:
+        # Without --once these would start the full-screen console into a pipe.
+        parser.error(f"{' and '.join(once_only)} only go with --once (a subcommand takes its own options after its name)")
     if args.once:
         # A cycle that could not run is UNKNOWN (3) for a monitoring system, in the
         # run's own output format (a JSON line with --json).
@@ -84,13 +115,16 @@ def _main(argv: Sequence[str] | None) -> int:
 
         try:
             return engine_cli.run_handler(
-                args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.json)
+                args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.once_json)
             )
         except Exception as error:  # noqa: BLE001 - whatever it was, cron gets a status, not a traceback
             if args.debug:
                 raise
-            return report_unknown(describe_error(error), json_output=args.json)
+            return report_unknown(describe_error(error), json_output=args.once_json)
     handler = getattr(args, "handler", None) or _run_console
+    if handler is _run_console and not has_terminal():
+        engine_cli.report_error(NO_TERMINAL_HINT)
+        return 2
     return engine_cli.run_handler(args, handler)
 
 

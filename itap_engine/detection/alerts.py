@@ -3,13 +3,23 @@
 Why it is built this way:
 
 * **k of n, then quiet.** One reading over the threshold is noise; ``k`` of the last
-  ``n`` readings of a device is a symptom. An alert stays open while the device keeps
-  producing readings over the threshold and closes after ``quiet_readings``
-  consecutive readings under it, so a flapping score does not flood the operator.
-* **One open alert per device and family.** The family of an alert is the sensor
-  family that dominates the over-threshold readings of the k-of-n window (thermal,
-  mechanical, electrical, ...). A second family on the same device (a bearing
-  failing while a sensor drops out) gets its own alert; the same family never does.
+  ``n`` readings of a device is a symptom. An alert (an *incident*) stays open while
+  the device keeps producing readings over the threshold and closes once a quiet
+  period (``alerts.quiet_s`` simulated seconds, by default ``quiet_readings`` readings'
+  worth) has passed since the last one, so a flapping score does not flood the
+  operator. The close time is the moment the quiet period ran out.
+* **One open incident per device.** One fault shows in several sensor families (a
+  sensor dropout is both an event and a mechanical symptom): they are one problem to
+  an operator. The incident's ``family`` is the family of most of its
+  over-threshold readings; its contributors are every signal that pushed its
+  readings over the threshold, with its share of the whole incident's push (so the
+  families involved are those of its contributors).
+* **Severity follows the readings.** An incident is critical while one of its last
+  ``n`` over-threshold readings reaches ``critical_ratio`` x threshold, and goes back
+  to warning when they no longer do; ``peak_score`` keeps the highest score seen.
+* **Silence.** A device an operator muted (``device_mute``, until a data time) or in a
+  configured maintenance window (``[[alerts.maintenance]]``) opens no incident; one
+  already open runs its course.
 * **Event-driven.** The state machine only visits readings over the threshold (and
   checks quiet periods arithmetically between them), so a whole day of a fleet goes
   through it in well under a second, and a tick of a hundred readings costs nothing.
@@ -21,9 +31,10 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +45,7 @@ from sqlmodel import select
 from itap_engine.config import Settings
 from itap_engine.detection.features import EVENT_FAMILY, feature_signal, sort_readings
 from itap_engine.errors import ItapError
-from itap_engine.store.schema import Alert, ModelVersion, utcnow
+from itap_engine.store.schema import Alert, DeviceMute, ModelVersion, utcnow
 
 __all__ = [
     "AlertChanges",
@@ -45,6 +56,8 @@ __all__ = [
     "contributors_from_json",
     "contributors_to_json",
     "explain",
+    "mute_device",
+    "silences",
 ]
 
 EVENTS_SIGNAL = "(events)"
@@ -141,6 +154,41 @@ def explain(
     return Explanation(top_family, rows)
 
 
+# ---------------------------------------------------------------------- silence
+def _ms(value: object) -> int:
+    return int(pd.Timestamp(value).value // 1_000_000)  # type: ignore[arg-type]
+
+
+def mute_device(store, device_id: str, until_ts: int | None, reason: str = "") -> None:  # noqa: ANN001
+    """Mute a device until ``until_ts`` (data time, epoch ms); None lifts its mutes."""
+    table = DeviceMute.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        conn.execute(sa.delete(table).where(table.c.device_id == device_id))
+        if until_ts is not None:
+            conn.execute(sa.insert(table).values(device_id=device_id, until_ts=int(until_ts), reason=reason[:200],
+                                                 created_at=utcnow()))
+
+
+def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+    """Devices silenced at ``at_ms`` (data time): device -> (until, why), from operator
+    mutes and the configured maintenance windows."""
+    out: dict[str, tuple[int, str]] = {}
+    table = DeviceMute.__table__  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:
+        for device, until, reason in conn.execute(
+            sa.select(table.c.device_id, table.c.until_ts, table.c.reason).where(table.c.until_ts > at_ms)
+        ):
+            out[str(device)] = (int(until), f"muted{': ' + reason if reason else ''}")
+    for window in settings.alerts.maintenance:
+        start, end = _ms(window.start), _ms(window.end)
+        if not start <= at_ms < end:
+            continue
+        for device in fnmatch.filter(devices, window.device):
+            if end > out.get(device, (0, ""))[0]:
+                out[device] = (end, f"maintenance{': ' + window.reason if window.reason else ''}")
+    return out
+
+
 # ---------------------------------------------------------------------- state machine
 @dataclass(frozen=True)
 class AlertChanges:
@@ -151,11 +199,21 @@ class AlertChanges:
     closed: list[Alert] = field(default_factory=list)
 
 
+INCIDENT_CONTRIBUTORS = 6
+"""Signals an incident keeps (an incident spans families, so more than a reading's 3)."""
+
+
 @dataclass
 class _Open:
     alert: Alert
-    last_above: int
-    """Device reading index of the device's last over-threshold reading."""
+    last_above_ts: int
+    """Time of the device's last over-threshold reading (epoch ms)."""
+    families: Counter = field(default_factory=Counter)
+    """Over-threshold readings per family."""
+    push: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """signal -> (family, summed share over the incident's readings)."""
+    recent_scores: deque = field(default_factory=deque)
+    """Scores of the last n over-threshold readings (severity follows them)."""
 
 
 @dataclass
@@ -163,7 +221,7 @@ class _DeviceState:
     count: int = 0
     recent: deque = field(default_factory=deque)
     """(reading index, family) of over-threshold readings among the last n."""
-    open: dict[str, _Open] = field(default_factory=dict)
+    incident: _Open | None = None
 
 
 class AlertTracker:
@@ -183,14 +241,53 @@ class AlertTracker:
         self.rules = settings.alerts
         self._devices: dict[tuple[str, str], _DeviceState] = {}
         self._thresholds: dict[str, tuple[float, int | None]] = {}
+        self._superseded: list[Alert] = []
+        """Open alerts of one device beyond the first, from a database written before
+        incidents were per device: closed on the next update."""
         with store.session() as session:
-            for alert in session.exec(select(Alert).where(Alert.status == "open")):
-                state = self._devices.setdefault((alert.profile, alert.device_id), _DeviceState())
-                state.open[alert.family] = _Open(alert, last_above=-1)
+            rows = list(session.exec(select(Alert).where(Alert.status == "open").order_by(Alert.last_ts.desc())))  # type: ignore[attr-defined]
+        for alert in rows:
+            state = self._devices.setdefault((alert.profile, alert.device_id), _DeviceState())
+            if state.incident is not None:
+                alert.status, alert.closed_ts = "closed", int(alert.last_ts)
+                self._superseded.append(alert)
+                continue
+            entry = _Open(alert, last_above_ts=int(alert.last_ts))
+            entry.families[alert.family] += 1
+            for c in contributors_from_json(alert.contributors):
+                entry.push[c.signal] = (c.family, c.share)
+            state.incident = entry
+
+    def _silenced(self, since_ms: int) -> Callable[[str, int], bool]:
+        """A test: is this device silenced at this time (mutes read once per update)?"""
+        table = DeviceMute.__table__  # type: ignore[attr-defined]
+        with self.store.engine.connect() as conn:
+            mutes = [(str(d), int(u)) for d, u in conn.execute(
+                sa.select(table.c.device_id, table.c.until_ts).where(table.c.until_ts > since_ms))]
+        windows = [(w.device, _ms(w.start), _ms(w.end)) for w in self.rules.maintenance]
+        if not mutes and not windows:
+            return lambda device, at: False
+
+        def silenced(device: str, at: int) -> bool:
+            if any(d == device and at < until for d, until in mutes):
+                return True
+            return any(start <= at < end and fnmatch.fnmatchcase(device, pattern) for pattern, start, end in windows)
+
+        return silenced
+
+    @property
+    def quiet_ms(self) -> int:
+        """The quiet period that closes an incident, in milliseconds of data time."""
+        seconds = self.rules.quiet_s
+        if seconds is None:
+            seconds = self.rules.quiet_readings * self.settings.simulation.freq_s
+        return int(seconds * 1000)
 
     def open_alerts(self, profile: str | None = None) -> list[Alert]:
         return [
-            o.alert for (p, _), st in self._devices.items() if profile in (None, p) for o in st.open.values()
+            st.incident.alert
+            for (p, _), st in self._devices.items()
+            if profile in (None, p) and st.incident is not None
         ]
 
     def _threshold(self, profile: str, scored: pd.DataFrame) -> tuple[float, int | None]:
@@ -223,16 +320,20 @@ class AlertTracker:
         family = frame["family"].to_numpy(dtype=object)
         contributors = frame["contributors"].to_numpy(dtype=object) if "contributors" in frame.columns else None
         bounds = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1], True])
-        k, n, quiet = self.rules.k, self.rules.n, self.rules.quiet_readings
+        k, n, quiet = self.rules.k, self.rules.n, self.quiet_ms
+        silenced = self._silenced(int(ts.min()))
         touched: dict[int, Alert] = {}
         opened_ids: set[int] = set()
-        closed: list[Alert] = []
+        closed: list[Alert] = list(self._superseded)
+        self._superseded = []
         new_alerts: list[Alert] = []
 
-        def close(state: _DeviceState, fam: str, at_ts: int) -> None:
-            entry = state.open.pop(fam)
+        def close(state: _DeviceState) -> None:
+            entry = state.incident
+            assert entry is not None
+            state.incident = None
             entry.alert.status = "closed"
-            entry.alert.closed_ts = int(at_ts)
+            entry.alert.closed_ts = int(entry.last_above_ts + quiet)
             closed.append(entry.alert)
 
         for b in range(len(bounds) - 1):
@@ -247,45 +348,36 @@ class AlertTracker:
             base = state.count - lo  # device reading index of frame row r is base + r
             for r in rows_above:
                 idx = base + r
-                for fam in list(state.open):
-                    entry = state.open[fam]
-                    if idx > entry.last_above + quiet:
-                        close_row = entry.last_above + quiet - base
-                        close(state, fam, ts[close_row] if close_row >= lo else ts[lo])
+                if state.incident is not None and ts[r] > state.incident.last_above_ts + quiet:
+                    close(state)
                 while state.recent and state.recent[0][0] <= idx - n:
                     state.recent.popleft()
                 state.recent.append((idx, family[r]))
-                for entry in state.open.values():
-                    entry.last_above = idx
-                    entry.alert.last_ts = int(ts[r])
-                    if entry.alert.family == family[r] and score[r] > entry.alert.peak_score:
-                        self._raise_peak(entry.alert, score[r], contributors, r, threshold)
+                entry = state.incident
+                if entry is not None:
+                    self._extend(entry, r, ts, score, family, contributors, threshold, n)
                     touched[id(entry.alert)] = entry.alert
-                if len(state.recent) >= k:
+                elif len(state.recent) >= k and not silenced(key[1], int(ts[r])):
                     counts = Counter(f for _, f in state.recent)
                     best = max(counts.values())
                     fam = family[r] if counts[family[r]] == best else counts.most_common(1)[0][0]
-                    if fam not in state.open:
-                        alert = Alert(
-                            profile=profile,
-                            device_id=key[1],
-                            family=str(fam),
-                            opened_ts=int(ts[r]),
-                            last_ts=int(ts[r]),
-                            threshold=float(threshold),
-                            model_version_id=version,
-                            peak_score=-np.inf,
-                        )
-                        self._raise_peak(alert, score[r], contributors, r, threshold)
-                        state.open[str(fam)] = _Open(alert, last_above=idx)
-                        new_alerts.append(alert)
-                        opened_ids.add(id(alert))
-            last_idx = base + hi - 1
-            for fam in list(state.open):
-                entry = state.open[fam]
-                if last_idx >= entry.last_above + quiet:
-                    close_row = max(entry.last_above + quiet - base, lo)
-                    close(state, fam, ts[close_row])
+                    alert = Alert(
+                        profile=profile,
+                        device_id=key[1],
+                        family=str(fam),
+                        opened_ts=int(ts[r]),
+                        last_ts=int(ts[r]),
+                        threshold=float(threshold),
+                        model_version_id=version,
+                        peak_score=-np.inf,
+                    )
+                    entry = _Open(alert, last_above_ts=int(ts[r]))
+                    self._extend(entry, r, ts, score, family, contributors, threshold, n)
+                    state.incident = entry
+                    new_alerts.append(alert)
+                    opened_ids.add(id(alert))
+            if state.incident is not None and ts[hi - 1] >= state.incident.last_above_ts + quiet:
+                close(state)
             state.count += hi - lo
         self._persist(new_alerts, touched, closed)
         closed_ids = {id(a) for a in closed}
@@ -295,15 +387,42 @@ class AlertTracker:
             closed=closed,
         )
 
-    def _raise_peak(self, alert: Alert, value: float, contributors: np.ndarray | None, r: int, threshold: float) -> None:
-        alert.peak_score = float(value)
-        # an open alert is at least a warning, whatever its peak
-        critical = severity(value, threshold or 0.0, self.rules.critical_ratio) == "critical"
+    def _extend(
+        self,
+        entry: _Open,
+        r: int,
+        ts: np.ndarray,
+        score: np.ndarray,
+        family: np.ndarray,
+        contributors: np.ndarray | None,
+        threshold: float,
+        n: int,
+    ) -> None:
+        """Fold over-threshold reading ``r`` into the device's incident."""
+        alert = entry.alert
+        entry.last_above_ts = int(ts[r])
+        alert.last_ts = int(ts[r])
+        entry.families[str(family[r])] += 1
+        alert.family = entry.families.most_common(1)[0][0]
+        value = float(score[r])
+        alert.peak_score = max(float(alert.peak_score), value)
+        entry.recent_scores.append(value)
+        while len(entry.recent_scores) > n:
+            entry.recent_scores.popleft()
+        # an open incident is at least a warning; it follows its last n readings up and down
+        critical = severity(max(entry.recent_scores), threshold or 0.0, self.rules.critical_ratio) == "critical"
         alert.severity = "critical" if critical else "warning"
         if contributors is not None and isinstance(contributors[r], (list, tuple)) and contributors[r]:
-            alert.contributors = contributors_to_json(contributors[r])
+            for c in contributors[r]:
+                fam, total = entry.push.get(c.signal, (c.family, 0.0))
+                entry.push[c.signal] = (fam, total + float(c.share))
+            total = sum(v for _, v in entry.push.values()) or 1.0
+            ranked = sorted(entry.push.items(), key=lambda item: -item[1][1])[:INCIDENT_CONTRIBUTORS]
+            alert.contributors = contributors_to_json(
+                [Contributor(signal, fam, v / total) for signal, (fam, v) in ranked]
+            )
 
-    _TRACKED = ("status", "severity", "last_ts", "closed_ts", "peak_score", "contributors")
+    _TRACKED = ("status", "family", "severity", "last_ts", "closed_ts", "peak_score", "contributors")
     """The columns this tracker owns. Everything else (acknowledged, set by an operator
     in any process) is never written back from the in-memory copy."""
 
@@ -333,15 +452,16 @@ def _tracked_update() -> sa.Executable:
     )
 
 
-def acknowledge_alert(store, alert_id: int) -> Alert:  # noqa: ANN001
-    """Mark an alert acknowledged (stored); acknowledging twice keeps the first time."""
+def acknowledge_alert(store, alert_id: int, acknowledged: bool = True) -> Alert:  # noqa: ANN001
+    """Mark an alert acknowledged (stored); acknowledging twice keeps the first time.
+    ``acknowledged=False`` undoes an acknowledgement."""
     with store.session() as session:
         alert = session.get(Alert, alert_id)
         if alert is None:
             raise AlertError(f"alert {alert_id} does not exist; list alerts with `itap anomalies`")
-        if not alert.acknowledged:
-            alert.acknowledged = True
-            alert.acknowledged_at = utcnow()
+        if alert.acknowledged != acknowledged:
+            alert.acknowledged = acknowledged
+            alert.acknowledged_at = utcnow() if acknowledged else None
             session.add(alert)
             session.commit()
         session.refresh(alert)

@@ -38,6 +38,7 @@ Logging goes to the rotating file ``settings.paths.log_file`` only (see
 
 from __future__ import annotations
 
+import collections
 import logging
 import logging.handlers
 import shutil
@@ -91,6 +92,9 @@ from itap_engine.store.queries import (
     latest_scores,
     open_and_recent_alerts,
     recent_validation_alerts,
+    record_events,
+    record_problems,
+    validation_problems,
     write_fault_commands,
 )
 from itap_engine.store.sql import Store, datetime_to_ms
@@ -161,6 +165,8 @@ class TickResult:
     sources: list[SourceResult] = field(default_factory=list)
     validation_alerts: list[ValidationAlertRow] = field(default_factory=list)
     scored: int = 0
+    scored_by_profile: dict[str, int] = field(default_factory=dict)
+    """Readings scored per profile (``itap --once --profile``)."""
     opened: list[Any] = field(default_factory=list)
     updated: list[Any] = field(default_factory=list)
     closed: list[Any] = field(default_factory=list)
@@ -191,6 +197,34 @@ class TickResult:
     @property
     def seconds(self) -> float:
         return self.timings.get("total", 0.0)
+
+
+class _WarningBuffer(logging.Handler):
+    """Collects the engine's WARNING+ log records with the simulated clock at that
+    moment; the core stores them after each tick (never from inside a log call)."""
+
+    def __init__(self, core: EngineCore) -> None:
+        super().__init__(level=logging.WARNING)
+        self.core = core
+        self.records: collections.deque[tuple[int | None, str, str, str]] = collections.deque(maxlen=500)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            clock = self.core.sim_time
+            self.records.append(
+                (_ms(clock) if clock is not None else None, record.levelname.lower(), record.name, record.getMessage())
+            )
+        except Exception:  # noqa: BLE001 - a log record must never break the caller
+            pass
+
+    def flush_to(self, store: Store) -> None:
+        records = []
+        while self.records:
+            records.append(self.records.popleft())
+        try:
+            record_events(store, records)
+        except Exception:  # noqa: BLE001 - no log call here: it would come back to this handler
+            pass
 
 
 # ---------------------------------------------------------------------- the core
@@ -229,6 +263,8 @@ class EngineCore:
         self._lock = threading.RLock()
         self._swap_lock = threading.Lock()
         self.profile_infos = ProfileInfo.all_of(settings)
+        self._warnings = _WarningBuffer(self)
+        logging.getLogger("itap_engine").addHandler(self._warnings)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -237,6 +273,8 @@ class EngineCore:
         return self.settings.engine.sim_speed * self.settings.engine.tick_seconds
 
     def close(self) -> None:
+        logging.getLogger("itap_engine").removeHandler(self._warnings)
+        self._warnings.flush_to(self.store)
         self.store.close()
 
     def needs_bootstrap(self) -> bool:
@@ -525,6 +563,7 @@ class EngineCore:
             t = lap("inbox", t)
         self.sim_time = t1
         self.store.set_watermark(SIM_CLOCK_KEY, t1.isoformat())
+        record_problems(self.store, result.validation_alerts, _ms(t1))  # one per (device, signal, check)
 
         self._score(result, _ms(t1), lap)
         t = time.perf_counter()
@@ -535,6 +574,7 @@ class EngineCore:
             self.store.checkpoint()
             timings["checkpoint"] = time.perf_counter() - t  # after the tick's work: not in its total
         result.timings = timings
+        self._warnings.flush_to(self.store)  # the tick's warnings, for the events view
         self.last_tick = result
         if result.errors:
             self.last_error = result.errors[-1]
@@ -631,6 +671,7 @@ class EngineCore:
             result.updated.extend(changes.updated)
             result.closed.extend(changes.closed)
             result.scored += len(scored)
+            result.scored_by_profile[profile] = result.scored_by_profile.get(profile, 0) + len(scored)
             self._remember_scores(profile, scored)
             self.scored_ms[profile] = int(readings["ts"].max())
             self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
@@ -721,6 +762,8 @@ class EngineCore:
     # ------------------------------------------------------------------ snapshot
     def snapshot(self, seq: int, stats: EngineStats) -> Snapshot:
         """An immutable picture of the fleet after the last tick."""
+        from itap_engine.detection.alerts import silences
+
         open_alerts, recent_closed = open_and_recent_alerts(self.store)
         profiles: dict[str, ProfileState] = {}
         for profile in self.settings.profiles:
@@ -744,7 +787,12 @@ class EngineCore:
             reading_anomalies=self._reading_anomalies,
             injected=injected_faults(self.store),
             validation_alerts=recent_validation_alerts(self.store),
+            validation_problems=validation_problems(self.store),
             clock_ms=_ms(self.sim_time) if self.sim_time else None,
+            silenced=silences(
+                self.store, self.settings, [d.device_id for p in profiles.values() for d in p.devices],
+                _ms(self.sim_time) if self.sim_time else 0,
+            ),
             stats=stats,
         )
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itap_engine.config import Settings
-from itap_engine.detection.alerts import acknowledge_alert
+from itap_engine.detection.alerts import acknowledge_alert, mute_device, silences
 from itap_engine.engine.logs import configure_logging
 from itap_engine.errors import ItapError
 from itap_engine.snapshot.assemble import ProfileState, build_snapshot
@@ -27,6 +27,7 @@ from itap_engine.snapshot.dto import (
     AnomalyRow,
     DeviceDetail,
     EngineStats,
+    EventRow,
     FaultCommandView,
     Progress,
     Snapshot,
@@ -43,6 +44,9 @@ from itap_engine.store.queries import (
     recent_reading_anomalies,
     recent_validation_alerts,
     request_retrain,
+    recent_events,
+    set_note,
+    validation_problems,
     write_fault_commands,
 )
 from itap_engine.store.sql import Store
@@ -108,8 +112,12 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         reading_anomalies=readings,
         injected=injected_faults(store),
         validation_alerts=recent_validation_alerts(store),
+        validation_problems=validation_problems(store),
         clock_ms=clock_ms,
         stats=stats,
+        silenced=silences(
+            store, settings, [d.device_id for p in profiles.values() for d in p.devices], clock_ms or 0
+        ),
     )
 
 
@@ -197,9 +205,27 @@ class AttachedFacade(SnapshotPublisher):
         self._poke()
         return views
 
-    async def acknowledge(self, alert_id: int) -> None:
-        await asyncio.to_thread(acknowledge_alert, self._store(), alert_id)
+    async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
+        await asyncio.to_thread(acknowledge_alert, self._store(), alert_id, acknowledged)
         self._poke()
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        return await asyncio.to_thread(recent_events, self._store(), limit)
+
+    async def note(self, alert_id: int, text: str) -> None:
+        await asyncio.to_thread(set_note, self._store(), alert_id, text)
+        self._poke()
+
+    async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
+        """Mute in data time: from the newest snapshot's clock (the engine's, as stored)."""
+        clock = self._latest.stats.sim_time if self._latest is not None else None
+        if seconds is None or clock is None:
+            until = None
+        else:
+            until = int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000 + seconds * 1000)
+        await asyncio.to_thread(mute_device, self._store(), device_id, until, reason)
+        self._poke()
+        return until
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
         """Ask the engine to retrain (a request row); it runs on the engine's next tick."""

@@ -10,12 +10,13 @@ import logging
 from collections.abc import Callable, Mapping
 
 from itap_engine.config import Settings
-from itap_engine.detection.alerts import acknowledge_alert
+from itap_engine.detection.alerts import acknowledge_alert, mute_device
 from itap_engine.engine.core import EngineCore
 from itap_engine.engine.service import Engine
 from itap_engine.errors import ItapError
 from itap_engine.snapshot.dto import (
     DeviceDetail,
+    EventRow,
     FaultCommandView,
     Progress,
     Snapshot,
@@ -23,7 +24,10 @@ from itap_engine.snapshot.dto import (
 )
 from itap_engine.store.queries import (
     device_detail,
+    recent_events,
+    set_note,
 )
+from itap_engine.store.sql import datetime_to_ms
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +68,26 @@ class LocalFacade:
     ) -> list[FaultCommandView]:
         return await self.engine.inject_fault(device_ids, fault, severity, duration_s)
 
-    async def acknowledge(self, alert_id: int) -> None:
-        await asyncio.to_thread(acknowledge_alert, self._core().store, alert_id)
+    async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
+        await asyncio.to_thread(acknowledge_alert, self._core().store, alert_id, acknowledged)
         await self.engine.refresh()
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        return await asyncio.to_thread(recent_events, self._core().store, limit)
+
+    async def note(self, alert_id: int, text: str) -> None:
+        await asyncio.to_thread(set_note, self._core().store, alert_id, text)
+        await self.engine.refresh()
+
+    async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
+        """Mute in data time: ``seconds`` from the simulated clock."""
+        core = self._core()
+        until = None
+        if seconds is not None and core.sim_time is not None:
+            until = datetime_to_ms(core.sim_time) + int(seconds * 1000)
+        await asyncio.to_thread(mute_device, core.store, device_id, until, reason)
+        await self.engine.refresh()
+        return until
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
         return await self.engine.retrain(profile)

@@ -90,10 +90,10 @@ from typing import TYPE_CHECKING, Any
 from itap_engine.config import Settings
 from itap_engine.engine.logs import configure_logging
 from itap_engine.safe_text import visible, visible_tree
-from itap_engine.store.run_lock import RunLock
-from itap_engine.snapshot import EngineStats, Progress, worth_showing
+from itap_engine.snapshot import EngineStats, IncidentCounts, Progress, worth_showing
 from itap_engine.snapshot.dto import contributors_of
-from itap_engine.store.queries import open_alert_records
+from itap_engine.store.queries import open_alert_records, stored_profile
+from itap_engine.store.run_lock import RunLock
 from itap_engine.store.watermarks import ONCE_WALL_KEY
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ def _empty_summary(started: datetime) -> dict[str, Any]:
     }
 
 
-def _open_alerts(core: EngineCore) -> list[dict[str, Any]]:
+def _open_alerts(core: EngineCore, profile: str | None = None) -> list[dict[str, Any]]:
     return [
         {
             "id": a["id"],
@@ -173,8 +173,17 @@ def _open_alerts(core: EngineCore) -> list[dict[str, Any]]:
                 for c in contributors_of(a["contributors"])
             ],
         }
-        for a in open_alert_records(core.store)
+        for a in open_alert_records(core.store, profile=profile)
     ]
+
+
+def _profile_of(core: EngineCore, device_id: str | None) -> str | None:
+    """A device's profile: simulated devices from the fleet, others from the database."""
+    if device_id is None:
+        return None
+    if device_id in core.device_profile:
+        return core.device_profile[device_id]
+    return stored_profile(core.store, device_id)
 
 
 def _status(summary: dict[str, Any]) -> tuple[str, str]:
@@ -185,10 +194,10 @@ def _status(summary: dict[str, Any]) -> tuple[str, str]:
     failed = [s for s in summary["sources"] if s["status"] == "error"]
     if critical:
         devices = sorted({a["device_id"] for a in critical})
-        return "CRITICAL", f"{len(critical)} critical alert(s) on {', '.join(devices[:5])}"
+        return "CRITICAL", f"{len(critical)} critical incident(s) on {', '.join(devices[:5])}"
     reasons = []
     if warning:
-        reasons.append(f"{len(warning)} warning alert(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}")
+        reasons.append(f"{len(warning)} warning incident(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}")
     if validation:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:
@@ -205,11 +214,19 @@ def run_cycle(
     *,
     progress: Callable[[Progress], None] | None = None,
     now: datetime | None = None,
+    profile: str | None = None,
 ) -> tuple[dict[str, Any], EngineCore | None, TickResult | None]:
     """Bootstrap if needed, then one cycle; returns (summary, open core, tick result).
 
+    ``profile`` limits the summary, and so the status and exit code, to one profile
+    (one monitoring check per profile). The cycle itself still covers the whole fleet:
+    the simulated clock is shared, and skipping a profile would leave a hole in its
+    readings that no later run fills.
+
     The caller holds the lock and closes the core. Raises whatever stops the cycle.
     """
+    if profile is not None:
+        settings.profile(profile)  # an unknown name is a ConfigError: UNKNOWN, one line
     now = now or datetime.now(UTC)
     summary = _empty_summary(now)
     started = time.perf_counter()
@@ -250,6 +267,7 @@ def run_cycle(
             "conflicts": result.conflicts,
             "quarantined": result.quarantined,
         }
+        sources = [s for s in result.sources if profile is None or s.profile == profile]
         summary["sources"] = [
             {
                 "source": s.source,
@@ -263,19 +281,26 @@ def run_cycle(
                 "status": s.status,
                 "error": s.error,
             }
-            for s in result.sources
+            for s in sources
         ]
-        summary["scored"] = result.scored
+        if profile is not None:
+            summary["rows"] = {key: sum(s[name] for s in summary["sources"]) for key, name in (
+                ("in", "rows_in"), ("inserted", "inserted"), ("duplicates", "duplicates"), ("quarantined", "quarantined"))}
+        summary["scored"] = result.scored if profile is None else result.scored_by_profile.get(profile, 0)
         summary["validation_alerts"] = [
             {"level": v.level, "check": v.check, "device_id": v.device_id, "signal": v.signal, "message": v.message}
             for v in result.validation_alerts
+            if profile is None or _profile_of(core, v.device_id) == profile
         ]
+        def mine(changes: list[Any]) -> list[Any]:
+            return [c for c in changes if profile is None or getattr(c, "profile", profile) == profile]
+
         summary["alerts"] = {
-            "opened": len(result.opened),
-            "closed": len(result.closed),
-            "open": _open_alerts(core),
+            "opened": len(mine(result.opened)),
+            "closed": len(mine(result.closed)),
+            "open": _open_alerts(core, profile),
         }
-        summary["models"] = core.model_versions()
+        summary["models"] = {p: v for p, v in core.model_versions().items() if profile is None or p == profile}
         summary["timings_s"].update(result.timings)
         summary["timings_s"]["total"] = time.perf_counter() - started
         summary["timings_s"] = {k: round(v, 4) for k, v in summary["timings_s"].items()}
@@ -322,12 +347,33 @@ def _progress() -> tuple[Callable[[Progress], None] | None, Callable[[], None]]:
     return show, bars.stop
 
 
+def perfdata(summary: dict[str, Any]) -> str:
+    """Nagios performance data: open incidents, rows stored, readings scored, seconds."""
+    return (
+        f"open_incidents={len(summary['alerts']['open'])};;;0 rows={summary['rows']['inserted']};;;0 "
+        f"scored={summary['scored']};;;0 seconds={summary['timings_s'].get('total', 0):.3f}s;;;0"
+    )
+
+
+def status_line(summary: dict[str, Any]) -> str:
+    """Line 1 of the plain output, the one a monitoring plugin reads: the status, why
+    (for UNKNOWN the error itself), and perfdata after ``|`` when the cycle ran."""
+    reason = summary["message"] or ""
+    if summary.get("error"):
+        reason = f"{reason}: {summary['error']}" if reason else str(summary["error"])
+    reason = " ".join(reason.replace("|", "/").split())  # one line; '|' would start perfdata
+    line = f"ITAP {summary['status']} - {reason}"
+    if summary["status"] != "UNKNOWN":
+        line += f" | {perfdata(summary)}"
+    return line
+
+
 def format_plain(summary: dict[str, Any]) -> str:
     """The summary as plain lines (cron mail, log files)."""
-    lines = [f"ITAP {summary['status']} - {summary['message'] or summary.get('error') or ''}"]
-    if summary.get("error"):  # the status line names the reason: a plugin reads that line
-        lines[0] += f": {summary['error']}" if summary["message"] else ""
-        return "\n".join(visible(line) for line in lines)
+    lines = [visible(status_line(summary))]
+    if summary.get("error"):
+        lines.append(visible(f"error: {summary['error']}"))
+        return "\n".join(lines)
     rows, iv = summary["rows"], summary["interval"]
     lines.append(
         f"run {summary['run_id']}: simulated {iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)"
@@ -341,7 +387,8 @@ def format_plain(summary: dict[str, Any]) -> str:
         if source["status"] == "error":
             lines.append(f"file {source['source']}: {source['error']}")
     alerts = summary["alerts"]
-    lines.append(f"alerts: {len(alerts['open'])} open ({alerts['opened']} opened, {alerts['closed']} closed this run)")
+    counts = IncidentCounts(len(alerts["open"]), sum(1 for a in alerts["open"] if not a["acknowledged"]))
+    lines.append(f"incidents: {counts.label()} ({alerts['opened']} opened, {alerts['closed']} closed this run)")
     for a in alerts["open"]:
         top = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))
         lines.append(
@@ -403,7 +450,9 @@ def print_rich(summary: dict[str, Any]) -> None:
             out.print(f"[red]file {escape(source['source'])}:[/] {escape(str(source['error']))}")
 
 
-def run_once(settings: Settings, *, json_output: bool = False, report: str | None = None) -> int:
+def run_once(
+    settings: Settings, *, json_output: bool = False, report: str | None = None, profile: str | None = None
+) -> int:
     """``itap --once``: one cycle, a summary, an exit status 0/1/2/3 (see the module docstring)."""
     now = datetime.now(UTC)
     try:
@@ -421,7 +470,7 @@ def run_once(settings: Settings, *, json_output: bool = False, report: str | Non
     core: EngineCore | None = None
     try:
         try:
-            summary, core, _result = run_cycle(settings, progress=show, now=now)
+            summary, core, _result = run_cycle(settings, progress=show, now=now, profile=profile)
         finally:
             done()
         if report:

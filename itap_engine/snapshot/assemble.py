@@ -19,9 +19,11 @@ from itap_engine.snapshot.dto import (
     AnomalyRow,
     DeviceRow,
     EngineStats,
+    IncidentCounts,
     ProfileInfo,
     Snapshot,
     ValidationAlertRow,
+    ValidationProblemRow,
     contributors_of,
 )
 
@@ -118,6 +120,8 @@ def build_snapshot(
     validation_alerts: Sequence[ValidationAlertRow],
     clock_ms: int | None,
     stats: EngineStats,
+    silenced: Mapping[str, tuple[int, str]] | None = None,
+    validation_problems: Sequence[ValidationProblemRow] = (),
 ) -> Snapshot:
     """The fleet at one moment, by the same rules whoever asks.
 
@@ -168,4 +172,7 @@ def build_snapshot(
         validation_alerts=tuple(validation_alerts),
         stats=stats,
         profiles=ProfileInfo.all_of(settings),
+        incidents=IncidentCounts.of(open_alerts),
+        silenced=dict(silenced or {}),
+        validation_problems=tuple(validation_problems),
     )

@@ -88,6 +88,27 @@ class AnomalyRow:
     status: str = "open"
     acknowledged: bool = False
     opened_ts: int | None = None
+    note: str = ""
+    """An operator's short note on the incident."""
+
+
+@dataclass(frozen=True)
+class IncidentCounts:
+    """Open incidents, by the one definition every screen and command uses: an alert
+    whose status is ``open``, acknowledged or not; ``unacknowledged`` is the part of
+    those no operator has acknowledged."""
+
+    open: int = 0
+    unacknowledged: int = 0
+
+    @classmethod
+    def of(cls, alerts: Sequence[AnomalyRow]) -> IncidentCounts:
+        shown = [a for a in alerts if a.alert_id is not None and a.status == "open"]
+        return cls(len(shown), sum(1 for a in shown if not a.acknowledged))
+
+    def label(self) -> str:
+        """"2 open, 1 unacknowledged" (the words are the definition)."""
+        return f"{self.open} open, {self.unacknowledged} unacknowledged"
 
 
 @dataclass(frozen=True)
@@ -98,6 +119,37 @@ class ValidationAlertRow:
     device_id: str | None
     signal: str | None
     message: str
+
+
+@dataclass(frozen=True)
+class ValidationProblemRow:
+    """One validation problem per (device, signal, check), in data time (epoch ms)."""
+
+    id: int
+    device_id: str | None
+    signal: str | None
+    check: str
+    level: str
+    first_ts: int
+    last_ts: int
+    count: int
+    """Cycles that raised it."""
+    message: str
+    resolved_ts: int | None = None
+    """When a cycle no longer raised it (None: still open)."""
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """One line of the events view, in data time (epoch ms; None if unknown)."""
+
+    ts: int | None
+    kind: str
+    """log, fault, retrain, validation, incident."""
+    level: str
+    """info, warning, error or critical."""
+    device_id: str | None
+    text: str
 
 
 @dataclass(frozen=True)
@@ -152,6 +204,17 @@ class Snapshot:
     validation_alerts: tuple[ValidationAlertRow, ...]
     stats: EngineStats
     profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
+    validation_problems: tuple[ValidationProblemRow, ...] = ()
+    """Open problems and the most recently resolved, oldest first seen first."""
+    silenced: Mapping[str, tuple[int, str]] = field(default_factory=dict)
+    """Devices that open no incident now: device -> (until, epoch ms data time; why:
+    "muted..." or "maintenance...")."""
+    incidents: IncidentCounts | None = None
+    """Counted over every open incident (``anomalies`` is cut at a length); None:
+    count ``anomalies`` (see :meth:`open_incidents`)."""
+
+    def open_incidents(self) -> IncidentCounts:
+        return self.incidents if self.incidents is not None else IncidentCounts.of(self.anomalies)
 
 
 @dataclass(frozen=True)
@@ -231,7 +294,19 @@ class EngineFacade(Protocol):
     ) -> list[FaultCommandView]:
         """Schedule an operator fault; it takes effect from the next tick."""
 
-    async def acknowledge(self, alert_id: int) -> None: ...
+    async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
+        """Acknowledge an incident (``acknowledged=False`` undoes it)."""
+
+    async def events(self, limit: int = 300) -> list[EventRow]:
+        """Engine warnings, fault commands, retrains, validation problems and incidents,
+        newest first, in data time."""
+
+    async def note(self, alert_id: int, text: str) -> None:
+        """Set (or with "" clear) the short note on an incident."""
+
+    async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
+        """Mute a device for ``seconds`` of data time (None lifts the mute); returns
+        when the mute ends (epoch ms, data time) or None."""
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
         """Retrain now; the new model versions by profile (they score from the next

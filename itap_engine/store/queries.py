@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +22,11 @@ from itap_engine.snapshot.dto import (
     AnomalyRow,
     ContributorView,
     DeviceDetail,
+    EventRow,
     FaultCommandView,
     QuarantineView,
     ValidationAlertRow,
+    ValidationProblemRow,
     contributors_of,
 )
 from itap_engine.store import schema as models
@@ -62,6 +65,7 @@ def open_and_recent_alerts(store: Store, closed_limit: int = RECENT_CLOSED_ALERT
             alert_row(a)
             for a in session.exec(select(A).where(A.status == "closed").order_by(A.id.desc()).limit(closed_limit))  # type: ignore[union-attr]
         ]
+        open_, closed = _with_notes(session, open_), _with_notes(session, closed)
     return open_, closed
 
 
@@ -76,6 +80,105 @@ def recent_validation_alerts(store: Store, limit: int = RECENT_VALIDATION) -> li
             )
             for e in events
         ]
+
+
+RECENT_RESOLVED_PROBLEMS = 20
+"""Resolved validation problems a snapshot still lists (after the open ones)."""
+
+
+def record_problems(store: Store, alerts: Sequence[ValidationAlertRow], at_ms: int) -> tuple[int, int]:
+    """Fold one cycle's validation alerts into problems, one per (device, signal, check).
+
+    A problem this cycle raised again gets ``last_ts`` = ``at_ms`` (data time), its
+    count and message updated; a new one is opened; an open one this cycle did not
+    raise is resolved at ``at_ms``. Info-level alerts are not problems. Returns
+    (opened, resolved).
+    """
+    P = models.ValidationProblem
+    seen: dict[tuple[str, str, str], ValidationAlertRow] = {}
+    for alert in alerts:
+        if alert.level == "info":
+            continue
+        seen[(alert.device_id or "", alert.signal or "", alert.check)] = alert
+    opened = resolved = 0
+    with store.session() as session:
+        current = {(p.device_id, p.signal, p.check): p for p in session.exec(select(P).where(P.status == "open"))}
+        for key, alert in seen.items():
+            problem = current.pop(key, None)
+            if problem is None:
+                session.add(P(device_id=key[0], signal=key[1], check=key[2], level=alert.level,
+                              first_ts=at_ms, last_ts=at_ms, message=alert.message[:2000]))
+                opened += 1
+            else:
+                problem.last_ts, problem.count = at_ms, problem.count + 1
+                problem.message, problem.level = alert.message[:2000], alert.level
+                session.add(problem)
+        for problem in current.values():  # not raised this cycle: it stopped
+            problem.status, problem.resolved_ts = "resolved", at_ms
+            session.add(problem)
+            resolved += 1
+        session.commit()
+    return opened, resolved
+
+
+def validation_problems(store: Store, resolved_limit: int = RECENT_RESOLVED_PROBLEMS) -> list[ValidationProblemRow]:
+    """Open problems and the most recently resolved ones, by first seen."""
+    P = models.ValidationProblem
+    with store.session() as session:
+        rows = list(session.exec(select(P).where(P.status == "open")))
+        rows += list(session.exec(
+            select(P).where(P.status == "resolved").order_by(P.resolved_ts.desc()).limit(resolved_limit)  # type: ignore[union-attr]
+        ))
+    rows.sort(key=lambda p: (p.first_ts, p.id or 0))
+    return [
+        ValidationProblemRow(
+            id=int(p.id or 0), device_id=p.device_id or None, signal=p.signal or None, check=p.check,
+            level=p.level, first_ts=int(p.first_ts), last_ts=int(p.last_ts), count=int(p.count),
+            message=p.message, resolved_ts=None if p.resolved_ts is None else int(p.resolved_ts),
+        )
+        for p in rows
+    ]
+
+
+def record_events(store: Store, records: Sequence[tuple[int | None, str, str, str]]) -> None:
+    """Store engine log records (data time, level, logger, message) for the events view."""
+    if not records:
+        return
+    with store.session() as session:
+        session.add_all(
+            models.EngineEvent(ts=ts, level=level, logger=logger[:128], message=message[:2000])
+            for ts, level, logger, message in records
+        )
+        session.commit()
+
+
+def recent_events(store: Store, limit: int = 300) -> list[EventRow]:
+    """Engine warnings, fault commands, retrains, validation problems and incidents,
+    newest first, each at its data time."""
+    out: list[EventRow] = []
+    E, FC, MV, P, A = (models.EngineEvent, models.FaultCommand, models.ModelVersion, models.ValidationProblem,
+                       models.Alert)
+    with store.session() as session:
+        for e in session.exec(select(E).order_by(E.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            out.append(EventRow(e.ts, "log", e.level, None, e.message))
+        for c in session.exec(select(FC).order_by(FC.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            level = "error" if c.status == "rejected" else "info"
+            text = f"fault {c.fault} severity {c.severity:g} for {c.duration_s:g} s: {c.status}"
+            out.append(EventRow(c.start_ts, "fault", level, c.device_id, text + (f" ({c.message})" if c.message else "")))
+        for m in session.exec(select(MV).order_by(MV.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            out.append(EventRow(m.train_end, "retrain", "info", None,
+                                f"{m.profile} model v{m.id} ({m.detector}), threshold {m.threshold:.3g}"))
+        for p in session.exec(select(P).order_by(P.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            where = " ".join(x for x in (p.signal, p.check) if x)
+            out.append(EventRow(p.first_ts, "validation", p.level, p.device_id or None, f"{where}: {p.message}"))
+            if p.resolved_ts is not None:
+                out.append(EventRow(p.resolved_ts, "validation", "info", p.device_id or None, f"{where}: resolved"))
+        for a in session.exec(select(A).order_by(A.id.desc()).limit(limit)):  # type: ignore[union-attr]
+            out.append(EventRow(a.opened_ts, "incident", a.severity, a.device_id, f"incident #{a.id} opened ({a.family})"))
+            if a.closed_ts is not None:
+                out.append(EventRow(a.closed_ts, "incident", "info", a.device_id, f"incident #{a.id} closed"))
+    out.sort(key=lambda e: -(e.ts if e.ts is not None else -1))
+    return out[:limit]
 
 
 def injected_faults(store: Store) -> dict[str, str]:
@@ -162,6 +265,39 @@ def command_view(command: models.FaultCommand) -> FaultCommandView:
         message=command.message or "",
     )
 
+NOTE_LENGTH = 200
+"""Characters of an incident note kept (a short note, not a log)."""
+
+
+def set_note(store: Store, alert_id: int, text: str) -> None:
+    """Set an incident's note; an empty text removes it."""
+    with store.session() as session:
+        if session.get(models.Alert, alert_id) is None:
+            raise ItapError(f"alert {alert_id} does not exist")
+        note = session.get(models.IncidentNote, alert_id)
+        text = " ".join(text.split())[:NOTE_LENGTH]
+        if not text:
+            if note is not None:
+                session.delete(note)
+        elif note is None:
+            session.add(models.IncidentNote(alert_id=alert_id, text=text))
+        else:
+            note.text, note.updated_at = text, models.utcnow()
+            session.add(note)
+        session.commit()
+
+
+def _with_notes(session: Any, rows: list[AnomalyRow]) -> list[AnomalyRow]:
+    ids = [r.alert_id for r in rows if r.alert_id is not None]
+    if not ids:
+        return rows
+    N = models.IncidentNote
+    notes = {n.alert_id: n.text for n in session.exec(select(N).where(N.alert_id.in_(ids)))}  # type: ignore[attr-defined]
+    if not notes:
+        return rows
+    return [replace(r, note=notes[r.alert_id]) if r.alert_id in notes else r for r in rows]
+
+
 def alert_row(alert: models.Alert) -> AnomalyRow:
     return AnomalyRow(
         device_id=alert.device_id,
@@ -206,10 +342,10 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
             raise UnknownDevice(f"unknown device {device_id!r}")
         profile = device.profile
         A, FC, Q = models.Alert, models.FaultCommand, models.Quarantine
-        alerts = [
+        alerts = _with_notes(session, [
             alert_row(a)
             for a in session.exec(select(A).where(A.device_id == device_id).order_by(A.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
-        ]
+        ])
         faults = tuple(
             command_view(c)
             for c in session.exec(select(FC).where(FC.device_id == device_id).order_by(FC.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
@@ -337,3 +473,19 @@ def top_score_records(
     with store.engine.connect() as conn:
         return [dict(row) for row in conn.execute(stmt).mappings()]
 
+
+def stored_profile(store: Store, device_id: str) -> str | None:
+    """The profile a device is registered under, or None for an unknown device."""
+    with store.session() as session:
+        device = session.get(models.Device, device_id)
+    return device.profile if device is not None else None
+
+
+def device_ids(store: Store, limit: int | None = None) -> list[str]:
+    """Registered device ids in order (the first ``limit``)."""
+    D = models.Device.__table__  # type: ignore[attr-defined]
+    stmt = sa.select(D.c.id).order_by(D.c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with store.engine.connect() as conn:
+        return [row[0] for row in conn.execute(stmt)]

@@ -88,6 +88,29 @@ class ValidationEvent(SQLModel, table=True):
     message: str = ""
 
 
+class ValidationProblem(SQLModel, table=True):
+    """One validation problem per (device, signal, check): the ``validation_event`` rows
+    of every batch that raised it, folded into first seen, last seen and a count.
+    Times are data time (epoch ms of the simulated clock)."""
+
+    __tablename__ = "validation_problem"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(default="", max_length=128)
+    """"" for a problem of a whole input (a schema error)."""
+    signal: str = Field(default="", max_length=64)
+    check: str = Field(max_length=64)
+    level: str = Field(default="warning", max_length=16)
+    first_ts: int = Field(sa_type=BigInteger)
+    last_ts: int = Field(sa_type=BigInteger)
+    count: int = 1
+    message: str = ""
+    """The latest message."""
+    status: str = Field(default="open", index=True, max_length=16)
+    """open, or resolved when a cycle no longer raises it."""
+    resolved_ts: int | None = Field(default=None, sa_type=BigInteger)
+
+
 class ModelVersion(SQLModel, table=True):
     __tablename__ = "model_version"
 
@@ -134,6 +157,43 @@ class Alert(SQLModel, table=True):
     model_version_id: int | None = None
     acknowledged: bool = False
     acknowledged_at: datetime | None = None
+
+
+class IncidentNote(SQLModel, table=True):
+    """An operator's short note on an incident (one per incident; the last one wins)."""
+
+    __tablename__ = "incident_note"
+
+    alert_id: int = Field(primary_key=True)
+    text: str = Field(default="", max_length=500)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class EngineEvent(SQLModel, table=True):
+    """An engine log record at WARNING or above, kept for the console's events view."""
+
+    __tablename__ = "engine_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: int | None = Field(default=None, sa_type=BigInteger)
+    """Data time (the simulated clock) when it was logged, if the engine had one."""
+    created_at: datetime = Field(default_factory=utcnow)
+    level: str = Field(default="warning", max_length=16)
+    logger: str = Field(default="", max_length=128)
+    message: str = ""
+
+
+class DeviceMute(SQLModel, table=True):
+    """An operator's mute (snooze) of a device: no new incident until ``until_ts``."""
+
+    __tablename__ = "device_mute"
+
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(index=True, max_length=128)
+    until_ts: int = Field(sa_type=BigInteger)
+    """Data time (epoch ms, the simulated clock) the mute ends."""
+    reason: str = Field(default="", max_length=200)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class FaultCommand(SQLModel, table=True):

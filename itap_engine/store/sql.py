@@ -675,9 +675,13 @@ def datetime_to_ms(value: datetime) -> int:
 
 _FIXED_TABLES = (
     models.Device,
+    models.DeviceMute,
+    models.EngineEvent,
+    models.IncidentNote,
     models.Run,
     models.Quarantine,
     models.ValidationEvent,
+    models.ValidationProblem,
     models.ModelVersion,
     models.Score,
     models.Alert,

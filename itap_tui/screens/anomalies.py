@@ -10,11 +10,15 @@ from textual.widgets import DataTable, Footer, Static
 
 from itap_engine.snapshot import Snapshot
 from itap_engine.safe_text import visible
-from itap_tui.filtering import Filter
+from itap_tui.filtering import ANOMALY_KEYS, Filter, why_empty
 from itap_tui.format import contributors_text, fmt_ts
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import AnomalyTable, EngineStatus, FilterBar
 from itap_tui.widgets.anomaly_table import SORTS, sort_key
+
+
+ANOMALY_FILTER_EXAMPLES = ("crit", "!ack", "thermal|mechanical", "score>0.5")
+"""The placeholder's examples; a test checks each parses and matches the demo anomalies."""
 
 
 class AnomaliesScreen(LiveScreen):
@@ -24,7 +28,11 @@ class AnomaliesScreen(LiveScreen):
         Binding("escape", "back", "Back", tooltip="Back to the fleet"),
         Binding("slash", "filter", "Filter", tooltip="Filter: profile, severity, device, family or key:value"),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: score, severity, time, device"),
-        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted alert"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted incident"),
+        Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted incident"),
+        Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge every incident the filter shows"),
+        Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period"),
+        Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted incident"),
         Binding("1", "app.fleet", "Fleet"),
     ]
 
@@ -36,7 +44,11 @@ class AnomaliesScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield EngineStatus(id="engine-status")
         yield Static(id="anomalies-summary")
-        yield FilterBar("e.g. 'critical', 'profile:aircraft', 'pump-003', 'sev:warning thermal'", id="anomaly-filter")
+        examples = ", ".join(f"'{e}'" for e in ANOMALY_FILTER_EXAMPLES)
+        yield FilterBar(
+            f"severity, device, family, !not, a|b… e.g. {examples}",
+            keys=ANOMALY_KEYS, numbers=lambda: {"score"}, id="anomaly-filter",
+        )
         yield AnomalyTable(id="anomaly-table")
         yield Static(id="anomaly-detail")
         yield Footer(compact=True)
@@ -52,13 +64,11 @@ class AnomaliesScreen(LiveScreen):
         rows = [row for row in snapshot.anomalies if self.filter.matches_anomaly(row)]
         rows.sort(key=sort_key(SORTS[self.sort_index][0]))
         self.table.sync(rows, self.palette)
-        open_alerts = [a for a in snapshot.anomalies if a.alert_id is not None and a.status == "open"]
         closed = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "closed")
         readings = sum(1 for a in snapshot.anomalies if a.alert_id is None)
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(f"{len(open_alerts)} open alerts", style="bold")
-        unacked = sum(1 for a in open_alerts if not a.acknowledged)
-        text.append(f" ({unacked} unacknowledged)", style="bold" if unacked else "dim")
+        incidents = snapshot.open_incidents()
+        text.append(f"incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim")
         text.append(f"  │ {readings} top readings  │ {closed} recently closed", style="dim")
         text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
         if self.filter:
@@ -70,7 +80,16 @@ class AnomaliesScreen(LiveScreen):
         row = self.table.cursor_anomaly
         text = Text(no_wrap=True, overflow="ellipsis", end="")
         if row is None:
-            text.append("No anomalies match." if self.filter else "No anomalies: the fleet looks normal.", style="dim")
+            snapshot = self.itap.snapshot
+            if self.filter and snapshot is not None and snapshot.anomalies:
+                counts: dict[str, int] = {}
+                for a in snapshot.anomalies:
+                    word = "reading" if a.alert_id is None else f"{a.status} {a.severity}"
+                    counts[word] = counts.get(word, 0) + 1
+                text.append(why_empty(self.filter, len(snapshot.anomalies), counts, noun="anomaly").replace(
+                    "anomalys", "anomalies"), style=self.palette.warning)
+            else:
+                text.append("No anomalies: the fleet looks normal.", style="dim")
         else:
             text.append(visible(row.device_id), style="bold")
             if row.alert_id is None:
@@ -81,6 +100,9 @@ class AnomaliesScreen(LiveScreen):
                 text.append(f" alert #{row.alert_id}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim")
             if row.acknowledged:
                 text.append(" (acknowledged)", style="dim")
+            if row.note:
+                text.append("  note: ", style="dim")
+                text.append(row.note, style="italic")
             text.append("  why: ", style="dim")
             text.append_text(contributors_text(row.contributors, limit=4) if row.contributors else Text("—"))
         self.query_one("#anomaly-detail", Static).update(text)
@@ -118,6 +140,23 @@ class AnomaliesScreen(LiveScreen):
             return
         self.itap.acknowledge(row.alert_id, row.device_id)
 
+    def action_unacknowledge(self) -> None:
+        self.itap.unacknowledge(self.table.cursor_anomaly)
+
+    def action_acknowledge_all(self) -> None:
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return
+        what = f"the filter '{self.filter.describe()}'" if self.filter else "the list"
+        self.itap.acknowledge_all((a for a in snapshot.anomalies if self.filter.matches_anomaly(a)), what)
+
+    def action_note(self) -> None:
+        self.itap.ask_note(self.table.cursor_anomaly)
+
+    def action_mute(self) -> None:
+        row = self.table.cursor_anomaly
+        self.itap.ask_mute(row.device_id if row else None)
+
     def action_drill(self) -> None:
         row = self.table.cursor_anomaly
         if row is not None:
@@ -126,6 +165,17 @@ class AnomaliesScreen(LiveScreen):
     @on(DataTable.RowSelected, "#anomaly-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.action_drill()
+
+    def export_records(self) -> tuple[str, list]:  # type: ignore[type-arg]
+        """The incidents and readings as shown (filter, sort)."""
+        from itap_tui.export import anomaly_records
+
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return "incidents", []
+        rows = [row for row in snapshot.anomalies if self.filter.matches_anomaly(row)]
+        rows.sort(key=sort_key(SORTS[self.sort_index][0]))
+        return "incidents", anomaly_records(rows)
 
     def selected_devices(self) -> list[str]:
         row = self.table.cursor_anomaly

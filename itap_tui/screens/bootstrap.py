@@ -25,6 +25,21 @@ class BootstrapScreen(Screen):
     def __init__(self) -> None:
         super().__init__(id="bootstrap")
         self._last_stage = ""
+        self.done = False
+        """The engine has started; the screen leaves as soon as it is on top again."""
+
+    def finish(self) -> None:
+        """The engine is up: leave now, or when a screen opened over this one (help) closes."""
+        self.done = True
+        self._leave()
+
+    def _leave(self) -> None:
+        if self.done and self.app.screen is self and self in self.app.screen_stack:
+            self.app.pop_screen()
+
+    def on_screen_resume(self) -> None:
+        if self.done:
+            self.call_later(self._leave)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="bootstrap-box") as box:

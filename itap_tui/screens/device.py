@@ -12,12 +12,30 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-from itap_engine.snapshot import DeviceDetail, Snapshot
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import AnomalyRow, DeviceDetail, Snapshot, worth_showing
 from itap_tui.format import fmt_dt, fmt_ts, severity_text, status_text
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import ContributorsPanel, EngineStatus, SignalPlot
 from itap_tui.widgets.keyed_table import KeyedTable
+
+def simulated_faults(detail: DeviceDetail) -> list[tuple[str, int, int]]:
+    """(fault, first ts, last ts) of each run of the simulation's own fault labels in the
+    window that no operator command accounts for (those are listed as commands)."""
+    commanded = {f.fault for f in detail.faults}
+    runs: list[tuple[str, int, int]] = []
+    current: tuple[str, int, int] | None = None
+    for ts, label in zip(detail.ts, detail.fault_labels, strict=False):
+        if current is not None and label == current[0]:
+            current = (current[0], current[1], ts)
+            continue
+        if current is not None:
+            runs.append(current)
+        current = (label, ts, ts) if label else None
+    if current is not None:
+        runs.append(current)
+    return [run for run in runs if run[0] not in commanded]
+
 
 WINDOWS: tuple[tuple[float, str], ...] = ((900, "15 min"), (3600, "1 h"), (6 * 3600, "6 h"), (24 * 3600, "24 h"))
 
@@ -32,12 +50,15 @@ class DeviceScreen(LiveScreen):
         Binding("w", "next_window", "Window", tooltip="Cycle the window: 15 min, 1 h, 6 h, 24 h"),
         Binding("t", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"),
         Binding("a", "acknowledge", "Ack", tooltip="Acknowledge this device's open alert"),
+        Binding("s", "toggle_score", "Score plot", tooltip="Show the score plot instead of the signal (small terminals)"),
     ]
 
     signal_index: reactive[int] = reactive(0)
     window_index: reactive[int] = reactive(1)
     fetching: reactive[bool] = reactive(True)
     """A detail query is in flight; toggles ``-loading``."""
+    score_first: reactive[bool] = reactive(False)
+    """On a small terminal (one plot fits) show the score plot; toggles ``-score``."""
 
     def __init__(self, device_id: str) -> None:
         super().__init__(id="device")
@@ -45,6 +66,7 @@ class DeviceScreen(LiveScreen):
         self.detail: DeviceDetail | None = None
         self._last_fetch = 0.0
         self.fetches = 0
+        self._signal_chosen = False
 
     def compose(self) -> ComposeResult:
         yield EngineStatus(id="engine-status")
@@ -83,6 +105,9 @@ class DeviceScreen(LiveScreen):
     def watch_fetching(self, fetching: bool) -> None:
         self.set_class(fetching, "-fetching")
 
+    def watch_score_first(self, score_first: bool) -> None:
+        self.set_class(score_first, "-score")
+
     # ------------------------------------------------------------------ data
     @work(exclusive=True, group="device-detail", exit_on_error=False, description="device detail")
     async def load_detail(self) -> None:
@@ -92,7 +117,23 @@ class DeviceScreen(LiveScreen):
         self.fetches += 1
         self.detail = detail
         self.fetching = False
+        if not self._signal_chosen:
+            self._signal_chosen = True
+            self._open_on_driver()
         self.show_detail()
+
+    def _open_on_driver(self) -> None:
+        """Start on the signal that drives the device's incident (its top contributor)."""
+        detail = self.detail
+        if detail is None:
+            return
+        incident = self.current_incident() or next((a for a in detail.alerts if a.alert_id is not None), None)
+        contributors = incident.contributors if incident is not None and incident.contributors else detail.contributors
+        signals = list(detail.series)
+        for item in contributors:
+            if item.signal in signals:
+                self.set_reactive(DeviceScreen.signal_index, signals.index(item.signal))
+                return
 
     def render_snapshot(self, snapshot: Snapshot) -> None:
         self._header(snapshot)
@@ -144,6 +185,19 @@ class DeviceScreen(LiveScreen):
             text.append("  loading…", style="dim italic")
         self.query_one("#device-header", Static).update(text)
 
+    def current_incident(self) -> AnomalyRow | None:
+        """The device's open incident, or None: a closed one is never shown as current,
+        even when the detail was fetched before the snapshot that closed it."""
+        detail = self.detail
+        if detail is None:
+            return None
+        snapshot = self.itap.snapshot
+        row = next((d for d in snapshot.devices if d.device_id == detail.device_id), None) if snapshot else None
+        if row is not None and row.status not in ("warning", "critical"):
+            return None
+        closed = {a.alert_id for a in snapshot.anomalies if a.status == "closed"} if snapshot else set()
+        return next((a for a in detail.alerts if a.status == "open" and a.alert_id not in closed), None)
+
     def show_detail(self) -> None:
         detail = self.detail
         self._header(self.itap.snapshot)
@@ -160,13 +214,21 @@ class DeviceScreen(LiveScreen):
             known.display = False
         profile = (self.itap.snapshot.profiles.get(detail.profile) if self.itap.snapshot else None)
         unit = profile.units.get(self.signal or "", "") if profile else ""
-        self.query_one("#signal-plot", SignalPlot).show(detail, self.signal, unit)
-        self.query_one("#score-plot", SignalPlot).show(detail, None)
-        headline = ""
-        if detail.alerts:
-            latest = detail.alerts[0]
-            headline = f"{latest.severity} alert, score {latest.score:.2f}, family {latest.family}"
-        self.query_one(ContributorsPanel).show(detail.contributors, self.palette, headline)
+        current = self.current_incident()
+        shown = current or next((a for a in detail.alerts if a.alert_id is not None), None)
+        interval = None
+        if shown is not None:
+            interval = (shown.opened_ts or shown.ts, shown.ts)
+        self.query_one("#signal-plot", SignalPlot).show(detail, self.signal, unit, interval=interval)
+        self.query_one("#score-plot", SignalPlot).show(detail, None, interval=interval)
+        if current is not None:
+            families = ", ".join(dict.fromkeys([current.family, *(c.family for c in current.contributors)]))
+            headline = f"{current.severity} incident #{current.alert_id} since {fmt_ts(current.opened_ts or current.ts)}, peak {current.score:.2f}, {families}"
+            self.query_one(ContributorsPanel).show(current.contributors or detail.contributors, self.palette, headline)
+        else:
+            last = next((a for a in detail.alerts if a.alert_id is not None), None)
+            note = f"Last incident #{last.alert_id} is closed (last anomalous reading {fmt_ts(last.ts)})." if last else ""
+            self.query_one(ContributorsPanel).show((), self.palette, note)
         palette = self.palette
         self.query_one("#alert-history", KeyedTable).sync(
             [
@@ -177,7 +239,7 @@ class DeviceScreen(LiveScreen):
                         severity_text(alert.severity, palette, alert.acknowledged),
                         Text(f"{alert.score:.3f}"),
                         Text(alert.family or "—"),
-                        Text(visible(", ".join(c.signal for c in alert.contributors[:3]) or "—")),
+                        Text(visible(", ".join(c.signal for c in worth_showing(alert.contributors)) or "—")),
                         Text("✓ yes" if alert.acknowledged else "no"),
                     ],
                 )
@@ -199,6 +261,21 @@ class DeviceScreen(LiveScreen):
                     ],
                 )
                 for fault in detail.faults
+            ]
+            + [
+                (
+                    f"sim-{start}",
+                    [
+                        Text("sim", style="dim"),
+                        Text(label),
+                        Text("SIMULATED" if end < detail.ts[-1] else "SIMULATED, ACTIVE", style="italic"),
+                        Text(fmt_ts(start)),
+                        Text("—"),
+                        Text(f"{(end - start) / 1000:g} s+" if end >= detail.ts[-1] else f"{(end - start) / 1000:g} s"),
+                        Text("a fault of the simulation itself (ground truth), not an operator command", style="dim"),
+                    ],
+                )
+                for label, start, end in simulated_faults(detail)
             ]
         )
         self.query_one("#quarantine", KeyedTable).sync(
@@ -248,6 +325,15 @@ class DeviceScreen(LiveScreen):
 
     def action_acknowledge(self) -> None:
         self.itap.acknowledge_device(self.device_id)
+
+    def action_toggle_score(self) -> None:
+        self.score_first = not self.score_first
+
+    def export_records(self) -> tuple[str, list]:  # type: ignore[type-arg]
+        """The device's series in the window shown: time, score, every signal, fault."""
+        from itap_tui.export import series_records
+
+        return f"{self.device_id}-series", series_records(self.detail) if self.detail is not None else []
 
     def selected_devices(self) -> list[str]:
         return [self.device_id]

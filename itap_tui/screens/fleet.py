@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -9,11 +11,14 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from itap_engine.snapshot import Snapshot
-from itap_tui.filtering import Filter
+from itap_tui.filtering import DEVICE_KEYS, Filter, why_empty
 from itap_tui.format import STATUS_STYLE
 from itap_tui.screens.base import LiveScreen
-from itap_tui.widgets import DeviceTable, EngineStatus, FilterBar, ValidationLog
-from itap_tui.widgets.device_table import SORTS, sort_key
+from itap_tui.widgets import DeviceTable, EngineStatus, FilterBar, ValidationPanel
+from itap_tui.widgets.device_table import SORTS, sort_key, sort_label
+
+FLEET_FILTER_EXAMPLES = ("crit|warn", "!ok", "profile:aircraft", "score>0.5")
+"""The placeholder's examples; a test checks that each matches a device of the demo fleet."""
 
 
 class FleetScreen(LiveScreen):
@@ -22,22 +27,38 @@ class FleetScreen(LiveScreen):
     BINDINGS = [
         Binding("slash", "filter", "Filter", tooltip="Filter devices: id, profile, status, state or key:value"),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: status, score, device, profile, state"),
-        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted device's open alert"),
+        Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
+        Binding("o", "resort", "Re-sort", show=False, tooltip="Re-sort now (the order holds still while you move)"),
+        Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted device's open incident"),
+        Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted device's incident"),
+        Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge the incidents of every device the filter shows"),
+        Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period: no new incident"),
+        Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted device's incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
         Binding("v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"),
     ]
+
+    resort_idle_s = 5.0
+    """A tick re-sorts the table only when the cursor has not moved for this long."""
 
     def __init__(self) -> None:
         super().__init__(id="fleet")
         self.filter = Filter()
         self.sort_index = 0
+        self.sort_reverse = False
+        self._resort = True
 
     def compose(self) -> ComposeResult:
+        examples = ", ".join(f"'{e}'" for e in FLEET_FILTER_EXAMPLES)
         yield EngineStatus(id="engine-status")
         yield Static(id="fleet-summary")
-        yield FilterBar("device, profile, status… e.g. 'critical' or 'profile:aircraft pump-01'", id="fleet-filter")
+        yield FilterBar(
+            f"device, profile, status, !not, a|b, signal>N… e.g. {examples}",
+            keys=DEVICE_KEYS, numbers=self._numbers, id="fleet-filter",
+        )
+        yield Static(id="fleet-empty", classes="empty-why")
         yield DeviceTable(id="devices")
-        yield ValidationLog(id="validation")
+        yield ValidationPanel(id="validation")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -47,12 +68,41 @@ class FleetScreen(LiveScreen):
     def table(self) -> DeviceTable:
         return self.query_one(DeviceTable)
 
+    def _numbers(self) -> set[str]:
+        """Names ``name>N`` compares: the score and every profile's signals."""
+        names = {"score"}
+        snapshot = self.itap.snapshot
+        if snapshot is not None:
+            for info in snapshot.profiles.values():
+                names.update(signal.lower() for signal in info.signals)
+        return names
+
     def render_snapshot(self, snapshot: Snapshot) -> None:
         rows = [row for row in snapshot.devices if self.filter.matches_device(row)]
-        rows.sort(key=sort_key(SORTS[self.sort_index][0]))
-        self.table.sync(rows, snapshot.profiles, self.palette, self.itap.fault_marks)
-        self.query_one(ValidationLog).add_alerts(snapshot.validation_alerts, self.palette)
+        rows.sort(key=sort_key(SORTS[self.sort_index][0]), reverse=self.sort_reverse)
+        table = self.table
+        idle = time.monotonic() - table.last_moved >= self.resort_idle_s
+        table.sync(
+            rows, snapshot.profiles, self.palette, self.itap.fault_marks, reorder=self._resort or idle,
+            silenced=snapshot.silenced,
+        )
+        self._resort = False
+        self.query_one(ValidationPanel).show(snapshot.validation_problems, self.palette)
         self._summary(snapshot, len(rows))
+        self._empty(snapshot, len(rows))
+
+    def _empty(self, snapshot: Snapshot, shown: int) -> None:
+        """Say why the table is empty instead of showing nothing."""
+        why = self.query_one("#fleet-empty", Static)
+        if shown or not snapshot.devices:
+            why.set_class(False, "-shown")
+            return
+        counts: dict[str, int] = {}
+        for row in snapshot.devices:
+            word = STATUS_STYLE.get(row.status, ("", row.status, ""))[1].lower()
+            counts[word] = counts.get(word, 0) + 1
+        why.update(Text(why_empty(self.filter, len(snapshot.devices), counts)))
+        why.set_class(True, "-shown")
 
     def _summary(self, snapshot: Snapshot, shown: int) -> None:
         counts: dict[str, int] = {}
@@ -65,9 +115,9 @@ class FleetScreen(LiveScreen):
                 symbol, word, colour = STATUS_STYLE[status]
                 text.append("  ")
                 text.append(f"{symbol} {counts[status]} {word}", style=getattr(self.palette, colour))
-        open_alerts = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "open" and not a.acknowledged)
-        text.append(f"  │ {open_alerts} open alerts", style="bold" if open_alerts else "dim")
-        text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
+        incidents = snapshot.open_incidents()
+        text.append(f"  │ incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim")
+        text.append(f"  │ sort: {sort_label(self.sort_index, self.sort_reverse)}", style="dim")
         if self.filter:
             text.append(f"  │ filter: {self.filter.describe()} ({shown} shown)", style=f"bold {self.palette.accent}")
         self.query_one("#fleet-summary", Static).update(text)
@@ -83,20 +133,62 @@ class FleetScreen(LiveScreen):
     @on(FilterBar.Changed)
     def _filter_changed(self, event: FilterBar.Changed) -> None:
         self.filter = event.filter
+        self._resort = True
         self._rerender()
 
     def action_sort(self) -> None:
-        self.sort_index = (self.sort_index + 1) % len(SORTS)
+        self.sort_by(SORTS[(self.sort_index + 1) % len(SORTS)][0])
+
+    def sort_by(self, column: str, reverse: bool = False) -> None:
+        """Sort by ``column`` (a key of :data:`SORTS`) now."""
+        self.sort_index = next(i for i, (key, _) in enumerate(SORTS) if key == column)
+        self.sort_reverse = reverse
+        self._resort = True
         self._rerender()
-        self.notify(f"Sorted by {SORTS[self.sort_index][1]}", timeout=2)
+        self.notify(f"Sorted by {sort_label(self.sort_index, self.sort_reverse)}", timeout=2)
+
+    def action_reverse_sort(self) -> None:
+        self.sort_by(SORTS[self.sort_index][0], not self.sort_reverse)
+
+    def action_resort(self) -> None:
+        self._resort = True
+        self._rerender()
+
+    @on(DataTable.HeaderSelected, "#devices")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a column's header sorts by it; a second click reverses."""
+        column = event.column_key.value
+        if column in dict(SORTS):
+            same = SORTS[self.sort_index][0] == column
+            self.sort_by(column, not self.sort_reverse if same else False)
 
     def action_focus_validation(self) -> None:
-        self.query_one(ValidationLog).focus()
+        self.query_one(ValidationPanel).focus()
 
     def action_acknowledge(self) -> None:
         device = self.table.cursor_device
         if device is not None:
             self.itap.acknowledge_device(device)
+
+    def action_unacknowledge(self) -> None:
+        device = self.table.cursor_device
+        if device is not None:
+            self.itap.unacknowledge(self.itap.device_incident(device))
+
+    def action_acknowledge_all(self) -> None:
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return
+        shown = {row.device_id for row in snapshot.devices if self.filter.matches_device(row)}
+        what = f"the filter '{self.filter.describe()}'" if self.filter else "the fleet"
+        self.itap.acknowledge_all((a for a in snapshot.anomalies if a.device_id in shown), what)
+
+    def action_mute(self) -> None:
+        self.itap.ask_mute(self.table.cursor_device)
+
+    def action_note(self) -> None:
+        device = self.table.cursor_device
+        self.itap.ask_note(self.itap.device_incident(device) if device else None)
 
     def action_drill(self) -> None:
         device = self.table.cursor_device
@@ -106,6 +198,20 @@ class FleetScreen(LiveScreen):
     @on(DataTable.RowSelected, "#devices")
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.action_drill()
+
+    def export_records(self) -> tuple[str, list]:  # type: ignore[type-arg]
+        """The fleet as shown (filter, order), or the validation problems when focused."""
+        from itap_tui.export import fleet_records, problem_records
+
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return "fleet", []
+        if self.query_one(ValidationPanel).has_focus:
+            return "validation-problems", problem_records(snapshot.validation_problems)
+        by_id = {row.device_id: row for row in snapshot.devices}
+        table = self.table
+        shown = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
+        return "fleet", fleet_records([by_id[d] for d in shown if d in by_id], dict(snapshot.silenced))
 
     def selected_devices(self) -> list[str]:
         device = self.table.cursor_device

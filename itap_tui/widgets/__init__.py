@@ -8,7 +8,7 @@ from itap_tui.widgets.device_table import DeviceTable
 from itap_tui.widgets.engine_status import EngineStatus
 from itap_tui.widgets.filter_bar import FilterBar
 from itap_tui.widgets.signal_plot import SignalPlot
-from itap_tui.widgets.validation_log import ValidationLog
+from itap_tui.widgets.validation_panel import ValidationPanel
 
 __all__ = [
     "AnomalyTable",
@@ -17,5 +17,5 @@ __all__ = [
     "EngineStatus",
     "FilterBar",
     "SignalPlot",
-    "ValidationLog",
+    "ValidationPanel",
 ]

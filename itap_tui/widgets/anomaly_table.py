@@ -15,6 +15,7 @@ from textual.widgets import DataTable
 from itap_engine.snapshot import AnomalyRow
 from itap_engine.safe_text import visible
 from itap_tui.format import SEVERITY_RANK, Palette, contributors_text, fmt_ts, severity_text
+from itap_tui.widgets.navigation import NAV_BINDINGS
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("severity", "Severity"),
@@ -62,7 +63,7 @@ class _KeyedText(Text):
 class AnomalyTable(DataTable):
     """Ranked anomalies; ``enter`` opens the device."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Open", show=True)]
+    BINDINGS = [Binding("enter", "select_cursor", "Open", show=True), *NAV_BINDINGS]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)

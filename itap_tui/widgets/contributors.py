@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import Static
 
-from itap_engine.snapshot import ContributorView
+from itap_engine.snapshot import MIN_SHOWN_SHARE, ContributorView
 from itap_tui.format import Palette, bar
 
 
 class ContributorsPanel(Static):
-    """A ranked list of signals with their share of the anomaly and their family."""
+    """A ranked list of signals with their share of the anomaly and their family; those
+    under :data:`MIN_SHOWN_SHARE` are left out (noise to an operator)."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -23,10 +24,11 @@ class ContributorsPanel(Static):
         if headline:
             text.append(headline + "\n", style="bold")
         if not contributors:
-            text.append("No open alert: nothing to explain.", style="dim")
+            text.append("No open incident: nothing to explain now.", style="dim")
             self.update(text)
             return
-        for index, item in enumerate(contributors):
+        shown = [c for c in contributors if c.share >= MIN_SHOWN_SHARE] or list(contributors[:1])
+        for index, item in enumerate(shown):
             if index:
                 text.append("\n")
             text.append(f"{index + 1}. ", style="dim")

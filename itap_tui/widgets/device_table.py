@@ -4,10 +4,16 @@ Rows are keyed by device id and columns by name. Each snapshot updates only the 
 whose text changed (``update_cell``), adds rows for devices that appear and removes
 rows for devices that disappear (or are filtered out); it never clears the table. The
 cursor stays on the same device across updates and re-sorts.
+
+While the operator moves the cursor the row order holds still: :meth:`DeviceTable.sync`
+re-sorts only when asked (``reorder=True``); otherwise rows keep their places and new
+devices are added at the end. :attr:`DeviceTable.last_moved` tells the screen when
+the operator last moved.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from rich.text import Text
@@ -17,6 +23,7 @@ from textual.widgets import DataTable
 from itap_engine.snapshot import DeviceRow, ProfileInfo
 from itap_engine.safe_text import visible
 from itap_tui.format import STATUS_RANK, Palette, score_text, signals_text, status_text
+from itap_tui.widgets.navigation import NAV_BINDINGS
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("device", "Device"),
@@ -35,7 +42,14 @@ SORTS: tuple[tuple[str, str], ...] = (
     ("profile", "profile ↑"),
     ("state", "state ↑"),
 )
-"""The ``s`` key cycles through these (column key, label)."""
+"""The ``s`` key cycles through these (column key, label); ``S`` reverses."""
+
+
+def sort_label(index: int, reverse: bool) -> str:
+    label = SORTS[index][1]
+    if reverse:
+        label = label.replace("↓", "↥").replace("↑", "↓").replace("↥", "↑")
+    return label
 
 
 def sort_key(column: str):  # type: ignore[no-untyped-def]
@@ -54,11 +68,13 @@ def sort_key(column: str):  # type: ignore[no-untyped-def]
 class DeviceTable(DataTable):
     """One row per device; see the module docstring for how updates work."""
 
-    BINDINGS = [Binding("enter", "select_cursor", "Open", show=True)]
+    BINDINGS = [Binding("enter", "select_cursor", "Open", show=True), *NAV_BINDINGS]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.fixed_columns = 1
+        self.last_moved = float("-inf")
+        """``time.monotonic()`` of the operator's last cursor move."""
         self._cells: dict[str, tuple[object, ...]] = {}
         self._order: list[str] = []
         self._widths: dict[str, int] = {}
@@ -68,6 +84,37 @@ class DeviceTable(DataTable):
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
+
+    def _moved(self) -> None:
+        self.last_moved = time.monotonic()
+
+    def action_cursor_up(self) -> None:
+        self._moved()
+        super().action_cursor_up()
+
+    def action_cursor_down(self) -> None:
+        self._moved()
+        super().action_cursor_down()
+
+    def action_page_up(self) -> None:
+        self._moved()
+        super().action_page_up()
+
+    def action_page_down(self) -> None:
+        self._moved()
+        super().action_page_down()
+
+    def action_scroll_top(self) -> None:
+        self._moved()
+        super().action_scroll_top()
+
+    def action_scroll_bottom(self) -> None:
+        self._moved()
+        super().action_scroll_bottom()
+
+    async def _on_click(self, event) -> None:  # type: ignore[no-untyped-def]
+        self._moved()
+        await super()._on_click(event)
 
     @property
     def cursor_device(self) -> str | None:
@@ -80,7 +127,12 @@ class DeviceTable(DataTable):
         return row_key.value
 
     def _render_row(
-        self, row: DeviceRow, profile: ProfileInfo | None, palette: Palette, mark: tuple[str, str] | None
+        self,
+        row: DeviceRow,
+        profile: ProfileInfo | None,
+        palette: Palette,
+        mark: tuple[str, str] | None,
+        silenced: tuple[int, str] | None = None,
     ) -> tuple[tuple[object, ...], list[Text]]:
         names = profile.key_signals if profile else tuple(row.values)[:3]
         units = profile.units if profile else {}
@@ -88,7 +140,8 @@ class DeviceTable(DataTable):
         fault = row.injected_fault or (mark[0] if mark else None)
         state = mark[1] if mark and mark[0] == fault else ""
         score = None if row.score is None else round(row.score, 2)
-        signature = (row.device_id, (row.status, bool(fault)), (score, row.status), row.state, values, (fault, state), row.profile)
+        quiet = silenced[1].split(":")[0] if silenced else ""
+        signature = (row.device_id, (row.status, bool(fault), quiet), (score, row.status), row.state, values, (fault, state), row.profile)
         fault_text = Text(end="")
         if fault:
             fault_text.append("⚡ ", style=f"bold {palette.warning}")
@@ -98,6 +151,8 @@ class DeviceTable(DataTable):
         status_cell = status_text(row.status, palette)
         if fault:
             status_cell.append(" ⚡", style=f"bold {palette.warning}")
+        if quiet:
+            status_cell.append(f" {quiet}", style="dim italic")  # muted or maintenance: no new incident
         cells = [
             Text(visible(row.device_id), style="bold", end=""),
             status_cell,
@@ -116,9 +171,13 @@ class DeviceTable(DataTable):
         palette: Palette,
         marks: Mapping[str, tuple[str, str]] | None = None,
         force: bool = False,
+        reorder: bool = True,
+        silenced: Mapping[str, tuple[int, str]] | None = None,
     ) -> None:
-        """Make the table show ``rows`` in this order, touching only what changed.
+        """Make the table show ``rows``, touching only what changed.
 
+        ``reorder`` puts the rows in the given order; without it rows already shown
+        keep their places and new ones go at the end (the operator is navigating).
         ``marks`` maps a device to (fault, state) for faults this console injected;
         the state (sent, pending, ACTIVE) is shown next to the fault's name.
         """
@@ -130,7 +189,9 @@ class DeviceTable(DataTable):
             del self._cells[device]
         column_keys = [key for key, _ in COLUMNS]
         for row in rows:
-            signature, cells = self._render_row(row, profiles.get(row.profile), palette, marks.get(row.device_id))
+            signature, cells = self._render_row(
+                row, profiles.get(row.profile), palette, marks.get(row.device_id), (silenced or {}).get(row.device_id)
+            )
             old = self._cells.get(row.device_id)
             if old is None:
                 self.add_row(*cells, key=row.device_id)
@@ -148,6 +209,10 @@ class DeviceTable(DataTable):
                         self.updates += 1
             self._cells[row.device_id] = signature
         order = [row.device_id for row in rows]
+        if not reorder:
+            shown = [device for device in self._order if device in wanted]
+            placed = set(shown)
+            order = shown + [device for device in order if device not in placed]
         if order != self._order:
             rank = {visible(device): index for index, device in enumerate(order)}  # the cell shows visible(id)
             self.sort("device", key=lambda cell: rank[cell.plain])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from textual import on
@@ -12,16 +13,27 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, Label
 
-from itap_tui.filtering import Filter
+from itap_tui.filtering import Filter, FilterError
 
 
 class FilterBar(Horizontal):
-    """Type a filter, ``enter`` applies it, ``esc`` clears it."""
+    """Type a filter, ``enter`` applies it, ``esc`` clears it.
+
+    A filter that cannot match (an unknown key or signal) is shown as an error in the
+    bar and not applied: the table keeps the last good filter.
+
+    Args:
+        placeholder: the example shown in the empty input; it should match something.
+        keys: the ``key:value`` keys the screen knows.
+        numbers: called for the names ``name>N`` may compare (score, signals).
+    """
 
     BINDINGS = [Binding("escape", "clear", "Clear filter", show=False)]
 
     editing: reactive[bool] = reactive(False)
     """The input is open; toggles the ``-editing`` class."""
+    error: reactive[str] = reactive("")
+    """Why the typed filter cannot apply ("" when it can); toggles ``-error``."""
 
     @dataclass
     class Changed(Message):
@@ -32,35 +44,66 @@ class FilterBar(Horizontal):
         def control(self) -> FilterBar:
             return self.bar
 
-    def __init__(self, placeholder: str, *, id: str | None = None) -> None:
+    def __init__(
+        self,
+        placeholder: str,
+        *,
+        keys: Collection[str] | None = None,
+        numbers: Callable[[], Collection[str]] | None = None,
+        id: str | None = None,
+    ) -> None:
         super().__init__(id=id)
         self._placeholder = placeholder
+        self.keys = keys
+        self.numbers = numbers
 
     def compose(self) -> ComposeResult:
         yield Label("/", classes="filter-prompt")
         yield Input(placeholder=self._placeholder, classes="filter-input")
+        yield Label("", classes="filter-error")
 
     def watch_editing(self, editing: bool) -> None:
         self.set_class(editing, "-editing")
+
+    def watch_error(self, error: str) -> None:
+        self.set_class(bool(error), "-error")
+        self.query_one(".filter-error", Label).update(error)
 
     def open(self) -> None:
         self.editing = True
         self.query_one(Input).focus()
 
+    def parse(self, text: str) -> Filter | None:
+        """The filter ``text`` means, or None (and :attr:`error` set) when it cannot apply."""
+        try:
+            flt = Filter.parse(text, self.keys, None if self.numbers is None else self.numbers())
+        except FilterError as error:
+            self.error = str(error)
+            return None
+        self.error = ""
+        return flt
+
     @on(Input.Changed)
     def _live(self, event: Input.Changed) -> None:
         event.stop()
-        self.post_message(self.Changed(self, Filter.parse(event.value)))
+        flt = self.parse(event.value)
+        if flt is not None:
+            self.post_message(self.Changed(self, flt))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        flt = self.parse(event.value)
+        if flt is None:
+            self.app.bell()
+            return  # stay in the input: the error is on screen
         self.editing = False
-        self.post_message(self.Changed(self, Filter.parse(event.value)))
+        self.post_message(self.Changed(self, flt))
         self.screen.focus_next()
 
     def action_clear(self) -> None:
         self.query_one(Input).value = ""
+        self.error = ""
         self.editing = False
         self.post_message(self.Changed(self, Filter()))
         self.screen.focus_next()

@@ -7,9 +7,13 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
+from itap_tui.widgets.navigation import NAV_BINDINGS
+
 
 class KeyedTable(DataTable):
     """``sync(rows)`` adds, updates (only changed cells) and removes rows by key."""
+
+    BINDINGS = NAV_BINDINGS
 
     def __init__(self, columns: Sequence[tuple[str, str]], *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)

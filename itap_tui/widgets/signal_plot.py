@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from textual_plotext import PlotextPlot
 
 from itap_engine.snapshot import DeviceDetail
 
+TICKS = 5
+"""Time labels on the x axis."""
+
+
+def time_ticks(start_ms: int, end_ms: int, ticks: int = TICKS) -> tuple[list[float], list[str]]:
+    """Positions (minutes before ``end_ms``) and clock labels (data time, UTC) for the
+    x axis: ``06:10`` in a window under a day, ``01-02 06:10`` beyond."""
+    span = max(end_ms - start_ms, 1)
+    fmt = "%H:%M" if span < 86_400_000 else "%m-%d %H:%M"
+    positions, labels = [], []
+    for i in range(ticks):
+        ms = start_ms + span * i / (ticks - 1)
+        positions.append((ms - end_ms) / 60000.0)
+        labels.append(datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt))
+    return positions, labels
+
 
 class SignalPlot(PlotextPlot):
-    """Plots one series of a :class:`DeviceDetail` against minutes before now.
+    """Plots one series of a :class:`DeviceDetail` against data time (clock labels).
 
     ``x`` markers are readings scored above the threshold; ``▼`` markers are readings
-    during an (injected or simulated) fault.
+    during an (injected or simulated) fault; the score plot draws the threshold; both
+    draw the incident's interval (``interval``: first and last anomalous reading) as
+    two vertical lines.
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
 
-    def show(self, detail: DeviceDetail, signal: str | None, unit: str = "") -> None:
+    def show(
+        self, detail: DeviceDetail, signal: str | None, unit: str = "", interval: tuple[int, int] | None = None
+    ) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -55,6 +76,12 @@ class SignalPlot(PlotextPlot):
         faulty = [xi for xi, f in zip(x, detail.fault_labels, strict=False) if f]
         if faulty:
             plt.scatter(faulty, [low] * len(faulty), marker="▼", color="orange", label="fault")
+        if interval is not None:
+            start, stop = ((t - end) / 60000.0 for t in interval)
+            if stop >= x[0] and start <= 0.0:
+                for edge in (max(start, x[0]), min(stop, 0.0)):
+                    plt.vline(edge, "magenta")
         plt.xlim(x[0], 0.0)  # the same window on every plot, even where scores are missing
-        plt.xlabel("minutes before latest reading")
+        plt.xticks(*time_ticks(detail.ts[0], end))
+        plt.xlabel("time (sim, UTC)" + ("  ┃ incident" if interval is not None else ""))
         self.refresh()

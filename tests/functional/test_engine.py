@@ -397,3 +397,77 @@ def test_housekeeping_never_deletes_imported_readings_by_the_simulated_clock(wor
         assert span_h <= 1.01  # the simulated history (6 h) was trimmed to its retention
     finally:
         core.close()
+
+
+async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_quiet_period(workdir: Path) -> None:
+    """Issue 12: a sensor_dropout opened two alerts (events and mechanical) that stayed
+    open ~20 simulated minutes. Now one incident per device, closed a quiet period
+    (default: 12 readings, 2 simulated minutes) after its last anomalous reading."""
+    settings = settings_of(workdir)
+    engine = Engine(settings, schedule=False)
+    await engine.start()
+    try:
+        [command] = await engine.inject_fault(["pump-002"], "sensor_dropout", 3.0, 600)
+        incidents: list[models.Alert] = []
+        for _ in range(60):
+            await engine.tick_now()
+            snap = engine.latest()
+            assert snap is not None
+            open_now = [a for a in snap.anomalies if a.alert_id is not None and a.status == "open" and a.device_id == "pump-002"]
+            assert len(open_now) <= 1
+            store = Store(settings)
+            try:
+                with store.session() as session:
+                    incidents = list(session.exec(select(models.Alert).where(models.Alert.device_id == "pump-002")))
+            finally:
+                store.close()
+            if incidents and all(a.status == "closed" for a in incidents):
+                break
+        assert incidents, engine.last_error
+        assert all(a.status == "closed" for a in incidents)
+        for incident in incidents:
+            assert incident.closed_ts - incident.last_ts == 120_000  # the quiet period, data time
+        families = {c["family"] for c in json.loads(incidents[0].contributors)}
+        assert len(families) >= 1
+        # validation: one problem per (device, signal, check), in data time, not a row per batch
+        store = Store(settings)
+        try:
+            with store.session() as session:
+                problems = list(session.exec(select(models.ValidationProblem)))
+                events = store.count(models.ValidationEvent)
+        finally:
+            store.close()
+        keys = [(p.device_id, p.signal, p.check) for p in problems if p.status == "open"]
+        assert len(keys) == len(set(keys))
+        start_ms = datetime_to_ms(settings.simulation.start)
+        assert all(p.first_ts >= start_ms and p.last_ts >= p.first_ts for p in problems)
+        assert len(problems) <= max(1, events)
+    finally:
+        await engine.stop()
+
+
+async def test_the_events_view_gets_engine_warnings_faults_and_incidents_in_data_time(workdir: Path) -> None:
+    import logging
+
+    from itap_engine.store.queries import recent_events
+
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        engine = facade.engine
+        await facade.inject_fault(["pump-002"], "overheat_drift", 3.0, 600)
+        for _ in range(6):
+            await engine.tick_now()
+        clock = datetime_to_ms(engine.core.sim_time)
+        logging.getLogger("itap_engine.engine.core").warning("disk nearly full")
+        await engine.tick_now()
+        events = await facade.events(100)
+        [warning] = [e for e in events if e.kind == "log" and e.text == "disk nearly full"]
+        assert warning.level == "warning" and warning.ts == clock  # the simulated clock when it was logged
+        kinds = {e.kind for e in events}
+        assert {"fault", "retrain", "incident"} <= kinds, kinds
+        assert [e.ts for e in events if e.ts is not None] == sorted((e.ts for e in events if e.ts is not None), reverse=True)
+        assert recent_events(engine.core.store, 5)[0].ts >= clock
+    finally:
+        await facade.stop()

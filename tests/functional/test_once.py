@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -126,6 +127,31 @@ def test_plain_text_summary_without_a_terminal(site: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ITAP OK") and "\x1b[" not in result.stdout
     assert result.stderr == ""
+    # Nagios perfdata after '|' on line 1: open incidents, rows, scored, seconds
+    line = result.stdout.splitlines()[0]
+    status, perf = line.split(" | ")
+    assert "|" not in status
+    assert re.fullmatch(r"open_incidents=0;;;0 rows=(\d+);;;0 scored=(\d+);;;0 seconds=[0-9.]+s;;;0", perf), perf
+
+
+def test_profile_limits_the_runs_status_to_one_profile(site: Path) -> None:
+    store = Store(load_settings(site / "config.toml"))
+    with store.session() as session:
+        session.add(models.FaultCommand(device_id="pump-002", fault="overheat_drift", severity=4.0, duration_s=600))
+        session.commit()
+    store.close()
+    other = once(site, "--json", "--profile", "aircraft")  # the fleet here is all industrial
+    summary = json.loads(other.stdout)
+    assert other.returncode == 0 and summary["status"] == "OK", summary["message"]
+    assert summary["alerts"]["open"] == [] and summary["scored"] == 0 and summary["rows"]["inserted"] == 0
+    assert set(summary["models"]) <= {"aircraft"}
+    store = Store(load_settings(site / "config.toml"))
+    try:  # the cycle itself covered the whole fleet: the pump's alert is stored
+        assert store.count(models.Alert, models.Alert.device_id == "pump-002") >= 1
+    finally:
+        store.close()
+    unknown = once(site, "--profile", "nope")
+    assert unknown.returncode == 3 and "unknown profile 'nope'" in unknown.stdout.splitlines()[0]
 
 
 def test_validation_alerts_exit_1(site: Path) -> None:
@@ -214,7 +240,8 @@ def test_unknown_is_reported_on_stdout_in_the_runs_own_format(tmp_path: Path) ->
     assert summary["status"] == "UNKNOWN" and "nope.toml" in summary["error"] and set(summary) == TOP_KEYS
     assert len(as_json.stderr.strip().splitlines()) == 1 and "nope.toml" in as_json.stderr
     plain = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
-    assert plain.returncode == 3 and plain.stdout.startswith("ITAP UNKNOWN - ") and "nope.toml" in plain.stdout
+    assert plain.returncode == 3 and plain.stdout.startswith("ITAP UNKNOWN - ")
+    assert "nope.toml" in plain.stdout.splitlines()[0]  # the reason is on the line a plugin reads
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_is_respected(site: Path) -> None:

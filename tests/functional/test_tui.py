@@ -21,7 +21,7 @@ from itap_tui.filtering import Filter
 from itap_tui.format import Palette, bar, fmt_value, score_text, status_text
 from itap_tui.screens import AnomaliesScreen, BootstrapScreen, DeviceScreen, FaultModal, FleetScreen, HelpScreen
 from itap_tui.screens.fault_modal import parse_duration
-from itap_tui.widgets import AnomalyTable, ContributorsPanel, DeviceTable, EngineStatus, ValidationLog
+from itap_tui.widgets import AnomalyTable, ContributorsPanel, DeviceTable, EngineStatus, ValidationPanel
 from itap_tui.widgets.keyed_table import KeyedTable
 
 MARKUP_ID = "[bold red]x[/]"
@@ -121,8 +121,8 @@ async def test_markup_in_data_is_shown_literally() -> None:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
         assert cell_text(table, MARKUP_ID, "device") == MARKUP_ID
-        log = app.screen.query_one(ValidationLog)
-        assert any(MARKUP_ID in "".join(seg.text for seg in line) for line in log.lines)
+        panel = app.screen.query_one(ValidationPanel)
+        assert any(MARKUP_ID in cell_text(panel, key.value, "device") for key in panel.rows)
         # drill into it: header, and the quarantined CSV row holding markup, stay literal
         table.move_cursor(row=table.get_row_index(MARKUP_ID))
         await pilot.press("enter")
@@ -303,10 +303,10 @@ async def test_a_closed_alert_is_shown_closed_and_not_counted_open() -> None:
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        assert "2 open alerts" in str(app.screen.query_one("#fleet-summary").render())
+        assert "incidents: 2 open, 2 unacknowledged" in str(app.screen.query_one("#fleet-summary").render())
         facade.alerts[1] = replace(facade.alerts[1], status="closed")  # pump-007's critical alert
         await tick(pilot, facade)
-        assert "1 open alerts" in str(app.screen.query_one("#fleet-summary").render())
+        assert "incidents: 1 open, 1 unacknowledged" in str(app.screen.query_one("#fleet-summary").render())
         await pilot.press("2")
         table = app.screen.query_one(AnomalyTable)
         assert cell_text(table, "alert-1", "severity") == "○ CRIT closed"
@@ -314,7 +314,7 @@ async def test_a_closed_alert_is_shown_closed_and_not_counted_open() -> None:
         rows = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
         assert rows[-1] == "alert-1", "closed alerts come after open alerts and readings"
         summary = str(app.screen.query_one("#anomalies-summary").render())
-        assert "1 open alerts" in summary and "1 recently closed" in summary
+        assert "incidents: 1 open, 1 unacknowledged" in summary and "1 recently closed" in summary
 
 
 # ---------------------------------------------------------------------- fault injection
@@ -394,10 +394,10 @@ async def test_device_screen_keys() -> None:
         alerts = screen.query_one("#alert-history", KeyedTable)
         assert alerts.row_count == 1
         header = lambda: str(screen.query_one("#device-header").render())  # noqa: E731
-        assert "rpm 1/5" in header()
+        assert "temp_c 2/5" in header()  # opens on the signal that drives the incident
         await pilot.press("n")
-        assert "temp_c 2/5" in header()
-        await pilot.press("N")
+        assert " 3/5" in header()
+        await pilot.press("N", "N")
         assert "rpm 1/5" in header()
         await pilot.press("w")
         await wait_for(pilot, lambda: ("device_detail", ("pump-007", 6 * 3600)) in facade.calls)
@@ -506,7 +506,7 @@ async def test_usable_at_80x24() -> None:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
         assert table.size.height >= 10
-        assert app.screen.query_one(ValidationLog).size.height >= 3
+        assert app.screen.query_one(ValidationPanel).size.height >= 3
         await pilot.press("pagedown", "down")
         await tick(pilot, facade)
         assert table.cursor_row > 10

@@ -3,6 +3,7 @@ explanation of an injected overheat."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -83,14 +84,61 @@ def test_open_update_close_across_calls(tracker) -> None:
     assert not fresh.update("industrial", scored("11", t0=120_000)).opened
 
 
-def test_one_open_alert_per_device_and_family(tracker) -> None:
+def test_one_open_incident_per_device_listing_every_family(tracker) -> None:
+    """A second family on the same device joins its incident (one fault, one incident)."""
     store, _, t = tracker
     t.update("industrial", scored("1111111111"))
-    t.update("industrial", scored("11", family="electrical", t0=100_000))
+    events = scored("111", family="events", t0=100_000)
+    events["contributors"] = [[Contributor("(events)", "events", 0.7), Contributor("rpm", "mechanical", 0.3)]] * 3
+    changes = t.update("industrial", events)
+    assert not changes.opened and len(changes.updated) == 1
     t.update("industrial", scored("111", device="pump-002", t0=0))
     alerts = stored(store)
     keys = [(a.device_id, a.family) for a in alerts if a.status == "open"]
-    assert sorted(keys) == [("pump-001", "electrical"), ("pump-001", "thermal"), ("pump-002", "thermal")]
+    assert sorted(keys) == [("pump-001", "thermal"), ("pump-002", "thermal")]
+    [incident] = [a for a in alerts if a.device_id == "pump-001"]
+    shares = {c["signal"]: (c["family"], c["share"]) for c in json.loads(incident.contributors)}
+    assert set(shares) == {"temp_c", "(events)", "rpm"}
+    assert {f for f, _ in shares.values()} == {"thermal", "events", "mechanical"}
+    assert abs(sum(v for _, v in shares.values()) - 1.0) < 1e-3
+    assert shares["temp_c"][1] > shares["(events)"][1] > shares["rpm"][1]
+
+
+def test_an_incident_escalates_and_de_escalates_within_itself(tracker) -> None:
+    store, _, t = tracker
+    t.update("industrial", scored("11", peak=1.2))
+    assert stored(store)[0].severity == "warning"
+    t.update("industrial", scored("1", t0=20_000, peak=2.0))
+    assert stored(store)[0].severity == "critical"
+    t.update("industrial", scored("111", t0=30_000, peak=1.1))  # the last n = 3 are mild again
+    [incident] = stored(store)
+    assert incident.severity == "warning" and incident.peak_score == 2.0 and incident.status == "open"
+
+
+def test_the_quiet_period_is_simulated_time(tmp_path) -> None:
+    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 100, "quiet_s": 30})
+    store = open_store(settings)
+    try:
+        t = AlertTracker(store, settings)
+        assert t.quiet_ms == 30_000
+        changes = t.update("industrial", scored("11000000"))
+        [alert] = changes.closed
+        assert alert.closed_ts == 10_000 + 30_000  # last over-threshold reading + quiet_s
+    finally:
+        store.close()
+
+
+def test_several_open_alerts_of_one_device_from_an_older_database_become_one(tracker) -> None:
+    store, settings, _ = tracker
+    with store.session() as session:
+        for family, last in (("thermal", 50_000), ("events", 40_000)):
+            session.add(Alert(profile="industrial", device_id="pump-001", family=family, opened_ts=0,
+                              last_ts=last, peak_score=2.0, threshold=1.0))
+        session.commit()
+    t = AlertTracker(store, settings)
+    assert [a.family for a in t.open_alerts()] == ["thermal"]
+    t.update("industrial", scored("0", t0=60_000))
+    assert [(a.family, a.status) for a in stored(store)] == [("thermal", "open"), ("events", "closed")]
 
 
 def test_streaming_equals_batch(tmp_path) -> None:
@@ -157,3 +205,60 @@ def test_injected_overheat_alerts_that_device_only(tmp_path) -> None:
         assert all(a.family == "thermal" for a in during)
     finally:
         store.close()
+
+
+def test_a_muted_device_opens_no_incident_until_the_mute_ends(tracker) -> None:
+    from itap_engine.detection.alerts import mute_device, silences
+
+    store, settings, t = tracker
+    mute_device(store, "pump-001", 100_000, "noisy sensor")
+    assert not t.update("industrial", scored("1111111111")).opened  # ts 0 .. 90 s: muted
+    assert silences(store, settings, ["pump-001", "pump-002"], 50_000) == {"pump-001": (100_000, "muted: noisy sensor")}
+    assert silences(store, settings, ["pump-001"], 100_000) == {}
+    [incident] = t.update("industrial", scored("11", t0=100_000)).opened  # the mute ended
+    assert incident.opened_ts == 100_000  # the first reading after the mute, k of n already met
+    mute_device(store, "pump-002", 10**12)
+    mute_device(store, "pump-002", None)  # lifted
+    assert t.update("industrial", scored("11", device="pump-002")).opened
+
+
+def test_a_maintenance_window_from_config_opens_no_incident(tmp_path) -> None:
+    from itap_engine.detection.alerts import silences
+
+    start = pd.Timestamp(START)
+    window = {"device": "pump-00*", "start": start.isoformat(), "end": (start + pd.Timedelta(minutes=1)).isoformat(),
+              "reason": "bearing swap"}
+    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 4, "maintenance": [window]})
+    store = open_store(settings)
+    try:
+        t0 = int(start.value // 1_000_000)
+        t = AlertTracker(store, settings)
+        assert not t.update("industrial", scored("111111", t0=t0)).opened  # inside the window
+        assert t.update("industrial", scored("11", device="ext-1", t0=t0)).opened  # not matched
+        assert t.update("industrial", scored("11", t0=t0 + 60_000)).opened  # after it
+        assert silences(store, settings, ["pump-001", "ext-1"], t0) == {"pump-001": (t0 + 60_000, "maintenance: bearing swap")}
+    finally:
+        store.close()
+
+
+def test_an_acknowledgement_can_be_undone(tracker) -> None:
+    store, _, t = tracker
+    [alert] = t.update("industrial", scored("11")).opened
+    acknowledge_alert(store, alert.id)
+    undone = acknowledge_alert(store, alert.id, acknowledged=False)
+    assert not undone.acknowledged and undone.acknowledged_at is None
+
+
+def test_a_short_note_on_an_incident_reaches_the_snapshot_rows(tracker) -> None:
+    from itap_engine.store.queries import open_and_recent_alerts, set_note
+
+    store, _, t = tracker
+    [alert] = t.update("industrial", scored("11")).opened
+    set_note(store, alert.id, "  crew   on site\n" + "x" * 300)
+    [row], _ = open_and_recent_alerts(store)
+    assert row.note.startswith("crew on site x") and len(row.note) == 200
+    set_note(store, alert.id, "")
+    [row], _ = open_and_recent_alerts(store)
+    assert row.note == ""
+    with pytest.raises(Exception, match="does not exist"):
+        set_note(store, 999, "x")

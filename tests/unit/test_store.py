@@ -150,3 +150,29 @@ def test_engine_package_never_imports_textual() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_validation_problems_fold_into_one_per_device_signal_and_check(store) -> None:
+    """Two 10-minute dropouts used to leave 240 validation rows; now two problems."""
+    from datetime import datetime
+
+    from itap_engine.snapshot import ValidationAlertRow
+    from itap_engine.store.queries import record_problems, validation_problems
+
+    def alert(device: str = "pump-001", signal: str = "temp_c", level: str = "warning") -> ValidationAlertRow:
+        return ValidationAlertRow(datetime(2030, 1, 1), level, "missing_rate", device, signal,
+                                  f"{signal} missing in 40% of {device}'s readings")
+
+    minute = 60_000
+    for t in range(10):  # first dropout: 10 cycles, each raising it
+        record_problems(store, [alert(), alert(signal="rpm"), alert(level="info", signal="x")], t * minute)
+    record_problems(store, [], 10 * minute)  # it stopped
+    for t in range(20, 30):  # second dropout
+        record_problems(store, [alert()], t * minute)
+    problems = validation_problems(store)
+    assert [(p.signal, p.count, p.first_ts, p.last_ts, p.resolved_ts) for p in problems] == [
+        ("temp_c", 10, 0, 9 * minute, 10 * minute),
+        ("rpm", 10, 0, 9 * minute, 10 * minute),
+        ("temp_c", 10, 20 * minute, 29 * minute, None),
+    ]
+    assert all(p.signal != "x" for p in problems)  # info is not a problem

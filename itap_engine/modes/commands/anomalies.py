@@ -53,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readings", action="store_true", help="rank scored readings even when alerts are open")
     parser.add_argument("--all-readings", action="store_true", help="with readings: allow several per device")
     parser.add_argument("--json", action="store_true", help="print the documented JSON shape")
+    parser.add_argument("--csv", action="store_true", help="print CSV (one row per item, contributors as 'signal share; ...')")
 
 
 def _iso(ms: Any) -> str | None:
@@ -106,6 +107,37 @@ def collect(store, settings: Settings, *, limit: int, device: str | None = None,
         {"rank": i.pop("rank"), **i} for i in items]}
 
 
+def _check_device(store, device_id: str) -> None:  # noqa: ANN001
+    """Raise unless the device has a row in the device table (every stored reading's device has one)."""
+    from itap_engine.store.queries import device_ids, stored_profile
+
+    if stored_profile(store, device_id) is not None:
+        return
+    known = device_ids(store, limit=4)
+    hint = f"; known devices include {', '.join(known)}" if known else "; the database has no devices yet"
+    raise ItapError(f"unknown device {device_id!r}{hint}")
+
+
+CSV_COLUMNS = (
+    "rank", "kind", "device_id", "profile", "time", "score", "threshold", "severity", "family", "contributors",
+    "alert_id", "opened", "acknowledged", "model_version_id",
+)
+
+
+def write_csv(payload: dict[str, Any]) -> None:
+    """The items as CSV on stdout, the JSON's fields flattened (contributors: 'temp_c 0.93; ...')."""
+    import csv
+    import sys
+
+    writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for item in payload["items"]:
+        writer.writerow({
+            **item, "kind": payload["kind"],
+            "contributors": "; ".join(f"{c['signal']} {float(c['share']):.2f}" for c in item["contributors"]),
+        })
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from rich import box
     from rich.markup import escape
@@ -117,16 +149,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.limit < 1:
         raise ItapError("--limit must be at least 1")
+    if args.json and args.csv:
+        raise ItapError("--json and --csv: choose one")
     if args.profile:
         settings.profile(args.profile)
     store = Store(settings)
     try:
+        if args.device:
+            _check_device(store, args.device)
         payload = collect(store, settings, limit=args.limit, device=args.device, profile=args.profile,
                           readings=args.readings, all_readings=args.all_readings)
     finally:
         store.close()
     if args.json:
         print_json(payload)
+        return 0
+    if args.csv:
+        write_csv(payload)
         return 0
     out = console()
     if not payload["items"]:

@@ -38,6 +38,9 @@ def collect(store: Store, runs: int) -> dict[str, object]:
         "profiles": profiles,
         "quarantined": store.count(models.Quarantine),
         "open_alerts": store.count(models.Alert, models.Alert.status == "open"),
+        "unacknowledged_alerts": store.count(
+            models.Alert, models.Alert.status == "open", models.Alert.acknowledged == False  # noqa: E712
+        ),
         "runs": [
             {
                 "id": run.id,
@@ -76,7 +79,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     for p in info["profiles"]:  # type: ignore[attr-defined]
         table.add_row(p["profile"], f"{p['devices']:,}", f"{p['rows']:,}", p["latest"] or "-")
     out.print(table)
-    out.print(f"quarantined rows: {info['quarantined']:,}    open alerts: {info['open_alerts']:,}")
+    from itap_engine.snapshot import IncidentCounts
+
+    incidents = IncidentCounts(int(info["open_alerts"]), int(info["unacknowledged_alerts"]))  # type: ignore[call-overload]
+    out.print(f"quarantined rows: {info['quarantined']:,}    incidents: {incidents.label()}")
     runs = Table("run", "kind", "status", "started (UTC)", "in", "inserted", "dup", "conf", "quar", "source",
                  title="Last runs", title_justify="left")
     for r in info["runs"]:  # type: ignore[attr-defined]

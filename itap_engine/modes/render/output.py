@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -13,11 +14,27 @@ from rich.segment import Segment
 from itap_engine.safe_text import visible_lines, visible_tree
 
 
+PIPE_WIDTH = 400
+"""Columns of a table printed into a pipe or a file (``itap status | cat``): wide enough
+that nothing is cut or wrapped; a table is only as wide as its content."""
+
+
 def console(stderr: bool = False) -> Console:
     """A rich console that falls back to plain text when not on a terminal, and shows
-    control characters in any text it prints as visible escapes (:class:`SafeConsole`)."""
+    control characters in any text it prints as visible escapes (:class:`SafeConsole`).
+
+    On a terminal Rich measures it; into a pipe Rich would assume 80 columns and cut
+    table cells, so the width is ``$COLUMNS`` if set, else :data:`PIPE_WIDTH`.
+    """
     stream = sys.stderr if stderr else sys.stdout
-    return SafeConsole(file=stream, highlight=False, soft_wrap=not stream.isatty())
+    tty = stream.isatty()
+    width = None
+    if not tty:
+        try:
+            width = int(os.environ.get("COLUMNS", "")) or PIPE_WIDTH
+        except ValueError:
+            width = PIPE_WIDTH
+    return SafeConsole(file=stream, highlight=False, soft_wrap=not tty, width=width)
 
 
 class SafeConsole(Console):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from itap_engine.safe_text import html_text
-from itap_engine.snapshot import Snapshot
+from itap_engine.snapshot import Snapshot, worth_showing
 
 __all__ = ["render_report"]
 
@@ -90,7 +90,7 @@ def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> 
         for a in open_alerts:
             contributors = ", ".join(
                 f"{_e(c.get('signal'))} ({_e(c.get('family'))}) {float(c.get('share') or 0):.0%}"
-                for c in a.get("contributors", [])[:5]
+                for c in worth_showing(a.get("contributors", []), 5)  # none under the shown cut-off
             )
             parts.append(
                 f'<tr class="{_e(a.get("severity"))}"><td>{_e(a.get("severity"))}</td>'
