@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from itap_engine import db_lock
+from itap_engine.store import run_lock as db_lock
 from itap_bench.engine import derived_config
 from itap_engine.config import Settings, load_settings
 from itap_engine.store.run_lock import LockHeld, RunLock
@@ -208,7 +208,7 @@ def test_postgres_advisory_lock_one_writer_and_freed_when_the_holder_dies(tmp_pa
 
 
 async def test_an_engine_whose_lease_was_taken_over_stops_ticking(tmp_path: Path) -> None:
-    from itap_engine.engine.core import Engine
+    from itap_engine.engine.service import Engine
 
     settings = load_settings(folder_config(tmp_path, "sqlite:///itap.db", detection={"bootstrap_hours": 3.0}))
     engine = Engine(settings, schedule=False)

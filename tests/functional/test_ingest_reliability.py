@@ -275,7 +275,7 @@ FULL = sqlite3.OperationalError("database or disk is full")
 def test_full_disk_is_one_line_and_marks_the_run_failed(tmp_path, monkeypatch, capsys):
     """Defect: a full disk gave a traceback and left the run 'running'. Batches
     committed before it stay."""
-    from itap_engine import cli
+    from itap_engine.modes import cli
 
     path = tmp_path / "many.csv"
     path.write_text("\n".join([HEADER, *(good(i) for i in range(300))]) + "\n", encoding="utf-8")

@@ -245,7 +245,7 @@ def test_unknown_is_reported_on_stdout_in_the_runs_own_format(tmp_path: Path) ->
 
 
 def test_a_stale_lock_is_taken_over_and_a_live_one_is_respected(site: Path) -> None:
-    from itap_engine import db_lock
+    from itap_engine.store import run_lock as db_lock
 
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
