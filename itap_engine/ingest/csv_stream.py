@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import IO
 
 from itap_engine.errors import ItapError
+from itap_engine.safe_text import visible as one_line
 
 __all__ = ["BLOCK", "CsvImportError", "CsvSource", "Line", "Oversize", "STDIN", "is_pipe_name"]
 
@@ -49,7 +50,11 @@ STDIN = "-"
 
 
 class CsvImportError(ItapError):
-    """A CSV file cannot be imported as a whole; the message names the file."""
+    """A CSV file cannot be imported as a whole; the message names the file (one line:
+    text quoted from the file has its control characters escaped)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import pandas as pd
 
 from itap_engine.config import ProfileSpec, ValidationSettings
 from itap_engine.errors import ItapError
+from itap_engine.safe_text import visible as one_line
 
 __all__ = [
     "CHECKS",
@@ -94,7 +95,10 @@ _TEXT = pd.Series(["text"]).dtype
 
 
 class ValidationError(ItapError):
-    """An input cannot be validated at all (e.g. a required column is absent)."""
+    """An input cannot be validated at all (e.g. a required column is absent); one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 def _utcnow() -> datetime:

@@ -3,8 +3,9 @@
 * **Conflicts** (:func:`find_conflicts`). ``INSERT ... ON CONFLICT DO NOTHING`` tells
   how many rows of a batch were new, not which of the others are true duplicates and
   which are re-deliveries with other values. When a batch inserted fewer rows than it
-  has, one SELECT per batch (keys bounded by the batch's devices and time range) reads
-  the stored rows back in the same transaction, and pandas compares them with the
+  has, one SELECT per batch (its keys joined on the primary key: ``unnest`` of two
+  arrays on PostgreSQL, a temporary table on SQLite) reads the stored rows back in the
+  same transaction, and pandas compares them with the
   batch: rows equal to the stored ones are duplicates (or were inserted just now),
   the others are conflicts. A batch of new rows costs no extra query; a conflict never
   costs a SELECT of its own. Only the columns the input carries are compared.
@@ -27,8 +28,8 @@ import sqlalchemy as sa
 
 __all__ = ["cap_raw", "find_conflicts", "replace_rows", "row_keys"]
 
-_DEVICES_PER_QUERY = 500
-"""Device ids bound in one IN list (SQLite allows 32766 parameters; keep well under)."""
+_KEYS = "itap_batch_keys"
+"""Temporary table (per connection) holding the keys of the batch being checked."""
 
 
 def cap_raw(payload: str, limit: int) -> str:
@@ -118,14 +119,10 @@ def find_conflicts(
          **{c: pd.Series(columns[c][start:stop], dtype=object) for c in compare}}
     )
     batch["position"] = np.arange(start, stop)
-    devices = sorted({str(d) for d in batch["device_id"] if d is not None})
-    lo, hi = int(min(batch["ts"])), int(max(batch["ts"]))
-    fetched: list[Sequence[Any]] = []
-    for k in range(0, len(devices), _DEVICES_PER_QUERY):
-        stmt = sa.select(table.c.device_id, table.c.ts, *(table.c[c] for c in compare)).where(
-            table.c.device_id.in_(devices[k : k + _DEVICES_PER_QUERY]), table.c.ts.between(lo, hi)
-        )
-        fetched.extend(_fetch(conn, stmt))
+    # the stored rows are read by a join of the batch's keys on the primary key: exactly
+    # the rows that share a key, however sparse the batch is against what is stored (a
+    # time-range query would read every stored row in between)
+    fetched = _stored_rows(conn, table, columns["device_id"][start:stop], columns["ts"][start:stop], compare)
     empty = pd.DataFrame({"position": [], "device_id": [], "ts": [], "reason": []})
     if not fetched:
         return empty
@@ -162,16 +159,34 @@ def find_conflicts(
     })
 
 
-def _fetch(conn: sa.Connection, stmt: sa.Select) -> list[tuple[Any, ...]]:
-    """The rows of ``stmt`` as plain tuples, through the DB-API cursor of ``conn``'s
-    transaction."""
-    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    bound: Any = tuple(params[k] for k in (compiled.positiontup or [])) if compiled.positional else params
+def _stored_rows(
+    conn: sa.Connection, table: sa.Table, devices: Sequence[Any], stamps: Sequence[Any], compare: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The stored ``device_id, ts, *compare`` of the given keys, in one SELECT.
+
+    PostgreSQL: the keys are bound as two arrays and ``unnest``-ed (one statement, no
+    temporary table). SQLite: they go to a temporary table of the connection (sqlite3's
+    executemany, in the same transaction), joined on the primary key.
+    """
+    names = ", ".join(["r.device_id", "r.ts", *(f"r.{conn.dialect.identifier_preparer.quote(c)}" for c in compare)])
+    target = conn.dialect.identifier_preparer.format_table(table)
+    on = "r.device_id = k.device_id AND r.ts = k.ts"
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.execute(str(compiled), bound)
-        return cursor.fetchall()
+        if conn.dialect.name == "postgresql":
+            cursor.execute(
+                f"SELECT {names} FROM {target} r JOIN unnest(%s::varchar[], %s::bigint[]) AS k(device_id, ts) ON {on}",
+                (list(devices), list(stamps)),
+            )
+            return cursor.fetchall()
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_KEYS} (device_id VARCHAR(128), ts BIGINT)")
+        cursor.execute(f"DELETE FROM {_KEYS}")
+        cursor.executemany(f"INSERT INTO {_KEYS} (device_id, ts) VALUES ({mark}, {mark})", list(zip(devices, stamps)))
+        cursor.execute(f"SELECT {names} FROM {target} r JOIN {_KEYS} k ON {on}")
+        rows = cursor.fetchall()
+        cursor.execute(f"DELETE FROM {_KEYS}")
+        return rows
     finally:
         cursor.close()
 

@@ -268,6 +268,15 @@ def test_utf16_without_bom_names_encoding(tmp_path):
     assert result.returncode == 0 and json.loads(result.stdout)[0]["inserted"] == 1
 
 
+def test_an_error_quoting_the_header_stays_one_line(tmp_path):
+    """Found by the fuzz: a header with a vertical tab or U+2028 broke the one-line error
+    (and passed raw control characters to the terminal)."""
+    path = tmp_path / "vt.csv"
+    path.write_bytes("device\x0bid,wh\u2028en,rpm\x1b[31m\np,1,2\n".encode())
+    line = one_line_error(itap(write_config(tmp_path), "ingest", str(path)))
+    assert "\\x0b" in line and "\\u2028" in line and "\x1b" not in line
+
+
 # ---------------------------------------------------------------------- full disk
 FULL = sqlite3.OperationalError("database or disk is full")
 
@@ -497,6 +506,7 @@ PIECES = [
     b"", b"\r", b"\r\n", b"\n", b",,,,,,,", b'"', b'pump-001,"2026-01-01T00:00:40",RUN,1480,"68",0.3,42,400',
     b"pump-001,2026-01-01T00:00:50,RUN,1480,68,0.3,42,400,extra", b"\x00", b"\xff\xfe", b"\xe9", b"\xef\xbb\xbf",
     b"pump-\x00,2026-01-01T00:01:00,RUN,1,2,3,4,5", b"p,2026-01-01T00:00:00,RUN,nan,inf,-inf,1e400,", b";", b"\t",
+    b"\x0b", "\u2028".encode(), b"\x1b[31m", b"device_id\x0b,ts,rpm",
     # long format rows (for the long header)
     b"pump-001,2026-01-01T00:00:00,rpm,1480", b"pump-001,2026-01-01T00:00:00,temp_c,68",
     b"pump-001,2026-01-01T00:00:10,vibration_g,0.3", b"pump-001,2026-01-01T00:00:10,current_a,42",
