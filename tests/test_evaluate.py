@@ -92,6 +92,10 @@ def test_end_to_end_small_scenario(tmp_path, capsys) -> None:
             assert ev["recall"] >= 0.75
             assert ev["ttd_readings_median"] <= 3
     assert metrics["top_family"]["share"] is None or metrics["top_family"]["share"] >= 0.7
+    # 8 devices x 12 h: the support is stated, and it is too small to be quiet about
+    support = metrics["support"]
+    assert support["device_days"] == pytest.approx(4.0, rel=0.01) and support["events"] >= 1
+    assert any("events" in w for w in support["warnings"])
 
 
 @pytest.mark.skipif(not (SKAB / "valve1").is_dir(), reason="SKAB dev set not available")
