@@ -214,6 +214,10 @@ class AlertTracker:
         above = frame["is_anomalous"].to_numpy(dtype=bool)
         family = frame["family"].to_numpy(dtype=object)
         contributors = frame["contributors"].to_numpy(dtype=object) if "contributors" in frame.columns else None
+        # thresholds are per device (calibrated on each device's known-good window)
+        limits = (
+            frame["threshold"].to_numpy(dtype=float) if "threshold" in frame.columns else np.full(len(frame), threshold)
+        )
         bounds = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1], True])
         k, n, quiet = self.rules.k, self.rules.n, self.rules.quiet_readings
         touched: dict[int, Alert] = {}
@@ -251,7 +255,7 @@ class AlertTracker:
                     entry.last_above = idx
                     entry.alert.last_ts = int(ts[r])
                     if entry.alert.family == family[r] and score[r] > entry.alert.peak_score:
-                        self._raise_peak(entry.alert, score[r], contributors, r, threshold)
+                        self._raise_peak(entry.alert, score[r], contributors, r, limits[r])
                     touched[id(entry.alert)] = entry.alert
                 if len(state.recent) >= k:
                     counts = Counter(f for _, f in state.recent)
@@ -264,11 +268,11 @@ class AlertTracker:
                             family=str(fam),
                             opened_ts=int(ts[r]),
                             last_ts=int(ts[r]),
-                            threshold=float(threshold),
+                            threshold=float(limits[r]),
                             model_version_id=version,
                             peak_score=-np.inf,
                         )
-                        self._raise_peak(alert, score[r], contributors, r, threshold)
+                        self._raise_peak(alert, score[r], contributors, r, limits[r])
                         state.open[str(fam)] = _Open(alert, last_above=idx)
                         new_alerts.append(alert)
                         opened_ids.add(id(alert))

@@ -188,6 +188,15 @@ def _model_threshold(model: Any) -> float | None:
     return float(value) if value is not None else None
 
 
+def _finite(value: Any, default: float | None) -> float | None:
+    """``value`` as a float when it is a finite number, else ``default``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if np.isfinite(number) else default
+
+
 # ---------------------------------------------------------------------- logging
 _LOG_LOCK = threading.Lock()
 _LOG_PATH: Path | None = None
@@ -952,6 +961,8 @@ class EngineCore:
             columns = [c for c in ("ts", "state", *spec.signals) if latest is not None and c in latest.columns]
             records = latest[columns].to_dict("index") if latest is not None else {}
             score_of = scores["score"].to_dict() if scores is not None else {}
+            # each device's own threshold (per-device calibration), else the model's
+            limit_of = scores["threshold"].to_dict() if scores is not None and "threshold" in scores else {}
             for device in devices:
                 record = records.get(device)
                 values: dict[str, float | None] = {}
@@ -977,7 +988,7 @@ class EngineCore:
                         state=state,
                         values=values,
                         score=score,
-                        threshold=threshold,
+                        threshold=_finite(limit_of.get(device), threshold),
                         status=device_status(
                             device_alert.get(device), profile in self.models, last_ts, clock_ms, stale_ms
                         ),
