@@ -319,6 +319,10 @@ class AlertTracker:
         above = frame["is_anomalous"].to_numpy(dtype=bool)
         family = frame["family"].to_numpy(dtype=object)
         contributors = frame["contributors"].to_numpy(dtype=object) if "contributors" in frame.columns else None
+        # thresholds are per device (calibrated on each device's known-good window)
+        limits = (
+            frame["threshold"].to_numpy(dtype=float) if "threshold" in frame.columns else np.full(len(frame), threshold)
+        )
         bounds = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1], True])
         k, n, quiet = self.rules.k, self.rules.n, self.quiet_ms
         silenced = self._silenced(int(ts.min()))
@@ -355,7 +359,7 @@ class AlertTracker:
                 state.recent.append((idx, family[r]))
                 entry = state.incident
                 if entry is not None:
-                    self._extend(entry, r, ts, score, family, contributors, threshold, n)
+                    self._extend(entry, r, ts, score, family, contributors, float(limits[r]), n)
                     touched[id(entry.alert)] = entry.alert
                 elif len(state.recent) >= k and not silenced(key[1], int(ts[r])):
                     counts = Counter(f for _, f in state.recent)
@@ -367,12 +371,12 @@ class AlertTracker:
                         family=str(fam),
                         opened_ts=int(ts[r]),
                         last_ts=int(ts[r]),
-                        threshold=float(threshold),
+                        threshold=float(limits[r]),
                         model_version_id=version,
                         peak_score=-np.inf,
                     )
                     entry = _Open(alert, last_above_ts=int(ts[r]))
-                    self._extend(entry, r, ts, score, family, contributors, threshold, n)
+                    self._extend(entry, r, ts, score, family, contributors, float(limits[r]), n)
                     state.incident = entry
                     new_alerts.append(alert)
                     opened_ids.add(id(alert))

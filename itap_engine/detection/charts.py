@@ -18,9 +18,10 @@ and follow scikit-learn's outlier shape like the detectors in ``detect.py``:
   retained components plus the squared prediction error Q of the residual, each
   divided by its known-good 99th percentile. Catches correlation breaks that no
   single feature shows.
-* :class:`DriftDetector`: a chart on the standardised residual trend
-  (``{signal}__trend``, the long trailing mean of the value against its expected
-  level), so a slow drift smaller than the daily cycle still accumulates.
+* :class:`DriftDetector`: a two-sided CUSUM of each signal's standardised value (its
+  residual against the state-expected level and the device's daily profile) over the
+  long window (``{signal}__cusum``), so a slow drift smaller than the daily cycle
+  still accumulates.
 * :class:`EnsembleDetector`: members' anomaly scores, each divided by its own
   known-good 99.5th percentile; the ensemble score is the largest ratio, and the
   explanation comes from the member that scored highest.
@@ -143,30 +144,32 @@ class ShiftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
 
 
 class DriftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
-    """Slow drift: the standardised residual trend (``*__trend``) of each signal against
-    its known-good spread (median / 1.4826 MAD, floored); score is the largest |z|."""
+    """Slow drift: the two-sided CUSUM of each signal's standardised value over the long
+    window (``*__cusum``), divided by its known-good ``quantile``; the score is the
+    largest ratio. A drift of a fraction of a spread per reading accumulates into a
+    large CUSUM long before any single reading leaves its normal range.
+    """
 
-    def __init__(self, *, feature_names: Sequence[str] = (), min_scale: float = 0.05) -> None:
+    def __init__(self, *, feature_names: Sequence[str] = (), quantile: float = 0.999, min_scale: float = 1.0) -> None:
         self.feature_names = feature_names
+        self.quantile = quantile
         self.min_scale = min_scale
 
     def fit(self, X: Any, y: Any = None) -> DriftDetector:
         X = _matrix(X)
         self.n_features_in_ = X.shape[1]
-        cols = _columns(list(self.feature_names), "trend")
-        T = X[:, cols]
-        center = np.nanmedian(T, axis=0)
-        center = np.where(np.isfinite(center), center, 0.0)
-        mad = 1.4826 * np.nanmedian(np.abs(T - center), axis=0)
-        self.cols_, self.center_ = cols, center
-        self.scale_ = np.maximum(np.nan_to_num(mad, nan=1.0), self.min_scale)
-        self.offset_ = -5.0
+        cols = _columns(list(self.feature_names), "cusum")
+        C = X[:, cols]
+        scale = np.nanquantile(C, self.quantile, axis=0) if len(C) else np.ones(len(cols))
+        self.cols_ = cols
+        self.scale_ = np.maximum(np.nan_to_num(scale, nan=self.min_scale), self.min_scale)
+        self.offset_ = -2.0
         return self
 
     def score_and_contributions(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
         X = _matrix(X)
-        z = np.nan_to_num(np.abs(X[:, self.cols_] - self.center_) / self.scale_, nan=0.0)
+        z = np.nan_to_num(X[:, self.cols_] / self.scale_, nan=0.0)
         push = np.zeros(X.shape)
         push[:, self.cols_] = z * z
         return -(z.max(axis=1) if z.shape[1] else np.zeros(len(X))), push

@@ -74,6 +74,7 @@ SIGNAL_KINDS = (
     "trend",  # long rolling mean of u
     "resid",  # u - trend
     "missing",  # fraction of missing readings in `window`
+    "cusum",  # two-sided CUSUM of u over `long_window` readings (slow drift)
 )
 EVENT_FEATURES = ("dropout_streak", "since_dropout", "state_changes")
 """Device-level counters: consecutive readings with a missing value, readings since
@@ -100,6 +101,11 @@ _PROFILE_MIN_MS = 4 * 3_600_000
 """A device needs this much training history before its daily cycle is fitted."""
 _Z_STD_FLOOR = 0.05
 """Floor (in state spreads) on the rolling std that z-scores divide by."""
+_CUSUM_K = 0.5
+"""CUSUM allowance (in state spreads): shifts of the mean smaller than this do not accumulate."""
+_CUSUM_CLIP = 4.0
+"""Each reading adds at most this (in state spreads) to the CUSUM, so one outlier or a
+state transition cannot pass for a drift."""
 
 
 def feature_signal(name: str) -> str | None:
@@ -327,6 +333,40 @@ def _dft_basis(window: int) -> np.ndarray:
         basis = np.concatenate([np.cos(angle), -np.sin(angle)], axis=0)
         _BASES[window] = basis
     return basis
+
+
+def _segment_cumsum(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Cumulative sum of ``values`` restarting at every run (``pos == 0``)."""
+    out = np.empty_like(values)
+    starts = np.flatnonzero(pos == 0)
+    ends = np.r_[starts[1:], len(values)]
+    for lo, hi in zip(starts, ends):
+        np.cumsum(values[lo:hi], out=out[lo:hi])
+    return out
+
+
+def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int) -> np.ndarray:
+    """Two-sided Page CUSUM of ``u`` over the trailing ``window`` readings, at ``rows``.
+
+    ``S+ = max(0, max over suffixes of the window of sum(clip(u) - k))`` (and ``S-``
+    with ``-u``); over a trailing window that is ``C_t - min(C_{t-window} .. C_{t-1})``
+    of the run's cumulative sum ``C``, so batch and streaming agree (a constant offset
+    of ``C`` cancels) and no state is carried between calls. Missing values add ``-k``.
+    """
+    clipped = np.clip(u0, -_CUSUM_CLIP, _CUSUM_CLIP)
+    best = None
+    for v in (clipped - _CUSUM_K, -clipped - _CUSUM_K):
+        c = _segment_cumsum(v, pos)
+        prev = c - v
+        if rows is None:
+            low = _rolling_extreme(prev, pos, window, largest=False)
+            side = np.maximum(c - low, 0.0)
+        else:
+            low = _rolling_extreme_at(prev, pos, rows, window, largest=False)
+            side = np.maximum(c[rows] - low, 0.0)
+        best = side if best is None else np.maximum(best, side)
+    assert best is not None
+    return best
 
 
 def _lagged_level(
@@ -767,6 +807,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             out[:, column[f"{s}__trend"]] = trend[:, j]
             out[:, column[f"{s}__resid"]] = col - trend[:, j]
             out[:, column[f"{s}__missing"]] = miss_frac[:, j]
+            out[:, column[f"{s}__cusum"]] = _cusum(u0[:, j], pos, rows, L)
 
         for j in range(len(signals)):
             per_signal(j)

@@ -776,6 +776,7 @@ class EngineCore:
                 devices=[FleetDevice(d, self.sites.get(d)) for d in devices],
                 latest=latest,
                 scores=scores["score"].to_dict() if scores is not None else {},
+                device_thresholds=scores["threshold"].to_dict() if scores is not None and "threshold" in scores else {},
                 threshold=model.threshold if (model := self.models.get(profile)) is not None else None,
             )
         return build_snapshot(

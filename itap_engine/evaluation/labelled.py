@@ -211,8 +211,32 @@ def evaluate_labelled(
         right += ok
         total += len(group)
     top["share"] = right / total if total else None
+    judged = int(len(events))
+    support = {"events": judged, "device_days": device_days, "rows": int(len(y)),
+               "warnings": support_warnings(judged, device_days)}
+    for name, ev in event_table.items():
+        if ev.get("events") is not None and 0 < ev["events"] < MIN_EVENTS_PER_FAULT:
+            support["warnings"].append(f"{name}: only {ev['events']} events, its recall is rough")
     return {"points": points, "per_fault": per_fault, "events": event_table, "false_alerts": false_alerts,
-            "top_family": top}
+            "top_family": top, "support": support}
+
+
+MIN_EVENTS = 30
+MIN_EVENTS_PER_FAULT = 10
+MIN_DEVICE_DAYS = 1.0
+
+
+def support_warnings(events: int, device_days: float) -> list[str]:
+    """Plain warnings when a metric rests on too little data."""
+    out = []
+    if events < MIN_EVENTS:
+        out.append(f"only {events} anomalous episodes: event metrics are rough (fewer than {MIN_EVENTS})")
+    if device_days < MIN_DEVICE_DAYS:
+        out.append(
+            f"only {device_days:.3f} device-days of test data: false alerts per device-day is rough "
+            f"(less than {MIN_DEVICE_DAYS:g})"
+        )
+    return out
 
 
 # ---------------------------------------------------------------------- plumbing

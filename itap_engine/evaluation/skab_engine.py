@@ -31,28 +31,14 @@ from sklearn.metrics import roc_auc_score
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
+from itap_engine.evaluation.labelled import support_warnings
 from itap_engine.evaluation.skab import TRAIN_ROWS, binary_counts, find_skab_files, rates_from_counts
 
-__all__ = ["PROFILE", "evaluate_skab_engine", "support_warnings"]
+__all__ = ["PROFILE", "evaluate_skab_engine"]
 
 PROFILE = "skab_pump"
 CHUNK_READINGS = 10
 """Readings per scoring call: the engine's ticks deliver a few readings per device."""
-MIN_EVENTS = 30
-MIN_DEVICE_DAYS = 1.0
-
-
-def support_warnings(events: int, device_days: float) -> list[str]:
-    """Plain warnings when a metric rests on too little data."""
-    out = []
-    if events < MIN_EVENTS:
-        out.append(f"only {events} anomalous episodes: event metrics are rough (fewer than {MIN_EVENTS})")
-    if device_days < MIN_DEVICE_DAYS:
-        out.append(
-            f"only {device_days:.3f} device-days of test data: false alerts per device-day is rough "
-            f"(less than {MIN_DEVICE_DAYS:g})"
-        )
-    return out
 
 
 def _score_file(settings: Settings, path: Path, device: str, workdir: Path) -> tuple[pd.DataFrame, pd.DataFrame, Any]:

@@ -36,6 +36,7 @@ from itap_engine.snapshot.dto import (
 from itap_engine.store.queries import (
     active_models,
     device_detail,
+    device_threshold,
     fleet_devices,
     injected_faults,
     latest_readings,
@@ -75,10 +76,12 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         if not members:
             continue
         model = model_rows.get(profile)
+        scores = latest_scores(store, profile)
         profiles[profile] = ProfileState(
             devices=members,
             latest=latest_readings(store, profile),
-            scores=latest_scores(store, profile)["score"].to_dict(),
+            scores=scores["score"].to_dict(),
+            device_thresholds={d.device_id: device_threshold(model, d.device_id) for d in members} if model else {},
             threshold=float(model.threshold) if model is not None else None,
         )
     readings: list[AnomalyRow] = []  # as the engine's: those of the last tick

@@ -9,7 +9,8 @@ Pure: no SQL, no I/O. The inputs come from the engine's memory (live) or from
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -73,8 +74,13 @@ def strongest_alerts(open_alerts: Sequence[AnomalyRow]) -> dict[str, AnomalyRow]
     return by_device
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
+def _number(value: Any, default: float | None = None) -> float | None:
+    """``value`` as a float when it is a finite number, else ``default``."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
 
 
 def _text(value: Any) -> str | None:
@@ -100,12 +106,14 @@ class ProfileState:
             epoch ms, ``state`` and one column per signal), or None.
         scores: device -> newest score.
         threshold: the active model's threshold (None: no model).
+        device_thresholds: device -> its own calibrated threshold, where it has one.
     """
 
     devices: Sequence[FleetDevice]
     latest: pd.DataFrame | None
     scores: Mapping[str, float]
     threshold: float | None
+    device_thresholds: Mapping[str, float] = field(default_factory=dict)
 
 
 def build_snapshot(
@@ -156,7 +164,7 @@ def build_snapshot(
                     state=state,
                     values=values,
                     score=_number(state_of.scores.get(device.device_id)),
-                    threshold=state_of.threshold,
+                    threshold=_number(state_of.device_thresholds.get(device.device_id), state_of.threshold),
                     status=device_status(
                         alert_of.get(device.device_id), state_of.threshold is not None, last_ts, clock_ms, stale_ms
                     ),

@@ -393,7 +393,7 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
         ts=tuple(ts),
         series=series,
         scores=tuple(scores_by_ts.get(t) for t in ts),
-        threshold=float(model.threshold) if model is not None else None,
+        threshold=device_threshold(model, device_id),
         fault_labels=labels,
         alerts=tuple(alerts),
         faults=faults,
@@ -402,6 +402,17 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
         known_good=known_good,
         known_good_source=source,
     )
+
+
+def device_threshold(model: models.ModelVersion | None, device_id: str) -> float | None:
+    """A device's own calibrated threshold in a model version, else the version's."""
+    if model is None:
+        return None
+    try:
+        own = json.loads(model.metrics or "{}").get("device_thresholds", {}).get(device_id)
+    except (ValueError, AttributeError):
+        own = None
+    return float(own) if own is not None else float(model.threshold)
 
 
 def known_good_window(

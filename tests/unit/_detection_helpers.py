@@ -17,8 +17,9 @@ START = datetime(2026, 1, 1)
 
 def local_settings(tmp_path: Path, **sections: dict) -> Settings:
     base = load_settings(CONFIG)
-    # robust_z measured best (benchmarks/RESULTS.md); tests pin it whatever config.toml says
-    sections.setdefault("detection", {"detector": "robust_z"})
+    # shift measured best on simulated and SKAB data together (benchmarks/RESULTS.md);
+    # tests pin it whatever config.toml says
+    sections.setdefault("detection", {"detector": "shift"})
     return base.with_overrides(
         database={"url": f"sqlite:///{tmp_path / 'itap.db'}"},
         paths={"artifacts_dir": str(tmp_path / "artifacts")},

@@ -115,3 +115,25 @@ def test_target_rate_becomes_a_per_reading_probability() -> None:
     assert exceedance_probability(0.5, 10_000) == pytest.approx(0.5 / 8_640)
     with pytest.raises(ValueError):
         calibrate(np.ones(10), 0.01, "nope")
+
+
+def test_cusum_feature_accumulates_a_shift_too_small_for_any_single_reading() -> None:
+    """A mean shift of one spread: no reading is unusual, the CUSUM grows ~0.5 per reading."""
+    import pandas as pd
+
+    from itap_engine.features import FeatureBuilder
+
+    rng = np.random.default_rng(0)
+    n = 600
+    x = rng.normal(size=n)
+    frame = pd.DataFrame({"device_id": "d", "ts": np.arange(n, dtype=np.int64) * 1000, "state": "RUN", "x": x})
+    builder = FeatureBuilder(signals=["x"], long_window=120).fit(frame.iloc[:400])
+    shifted = frame.copy()
+    shifted.loc[450:, "x"] += 1.0 * builder.spreads_[0, 0]
+    cusum = builder.transform(shifted)["x__cusum"].to_numpy()
+    assert cusum[300:450].max() < 15
+    assert cusum[560] > 30  # ~0.5 x 110 readings after the shift
+    det = make_detector("drift", feature_names=builder.feature_names_out_)
+    det.fit(builder.transform(frame.iloc[:400])[builder.feature_names_out_].to_numpy())
+    scores = -det.score_samples(builder.transform(shifted)[builder.feature_names_out_].to_numpy())
+    assert scores[560] > 2 * scores[300:450].max()

@@ -91,6 +91,10 @@ def test_end_to_end_small_scenario(tmp_path, capsys) -> None:
             assert ev["recall"] >= 0.75
             assert ev["ttd_readings_median"] <= 3
     assert metrics["top_family"]["share"] is None or metrics["top_family"]["share"] >= 0.7
+    # 8 devices x 12 h: the support is stated, and it is too small to be quiet about
+    support = metrics["support"]
+    assert support["device_days"] == pytest.approx(4.0, rel=0.01) and support["events"] >= 1
+    assert any("events" in w for w in support["warnings"])
 
 
 @pytest.mark.skipif(not (SKAB / "valve1").is_dir(), reason="SKAB dev set not available")
@@ -128,3 +132,36 @@ def test_evaluate_without_labels_says_so_and_exits_2(tmp_path, capsys, monkeypat
     assert code == 2
     err = capsys.readouterr().err
     assert "no labelled readings" in err and "--simulate" in err
+
+
+def test_simulated_evaluation_never_touches_the_operators_database(tmp_path, monkeypatch, capsys) -> None:
+    """ITAP_DB_URL names the operator's database: evaluate --simulate must still work in
+    its own scratch store (it used to train there, deactivating the operator's model)."""
+    from itap_engine.models import ModelVersion
+    from itap_engine.scoring import train_model
+    from itap_engine.store import Store
+    from sqlmodel import select
+
+    from _detection_helpers import local_settings, quiet_fleet, simulate
+
+    operator = tmp_path / "operator.db"
+    settings = local_settings(tmp_path)
+    store = Store(settings, url=f"sqlite:///{operator}")
+    try:
+        store.insert_readings("industrial", simulate(quiet_fleet(settings, devices=2), 0, 2))
+        mine = train_model(store, settings, "industrial")
+        readings = store.count_readings("industrial")
+    finally:
+        store.close()
+    monkeypatch.setenv("ITAP_DB_URL", f"sqlite:///{operator}")
+    code = main(["evaluate", "--config", str(_config(tmp_path)), "--simulate", "--devices", "2", "--hours", "1",
+                 "--train-hours", "2", "--json"])
+    assert code == 0
+    store = Store(settings, url=f"sqlite:///{operator}")
+    try:
+        with store.session() as session:
+            versions = session.exec(select(ModelVersion)).all()
+        assert [(v.id, v.active) for v in versions] == [(mine.version_id, True)]
+        assert store.count_readings("industrial") == readings
+    finally:
+        store.close()

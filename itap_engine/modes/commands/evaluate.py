@@ -116,6 +116,12 @@ def print_tables(metrics: dict[str, Any]) -> None:
                        _fmt(ev.get("ttd_seconds_median"), 0), _fmt(ev.get("ttd_seconds_p90"), 0))
     out.print(faults)
     out.print(f"{fa['alerts']} alerts, {fa['false_alerts']} false, over {fa['device_days']:.1f} device-days")
+    support = metrics.get("support", {})
+    if support:
+        out.print(f"support: {support['events']} events judged, {support['device_days']:.1f} device-days, "
+                  f"{support['rows']:,} readings")
+    for warning in support.get("warnings", []):
+        console(stderr=True).print(f"warning: {warning}")
 
 
 def _run_skab(args: argparse.Namespace, settings: Settings) -> int:
