@@ -137,6 +137,8 @@ class DatabaseSettings(_Model):
     """SQLAlchemy URL; a relative SQLite path resolves against the config folder."""
     busy_timeout_ms: int = Field(default=10000, ge=0)
     batch_rows: int = Field(default=50000, ge=1)
+    partition_hours: float = Field(default=24, gt=0)
+    """PostgreSQL only: readings and scores are partitioned by time in ranges this long."""
 
 
 class PathSettings(_Model):
@@ -203,6 +205,9 @@ class EngineSettings(_Model):
     retrain_minutes: float = Field(default=60, gt=0)
     housekeeping_minutes: float = Field(default=10, gt=0)
     retention_hours: float = Field(default=72, gt=0)
+    shard: str | None = None
+    """``i/N``: simulate and score only shard i of N of the fleet (PostgreSQL; see
+    :mod:`itap_engine.engine.shards`). None runs the whole fleet."""
 
 
 class ImportSettings(_Model):

@@ -568,6 +568,7 @@ def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000
             contributors,
         )
     ]
+    store.ensure_time_partitions("score", [r["ts"] for r in records])
     return sum(
         store.executemany("insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch])
         for start in range(0, len(records), batch)

@@ -701,38 +701,18 @@ class EngineCore:
 
     # ------------------------------------------------------------------ housekeeping
     def housekeeping(self) -> dict[str, int]:
-        """Delete readings and scores older than ``engine.retention_hours`` of simulated time.
+        """Remove readings and scores older than ``engine.retention_hours`` of simulated time.
 
-        Deletes go device by device along the primary key, so each statement is an
-        index range and the write lock is held briefly.
+        The store decides how (:meth:`Store.expire_before`): whole time partitions on
+        PostgreSQL, device by device along the primary key on SQLite.
         """
         if self.sim_time is None:
             return {}
         cutoff = _ms(self.sim_time) - int(self.settings.engine.retention_hours * 3600 * 1000)
-        deleted: dict[str, int] = {}
         with self.store.session() as session:
             devices = [(d.id, d.profile) for d in session.exec(select(models.Device))]
-        score_table = models.Score.__table__  # type: ignore[attr-defined]
-        for profile in self.settings.profiles:
-            ids = [d for d, p in devices if p == profile]
-            if not ids:
-                continue
-            table = self.store.readings_table(profile)
-            with self.store.engine.begin() as conn:
-                r = conn.execute(
-                    sa.delete(table).where(table.c.device_id == sa.bindparam("d"), table.c.ts < cutoff),
-                    [{"d": d} for d in ids],
-                )
-                s = conn.execute(
-                    sa.delete(score_table).where(
-                        score_table.c.profile == profile,
-                        score_table.c.device_id == sa.bindparam("d"),
-                        score_table.c.ts < cutoff,
-                    ),
-                    [{"d": d} for d in ids],
-                )
-            deleted[f"readings_{profile}"] = max(r.rowcount, 0)
-            deleted[f"scores_{profile}"] = max(s.rowcount, 0)
+        by_profile = {profile: [d for d, p in devices if p == profile] for profile in self.settings.profiles}
+        deleted = self.store.expire_before(cutoff, by_profile)
         wall_cutoff = _utcnow() - timedelta(hours=self.settings.engine.retention_hours)
         with self.store.engine.begin() as conn:
             run = models.Run.__table__  # type: ignore[attr-defined]

@@ -7,7 +7,9 @@ built by SQLAlchemy for the connected dialect.
 
 Ingestion is the hot path. It never builds an ORM object or runs a SELECT per row:
 the frame's columns become tuples with numpy, and each batch is one
-``INSERT ... ON CONFLICT DO NOTHING`` executemany inside one transaction. A batch is
+``INSERT ... ON CONFLICT DO NOTHING`` executemany inside one transaction (on
+PostgreSQL, a binary COPY into a staging table and one ``INSERT ... SELECT ... ON
+CONFLICT DO NOTHING``, in time-partitioned tables: see :mod:`itap_engine.store.postgres`). A batch is
 all or nothing, so a process killed mid-ingest leaves whole batches behind and a rerun
 inserts exactly what is missing. The driver's rowcount gives the inserted count; the
 rest of the batch were duplicates.
@@ -16,6 +18,7 @@ rest of the batch were duplicates.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +31,7 @@ from sqlmodel import Session, SQLModel, select
 
 from itap_engine.config import ProfileSpec, Settings
 from itap_engine.errors import ItapError
+from itap_engine.store import postgres as pg
 from itap_engine.store import schema as models
 from itap_engine.store.schema import Run, Watermark, utcnow
 
@@ -114,8 +118,17 @@ class Store:
         self._compiled: dict[str, tuple[str, list[str] | None]] = {}
         self._known_devices: set[str] = set()
         """Device ids this process knows to have a ``device`` row."""
+        self.partitions: pg.TimePartitions | None = None
+        """Time partitions (PostgreSQL); None on SQLite."""
+        if self.engine.dialect.name == "postgresql":
+            self.partitions = pg.TimePartitions(int(settings.database.partition_hours * 3600 * 1000))
         try:
-            SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in _FIXED_TABLES])
+            with self.engine.begin() as conn:
+                if self.partitions is not None:
+                    pg.schema_lock(conn)  # two processes opening a new database at once
+                SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in _FIXED_TABLES])
+                if self.partitions is not None:
+                    self.partitions.setup(conn, SCORE_TABLE)
             for name, spec in settings.profiles.items():
                 self.ensure_profile(name, spec)
             self._register_orphan_devices()
@@ -194,10 +207,17 @@ class Store:
                 sa.Column("fault", sa.String(64)),
                 sa.Column("changepoint", sa.SmallInteger),
                 sqlite_with_rowid=False,
+                postgresql_partition_by=pg.PARTITION_BY,
             )
-        # No secondary index on ts: it would double the cost of every insert, and the
+        # No secondary B-tree on ts: it would double the cost of every insert, and the
         # primary key (device_id, ts) serves the per-device reads the product makes.
-        table.create(self.engine, checkfirst=True)
+        # PostgreSQL gets a BRIN index on ts (tiny, cheap to maintain) per partition.
+        with self.engine.begin() as conn:
+            if self.partitions is not None:
+                pg.schema_lock(conn)
+            table.create(conn, checkfirst=True)
+            if self.partitions is not None:
+                self.partitions.setup(conn, table_name)
         self._readings[name] = table
         return table
 
@@ -267,19 +287,93 @@ class Store:
             else:
                 columns[name] = [None] * len(frame)
         rows = list(zip(*(columns[name] for name in order)))
-        if not positional:
+        copy = self.use_copy and self.engine.dialect.name == "postgresql"
+        if not positional and not copy:
             rows = [dict(zip(order, row)) for row in rows]  # type: ignore[misc]
         # devices first: reads by time find readings through the device table
         self._register_new_devices(profile, frame["device_id"].unique())
+        if self.partitions is not None:
+            self.partitions.ensure(self.engine, table.name, columns["ts"])
         inserted = 0
         for start in range(0, len(rows), batch):
             chunk = rows[start : start + batch]
+            if copy:
+                copied = self._copy_batch(table, order, chunk)
+                if copied is not None:
+                    inserted += copied
+                    continue
+                if not positional:
+                    chunk = [dict(zip(order, row)) for row in chunk]  # type: ignore[misc]
             with self.engine.begin() as conn:
                 result = conn.exec_driver_sql(sql, chunk)
                 inserted += max(result.rowcount, 0)
         self._touch_devices(profile, frame)
-        del table
         return InsertResult(len(frame), inserted)
+
+    use_copy = True
+    """Bulk-load readings with COPY on PostgreSQL (False: executemany, as on SQLite;
+    the benchmark compares both)."""
+
+    def _copy_batch(self, table: sa.Table, order: list[str], chunk: Sequence[Sequence[Any]]) -> int | None:
+        """One batch by COPY on PostgreSQL, in one transaction: rows inserted, or None
+        when the server refused the data (the batch then goes through executemany,
+        whose errors say which row)."""
+        import psycopg
+
+        try:
+            with self.engine.begin() as conn:
+                return pg.copy_insert(conn, table, order, chunk, READING_KEYS)
+        except (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError) as error:
+            # e.g. a NUL in a text value, a NULL key, a value of the wrong type
+            log.warning("COPY into %s failed (%s); inserting the batch row by row", table.name, _first_line(error))
+            return None
+
+    def ensure_time_partitions(self, table: str, ts_ms: Any) -> None:
+        """Make sure the partitions exist for rows with these times (epoch ms) of a
+        time-partitioned table (``score`` or a readings table); a no-op on SQLite."""
+        if self.partitions is not None:
+            self.partitions.ensure(self.engine, table, ts_ms)
+
+    def expire_before(self, cutoff_ms: int, devices: Mapping[str, Sequence[str]]) -> dict[str, int]:
+        """Retention: remove readings and scores older than ``cutoff_ms``.
+
+        ``devices`` maps each profile to the devices whose rows go. On partitioned
+        PostgreSQL tables, whole partitions older than the cut-off are dropped (for
+        every device: the partitions are by time) and ``*_partitions`` counts them;
+        elsewhere rows are deleted device by device along the primary key, so each
+        statement is an index range and the write lock is held briefly.
+        """
+        out: dict[str, int] = {}
+        score_table = models.Score.__table__  # type: ignore[attr-defined]
+        parts = self.partitions
+        if parts is not None and SCORE_TABLE in parts.partitioned:
+            out["scores_partitions"], out["scores_default"] = parts.drop_before(self.engine, SCORE_TABLE, cutoff_ms)
+        for profile, ids in devices.items():
+            if not ids or profile not in self._readings:
+                continue
+            table = self.readings_table(profile)
+            with self.engine.begin() as conn:
+                if parts is not None and table.name in parts.partitioned:
+                    out[f"readings_{profile}_partitions"], out[f"readings_{profile}"] = parts.drop_before(
+                        self.engine, table.name, cutoff_ms
+                    )
+                else:
+                    r = conn.execute(
+                        sa.delete(table).where(table.c.device_id == sa.bindparam("d"), table.c.ts < cutoff_ms),
+                        [{"d": d} for d in ids],
+                    )
+                    out[f"readings_{profile}"] = max(r.rowcount, 0)
+                if parts is None or SCORE_TABLE not in parts.partitioned:
+                    s = conn.execute(
+                        sa.delete(score_table).where(
+                            score_table.c.profile == profile,
+                            score_table.c.device_id == sa.bindparam("d"),
+                            score_table.c.ts < cutoff_ms,
+                        ),
+                        [{"d": d} for d in ids],
+                    )
+                    out[f"scores_{profile}"] = max(s.rowcount, 0)
+        return out
 
     def _register_new_devices(self, profile: str, device_ids: Iterable[Any]) -> None:
         """Insert a ``device`` row for ids not seen before (``ON CONFLICT DO NOTHING``, so
@@ -533,6 +627,8 @@ def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
 
 
 _ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
+SCORE_TABLE = "score"
+log = logging.getLogger(__name__)
 
 
 def _first_line(error: BaseException | None) -> str:
