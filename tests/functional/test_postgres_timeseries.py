@@ -64,31 +64,57 @@ def test_readings_and_scores_are_partitioned_by_time_with_brin(pg_store: Store) 
     assert _scalar(pg_store, f"SELECT count(*) FROM {parts[2][0]}") == int((frame["ts"] >= pd.Timestamp(parts[2][1], unit="ms")).sum())
 
 
-def test_ingest_by_copy_counts_inserted_and_duplicates(pg_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
-    copy_insert = pg.copy_insert
+def _count_copies(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    calls: dict[str, list[int]] = {"new": [], "staging": []}
+    copy_new, copy_insert = pg.copy_new, pg.copy_insert
 
-    def counting(conn, table, columns, rows, keys):  # noqa: ANN001, ANN202
-        calls.append(len(rows))
+    def new(conn, table, columns, rows):  # noqa: ANN001, ANN202
+        calls["new"].append(len(rows))
+        return copy_new(conn, table, columns, rows)
+
+    def staging(conn, table, columns, rows, keys):  # noqa: ANN001, ANN202
+        calls["staging"].append(len(rows))
         return copy_insert(conn, table, columns, rows, keys)
 
-    monkeypatch.setattr(pg, "copy_insert", counting)
+    monkeypatch.setattr(pg, "copy_new", new)
+    monkeypatch.setattr(pg, "copy_insert", staging)
+    return calls
+
+
+def test_ingest_by_copy_counts_inserted_and_duplicates(pg_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _count_copies(monkeypatch)
     first = _frame(3, 6)
     again = pd.concat([first.iloc[: len(first) // 2], _frame(3, 6, start_hours=6)], ignore_index=True)
     again = pd.concat([again, again.iloc[:10]], ignore_index=True)  # duplicates inside one batch too
     a = pg_store.insert_readings("industrial", first, batch_rows=500)
-    b = pg_store.insert_readings("industrial", again, batch_rows=500)
     assert (a.inserted, a.duplicates) == (len(first), 0)
+    assert (sum(calls["new"]), calls["staging"]) == (len(first), [])  # new rows: straight in
+    b = pg_store.insert_readings("industrial", again, batch_rows=500)
     new = len(again) - len(first) // 2 - 10
     assert (b.rows, b.inserted, b.duplicates) == (len(again), new, len(first) // 2 + 10)
     assert pg_store.count_readings("industrial") == len(first) + new
-    assert sum(calls) == len(first) + len(again)  # every row went through COPY, in batches
-    assert max(calls) == 500
+    # every row went through COPY, in batches; those that may conflict through staging
+    assert sum(calls["new"]) + sum(calls["staging"]) == len(first) + len(again)
+    assert max(calls["new"] + calls["staging"]) == 500
+    assert sum(calls["staging"]) >= len(first) // 2 + 10
     # values survive the binary COPY exactly (NULL stays NULL)
     back = pg_store.read_readings("industrial", device_ids=[first["device_id"].iloc[0]])
     src = first[first["device_id"] == first["device_id"].iloc[0]].reset_index(drop=True)
     assert back["rpm"].iloc[: len(src)].tolist() == src["rpm"].tolist()
     assert back["fault"].iloc[: len(src)].isna().tolist() == src["fault"].isna().tolist()
+
+
+def test_copy_of_rows_another_writer_stored_meanwhile_goes_through_staging(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = _frame(2, 2)
+    pg_store.insert_readings("industrial", frame.iloc[::3])
+    calls = _count_copies(monkeypatch)
+    monkeypatch.setattr(pg, "any_stored", lambda *_a: False)  # as if the rows came after the check
+    result = pg_store.insert_readings("industrial", frame)
+    assert (result.inserted, result.duplicates) == (len(frame) - len(frame.iloc[::3]), len(frame.iloc[::3]))
+    assert calls["new"] == [len(frame)] and calls["staging"] == [len(frame)]  # tried straight, then staged
+    assert pg_store.count_readings("industrial") == len(frame)
 
 
 def test_copy_and_executemany_store_the_same_rows(pg_store: Store) -> None:
