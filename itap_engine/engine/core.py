@@ -54,6 +54,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from itap_engine.config import Settings
+from itap_engine.engine.shards import Shard
 from itap_engine.errors import ItapError
 from itap_engine.ingest.simulator import FaultEvent, Simulator, fleet_simulators
 from itap_engine.snapshot import (
@@ -87,6 +88,7 @@ from itap_engine.store.watermarks import (
     RETRAIN_DONE_KEY,
     RETRAIN_REQUEST_KEY,
     SIM_CLOCK_KEY,
+    for_shard,
     scored_key,
 )
 
@@ -211,9 +213,20 @@ class EngineCore:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        self.shard: Shard | None = Shard.parse(settings.engine.shard) if settings.engine.shard else None
+        """The shard of the fleet this engine runs (None: the whole fleet)."""
         # the tick checkpoints the write-ahead log itself, every CHECKPOINT_TICKS ticks
         self.store = store or Store(settings, wal_autocheckpoint=0)
         self.simulators: dict[str, Simulator] = {s.profile_name: s for s in fleet_simulators(settings)}
+        if self.shard is not None:
+            shard = self.shard
+            self.simulators = {
+                profile: Simulator(settings, profile, owned)
+                for profile, sim in self.simulators.items()
+                if (owned := [d for d in sim.device_ids if shard.owns(d)])
+            }
+        self.clock_key = for_shard(SIM_CLOCK_KEY, self.shard.label if self.shard else None)
+        self._owned: dict[str, list[str]] = {}
         self.device_profile: dict[str, str] = {
             d: profile for profile, sim in self.simulators.items() for d in sim.device_ids
         }
@@ -246,9 +259,23 @@ class EngineCore:
     def close(self) -> None:
         self.store.close()
 
+    def _key(self, key: str) -> str:
+        """A watermark key as this engine keeps it (per shard when sharded)."""
+        return for_shard(key, self.shard.label if self.shard else None)
+
+    def owned_devices(self, profile: str) -> list[str] | None:
+        """The registered devices of a profile this shard owns (refreshed at each
+        call); None when the engine runs the whole fleet."""
+        if self.shard is None:
+            return None
+        shard = self.shard
+        owned = [d for d in self.store.device_ids(profile) if shard.owns(d)]
+        self._owned[profile] = owned
+        return owned
+
     def needs_bootstrap(self) -> bool:
         """True when there is no simulated clock (an empty database) or a profile lacks a model."""
-        if self.store.get_watermark(SIM_CLOCK_KEY) is None:
+        if self.store.get_watermark(self.clock_key) is None:
             return True
         return any(self._load_model(p) is None for p in self.simulators)
 
@@ -273,22 +300,22 @@ class EngineCore:
         with self._lock:
             for group in settings.simulation.fleet:
                 self.store.register_devices(group.profile, group.device_ids(), group.sites)
-            clock = self.store.get_watermark(SIM_CLOCK_KEY)
+            clock = self.store.get_watermark(self.clock_key)
             if clock is None:
-                latest = [t for t in (self.store.latest_ts(p) for p in self.simulators) if t is not None]
+                latest = [t for t in (self._latest_ts(p) for p in self.simulators) if t is not None]
                 if latest:
                     end = _from_ms(max(latest)) + timedelta(seconds=settings.simulation.freq_s)
                     report(Progress("history", 1.0, "history found in the database"))
                 else:
                     end = self._simulate_history(report)
-                self.store.set_watermark(SIM_CLOCK_KEY, end.isoformat())
+                self.store.set_watermark(self.clock_key, end.isoformat())
                 for profile in self.simulators:
                     # History is not scored: the watermark is its last reading (readings
                     # newer than the watermark get scored, and the clock is exclusive).
-                    if self.store.get_watermark(scored_key(profile)) is None:
-                        last = self.store.latest_ts(profile)
+                    if self.store.get_watermark(self._key(scored_key(profile))) is None:
+                        last = self._latest_ts(profile)
                         mark = last if last is not None else _ms(end) - 1
-                        self.store.set_watermark(scored_key(profile), str(mark))
+                        self.store.set_watermark(self._key(scored_key(profile)), str(mark))
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
@@ -301,6 +328,11 @@ class EngineCore:
                     # it is stored and shown, and scored once `itap train` made a model.
                     log.warning("no model for imported profile %s: %s", profile, error)
             report(Progress("training", 1.0, "models ready"))
+
+    def _latest_ts(self, profile: str) -> int | None:
+        """The newest stored reading of a profile (of this shard's devices, when sharded)."""
+        owned = self.owned_devices(profile)
+        return self.store.latest_ts(profile) if owned is None else self.store.latest_device_ts(owned)
 
     def _simulate_history(self, report: Callable[[Progress], None]) -> datetime:
         from itap_engine.ingest.pipeline import ingest_frame
@@ -335,23 +367,27 @@ class EngineCore:
             from itap_engine.ingest.pipeline import abort_dead_runs
 
             abort_dead_runs(self.store)
-            clock = self.store.get_watermark(SIM_CLOCK_KEY)
+            clock = self.store.get_watermark(self.clock_key)
             self.sim_time = _naive(datetime.fromisoformat(clock)) if clock else _naive(self.settings.simulation.start)
             now_ms = _ms(self.sim_time)
             with self.store.session() as session:
                 for device in session.exec(select(models.Device)):
                     self.sites.setdefault(device.id, device.site)
             for profile in self._scored_profiles():
-                mark = self.store.get_watermark(scored_key(profile))
-                last = self.store.latest_ts(profile) if not mark else None
+                mark = self.store.get_watermark(self._key(scored_key(profile)))
+                last = self._latest_ts(profile) if not mark else None
                 self.scored_ms[profile] = int(mark) if mark else (last if last is not None else now_ms - 1)
                 model = self._load_model(profile)
                 if model is not None:
                     self._install(profile, model)
                 latest = latest_readings(self.store, profile)
+                scores = latest_scores(self.store, profile)
+                owned = self.owned_devices(profile)
+                if owned is not None:  # sharded: this engine shows its own devices
+                    latest = latest[latest.index.isin(owned)] if len(latest) else latest
+                    scores = scores[scores.index.isin(owned)]
                 if len(latest):
                     self._latest_rows[profile] = latest
-                scores = latest_scores(self.store, profile)
                 if len(scores):
                     self._latest_scores[profile] = scores
             from itap_engine.detection.scoring import AlertTracker
@@ -448,6 +484,11 @@ class EngineCore:
             )
         )
 
+    def _commands(self, device_id: str) -> bool:
+        """Whether this engine carries out commands for a device: every engine of an
+        unsharded fleet; the owning shard's (it also rejects unknown devices it owns)."""
+        return self.shard is None or self.shard.owns(device_id)
+
     def apply_commands(self) -> list[FaultCommandView]:
         """Pending commands become active (from the current clock) or rejected; ended ones done."""
         assert self.sim_time is not None
@@ -457,6 +498,7 @@ class EngineCore:
         FC = models.FaultCommand
         with self.store.session() as session:
             pending = list(session.exec(select(FC).where(FC.status == "pending").order_by(FC.id)))  # type: ignore[arg-type]
+            pending = [c for c in pending if self._commands(c.device_id)]
             for command in pending:
                 reason = self._reject(command)
                 if reason:
@@ -472,7 +514,7 @@ class EngineCore:
                 session.add(command)
                 changed.append(command)
             ended = session.exec(select(FC).where(FC.status == "active", FC.end_ts <= start_ms))  # type: ignore[arg-type,operator]
-            for command in ended:
+            for command in (c for c in ended if self._commands(c.device_id)):
                 command.status = "done"
                 command.message = "finished"
                 session.add(command)
@@ -498,8 +540,8 @@ class EngineCore:
         while no engine ran is carried out by the next one (or the next ``--once``).
         """
         value = self.store.get_watermark(RETRAIN_REQUEST_KEY)
-        if value and value != self.store.get_watermark(RETRAIN_DONE_KEY):
-            self.store.set_watermark(RETRAIN_DONE_KEY, value)
+        if value and value != self.store.get_watermark(self._key(RETRAIN_DONE_KEY)):
+            self.store.set_watermark(self._key(RETRAIN_DONE_KEY), value)
             return value.split()[0]
         return None
 
@@ -543,11 +585,11 @@ class EngineCore:
                 result.sources.append(self._source_result(report, f"sim:{profile}", profile))
                 result.validation_alerts.extend(self._validation_rows(report))
             t = lap("ingest", t)
-        if inbox:
+        if inbox and (self.shard is None or self.shard.index == 0):  # one shard imports files
             self._import_inbox(result, kind)
             t = lap("inbox", t)
         self.sim_time = t1
-        self.store.set_watermark(SIM_CLOCK_KEY, t1.isoformat())
+        self.store.set_watermark(self.clock_key, t1.isoformat())
 
         self._score(result, _ms(t1), lap)
         t = time.perf_counter()
@@ -643,7 +685,8 @@ class EngineCore:
             t = time.perf_counter()
             since = self.scored_ms.get(profile, clock_ms)
             until = clock_ms if profile in self.simulators else None
-            readings = self.store.read_readings(profile, since_ms=since, until_ms=until)
+            owned = self.owned_devices(profile)
+            readings = self.store.read_readings(profile, device_ids=owned, since_ms=since, until_ms=until)
             t = lap("read", t)
             if readings.empty:
                 continue
@@ -652,7 +695,7 @@ class EngineCore:
             t = lap("score", t)
             if scored is None or len(scored) == 0:
                 self.scored_ms[profile] = int(readings["ts"].max())
-                self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
+                self.store.set_watermark(self._key(scored_key(profile)), str(self.scored_ms[profile]))
                 continue
             self._store_scores(profile, scored)
             t = lap("store_scores", t)
@@ -664,7 +707,7 @@ class EngineCore:
             result.scored += len(scored)
             self._remember_scores(profile, scored)
             self.scored_ms[profile] = int(readings["ts"].max())
-            self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
+            self.store.set_watermark(self._key(scored_key(profile)), str(self.scored_ms[profile]))
 
     def _store_scores(self, profile: str, scored: pd.DataFrame) -> None:
         """Scores as ``score`` rows, one bulk insert (contributors kept for anomalous rows)."""
@@ -708,10 +751,17 @@ class EngineCore:
         """
         if self.sim_time is None:
             return {}
-        cutoff = _ms(self.sim_time) - int(self.settings.engine.retention_hours * 3600 * 1000)
+        clock = self.sim_time
+        if self.shard is not None:
+            # partitions hold every shard's rows: go by the clock furthest behind
+            clocks = self.store.watermarks_like(SIM_CLOCK_KEY).values()
+            clock = min([clock, *(_naive(datetime.fromisoformat(v)) for v in clocks)])
+        cutoff = _ms(clock) - int(self.settings.engine.retention_hours * 3600 * 1000)
         with self.store.session() as session:
             devices = [(d.id, d.profile) for d in session.exec(select(models.Device))]
-        by_profile = {profile: [d for d, p in devices if p == profile] for profile in self.settings.profiles}
+        by_profile = {
+            profile: [d for d, p in devices if p == profile and self._commands(d)] for profile in self.settings.profiles
+        }
         deleted = self.store.expire_before(cutoff, by_profile)
         wall_cutoff = _utcnow() - timedelta(hours=self.settings.engine.retention_hours)
         with self.store.engine.begin() as conn:

@@ -559,6 +559,34 @@ class Store:
             session.add(mark)
             session.commit()
 
+    def watermarks_like(self, key: str) -> dict[str, str]:
+        """Watermarks named ``key`` or ``key`` with a suffix (e.g. every shard's clock)."""
+        table = Watermark.__table__  # type: ignore[attr-defined]
+        stmt = sa.select(table.c.key, table.c.value).where(
+            sa.or_(table.c.key == key, table.c.key.startswith(key + "@", autoescape=True))
+        )
+        with self.engine.connect() as conn:
+            return {k: v for k, v in conn.execute(stmt)}
+
+    def device_ids(self, profile: str | None = None) -> list[str]:
+        """Registered device ids (of one profile), sorted."""
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        stmt = sa.select(device.c.id).order_by(device.c.id)
+        if profile is not None:
+            stmt = stmt.where(device.c.profile == profile)
+        with self.engine.connect() as conn:
+            return [str(i) for i in conn.execute(stmt).scalars()]
+
+    def latest_device_ts(self, device_ids: Sequence[str]) -> int | None:
+        """The newest reading time among these devices (from the device table)."""
+        if not device_ids:
+            return None
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        stmt = sa.select(sa.func.max(device.c.last_ts)).where(device.c.id.in_(list(device_ids)))
+        with self.engine.connect() as conn:
+            value = conn.execute(stmt).scalar()
+        return int(value) if value is not None else None
+
     # ------------------------------------------------------------------ reads
     def read_readings(
         self,
