@@ -130,8 +130,8 @@ def _engine_status(raw: Mapping[str, str]) -> dict[str, Any]:
     if not sharded:
         return next((v for k, v in statuses if k == ENGINE_STATUS_KEY), {})
     newest = max(sharded, key=lambda v: str(v.get("heartbeat") or ""))
-    ticks = [v.get("tick_ms") for v in sharded if v.get("tick_ms") is not None]
-    rates = [v.get("rows_per_s") for v in sharded if v.get("rows_per_s") is not None]
+    ticks = [float(v["tick_ms"]) for v in sharded if v.get("tick_ms") is not None]
+    rates = [float(v["rows_per_s"]) for v in sharded if v.get("rows_per_s") is not None]
     return {
         **newest,
         "tick_ms": max(ticks) if ticks else None,

@@ -279,7 +279,7 @@ class BatchKeys:
         grouped = pd.Series(self.ts[start:stop]).groupby(self.codes[start:stop]).agg(["min", "max"])
         return [
             (str(self.devices[int(code)]), int(lo), int(hi))
-            for code, lo, hi in zip(grouped.index, grouped["min"], grouped["max"])
+            for code, lo, hi in zip(grouped.index, grouped["min"], grouped["max"], strict=True)
         ]
 
 
@@ -289,9 +289,8 @@ def any_stored(conn: sa.Connection, table: sa.Table, spans: Sequence[tuple[str, 
     partitions of the time range only."""
     if not spans:
         return False
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    ids, los, his = (list(x) for x in zip(*spans))
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY
+    ids, los, his = (list(x) for x in zip(*spans, strict=True))
     with raw.cursor() as cursor:
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS r(d, lo, hi) "
@@ -307,8 +306,7 @@ def copy_new(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows:
     """COPY straight into ``table``, for rows known to be new (no staging, no conflict
     check); a key that exists after all raises ``psycopg.errors.UniqueViolation`` and
     the caller's transaction is lost. Returns the rows inserted."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY
     with raw.cursor() as cursor:
         _copy(cursor, table.name, table, columns, rows)
     return len(rows)
@@ -324,8 +322,7 @@ def copy_insert(
     Rows are moved in key order, so the primary key's B-tree is written in order.
     Duplicate keys inside ``rows`` count once, as with executemany.
     """
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY
     staging = f"itap_stage_{table.name}"
     cols = ", ".join(_quote(c) for c in columns)
     with raw.cursor() as cursor:

@@ -100,7 +100,8 @@ class ModelVersion(SQLModel, table=True):
 
 
 class Score(SQLModel, table=True):
-    __table_args__ = {"postgresql_partition_by": "RANGE (ts)"}  # noqa: RUF012 - partitioned by time on PostgreSQL
+    # partitioned by time on PostgreSQL (store.postgres); ignored by SQLite
+    __table_args__ = {"postgresql_partition_by": "RANGE (ts)"}
 
     profile: str = Field(primary_key=True, max_length=64)
     device_id: str = Field(primary_key=True, max_length=128)

@@ -305,7 +305,7 @@ class Store:
                     inserted += copied
                     continue
                 if not positional:
-                    chunk = [dict(zip(order, row)) for row in chunk]  # type: ignore[misc]
+                    chunk = [dict(zip(order, row, strict=True)) for row in chunk]  # type: ignore[misc]
             with self.engine.begin() as conn:
                 result = conn.exec_driver_sql(sql, chunk)
                 inserted += max(result.rowcount, 0)

@@ -68,11 +68,11 @@ def _count_copies(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
     calls: dict[str, list[int]] = {"new": [], "staging": []}
     copy_new, copy_insert = pg.copy_new, pg.copy_insert
 
-    def new(conn, table, columns, rows):  # noqa: ANN001, ANN202
+    def new(conn, table, columns, rows):
         calls["new"].append(len(rows))
         return copy_new(conn, table, columns, rows)
 
-    def staging(conn, table, columns, rows, keys):  # noqa: ANN001, ANN202
+    def staging(conn, table, columns, rows, keys):
         calls["staging"].append(len(rows))
         return copy_insert(conn, table, columns, rows, keys)
 

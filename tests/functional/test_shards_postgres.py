@@ -122,10 +122,10 @@ def site(tmp_path: Path) -> Iterator[tuple[Settings, Engines]]:
 
 
 def test_two_shards_one_fleet(site: tuple[Settings, Engines]) -> None:
-    from itap_engine.facade.attached import snapshot_from_db
-    from itap_engine.store.queries import write_fault_commands
     from sqlmodel import select
 
+    from itap_engine.facade.attached import snapshot_from_db
+    from itap_engine.store.queries import write_fault_commands
     from itap_engine.store.schema import FaultCommand
     from itap_engine.store.sql import Store
 
