@@ -285,18 +285,28 @@ class BatchKeys:
 
 def any_stored(conn: sa.Connection, table: sa.Table, spans: Sequence[tuple[str, int, int]]) -> bool:
     """Whether ``table`` holds a row of a device within that device's span: ``spans``
-    are (device_id, first ts, last ts). One primary-key range per device, in the
-    partitions of the time range only."""
+    are (device_id, first ts, last ts).
+
+    First whether any row at all lies in the spans' whole time range (the BRIN index
+    and the partitions answer that at once: new data is newer than everything), then,
+    only if one does, one primary-key probe per device (``LATERAL ... LIMIT 1``, so
+    the planner cannot turn it into a scan of the table).
+    """
     if not spans:
         return False
-    raw: Any = conn.connection.dbapi_connection  # psycopg's connection: COPY
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection
     ids, los, his = (list(x) for x in zip(*spans, strict=True))
+    name = _quote(table.name)
     with raw.cursor() as cursor:
+        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name} WHERE ts >= %s AND ts <= %s)", (int(min(los)), int(max(his))))
+        row = cursor.fetchone()
+        if not (row and row[0]):
+            return False
         cursor.execute(
-            f"SELECT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS r(d, lo, hi) "
-            f"JOIN {_quote(table.name)} t ON t.device_id = r.d AND t.ts >= r.lo AND t.ts <= r.hi "
-            "WHERE t.ts >= %s AND t.ts <= %s)",
-            (ids, [int(v) for v in los], [int(v) for v in his], int(min(los)), int(max(his))),
+            "SELECT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS r(d, lo, hi) "
+            f"CROSS JOIN LATERAL (SELECT 1 FROM {name} t WHERE t.device_id = r.d AND t.ts >= r.lo AND t.ts <= r.hi "
+            "LIMIT 1) AS hit)",
+            (ids, [int(v) for v in los], [int(v) for v in his]),
         )
         row = cursor.fetchone()
     return bool(row and row[0])
