@@ -277,10 +277,8 @@ class BatchKeys:
         import pandas as pd
 
         grouped = pd.Series(self.ts[start:stop]).groupby(self.codes[start:stop]).agg(["min", "max"])
-        return [
-            (str(self.devices[int(code)]), int(lo), int(hi))
-            for code, lo, hi in zip(grouped.index, grouped["min"], grouped["max"], strict=True)
-        ]
+        names = [str(d) for d in self.devices.take(grouped.index.to_numpy())]
+        return list(zip(names, grouped["min"].tolist(), grouped["max"].tolist(), strict=True))
 
 
 def any_stored(conn: sa.Connection, table: sa.Table, spans: Sequence[tuple[str, int, int]]) -> bool:
@@ -310,6 +308,19 @@ def any_stored(conn: sa.Connection, table: sa.Table, spans: Sequence[tuple[str, 
         )
         row = cursor.fetchone()
     return bool(row and row[0])
+
+
+def widen_device_spans(conn: sa.Connection, ids: Sequence[str], firsts: Sequence[int], lasts: Sequence[int]) -> None:
+    """Widen ``device.first_ts`` / ``last_ts`` to include each device's new span, in
+    one statement (an executemany UPDATE costs a round trip per device: 0.9 s for
+    10,000 devices). LEAST and GREATEST skip NULL, so a first span just sets them."""
+    raw: Any = conn.connection.dbapi_connection  # psycopg's connection
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "UPDATE device AS d SET first_ts = LEAST(d.first_ts, s.lo), last_ts = GREATEST(d.last_ts, s.hi) "
+            "FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS s(id, lo, hi) WHERE d.id = s.id",
+            (list(ids), [int(v) for v in firsts], [int(v) for v in lasts]),
+        )
 
 
 def copy_new(conn: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:

@@ -452,6 +452,12 @@ class Store:
         spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
             "device_id", observed=True
         )["ts"].agg(["min", "max"])
+        if self.partitions is not None:  # PostgreSQL: one UPDATE ... FROM unnest, not one per device
+            with self.engine.begin() as conn:
+                pg.widen_device_spans(
+                    conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist()
+                )
+            return
         rows = [
             {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
             for i, f, last in zip(spans.index, spans["min"], spans["max"])
