@@ -232,8 +232,11 @@ _COPY_TYPES = {
 
 def copy_type(column: sa.Column[Any]) -> str:
     """The PostgreSQL type name binary COPY writes for a column."""
+    kind_of = column.type
+    if isinstance(kind_of, sa.types.TypeDecorator):  # e.g. SQLModel's AutoString
+        kind_of = kind_of.impl_instance
     for kind, name in _COPY_TYPES.items():
-        if isinstance(column.type, kind):
+        if isinstance(kind_of, kind):
             return name
     raise TypeError(f"no COPY type for column {column.name} ({column.type})")
 

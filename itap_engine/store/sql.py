@@ -326,6 +326,7 @@ class Store:
         chunk: Sequence[Sequence[Any]],
         keys: pg.BatchKeys,
         start: int,
+        conflict_keys: Sequence[str] = READING_KEYS,
     ) -> int | None:
         """One batch by COPY on PostgreSQL, in one transaction: rows inserted, or None
         when the server refused the data (the batch then goes through executemany,
@@ -348,11 +349,41 @@ class Store:
                 except psycopg.errors.UniqueViolation:
                     log.info("rows of a new batch appeared meanwhile in %s; copying it through staging", table.name)
             with self.engine.begin() as conn:
-                return pg.copy_insert(conn, table, order, chunk, READING_KEYS)
+                return pg.copy_insert(conn, table, order, chunk, conflict_keys)
         except (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError) as error:
             # e.g. a NUL in a text value, a NULL key, a value of the wrong type
             log.warning("COPY into %s failed (%s); inserting the batch row by row", table.name, _first_line(error))
             return None
+
+    def copy_rows(
+        self, table_name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], keys: Sequence[str]
+    ) -> int | None:
+        """Insert rows (tuples in ``columns`` order, with ``device_id`` and ``ts``)
+        skipping existing ``keys``, by COPY as :meth:`insert_readings` does, in batches
+        of ``database.batch_rows``; returns rows inserted, or None on SQLite (the caller
+        then uses :meth:`executemany`).
+
+        Raises:
+            StoreError: the server refused a batch.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return None
+        if not rows:
+            return 0
+        table = self.metadata.tables[table_name]
+        at = {c: i for i, c in enumerate(columns)}
+        device_ids = [row[at["device_id"]] for row in rows]
+        stamps = [row[at["ts"]] for row in rows]
+        self.ensure_time_partitions(table_name, stamps)
+        batch_keys = pg.BatchKeys(device_ids, stamps)
+        batch = self.settings.database.batch_rows
+        inserted = 0
+        for start in range(0, len(rows), batch):
+            copied = self._copy_batch(table, list(columns), rows[start : start + batch], batch_keys, start, keys)
+            if copied is None:
+                raise StoreError(f"the database refused rows for {table_name} (see the log)")
+            inserted += copied
+        return inserted
 
     def ensure_time_partitions(self, table: str, ts_ms: Any) -> None:
         """Make sure the partitions exist for rows with these times (epoch ms) of a

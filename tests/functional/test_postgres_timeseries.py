@@ -176,3 +176,17 @@ def test_partition_hours_is_configurable(pg_store: Store) -> None:
         assert [hi - lo for _n, lo, hi in parts] == [6 * 3600 * 1000] * 2
     finally:
         store.close()
+
+
+def test_scores_go_in_by_copy_too(pg_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from itap_engine.detection.scoring import insert_scores
+
+    frame = _frame(3, 2)
+    pg_store.insert_readings("industrial", frame)
+    stored = pg_store.read_readings("industrial", columns=["device_id", "ts"])
+    scored = stored.assign(score=0.25, model_version_id=1, contributors=[()] * len(stored))
+    calls = _count_copies(monkeypatch)
+    assert insert_scores(pg_store, "industrial", scored) == len(stored)
+    assert insert_scores(pg_store, "industrial", scored.iloc[::2]) == 0  # idempotent
+    assert (sum(calls["new"]), sum(calls["staging"])) == (len(stored), len(stored.iloc[::2]))
+    assert _scalar(pg_store, "SELECT count(*) FROM score WHERE score = 0.25") == len(stored)
