@@ -32,6 +32,12 @@ Watermark keys: ``sim.clock`` (ISO time of the simulated clock), ``scored:<profi
 written each tick for attached consoles), ``command.retrain`` (a retrain request:
 ``<profile or *> <ISO time>``), ``once.last_wall`` (wall time of the last ``--once``).
 
+Shards (``[engine] shard = "i/N"``, :mod:`itap_engine.engine.shards`): the engine
+simulates, scores and commands only its shard's devices, and keeps its clock, scored
+watermarks, status and served retrain request under keys suffixed ``@shard:i/N``, so
+engines sharing a fleet never move each other's clock. Only shard 0 imports inbox
+files; retention goes by the clock furthest behind.
+
 Logging goes to the rotating file ``settings.paths.log_file`` only (see
 :func:`configure_logging`), never to stdout, where a console draws its screen.
 """
