@@ -30,16 +30,31 @@ def _startup_stages(settings: Settings) -> list[dict[str, Any]]:
     return stages(settings)
 
 
+def _postgres_stages(url: str, workloads: list[str]) -> StageProvider:
+    def provider(settings: Settings) -> list[dict[str, Any]]:
+        from itap_bench.postgres import stages
+
+        return stages(settings, url, workloads)
+
+    return provider
+
+
 EXTRA_STAGES: dict[str, StageProvider] = {"console": _console_stages, "startup": _startup_stages}
 """Stage providers beyond the engine's, by the name ``--skip`` knows them by."""
 
-_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
+_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "ratio_vs_executemany", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
     parser.add_argument("--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console, startup")
+    parser.add_argument(
+        "--pg",
+        metavar="URL",
+        help="also compare COPY with executemany ingestion on this PostgreSQL database (in a schema "
+        "itap_bench, dropped and made again); default: the database URL when it is PostgreSQL",
+    )
 
 
 def render(payload: dict[str, Any]) -> Table:
@@ -68,12 +83,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.out:  # before an hour of benchmark, not after
         output_file(args.out, option="--out", force=True)
     out = console()
+    extra = [provider for name, provider in EXTRA_STAGES.items() if name not in skip]
+    pg_url = args.pg or (settings.database_url if settings.database_url.startswith("postgresql") else None)
+    if pg_url:
+        extra.insert(0, _postgres_stages(pg_url, workloads))
     payload = run_bench(
         settings,
         workloads,
         detection="detection" not in skip,
         engine="engine" not in skip,
-        extra=[provider for name, provider in EXTRA_STAGES.items() if name not in skip],
+        extra=extra,
         progress=lambda message: out.print(f"[dim]… {message}[/]"),
     )
     out.print(render(payload))

@@ -162,6 +162,8 @@ class DatabaseSettings(_Model):
     """SQLAlchemy URL; a relative SQLite path resolves against the config folder."""
     busy_timeout_ms: int = Field(default=10000, ge=0, le=600_000)
     batch_rows: int = Field(default=50000, ge=1, le=1_000_000)
+    partition_hours: float = Field(default=24, gt=0, le=MAX_YEAR_H)
+    """PostgreSQL only: readings and scores are partitioned by time in ranges this long."""
 
 
 class PathSettings(_Model):
@@ -254,6 +256,9 @@ class EngineSettings(_Model):
     housekeeping_minutes: float = Field(default=10, ge=0.1, le=MAX_YEAR_H * 60)
     retention_hours: float = Field(default=72, gt=0, le=100 * MAX_YEAR_H)
     retention_hours_imported: float = Field(default=0, ge=0, le=100 * MAX_YEAR_H)
+    shard: str | None = None
+    """``i/N``: simulate and score only shard i of N of the fleet (PostgreSQL; see
+    :mod:`itap_engine.engine.shards`). None runs the whole fleet."""
 
 
 class ConsoleSettings(_Model):

@@ -672,6 +672,10 @@ def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000
             contributors,
         )
     ]
+    names = ["profile", "device_id", "ts", "score", "model_version_id", "contributors"]
+    copied = store.copy_rows("score", names, [tuple(r[n] for n in names) for r in records], ["profile", "device_id", "ts"])
+    if copied is not None:  # PostgreSQL
+        return copied
     return sum(
         store.executemany("insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch])
         for start in range(0, len(records), batch)

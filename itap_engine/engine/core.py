@@ -32,6 +32,12 @@ Watermark keys: ``sim.clock`` (ISO time of the simulated clock), ``scored:<profi
 written each tick for attached consoles), ``command.retrain`` (a retrain request:
 ``<profile or *> <ISO time>``), ``once.last_wall`` (wall time of the last ``--once``).
 
+Shards (``[engine] shard = "i/N"``, :mod:`itap_engine.engine.shards`): the engine
+simulates, scores and commands only its shard's devices, and keeps its clock, scored
+watermarks, status and served retrain request under keys suffixed ``@shard:i/N``, so
+engines sharing a fleet never move each other's clock. Only shard 0 imports inbox
+files; retention goes by the clock furthest behind.
+
 Logging goes to the rotating file ``settings.paths.log_file`` only (see
 :func:`configure_logging`), never to stdout, where a console draws its screen.
 """
@@ -64,6 +70,7 @@ from itap_engine.detection.scoring import (
     train_model,
     warm_up_span_ms,
 )
+from itap_engine.engine.shards import Shard
 from itap_engine.errors import ItapError
 from itap_engine.ingest import csv_source as csv_import
 from itap_engine.ingest.pipeline import IngestReport, abort_dead_runs, ingest_frame
@@ -102,6 +109,7 @@ from itap_engine.store.watermarks import (
     RETRAIN_DONE_KEY,
     RETRAIN_REQUEST_KEY,
     SIM_CLOCK_KEY,
+    for_shard,
     scored_key,
 )
 
@@ -238,9 +246,20 @@ class EngineCore:
 
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
+        self.shard: Shard | None = Shard.parse(settings.engine.shard) if settings.engine.shard else None
+        """The shard of the fleet this engine runs (None: the whole fleet)."""
         # the tick checkpoints the write-ahead log itself, every CHECKPOINT_TICKS ticks
         self.store = store or Store(settings, wal_autocheckpoint=0)
         self.simulators: dict[str, Simulator] = {s.profile_name: s for s in fleet_simulators(settings)}
+        if self.shard is not None:
+            shard = self.shard
+            self.simulators = {
+                profile: Simulator(settings, profile, owned)
+                for profile, sim in self.simulators.items()
+                if (owned := [d for d in sim.device_ids if shard.owns(d)])
+            }
+        self.clock_key = for_shard(SIM_CLOCK_KEY, self.shard.label if self.shard else None)
+        self._owned: dict[str, list[str]] = {}
         self.device_profile: dict[str, str] = {
             d: profile for profile, sim in self.simulators.items() for d in sim.device_ids
         }
@@ -277,9 +296,23 @@ class EngineCore:
         self._warnings.flush_to(self.store)
         self.store.close()
 
+    def _key(self, key: str) -> str:
+        """A watermark key as this engine keeps it (per shard when sharded)."""
+        return for_shard(key, self.shard.label if self.shard else None)
+
+    def owned_devices(self, profile: str) -> list[str] | None:
+        """The registered devices of a profile this shard owns (refreshed at each
+        call); None when the engine runs the whole fleet."""
+        if self.shard is None:
+            return None
+        shard = self.shard
+        owned = [d for d in self.store.device_ids(profile) if shard.owns(d)]
+        self._owned[profile] = owned
+        return owned
+
     def needs_bootstrap(self) -> bool:
         """True when there is no simulated clock (an empty database) or a profile lacks a model."""
-        if self.store.get_watermark(SIM_CLOCK_KEY) is None:
+        if self.store.get_watermark(self.clock_key) is None:
             return True
         return any(self._load_model(p) is None for p in self.simulators)
 
@@ -304,22 +337,22 @@ class EngineCore:
         with self._lock:
             for group in settings.simulation.fleet:
                 self.store.register_devices(group.profile, group.device_ids(), group.sites)
-            clock = self.store.get_watermark(SIM_CLOCK_KEY)
+            clock = self.store.get_watermark(self.clock_key)
             if clock is None:
-                latest = [t for t in (self.store.latest_ts(p) for p in self.simulators) if t is not None]
+                latest = [t for t in (self._latest_ts(p) for p in self.simulators) if t is not None]
                 if latest:
                     end = _from_ms(max(latest)) + timedelta(seconds=settings.simulation.freq_s)
                     report(Progress("history", 1.0, "history found in the database"))
                 else:
                     end = self._simulate_history(report)
-                self.store.set_watermark(SIM_CLOCK_KEY, end.isoformat())
+                self.store.set_watermark(self.clock_key, end.isoformat())
                 for profile in self.simulators:
                     # History is not scored: the watermark is its last reading (readings
                     # newer than the watermark get scored, and the clock is exclusive).
-                    if self.store.get_watermark(scored_key(profile)) is None:
-                        last = self.store.latest_ts(profile)
+                    if self.store.get_watermark(self._key(scored_key(profile))) is None:
+                        last = self._latest_ts(profile)
                         mark = last if last is not None else _ms(end) - 1
-                        self.store.set_watermark(scored_key(profile), str(mark))
+                        self.store.set_watermark(self._key(scored_key(profile)), str(mark))
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
@@ -332,6 +365,11 @@ class EngineCore:
                     # it is stored and shown, and scored once `itap train` made a model.
                     log.warning("no model for imported profile %s: %s", profile, error)
             report(Progress("training", 1.0, "models ready"))
+
+    def _latest_ts(self, profile: str) -> int | None:
+        """The newest stored reading of a profile (of this shard's devices, when sharded)."""
+        owned = self.owned_devices(profile)
+        return self.store.latest_ts(profile) if owned is None else self.store.latest_device_ts(owned)
 
     def _simulate_history(self, report: Callable[[Progress], None]) -> datetime:
         settings = self.settings
@@ -362,23 +400,27 @@ class EngineCore:
         """Load the stored state: clock, scored watermarks, models, active fault commands."""
         with self._lock:
             abort_dead_runs(self.store)
-            clock = self.store.get_watermark(SIM_CLOCK_KEY)
+            clock = self.store.get_watermark(self.clock_key)
             self.sim_time = _naive(datetime.fromisoformat(clock)) if clock else _naive(self.settings.simulation.start)
             now_ms = _ms(self.sim_time)
             with self.store.session() as session:
                 for device in session.exec(select(models.Device)):
                     self.sites.setdefault(device.id, device.site)
             for profile in self._scored_profiles():
-                mark = self.store.get_watermark(scored_key(profile))
-                last = self.store.latest_ts(profile) if not mark else None
+                mark = self.store.get_watermark(self._key(scored_key(profile)))
+                last = self._latest_ts(profile) if not mark else None
                 self.scored_ms[profile] = int(mark) if mark else (last if last is not None else now_ms - 1)
                 model = self._load_model(profile)
                 if model is not None:
                     self._install(profile, model)
                 latest = latest_readings(self.store, profile)
+                scores = latest_scores(self.store, profile)
+                owned = self.owned_devices(profile)
+                if owned is not None:  # sharded: this engine shows its own devices
+                    latest = latest[latest.index.isin(owned)] if len(latest) else latest
+                    scores = scores[scores.index.isin(owned)]
                 if len(latest):
                     self._latest_rows[profile] = latest
-                scores = latest_scores(self.store, profile)
                 if len(scores):
                     self._latest_scores[profile] = scores
             self.tracker = AlertTracker(self.store, self.settings)
@@ -465,6 +507,11 @@ class EngineCore:
             )
         )
 
+    def _commands(self, device_id: str) -> bool:
+        """Whether this engine carries out commands for a device: every engine of an
+        unsharded fleet; the owning shard's (it also rejects unknown devices it owns)."""
+        return self.shard is None or self.shard.owns(device_id)
+
     def apply_commands(self) -> list[FaultCommandView]:
         """Pending commands become active (from the current clock) or rejected; ended ones done."""
         assert self.sim_time is not None
@@ -474,6 +521,7 @@ class EngineCore:
         FC = models.FaultCommand
         with self.store.session() as session:
             pending = list(session.exec(select(FC).where(FC.status == "pending").order_by(FC.id)))  # type: ignore[arg-type]
+            pending = [c for c in pending if self._commands(c.device_id)]
             for command in pending:
                 reason = self._reject(command)
                 if reason:
@@ -489,7 +537,7 @@ class EngineCore:
                 session.add(command)
                 changed.append(command)
             ended = session.exec(select(FC).where(FC.status == "active", FC.end_ts <= start_ms))  # type: ignore[arg-type,operator]
-            for command in ended:
+            for command in (c for c in ended if self._commands(c.device_id)):
                 command.status = "done"
                 command.message = "finished"
                 session.add(command)
@@ -515,8 +563,8 @@ class EngineCore:
         while no engine ran is carried out by the next one (or the next ``--once``).
         """
         value = self.store.get_watermark(RETRAIN_REQUEST_KEY)
-        if value and value != self.store.get_watermark(RETRAIN_DONE_KEY):
-            self.store.set_watermark(RETRAIN_DONE_KEY, value)
+        if value and value != self.store.get_watermark(self._key(RETRAIN_DONE_KEY)):
+            self.store.set_watermark(self._key(RETRAIN_DONE_KEY), value)
             return value.split()[0]
         return None
 
@@ -558,11 +606,11 @@ class EngineCore:
                 result.sources.append(self._source_result(report, f"sim:{profile}", profile))
                 result.validation_alerts.extend(self._validation_rows(report))
             t = lap("ingest", t)
-        if inbox:
+        if inbox and (self.shard is None or self.shard.index == 0):  # one shard imports files
             self._import_inbox(result, kind)
             t = lap("inbox", t)
         self.sim_time = t1
-        self.store.set_watermark(SIM_CLOCK_KEY, t1.isoformat())
+        self.store.set_watermark(self.clock_key, t1.isoformat())
         record_problems(self.store, result.validation_alerts, _ms(t1))  # one per (device, signal, check)
 
         self._score(result, _ms(t1), lap)
@@ -652,7 +700,8 @@ class EngineCore:
             t = time.perf_counter()
             since = self.scored_ms.get(profile, clock_ms)
             until = clock_ms if profile in self.simulators else None
-            readings = self.store.read_readings(profile, since_ms=since, until_ms=until)
+            owned = self.owned_devices(profile)
+            readings = self.store.read_readings(profile, device_ids=owned, since_ms=since, until_ms=until)
             t = lap("read", t)
             if readings.empty:
                 continue
@@ -661,7 +710,7 @@ class EngineCore:
             t = lap("score", t)
             if scored is None or len(scored) == 0:
                 self.scored_ms[profile] = int(readings["ts"].max())
-                self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
+                self.store.set_watermark(self._key(scored_key(profile)), str(self.scored_ms[profile]))
                 continue
             self._store_scores(profile, scored)
             t = lap("store_scores", t)
@@ -674,7 +723,7 @@ class EngineCore:
             result.scored_by_profile[profile] = result.scored_by_profile.get(profile, 0) + len(scored)
             self._remember_scores(profile, scored)
             self.scored_ms[profile] = int(readings["ts"].max())
-            self.store.set_watermark(scored_key(profile), str(self.scored_ms[profile]))
+            self.store.set_watermark(self._key(scored_key(profile)), str(self.scored_ms[profile]))
 
     def _store_scores(self, profile: str, scored: pd.DataFrame) -> None:
         """Scores as ``score`` rows, one bulk insert (contributors kept for anomalous rows)."""
@@ -709,49 +758,39 @@ class EngineCore:
 
     # ------------------------------------------------------------------ housekeeping
     def housekeeping(self) -> dict[str, int]:
-        """Delete old readings and scores, per source and per device.
+        """Delete old readings and scores, per source and per device; real data is never
+        deleted by the simulated clock.
 
-        A device's cutoff is its own newest reading minus the retention of its source:
-        ``engine.retention_hours`` for the devices this engine simulates,
-        ``engine.retention_hours_imported`` for every other device (imported data;
-        0, the default, keeps them forever). The simulated clock never deletes real
-        data: an imported history from 2020 is not "old" because the simulation runs
-        in 2026. Deletes go device by device along the primary key, so each statement
-        is an index range and the write lock is held briefly.
+        The devices this engine simulates keep ``engine.retention_hours`` of simulated
+        time behind the clock (with shards, the clock furthest behind: partitions hold
+        every shard's rows). Every other device (imported data) keeps
+        ``engine.retention_hours_imported`` behind its own newest reading; 0, the
+        default, keeps it forever. The store decides how (:meth:`Store.expire_before`):
+        whole time partitions on PostgreSQL where a partition holds only expiring
+        devices, device by device along the primary key otherwise.
         """
         if self.sim_time is None:
             return {}
         rules = self.settings.engine
+        clock = self.sim_time
+        if self.shard is not None:
+            clocks = self.store.watermarks_like(SIM_CLOCK_KEY).values()
+            clock = min([clock, *(_naive(datetime.fromisoformat(v)) for v in clocks)])
+        cutoff = _ms(clock) - int(rules.retention_hours * 3600 * 1000)
         with self.store.session() as session:
             devices = [(d.id, d.profile, d.last_ts) for d in session.exec(select(models.Device))]
-        deleted: dict[str, int] = {}
-        score_table = models.Score.__table__  # type: ignore[attr-defined]
-        for profile in self.settings.profiles:
-            params = []
-            for device, p, last in devices:
-                if p != profile or last is None:
+        simulated = {
+            profile: [d for d, p, _ in devices if p == profile and d in self.device_profile and self._commands(d)]
+            for profile in self.settings.profiles
+        }
+        deleted = self.store.expire_before(cutoff, simulated)
+        if rules.retention_hours_imported > 0 and self.shard is None:
+            keep_ms = int(rules.retention_hours_imported * 3600 * 1000)
+            for device, profile, last in devices:
+                if device in self.device_profile or last is None:
                     continue
-                hours = rules.retention_hours if device in self.device_profile else rules.retention_hours_imported
-                if hours and hours > 0:
-                    params.append({"d": device, "cut": int(last) - int(hours * 3600 * 1000)})
-            if not params:
-                continue
-            table = self.store.readings_table(profile)
-            with self.store.engine.begin() as conn:
-                r = conn.execute(
-                    sa.delete(table).where(table.c.device_id == sa.bindparam("d"), table.c.ts < sa.bindparam("cut")),
-                    params,
-                )
-                s = conn.execute(
-                    sa.delete(score_table).where(
-                        score_table.c.profile == profile,
-                        score_table.c.device_id == sa.bindparam("d"),
-                        score_table.c.ts < sa.bindparam("cut"),
-                    ),
-                    params,
-                )
-            deleted[f"readings_{profile}"] = max(r.rowcount, 0)
-            deleted[f"scores_{profile}"] = max(s.rowcount, 0)
+                for key, count in self.store.expire_before(int(last) - keep_ms, {profile: [device]}).items():
+                    deleted[key] = deleted.get(key, 0) + count
         wall_cutoff = _utcnow() - timedelta(hours=self.settings.engine.retention_hours)
         with self.store.engine.begin() as conn:
             run = models.Run.__table__  # type: ignore[attr-defined]

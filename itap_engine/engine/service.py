@@ -27,6 +27,7 @@ from itap_engine.snapshot import (
 )
 from itap_engine.store.watermarks import (
     ENGINE_STATUS_KEY,
+    for_shard,
 )
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class Engine(SnapshotPublisher):
 
     Args:
         settings: the loaded settings.
-        lock: take the database's run lock (one writer of the timeline).
+        lock: take the database's run lock (one writer of the timeline); a sharded
+            engine (``[engine] shard``) takes its shard's database lock instead,
+            waiting while another engine holds it.
         schedule: run the jobs on APScheduler; False leaves ticking to the caller
             (:meth:`tick_now`), as tests and benchmarks do.
     """
@@ -58,7 +61,10 @@ class Engine(SnapshotPublisher):
         self.rows_per_s: float | None = None
         self.tick_durations_ms: list[float] = []
         self._schedule = schedule
-        self._lock = RunLock(settings, "itap engine") if lock else None
+        self._lock = RunLock(settings, "itap engine") if lock and not settings.engine.shard else None
+        self._shard_lock: Any = None
+        self._take_shard_lock = lock and bool(settings.engine.shard)
+        self._stopping = False
         SnapshotPublisher.__init__(self)
         self._scheduler: Any = None
         self._tick_lock: asyncio.Lock | None = None
@@ -79,6 +85,8 @@ class Engine(SnapshotPublisher):
         if self._lock is not None:
             await asyncio.to_thread(self._lock.acquire)
         try:
+            if self._take_shard_lock:
+                await asyncio.to_thread(self._acquire_shard_lock)
             self.core = await asyncio.to_thread(EngineCore, self.settings)
             if await asyncio.to_thread(self.core.needs_bootstrap):
                 self.phase = "bootstrapping"
@@ -88,19 +96,53 @@ class Engine(SnapshotPublisher):
                     if progress is not None:
                         loop.call_soon_threadsafe(progress, p)
 
-                await asyncio.to_thread(self.core.bootstrap, report)
+                await asyncio.to_thread(self._bootstrap, self.core, report)
             await asyncio.to_thread(self.core.resume)
         except BaseException:
             if self.core is not None:
                 self.core.close()
             if self._lock is not None:
                 self._lock.release()
+            if self._shard_lock is not None:
+                self._shard_lock.close()
             raise
         self.phase = "running"
         await self._publish()
         log.info("engine started at simulated %s", self.core.sim_time)
         if self._schedule:
             self._start_scheduler()
+
+    def _acquire_shard_lock(self) -> None:
+        """Hold this shard's database lock, waiting while another engine holds it (it
+        frees when that engine stops or dies: its connection closes)."""
+        from itap_engine.engine.shards import Shard
+        from itap_engine.store.dblock import DatabaseLock
+
+        shard = Shard.parse(str(self.settings.engine.shard))
+        lock = DatabaseLock(self.settings.database_url, shard.lock_name)
+
+        def waiting() -> None:
+            self.phase = "waiting for shard"
+            log.warning("shard %s is held by another engine; waiting to take it over", shard.label)
+
+        try:
+            lock.acquire(wait=True, on_wait=waiting, stop=lambda: self._stopping)
+        except BaseException:
+            lock.close()
+            raise
+        log.info("holding shard %s", shard.label)
+        self._shard_lock = lock
+
+    def _bootstrap(self, core: EngineCore, report: Callable[[Progress], None]) -> None:
+        """Bootstrap; sharded engines one at a time (the first fills the database for
+        the whole fleet and trains, the next ones find history and models)."""
+        if self._shard_lock is None:
+            core.bootstrap(report)
+            return
+        from itap_engine.store.dblock import DatabaseLock
+
+        with DatabaseLock(self.settings.database_url, "itap.bootstrap"):
+            core.bootstrap(report)
 
     def _start_scheduler(self) -> None:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -117,6 +159,10 @@ class Engine(SnapshotPublisher):
         if self.paused:
             scheduler.pause_job("tick")
         self._scheduler = scheduler
+
+    def request_stop(self) -> None:
+        """Ask a start that is still waiting for its shard to give up."""
+        self._stopping = True
 
     async def stop(self) -> None:
         """Stop the jobs, let a running tick finish, write the status, close the database."""
@@ -137,6 +183,9 @@ class Engine(SnapshotPublisher):
         await asyncio.to_thread(core.close)
         if self._lock is not None:
             self._lock.release()
+        if self._shard_lock is not None:
+            await asyncio.to_thread(self._shard_lock.close)
+            self._shard_lock = None
         log.info("engine stopped after %d ticks", core.ticks)
 
     # ------------------------------------------------------------------ subscribers
@@ -170,7 +219,9 @@ class Engine(SnapshotPublisher):
             "phase": self.phase,
             "paused": self.paused,
         }
-        core.store.set_watermark(ENGINE_STATUS_KEY, json.dumps(payload))
+        if core.shard is not None:
+            payload["shard"] = core.shard.label
+        core.store.set_watermark(for_shard(ENGINE_STATUS_KEY, core.shard.label if core.shard else None), json.dumps(payload))
 
     def _snapshot_work(self, core: EngineCore, seq: int, stats: EngineStats) -> Snapshot:
         self._write_status(core)
@@ -225,6 +276,10 @@ class Engine(SnapshotPublisher):
             await self._publish()
             return None
         async with self._work(), self._tick_lock:
+            if self._shard_lock is not None and not await asyncio.to_thread(self._hold_shard):
+                self.last_error = self._error_text("tick", ItapError("lost the shard lock; not ticking until it is back"))
+                await self._publish()
+                return None
             try:
                 result = await asyncio.to_thread(core.tick, sim_seconds)
             except Exception as error:  # noqa: BLE001 - a failing tick is shown, the next one runs
@@ -245,6 +300,12 @@ class Engine(SnapshotPublisher):
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return result
+
+    def _hold_shard(self) -> bool:
+        """Whether this engine still holds its shard (retaking it if its connection
+        dropped and no other engine took it meanwhile)."""
+        lock = self._shard_lock
+        return lock.check() or lock.try_acquire()
 
     async def _job_retrain(self) -> None:
         await self.retrain()

@@ -51,19 +51,15 @@ from itap_engine.store.queries import (
     write_fault_commands,
 )
 from itap_engine.store.sql import Store
-from itap_engine.store.watermarks import ENGINE_STATUS_KEY, SIM_CLOCK_KEY
+from itap_engine.store.watermarks import ENGINE_STATUS_KEY, SHARD_SUFFIX, SIM_CLOCK_KEY
 
 log = logging.getLogger(__name__)
 
 
 def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool = False) -> Snapshot:
     """A snapshot built from stored rows only (what an attached console shows)."""
-    status: dict[str, Any] = {}
-    raw = store.get_watermark(ENGINE_STATUS_KEY)
-    if raw:
-        with contextlib.suppress(ValueError):
-            status = json.loads(raw)
-    clock = store.get_watermark(SIM_CLOCK_KEY)
+    status = _engine_status(store.watermarks_like(ENGINE_STATUS_KEY))
+    clock = _fleet_clock(store.watermarks_like(SIM_CLOCK_KEY))
     sim_time = datetime.fromisoformat(clock) if clock else None
     model_rows = active_models(store)
     open_alerts, recent_closed = open_and_recent_alerts(store)
@@ -122,6 +118,39 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
             store, settings, [d.device_id for p in profiles.values() for d in p.devices], clock_ms or 0
         ),
     )
+
+
+def _fleet_clock(clocks: Mapping[str, str]) -> str | None:
+    """The fleet's simulated time: that of the engine, or with shards (keys
+    ``sim.clock@shard:i/N``) the one furthest behind, up to which the whole fleet is in."""
+    sharded = {k: v for k, v in clocks.items() if SHARD_SUFFIX in k}
+    values = list(sharded.values()) if sharded else [v for k, v in clocks.items() if k == SIM_CLOCK_KEY]
+    return min(values, key=datetime.fromisoformat) if values else None
+
+
+def _engine_status(raw: Mapping[str, str]) -> dict[str, Any]:
+    """The engine's status; with shards, theirs together: the newest heartbeat and
+    phase, the slowest tick, ticks added up, the first error."""
+    statuses = []
+    for key in sorted(raw):
+        with contextlib.suppress(ValueError, TypeError):
+            value = json.loads(raw[key])
+            if isinstance(value, dict):
+                statuses.append((key, value))
+    sharded = [v for k, v in statuses if SHARD_SUFFIX in k]
+    if not sharded:
+        return next((v for k, v in statuses if k == ENGINE_STATUS_KEY), {})
+    newest = max(sharded, key=lambda v: str(v.get("heartbeat") or ""))
+    ticks = [float(v["tick_ms"]) for v in sharded if v.get("tick_ms") is not None]
+    rates = [float(v["rows_per_s"]) for v in sharded if v.get("rows_per_s") is not None]
+    return {
+        **newest,
+        "tick_ms": max(ticks) if ticks else None,
+        "rows_per_s": sum(rates) if rates else None,
+        "ticks": sum(int(v.get("ticks") or 0) for v in sharded),
+        "last_error": next((v["last_error"] for v in sharded if v.get("last_error")), None),
+        "shards": sorted(str(v.get("shard")) for v in sharded),
+    }
 
 
 class AttachedFacade(SnapshotPublisher):

@@ -129,6 +129,9 @@ class ModelVersion(SQLModel, table=True):
 
 
 class Score(SQLModel, table=True):
+    # partitioned by time on PostgreSQL (store.postgres); ignored by SQLite
+    __table_args__ = {"postgresql_partition_by": "RANGE (ts)"}
+
     profile: str = Field(primary_key=True, max_length=64)
     device_id: str = Field(primary_key=True, max_length=128)
     ts: int = Field(primary_key=True, sa_type=BigInteger)

@@ -7,7 +7,9 @@ built by SQLAlchemy for the connected dialect.
 
 Ingestion is the hot path. It never builds an ORM object or runs a SELECT per row:
 the frame's columns become tuples with numpy, and each batch is one
-``INSERT ... ON CONFLICT DO NOTHING`` executemany inside one transaction. A batch is
+``INSERT ... ON CONFLICT DO NOTHING`` executemany inside one transaction (on
+PostgreSQL, a binary COPY into a staging table and one ``INSERT ... SELECT ... ON
+CONFLICT DO NOTHING``, in time-partitioned tables: see :mod:`itap_engine.store.postgres`). A batch is
 all or nothing, so a process killed mid-ingest leaves whole batches behind and a rerun
 inserts exactly what is missing. The driver's rowcount gives the inserted count; the
 rest of the batch were duplicates, or conflicts (same key, other values), told apart
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +41,7 @@ from sqlmodel import Session, SQLModel, select
 from itap_engine.config import ProfileSpec, Settings
 from itap_engine.store.db_url import DatabaseUrlError, check_database_url
 from itap_engine.errors import ItapError
+from itap_engine.store import postgres as pg
 from itap_engine.store import schema as models
 from itap_engine.store.batches import cap_raw, find_conflicts, replace_rows, row_keys
 from itap_engine.store.schema import Run, Watermark, utcnow
@@ -141,8 +145,17 @@ class Store:
         self._compiled: dict[str, tuple[str, list[str] | None]] = {}
         self._known_devices: set[str] = set()
         """Device ids this process knows to have a ``device`` row."""
+        self.partitions: pg.TimePartitions | None = None
+        """Time partitions (PostgreSQL); None on SQLite."""
+        if self.engine.dialect.name == "postgresql":
+            self.partitions = pg.TimePartitions(int(settings.database.partition_hours * 3600 * 1000))
         try:
-            SQLModel.metadata.create_all(self.engine, tables=[t.__table__ for t in _FIXED_TABLES])
+            with self.engine.begin() as conn:
+                if self.partitions is not None:
+                    pg.schema_lock(conn)  # two processes opening a new database at once
+                SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in _FIXED_TABLES])
+                if self.partitions is not None:
+                    self.partitions.setup(conn, SCORE_TABLE)
             upgrade_schema(self.engine)
             for name, spec in settings.profiles.items():
                 self.ensure_profile(name, spec)
@@ -234,10 +247,17 @@ class Store:
                 sa.Column("fault", sa.String(64)),
                 sa.Column("changepoint", sa.SmallInteger),
                 sqlite_with_rowid=False,
+                postgresql_partition_by=pg.PARTITION_BY,
             )
-        # No secondary index on ts: it would double the cost of every insert, and the
+        # No secondary B-tree on ts: it would double the cost of every insert, and the
         # primary key (device_id, ts) serves the per-device reads the product makes.
-        table.create(self.engine, checkfirst=True)
+        # PostgreSQL gets a BRIN index on ts (tiny, cheap to maintain) per partition.
+        with self.engine.begin() as conn:
+            if self.partitions is not None:
+                pg.schema_lock(conn)
+            table.create(conn, checkfirst=True)
+            if self.partitions is not None:
+                self.partitions.setup(conn, table_name)
         self._readings[name] = table
         return table
 
@@ -312,14 +332,34 @@ class Store:
             else:
                 columns[name] = [None] * len(frame)
         rows = list(zip(*(columns[name] for name in order)))
-        if not positional:
+        copy = self.use_copy and self.engine.dialect.name == "postgresql"
+        if not positional and not copy:
             rows = [dict(zip(order, row)) for row in rows]  # type: ignore[misc]
         compare = [c for c in order if c in frame.columns and c not in READING_KEYS]
         # devices first: reads by time find readings through the device table
         self._register_new_devices(profile, frame["device_id"].unique())
+        if self.partitions is not None:
+            self.partitions.ensure(self.engine, table.name, columns["ts"])
+        keys = pg.BatchKeys(frame["device_id"], columns["ts"]) if copy else None
         outcome = _Outcome(table, columns, compare, policy)
         for start in range(0, len(rows), batch):
-            self._write_batch(sql, rows[start : start + batch], start, outcome)
+            chunk = rows[start : start + batch]
+            if copy:
+                assert keys is not None
+                copied = self._copy_batch(table, order, chunk, keys, start)
+                if copied is not None:
+                    outcome.inserted += copied
+                    if copied < len(chunk) and compare:  # some keys were stored: duplicates or conflicts?
+                        with self.writing(), self.engine.begin() as conn:
+                            found = find_conflicts(conn, table, columns, start, start + len(chunk), compare)
+                            if len(found) and policy == "replace":
+                                replace_rows(conn, table, columns, found["position"].tolist(), compare)
+                        if len(found):
+                            outcome.conflicts.append(found)
+                    continue
+                if not positional:
+                    chunk = [dict(zip(order, row, strict=True)) for row in chunk]  # type: ignore[misc]
+            self._write_batch(sql, chunk, start, outcome)
         failed = pd.DataFrame(outcome.failed, columns=["position", "reason"])
         if len(failed):
             failed.insert(1, "device_id", [columns["device_id"][p] for p in failed["position"]])
@@ -365,6 +405,130 @@ class Store:
         outcome.inserted += inserted
         if found is not None and len(found):
             outcome.conflicts.append(found)
+
+    use_copy = True
+    """Bulk-load readings with COPY on PostgreSQL (False: executemany, as on SQLite;
+    the benchmark compares both)."""
+    copy_direct = True
+    """COPY a batch that cannot conflict straight into the table (False: every batch
+    through the staging table; the benchmark measures both)."""
+
+    def _copy_batch(
+        self,
+        table: sa.Table,
+        order: list[str],
+        chunk: Sequence[Sequence[Any]],
+        keys: pg.BatchKeys,
+        start: int,
+        conflict_keys: Sequence[str] = READING_KEYS,
+    ) -> int | None:
+        """One batch by COPY on PostgreSQL, in one transaction: rows inserted, or None
+        when the server refused the data (the batch then goes through executemany,
+        whose errors say which row).
+
+        A batch without a repeated key whose devices have no stored row in their
+        time spans is copied straight into the table; otherwise, or if a concurrent
+        writer stored one of its keys meanwhile, through a staging table.
+        """
+        import psycopg
+
+        stop = start + len(chunk)
+        try:
+            if self.copy_direct and not keys.repeated[start:stop].any():
+                spans = keys.spans(start, stop)
+                try:
+                    with self.engine.begin() as conn:
+                        if not pg.any_stored(conn, table, spans):
+                            return pg.copy_new(conn, table, order, chunk)
+                except psycopg.errors.UniqueViolation:
+                    log.info("rows of a new batch appeared meanwhile in %s; copying it through staging", table.name)
+            with self.engine.begin() as conn:
+                return pg.copy_insert(conn, table, order, chunk, conflict_keys)
+        except (psycopg.DataError, psycopg.IntegrityError, TypeError, ValueError) as error:
+            # e.g. a NUL in a text value, a NULL key, a value of the wrong type
+            log.warning("COPY into %s failed (%s); inserting the batch row by row", table.name, _first_line(error))
+            return None
+
+    def copy_rows(
+        self, table_name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], keys: Sequence[str]
+    ) -> int | None:
+        """Insert rows (tuples in ``columns`` order, with ``device_id`` and ``ts``)
+        skipping existing ``keys``, by COPY as :meth:`insert_readings` does, in batches
+        of ``database.batch_rows``; returns rows inserted, or None on SQLite (the caller
+        then uses :meth:`executemany`).
+
+        Raises:
+            StoreError: the server refused a batch.
+        """
+        if self.engine.dialect.name != "postgresql":
+            return None
+        if not rows:
+            return 0
+        table = self.metadata.tables[table_name]
+        at = {c: i for i, c in enumerate(columns)}
+        device_ids = [row[at["device_id"]] for row in rows]
+        stamps = [row[at["ts"]] for row in rows]
+        self.ensure_time_partitions(table_name, stamps)
+        batch_keys = pg.BatchKeys(device_ids, stamps)
+        batch = self.settings.database.batch_rows
+        inserted = 0
+        for start in range(0, len(rows), batch):
+            copied = self._copy_batch(table, list(columns), rows[start : start + batch], batch_keys, start, keys)
+            if copied is None:
+                raise StoreError(f"the database refused rows for {table_name} (see the log)")
+            inserted += copied
+        return inserted
+
+    def ensure_time_partitions(self, table: str, ts_ms: Any) -> None:
+        """Make sure the partitions exist for rows with these times (epoch ms) of a
+        time-partitioned table (``score`` or a readings table); a no-op on SQLite."""
+        if self.partitions is not None:
+            self.partitions.ensure(self.engine, table, ts_ms)
+
+    def expire_before(self, cutoff_ms: int, devices: Mapping[str, Sequence[str]]) -> dict[str, int]:
+        """Retention: remove readings and scores older than ``cutoff_ms``.
+
+        ``devices`` maps each profile to the devices whose rows go; no other device's
+        row is touched. On partitioned PostgreSQL tables a partition older than the
+        cut-off is dropped whole when it holds only those devices' rows
+        (``*_partitions`` counts them); elsewhere rows are deleted device by device
+        along the primary key, so each statement is an index range and the write lock
+        is held briefly.
+        """
+        out: dict[str, int] = {}
+        score_table = models.Score.__table__  # type: ignore[attr-defined]
+        parts = self.partitions
+        if parts is not None and SCORE_TABLE in parts.partitioned:
+            every = [d for ids in devices.values() for d in ids]
+            out["scores_partitions"], out["scores_default"] = parts.drop_before(
+                self.engine, SCORE_TABLE, cutoff_ms, every
+            )
+        for profile, ids in devices.items():
+            if not ids or profile not in self._readings:
+                continue
+            table = self.readings_table(profile)
+            with self.engine.begin() as conn:
+                if parts is not None and table.name in parts.partitioned:
+                    out[f"readings_{profile}_partitions"], out[f"readings_{profile}"] = parts.drop_before(
+                        self.engine, table.name, cutoff_ms, ids
+                    )
+                else:
+                    r = conn.execute(
+                        sa.delete(table).where(table.c.device_id == sa.bindparam("d"), table.c.ts < cutoff_ms),
+                        [{"d": d} for d in ids],
+                    )
+                    out[f"readings_{profile}"] = max(r.rowcount, 0)
+                if parts is None or SCORE_TABLE not in parts.partitioned:
+                    s = conn.execute(
+                        sa.delete(score_table).where(
+                            score_table.c.profile == profile,
+                            score_table.c.device_id == sa.bindparam("d"),
+                            score_table.c.ts < cutoff_ms,
+                        ),
+                        [{"d": d} for d in ids],
+                    )
+                    out[f"scores_{profile}"] = max(s.rowcount, 0)
+        return out
 
     def _register_new_devices(self, profile: str, device_ids: Iterable[Any]) -> None:
         """Insert a ``device`` row for ids not seen before (``ON CONFLICT DO NOTHING``, so
@@ -416,6 +580,12 @@ class Store:
         spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
             "device_id", observed=True
         )["ts"].agg(["min", "max"])
+        if self.partitions is not None:  # PostgreSQL: one UPDATE ... FROM unnest, not one per device
+            with self.engine.begin() as conn:
+                pg.widen_device_spans(
+                    conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist()
+                )
+            return
         rows = [
             {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
             for i, f, last in zip(spans.index, spans["min"], spans["max"])
@@ -530,6 +700,34 @@ class Store:
             session.add(mark)
             session.commit()
 
+    def watermarks_like(self, key: str) -> dict[str, str]:
+        """Watermarks named ``key`` or ``key`` with a suffix (e.g. every shard's clock)."""
+        table = Watermark.__table__  # type: ignore[attr-defined]
+        stmt = sa.select(table.c.key, table.c.value).where(
+            sa.or_(table.c.key == key, table.c.key.startswith(key + "@", autoescape=True))
+        )
+        with self.engine.connect() as conn:
+            return {k: v for k, v in conn.execute(stmt)}
+
+    def device_ids(self, profile: str | None = None) -> list[str]:
+        """Registered device ids (of one profile), sorted."""
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        stmt = sa.select(device.c.id).order_by(device.c.id)
+        if profile is not None:
+            stmt = stmt.where(device.c.profile == profile)
+        with self.engine.connect() as conn:
+            return [str(i) for i in conn.execute(stmt).scalars()]
+
+    def latest_device_ts(self, device_ids: Sequence[str]) -> int | None:
+        """The newest reading time among these devices (from the device table)."""
+        if not device_ids:
+            return None
+        device = models.Device.__table__  # type: ignore[attr-defined]
+        stmt = sa.select(sa.func.max(device.c.last_ts)).where(device.c.id.in_(list(device_ids)))
+        with self.engine.connect() as conn:
+            value = conn.execute(stmt).scalar()
+        return int(value) if value is not None else None
+
     # ------------------------------------------------------------------ reads
     def read_readings(
         self,
@@ -620,6 +818,8 @@ def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
 
 
 _ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
+SCORE_TABLE = "score"
+log = logging.getLogger(__name__)
 
 
 def _first_line(error: BaseException | None) -> str:

@@ -10,6 +10,11 @@
     A retrain request (``<profile or *> <ISO time>``) and the last one served.
 ``once.last_wall``
     Wall time of the last ``--once`` run.
+
+A sharded engine (``itap engine --shard i/N``) keeps its own ``sim.clock``,
+``scored:<profile>``, ``engine.status`` and ``command.retrain.done``, with the key
+suffixed ``@shard:i/N`` (:func:`for_shard`), so engines never move each other's
+clock. ``command.retrain`` stays one key: each shard serves it once.
 """
 
 from __future__ import annotations
@@ -25,3 +30,11 @@ ONCE_WALL_KEY = "once.last_wall"
 def scored_key(profile: str) -> str:
     """The key of a profile's scored watermark."""
     return SCORED_KEY.format(profile=profile)
+
+
+SHARD_SUFFIX = "@shard:"
+
+
+def for_shard(key: str, shard: str | None) -> str:
+    """``key`` as shard ``shard`` (``"i/N"``) keeps it; ``key`` itself without a shard."""
+    return f"{key}{SHARD_SUFFIX}{shard}" if shard else key

@@ -176,3 +176,20 @@ def test_validation_problems_fold_into_one_per_device_signal_and_check(store) ->
         ("temp_c", 10, 20 * minute, 29 * minute, None),
     ]
     assert all(p.signal != "x" for p in problems)  # info is not a problem
+
+
+def test_retention_on_sqlite_deletes_the_named_devices_older_rows(tmp_path: Path) -> None:
+    from itap_engine.detection.scoring import insert_scores
+
+    store = Store(SETTINGS, url=f"sqlite:///{tmp_path / 'r.db'}")
+    store.insert_readings("industrial", frame(devices=3, hours=2))
+    stored = store.read_readings("industrial", columns=["device_id", "ts"])
+    insert_scores(store, "industrial", stored.assign(score=0.1, model_version_id=1, contributors=[()] * len(stored)))
+    cutoff = int(stored["ts"].median())
+    kept_device = "s-003"
+    out = store.expire_before(cutoff, {"industrial": ["s-001", "s-002"], "aircraft": []})
+    old = (stored["ts"] < cutoff) & (stored["device_id"] != kept_device)
+    assert out == {"readings_industrial": int(old.sum()), "scores_industrial": int(old.sum())}
+    assert store.count_readings("industrial") == len(stored) - int(old.sum())
+    assert store.partitions is None  # SQLite keeps its plain tables
+    store.close()

@@ -4,6 +4,11 @@ Runs until SIGINT or SIGTERM, then lets the running tick finish, writes the engi
 final status, closes the database and exits 0. Logs go to ``paths.log_file``; the
 only output is one line on stderr when it starts and one when it stops (and
 bootstrap progress, on a terminal).
+
+``--shard i/N`` (or ``[engine] shard``) runs one shard of the fleet on PostgreSQL,
+beside engines running the other shards (:mod:`itap_engine.engine.shards`); a second
+engine for a shard that is held waits, and takes the shard over when the holder stops
+or dies.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ HELP = "run the engine without a screen (until SIGINT/SIGTERM)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ticks", type=int, metavar="N", help="stop after N ticks (default: run until a signal)"
+    )
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run shard I of N of the fleet (devices by crc32 of their id; PostgreSQL); "
+        "default: [engine] shard, or the whole fleet",
     )
 
 
@@ -47,18 +58,33 @@ def _progress_printer() -> object:
 async def serve(settings: Settings, *, ticks: int | None = None) -> int:
     """Run the engine until a signal (or ``ticks`` ticks); returns the exit status."""
     from itap_engine.engine.service import Engine
+    from itap_engine.store.dblock import LockUnavailable
 
     engine = Engine(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        stop.set()
+        engine.request_stop()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     if ticks is not None:
         engine.subscribe(lambda snap: stop.set() if snap.stats.ticks >= ticks else None)
     try:
-        await engine.start(_progress_printer())  # type: ignore[arg-type]
+        if settings.engine.shard:
+            print(f"itap engine: shard {settings.engine.shard}: waiting for its database lock", file=sys.stderr, flush=True)
+        try:
+            await engine.start(_progress_printer())  # type: ignore[arg-type]
+        except LockUnavailable:
+            if stop.is_set():  # stopped while waiting for the shard
+                print("itap engine: stopped while waiting for the shard", file=sys.stderr, flush=True)
+                return 0
+            raise
+        shard = f"shard {settings.engine.shard}, " if settings.engine.shard else ""
         print(
-            f"itap engine: running at simulated {engine.core.sim_time if engine.core else '?'} "
+            f"itap engine: {shard}running at simulated {engine.core.sim_time if engine.core else '?'} "
             f"({settings.engine.sim_speed:g}x, tick {settings.engine.tick_seconds:g} s); "
             f"log {visible(settings.resolve(settings.paths.log_file))}; Ctrl+C or SIGTERM to stop",
             file=sys.stderr,
@@ -75,4 +101,13 @@ async def serve(settings: Settings, *, ticks: int | None = None) -> int:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    shard = getattr(args, "shard", None)
+    if shard:
+        from itap_engine.engine.shards import Shard
+
+        settings = settings.with_overrides(engine={"shard": Shard.parse(shard).label})
+    elif settings.engine.shard:
+        from itap_engine.engine.shards import Shard
+
+        Shard.parse(settings.engine.shard)  # a bad config value: one line, before anything starts
     return asyncio.run(serve(settings, ticks=args.ticks))
