@@ -42,7 +42,7 @@ def score_partition(
     since: int | None,
     until: int,
     url: str | None = None,
-    chunk_rows: int = SCORE_CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> PartitionScore:
     """Score the readings of ``devices`` in ``(since, until]`` and store scores and alerts."""
     from itap_engine.detection.scoring import (
@@ -68,7 +68,7 @@ def score_partition(
         tracker = AlertTracker(store, settings)
         rows = anomalous = opened = closed = 0
         last: int | None = None
-        for lo, hi in _time_slices(store, profile, devices, since, until, chunk_rows):
+        for lo, hi in _time_slices(store, profile, devices, since, until, chunk_rows or SCORE_CHUNK_ROWS):
             new = store.read_readings(profile, device_ids=devices, since_ms=lo, until_ms=hi, columns=columns)
             if new.empty:
                 continue

@@ -94,19 +94,36 @@ def simulate_partition(
     simulated_now: bool,
     chunk_rows: int = CHUNK_ROWS,
     url: str | None = None,
+    validate: bool = True,
 ) -> SimulateResult:
     """Simulate ``devices`` over ``[start, end)`` and store them (runs on a worker).
 
     ``options`` go to :class:`~itap_engine.ingest.simulator.Simulator` (seed, freq_s,
     fault_rate_per_device_day). ``simulated_now`` validates each chunk against the
-    simulated clock (the bootstrap) instead of the wall clock.
+    simulated clock (the bootstrap) instead of the wall clock. ``validate=False``
+    stores the rows as simulated, with no run (the scratch database of an evaluation).
     """
     from itap_engine.ingest.simulator import Simulator
+    from itap_engine.store.sql import to_epoch_ms
 
     sim = Simulator(settings, profile, list(devices), **options)
     chunk_s = max(sim.freq_s, chunk_rows // max(1, len(devices)) * sim.freq_s)
     started = time.perf_counter()
     store = Store(settings, url=url)
+    if not validate:
+        try:
+            rows = inserted = 0
+            t0 = start
+            while t0 < end:
+                t1 = min(end, t0 + timedelta(seconds=chunk_s))
+                frame = sim.generate(t0, t1)
+                frame["ts"] = to_epoch_ms(frame["ts"])
+                with write_lock(store):
+                    result = store.insert_readings(profile, frame)
+                rows, inserted, t0 = rows + result.rows, inserted + result.inserted, t1
+        finally:
+            store.close()
+        return SimulateResult(profile, source, rows, inserted, rows - inserted, 0, "ok", time.perf_counter() - started)
     try:
         with _SerialisedRun(store, settings, profile, kind=kind, source=source, now=end if simulated_now else None) as run:
             t0 = start
@@ -140,12 +157,13 @@ def simulate_fleet(
     simulated_now: bool = False,
     progress: TaskProgress | None = None,
     url: str | None = None,
+    validate: bool = True,
 ) -> SimulateResult:
     """Simulate and store ``device_ids`` over ``[start, end)``, one task per device group."""
     started = time.perf_counter()
     parts = partitions(device_ids, settings.compute.partition_devices)
     tasks = [
-        (settings, profile, part.devices, start, end, options or {}, source, kind, simulated_now, CHUNK_ROWS, url)
+        (settings, profile, part.devices, start, end, options or {}, source, kind, simulated_now, CHUNK_ROWS, url, validate)
         for part in parts
     ]
     results: list[SimulateResult] = executor.map(simulate_partition, tasks, progress)

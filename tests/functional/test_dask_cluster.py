@@ -140,3 +140,18 @@ def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
     history = [p.fraction for p in stages if p.stage == "history"]
     assert history[0] == 0.0 and history[-1] == 1.0 and history == sorted(history) and len(history) >= 4
     assert [p.fraction for p in stages if p.stage == "training"][-1] == 1.0
+
+
+def test_simulated_evaluation_on_a_local_cluster_is_the_one_process_one(cluster: DaskExecutor, tmp_path: Path) -> None:
+    from itap_engine.compute.evaluate import evaluate_simulated_partitioned
+
+    settings = _settings(tmp_path / "eval", compute={"partition_devices": 2})
+    scenario = {"devices": 5, "hours": 3, "train_hours": 6, "fault_rate": 8.0, "seed": 3}
+    steps: list[tuple[int, int]] = []
+    here = evaluate_simulated_partitioned(LocalExecutor(), settings, "industrial", **scenario)
+    there = evaluate_simulated_partitioned(cluster, settings, "industrial", progress=lambda d, t: steps.append((d, t)),
+                                           **scenario)
+    assert (here.pop("cluster"), there.pop("cluster")) == ("none", "local:2")
+    here["model"].pop("version_id"), there["model"].pop("version_id")
+    assert there == here
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]

@@ -107,8 +107,13 @@ def test_training_by_device_groups_is_train_model(fleet, monkeypatch: pytest.Mon
     np.testing.assert_array_equal(grouped.detector.score_samples(X), whole.detector.score_samples(X))
 
 
-def test_backlog_scoring_by_device_groups_is_score_pending(fleet, tmp_path: Path) -> None:
+@pytest.mark.parametrize("slice_rows", [None, 2_000], ids=["one slice", "time slices"])
+def test_backlog_scoring_by_device_groups_is_score_pending(
+    fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_rows: int | None
+) -> None:
     settings, store = fleet
+    if slice_rows:  # each group's backlog is scored in several time slices, alerts carried over
+        monkeypatch.setattr("itap_engine.compute.score.SCORE_CHUNK_ROWS", slice_rows)
     train_model(store, settings, "industrial", train_until_ms=_ms(4))
     copy = tmp_path / "copy.db"
     store.checkpoint()
@@ -142,3 +147,33 @@ def _scores(store: Store) -> pd.DataFrame:
 def _alerts(store: Store) -> pd.DataFrame:
     keep = ["device_id", "family", "opened_ts", "closed_ts", "last_ts", "status", "severity", "peak_score", "threshold"]
     return alerts_frame(store, "industrial")[keep].sort_values(["device_id", "opened_ts", "family"]).reset_index(drop=True)
+
+
+def test_simulated_evaluation_by_device_groups_is_evaluate_simulated(tmp_path: Path) -> None:
+    from itap_engine.compute.evaluate import evaluate_simulated_partitioned
+    from itap_engine.evaluation.labelled import evaluate_simulated
+
+    settings = local_settings(tmp_path, compute={"partition_devices": 2})
+    scenario = {"devices": 5, "hours": 4, "train_hours": 6, "fault_rate": 8.0, "seed": 11}
+    whole = evaluate_simulated(settings, "industrial", **scenario)
+    grouped = evaluate_simulated_partitioned(LocalExecutor(), settings, "industrial", **scenario)
+    assert grouped.pop("cluster") == "none"
+    assert grouped["model"].pop("version_id") == whole["model"].pop("version_id")
+    assert grouped["points"]["positives"] > 0 and grouped["false_alerts"]["alerts"] > 0
+    _assert_close(grouped, whole)
+
+
+def _assert_close(a, b, path: str = "") -> None:
+    """Equal JSON-like values, floats within SCORE_TOLERANCE (relative)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=SCORE_TOLERANCE, nan_ok=True), path
+    else:
+        assert a == b, path

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from itap_engine.errors import ItapError
+from itap_engine.modes.commands.options import add_cluster_argument
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-rate", type=float, help="--simulate: random faults per device-day")
     parser.add_argument("--seed", type=int, help="--simulate: random seed")
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_cluster_argument(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -53,6 +55,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             console(stderr=True).print(f"{error}; evaluating a simulated scenario instead")
         finally:
             store.close()
+    if metrics is None and _cluster(args, settings) != "none":
+        from itap_engine.compute.cluster import open_executor
+        from itap_engine.compute.evaluate import evaluate_simulated_partitioned
+        from itap_engine.modes.render.progress import task_progress
+
+        with open_executor(settings, args.cluster) as executor, task_progress("evaluate (steps)") as progress:
+            metrics = evaluate_simulated_partitioned(
+                executor, settings, args.profile, devices=args.devices, hours=args.hours,
+                train_hours=args.train_hours, fault_rate=args.fault_rate, seed=args.seed, progress=progress,
+            )
     if metrics is None:
         metrics = evaluate_simulated(
             settings, args.profile, devices=args.devices, hours=args.hours, train_hours=args.train_hours,
@@ -65,6 +77,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print_tables(metrics)
         console().print(f"metrics written to {path}")
     return 0
+
+
+def _cluster(args: argparse.Namespace, settings: Settings) -> str:
+    """The cluster for a simulated evaluation: ``none`` keeps the one-process path."""
+    from itap_engine.compute.cluster import cluster_spec
+
+    return cluster_spec(settings, args.cluster)
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
