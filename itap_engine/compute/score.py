@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 from itap_engine.compute.cluster import Executor, TaskProgress, partitions, write_lock
 from itap_engine.config import Settings
 from itap_engine.store.sql import Store
@@ -113,7 +112,7 @@ def _time_slices(store: Store, profile: str, devices: list[str], since: int | No
         return [(since, until)]
     lo = int(first) - 1
     edges = np.linspace(lo, until, slices + 1).astype(np.int64)
-    windows: list[tuple[int | None, int]] = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    windows: list[tuple[int | None, int]] = [(int(edges[i]), int(edges[i + 1])) for i in range(slices)]
     windows[0] = (since if since is not None else lo, windows[0][1])
     windows[-1] = (windows[-1][0], until)
     return windows

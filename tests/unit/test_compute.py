@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _detection_helpers import START, local_settings
 
 from itap_engine.compute.cluster import ComputeError, LocalExecutor, open_executor, partitions
 from itap_engine.compute.score import score_backlog
@@ -25,8 +26,6 @@ from itap_engine.detection.alerts import alerts_frame
 from itap_engine.detection.scoring import score_pending, train_model
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store, to_epoch_ms
-
-from _detection_helpers import START, local_settings
 
 SCORE_TOLERANCE = 1e-9
 """Scores of a different grouping (device groups, time slices) agree to this, relative;
@@ -72,9 +71,9 @@ def test_none_runs_here_and_reports_progress(tmp_path: Path) -> None:
 
 def test_a_cluster_without_the_dask_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    with pytest.raises(ComputeError, match=r"install the dask extra \(pip install 'itap\[dask\]'\)") as info:
-        with open_executor(local_settings(tmp_path), "local:2"):
-            pass
+    with pytest.raises(ComputeError, match=r"install the dask extra \(pip install 'itap\[dask\]'\)") as info, \
+            open_executor(local_settings(tmp_path), "local:2"):
+        pass
     assert "\n" not in str(info.value)
 
 
@@ -171,7 +170,7 @@ def _assert_close(a, b, path: str = "") -> None:
             _assert_close(a[key], b[key], f"{path}.{key}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _assert_close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, float):
         assert a == pytest.approx(b, rel=SCORE_TOLERANCE, nan_ok=True), path

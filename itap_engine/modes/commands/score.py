@@ -24,8 +24,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.compute.cluster import open_executor
     from itap_engine.compute.score import score_backlog
     from itap_engine.detection.scoring import load_active_model
-    from itap_engine.modes.render.progress import task_progress
     from itap_engine.modes.render.output import console, print_json
+    from itap_engine.modes.render.progress import task_progress
     from itap_engine.store.sql import Store
 
     store = Store(settings)

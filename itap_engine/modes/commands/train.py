@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.compute.cluster import open_executor
     from itap_engine.compute.train import train_profile
-    from itap_engine.modes.render.progress import task_progress
     from itap_engine.modes.render.output import console, print_json
+    from itap_engine.modes.render.progress import task_progress
     from itap_engine.store.sql import Store, from_epoch_ms
 
     settings.profile(args.profile)
