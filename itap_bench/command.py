@@ -32,7 +32,7 @@ def _startup_stages(settings: Settings) -> list[dict[str, Any]]:
 EXTRA_STAGES: dict[str, StageProvider] = {"console": _console_stages, "startup": _startup_stages}
 """Stage providers beyond the engine's, by the name ``--skip`` knows them by."""
 
-_COLUMNS = ("cluster", "seconds", "speedup_vs_none", "tree_peak_rss_mb", "time_v_max_rss_mb", "ms_per_device", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
+_COLUMNS = ("cluster", "seconds", "cpu_seconds", "speedup_vs_none", "tree_peak_rss_mb", "time_v_max_rss_mb", "ms_per_device", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

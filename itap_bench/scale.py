@@ -14,7 +14,8 @@ once per cluster setting (``--clusters``, default ``none,local:2``), so the spee
 of a cluster is measured against one process in the same run. Every stage records its
 wall seconds, the driver's peak RSS and the peak RSS of the driver plus its
 descendants (a LocalCluster's workers), both sampled with psutil every 50 ms, and,
-when ``/usr/bin/time`` exists, the "Maximum resident set size" it reports.
+when ``/usr/bin/time`` exists, the "Maximum resident set size" and the user + system
+CPU seconds it reports (on a shared machine, CPU seconds say more than wall time).
 """
 
 from __future__ import annotations
@@ -110,11 +111,14 @@ def _command(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"itap {' '.join(argv)} failed ({proc.returncode}): {err.strip().splitlines()[-1:] or out}")
     found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
+    cpu = [float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", err)]
     return {
         "seconds": round(seconds, 2),
         "peak_rss_mb": round(rss.driver / 2**20, 1) if rss.driver else None,
         "tree_peak_rss_mb": round(rss.tree / 2**20, 1),
         "time_v_max_rss_mb": round(int(found.group(1)) / 1024, 1) if found else None,
+        # user + system CPU of the command and the children it waited for (a LocalCluster's workers)
+        "cpu_seconds": round(sum(cpu), 2) if len(cpu) == 2 else None,
         "output": out.strip().splitlines()[-1:] if out.strip() else [],
     }
 
