@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from itap_bench.runner import StageProvider
     from itap_engine.config import Settings
 
-HELP = "benchmark every stage on fixed workloads (W1 = 54k rows, W2 = 864k rows)"
+HELP = "benchmark every stage on fixed workloads (W1 = 54k rows, W2 = 864k rows; opt-in W3 = 8.64M rows, S100/S1k/S10k)"
 
 def _console_stages(settings: Settings) -> list[dict[str, Any]]:
     from itap_bench.console import stages
@@ -42,12 +42,15 @@ def _postgres_stages(url: str, workloads: list[str]) -> StageProvider:
 EXTRA_STAGES: dict[str, StageProvider] = {"console": _console_stages, "startup": _startup_stages}
 """Stage providers beyond the engine's, by the name ``--skip`` knows them by."""
 
-_COLUMNS = ("seconds", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "ratio_vs_executemany", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
+_COLUMNS = ("cluster", "seconds", "cpu_seconds", "speedup_vs_none", "tree_peak_rss_mb", "time_v_max_rss_mb", "ms_per_device", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "ratio_vs_executemany", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
     parser.add_argument("--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)")
+    parser.add_argument("--clusters", default="none,local:2",
+                        help="scale workloads (W3, S100, S1k, S10k): cluster settings to run each under "
+                             "(default: none,local:2)")
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console, startup")
     parser.add_argument(
         "--pg",
@@ -67,34 +70,45 @@ def render(payload: dict[str, Any]) -> Table:
         cells = [r.get("workload", ""), r["stage"], f"{r['rows']:,}" if r.get("rows") else ""]
         for key in columns:
             value = r.get(key)
-            cells.append("" if value is None else f"{value:,}" if isinstance(value, int) else f"{value:,.3f}".rstrip("0").rstrip("."))
+            cells.append("" if value is None else value if isinstance(value, str) else f"{value:,}" if isinstance(value, int)
+                         else f"{value:,.3f}".rstrip("0").rstrip("."))
         table.add_row(*cells)
     return table
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from itap_bench.runner import WORKLOADS, run_bench
+    from itap_bench.runner import WORKLOADS, machine_facts, run_bench
+    from itap_bench.scale import SCALE_WORKLOADS, scale_stages
     from itap_engine.modes.render.output import console
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = [w for w in workloads if w not in WORKLOADS]
+    unknown = [w for w in workloads if w not in WORKLOADS and w not in SCALE_WORKLOADS]
     if unknown:
-        raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join(WORKLOADS)}")
+        raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join([*WORKLOADS, *SCALE_WORKLOADS])}")
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if args.out:  # before an hour of benchmark, not after
         output_file(args.out, option="--out", force=True)
     out = console()
+    report = lambda message: out.print(f"[dim]… {message}[/]")  # noqa: E731
+    fixed = [w for w in workloads if w in WORKLOADS]
+    scale = [w for w in workloads if w in SCALE_WORKLOADS]
     extra = [provider for name, provider in EXTRA_STAGES.items() if name not in skip]
     pg_url = args.pg or (settings.database_url if settings.database_url.startswith("postgresql") else None)
     if pg_url:
-        extra.insert(0, _postgres_stages(pg_url, workloads))
-    payload = run_bench(
-        settings,
-        workloads,
-        detection="detection" not in skip,
-        engine="engine" not in skip,
-        extra=extra,
-        progress=lambda message: out.print(f"[dim]… {message}[/]"),
-    )
+        extra.insert(0, _postgres_stages(pg_url, fixed))
+    if fixed:
+        payload = run_bench(
+            settings,
+            fixed,
+            detection="detection" not in skip,
+            engine="engine" not in skip,
+            extra=extra,
+            progress=report,
+        )
+    else:  # only scale workloads: none of the fixed stages
+        payload = {"machine": machine_facts(), "results": []}
+    clusters = [c.strip() for c in args.clusters.split(",") if c.strip()]
+    for name in scale:
+        payload["results"].extend(scale_stages(settings, name, clusters, report))
     out.print(render(payload))
     path = Path(args.out or settings.resolve("benchmarks/latest.json"))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ Workloads:
 
 * W1: 25 industrial devices x 6 h at 10 s (54,000 rows)
 * W2: 100 industrial devices x 24 h at 10 s (864,000 rows)
+* W3 (opt-in, ``--workloads W3``): 1,000 devices x 24 h (8.64 M rows), run as the
+  commands themselves under each ``--clusters`` setting (:mod:`itap_bench.scale`)
 
 Other parts of the product add stages through provider functions
 (``itap_bench.detection``, ``itap_bench.engine`` and, when the console

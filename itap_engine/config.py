@@ -287,6 +287,43 @@ class ImportSettings(_Model):
     keep the stored one silently (still counted), or replace the stored values."""
 
 
+CLUSTER_HELP = '"none", "local", "local:N" (N worker processes) or a scheduler address such as "tcp://host:8786"'
+
+
+def check_cluster(value: str) -> str:
+    """``[compute] cluster`` / ``--cluster``: none, local[:N] or a scheduler address.
+
+    Raises:
+        ValueError: naming what is allowed.
+    """
+    text = value.strip()
+    if text in ("none", "local"):
+        return text
+    if text.startswith("local:"):
+        count = text.split(":", 1)[1]
+        if count.isdigit() and int(count) >= 1:
+            return text
+        raise ValueError(f"{value!r}: local:N needs a worker count N >= 1")
+    if text.startswith(("tcp://", "tls://", "inproc://", "ucx://")) and len(text.split("://", 1)[1]) > 0:
+        return text
+    raise ValueError(f"{value!r} is not a cluster; use {CLUSTER_HELP}")
+
+
+class ComputeSettings(_Model):
+    """Where heavy batch work runs (bootstrap history, training, backlog scoring, evaluation)."""
+
+    cluster: str = "none"
+    """``none`` (this process), ``local[:N]`` (a Dask LocalCluster of N worker processes)
+    or the address of a running Dask scheduler."""
+    partition_devices: int = Field(default=50, ge=1)
+    """Devices per partition: the unit of work a worker reads, computes and writes."""
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str) -> str:
+        return check_cluster(value)
+
+
 class Settings(_Model):
     """Everything ITAP reads from config.toml."""
 
@@ -301,6 +338,7 @@ class Settings(_Model):
     alerts: AlertSettings = AlertSettings()
     engine: EngineSettings = EngineSettings()
     console: ConsoleSettings = ConsoleSettings()
+    compute: ComputeSettings = ComputeSettings()
     import_: ImportSettings = Field(default=ImportSettings(), alias="import")
     profiles: dict[str, ProfileSpec] = {}
 

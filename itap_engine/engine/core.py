@@ -334,7 +334,9 @@ class EngineCore:
         """
         report = progress or (lambda _p: None)
         settings = self.settings
-        with self._lock:
+        from itap_engine.compute.cluster import open_executor
+
+        with self._lock, open_executor(settings) as executor:
             for group in settings.simulation.fleet:
                 self.store.register_devices(group.profile, group.device_ids(), group.sites)
             clock = self.store.get_watermark(self.clock_key)
@@ -344,7 +346,7 @@ class EngineCore:
                     end = _from_ms(max(latest)) + timedelta(seconds=settings.simulation.freq_s)
                     report(Progress("history", 1.0, "history found in the database"))
                 else:
-                    end = self._simulate_history(report)
+                    end = self._simulate_history(report, executor)
                 self.store.set_watermark(self.clock_key, end.isoformat())
                 for profile in self.simulators:
                     # History is not scored: the watermark is its last reading (readings
@@ -356,8 +358,13 @@ class EngineCore:
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
+
+                def trained(done: int, total: int, i: int = i, profile: str = profile) -> None:
+                    share = (i + done / max(1, total)) / max(1, len(profiles))
+                    report(Progress("training", share, f"training the {profile} model: {done}/{total} device groups"))
+
                 try:
-                    self._train(profile)
+                    self._train(profile, executor=executor, progress=trained)
                 except ItapError as error:
                     if profile in self.simulators:
                         raise
@@ -371,29 +378,36 @@ class EngineCore:
         owned = self.owned_devices(profile)
         return self.store.latest_ts(profile) if owned is None else self.store.latest_device_ts(owned)
 
-    def _simulate_history(self, report: Callable[[Progress], None]) -> datetime:
+    def _simulate_history(self, report: Callable[[Progress], None], executor: Any = None) -> datetime:
+        """Simulate the bootstrap history by device groups (on the cluster, if one is set).
+
+        Each group is simulated over the whole window in chunks and stored as one
+        ingest run; progress counts finished groups over every profile.
+        """
+        from itap_engine.compute.cluster import LocalExecutor
+        from itap_engine.compute.simulate import simulate_fleet
         settings = self.settings
         start = _naive(settings.simulation.start)
         end = start + timedelta(hours=settings.detection.bootstrap_hours)
         sims = fleet_simulators(settings, fault_rate_per_device_day=0.0)
-        devices = max(1, sum(len(s.device_ids) for s in sims))
-        chunk_s = max(settings.simulation.freq_s, BOOTSTRAP_CHUNK_ROWS // devices * settings.simulation.freq_s)
-        total = (end - start).total_seconds()
-        t0 = start
-        report(Progress("history", 0.0, f"simulating {settings.detection.bootstrap_hours:g} h of normal operation"))
-        while t0 < end:
-            t1 = min(end, t0 + timedelta(seconds=chunk_s))
-            for sim in sims:
-                frame = sim.generate(t0, t1)
-                if len(frame):
-                    ingest_frame(
-                        self.store, settings, sim.profile_name, frame,
-                        source=f"bootstrap:{sim.profile_name}", kind="bootstrap", now=t1,
-                    )
-            t0 = t1
+        hours = settings.detection.bootstrap_hours
+        report(Progress("history", 0.0, f"simulating {hours:g} h of normal operation"))
+        weights = [len(sim.device_ids) for sim in sims]
+        total = max(1, sum(weights))
+        for k, sim in enumerate(sims):
+            before = sum(weights[:k])
+
+            def simulated(done: int, count: int, before: int = before, size: int = weights[k]) -> None:
+                share = (before + size * done / max(1, count)) / total
+                report(Progress("history", share, f"simulated {hours:g} h for {share:.0%} of the fleet"))
+
+            simulate_fleet(
+                executor or LocalExecutor(), settings, sim.profile_name, sim.device_ids, start, end,
+                options={"fault_rate_per_device_day": 0.0}, source=f"bootstrap:{sim.profile_name}",
+                kind="bootstrap", simulated_now=True, progress=simulated, url=self.store.url,
+            )
             self.store.checkpoint()  # this store does not checkpoint on its own
-            done = (t0 - start).total_seconds() / total
-            report(Progress("history", done, f"simulated {done * total / 3600:.1f} of {total / 3600:g} h"))
+        report(Progress("history", 1.0, f"simulated {hours:g} h of normal operation"))
         return end
 
     def resume(self) -> None:
@@ -430,7 +444,20 @@ class EngineCore:
     def _load_model(self, profile: str) -> TrainedModel | None:
         return load_active_model(self.store, self.settings, profile)
 
-    def _train(self, profile: str, until_ms: int | None = None, from_ms: int | None = None) -> TrainedModel:
+    def _train(
+        self,
+        profile: str,
+        until_ms: int | None = None,
+        from_ms: int | None = None,
+        *,
+        executor: Any = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TrainedModel:
+        """Train a new model version of ``profile`` on its known-good window.
+
+        ``executor`` and ``progress`` are accepted for the bootstrap's cluster, but
+        training runs in this process (see :mod:`itap_engine.compute.train`).
+        """
         log.info("training %s model (from %s until %s)", profile, from_ms, until_ms)
         return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
 

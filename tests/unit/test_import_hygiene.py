@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("pandas", "numpy", "sklearn", "sqlalchemy", "sqlmodel", "textual", "pydantic", "scipy")
+HEAVY = ("pandas", "numpy", "sklearn", "sqlalchemy", "sqlmodel", "textual", "pydantic", "scipy", "dask", "distributed")
 COMMANDS = (
     "console", "generate", "validate", "ingest", "status", "train", "score",
     "evaluate", "anomalies", "engine", "bench",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from itap_engine.modes.cli_values import bounded_float, bounded_int, output_file
 from itap_engine.errors import ItapError
+from itap_engine.modes.commands.options import add_cluster_argument
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -34,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write a CSV instead of storing in the database (its folder must exist)")
     parser.add_argument("--force", action="store_true", help="with --out: overwrite an existing file")
     parser.add_argument("--json", action="store_true", help="print the ingest summary as JSON")
+    add_cluster_argument(parser)
+
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,42 +61,43 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     prefix = args.prefix or next(
         (g.prefix for g in settings.simulation.fleet if g.profile == args.profile), args.profile
     )
-    sim = Simulator(
-        settings,
-        args.profile,
-        device_ids_for(prefix, args.devices),
-        seed=args.seed,
-        freq_s=args.freq,
-        fault_rate_per_device_day=args.fault_rate,
-    )
-    t0 = sim.start
+    devices = device_ids_for(prefix, args.devices)
+    options = {"seed": args.seed, "freq_s": args.freq, "fault_rate_per_device_day": args.fault_rate}
+    t0 = Simulator(settings, args.profile, devices[:1], **options).start
     t1 = t0 + timedelta(hours=args.hours)
     started = time.perf_counter()
-    frame = sim.generate(t0, t1)
     out = console()
     if args.out:
-        frame.to_csv(args.out, index=False, date_format="%Y-%m-%dT%H:%M:%S")
-        out.print(f"wrote {len(frame):,} rows of {args.devices} {args.profile} devices to {args.out}"
+        from itap_engine.compute.simulate import write_csv
+
+        rows = write_csv(lambda group: Simulator(settings, args.profile, group, **options), devices, t0, t1,
+                         args.out, settings.compute.partition_devices)
+        out.print(f"wrote {rows:,} rows of {args.devices} {args.profile} devices to {args.out}"
                   f" in {time.perf_counter() - started:.1f} s")
         return 0
 
-    from itap_engine.ingest.pipeline import ingest_frame
+    from itap_engine.compute.cluster import open_executor
+    from itap_engine.compute.simulate import simulate_fleet
+    from itap_engine.modes.render.progress import task_progress
     from itap_engine.store.sql import Store
 
-    store = Store(settings)
+    store = Store(settings)  # creates the schema before workers open the database
     try:
-        report = ingest_frame(store, settings, args.profile, frame, source=f"generate:{args.profile}", kind="generate")
+        with open_executor(settings, args.cluster) as executor, task_progress(f"generate {args.profile}") as progress:
+            report = simulate_fleet(executor, settings, args.profile, devices, t0, t1, options=options,
+                                    source=f"generate:{args.profile}", kind="generate", progress=progress,
+                                    url=store.url)
     finally:
         store.close()
     if args.json:
-        print_json(report_dict(report))
+        print_json(report.to_dict())
     else:
         print_ingest_report(report)
         if report.rows_in and report.duplicates == report.rows_in:
             ids = device_ids_for(prefix, args.devices)
             console().print(escape(
                 f"why: devices {ids[0]}..{ids[-1]} already have readings at every one of these times "
-                f"({t0:%Y-%m-%dT%H:%M} to {t1:%Y-%m-%dT%H:%M}, seed {sim.seed}): the same ids, start and seed "
+                f"({t0:%Y-%m-%dT%H:%M} to {t1:%Y-%m-%dT%H:%M}, seed {args.seed if args.seed is not None else settings.simulation.seed}): the same ids, start and seed "
                 "as a fleet already stored (a running engine simulates its fleet with them). For new readings "
                 "use --prefix NEW (new device ids), --start LATER or --seed N"
             ))
@@ -113,8 +117,9 @@ def print_ingest_report(report: object) -> None:
     from itap_engine.modes.render.output import console
     r = report
     out = console()
+    runs = getattr(r, "runs", 1)
     line = (
-        f"run {r.run_id} ({r.status}) {r.source}: {r.rows_in:,} rows in = {r.inserted:,} inserted"  # type: ignore[attr-defined]
+        f"run{'s' if runs > 1 else ''} {r.run_id} ({r.status}) {r.source}: {r.rows_in:,} rows in = {r.inserted:,} inserted"  # type: ignore[attr-defined]
         f" + {r.duplicates:,} duplicates + {r.conflicts:,} conflicts + {r.quarantined:,} quarantined"  # type: ignore[attr-defined]
         f" ({r.seconds:.1f} s)"  # type: ignore[attr-defined]
     )

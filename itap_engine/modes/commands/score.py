@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from typing import TYPE_CHECKING
 
+from itap_engine.modes.commands.options import add_cluster_argument
+
 if TYPE_CHECKING:
     from itap_engine.config import Settings
 
@@ -15,11 +17,15 @@ HELP = "score new readings with the active model, store scores and update alerts
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="only this profile (default: every profile with a model and data)")
     parser.add_argument("--json", action="store_true", help="print the counts as JSON")
+    add_cluster_argument(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from itap_engine.detection.scoring import load_active_model, score_pending
+    from itap_engine.compute.cluster import open_executor
+    from itap_engine.compute.score import score_backlog
+    from itap_engine.detection.scoring import load_active_model
     from itap_engine.modes.render.output import console, print_json
+    from itap_engine.modes.render.progress import task_progress
     from itap_engine.store.sql import Store
 
     store = Store(settings)
@@ -30,8 +36,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             profiles = [args.profile]
         else:
             profiles = [p for p in store.profiles_with_data() if load_active_model(store, settings, p) is not None]
-        for profile in profiles:
-            results.append(score_pending(store, settings, profile))
+        if profiles:
+            with open_executor(settings, args.cluster) as executor:
+                for profile in profiles:
+                    with task_progress(f"score {profile}") as progress:
+                        results.append(score_backlog(executor, store, settings, profile, progress=progress))
     finally:
         store.close()
     if args.json:

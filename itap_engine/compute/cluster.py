@@ -1,0 +1,200 @@
+"""Executors: where the partitions of a batch job run.
+
+:func:`open_executor` reads ``[compute] cluster`` (or an override such as
+``--cluster``) and yields an :class:`Executor`: :class:`LocalExecutor` runs tasks one
+after the other in this process, :class:`DaskExecutor` submits them to a Dask
+``distributed`` cluster (a ``LocalCluster`` it starts and stops, or a running
+scheduler). Both return results in task order and call ``progress(done, total)`` as
+tasks finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from itap_engine.config import CLUSTER_HELP, Settings, check_cluster
+from itap_engine.errors import ItapError
+
+if TYPE_CHECKING:
+    from itap_engine.store.sql import Store
+
+TaskProgress = Callable[[int, int], None]
+"""``progress(done, total)``: called after each finished task."""
+
+DASK_MISSING = "cluster {spec!r} needs Dask, which is not installed: install the dask extra (pip install 'itap[dask]')"
+
+
+class ComputeError(ItapError):
+    """A cluster could not be started or reached, or Dask is missing; one line."""
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One unit of batch work: a group of devices of one profile."""
+
+    index: int
+    count: int
+    devices: tuple[str, ...]
+
+
+def partitions(device_ids: Sequence[str], size: int) -> list[Partition]:
+    """Sorted, distinct device ids cut into groups of ``size`` (the last may be smaller)."""
+    ids = sorted({str(d) for d in device_ids})
+    size = max(1, int(size))
+    chunks = [tuple(ids[i : i + size]) for i in range(0, len(ids), size)]
+    return [Partition(i, len(chunks), chunk) for i, chunk in enumerate(chunks)]
+
+
+class Executor(Protocol):
+    name: str
+    """The cluster setting this executor serves (``none``, ``local:2``, an address)."""
+    workers: int
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None) -> list[Any]:
+        """``[fn(*args) for args in tasks]``, wherever the executor runs them."""
+        ...
+
+
+class LocalExecutor:
+    """Runs tasks in this process, one after the other (``cluster = "none"``)."""
+
+    name = "none"
+    workers = 1
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None) -> list[Any]:
+        results = []
+        for i, args in enumerate(tasks):
+            results.append(fn(*args))
+            if progress is not None:
+                progress(i + 1, len(tasks))
+        return results
+
+
+class DaskExecutor:
+    """Submits tasks to a ``distributed.Client``; results come back in task order.
+
+    A failed task cancels the others and its exception is raised here, as it would
+    be in one process.
+    """
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.client = client
+        self.name = name
+        self.workers = max(1, len(client.scheduler_info().get("workers", {})))
+
+    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None) -> list[Any]:
+        from distributed import as_completed
+
+        if not tasks:
+            return []
+        futures = [self.client.submit(fn, *args, pure=False) for args in tasks]
+        where = {future.key: i for i, future in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        done = 0
+        try:
+            for future in as_completed(futures):
+                results[where[future.key]] = future.result()
+                done += 1
+                if progress is not None:
+                    progress(done, len(futures))
+        except BaseException:
+            self.client.cancel(futures)
+            raise
+        return results
+
+
+def cluster_spec(settings: Settings, override: str | None = None) -> str:
+    """The cluster to use: ``override`` (``--cluster``) or ``[compute] cluster``."""
+    value = override if override else settings.compute.cluster
+    try:
+        return check_cluster(value)
+    except ValueError as error:
+        raise ComputeError(f"--cluster {error}") from None
+
+
+def local_workers(spec: str) -> int:
+    """Worker processes for ``local`` (one per core, at most 4) or ``local:N``."""
+    if ":" in spec:
+        return int(spec.split(":", 1)[1])
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+@contextlib.contextmanager
+def open_executor(settings: Settings, override: str | None = None) -> Iterator[Executor]:
+    """The executor for ``[compute] cluster`` (or ``override``), closed on exit.
+
+    Raises:
+        ComputeError: Dask is not installed, the scheduler cannot be reached, or the
+            setting is not one of the allowed forms.
+    """
+    spec = cluster_spec(settings, override)
+    if spec == "none":
+        yield LocalExecutor()
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ComputeError(DASK_MISSING.format(spec=spec)) from None
+    cluster = None
+    try:
+        if spec.startswith("local"):
+            cluster = LocalCluster(
+                n_workers=local_workers(spec),
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
+                silence_logs=logging.ERROR,
+            )
+            client = Client(cluster)
+        else:
+            client = Client(spec, timeout="10s")
+    except (OSError, TimeoutError, RuntimeError) as error:
+        if cluster is not None:
+            cluster.close()
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if spec.startswith("local"):
+            raise ComputeError(f"cannot start a Dask LocalCluster ({spec}): {reason}") from None
+        raise ComputeError(f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) "
+                           f"or use {CLUSTER_HELP}") from None
+    try:
+        yield DaskExecutor(client, spec)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _on_worker() -> bool:
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def write_lock(store: Store) -> Iterator[None]:
+    """Serialise a task's writes to an SQLite database across the cluster's workers.
+
+    SQLite allows one writer; its busy timeout makes a second writer wait, but a
+    transaction that read before it writes can still fail at once when another
+    process wrote in between. Tasks on Dask workers therefore take a
+    ``distributed.Lock`` named after the database before writing. In one process (or
+    on PostgreSQL) there is nothing to serialise.
+    """
+    if not store.is_sqlite or not _on_worker():
+        yield
+        return
+    from distributed import Lock
+
+    with Lock(f"itap-sqlite-writer:{store.url}"):
+        yield

@@ -1,0 +1,43 @@
+"""A progress bar for long batch work (partitions done / total), on stderr.
+
+Commands that run partitions (``generate``, ``train``, ``score``, ``evaluate``)
+wrap them in :func:`task_progress`; the callback it yields has the
+:data:`~itap_engine.compute.cluster.TaskProgress` shape. On a terminal it draws a rich
+progress bar; otherwise it stays silent, so scripted output and ``--json`` are
+unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+
+from itap_engine.modes.render.output import console
+
+
+@contextlib.contextmanager
+def task_progress(description: str, *, enabled: bool | None = None) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``update(done, total)``; draws a bar while the block runs (terminal only)."""
+    show = sys.stderr.isatty() if enabled is None else enabled
+    if not show:
+        yield lambda _done, _total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("partitions"),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update

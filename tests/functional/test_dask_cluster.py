@@ -1,0 +1,142 @@
+"""The batch work on a real Dask LocalCluster (2 worker processes x 1 thread) over a
+file-backed SQLite database: the same readings, model, scores and alerts as in one
+process, progress from the cluster, and errors that come back as in one process.
+
+Tolerance: a LocalCluster runs the very same device groups as ``cluster = "none"``,
+so readings, thresholds, scores and alerts are compared for exact equality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from itap_engine.compute.cluster import DaskExecutor, LocalExecutor, open_executor  # noqa: E402
+from itap_engine.compute.score import score_backlog  # noqa: E402
+from itap_engine.compute.simulate import simulate_fleet  # noqa: E402
+from itap_engine.compute.train import train_profile  # noqa: E402
+from itap_engine.config import Settings, load_settings  # noqa: E402
+from itap_engine.detection.alerts import alerts_frame  # noqa: E402
+from itap_engine.errors import ItapError  # noqa: E402
+from itap_engine.ingest.simulator import device_ids_for  # noqa: E402
+from itap_engine.store.sql import Store, to_epoch_ms  # noqa: E402
+
+CONFIG = Path(__file__).resolve().parents[2] / "config.toml"
+DEVICES = device_ids_for("pump", 8)
+HOURS = 6
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskExecutor]:
+    """One LocalCluster for the module: 2 processes, 1 thread each."""
+    settings = load_settings(CONFIG)
+    with open_executor(settings, "local:2") as executor:
+        assert isinstance(executor, DaskExecutor) and executor.workers == 2
+        yield executor
+
+
+def _settings(folder: Path, **sections: dict) -> Settings:
+    folder.mkdir(parents=True, exist_ok=True)
+    defaults: dict[str, dict] = {
+        "database": {"url": f"sqlite:///{folder / 'itap.db'}"},
+        "paths": {"artifacts_dir": str(folder / "artifacts")},
+        "compute": {"partition_devices": 3},
+        "simulation": {"fault_rate_per_device_day": 6.0},
+        "detection": {"detector": "robust_z"},
+    }
+    for name, values in sections.items():
+        defaults[name] = {**defaults.get(name, {}), **values}
+    return load_settings(CONFIG).with_overrides(**defaults)
+
+
+def _pipeline(executor, folder: Path, detector: str = "robust_z") -> dict:
+    """generate -> train -> score backlog, as the commands run them."""
+    settings = _settings(folder, detection={"detector": detector, "n_estimators": 20})
+    store = Store(settings)
+    try:
+        start = settings.simulation.start
+        seen: list[tuple[int, int]] = []
+        generated = simulate_fleet(executor, settings, "industrial", DEVICES, start, start + timedelta(hours=HOURS),
+                                   source="test", progress=lambda d, t: seen.append((d, t)), url=store.url)
+        until = int(to_epoch_ms([start + timedelta(hours=4)])[0])
+        model = train_profile(executor, store, settings, "industrial", train_until_ms=until)
+        scored = score_backlog(executor, store, settings, "industrial")
+        X = np.random.default_rng(5).normal(size=(100, len(model.feature_names)))
+        return {
+            "generated": generated,
+            "progress": seen,
+            "readings": store.read_readings("industrial"),
+            "threshold": model.threshold,
+            "probe": model.detector.score_samples(X),
+            "scored": scored,
+            "scores": pd.read_sql("select device_id, ts, score, contributors from score order by device_id, ts", store.engine),
+            "alerts": alerts_frame(store, "industrial")[
+                ["device_id", "family", "opened_ts", "closed_ts", "last_ts", "status", "severity", "peak_score"]
+            ].sort_values(["device_id", "opened_ts", "family"]).reset_index(drop=True),
+        }
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("detector", ["robust_z", "iforest"])
+def test_local_cluster_gives_the_results_of_one_process(cluster: DaskExecutor, tmp_path: Path, detector: str) -> None:
+    here = _pipeline(LocalExecutor(), tmp_path / "none", detector)
+    there = _pipeline(cluster, tmp_path / "local2", detector)
+    assert there["generated"].rows_in == here["generated"].rows_in == len(DEVICES) * HOURS * 360
+    assert there["generated"].runs == here["generated"].runs == 3
+    pd.testing.assert_frame_equal(there["readings"], here["readings"])
+    assert there["threshold"] == here["threshold"]
+    np.testing.assert_array_equal(there["probe"], here["probe"])
+    assert there["scored"] == here["scored"]
+    assert len(there["scores"]) == len(DEVICES) * HOURS * 360
+    pd.testing.assert_frame_equal(there["scores"], here["scores"])
+    pd.testing.assert_frame_equal(there["alerts"], here["alerts"])
+    assert len(here["alerts"]) > 0
+    assert there["progress"] == [(1, 3), (2, 3), (3, 3)]
+
+
+def _fails(device: str) -> None:
+    raise ItapError(f"device {device}: cannot be processed")
+
+
+def test_a_failing_task_raises_its_error_on_the_driver(cluster: DaskExecutor) -> None:
+    with pytest.raises(ItapError, match="device pump-002: cannot be processed"):
+        cluster.map(_fails, [("pump-002",)])
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
+    from itap_engine.compute.cluster import ComputeError
+
+    with pytest.raises(ComputeError, match=r"cannot reach Dask scheduler tcp://127\.0\.0\.1:9") as info, \
+            open_executor(_settings(tmp_path), "tcp://127.0.0.1:9"):
+        pass
+    assert "\n" not in str(info.value)
+
+
+def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
+    from itap_engine.engine.core import EngineCore
+
+    settings = _settings(
+        tmp_path,
+        compute={"cluster": "local:2", "partition_devices": 2},
+        simulation={"fleet": [{"profile": "industrial", "devices": 5, "prefix": "pump", "sites": ["a"]}]},
+    ).with_overrides(detection={"bootstrap_hours": 3})
+    stages: list = []
+    core = EngineCore(settings)
+    try:
+        core.bootstrap(stages.append)
+        assert core.store.count_readings("industrial") == 5 * 3 * 360
+        assert core._load_model("industrial") is not None
+    finally:
+        core.close()
+    history = [p.fraction for p in stages if p.stage == "history"]
+    assert history[0] == 0.0 and history[-1] == 1.0 and history == sorted(history) and len(history) >= 4
+    assert [p.fraction for p in stages if p.stage == "training"][-1] == 1.0
+

@@ -1,0 +1,149 @@
+"""Batch work by device groups (itap_engine.compute) in one process: the same results
+as the whole-fleet code paths, the cluster setting, and a missing Dask extra.
+
+The LocalCluster runs of the same functions are in tests/functional/test_dask_cluster.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _detection_helpers import START, local_settings
+
+from itap_engine.compute.cluster import ComputeError, LocalExecutor, open_executor, partitions
+from itap_engine.compute.score import score_backlog
+from itap_engine.compute.simulate import simulate_fleet
+from itap_engine.config import ConfigError, check_cluster
+from itap_engine.detection.alerts import alerts_frame
+from itap_engine.detection.scoring import score_pending, train_model
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store.sql import Store, to_epoch_ms
+
+SCORE_TOLERANCE = 1e-9
+"""Scores of a different grouping (device groups, time slices) agree to this, relative;
+the same grouping in another process gives identical numbers."""
+
+
+@pytest.fixture
+def fleet(tmp_path: Path):
+    """10 industrial devices x 8 h with random faults, stored by device groups of 3."""
+    settings = local_settings(tmp_path, compute={"partition_devices": 3}, simulation={"fault_rate_per_device_day": 6.0})
+    store = Store(settings)
+    simulate_fleet(LocalExecutor(), settings, "industrial", device_ids_for("pump", 10), START,
+                   START + timedelta(hours=8), source="test", url=store.url)
+    yield settings, store
+    store.close()
+
+
+@pytest.mark.parametrize("value", ["none", "local", "local:2", "tcp://10.0.0.5:8786", "tls://sched:8786"])
+def test_cluster_setting_accepts(value: str) -> None:
+    assert check_cluster(value) == value
+
+
+@pytest.mark.parametrize("value", ["", "local:0", "local:x", "8786", "spark://x"])
+def test_cluster_setting_rejects_in_one_line(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=r"compute\.cluster: .*local") as info:
+        local_settings(tmp_path, compute={"cluster": value})
+    assert "\n" not in str(info.value)
+
+
+def test_partitions_are_sorted_device_groups() -> None:
+    parts = partitions(["b", "a", "d", "c", "a", "e"], 2)
+    assert [p.devices for p in parts] == [("a", "b"), ("c", "d"), ("e",)]
+    assert [(p.index, p.count) for p in parts] == [(0, 3), (1, 3), (2, 3)]
+
+
+def test_none_runs_here_and_reports_progress(tmp_path: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    with open_executor(local_settings(tmp_path)) as executor:
+        assert isinstance(executor, LocalExecutor)
+        assert executor.map(divmod, [(7, 2), (9, 4)], lambda d, t: seen.append((d, t))) == [(3, 1), (2, 1)]
+    assert seen == [(1, 2), (2, 2)]
+
+
+def test_a_cluster_without_the_dask_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(ComputeError, match=r"install the dask extra \(pip install 'itap\[dask\]'\)") as info, \
+            open_executor(local_settings(tmp_path), "local:2"):
+        pass
+    assert "\n" not in str(info.value)
+
+
+def test_device_groups_store_the_rows_of_one_whole_fleet_pass(fleet) -> None:
+    settings, store = fleet
+    stored = store.read_readings("industrial")
+    whole = Simulator(settings, "industrial", device_ids_for("pump", 10)).generate(START, START + timedelta(hours=8))
+    whole["ts"] = to_epoch_ms(whole["ts"])
+    whole = whole.sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
+    assert len(stored) == len(whole) == 10 * 8 * 360
+    pd.testing.assert_frame_equal(stored[whole.columns.tolist()].reset_index(drop=True), whole, check_dtype=False)
+    runs = pd.read_sql("select kind, rows_in, inserted from run", store.engine)
+    assert len(runs) == 4 and runs["rows_in"].sum() == runs["inserted"].sum() == len(whole)
+
+
+
+
+@pytest.mark.parametrize("slice_rows", [None, 2_000], ids=["one slice", "time slices"])
+def test_backlog_scoring_by_device_groups_is_score_pending(
+    fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_rows: int | None
+) -> None:
+    settings, store = fleet
+    if slice_rows:  # each group's backlog is scored in several time slices, alerts carried over
+        monkeypatch.setattr("itap_engine.compute.score.SCORE_CHUNK_ROWS", slice_rows)
+    train_model(store, settings, "industrial", train_until_ms=_ms(4))
+    copy = tmp_path / "copy.db"
+    store.checkpoint()
+    shutil.copy(store.url.split("///", 1)[1], copy)
+    whole = score_pending(store, settings, "industrial")
+    other = Store(settings, url=f"sqlite:///{copy}")
+    try:
+        grouped = score_backlog(LocalExecutor(), other, settings, "industrial")
+        assert (grouped.rows, grouped.anomalous, grouped.watermark) == (whole.rows, whole.anomalous, whole.watermark)
+        assert (grouped.alerts_opened, grouped.alerts_closed) == (whole.alerts_opened, whole.alerts_closed)
+        assert grouped.partitions == 4
+        a, b = _scores(store), _scores(other)
+        np.testing.assert_array_equal(a[["device_id", "ts"]].to_numpy(), b[["device_id", "ts"]].to_numpy())
+        np.testing.assert_allclose(b["score"], a["score"], rtol=SCORE_TOLERANCE)
+        pd.testing.assert_frame_equal(_alerts(other), _alerts(store), rtol=SCORE_TOLERANCE)
+        assert len(_alerts(store)) > 0
+        # the watermark moved: a second run finds nothing new
+        assert score_backlog(LocalExecutor(), other, settings, "industrial").rows == 0
+    finally:
+        other.close()
+
+
+def _ms(hours: float) -> int:
+    return int(to_epoch_ms([START + timedelta(hours=hours)])[0])
+
+
+def _scores(store: Store) -> pd.DataFrame:
+    return pd.read_sql("select device_id, ts, score from score order by device_id, ts", store.engine)
+
+
+def _alerts(store: Store) -> pd.DataFrame:
+    keep = ["device_id", "family", "opened_ts", "closed_ts", "last_ts", "status", "severity", "peak_score", "threshold"]
+    return alerts_frame(store, "industrial")[keep].sort_values(["device_id", "opened_ts", "family"]).reset_index(drop=True)
+
+
+
+
+def _assert_close(a, b, path: str = "") -> None:
+    """Equal JSON-like values, floats within SCORE_TOLERANCE (relative)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _assert_close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=SCORE_TOLERANCE, nan_ok=True), path
+    else:
+        assert a == b, path
