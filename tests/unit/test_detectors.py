@@ -121,7 +121,7 @@ def test_cusum_feature_accumulates_a_shift_too_small_for_any_single_reading() ->
     """A mean shift of one spread: no reading is unusual, the CUSUM grows ~0.5 per reading."""
     import pandas as pd
 
-    from itap_engine.features import FeatureBuilder
+    from itap_engine.detection.features import FeatureBuilder
 
     rng = np.random.default_rng(0)
     n = 600

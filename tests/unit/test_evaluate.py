@@ -137,9 +137,9 @@ def test_evaluate_without_labels_says_so_and_exits_2(tmp_path, capsys, monkeypat
 def test_simulated_evaluation_never_touches_the_operators_database(tmp_path, monkeypatch, capsys) -> None:
     """ITAP_DB_URL names the operator's database: evaluate --simulate must still work in
     its own scratch store (it used to train there, deactivating the operator's model)."""
-    from itap_engine.models import ModelVersion
-    from itap_engine.scoring import train_model
-    from itap_engine.store import Store
+    from itap_engine.store.schema import ModelVersion
+    from itap_engine.detection.scoring import train_model
+    from itap_engine.store.sql import Store
     from sqlmodel import select
 
     from _detection_helpers import local_settings, quiet_fleet, simulate

@@ -120,7 +120,7 @@ async def test_the_console_shows_escape_sequences_in_device_ids_and_quarantined_
     from itap_tui.app import ItapApp
     from itap_tui.screens import DeviceScreen
     from itap_bench.fake_facade import FakeFacade
-    from itap_tui.widgets import DeviceTable, ValidationLog
+    from itap_tui.widgets import DeviceTable, ValidationPanel
     from itap_tui.widgets.keyed_table import KeyedTable
 
     evil = f"pump{RED}-9"
@@ -134,8 +134,10 @@ async def test_the_console_shows_escape_sequences_in_device_ids_and_quarantined_
         table = app.screen.query_one(DeviceTable)
         cell = table.get_cell(evil, "device")
         assert cell.plain == shown
-        log = app.screen.query_one(ValidationLog)
-        text = "\n".join("".join(seg.text for seg in line) for line in log.lines)
+        panel = app.screen.query_one(ValidationPanel)
+        text = "\n".join(
+            " ".join(getattr(cell, "plain", str(cell)) for cell in panel.get_row_at(i)) for i in range(panel.row_count)
+        )
         assert shown in text and not RAW.search(text)
         table.move_cursor(row=table.get_row_index(evil))
         await pilot.press("enter")
