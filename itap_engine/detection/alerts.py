@@ -151,7 +151,7 @@ def _ms(value: object) -> int:
     return int(pd.Timestamp(value).value // 1_000_000)  # type: ignore[arg-type]
 
 
-def mute_device(store, device_id: str, until_ts: int | None, reason: str = "") -> None:  # noqa: ANN001
+def mute_device(store, device_id: str, until_ts: int | None, reason: str = "") -> None:
     """Mute a device until ``until_ts`` (data time, epoch ms); None lifts its mutes."""
     table = DeviceMute.__table__  # type: ignore[attr-defined]
     with store.engine.begin() as conn:
@@ -161,7 +161,7 @@ def mute_device(store, device_id: str, until_ts: int | None, reason: str = "") -
                                                  created_at=utcnow()))
 
 
-def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:
     """Devices silenced at ``at_ms`` (data time): device -> (until, why), from operator
     mutes and the configured maintenance windows."""
     out: dict[str, tuple[int, str]] = {}

@@ -378,7 +378,7 @@ async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_qui
     engine = Engine(settings, schedule=False)
     await engine.start()
     try:
-        [command] = await engine.inject_fault(["pump-002"], "sensor_dropout", 3.0, 600)
+        await engine.inject_fault(["pump-002"], "sensor_dropout", 3.0, 600)
         incidents: list[models.Alert] = []
         for _ in range(60):
             await engine.tick_now()

@@ -132,7 +132,7 @@ def collect(store, settings: Settings, *, limit: int, device: str | None = None,
         {"rank": i.pop("rank"), **i} for i in items]}
 
 
-def _check_device(store, device_id: str) -> None:  # noqa: ANN001
+def _check_device(store, device_id: str) -> None:
     """Raise unless the device has a row in the device table (every stored reading's device has one)."""
     import sqlalchemy as sa
 
@@ -141,7 +141,7 @@ def _check_device(store, device_id: str) -> None:  # noqa: ANN001
     with store.session() as session:
         if session.get(Device, device_id) is not None:
             return
-        known = [row[0] for row in session.execute(sa.select(Device.id).order_by(Device.id).limit(4))]  # type: ignore[arg-type]
+        known = [row[0] for row in session.execute(sa.select(Device.id).order_by(Device.id).limit(4))]  # type: ignore[call-overload]
     hint = f"; known devices include {', '.join(known)}" if known else "; the database has no devices yet"
     raise ItapError(f"unknown device {device_id!r}{hint}")
 

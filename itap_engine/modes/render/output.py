@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.console import Console
 
-
 PIPE_WIDTH = 400
 """Columns of a table printed into a pipe or a file (``itap status | cat``): wide enough
 that nothing is cut or wrapped; a table is only as wide as its content."""
