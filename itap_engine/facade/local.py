@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from itap_engine.config import Settings
 from itap_engine.detection.alerts import acknowledge_alert, mute_device
@@ -74,6 +75,11 @@ class LocalFacade:
 
     async def events(self, limit: int = 300) -> list[EventRow]:
         return await asyncio.to_thread(recent_events, self._core().store, limit)
+
+    async def snapshot_at(self, at: datetime) -> Snapshot:
+        from itap_engine.facade.attached import snapshot_at
+
+        return await asyncio.to_thread(snapshot_at, self._core().store, self.settings, at)
 
     async def note(self, alert_id: int, text: str) -> None:
         await asyncio.to_thread(set_note, self._core().store, alert_id, text)
