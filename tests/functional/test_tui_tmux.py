@@ -3,7 +3,8 @@
 Bootstraps an empty database from a small config in ``tmp_path``, waits for the fleet
 table, injects a fault through the dialog, sees the alert on the anomalies screen,
 drills down to the device, takes the incident through its life (acknowledge, undo, a
-note, mute the device), looks at the events view and quits; asserts on ``tmux capture-pane -p`` text and on
+note, mute the device), looks at the events view, goes back in time and returns to
+live, and quits; asserts on ``tmux capture-pane -p`` text and on
 a clean exit code.
 """
 
@@ -144,6 +145,14 @@ def test_itap_in_tmux(terminal: Terminal) -> None:
     terminal.keys("Escape", "Escape")
     terminal.wait(lambda s: "Key signals" in s, what="back to the fleet")
     terminal.wait(lambda s: any("pump-002" in line and "muted" in line for line in s.splitlines()), what="pump-002 muted")
+    # time travel: the fleet before the fault, then live again
+    terminal.keys("t")
+    terminal.wait(lambda s: "Show the fleet at" in s, what="the time prompt")
+    terminal.keys("C-u", *"-20m", "Enter")
+    screen = terminal.wait(lambda s: "PAST" in s and "not live" in s, what="the past")
+    assert "LIVE" not in screen.splitlines()[0]
+    terminal.keys("t")
+    terminal.wait(lambda s: "LIVE" in s.splitlines()[0] if s.strip() else False, what="live again")
     terminal.keys("q")
     deadline = time.monotonic() + 60
     exit_file: Path = terminal.exit_file  # type: ignore[attr-defined]
