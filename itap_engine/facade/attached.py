@@ -260,11 +260,9 @@ class AttachedFacade(SnapshotPublisher):
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         """Mute in data time: from the newest snapshot's clock (the engine's, as stored)."""
         clock = self._latest.stats.sim_time if self._latest is not None else None
-        if seconds is None or clock is None:
-            until = None
-        else:
-            until = int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000 + seconds * 1000)
-        await asyncio.to_thread(mute_device, self._store(), device_id, until, reason)
+        now = None if clock is None else int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000)
+        until = None if seconds is None or now is None else now + int(seconds * 1000)
+        await asyncio.to_thread(mute_device, self._store(), device_id, until, reason, now)
         self._poke()
         return until
 

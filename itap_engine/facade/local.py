@@ -88,10 +88,11 @@ class LocalFacade:
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         """Mute in data time: ``seconds`` from the simulated clock."""
         core = self._core()
-        until = None
-        if seconds is not None and core.sim_time is not None:
-            until = datetime_to_ms(core.sim_time) + int(seconds * 1000)
-        await asyncio.to_thread(mute_device, core.store, device_id, until, reason)
+        until = clock = None
+        if core.sim_time is not None:
+            clock = datetime_to_ms(core.sim_time)
+            until = None if seconds is None else clock + int(seconds * 1000)
+        await asyncio.to_thread(mute_device, core.store, device_id, until, reason, clock)
         await self.engine.refresh()
         return until
 
