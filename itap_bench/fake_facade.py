@@ -236,6 +236,18 @@ class FakeFacade:
         self.alerts[alert_id] = _replace(row, acknowledged=acknowledged)
         self._publish(self._build())
 
+    async def snapshot_at(self, at: datetime) -> Snapshot:
+        """The fleet as it was at tick ``at`` (values regenerate; incidents as they are)."""
+        self.calls.append(("snapshot_at", (at,)))
+        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        tick = max(0, min(self.tick, int((at - START).total_seconds() // STEP_S)))
+        now, self.tick = self.tick, tick
+        try:
+            past = self._build()
+        finally:
+            self.tick = now
+        return _replace(past, seq=-1, stats=_replace(past.stats, mode="past"))
+
     async def events(self, limit: int = 300) -> list[EventRow]:
         """Faults, incidents and validation problems of the fake fleet, newest first."""
         self.calls.append(("events", (limit,)))

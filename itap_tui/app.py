@@ -33,7 +33,7 @@ from textual.worker import Worker, WorkerState
 from itap_engine.safe_text import visible_lines
 from itap_engine.snapshot import AnomalyRow, EngineFacade, FaultCommandView, Progress, Snapshot
 from itap_tui.engine_thread import EngineThread
-from itap_tui.format import Palette, fmt_ts
+from itap_tui.format import Palette, fmt_dt, fmt_ts
 from itap_tui.screens import (
     AnomaliesScreen,
     BootstrapScreen,
@@ -72,6 +72,8 @@ class ItapApp(App[int]):
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
         Binding("l", "events", "Events", show=False, tooltip="Events: engine warnings, faults, retrains, validation, incidents"),
+        Binding("t", "time_travel", "Time", show=False, tooltip="Show the fleet and incidents at a past time (-2h, 05:00); t again: live"),
+        Binding("escape", "live", "Live", show=False, tooltip="Back to live from a past time"),
         Binding("e", "export('csv')", "Export", show=False, tooltip="Export the table on screen (as filtered) to CSV"),
         Binding("E", "export('json')", "Export JSON", show=False, tooltip="Export the table on screen (as filtered) to JSON"),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
@@ -102,6 +104,11 @@ class ItapApp(App[int]):
         super().__init__()
         self.export_dir = export_dir or Path.cwd() / "itap-exports"
         """Where ``e``/``E`` write (``<data_dir>/exports`` from ``itap``)."""
+        self.past: Snapshot | None = None
+        """The past moment shown instead of live (``t``), or None."""
+        self._live: Snapshot | None = None
+        self.start_at: str | None = None
+        """``itap console --at``: the moment to show once the engine is up."""
         self.facade = facade
         self.engine = EngineThread()
         self.snapshot: Snapshot | None = None
@@ -185,7 +192,13 @@ class ItapApp(App[int]):
         snapshot, self._pending = self._pending, None
         if snapshot is None:
             return
+        if self.past is not None:  # showing the past: keep the newest for the way back
+            self._live = snapshot
+            return
         self.snapshot = snapshot
+        if self.start_at and snapshot.stats.sim_time is not None:  # itap console --at
+            at, self.start_at = self.start_at, None
+            self.travel_to(at)
         injected = {row.device_id: row.injected_fault for row in snapshot.devices}
         for device, (fault, state) in list(self.fault_marks.items()):
             if state == "ACTIVE" and injected.get(device) != fault:
@@ -248,6 +261,59 @@ class ItapApp(App[int]):
             return
         self.action_fleet()
         self.push_screen("anomalies")
+
+    # ------------------------------------------------------------------ the past
+    def action_time_travel(self) -> None:
+        if self.past is not None:
+            self.action_live()
+            return
+        if self.snapshot is None or isinstance(self.screen, BootstrapScreen) or self.screen.is_modal:
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer and answer.strip():
+                self.travel_to(answer)
+
+        self.push_screen(
+            PromptModal("Show the fleet at (data time, UTC): -2h, -30m, 05:00 or 2026-01-01 05:00", "-1h"), chosen
+        )
+
+    def travel_to(self, text: str) -> None:
+        from itap_tui.timepick import parse_moment
+
+        live = self._live or self.snapshot
+        now = live.stats.sim_time if live is not None else None
+        if now is None:
+            self.notify("No simulated clock yet: nothing to go back to.", severity="warning", markup=False)
+            return
+        moment = parse_moment(text, now)
+        if moment is None:
+            self.notify(f"Not a time: {text!r} (try -2h, 05:00 or 2026-01-01 05:00).", severity="error", markup=False)
+            return
+        if moment >= now.replace(tzinfo=None):
+            self.action_live()
+            return
+        self.run_travel(moment)
+
+    @work(exclusive=True, group="time-travel", exit_on_error=False, description="show a past time")
+    async def run_travel(self, moment) -> None:  # type: ignore[no-untyped-def]
+        past = await self.engine.call(self.facade.snapshot_at, moment)
+        if self.past is None:
+            self._live = self.snapshot
+        self.past = past
+        self.snapshot = past
+        self._render(past, force=True)
+        self.notify(f"Showing {fmt_dt(moment)} (sim), not live: t or esc returns.", markup=False, timeout=6)
+
+    def action_live(self) -> None:
+        if self.past is None:
+            return
+        self.past = None
+        live, self._live = self._live, None
+        if live is not None:
+            self.snapshot = live
+            self._render(live, force=True)
+        self.notify("Live again.", markup=False, timeout=3)
 
     def action_events(self) -> None:
         if isinstance(self.screen, (EventsScreen, BootstrapScreen)) or self.screen.is_modal:
@@ -589,7 +655,7 @@ class ItapApp(App[int]):
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
 
 
-def run_console(settings: Settings, attach: bool = False, mouse: bool = True) -> int:
+def run_console(settings: Settings, attach: bool = False, mouse: bool = True, at: str | None = None) -> int:
     """Start the console (``itap``) or attach to a database (``itap console --attach``).
 
     ``mouse=False`` leaves the mouse to the terminal (``--no-mouse``, ``console.mouse``).
@@ -599,6 +665,7 @@ def run_console(settings: Settings, attach: bool = False, mouse: bool = True) ->
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
     app = ItapApp(facade, export_dir=settings.resolve(settings.paths.data_dir) / "exports")
+    app.start_at = at
     try:
         result = app.run(mouse=mouse)
     finally:

@@ -37,6 +37,10 @@ def _add_console(subparsers: argparse._SubParsersAction) -> None:
         default=argparse.SUPPRESS,
         help="leave the mouse to the terminal (its own copy and paste, over SSH too); config: console.mouse",
     )
+    sub.add_argument(
+        "--at", metavar="TIME",
+        help="open at a past moment (data time, UTC): --at=-2h, --at 05:00 or --at 2026-01-01T05:00; t or esc returns to live",
+    )
     sub.set_defaults(handler=_run_console)
 
 
@@ -58,7 +62,7 @@ def _run_console(args: argparse.Namespace, settings: Settings) -> int:
     from itap_tui.app import run_console
 
     mouse = settings.console.mouse and not getattr(args, "no_mouse", False)
-    return run_console(settings, attach=getattr(args, "attach", False), mouse=mouse)
+    return run_console(settings, attach=getattr(args, "attach", False), mouse=mouse, at=getattr(args, "at", None))
 
 
 def _run_once(args: argparse.Namespace, settings: Settings) -> int:
@@ -122,6 +126,14 @@ def _main(argv: Sequence[str] | None) -> int:
                 raise
             return report_unknown(describe_error(error), json_output=args.once_json)
     handler = getattr(args, "handler", None) or _run_console
+    at = getattr(args, "at", None)
+    if at is not None:
+        from datetime import datetime
+
+        from itap_tui.timepick import parse_moment
+
+        if parse_moment(at, datetime(2000, 1, 1)) is None:
+            parser.error(f"--at {at!r}: not a time (try -2h, 05:00 or 2026-01-01T05:00)")
     if handler is _run_console and not has_terminal():
         engine_cli.report_error(NO_TERMINAL_HINT)
         return 2

@@ -159,24 +159,26 @@ def _ms(value: object) -> int:
     return int(pd.Timestamp(value).value // 1_000_000)  # type: ignore[arg-type]
 
 
-def mute_device(store, device_id: str, until_ts: int | None, reason: str = "") -> None:  # noqa: ANN001
-    """Mute a device until ``until_ts`` (data time, epoch ms); None lifts its mutes."""
+def mute_device(store, device_id: str, until_ts: int | None, reason: str = "", from_ts: int | None = None) -> None:
+    """Mute a device from ``from_ts`` until ``until_ts`` (data time, epoch ms); None lifts its mutes."""
     table = DeviceMute.__table__  # type: ignore[attr-defined]
     with store.engine.begin() as conn:
         conn.execute(sa.delete(table).where(table.c.device_id == device_id))
         if until_ts is not None:
             conn.execute(sa.insert(table).values(device_id=device_id, until_ts=int(until_ts), reason=reason[:200],
-                                                 created_at=utcnow()))
+                                                 from_ts=from_ts, created_at=utcnow()))
 
 
-def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:  # noqa: ANN001
+def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:
     """Devices silenced at ``at_ms`` (data time): device -> (until, why), from operator
     mutes and the configured maintenance windows."""
     out: dict[str, tuple[int, str]] = {}
     table = DeviceMute.__table__  # type: ignore[attr-defined]
     with store.engine.connect() as conn:
         for device, until, reason in conn.execute(
-            sa.select(table.c.device_id, table.c.until_ts, table.c.reason).where(table.c.until_ts > at_ms)
+            sa.select(table.c.device_id, table.c.until_ts, table.c.reason).where(
+                table.c.until_ts > at_ms, sa.or_(table.c.from_ts.is_(None), table.c.from_ts <= at_ms)
+            )
         ):
             out[str(device)] = (int(until), f"muted{': ' + reason if reason else ''}")
     for window in settings.alerts.maintenance:

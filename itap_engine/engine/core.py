@@ -45,6 +45,7 @@ Logging goes to the rotating file ``settings.paths.log_file`` only (see
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import logging.handlers
 import shutil
@@ -217,22 +218,18 @@ class _WarningBuffer(logging.Handler):
         self.records: collections.deque[tuple[int | None, str, str, str]] = collections.deque(maxlen=500)
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a log record must never break the caller
             clock = self.core.sim_time
             self.records.append(
                 (_ms(clock) if clock is not None else None, record.levelname.lower(), record.name, record.getMessage())
             )
-        except Exception:  # noqa: BLE001 - a log record must never break the caller
-            pass
 
     def flush_to(self, store: Store) -> None:
         records = []
         while self.records:
             records.append(self.records.popleft())
-        try:
+        with contextlib.suppress(Exception):  # no log call here: it would come back to this handler
             record_events(store, records)
-        except Exception:  # noqa: BLE001 - no log call here: it would come back to this handler
-            pass
 
 
 # ---------------------------------------------------------------------- the core

@@ -35,6 +35,7 @@ from itap_engine.snapshot.dto import (
 )
 from itap_engine.store.queries import (
     active_models,
+    alerts_at,
     device_detail,
     device_threshold,
     fleet_devices,
@@ -42,10 +43,13 @@ from itap_engine.store.queries import (
     latest_readings,
     latest_scores,
     open_and_recent_alerts,
+    problems_at,
+    readings_at,
+    recent_events,
     recent_reading_anomalies,
     recent_validation_alerts,
     request_retrain,
-    recent_events,
+    scores_at,
     set_note,
     validation_problems,
     write_fault_commands,
@@ -153,6 +157,40 @@ def _engine_status(raw: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def snapshot_at(store: Store, settings: Settings, at: datetime, seq: int = -1) -> Snapshot:
+    """The fleet as stored at a past moment ``at`` (data time, UTC): each device's
+    last reading and score by then, the incidents open then, the validation problems
+    seen by then. ``stats.mode`` is "past"."""
+    at_naive = at.astimezone(UTC).replace(tzinfo=None) if at.tzinfo else at
+    at_ms = int((at_naive - datetime(1970, 1, 1)).total_seconds() * 1000)
+    model_rows = active_models(store)
+    open_alerts, recent_closed = alerts_at(store, at_ms)
+    devices = fleet_devices(store)
+    profiles: dict[str, ProfileState] = {}
+    for profile in settings.profiles:
+        members = devices.get(profile, [])
+        if not members:
+            continue
+        model = model_rows.get(profile)
+        profiles[profile] = ProfileState(
+            devices=members,
+            latest=readings_at(store, profile, at_ms),
+            scores=scores_at(store, profile, at_ms),
+            threshold=float(model.threshold) if model is not None else None,
+        )
+    stats = EngineStats(
+        sim_time=at_naive, tick_ms=None, rows_per_s=None, ticks=0,
+        model_versions={p: int(m.id) for p, m in model_rows.items() if m.id is not None},
+        paused=False, mode="past",
+    )
+    return build_snapshot(
+        settings, seq=seq, profiles=profiles, open_alerts=open_alerts, recent_closed=recent_closed,
+        reading_anomalies=[], injected={}, validation_alerts=[], clock_ms=at_ms, stats=stats,
+        silenced=silences(store, settings, [d.device_id for p in profiles.values() for d in p.devices], at_ms),
+        validation_problems=problems_at(store, at_ms),
+    )
+
+
 class AttachedFacade(SnapshotPublisher):
     """A console's view of a database another process writes; no engine here.
 
@@ -244,6 +282,9 @@ class AttachedFacade(SnapshotPublisher):
     async def events(self, limit: int = 300) -> list[EventRow]:
         return await asyncio.to_thread(recent_events, self._store(), limit)
 
+    async def snapshot_at(self, at: datetime) -> Snapshot:
+        return await asyncio.to_thread(snapshot_at, self._store(), self.settings, at)
+
     async def note(self, alert_id: int, text: str) -> None:
         await asyncio.to_thread(set_note, self._store(), alert_id, text)
         self._poke()
@@ -251,11 +292,9 @@ class AttachedFacade(SnapshotPublisher):
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         """Mute in data time: from the newest snapshot's clock (the engine's, as stored)."""
         clock = self._latest.stats.sim_time if self._latest is not None else None
-        if seconds is None or clock is None:
-            until = None
-        else:
-            until = int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000 + seconds * 1000)
-        await asyncio.to_thread(mute_device, self._store(), device_id, until, reason)
+        now = None if clock is None else int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000)
+        until = None if seconds is None or now is None else now + int(seconds * 1000)
+        await asyncio.to_thread(mute_device, self._store(), device_id, until, reason, now)
         self._poke()
         return until
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from datetime import datetime
 
 from itap_engine.config import Settings
 from itap_engine.detection.alerts import acknowledge_alert, mute_device
@@ -75,6 +76,11 @@ class LocalFacade:
     async def events(self, limit: int = 300) -> list[EventRow]:
         return await asyncio.to_thread(recent_events, self._core().store, limit)
 
+    async def snapshot_at(self, at: datetime) -> Snapshot:
+        from itap_engine.facade.attached import snapshot_at
+
+        return await asyncio.to_thread(snapshot_at, self._core().store, self.settings, at)
+
     async def note(self, alert_id: int, text: str) -> None:
         await asyncio.to_thread(set_note, self._core().store, alert_id, text)
         await self.engine.refresh()
@@ -82,10 +88,11 @@ class LocalFacade:
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         """Mute in data time: ``seconds`` from the simulated clock."""
         core = self._core()
-        until = None
-        if seconds is not None and core.sim_time is not None:
-            until = datetime_to_ms(core.sim_time) + int(seconds * 1000)
-        await asyncio.to_thread(mute_device, core.store, device_id, until, reason)
+        until = clock = None
+        if core.sim_time is not None:
+            clock = datetime_to_ms(core.sim_time)
+            until = None if seconds is None else clock + int(seconds * 1000)
+        await asyncio.to_thread(mute_device, core.store, device_id, until, reason, clock)
         await self.engine.refresh()
         return until
 

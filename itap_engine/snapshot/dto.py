@@ -297,6 +297,9 @@ class EngineFacade(Protocol):
     async def acknowledge(self, alert_id: int, acknowledged: bool = True) -> None:
         """Acknowledge an incident (``acknowledged=False`` undoes it)."""
 
+    async def snapshot_at(self, at: datetime) -> Snapshot:
+        """The fleet as stored at a past moment (data time): mode "past"."""
+
     async def events(self, limit: int = 300) -> list[EventRow]:
         """Engine warnings, fault commands, retrains, validation problems and incidents,
         newest first, in data time."""

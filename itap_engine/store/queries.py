@@ -208,6 +208,72 @@ def latest_readings(store: Store, profile: str) -> pd.DataFrame:
 
 
 
+# ---------------------------------------------------------------------- the past
+def readings_at(store: Store, profile: str, at_ms: int) -> pd.DataFrame:
+    """Each device's newest stored reading at or before ``at_ms`` (index device_id)."""
+    table = store.readings_table(profile)
+    newest = (
+        sa.select(table.c.device_id, sa.func.max(table.c.ts).label("ts"))
+        .where(table.c.ts <= at_ms)
+        .group_by(table.c.device_id)
+        .subquery()
+    )
+    stmt = sa.select(table).join(newest, sa.and_(newest.c.device_id == table.c.device_id, newest.c.ts == table.c.ts))
+    with store.engine.connect() as conn:
+        result = conn.execute(stmt)
+        frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    return frame.set_index("device_id") if len(frame) else frame
+
+
+def scores_at(store: Store, profile: str, at_ms: int) -> dict[str, float]:
+    """Each device's newest stored score at or before ``at_ms``."""
+    S = models.Score.__table__  # type: ignore[attr-defined]
+    newest = (
+        sa.select(S.c.device_id, sa.func.max(S.c.ts).label("ts"))
+        .where(S.c.profile == profile, S.c.ts <= at_ms)
+        .group_by(S.c.device_id)
+        .subquery()
+    )
+    stmt = sa.select(S.c.device_id, S.c.score).join(
+        newest, sa.and_(newest.c.device_id == S.c.device_id, newest.c.ts == S.c.ts)
+    ).where(S.c.profile == profile)
+    with store.engine.connect() as conn:
+        return {str(d): float(v) for d, v in conn.execute(stmt)}
+
+
+def alerts_at(store: Store, at_ms: int, closed_limit: int = RECENT_CLOSED_ALERTS) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
+    """Incidents open at ``at_ms`` (opened by then, not closed by then) and the latest
+    closed by then. Severity, peak and acknowledgement are as stored now."""
+    A = models.Alert
+    with store.session() as session:
+        open_ = [
+            replace(alert_row(a), status="open")
+            for a in session.exec(
+                select(A).where(A.opened_ts <= at_ms, sa.or_(A.closed_ts.is_(None), A.closed_ts > at_ms))  # type: ignore[union-attr,arg-type]
+                .order_by(A.peak_score.desc())  # type: ignore[attr-defined]
+            )
+        ]
+        closed = [
+            alert_row(a)
+            for a in session.exec(
+                select(A).where(A.closed_ts <= at_ms).order_by(A.closed_ts.desc()).limit(closed_limit)  # type: ignore[union-attr,operator]
+            )
+        ]
+        return _with_notes(session, open_), _with_notes(session, closed)
+
+
+def problems_at(store: Store, at_ms: int) -> list[ValidationProblemRow]:
+    """Validation problems seen by ``at_ms``: open then unless resolved by then."""
+    rows = []
+    for p in validation_problems(store, resolved_limit=200):
+        if p.first_ts > at_ms:
+            continue
+        if p.resolved_ts is not None and p.resolved_ts > at_ms:
+            p = replace(p, resolved_ts=None, last_ts=min(p.last_ts, at_ms))
+        rows.append(p)
+    return rows
+
+
 def recent_reading_anomalies(
     store: Store, profile: str, threshold: float, since_ms: int, limit: int = MAX_TOP_ANOMALIES
 ) -> list[AnomalyRow]:

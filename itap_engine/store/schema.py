@@ -195,6 +195,8 @@ class DeviceMute(SQLModel, table=True):
     device_id: str = Field(index=True, max_length=128)
     until_ts: int = Field(sa_type=BigInteger)
     """Data time (epoch ms, the simulated clock) the mute ends."""
+    from_ts: int | None = Field(default=None, sa_type=BigInteger)
+    """Data time it was set (a past view does not show it before then)."""
     reason: str = Field(default="", max_length=200)
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -16,7 +16,6 @@ from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import AnomalyTable, EngineStatus, FilterBar
 from itap_tui.widgets.anomaly_table import SORTS, sort_key
 
-
 ANOMALY_FILTER_EXAMPLES = ("crit", "!ack", "thermal|mechanical", "score>0.5")
 """The placeholder's examples; a test checks each parses and matches the demo anomalies."""
 

@@ -19,6 +19,7 @@ from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import ContributorsPanel, EngineStatus, SignalPlot
 from itap_tui.widgets.keyed_table import KeyedTable
 
+
 def simulated_faults(detail: DeviceDetail) -> list[tuple[str, int, int]]:
     """(fault, first ts, last ts) of each run of the simulation's own fault labels in the
     window that no operator command accounts for (those are listed as commands)."""

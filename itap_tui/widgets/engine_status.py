@@ -32,6 +32,13 @@ class EngineStatus(Static):
         self.paused = paused
         self.problem = bool(stats.last_error)
         text = Text(end="", no_wrap=True, overflow="ellipsis")
+        if stats.mode == "past":
+            text.append("◀ PAST", style=f"bold reverse {palette.warning}")
+            text.append("  at ", style="dim")
+            text.append(fmt_dt(stats.sim_time), style="bold")
+            text.append(" (sim)  not live: t or esc returns", style=f"bold {palette.warning}")
+            self.update(text)
+            return
         if paused:
             text.append("❚❚ PAUSED", style=f"bold {palette.warning}")
         elif stats.mode == "attached":

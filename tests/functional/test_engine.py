@@ -407,7 +407,7 @@ async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_qui
     engine = Engine(settings, schedule=False)
     await engine.start()
     try:
-        [command] = await engine.inject_fault(["pump-002"], "sensor_dropout", 3.0, 600)
+        await engine.inject_fault(["pump-002"], "sensor_dropout", 3.0, 600)
         incidents: list[models.Alert] = []
         for _ in range(60):
             await engine.tick_now()
@@ -469,5 +469,30 @@ async def test_the_events_view_gets_engine_warnings_faults_and_incidents_in_data
         assert {"fault", "retrain", "incident"} <= kinds, kinds
         assert [e.ts for e in events if e.ts is not None] == sorted((e.ts for e in events if e.ts is not None), reverse=True)
         assert recent_events(engine.core.store, 5)[0].ts >= clock
+    finally:
+        await facade.stop()
+
+
+async def test_snapshot_at_a_past_time_shows_what_was_stored_then(workdir: Path) -> None:
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        engine = facade.engine
+        before = engine.core.sim_time
+        await facade.inject_fault(["pump-002"], "overheat_drift", 3.0, 3600)
+        for _ in range(15):
+            await engine.tick_now()
+            if any(a.device_id == "pump-002" and a.status == "open" for a in engine.latest().anomalies):
+                break
+        now = engine.latest()
+        assert any(a.device_id == "pump-002" and a.status == "open" for a in now.anomalies), engine.last_error
+        past = await facade.snapshot_at(before)
+        assert past.stats.mode == "past" and past.stats.sim_time == before
+        assert not [a for a in past.anomalies if a.device_id == "pump-002" and a.status == "open"]
+        row = next(d for d in past.devices if d.device_id == "pump-002")
+        assert row.last_ts is not None and row.last_ts <= datetime_to_ms(before)
+        assert row.status == "ok"
+        assert (await facade.snapshot_at(now.stats.sim_time)).open_incidents().open == now.open_incidents().open
     finally:
         await facade.stop()

@@ -128,7 +128,7 @@ def test_no_mouse_flag_and_config_key(
         config.write_text(config.read_text() + "\n[console]\nmouse = false\n")
     seen: dict[str, object] = {}
 
-    def fake_run_console(settings: object, attach: bool = False, mouse: bool = True) -> int:
+    def fake_run_console(settings: object, attach: bool = False, mouse: bool = True, at: str | None = None) -> int:
         seen["mouse"] = mouse
         return 0
 

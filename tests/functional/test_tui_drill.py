@@ -54,7 +54,7 @@ def test_the_plots_draw_the_incident_interval_and_the_threshold(monkeypatch) -> 
     plot.show(detail, None, interval=(T0 + 10 * MIN, T0 + 20 * MIN))
     assert ("hline", (1.0, "red")) in calls
     assert [a[0] for n, a in calls if n == "vline"] == [-19.0, -9.0]
-    [(_, (positions, labels))] = [c for c in calls if c[0] == "xticks"]
+    [(_, (_positions, labels))] = [c for c in calls if c[0] == "xticks"]
     assert labels[0] == "06:00" and labels[-1] == "06:29"
 
 

@@ -10,10 +10,10 @@ import pytest
 from test_tui import ready, tick, wait_for
 
 from itap_bench.fake_facade import FakeFacade
+from itap_engine.config import load_settings
 from itap_engine.snapshot import IncidentCounts
 from itap_engine.store.schema import Alert
 from itap_engine.store.sql import Store
-from itap_engine.config import load_settings
 from itap_tui import cli
 from itap_tui.app import ItapApp
 from itap_tui.screens import AnomaliesScreen, DeviceScreen

@@ -4,6 +4,7 @@ direction and column, and a filter language that explains itself."""
 from __future__ import annotations
 
 import pytest
+from test_tui import ready, table_devices, tick, wait_for
 from textual.widgets import Static
 
 from itap_bench.fake_facade import FakeFacade
@@ -14,8 +15,6 @@ from itap_tui.screens.anomalies import ANOMALY_FILTER_EXAMPLES
 from itap_tui.screens.fleet import FLEET_FILTER_EXAMPLES
 from itap_tui.widgets import AnomalyTable, DeviceTable, FilterBar
 from itap_tui.widgets.device_table import SORTS, sort_key
-
-from test_tui import ready, table_devices, tick, wait_for
 
 
 # ---------------------------------------------------------------------- the language

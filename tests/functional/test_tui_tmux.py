@@ -2,7 +2,9 @@
 
 Bootstraps an empty database from a small config in ``tmp_path``, waits for the fleet
 table, injects a fault through the dialog, sees the alert on the anomalies screen,
-drills down to the device and quits; asserts on ``tmux capture-pane -p`` text and on
+drills down to the device, takes the incident through its life (acknowledge, undo, a
+note, mute the device), looks at the events view, goes back in time and returns to
+live, and quits; asserts on ``tmux capture-pane -p`` text and on
 a clean exit code.
 """
 
@@ -121,8 +123,36 @@ def test_itap_in_tmux(terminal: Terminal) -> None:
     terminal.keys("Enter")
     screen = terminal.wait(lambda s: "Why (contributors)" in s and "pump-002" in s, what="the device screen")
     terminal.wait(lambda s: "1. " in s, timeout=30, what="the contributors of the alert")
+    # the incident's life: acknowledge, undo, a note, mute the device, the events
+    terminal.keys("a")
+    # (notifications wrap: wait on single words)
+    terminal.wait(lambda s: "undoes" in s, what="the acknowledgement")
+    terminal.keys("Escape")
+    terminal.wait(lambda s: "incidents:" in s and "Top signals" in s, what="back to the anomalies")
+    terminal.keys("u")
+    terminal.wait(lambda s: "again" in s, what="the acknowledgement undone")
+    terminal.keys("N")
+    terminal.wait(lambda s: "clears" in s, what="the note prompt")
+    terminal.keys(*"crew on site", "Enter")
+    terminal.wait(lambda s: "saved" in s, what="the note on the incident")
+    terminal.keys("m")
+    terminal.wait(lambda s: "Mute" in s and "lifts" in s, what="the mute prompt")
+    terminal.keys("C-u", *"30m", "Enter")
+    terminal.wait(lambda s: "until" in s, what="the mute")
+    terminal.keys("l")
+    screen = terminal.wait(lambda s: "events, newest first" in s and "opened" in s, what="the events view")
+    assert "fault power_spike" in screen or "incident #" in screen
     terminal.keys("Escape", "Escape")
     terminal.wait(lambda s: "Key signals" in s, what="back to the fleet")
+    terminal.wait(lambda s: any("pump-002" in line and "muted" in line for line in s.splitlines()), what="pump-002 muted")
+    # time travel: the fleet before the fault, then live again
+    terminal.keys("t")
+    terminal.wait(lambda s: "Show the fleet at" in s, what="the time prompt")
+    terminal.keys("C-u", *"-20m", "Enter")
+    screen = terminal.wait(lambda s: "PAST" in s and "not live" in s, what="the past")
+    assert "LIVE" not in screen.splitlines()[0]
+    terminal.keys("t")
+    terminal.wait(lambda s: "LIVE" in s.splitlines()[0] if s.strip() else False, what="live again")
     terminal.keys("q")
     deadline = time.monotonic() + 60
     exit_file: Path = terminal.exit_file  # type: ignore[attr-defined]

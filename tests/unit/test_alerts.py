@@ -265,3 +265,12 @@ def test_a_short_note_on_an_incident_reaches_the_snapshot_rows(tracker) -> None:
     assert row.note == ""
     with pytest.raises(Exception, match="does not exist"):
         set_note(store, 999, "x")
+
+
+def test_a_mute_is_not_shown_before_it_was_set(tracker) -> None:
+    from itap_engine.detection.alerts import mute_device, silences
+
+    store, settings, _ = tracker
+    mute_device(store, "pump-001", 200_000, "", from_ts=100_000)
+    assert silences(store, settings, ["pump-001"], 50_000) == {}
+    assert silences(store, settings, ["pump-001"], 150_000) == {"pump-001": (200_000, "muted")}

@@ -107,7 +107,7 @@ def collect(store, settings: Settings, *, limit: int, device: str | None = None,
         {"rank": i.pop("rank"), **i} for i in items]}
 
 
-def _check_device(store, device_id: str) -> None:  # noqa: ANN001
+def _check_device(store, device_id: str) -> None:
     """Raise unless the device has a row in the device table (every stored reading's device has one)."""
     from itap_engine.store.queries import device_ids, stored_profile
 

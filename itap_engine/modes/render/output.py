@@ -13,7 +13,6 @@ from rich.segment import Segment
 
 from itap_engine.safe_text import visible_lines, visible_tree
 
-
 PIPE_WIDTH = 400
 """Columns of a table printed into a pipe or a file (``itap status | cat``): wide enough
 that nothing is cut or wrapped; a table is only as wide as its content."""

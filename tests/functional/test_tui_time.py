@@ -1,0 +1,93 @@
+"""History: t shows the fleet and incidents at a past time; t or esc returns to live;
+itap console --at opens there."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_tui import ready, tick, wait_for
+
+from itap_bench.fake_facade import START, FakeFacade
+from itap_tui import cli
+from itap_tui.app import ItapApp
+from itap_tui.screens import PromptModal
+from itap_tui.timepick import parse_moment
+from itap_tui.widgets import EngineStatus
+
+NOW = datetime(2026, 1, 1, 12, 0, 0)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("text", "moment"),
+    [
+        ("-2h", NOW - timedelta(hours=2)),
+        ("-30m", NOW - timedelta(minutes=30)),
+        ("- 90 s", NOW - timedelta(seconds=90)),
+        ("-1d", NOW - timedelta(days=1)),
+        ("05:00", NOW.replace(hour=5)),
+        ("2026-01-01 05:30", datetime(2026, 1, 1, 5, 30)),
+        ("2026-01-01T05:30:00+01:00", datetime(2026, 1, 1, 4, 30)),
+        ("yesterday", None),
+        ("25:00", None),
+        ("-2x", None),
+    ],
+)
+def test_parse_moment(text: str, moment: datetime | None) -> None:
+    assert parse_moment(text, NOW) == moment
+
+
+async def test_t_shows_a_past_time_and_t_or_esc_returns_to_live() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade, 30)  # five simulated minutes
+        status = app.screen.query_one(EngineStatus)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+        await wait_for(pilot, lambda: app.past is not None)
+        await pilot.pause()
+        [(_, (moment,))] = [c for c in facade.calls if c[0] == "snapshot_at"]
+        assert moment == app._live.stats.sim_time - timedelta(minutes=2)
+        assert "PAST" in str(status.render()) and moment.strftime("%H:%M:%S") in str(status.render())
+        seq = facade.advance(2).seq  # live snapshots keep coming: the past stays on screen
+        await pilot.pause(0.2)
+        assert app.snapshot.stats.mode == "past" and "PAST" in str(status.render())
+        await pilot.press("t")
+        await wait_for(pilot, lambda: app.past is None)
+        await pilot.pause()
+        assert app.snapshot.seq == seq and "LIVE" in str(status.render())
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"06:01", "enter")
+        await wait_for(pilot, lambda: app.past is not None)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.past is None)
+        assert "LIVE" in str(status.render())
+
+
+async def test_console_at_opens_at_that_time() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    app.start_at = "06:00"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await wait_for(pilot, lambda: app.past is not None)
+        assert ("snapshot_at", (START.replace(tzinfo=None),)) in facade.calls and app.past.stats.mode == "past"
+
+
+def test_console_at_is_checked_and_passed_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text((REPO / "config.toml").read_text())
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("itap_tui.app.run_console", lambda settings, **kw: seen.update(kw) or 0)
+    monkeypatch.setattr(cli, "has_terminal", lambda: True)
+    assert cli.main(["--config", str(config), "console", "--at=-2h"]) == 0  # a leading - needs the = form
+    assert seen["at"] == "-2h"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--config", str(config), "console", "--at", "yesterday"])
+    assert exit_info.value.code == 2
