@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -307,9 +307,16 @@ class BatchKeys:
         return list(zip(names, grouped["min"].tolist(), grouped["max"].tolist(), strict=True))
 
 
-def any_stored(conn: sa.Connection, table: sa.Table, spans: Sequence[tuple[str, int, int]]) -> bool:
+def any_stored(
+    conn: sa.Connection,
+    table: sa.Table,
+    spans: Sequence[tuple[str, int, int]],
+    fixed: Mapping[str, Any] | None = None,
+) -> bool:
     """Whether ``table`` holds a row of a device within that device's span: ``spans``
-    are (device_id, first ts, last ts).
+    are (device_id, first ts, last ts); ``fixed`` gives the value of any key column
+    before ``device_id`` (the ``profile`` of a score), so each probe is a
+    primary-key range.
 
     First whether any row at all lies in the spans' whole time range (the BRIN index
     and the partitions answer that at once: new data is newer than everything), then,
@@ -321,16 +328,21 @@ def any_stored(conn: sa.Connection, table: sa.Table, spans: Sequence[tuple[str, 
     raw: Any = conn.connection.dbapi_connection  # psycopg's connection
     ids, los, his = (list(x) for x in zip(*spans, strict=True))
     name = _quote(table.name)
+    fixed = dict(fixed or {})
+    same = "".join(f" AND t.{_quote(c)} = %s" for c in fixed)
     with raw.cursor() as cursor:
-        cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name} WHERE ts >= %s AND ts <= %s)", (int(min(los)), int(max(his))))
+        cursor.execute(
+            f"SELECT EXISTS (SELECT 1 FROM {name} t WHERE t.ts >= %s AND t.ts <= %s{same})",
+            (int(min(los)), int(max(his)), *fixed.values()),
+        )
         row = cursor.fetchone()
         if not (row and row[0]):
             return False
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS r(d, lo, hi) "
-            f"CROSS JOIN LATERAL (SELECT 1 FROM {name} t WHERE t.device_id = r.d AND t.ts >= r.lo AND t.ts <= r.hi "
-            "LIMIT 1) AS hit)",
-            (ids, [int(v) for v in los], [int(v) for v in his]),
+            f"CROSS JOIN LATERAL (SELECT 1 FROM {name} t WHERE t.device_id = r.d AND t.ts >= r.lo AND t.ts <= r.hi"
+            f"{same} LIMIT 1) AS hit)",
+            (ids, [int(v) for v in los], [int(v) for v in his], *fixed.values()),
         )
         row = cursor.fetchone()
     return bool(row and row[0])

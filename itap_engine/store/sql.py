@@ -421,6 +421,7 @@ class Store:
         keys: pg.BatchKeys,
         start: int,
         conflict_keys: Sequence[str] = READING_KEYS,
+        fixed: Mapping[str, Any] | None = None,
     ) -> int | None:
         """One batch by COPY on PostgreSQL, in one transaction: rows inserted, or None
         when the server refused the data (the batch then goes through executemany,
@@ -438,7 +439,7 @@ class Store:
                 spans = keys.spans(start, stop)
                 try:
                     with self.engine.begin() as conn:
-                        if not pg.any_stored(conn, table, spans):
+                        if not pg.any_stored(conn, table, spans, fixed):
                             return pg.copy_new(conn, table, order, chunk)
                 except psycopg.errors.UniqueViolation:
                     log.info("rows of a new batch appeared meanwhile in %s; copying it through staging", table.name)
@@ -470,10 +471,22 @@ class Store:
         stamps = [row[at["ts"]] for row in rows]
         self.ensure_time_partitions(table_name, stamps)
         batch_keys = pg.BatchKeys(device_ids, stamps)
+        # key columns besides device_id and ts (a score's profile) must have one value
+        # for the rows to go straight in; the check then probes the key with it
+        fixed: dict[str, Any] = {}
+        for name in keys:
+            if name not in READING_KEYS:
+                values = {row[at[name]] for row in rows}
+                if len(values) != 1:
+                    batch_keys.repeated[:] = True  # no straight path: staging handles it
+                    break
+                fixed[name] = values.pop()
         batch = self.settings.database.batch_rows
         inserted = 0
         for start in range(0, len(rows), batch):
-            copied = self._copy_batch(table, list(columns), rows[start : start + batch], batch_keys, start, keys)
+            copied = self._copy_batch(
+                table, list(columns), rows[start : start + batch], batch_keys, start, keys, fixed
+            )
             if copied is None:
                 raise StoreError(f"the database refused rows for {table_name} (see the log)")
             inserted += copied
