@@ -4,8 +4,10 @@ Why it is built this way:
 
 * **k of n, then quiet.** One reading over the threshold is noise; ``k`` of the last
   ``n`` readings of a device is a symptom. An alert stays open while the device keeps
-  producing readings over the threshold and closes after ``quiet_readings``
-  consecutive readings under it, so a flapping score does not flood the operator.
+  producing readings over the threshold and closes after a quiet period under it, so
+  a flapping score does not flood the operator. The quiet period is time
+  (``quiet_seconds``) when configured, so a device sampled every second and one
+  sampled every ten get the same calm; otherwise ``quiet_readings`` readings.
 * **One open alert per device and family.** The family of an alert is the sensor
   family that dominates the over-threshold readings of the k-of-n window (thermal,
   mechanical, electrical, ...). A second family on the same device (a bearing
@@ -148,6 +150,8 @@ class _Open:
     alert: Alert
     last_above: int
     """Device reading index of the device's last over-threshold reading."""
+    last_above_ts: int = -(2**62)
+    """Its timestamp (epoch ms), for a quiet period in time."""
 
 
 @dataclass
@@ -178,7 +182,7 @@ class AlertTracker:
         with store.session() as session:
             for alert in session.exec(select(Alert).where(Alert.status == "open")):
                 state = self._devices.setdefault((alert.profile, alert.device_id), _DeviceState())
-                state.open[alert.family] = _Open(alert, last_above=-1)
+                state.open[alert.family] = _Open(alert, last_above=-1, last_above_ts=int(alert.last_ts or 0))
 
     def open_alerts(self, profile: str | None = None) -> list[Alert]:
         return [
@@ -220,6 +224,7 @@ class AlertTracker:
         )
         bounds = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1], True])
         k, n, quiet = self.rules.k, self.rules.n, self.rules.quiet_readings
+        quiet_ms = None if self.rules.quiet_seconds is None else int(self.rules.quiet_seconds * 1000)
         touched: dict[int, Alert] = {}
         opened_ids: set[int] = set()
         closed: list[Alert] = []
@@ -245,7 +250,10 @@ class AlertTracker:
                 idx = base + r
                 for fam in list(state.open):
                     entry = state.open[fam]
-                    if idx > entry.last_above + quiet:
+                    if quiet_ms is not None:
+                        if ts[r] - entry.last_above_ts > quiet_ms:
+                            close(state, fam, _first_at_or_after(ts, lo, r + 1, entry.last_above_ts + quiet_ms))
+                    elif idx > entry.last_above + quiet:
                         close_row = entry.last_above + quiet - base
                         close(state, fam, ts[close_row] if close_row >= lo else ts[lo])
                 while state.recent and state.recent[0][0] <= idx - n:
@@ -253,6 +261,7 @@ class AlertTracker:
                 state.recent.append((idx, family[r]))
                 for entry in state.open.values():
                     entry.last_above = idx
+                    entry.last_above_ts = int(ts[r])
                     entry.alert.last_ts = int(ts[r])
                     if entry.alert.family == family[r] and score[r] > entry.alert.peak_score:
                         self._raise_peak(entry.alert, score[r], contributors, r, limits[r])
@@ -273,12 +282,16 @@ class AlertTracker:
                             peak_score=-np.inf,
                         )
                         self._raise_peak(alert, score[r], contributors, r, limits[r])
-                        state.open[str(fam)] = _Open(alert, last_above=idx)
+                        state.open[str(fam)] = _Open(alert, last_above=idx, last_above_ts=int(ts[r]))
                         new_alerts.append(alert)
                         opened_ids.add(id(alert))
             last_idx = base + hi - 1
             for fam in list(state.open):
                 entry = state.open[fam]
+                if quiet_ms is not None:
+                    if ts[hi - 1] - entry.last_above_ts >= quiet_ms:
+                        close(state, fam, _first_at_or_after(ts, lo, hi, entry.last_above_ts + quiet_ms))
+                    continue
                 if last_idx >= entry.last_above + quiet:
                     close_row = max(entry.last_above + quiet - base, lo)
                     close(state, fam, ts[close_row])
@@ -316,6 +329,12 @@ class AlertTracker:
             {"b_id": a.id, **{f"b_{name}": getattr(a, name) for name in self._TRACKED}} for a in existing.values()
         ]
         self.store.executemany("alert_tracked_columns", _tracked_update, params)
+
+
+def _first_at_or_after(ts: np.ndarray, lo: int, hi: int, at_ms: int) -> int:
+    """The first timestamp in ``ts[lo:hi]`` (sorted) at or after ``at_ms`` (``ts[lo]`` if none)."""
+    k = lo + int(np.searchsorted(ts[lo:hi], at_ms, side="left"))
+    return int(ts[k]) if k < hi else int(ts[lo])
 
 
 def _tracked_update() -> sa.Executable:

@@ -191,6 +191,7 @@ class AlertSettings(_Model):
     k: int = Field(default=2, ge=1)
     n: int = Field(default=3, ge=1)
     quiet_readings: int = Field(default=12, ge=1)
+    quiet_seconds: float | None = Field(default=None, gt=0)
     critical_ratio: float = Field(default=1.5, gt=1)
 
     @model_validator(mode="after")
