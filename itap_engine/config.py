@@ -235,7 +235,7 @@ class AlertSettings(_Model):
     k: int = Field(default=2, ge=1, le=1000)
     n: int = Field(default=3, ge=1, le=1000)
     quiet_readings: int = Field(default=12, ge=1, le=100_000)
-    quiet_s: float | None = Field(default=None, gt=0, le=MAX_YEAR_H * 3600)
+    quiet_seconds: float | None = Field(default=None, gt=0, le=MAX_YEAR_H * 3600)
     """Simulated (data-time) seconds without an over-threshold reading that close an
     incident; default ``quiet_readings`` x ``simulation.freq_s`` (2 minutes)."""
     critical_ratio: float = Field(default=1.5, gt=1, le=1000)

@@ -5,7 +5,7 @@ Why it is built this way:
 * **k of n, then quiet.** One reading over the threshold is noise; ``k`` of the last
   ``n`` readings of a device is a symptom. An alert (an *incident*) stays open while
   the device keeps producing readings over the threshold and closes once a quiet
-  period (``alerts.quiet_s`` simulated seconds, by default ``quiet_readings`` readings'
+  period (``alerts.quiet_seconds`` simulated seconds, by default ``quiet_readings`` readings'
   worth) has passed since the last one, so a flapping score does not flood the
   operator. The close time is the moment the quiet period ran out.
 * **One open incident per device.** One fault shows in several sensor families (a
@@ -280,7 +280,7 @@ class AlertTracker:
     @property
     def quiet_ms(self) -> int:
         """The quiet period that closes an incident, in milliseconds of data time."""
-        seconds = self.rules.quiet_s
+        seconds = self.rules.quiet_seconds
         if seconds is None:
             seconds = self.rules.quiet_readings * self.settings.simulation.freq_s
         return int(seconds * 1000)
@@ -446,6 +446,12 @@ class AlertTracker:
             {"b_id": a.id, **{f"b_{name}": getattr(a, name) for name in self._TRACKED}} for a in existing.values()
         ]
         self.store.executemany("alert_tracked_columns", _tracked_update, params)
+
+
+def _first_at_or_after(ts: np.ndarray, lo: int, hi: int, at_ms: int) -> int:
+    """The first timestamp in ``ts[lo:hi]`` (sorted) at or after ``at_ms`` (``ts[lo]`` if none)."""
+    k = lo + int(np.searchsorted(ts[lo:hi], at_ms, side="left"))
+    return int(ts[k]) if k < hi else int(ts[lo])
 
 
 def _tracked_update() -> sa.Executable:

@@ -36,10 +36,37 @@ def scored(flags: str, *, device: str = "pump-001", family: str = "thermal", t0:
 
 @pytest.fixture
 def tracker(tmp_path):
-    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 4, "critical_ratio": 1.5})
+    # the readings-counted quiet period (quiet_seconds off)
+    settings = local_settings(
+        tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 4, "quiet_seconds": None, "critical_ratio": 1.5}
+    )
     store = open_store(settings)
     yield store, settings, AlertTracker(store, settings)
     store.close()
+
+
+@pytest.mark.parametrize("step_ms", [1_000, 10_000])
+def test_quiet_period_in_time_is_the_same_calm_at_any_sampling_rate(tmp_path, step_ms: int) -> None:
+    """quiet_seconds = 60: readings over the threshold that come back within a minute
+    keep one alert open; a quiet minute closes it, whether the device reports every
+    second or every ten (SKAB at 1 Hz split one episode's tail into many alerts when
+    the quiet period was 12 readings)."""
+    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_seconds": 60.0})
+    store = open_store(settings)
+    try:
+        t = AlertTracker(store, settings)
+        per_minute = 60_000 // step_ms
+        back_within = "11" + "0" * (per_minute - 2) + "11"  # returns before a quiet minute
+        flags = back_within + "0" * (per_minute + 1) + "11"  # then a quiet minute, then again
+        frame = scored(flags)
+        frame["ts"] = np.arange(len(flags), dtype=np.int64) * step_ms
+        for lo in range(0, len(frame), 7):  # in ticks: state carries over
+            t.update("industrial", frame.iloc[lo : lo + 7])
+        alerts = stored(store)
+        assert len(alerts) == 2
+        assert alerts[0].status == "closed" and alerts[0].closed_ts - alerts[0].last_ts == 60_000
+    finally:
+        store.close()
 
 
 def stored(store) -> list[Alert]:
@@ -116,14 +143,14 @@ def test_an_incident_escalates_and_de_escalates_within_itself(tracker) -> None:
 
 
 def test_the_quiet_period_is_simulated_time(tmp_path) -> None:
-    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 100, "quiet_s": 30})
+    settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 100, "quiet_seconds": 30})
     store = open_store(settings)
     try:
         t = AlertTracker(store, settings)
         assert t.quiet_ms == 30_000
         changes = t.update("industrial", scored("11000000"))
         [alert] = changes.closed
-        assert alert.closed_ts == 10_000 + 30_000  # last over-threshold reading + quiet_s
+        assert alert.closed_ts == 10_000 + 30_000  # last over-threshold reading + quiet_seconds
     finally:
         store.close()
 

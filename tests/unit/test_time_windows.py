@@ -21,7 +21,10 @@ SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 TOLERANCE = 0.25
 """Stated tolerance: on readings present in both series, jitter of up to +-30 % of the
 step plus 1 % skipped samples moves a normal reading's anomaly score by at most a
-quarter of the model's threshold (and the median change is far smaller)."""
+quarter of the model's threshold (the median by a fortieth), except just after a
+change of operating state: the learned transition lag counts readings, so a sample
+skipped right at a change shifts the expected level for the lag's length (measured:
+up to ~2x the threshold on those readings; benchmarks/RESULTS.md)."""
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def _scores(builder, detector, names, frame: pd.DataFrame) -> pd.Series:
     return pd.Series(-detector.score_samples(feats[names].to_numpy()), index=feats["ts"].to_numpy())
 
 
-@hsettings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**31 - 1), jitter=st.floats(0.0, 0.3))
 def test_jitter_and_skipped_samples_barely_move_scores(fitted, seed: int, jitter: float) -> None:
     builder, detector, names, test, threshold = fitted
@@ -59,10 +62,17 @@ def test_jitter_and_skipped_samples_barely_move_scores(fitted, seed: int, jitter
     moved = _scores(builder, detector, names, shaken)
     # compare the same readings (by their position in the regular series), after warm-up
     same = regular.iloc[np.flatnonzero(keep)]
+    # readings whose lag or short window reaches back to a change of state
+    state = test["state"].to_numpy()
+    changed = np.r_[False, state[1:] != state[:-1]].astype(float)
+    reach = len(builder._weights) + builder.window + 1
+    near_change = (np.convolve(changed, np.ones(reach))[: len(changed)] > 0)[keep]
     start = builder.long_window + 1
-    diff = np.abs(moved.to_numpy()[start:] - same.to_numpy()[start:]) / threshold
-    assert diff.max() <= TOLERANCE
-    assert np.median(diff) <= TOLERANCE / 10
+    diff = np.abs(moved.to_numpy() - same.to_numpy()) / threshold
+    steady = diff[start:][~near_change[start:]]
+    assert len(steady) > len(diff) / 2
+    assert steady.max() <= TOLERANCE
+    assert np.median(diff[start:]) <= TOLERANCE / 10
 
 
 @pytest.mark.skipif(not (SKAB / "valve1").is_dir(), reason="SKAB dev set not available")
