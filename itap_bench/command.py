@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from itap_engine.modes.cli_values import output_file
 from itap_engine.errors import ItapError
+from itap_engine.modes.cli_values import output_file
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from itap_engine.config import Settings
 
 HELP = "benchmark every stage on fixed workloads (W1 = 54k rows, W2 = 864k rows; opt-in W3 = 8.64M rows, S100/S1k/S10k)"
+
 
 def _console_stages(settings: Settings) -> list[dict[str, Any]]:
     from itap_bench.console import stages
@@ -42,15 +43,36 @@ def _postgres_stages(url: str, workloads: list[str]) -> StageProvider:
 EXTRA_STAGES: dict[str, StageProvider] = {"console": _console_stages, "startup": _startup_stages}
 """Stage providers beyond the engine's, by the name ``--skip`` knows them by."""
 
-_COLUMNS = ("cluster", "seconds", "cpu_seconds", "speedup_vs_none", "tree_peak_rss_mb", "time_v_max_rss_mb", "ms_per_device", "rows_per_s", "peak_rss_mb", "ratio_vs_sqlite3", "ratio_vs_executemany", "median_ms", "p50_ms", "p95_ms", "max_ms", "ratio_vs_python")
+_COLUMNS = (
+    "cluster",
+    "seconds",
+    "cpu_seconds",
+    "speedup_vs_none",
+    "tree_peak_rss_mb",
+    "time_v_max_rss_mb",
+    "ms_per_device",
+    "rows_per_s",
+    "peak_rss_mb",
+    "ratio_vs_sqlite3",
+    "ratio_vs_executemany",
+    "median_ms",
+    "p50_ms",
+    "p95_ms",
+    "max_ms",
+    "ratio_vs_python",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
-    parser.add_argument("--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)")
-    parser.add_argument("--clusters", default="none,local:2",
-                        help="scale workloads (W3, S100, S1k, S10k): cluster settings to run each under "
-                             "(default: none,local:2)")
+    parser.add_argument(
+        "--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)"
+    )
+    parser.add_argument(
+        "--clusters",
+        default="none,local:2",
+        help="scale workloads (W3, S100, S1k, S10k): cluster settings to run each under (default: none,local:2)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: detection, engine, console, startup")
     parser.add_argument(
         "--pg",
@@ -70,8 +92,15 @@ def render(payload: dict[str, Any]) -> Table:
         cells = [r.get("workload", ""), r["stage"], f"{r['rows']:,}" if r.get("rows") else ""]
         for key in columns:
             value = r.get(key)
-            cells.append("" if value is None else value if isinstance(value, str) else f"{value:,}" if isinstance(value, int)
-                         else f"{value:,.3f}".rstrip("0").rstrip("."))
+            cells.append(
+                ""
+                if value is None
+                else value
+                if isinstance(value, str)
+                else f"{value:,}"
+                if isinstance(value, int)
+                else f"{value:,.3f}".rstrip("0").rstrip(".")
+            )
         table.add_row(*cells)
     return table
 
@@ -80,6 +109,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_bench.runner import WORKLOADS, machine_facts, run_bench
     from itap_bench.scale import SCALE_WORKLOADS, scale_stages
     from itap_engine.modes.render.output import console
+
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
     unknown = [w for w in workloads if w not in WORKLOADS and w not in SCALE_WORKLOADS]
     if unknown:

@@ -31,7 +31,7 @@ def _epoch_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def stages(store, settings: Settings, workload_name: str, frame: pd.DataFrame) -> list[dict[str, Any]]:  # noqa: ANN001
+def stages(store, settings: Settings, workload_name: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Time features, train and score on ``frame`` (already ingested into ``store``).
 
     Returns one dict per stage: stage, workload, seconds, rows, rows_per_s, peak_rss_mb.

@@ -110,7 +110,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-async def _tick_stage(config: Path, devices: int, ticks: int) -> tuple[list[float], list[float], list[float], int, float]:
+async def _tick_stage(
+    config: Path, devices: int, ticks: int
+) -> tuple[list[float], list[float], list[float], int, float]:
     """Start an engine on ``config`` (bootstrapping it), tick ``ticks`` times under a lag monitor."""
     from itap_bench.loop_lag import LoopLagMonitor
     from itap_engine.engine.service import Engine
@@ -154,7 +156,8 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="itap-bench-engine-") as tmp:
         for devices, ticks in ((100, 30), (1000, 20)):
             config = derived_config(
-                settings, Path(tmp) / f"e{devices}",
+                settings,
+                Path(tmp) / f"e{devices}",
                 fleet=[{"profile": profile, "devices": devices, "prefix": prefix, "sites": ["a", "b"]}],
                 simulation={"fault_rate_per_device_day": 1.0},
                 detection={"bootstrap_hours": 1.0},
@@ -162,22 +165,39 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
             )
             with PeakRss() as rss:
                 work, snap, lag, rows, checkpoint_ms = asyncio.run(_tick_stage(config, devices, ticks))
-            results.append(stage_result(
-                "engine_tick", f"E{devices}", sum(work) / 1000, rows, rss.peak_mb,
-                ticks=len(work), median_ms=round(statistics.median(work), 2),
-                p95_ms=round(_percentile(work, 95), 2), max_ms=round(max(work), 2),
-                snapshot_median_ms=round(statistics.median(snap), 2),
-                checkpoint_ms_per_tick=round(checkpoint_ms / max(1, len(work)), 2),
-            ))
+            results.append(
+                stage_result(
+                    "engine_tick",
+                    f"E{devices}",
+                    sum(work) / 1000,
+                    rows,
+                    rss.peak_mb,
+                    ticks=len(work),
+                    median_ms=round(statistics.median(work), 2),
+                    p95_ms=round(_percentile(work, 95), 2),
+                    max_ms=round(max(work), 2),
+                    snapshot_median_ms=round(statistics.median(snap), 2),
+                    checkpoint_ms_per_tick=round(checkpoint_ms / max(1, len(work)), 2),
+                )
+            )
             if devices == 1000:
-                results.append(stage_result(
-                    "engine_loop_lag", f"E{devices}", sum(work) / 1000, rows, rss.peak_mb,
-                    samples=len(lag), p50_ms=round(_percentile(lag, 50), 2),
-                    p95_ms=round(_percentile(lag, 95), 2), max_ms=round(max(lag, default=0.0), 2),
-                ))
+                results.append(
+                    stage_result(
+                        "engine_loop_lag",
+                        f"E{devices}",
+                        sum(work) / 1000,
+                        rows,
+                        rss.peak_mb,
+                        samples=len(lag),
+                        p50_ms=round(_percentile(lag, 50), 2),
+                        p95_ms=round(_percentile(lag, 95), 2),
+                        max_ms=round(max(lag, default=0.0), 2),
+                    )
+                )
 
         config = derived_config(
-            settings, Path(tmp) / "w2",
+            settings,
+            Path(tmp) / "w2",
             fleet=[{"profile": profile, "devices": 100, "prefix": prefix, "sites": ["a", "b"]}],
             simulation={"freq_s": 10},
             detection={"bootstrap_hours": 24.0},
@@ -188,7 +208,11 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
             started = time.perf_counter()
             proc = subprocess.run(
                 [sys.executable, "-m", "itap_tui.cli", "--once", "--json"],
-                env=env, capture_output=True, text=True, cwd=tmp, check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+                check=False,
             )
             seconds = time.perf_counter() - started
             try:
@@ -196,11 +220,18 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
             except ValueError:
                 summary = {"status": "UNKNOWN", "error": (proc.stderr or proc.stdout).strip()[-300:]}
             rows = 100 * 24 * 360 if stage == "once_W2" else summary.get("rows", {}).get("in", 0)
-            results.append(stage_result(
-                stage, "W2", seconds, rows, None,
-                exit_code=proc.returncode, status=summary.get("status"),
-                cycle_s=summary.get("timings_s", {}).get("total"),
-                bootstrap_s=summary.get("timings_s", {}).get("bootstrap"),
-                error=summary.get("error"),
-            ))
+            results.append(
+                stage_result(
+                    stage,
+                    "W2",
+                    seconds,
+                    rows,
+                    None,
+                    exit_code=proc.returncode,
+                    status=summary.get("status"),
+                    cycle_s=summary.get("timings_s", {}).get("total"),
+                    bootstrap_s=summary.get("timings_s", {}).get("bootstrap"),
+                    error=summary.get("error"),
+                )
+            )
     return results

@@ -176,9 +176,7 @@ class FakeFacade:
         stages = ("simulate history", "ingest", "features", "train", "score")
         for step in range(self.bootstrap_steps):
             if progress is not None:
-                progress(
-                    Progress(stages[step % len(stages)], (step + 1) / self.bootstrap_steps, f"step {step + 1}")
-                )
+                progress(Progress(stages[step % len(stages)], (step + 1) / self.bootstrap_steps, f"step {step + 1}"))
             await asyncio.sleep(self.bootstrap_delay)
         self.started = True
         self.advance()
@@ -254,14 +252,35 @@ class FakeFacade:
         snapshot = self._latest or self._build()
         out = [EventRow(_ms(self.sim_time(tick=0)), "log", "warning", None, "engine: tick took 1.2 s (over 1.0 s)")]
         for fault in self.faults.values():
-            out.append(EventRow(_ms(self.sim_time(fault.start_tick)), "fault", "info", fault.command.device_id,
-                                f"fault {fault.command.fault} severity {fault.command.severity:g}"))
+            out.append(
+                EventRow(
+                    _ms(self.sim_time(fault.start_tick)),
+                    "fault",
+                    "info",
+                    fault.command.device_id,
+                    f"fault {fault.command.fault} severity {fault.command.severity:g}",
+                )
+            )
         for alert in self.alerts.values():
-            out.append(EventRow(alert.opened_ts, "incident", alert.severity, alert.device_id,
-                                f"incident #{alert.alert_id} opened ({alert.family})"))
+            out.append(
+                EventRow(
+                    alert.opened_ts,
+                    "incident",
+                    alert.severity,
+                    alert.device_id,
+                    f"incident #{alert.alert_id} opened ({alert.family})",
+                )
+            )
         for problem in snapshot.validation_problems:
-            out.append(EventRow(problem.first_ts, "validation", problem.level, problem.device_id,
-                                f"{problem.signal or ''} {problem.check}: {problem.message}".strip()))
+            out.append(
+                EventRow(
+                    problem.first_ts,
+                    "validation",
+                    problem.level,
+                    problem.device_id,
+                    f"{problem.signal or ''} {problem.check}: {problem.message}".strip(),
+                )
+            )
         out.sort(key=lambda e: -(e.ts or 0))
         return out[:limit]
 
@@ -339,13 +358,18 @@ class FakeFacade:
             self.tick += 1
             for device in self.device_ids:
                 fault = self._active_fault(device, self.tick)
-                if fault is not None and self._score(device, self.tick) > THRESHOLD:
-                    if not any(
+                if (
+                    fault is not None
+                    and self._score(device, self.tick) > THRESHOLD
+                    and not any(
                         a.device_id == device and a.status == "open"  # one incident per device
                         for a in self.alerts.values()
-                    ):
-                        score = self._score(device, self.tick)
-                        self._open_alert(device, "critical" if score > 1.5 * THRESHOLD else "warning", score, fault.command.fault, 0)
+                    )
+                ):
+                    score = self._score(device, self.tick)
+                    self._open_alert(
+                        device, "critical" if score > 1.5 * THRESHOLD else "warning", score, fault.command.fault, 0
+                    )
         snapshot = self._build()
         self._publish(snapshot)
         return snapshot
@@ -357,11 +381,19 @@ class FakeFacade:
         out = []
         for index, alert in enumerate(validation, start=1):
             first = _ms(alert.created_at.replace(tzinfo=UTC))
-            out.append(ValidationProblemRow(
-                id=index, device_id=alert.device_id, signal=alert.signal, check=alert.check, level=alert.level,
-                first_ts=first, last_ts=now, count=1 + max(0, (now - first) // int(STEP_S * 1000)),
-                message=alert.message,
-            ))
+            out.append(
+                ValidationProblemRow(
+                    id=index,
+                    device_id=alert.device_id,
+                    signal=alert.signal,
+                    check=alert.check,
+                    level=alert.level,
+                    first_ts=first,
+                    last_ts=now,
+                    count=1 + max(0, (now - first) // int(STEP_S * 1000)),
+                    message=alert.message,
+                )
+            )
         return tuple(out)
 
     def _publish(self, snapshot: Snapshot) -> None:
@@ -424,7 +456,8 @@ class FakeFacade:
         others = [s for s in profile.signals if s not in signals][:2]
         shares = [0.62, 0.21, 0.1, 0.07]
         contributors = tuple(
-            ContributorView(signal, profile.families[signal], shares[i]) for i, signal in enumerate([*signals, *others][:4])
+            ContributorView(signal, profile.families[signal], shares[i])
+            for i, signal in enumerate([*signals, *others][:4])
         )
         alert_id = self._next_alert_id
         self._next_alert_id += 1

@@ -46,4 +46,3 @@ class LoopLagMonitor:
         if not self.samples_ms:
             return 0.0
         return float(np.percentile(self.samples_ms, 95))
-

@@ -103,7 +103,9 @@ def stage_result(
 
 
 @contextmanager
-def measured(results: list[dict[str, Any]], stage: str, workload: str, rows: int, **extra: Any) -> Iterator[dict[str, Any]]:
+def measured(
+    results: list[dict[str, Any]], stage: str, workload: str, rows: int, **extra: Any
+) -> Iterator[dict[str, Any]]:
     """Time a block and append its stage result; the block may add extras to the yielded dict."""
     gc.collect()
     more: dict[str, Any] = dict(extra)
@@ -144,7 +146,9 @@ def sqlite_reference(store: Store, profile: str, frame: pd.DataFrame, path: Path
     return seconds
 
 
-def data_path_stages(settings: Settings, workload: Workload, workdir: Path) -> tuple[list[dict[str, Any]], Store, pd.DataFrame]:
+def data_path_stages(
+    settings: Settings, workload: Workload, workdir: Path
+) -> tuple[list[dict[str, Any]], Store, pd.DataFrame]:
     """generate, validate, ingest, re-ingest and the sqlite3 reference for one workload."""
     from itap_engine.ingest.pipeline import ingest_frame
     from itap_engine.ingest.validate import validate_frame

@@ -123,15 +123,28 @@ def _command(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def scale_stages(settings: Settings, name: str, clusters: list[str], progress: Any = lambda _m: None) -> list[dict[str, Any]]:
+def scale_stages(
+    settings: Settings, name: str, clusters: list[str], progress: Any = lambda _m: None
+) -> list[dict[str, Any]]:
     """generate -> train -> score of one scale workload under each cluster setting."""
     workload = SCALE_WORKLOADS[name]
     source = settings.source if settings.source and settings.source.is_file() else PACKAGED_CONFIG
     start = settings.simulation.start
     until = (start + timedelta(hours=workload.hours / 2)).isoformat()
     stages = [
-        ("generate", ["generate", "--devices", str(workload.devices), "--hours", f"{workload.hours:g}",
-                      "--freq", str(workload.freq_s)], workload.rows),
+        (
+            "generate",
+            [
+                "generate",
+                "--devices",
+                str(workload.devices),
+                "--hours",
+                f"{workload.hours:g}",
+                "--freq",
+                str(workload.freq_s),
+            ],
+            workload.rows,
+        ),
         ("train", ["train", "--train-until", until], workload.rows // 2),
         ("score", ["score"], workload.rows),
     ]
@@ -144,17 +157,19 @@ def scale_stages(settings: Settings, name: str, clusters: list[str], progress: A
             for stage, argv, rows in stages:
                 progress(f"{name}: itap {' '.join(argv)} --cluster {cluster}")
                 measured = _command([*argv, "--cluster", cluster], folder, env)
-                results.append({
-                    "stage": stage,
-                    "workload": name,
-                    "cluster": cluster,
-                    "rows": rows,
-                    "rows_per_s": round(rows / measured["seconds"]) if measured["seconds"] else None,
-                    "devices": workload.devices,
-                    "ms_per_device": round(1000 * measured["seconds"] / workload.devices, 2),
-                    "command": f"itap {' '.join(argv)} --cluster {cluster}",
-                    **measured,
-                })
+                results.append(
+                    {
+                        "stage": stage,
+                        "workload": name,
+                        "cluster": cluster,
+                        "rows": rows,
+                        "rows_per_s": round(rows / measured["seconds"]) if measured["seconds"] else None,
+                        "devices": workload.devices,
+                        "ms_per_device": round(1000 * measured["seconds"] / workload.devices, 2),
+                        "command": f"itap {' '.join(argv)} --cluster {cluster}",
+                        **measured,
+                    }
+                )
     by_stage = {(r["stage"], r["cluster"]): r for r in results}
     for r in results:
         single = by_stage.get((r["stage"], "none"))

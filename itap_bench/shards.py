@@ -101,7 +101,9 @@ async def _ticks(config: Path, ticks: int, shard: str | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m itap_bench.shards", description=__doc__.splitlines()[0])
-    parser.add_argument("--pg", required=True, metavar="URL", help="PostgreSQL database (schema itap_bench_e10k is remade)")
+    parser.add_argument(
+        "--pg", required=True, metavar="URL", help="PostgreSQL database (schema itap_bench_e10k is remade)"
+    )
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--ticks", type=int, default=15)
     parser.add_argument("--bootstrap-hours", type=float, default=0.5)
@@ -128,9 +130,21 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "itap_bench.shards", "--pg", args.pg, "--worker", str(config),
-                 "--shard", shard, "--ticks", str(args.ticks)],
-                stdout=subprocess.PIPE, text=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "itap_bench.shards",
+                    "--pg",
+                    args.pg,
+                    "--worker",
+                    str(config),
+                    "--shard",
+                    shard,
+                    "--ticks",
+                    str(args.ticks),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
             )
             for shard in ("0/2", "1/2")
         ]

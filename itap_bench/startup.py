@@ -50,7 +50,14 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
         for stage, argv in (("startup.help", ["--help"]), ("startup.status_empty", ["status"])):
             seconds = _median_s([*_itap(), *argv], env, work)
             results.append(
-                stage_result(stage, "-", seconds, 0, None, median_ms=round(seconds * 1000, 1),
-                             ratio_vs_python=round(seconds / python, 2) if python > 0 else None)
+                stage_result(
+                    stage,
+                    "-",
+                    seconds,
+                    0,
+                    None,
+                    median_ms=round(seconds * 1000, 1),
+                    ratio_vs_python=round(seconds / python, 2) if python > 0 else None,
+                )
             )
     return results

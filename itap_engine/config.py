@@ -24,7 +24,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from itap_engine.errors import ItapError
 
-
 PACKAGED_CONFIG = Path(__file__).with_name("default_config.toml")
 FaultKind = Literal["drift", "step", "spike", "dropout", "noise"]
 
@@ -143,10 +142,10 @@ class ProfileSpec(_Model):
             for name in spec.effects:
                 if name not in known:
                     raise ValueError(f"state {state} effects unknown signal {name!r}")
-        for fault, spec in self.faults.items():
+        for fault, spec in self.faults.items():  # type: ignore[assignment]
             for effect in spec.effects:
-                if effect.signal not in known:
-                    raise ValueError(f"fault {fault} affects unknown signal {effect.signal!r}")
+                if effect.signal not in known:  # type: ignore[attr-defined]
+                    raise ValueError(f"fault {fault} affects unknown signal {effect.signal!r}")  # type: ignore[attr-defined]
         return self
 
     @property
@@ -350,8 +349,7 @@ class Settings(_Model):
         for group in self.simulation.fleet:
             if group.profile not in self.profiles:
                 raise ValueError(
-                    f"simulation.fleet names unknown profile {group.profile!r}; "
-                    f"declared: {sorted(self.profiles)}"
+                    f"simulation.fleet names unknown profile {group.profile!r}; declared: {sorted(self.profiles)}"
                 )
         return self
 
@@ -378,7 +376,7 @@ class Settings(_Model):
         url = os.environ.get("ITAP_DB_URL") or self.database.url
         prefix = "sqlite:///"
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            url = prefix + str(self.resolve(url[len(prefix):]))
+            url = prefix + str(self.resolve(url[len(prefix) :]))
         return url
 
     def with_overrides(self, **sections: Any) -> Settings:
@@ -447,7 +445,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{source}: not valid TOML: {error}") from None
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{source}: not a text file (byte {error.start} is not UTF-8); give a TOML config file") from None
+        raise ConfigError(
+            f"{source}: not a text file (byte {error.start} is not UTF-8); give a TOML config file"
+        ) from None
     except OSError as error:
         raise ConfigError(f"{source}: cannot read: {error.strerror}") from None
     settings = parse_settings(data, source)

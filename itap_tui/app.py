@@ -14,6 +14,7 @@ How data moves:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 from collections.abc import Iterable
@@ -71,11 +72,25 @@ class ItapApp(App[int]):
         Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
-        Binding("l", "events", "Events", show=False, tooltip="Events: engine warnings, faults, retrains, validation, incidents"),
-        Binding("t", "time_travel", "Time", show=False, tooltip="Show the fleet and incidents at a past time (-2h, 05:00); t again: live"),
+        Binding(
+            "l",
+            "events",
+            "Events",
+            show=False,
+            tooltip="Events: engine warnings, faults, retrains, validation, incidents",
+        ),
+        Binding(
+            "t",
+            "time_travel",
+            "Time",
+            show=False,
+            tooltip="Show the fleet and incidents at a past time (-2h, 05:00); t again: live",
+        ),
         Binding("escape", "live", "Live", show=False, tooltip="Back to live from a past time"),
         Binding("e", "export('csv')", "Export", show=False, tooltip="Export the table on screen (as filtered) to CSV"),
-        Binding("E", "export('json')", "Export JSON", show=False, tooltip="Export the table on screen (as filtered) to JSON"),
+        Binding(
+            "E", "export('json')", "Export JSON", show=False, tooltip="Export the table on screen (as filtered) to JSON"
+        ),
         Binding("ctrl+t", "toggle_theme", "Dark/light theme", show=False),
         Binding("q", "quit", "Quit", tooltip="Stop the engine cleanly and quit"),
         Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
@@ -339,14 +354,35 @@ class ItapApp(App[int]):
             if isinstance(b, Binding)
         ]
         sections = [
-            ("Everywhere", everywhere + [Binding("ctrl+p", "command_palette", "Command palette")]),
-            ("Fleet", [*FleetScreen.BINDINGS, Binding("enter", "", "Open the highlighted device"), Binding("up,down,pageup,pagedown", "", "Move")]),
+            ("Everywhere", [*everywhere, Binding("ctrl+p", "command_palette", "Command palette")]),
+            (
+                "Fleet",
+                [
+                    *FleetScreen.BINDINGS,
+                    Binding("enter", "", "Open the highlighted device"),
+                    Binding("up,down,pageup,pagedown", "", "Move"),
+                ],
+            ),
             ("Tables", [Binding(b.key, b.action, b.description) for b in NAV_BINDINGS]),
-            ("Anomalies", [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")]),
+            (
+                "Anomalies",
+                [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")],
+            ),
             ("Device", [*DeviceScreen.BINDINGS]),
             ("Events", [*EventsScreen.BINDINGS]),
-            ("Fault dialog", [Binding("tab,shift+tab", "", "Next / previous field"), Binding("up,down", "", "Choose the fault type"), Binding("enter", "", "Next field (injects from the last)"), *FaultModal.BINDINGS]),
-            ("Filter (after /)", [Binding("enter", "", "Apply and return to the table"), Binding("escape", "", "Clear the filter")]),
+            (
+                "Fault dialog",
+                [
+                    Binding("tab,shift+tab", "", "Next / previous field"),
+                    Binding("up,down", "", "Choose the fault type"),
+                    Binding("enter", "", "Next field (injects from the last)"),
+                    *FaultModal.BINDINGS,
+                ],
+            ),
+            (
+                "Filter (after /)",
+                [Binding("enter", "", "Apply and return to the table"), Binding("escape", "", "Clear the filter")],
+            ),
         ]
         self.push_screen(HelpScreen(sections))
 
@@ -482,7 +518,11 @@ class ItapApp(App[int]):
         alert = None
         if snapshot is not None:
             alert = next(
-                (a for a in snapshot.anomalies if a.device_id == device_id and a.alert_id is not None and not a.acknowledged),
+                (
+                    a
+                    for a in snapshot.anomalies
+                    if a.device_id == device_id and a.alert_id is not None and not a.acknowledged
+                ),
                 None,
             )
         if alert is None or alert.alert_id is None:
@@ -504,7 +544,11 @@ class ItapApp(App[int]):
         if snapshot is None:
             return None
         return next(
-            (a for a in snapshot.anomalies if a.device_id == device_id and a.alert_id is not None and a.status == "open"),
+            (
+                a
+                for a in snapshot.anomalies
+                if a.device_id == device_id and a.alert_id is not None and a.status == "open"
+            ),
             None,
         )
 
@@ -546,8 +590,11 @@ class ItapApp(App[int]):
                 self.run_note(alert_id, answer)
 
         self.push_screen(
-            PromptModal(f"Note on incident #{alert_id} ({row.device_id}); empty clears it", row.note,
-                        placeholder="e.g. crew on site, bearing ordered"),
+            PromptModal(
+                f"Note on incident #{alert_id} ({row.device_id}); empty clears it",
+                row.note,
+                placeholder="e.g. crew on site, bearing ordered",
+            ),
             chosen,
         )
 
@@ -599,7 +646,12 @@ class ItapApp(App[int]):
         if event.worker.group == "engine-stop":
             self.exit(1, message=Text(f"itap: error: the engine did not stop cleanly: {message}"))
             return
-        self.notify(f"{event.worker.description or event.worker.name} failed: {message}", severity="error", markup=False, timeout=10)
+        self.notify(
+            f"{event.worker.description or event.worker.name} failed: {message}",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
 
     def action_export(self, fmt: str = "csv") -> None:
         context = self._context_screen()
@@ -622,7 +674,9 @@ class ItapApp(App[int]):
         context = self._context_screen()
         yield SystemCommand("Fleet", "Show every device (1)", self.action_fleet)
         yield SystemCommand("Anomalies", "Open alerts and top anomalous readings (2)", self.action_anomalies)
-        yield SystemCommand("Events", "Engine warnings, faults, retrains, validation, incidents (l)", self.action_events)
+        yield SystemCommand(
+            "Events", "Engine warnings, faults, retrains, validation, incidents (l)", self.action_events
+        )
         if hasattr(context, "action_drill"):
             yield SystemCommand("Drill down", "Open the highlighted device (enter)", context.action_drill)
         if hasattr(context, "action_filter"):
@@ -637,9 +691,12 @@ class ItapApp(App[int]):
                 )
         yield SystemCommand("Inject fault", "Inject a fault on the highlighted device (f)", self.action_inject_fault)
         if hasattr(context, "action_acknowledge"):
-            yield SystemCommand("Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge)
+            yield SystemCommand(
+                "Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge
+            )
         yield SystemCommand(
-            "Resume live updates" if self.ui_paused else "Pause live updates", f"{self.pause_help()} (p)",
+            "Resume live updates" if self.ui_paused else "Pause live updates",
+            f"{self.pause_help()} (p)",
             self.action_toggle_pause,
         )
         yield SystemCommand("Retrain", "Retrain the detection models (r)", self.action_retrain)
@@ -648,8 +705,12 @@ class ItapApp(App[int]):
             yield SystemCommand("Next signal", "Plot the next signal (n)", context.action_next_signal)
             yield SystemCommand("Window", "Cycle the plot window (w)", context.action_next_window)
         if hasattr(context, "export_records"):
-            yield SystemCommand("Export CSV", "Write the table on screen, as filtered, to CSV (e)", lambda: self.action_export("csv"))
-            yield SystemCommand("Export JSON", "Write the table on screen, as filtered, to JSON (E)", lambda: self.action_export("json"))
+            yield SystemCommand(
+                "Export CSV", "Write the table on screen, as filtered, to CSV (e)", lambda: self.action_export("csv")
+            )
+            yield SystemCommand(
+                "Export JSON", "Write the table on screen, as filtered, to JSON (E)", lambda: self.action_export("json")
+            )
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Dark/light theme", "Switch between dark and light (ctrl+t)", self.action_toggle_theme)
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
@@ -670,9 +731,7 @@ def run_console(settings: Settings, attach: bool = False, mouse: bool = True, at
         result = app.run(mouse=mouse)
     finally:
         if not app.engine_stopped and app.engine.alive:
-            try:
+            with contextlib.suppress(Exception):
                 app.engine.submit(facade.stop).result(timeout=30)
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
             app.engine.shutdown()
     return 0 if result is None else int(result)

@@ -38,7 +38,8 @@ def _add_console(subparsers: argparse._SubParsersAction) -> None:
         help="leave the mouse to the terminal (its own copy and paste, over SSH too); config: console.mouse",
     )
     sub.add_argument(
-        "--at", metavar="TIME",
+        "--at",
+        metavar="TIME",
         help="open at a past moment (data time, UTC): --at=-2h, --at 05:00 or --at 2026-01-01T05:00; t or esc returns to live",
     )
     sub.set_defaults(handler=_run_console)
@@ -76,9 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     once = parser.add_argument_group("cron mode")
     once.add_argument("--once", action="store_true", help="run one headless cycle, print a summary, exit 0/1/2/3")
     once.add_argument("--json", dest="once_json", action="store_true", help="with --once: print the summary as JSON")
-    once.add_argument("--report", dest="once_report", metavar="FILE.html", help="with --once: also write an HTML report")
     once.add_argument(
-        "--profile", dest="once_profile", metavar="NAME",
+        "--report", dest="once_report", metavar="FILE.html", help="with --once: also write an HTML report"
+    )
+    once.add_argument(
+        "--profile",
+        dest="once_profile",
+        metavar="NAME",
         help="with --once: status, alerts and figures of this profile only (one check per profile)",
     )
     parser.add_argument("--no-mouse", action="store_true", help="console: leave the mouse to the terminal")
@@ -107,11 +112,20 @@ def _main(argv: Sequence[str] | None) -> int:
 
         parser.error = refuse  # type: ignore[method-assign]
     args = parser.parse_args(argv)
-    once_only = [flag for flag, value in (("--json", args.once_json), ("--report", args.once_report),
-                                          ("--profile", args.once_profile)) if value]
+    once_only = [
+        flag
+        for flag, value in (
+            ("--json", args.once_json),
+            ("--report", args.once_report),
+            ("--profile", args.once_profile),
+        )
+        if value
+    ]
     if once_only and not args.once:
         # Without --once these would start the full-screen console into a pipe.
-        parser.error(f"{' and '.join(once_only)} only go with --once (a subcommand takes its own options after its name)")
+        parser.error(
+            f"{' and '.join(once_only)} only go with --once (a subcommand takes its own options after its name)"
+        )
     if args.once:
         # A cycle that could not run is UNKNOWN (3) for a monitoring system, in the
         # run's own output format (a JSON line with --json).
@@ -121,7 +135,7 @@ def _main(argv: Sequence[str] | None) -> int:
             return engine_cli.run_handler(
                 args, _run_once, on_error=lambda error: report_unknown(error, json_output=args.once_json)
             )
-        except Exception as error:  # noqa: BLE001 - whatever it was, cron gets a status, not a traceback
+        except Exception as error:
             if args.debug:
                 raise
             return report_unknown(describe_error(error), json_output=args.once_json)

@@ -24,25 +24,45 @@ def iso(ms: int | None) -> str | None:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).replace(tzinfo=None).isoformat()
 
 
-def fleet_records(rows: Iterable[DeviceRow], silenced: dict[str, tuple[int, str]] | None = None) -> list[dict[str, Any]]:
+def fleet_records(
+    rows: Iterable[DeviceRow], silenced: dict[str, tuple[int, str]] | None = None
+) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         quiet = (silenced or {}).get(r.device_id)
-        out.append({
-            "device_id": r.device_id, "profile": r.profile, "site": r.site, "status": r.status, "state": r.state,
-            "score": r.score, "threshold": r.threshold, "last_reading": iso(r.last_ts),
-            "injected_fault": r.injected_fault, "silenced_until": iso(quiet[0]) if quiet else None,
-            **{f"value.{name}": value for name, value in r.values.items()},
-        })
+        out.append(
+            {
+                "device_id": r.device_id,
+                "profile": r.profile,
+                "site": r.site,
+                "status": r.status,
+                "state": r.state,
+                "score": r.score,
+                "threshold": r.threshold,
+                "last_reading": iso(r.last_ts),
+                "injected_fault": r.injected_fault,
+                "silenced_until": iso(quiet[0]) if quiet else None,
+                **{f"value.{name}": value for name, value in r.values.items()},
+            }
+        )
     return out
 
 
 def anomaly_records(rows: Iterable[AnomalyRow]) -> list[dict[str, Any]]:
     return [
         {
-            "incident_id": r.alert_id, "device_id": r.device_id, "profile": r.profile, "kind": "incident" if r.alert_id is not None else "reading",
-            "status": r.status, "severity": r.severity, "family": r.family, "score": r.score,
-            "opened": iso(r.opened_ts), "last": iso(r.ts), "acknowledged": r.acknowledged, "note": r.note,
+            "incident_id": r.alert_id,
+            "device_id": r.device_id,
+            "profile": r.profile,
+            "kind": "incident" if r.alert_id is not None else "reading",
+            "status": r.status,
+            "severity": r.severity,
+            "family": r.family,
+            "score": r.score,
+            "opened": iso(r.opened_ts),
+            "last": iso(r.ts),
+            "acknowledged": r.acknowledged,
+            "note": r.note,
             "contributors": "; ".join(f"{c.signal} {c.share:.2f}" for c in r.contributors),
         }
         for r in rows
@@ -52,9 +72,15 @@ def anomaly_records(rows: Iterable[AnomalyRow]) -> list[dict[str, Any]]:
 def problem_records(rows: Iterable[ValidationProblemRow]) -> list[dict[str, Any]]:
     return [
         {
-            "level": p.level, "device_id": p.device_id, "signal": p.signal, "check": p.check,
-            "first_seen": iso(p.first_ts), "last_seen": iso(p.last_ts), "count": p.count,
-            "resolved": iso(p.resolved_ts), "message": p.message,
+            "level": p.level,
+            "device_id": p.device_id,
+            "signal": p.signal,
+            "check": p.check,
+            "first_seen": iso(p.first_ts),
+            "last_seen": iso(p.last_ts),
+            "count": p.count,
+            "resolved": iso(p.resolved_ts),
+            "message": p.message,
         }
         for p in rows
     ]
@@ -71,7 +97,9 @@ def series_records(detail: DeviceDetail) -> list[dict[str, Any]]:
     return out
 
 
-def write_records(records: Sequence[dict[str, Any]], folder: Path, name: str, fmt: str, now: datetime | None = None) -> Path:
+def write_records(
+    records: Sequence[dict[str, Any]], folder: Path, name: str, fmt: str, now: datetime | None = None
+) -> Path:
     """Write ``records`` to ``folder/name-<UTC time>.csv|json``; returns the path."""
     folder.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "export"  # device ids come from data

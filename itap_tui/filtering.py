@@ -67,9 +67,7 @@ class Filter:
     clauses: tuple[Clause, ...] = ()
 
     @classmethod
-    def parse(
-        cls, text: str, keys: Collection[str] | None = None, numbers: Collection[str] | None = None
-    ) -> Filter:
+    def parse(cls, text: str, keys: Collection[str] | None = None, numbers: Collection[str] | None = None) -> Filter:
         """Parse ``text``; with ``keys`` (and ``numbers``, the names that compare as
         numbers), raise :class:`FilterError` for anything the screen cannot match."""
         text = re.sub(r"\s+or\s+", "|", f" {text.lower()} ").strip()
@@ -93,9 +91,7 @@ class Filter:
             except ValueError:
                 raise FilterError(f"{word!r}: {number!r} is not a number") from None
             if numbers is not None and name not in numbers:
-                raise FilterError(
-                    f"unknown signal {name!r} in {word!r}; compare one of: {', '.join(sorted(numbers))}"
-                )
+                raise FilterError(f"unknown signal {name!r} in {word!r}; compare one of: {', '.join(sorted(numbers))}")
             return Term(name, number, op, negated)
         key, sep, value = word.partition(":")
         if sep and value:
@@ -122,9 +118,9 @@ class Filter:
                 found = False
             else:
                 limit = float(term.value)
-                found = {
-                    ">": number > limit, "<": number < limit, ">=": number >= limit, "<=": number <= limit
-                }[term.op]
+                found = {">": number > limit, "<": number < limit, ">=": number >= limit, "<=": number <= limit}[
+                    term.op
+                ]
         else:
             value = term.value
             meant = SHOWN_WORDS.get(value, value)

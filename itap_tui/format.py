@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
-from itap_engine.snapshot import worth_showing
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import worth_showing
 
 
 @dataclass(frozen=True)

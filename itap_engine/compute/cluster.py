@@ -55,7 +55,9 @@ class Executor(Protocol):
     """The cluster setting this executor serves (``none``, ``local:2``, an address)."""
     workers: int
 
-    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None) -> list[Any]:
+    def map(
+        self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None
+    ) -> list[Any]:
         """``[fn(*args) for args in tasks]``, wherever the executor runs them."""
         ...
 
@@ -66,7 +68,9 @@ class LocalExecutor:
     name = "none"
     workers = 1
 
-    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None) -> list[Any]:
+    def map(
+        self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None
+    ) -> list[Any]:
         results = []
         for i, args in enumerate(tasks):
             results.append(fn(*args))
@@ -87,7 +91,9 @@ class DaskExecutor:
         self.name = name
         self.workers = max(1, len(client.scheduler_info().get("workers", {})))
 
-    def map(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None) -> list[Any]:
+    def map(
+        self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None
+    ) -> list[Any]:
         from distributed import as_completed
 
         if not tasks:
@@ -159,8 +165,9 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if spec.startswith("local"):
             raise ComputeError(f"cannot start a Dask LocalCluster ({spec}): {reason}") from None
-        raise ComputeError(f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) "
-                           f"or use {CLUSTER_HELP}") from None
+        raise ComputeError(
+            f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) or use {CLUSTER_HELP}"
+        ) from None
     try:
         yield DaskExecutor(client, spec)
     finally:

@@ -61,7 +61,9 @@ def score_partition(
         if since is not None:
             assert model.features is not None
             span = warm_up_span_ms(model.features)
-            history = store.read_readings(profile, device_ids=devices, since_ms=since - span, until_ms=since, columns=columns)
+            history = store.read_readings(
+                profile, device_ids=devices, since_ms=since - span, until_ms=since, columns=columns
+            )
             scorer.warm_up(history)
             del history
         tracker = AlertTracker(store, settings)
@@ -87,8 +89,9 @@ def score_partition(
         store.close()
 
 
-def _time_slices(store: Store, profile: str, devices: list[str], since: int | None, until: int,
-                 chunk_rows: int) -> list[tuple[int | None, int]]:
+def _time_slices(
+    store: Store, profile: str, devices: list[str], since: int | None, until: int, chunk_rows: int
+) -> list[tuple[int | None, int]]:
     """``(lo, hi]`` windows of about ``chunk_rows`` readings of ``devices``.
 
     Scoring slice after slice with one :class:`StreamingScorer` gives the numbers of

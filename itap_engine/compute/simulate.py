@@ -125,7 +125,9 @@ def simulate_partition(
             store.close()
         return SimulateResult(profile, source, rows, inserted, rows - inserted, 0, "ok", time.perf_counter() - started)
     try:
-        with _SerialisedRun(store, settings, profile, kind=kind, source=source, now=end if simulated_now else None) as run:
+        with _SerialisedRun(
+            store, settings, profile, kind=kind, source=source, now=end if simulated_now else None
+        ) as run:
             t0 = start
             while t0 < end:
                 t1 = min(end, t0 + timedelta(seconds=chunk_s))
@@ -139,8 +141,17 @@ def simulate_partition(
         report = run.report
     finally:
         store.close()
-    return SimulateResult(profile, source, report.rows_in, report.inserted, report.duplicates, report.quarantined,
-                          report.status, time.perf_counter() - started, (int(report.run_id),))
+    return SimulateResult(
+        profile,
+        source,
+        report.rows_in,
+        report.inserted,
+        report.duplicates,
+        report.quarantined,
+        report.status,
+        time.perf_counter() - started,
+        (int(report.run_id),),
+    )
 
 
 def simulate_fleet(
@@ -163,7 +174,20 @@ def simulate_fleet(
     started = time.perf_counter()
     parts = partitions(device_ids, settings.compute.partition_devices)
     tasks = [
-        (settings, profile, part.devices, start, end, options or {}, source, kind, simulated_now, CHUNK_ROWS, url, validate)
+        (
+            settings,
+            profile,
+            part.devices,
+            start,
+            end,
+            options or {},
+            source,
+            kind,
+            simulated_now,
+            CHUNK_ROWS,
+            url,
+            validate,
+        )
         for part in parts
     ]
     results: list[SimulateResult] = executor.map(simulate_partition, tasks, progress)
@@ -174,15 +198,26 @@ def combine(results: Sequence[SimulateResult], profile: str, source: str, second
     statuses = {r.status for r in results}
     status = "error" if "error" in statuses else "warning" if "warning" in statuses else "ok"
     return SimulateResult(
-        profile, source,
-        rows_in=sum(r.rows_in for r in results), inserted=sum(r.inserted for r in results),
-        duplicates=sum(r.duplicates for r in results), quarantined=sum(r.quarantined for r in results),
-        status=status, seconds=seconds, run_ids=tuple(i for r in results for i in r.run_ids),
+        profile,
+        source,
+        rows_in=sum(r.rows_in for r in results),
+        inserted=sum(r.inserted for r in results),
+        duplicates=sum(r.duplicates for r in results),
+        quarantined=sum(r.quarantined for r in results),
+        status=status,
+        seconds=seconds,
+        run_ids=tuple(i for r in results for i in r.run_ids),
     )
 
 
-def write_csv(sim_factory: Callable[[Sequence[str]], Any], device_ids: Sequence[str], start: datetime, end: datetime,
-              path: str, group: int) -> int:
+def write_csv(
+    sim_factory: Callable[[Sequence[str]], Any],
+    device_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    path: str,
+    group: int,
+) -> int:
     """Simulate into a CSV file one device group at a time (rows ordered by device, then time)."""
     rows = 0
     for i, part in enumerate(partitions(device_ids, group)):

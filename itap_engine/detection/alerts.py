@@ -137,7 +137,11 @@ def explain(
     family_names = sorted(set(fams))
     fam_member = np.array([[1.0 if f == name else 0.0 for name in family_names] for f in fams])
     per_family = per_signal @ fam_member
-    top_family = np.array(family_names, dtype=object)[per_family.argmax(axis=1)] if len(per_signal) else np.array([], dtype=object)
+    top_family = (
+        np.array(family_names, dtype=object)[per_family.argmax(axis=1)]
+        if len(per_signal)
+        else np.array([], dtype=object)
+    )
     rows = np.empty(len(per_signal), dtype=object)
     rows.fill(NO_CONTRIBUTORS)
     chosen = np.flatnonzero(detail) if detail is not None else np.arange(len(per_signal))
@@ -148,9 +152,7 @@ def explain(
         for r, i in enumerate(chosen):
             if total[r] <= 0:
                 continue
-            rows[i] = [
-                Contributor(signals[j], fams[j], float(sub[r, j] / total[r])) for j in order[r] if sub[r, j] > 0
-            ]
+            rows[i] = [Contributor(signals[j], fams[j], float(sub[r, j] / total[r])) for j in order[r] if sub[r, j] > 0]
     return Explanation(top_family, rows)
 
 
@@ -165,8 +167,15 @@ def mute_device(store, device_id: str, until_ts: int | None, reason: str = "", f
     with store.engine.begin() as conn:
         conn.execute(sa.delete(table).where(table.c.device_id == device_id))
         if until_ts is not None:
-            conn.execute(sa.insert(table).values(device_id=device_id, until_ts=int(until_ts), reason=reason[:200],
-                                                 from_ts=from_ts, created_at=utcnow()))
+            conn.execute(
+                sa.insert(table).values(
+                    device_id=device_id,
+                    until_ts=int(until_ts),
+                    reason=reason[:200],
+                    from_ts=from_ts,
+                    created_at=utcnow(),
+                )
+            )
 
 
 def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> dict[str, tuple[int, str]]:
@@ -237,7 +246,7 @@ class AlertTracker:
     process continues where the last one stopped.
     """
 
-    def __init__(self, store, settings: Settings) -> None:  # noqa: ANN001 - Store imported lazily
+    def __init__(self, store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         self.rules = settings.alerts
@@ -264,8 +273,12 @@ class AlertTracker:
         """A test: is this device silenced at this time (mutes read once per update)?"""
         table = DeviceMute.__table__  # type: ignore[attr-defined]
         with self.store.engine.connect() as conn:
-            mutes = [(str(d), int(u)) for d, u in conn.execute(
-                sa.select(table.c.device_id, table.c.until_ts).where(table.c.until_ts > since_ms))]
+            mutes = [
+                (str(d), int(u))
+                for d, u in conn.execute(
+                    sa.select(table.c.device_id, table.c.until_ts).where(table.c.until_ts > since_ms)
+                )
+            ]
         windows = [(w.device, _ms(w.start), _ms(w.end)) for w in self.rules.maintenance]
         if not mutes and not windows:
             return lambda device, at: False
@@ -464,7 +477,7 @@ def _tracked_update() -> sa.Executable:
     )
 
 
-def acknowledge_alert(store, alert_id: int, acknowledged: bool = True) -> Alert:  # noqa: ANN001
+def acknowledge_alert(store, alert_id: int, acknowledged: bool = True) -> Alert:
     """Mark an alert acknowledged (stored); acknowledging twice keeps the first time.
     ``acknowledged=False`` undoes an acknowledgement."""
     with store.session() as session:
@@ -480,7 +493,7 @@ def acknowledge_alert(store, alert_id: int, acknowledged: bool = True) -> Alert:
         return alert
 
 
-def alerts_frame(store, profile: str | None = None, *, status: str | None = None) -> pd.DataFrame:  # noqa: ANN001
+def alerts_frame(store, profile: str | None = None, *, status: str | None = None) -> pd.DataFrame:
     """Alerts as a frame (for evaluation and listings)."""
     stmt = sa.select(Alert.__table__)  # type: ignore[attr-defined]
     if profile is not None:

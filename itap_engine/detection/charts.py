@@ -66,10 +66,10 @@ class _OutlierAPI:
         self.offset_ = -float(threshold)
 
     def score_samples(self, X: Any) -> np.ndarray:
-        return self.score_and_contributions(X)[0]
+        return self.score_and_contributions(X)[0]  # type: ignore[attr-defined]
 
     def contributions(self, X: Any) -> np.ndarray:
-        return self.score_and_contributions(X)[1]
+        return self.score_and_contributions(X)[1]  # type: ignore[attr-defined]
 
 
 class ShiftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
@@ -209,7 +209,7 @@ class PcaDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
         _, s, vt = np.linalg.svd(Z - self.mu_, full_matrices=False)
         var = s * s / max(len(Z) - 1, 1)
         share = np.cumsum(var) / max(var.sum(), 1e-12)
-        k = int(min(np.searchsorted(share, self.variance) + 1, len(var)))
+        k = int(min(np.searchsorted(share, self.variance) + 1, len(var)))  # type: ignore[call-overload]
         self.components_, self.eigen_ = vt[:k], np.maximum(var[:k], 1e-9)
         t2, q = self._stats(Z)
         self.t2_scale_ = max(float(np.quantile(t2, 0.99)), 1e-9)
@@ -248,7 +248,9 @@ class EnsembleDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
         scales = []
         for m in self.members_:
             s = -m.score_samples(X)
-            scales.append(max(float(np.quantile(s[np.isfinite(s)], self.quantile)) if np.isfinite(s).any() else 1.0, 1e-9))
+            scales.append(
+                max(float(np.quantile(s[np.isfinite(s)], self.quantile)) if np.isfinite(s).any() else 1.0, 1e-9)
+            )
         self.scales_ = np.array(scales)
         self.offset_ = -1.0
         return self

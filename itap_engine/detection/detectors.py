@@ -67,15 +67,15 @@ class _RobustScaling:
         tail = np.nanquantile(dev, 0.999, axis=0) / _NORMAL_999
         scale = np.fmax(np.nan_to_num(mad), np.nan_to_num(tail))
         self.center_ = center
-        self.scale_ = np.maximum(scale, self.min_scale)
+        self.scale_ = np.maximum(scale, self.min_scale)  # type: ignore[attr-defined]
         self.n_features_in_ = X.shape[1]
 
     def _z(self, X: np.ndarray) -> np.ndarray:
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the detector was fitted with {self.n_features_in_}")
         z = (X - self.center_) / self.scale_
-        z = np.where(np.isnan(z), self.missing_z, z)
-        return np.clip(z, -self.clip, self.clip)
+        z = np.where(np.isnan(z), self.missing_z, z)  # type: ignore[attr-defined]
+        return np.clip(z, -self.clip, self.clip)  # type: ignore[attr-defined]
 
     def _score_z(self, z: np.ndarray) -> np.ndarray:
         """The detector's score of scaled features (lower is more abnormal)."""
@@ -276,10 +276,14 @@ def make_detector(
         parts = [m for m in members if m != "ensemble"]
         if not parts:
             raise ValueError("an ensemble needs at least one member detector")
-        return detectors.EnsembleDetector(members=[
-            make_detector(m, n_estimators=n_estimators, random_state=random_state, feature_names=feature_names,
-                          window=window) for m in parts
-        ])
+        return detectors.EnsembleDetector(
+            members=[
+                make_detector(
+                    m, n_estimators=n_estimators, random_state=random_state, feature_names=feature_names, window=window
+                )
+                for m in parts
+            ]
+        )
     raise ValueError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}")
 
 
@@ -298,9 +302,7 @@ class ThresholdChoice:
 LADDER = (95.0, 97.0, 98.0, 99.0, 99.5, 99.7, 99.8, 99.9, 99.95, 99.98, 99.99)
 
 
-def count_k_of_n_alerts(
-    above: np.ndarray, device_codes: np.ndarray, k: int, n: int, quiet: int
-) -> int:
+def count_k_of_n_alerts(above: np.ndarray, device_codes: np.ndarray, k: int, n: int, quiet: int) -> int:
     """Alerts the k-of-n / quiet-period rule would open over per-device sorted flags."""
     total = 0
     for code in np.unique(device_codes):
@@ -310,7 +312,7 @@ def count_k_of_n_alerts(
         csum = np.concatenate([[0], np.cumsum(flags)])
         idx = np.arange(len(flags))
         hits = csum[idx + 1] - csum[np.maximum(idx + 1 - n, 0)]
-        last_above = -10**9
+        last_above = -(10**9)
         open_ = False
         for i in np.flatnonzero(flags | (hits >= k)):
             if open_ and i - last_above > quiet:
@@ -319,7 +321,7 @@ def count_k_of_n_alerts(
                 open_ = True
                 total += 1
             if flags[i]:
-                last_above = i
+                last_above = i  # type: ignore[assignment]
     return total
 
 
@@ -355,4 +357,6 @@ def sweep_threshold(
         pct, thr, rate = tried[-1]
         thr = float(np.max(scores)) if len(scores) else thr
         chosen = (100.0, thr, 0.0)
-    return ThresholdChoice(threshold=chosen[1], percentile=chosen[0], alerts_per_device_day=chosen[2], sweep=tuple(tried))
+    return ThresholdChoice(
+        threshold=chosen[1], percentile=chosen[0], alerts_per_device_day=chosen[2], sweep=tuple(tried)
+    )

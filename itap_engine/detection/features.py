@@ -35,6 +35,7 @@ device-level event counters (see :data:`SIGNAL_KINDS`, :data:`EVENT_FEATURES`).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -154,7 +155,7 @@ def _rolling_sum(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray
     rounding from another device's readings (batch and streaming agree to ~1e-12).
     """
     n = values.shape[0]
-    out = np.empty(values.shape, order=_order(values))
+    out = np.empty(values.shape, order=_order(values))  # type: ignore[call-overload]
     starts = np.flatnonzero(pos == 0)
     ends = np.r_[starts[1:], n]
     for lo, hi in zip(starts, ends):
@@ -170,12 +171,14 @@ def _rolling_count(flags: np.ndarray, pos: np.ndarray, window: int) -> np.ndarra
     Integer-valued cumulative sums carry no rounding, so one pass over all devices
     (no per-device loop) gives the same numbers as :func:`_rolling_sum`.
     """
-    cs = np.zeros((flags.shape[0] + 1, *flags.shape[1:]), order=_order(flags))
+    cs = np.zeros((flags.shape[0] + 1, *flags.shape[1:]), order=_order(flags))  # type: ignore[call-overload]
     np.cumsum(flags, axis=0, out=cs[1:])
     return _trailing_difference(cs, pos, window)
 
 
-def _gather(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
+def _gather(
+    values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, fill: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Trailing windows ending at ``rows`` only: ``(windows, inside)``.
 
     ``windows`` is (m, window, *values.shape[1:]) with the current row last; slots
@@ -190,7 +193,9 @@ def _gather(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, 
     return windows, inside
 
 
-def _windows(values: np.ndarray, pos: np.ndarray, window: int, fill: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _windows(
+    values: np.ndarray, pos: np.ndarray, window: int, fill: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Trailing windows of a 1-D array: ``(view, partial, outside)``.
 
     ``view`` is a (n, window) read-only view whose column ``window - 1`` is the
@@ -239,7 +244,9 @@ def _rolling_extreme(values: np.ndarray, pos: np.ndarray, window: int, largest: 
     return result
 
 
-def _rolling_extreme_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, largest: bool) -> np.ndarray:
+def _rolling_extreme_at(
+    values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, largest: bool
+) -> np.ndarray:
     """:func:`_rolling_extreme` for the windows ending at ``rows`` only."""
     fill = -np.inf if largest else np.inf
     sub = _gather(np.where(np.isnan(values), fill, values), pos, rows, window, fill)[0]
@@ -280,7 +287,9 @@ def _fft_features(values: np.ndarray, pos: np.ndarray, window: int) -> tuple[np.
     return energy, dominant
 
 
-def _fft_features_at(values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+def _fft_features_at(
+    values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_fft_features` for the windows ending at ``rows`` only (same numbers)."""
     valid = np.isfinite(values)
     sub, inside = _gather(np.where(valid, values, 0.0), pos, rows, window, 0.0)
@@ -450,7 +459,7 @@ def device_blocks(
         if done[start - 1] - (done[cuts[-1] - 1] if cuts[-1] else 0.0) >= rows:
             cuts.append(int(start))
     cuts.append(n)
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def map_blocks(fn: Callable[[int, int], T], blocks: Sequence[tuple[int, int]]) -> list[T]:
@@ -565,7 +574,11 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         # a gap in time (e.g. rows left out of training) restarts the lag like a new device
         pos = self._segment_positions(frame, device_codes)
         # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
-        sample = slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right"))) if len(frame) else slice(0, 0)
+        sample = (
+            slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right")))
+            if len(frame)
+            else slice(0, 0)
+        )
         best: tuple[float, float, int] | None = None
         for delay in _LAG_DELAYS:
             for tau in _LAG_TAUS:
@@ -652,7 +665,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             return self._transform(X, None, levels).iloc[rows]
         return self._transform(X, rows, levels)
 
-    def _transform(self, frame: pd.DataFrame, rows: np.ndarray | None, levels: np.ndarray | None = None) -> pd.DataFrame:
+    def _transform(
+        self, frame: pd.DataFrame, rows: np.ndarray | None, levels: np.ndarray | None = None
+    ) -> pd.DataFrame:
         """Features of ``frame`` (sorted) at ``rows`` (all rows when None)."""
         device_codes = pd.factorize(frame["device_id"])[0]
         if rows is None:
@@ -699,7 +714,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         sizes = np.diff(np.r_[first, len(frame)])
         return np.repeat(per, sizes)
 
-    def _standardise(self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None) -> np.ndarray:
+    def _standardise(
+        self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None
+    ) -> np.ndarray:
         """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
         weights = self._weights  # set by fit; never written here (transform runs on threads)
         sub = frame if at is None else frame.iloc[at]
@@ -926,6 +943,9 @@ def feature_builder_for(settings: Settings, profile: str | ProfileSpec) -> Featu
     spec = settings.profile(profile) if isinstance(profile, str) else profile
     fs = settings.features
     return FeatureBuilder(
-        signals=tuple(spec.signal_names), window=fs.window, long_window=fs.long_window, fft_window=fs.fft_window,
+        signals=tuple(spec.signal_names),
+        window=fs.window,
+        long_window=fs.long_window,
+        fft_window=fs.fft_window,
         gap_factor=fs.gap_factor,
     )

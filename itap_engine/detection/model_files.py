@@ -86,7 +86,7 @@ def registry() -> dict[str, type]:
     from itap_engine.detection.detectors import DETECTORS
     from itap_engine.detection.features import FeatureBuilder
 
-    classes = {FeatureBuilder, *(_resolve(d) for d in DETECTORS.values()), *_EXTRA}
+    classes = {FeatureBuilder, *(_resolve(d) for d in DETECTORS.values()), *_EXTRA}  # type: ignore[arg-type]
     return {_name(cls): cls for cls in classes}
 
 
@@ -132,7 +132,7 @@ class _Encoder:
         self.arrays[key] = array
         return key
 
-    def encode(self, value: Any, where: str) -> Any:  # noqa: C901, PLR0911 - one case per type
+    def encode(self, value: Any, where: str) -> Any:
         if value is None or isinstance(value, (bool, str)):
             return str(value) if isinstance(value, str) else value
         if isinstance(value, np.bool_):
@@ -180,7 +180,7 @@ def encode_model(bundle: dict[str, Any]) -> bytes:
     arrays = dict(encoder.arrays)
     arrays[MANIFEST] = np.frombuffer(json.dumps(manifest, allow_nan=False).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
     return buffer.getvalue()
 
 
@@ -194,7 +194,7 @@ class _Decoder:
             raise ModelFileError(f"model file refers to a missing array {key!r}")
         return self.archive[key]
 
-    def decode(self, value: Any) -> Any:  # noqa: PLR0911 - one case per tag
+    def decode(self, value: Any) -> Any:
         if value is None or isinstance(value, (bool, int, float, str)):
             return value
         if isinstance(value, list):
@@ -223,7 +223,7 @@ class _Decoder:
 
             try:
                 return skops.io.loads(self._array(value["$skops"]).tobytes(), trusted=SKOPS_TRUSTED)
-            except Exception as error:  # noqa: BLE001 - untrusted types, corrupt data
+            except Exception as error:
                 raise ModelFileError(f"model file holds an estimator skops refuses: {error}") from None
         raise ModelFileError("model file manifest holds an unknown tag")
 

@@ -166,7 +166,7 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
 
 
 def train_model(
-    store,  # noqa: ANN001 - itap_engine.store.sql.Store
+    store,
     settings: Settings,
     profile: str,
     *,
@@ -234,7 +234,10 @@ def train_model(
         train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
     name = settings.detection.detector
     detector = make_detector(
-        name, n_estimators=settings.detection.n_estimators, feature_names=names, window=builder.window,
+        name,
+        n_estimators=settings.detection.n_estimators,
+        feature_names=names,
+        window=builder.window,
         members=settings.detection.ensemble,
     )
     detector.fit(X[train_idx])
@@ -257,7 +260,9 @@ def train_model(
         from itap_engine.detection.threshold import calibrate, exceedance_probability
 
         rate = settings.detection.false_alarms_per_device_day
-        pooled = calibrate(val_scores, exceedance_probability(rate, builder.step_ms_), settings.detection.threshold_method)
+        pooled = calibrate(
+            val_scores, exceedance_probability(rate, builder.step_ms_), settings.detection.threshold_method
+        )
         choice = ThresholdChoice(pooled.threshold, 100.0, rate, choice.sweep)
         calibration["pooled"] = {"threshold": pooled.threshold, "q": pooled.q, **pooled.detail}
         for code, device in enumerate(pd.unique(val_devices)):
@@ -302,7 +307,7 @@ def train_model(
     }
     with store.session() as session:
         session.exec(
-            sa.update(ModelVersion).where(ModelVersion.profile == profile).values(active=False)  # type: ignore[call-overload]
+            sa.update(ModelVersion).where(ModelVersion.profile == profile).values(active=False)  # type: ignore[arg-type, call-overload]
         )
         version = ModelVersion(
             profile=profile,
@@ -347,7 +352,7 @@ def min_training_readings(builder: FeatureBuilder) -> int:
     return 2 * (int(builder.long_window) + 1)
 
 
-def _active_device_windows(store, profile: str) -> dict[str, tuple[int | None, int | None]]:  # noqa: ANN001
+def _active_device_windows(store, profile: str) -> dict[str, tuple[int | None, int | None]]:
     """The per-device known-good windows of the profile's active model version."""
     with store.session() as session:
         version = session.exec(
@@ -365,7 +370,10 @@ def _active_device_windows(store, profile: str) -> dict[str, tuple[int | None, i
 
 
 def _training_frame(
-    store, profile: str, train_from_ms: int | None, train_until_ms: int | None,  # noqa: ANN001
+    store,
+    profile: str,
+    train_from_ms: int | None,
+    train_until_ms: int | None,
     device_windows: dict[str, tuple[int | None, int | None]],
 ) -> pd.DataFrame:
     """Readings of the profile's window, with devices that have their own window read
@@ -376,8 +384,9 @@ def _training_frame(
         frame = frame[~frame["device_id"].astype(str).isin(list(device_windows))]
         parts = [frame]
         for device, (lo, hi) in device_windows.items():
-            parts.append(store.read_readings(profile, device_ids=[device], since_ms=None if lo is None else lo - 1,
-                                             until_ms=hi))
+            parts.append(
+                store.read_readings(profile, device_ids=[device], since_ms=None if lo is None else lo - 1, until_ms=hi)
+            )
         frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else frame
     # features come back ordered by device then time (Python's order): the masks below
     # must follow the same order, whatever the database's collation
@@ -392,7 +401,7 @@ def _warm(feats: pd.DataFrame, history: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- loading
-def load_model_version(store, version_id: int) -> TrainedModel:  # noqa: ANN001
+def load_model_version(store, version_id: int) -> TrainedModel:
     """Load one recorded model version, verifying its file's sha256 first.
 
     Raises:
@@ -441,7 +450,7 @@ def load_model_version(store, version_id: int) -> TrainedModel:  # noqa: ANN001
     )
 
 
-def load_active_model(store, settings: Settings, profile: str) -> TrainedModel | None:  # noqa: ANN001
+def load_active_model(store, settings: Settings, profile: str) -> TrainedModel | None:
     """The newest active model of a profile, or None if none was trained.
 
     Raises:
@@ -654,7 +663,7 @@ def _at_or_after_first(flags: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return last_flag >= starts
 
 
-def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:  # noqa: ANN001
+def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000) -> int:
     """Bulk ``INSERT ... ON CONFLICT DO NOTHING`` of scores; returns rows inserted."""
     if scored.empty:
         return 0
@@ -673,11 +682,15 @@ def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000
         )
     ]
     names = ["profile", "device_id", "ts", "score", "model_version_id", "contributors"]
-    copied = store.copy_rows("score", names, [tuple(r[n] for n in names) for r in records], ["profile", "device_id", "ts"])
+    copied = store.copy_rows(
+        "score", names, [tuple(r[n] for n in names) for r in records], ["profile", "device_id", "ts"]
+    )
     if copied is not None:  # PostgreSQL
         return copied
     return sum(
-        store.executemany("insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch])
+        store.executemany(
+            "insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch]
+        )
         for start in range(0, len(records), batch)
     )
 
@@ -693,7 +706,7 @@ def _score_insert(dialect: str) -> sa.Executable:
     )
 
 
-def score_pending(store, settings: Settings, profile: str) -> ScoreResult:  # noqa: ANN001
+def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
     """``itap score``: score readings newer than the profile's scored watermark.
 
     Warms the windows up from the readings just before the watermark, stores Score

@@ -122,6 +122,7 @@ CHECKPOINT_TICKS = 10
 """Readings simulated per bootstrap step (bounds memory and paces progress)."""
 TICK_RUN_KIND = "tick"
 
+
 # ---------------------------------------------------------------------- helpers
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -146,6 +147,7 @@ def _short_error(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     name = type(error).__name__
     return f"{name}: {text}" if text and not isinstance(error, ItapError) else (text or name)
+
 
 # ---------------------------------------------------------------------- results
 @dataclass
@@ -383,6 +385,7 @@ class EngineCore:
         """
         from itap_engine.compute.cluster import LocalExecutor
         from itap_engine.compute.simulate import simulate_fleet
+
         settings = self.settings
         start = _naive(settings.simulation.start)
         end = start + timedelta(hours=settings.detection.bootstrap_hours)
@@ -399,9 +402,18 @@ class EngineCore:
                 report(Progress("history", share, f"simulated {hours:g} h for {share:.0%} of the fleet"))
 
             simulate_fleet(
-                executor or LocalExecutor(), settings, sim.profile_name, sim.device_ids, start, end,
-                options={"fault_rate_per_device_day": 0.0}, source=f"bootstrap:{sim.profile_name}",
-                kind="bootstrap", simulated_now=True, progress=simulated, url=self.store.url,
+                executor or LocalExecutor(),
+                settings,
+                sim.profile_name,
+                sim.device_ids,
+                start,
+                end,
+                options={"fault_rate_per_device_day": 0.0},
+                source=f"bootstrap:{sim.profile_name}",
+                kind="bootstrap",
+                simulated_now=True,
+                progress=simulated,
+                url=self.store.url,
             )
             self.store.checkpoint()  # this store does not checkpoint on its own
         report(Progress("history", 1.0, f"simulated {hours:g} h of normal operation"))
@@ -459,7 +471,7 @@ class EngineCore:
         return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
 
     def _warm_history(self, scorer: StreamingScorer, until_ms: int) -> pd.DataFrame:
-        span_ms = warm_up_span_ms(scorer.model.features)
+        span_ms = warm_up_span_ms(scorer.model.features)  # type: ignore[arg-type]
         return self.store.read_readings(scorer.profile, since_ms=until_ms - span_ms, until_ms=until_ms)
 
     def _install(self, profile: str, model: TrainedModel) -> None:
@@ -701,8 +713,8 @@ class EngineCore:
                 self._move(path, inbox / "failed")
                 continue
             if not isinstance(reports, list | tuple):
-                reports = [reports]
-            for report in reports:
+                reports = [reports]  # type: ignore[assignment]
+            for report in reports:  # type: ignore[attr-defined]
                 profile = getattr(report, "profile", None)
                 result.sources.append(self._source_result(report, path.name, profile))
                 result.validation_alerts.extend(self._validation_rows(report))
@@ -738,7 +750,7 @@ class EngineCore:
                 continue
             self._store_scores(profile, scored)
             t = lap("store_scores", t)
-            changes = self.tracker.update(profile, scored)
+            changes = self.tracker.update(profile, scored)  # type: ignore[union-attr]
             t = lap("alerts", t)
             result.opened.extend(changes.opened)
             result.updated.extend(changes.updated)
@@ -854,7 +866,9 @@ class EngineCore:
             validation_problems=validation_problems(self.store),
             clock_ms=_ms(self.sim_time) if self.sim_time else None,
             silenced=silences(
-                self.store, self.settings, [d.device_id for p in profiles.values() for d in p.devices],
+                self.store,
+                self.settings,
+                [d.device_id for p in profiles.values() for d in p.devices],
                 _ms(self.sim_time) if self.sim_time else 0,
             ),
             stats=stats,
@@ -862,4 +876,3 @@ class EngineCore:
 
     def model_versions(self) -> dict[str, int]:
         return {p: m.version_id for p, m in self.models.items()}
-

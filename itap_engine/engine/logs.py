@@ -26,7 +26,7 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> Path:
     global _LOG_PATH
     path = settings.resolve(settings.paths.log_file)
     with _LOG_LOCK:
-        if _LOG_PATH == path:
+        if path == _LOG_PATH:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
@@ -43,4 +43,3 @@ def configure_logging(settings: Settings, level: int = logging.INFO) -> Path:
             logger.propagate = False
         _LOG_PATH = path
     return path
-

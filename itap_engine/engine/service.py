@@ -15,7 +15,6 @@ from typing import Any
 
 from itap_engine.config import Settings
 from itap_engine.engine.core import EngineCore, TickResult, _short_error, _utcnow
-from itap_engine.store.run_lock import RunLock
 from itap_engine.engine.logs import configure_logging
 from itap_engine.errors import ItapError
 from itap_engine.snapshot import (
@@ -25,6 +24,7 @@ from itap_engine.snapshot import (
     Snapshot,
     SnapshotPublisher,
 )
+from itap_engine.store.run_lock import RunLock
 from itap_engine.store.watermarks import (
     ENGINE_STATUS_KEY,
     for_shard,
@@ -150,11 +150,27 @@ class Engine(SnapshotPublisher):
         e = self.settings.engine
         scheduler = AsyncIOScheduler(timezone=UTC, event_loop=asyncio.get_running_loop())
         common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-        scheduler.add_job(self._job_tick, "interval", seconds=e.tick_seconds, id="tick", name="tick",
-                          next_run_time=datetime.now(UTC), **common)
-        scheduler.add_job(self._job_retrain, "interval", minutes=e.retrain_minutes, id="retrain", name="retrain", **common)
-        scheduler.add_job(self._job_housekeeping, "interval", minutes=e.housekeeping_minutes, id="housekeeping",
-                          name="housekeeping", next_run_time=datetime.now(UTC) + timedelta(seconds=5), **common)
+        scheduler.add_job(
+            self._job_tick,
+            "interval",
+            seconds=e.tick_seconds,
+            id="tick",
+            name="tick",
+            next_run_time=datetime.now(UTC),
+            **common,
+        )
+        scheduler.add_job(
+            self._job_retrain, "interval", minutes=e.retrain_minutes, id="retrain", name="retrain", **common
+        )
+        scheduler.add_job(
+            self._job_housekeeping,
+            "interval",
+            minutes=e.housekeeping_minutes,
+            id="housekeeping",
+            name="housekeeping",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=5),
+            **common,
+        )
         scheduler.start(paused=False)
         if self.paused:
             scheduler.pause_job("tick")
@@ -178,7 +194,7 @@ class Engine(SnapshotPublisher):
         self.phase = "stopped"
         try:
             await asyncio.to_thread(self._write_status, core)
-        except Exception:  # noqa: BLE001 - the database may be the problem
+        except Exception:
             log.exception("could not write the final engine status")
         await asyncio.to_thread(core.close)
         if self._lock is not None:
@@ -221,7 +237,9 @@ class Engine(SnapshotPublisher):
         }
         if core.shard is not None:
             payload["shard"] = core.shard.label
-        core.store.set_watermark(for_shard(ENGINE_STATUS_KEY, core.shard.label if core.shard else None), json.dumps(payload))
+        core.store.set_watermark(
+            for_shard(ENGINE_STATUS_KEY, core.shard.label if core.shard else None), json.dumps(payload)
+        )
 
     def _snapshot_work(self, core: EngineCore, seq: int, stats: EngineStats) -> Snapshot:
         self._write_status(core)
@@ -234,7 +252,7 @@ class Engine(SnapshotPublisher):
         self.seq += 1
         try:
             snapshot = await asyncio.to_thread(self._snapshot_work, core, self.seq, self._stats())
-        except Exception as error:  # noqa: BLE001 - keep showing the last picture, with the error
+        except Exception as error:
             self.last_error = self._error_text("snapshot", error)
             if self._latest is None:
                 raise
@@ -277,12 +295,14 @@ class Engine(SnapshotPublisher):
             return None
         async with self._work(), self._tick_lock:
             if self._shard_lock is not None and not await asyncio.to_thread(self._hold_shard):
-                self.last_error = self._error_text("tick", ItapError("lost the shard lock; not ticking until it is back"))
+                self.last_error = self._error_text(
+                    "tick", ItapError("lost the shard lock; not ticking until it is back")
+                )
                 await self._publish()
                 return None
             try:
                 result = await asyncio.to_thread(core.tick, sim_seconds)
-            except Exception as error:  # noqa: BLE001 - a failing tick is shown, the next one runs
+            except Exception as error:
                 self.last_error = self._error_text("tick", error)
                 await self._publish()
                 return None
@@ -318,7 +338,7 @@ class Engine(SnapshotPublisher):
         async with self._work(), self._retrain_lock:
             try:
                 return await asyncio.to_thread(core.retrain, profile)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self.last_error = self._error_text("retrain", error)
                 return {}
 
@@ -332,7 +352,7 @@ class Engine(SnapshotPublisher):
         async with self._work(), self._tick_lock:
             try:
                 return await asyncio.to_thread(core.housekeeping)
-            except Exception as error:  # noqa: BLE001
+            except Exception as error:
                 self.last_error = self._error_text("housekeeping", error)
                 return {}
 

@@ -81,7 +81,10 @@ def fault_events(labels: pd.DataFrame) -> pd.DataFrame:
     runs = pd.DataFrame({"run": run_id, "device_id": device, "fault": fault, "ts": ts})
     runs = runs[runs["fault"].notna()]
     grouped = runs.groupby("run", sort=True).agg(
-        device_id=("device_id", "first"), fault=("fault", "first"), start_ts=("ts", "min"), end_ts=("ts", "max"),
+        device_id=("device_id", "first"),
+        fault=("fault", "first"),
+        start_ts=("ts", "min"),
+        end_ts=("ts", "max"),
         readings=("ts", "size"),
     )
     return grouped.reset_index(drop=True)
@@ -125,8 +128,13 @@ def evaluate_labelled(
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
     points = {
-        "rows": int(len(y)), "positives": int(y.sum()), "precision": precision, "recall": recall, "f1": f1,
-        "roc_auc": auc, "threshold": float(threshold),
+        "rows": int(len(y)),
+        "positives": int(y.sum()),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "roc_auc": auc,
+        "threshold": float(threshold),
     }
     fault = labels["fault"].to_numpy(dtype=object)
     per_fault: dict[str, dict[str, Any]] = {}
@@ -137,7 +145,9 @@ def evaluate_labelled(
     events = fault_events(labels)
     # an event still running when the data ends may be caught after it: not judged
     last_ts = labels.groupby("device_id")["ts"].max()
-    truncated = events["end_ts"].to_numpy() >= events["device_id"].map(last_ts).to_numpy() if len(events) else np.zeros(0, bool)
+    truncated = (
+        events["end_ts"].to_numpy() >= events["device_id"].map(last_ts).to_numpy() if len(events) else np.zeros(0, bool)
+    )
     cut_off = events[truncated]
     events = events[~truncated].reset_index(drop=True)
     alerts = alerts.sort_values("opened_ts") if len(alerts) else alerts
@@ -212,13 +222,23 @@ def evaluate_labelled(
         total += len(group)
     top["share"] = right / total if total else None
     judged = int(len(events))
-    support = {"events": judged, "device_days": device_days, "rows": int(len(y)),
-               "warnings": support_warnings(judged, device_days)}
+    support = {
+        "events": judged,
+        "device_days": device_days,
+        "rows": int(len(y)),
+        "warnings": support_warnings(judged, device_days),
+    }
     for name, ev in event_table.items():
         if ev.get("events") is not None and 0 < ev["events"] < MIN_EVENTS_PER_FAULT:
-            support["warnings"].append(f"{name}: only {ev['events']} events, its recall is rough")
-    return {"points": points, "per_fault": per_fault, "events": event_table, "false_alerts": false_alerts,
-            "top_family": top, "support": support}
+            support["warnings"].append(f"{name}: only {ev['events']} events, its recall is rough")  # type: ignore[attr-defined]
+    return {
+        "points": points,
+        "per_fault": per_fault,
+        "events": event_table,
+        "false_alerts": false_alerts,
+        "top_family": top,
+        "support": support,
+    }
 
 
 MIN_EVENTS = 30
@@ -248,14 +268,21 @@ def _scratch_tracker(settings: Settings, workdir: Path) -> tuple[Any, AlertTrack
 
 
 def _replay(
-    settings: Settings, profile: str, model: TrainedModel, history: pd.DataFrame, frame: pd.DataFrame, workdir: Path,
+    settings: Settings,
+    profile: str,
+    model: TrainedModel,
+    history: pd.DataFrame,
+    frame: pd.DataFrame,
+    workdir: Path,
     chunk_rows: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Score ``frame`` after warming up on ``history``; alerts go to a scratch store."""
     scorer = StreamingScorer(settings, profile, model)
     scorer.warm_up(history)
-    scored = scorer.score(frame) if chunk_rows is None else pd.concat(
-        [scorer.score(part) for part in _time_chunks(frame, chunk_rows)], ignore_index=True
+    scored = (
+        scorer.score(frame)
+        if chunk_rows is None
+        else pd.concat([scorer.score(part) for part in _time_chunks(frame, chunk_rows)], ignore_index=True)
     )
     scored = scored.sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
     scratch, tracker = _scratch_tracker(settings, workdir)
@@ -270,12 +297,21 @@ def _replay(
 def _time_chunks(frame: pd.DataFrame, rows: int) -> list[pd.DataFrame]:
     stamps = np.sort(frame["ts"].unique())
     per = max(1, rows // max(1, frame["device_id"].nunique()))
-    return [frame[(frame["ts"] >= stamps[i]) & (frame["ts"] <= stamps[min(i + per, len(stamps)) - 1])]
-            for i in range(0, len(stamps), per)]
+    return [
+        frame[(frame["ts"] >= stamps[i]) & (frame["ts"] <= stamps[min(i + per, len(stamps)) - 1])]
+        for i in range(0, len(stamps), per)
+    ]
 
 
-def _report(settings: Settings, profile: str, model: TrainedModel, labels: pd.DataFrame, scored: pd.DataFrame,
-            alerts: pd.DataFrame, extra: dict[str, Any]) -> dict[str, Any]:
+def _report(
+    settings: Settings,
+    profile: str,
+    model: TrainedModel,
+    labels: pd.DataFrame,
+    scored: pd.DataFrame,
+    alerts: pd.DataFrame,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
     spec = settings.profile(profile)
     labels = labels.sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
     assert model.features is not None
@@ -289,15 +325,19 @@ def _report(settings: Settings, profile: str, model: TrainedModel, labels: pd.Da
         abrupt={n for n, f in spec.faults.items() if f.onset == "abrupt"},
     )
     metrics["model"] = {
-        "version_id": model.version_id, "detector": model.detector_name, "threshold": model.threshold,
-        "train_start": model.train_start, "train_end": model.train_end, "features": len(model.feature_names),
+        "version_id": model.version_id,
+        "detector": model.detector_name,
+        "threshold": model.threshold,
+        "train_start": model.train_start,
+        "train_end": model.train_end,
+        "features": len(model.feature_names),
     }
     metrics["profile"] = profile
     metrics.update(extra)
     return metrics
 
 
-def evaluate_store(store, settings: Settings, profile: str) -> dict[str, Any]:  # noqa: ANN001
+def evaluate_store(store, settings: Settings, profile: str) -> dict[str, Any]:
     """Evaluate the active model on the store's labelled readings after its training window."""
     model = load_active_model(store, settings, profile)
     if model is None:
@@ -356,7 +396,9 @@ def evaluate_simulated(
         local = settings.with_overrides(database={"url": url}, paths={"artifacts_dir": str(work / "artifacts")})
         store = Store(local, url=url)  # explicit: $ITAP_DB_URL must not redirect a scratch store
         try:
-            sim = Simulator(local, profile, device_ids_for("dev", devices), seed=seed, fault_rate_per_device_day=fault_rate)
+            sim = Simulator(
+                local, profile, device_ids_for("dev", devices), seed=seed, fault_rate_per_device_day=fault_rate
+            )
             start = sim.start
             split = start + timedelta(hours=train_hours)
             end = split + timedelta(hours=hours)
@@ -375,12 +417,27 @@ def evaluate_simulated(
         finally:
             store.close()
     return _report(
-        settings, profile, model, frame, scored, alerts,
-        {"source": "simulated", "scenario": {"devices": devices, "hours": hours, "train_hours": train_hours,
-                                             "fault_scale": fault_scale, "jitter": jitter, "skip": skip,
-                                             "fault_rate_per_device_day": fault_rate if fault_rate is not None
-                                             else settings.simulation.fault_rate_per_device_day,
-                                             "seed": seed if seed is not None else settings.simulation.seed}},
+        settings,
+        profile,
+        model,
+        frame,
+        scored,
+        alerts,
+        {
+            "source": "simulated",
+            "scenario": {
+                "devices": devices,
+                "hours": hours,
+                "train_hours": train_hours,
+                "fault_scale": fault_scale,
+                "jitter": jitter,
+                "skip": skip,
+                "fault_rate_per_device_day": fault_rate
+                if fault_rate is not None
+                else settings.simulation.fault_rate_per_device_day,
+                "seed": seed if seed is not None else settings.simulation.seed,
+            },
+        },
     )
 
 

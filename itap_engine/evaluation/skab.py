@@ -57,10 +57,10 @@ import pandas as pd
 from sklearn.ensemble import IsolationForest
 
 __all__ = [
+    "DETECTORS",
     "FEATURE_COLUMNS",
     "LABEL_COLUMNS",
     "TRAIN_ROWS",
-    "DETECTORS",
     "FileCounts",
     "SkabResult",
     "binary_counts",
@@ -482,10 +482,8 @@ def evaluate_skab(
         truth = data["anomaly"].to_numpy()[TRAIN_ROWS:]
         predicted = np.asarray(label_fn(train, test)).astype(int).reshape(-1)
         if predicted.shape != truth.shape:
-            raise ValueError(
-                f"{name}: detector returned {predicted.size} labels for {truth.size} test rows"
-            )
-        per_file.append(FileCounts(name, *binary_counts(truth, predicted)))
+            raise ValueError(f"{name}: detector returned {predicted.size} labels for {truth.size} test rows")
+        per_file.append(FileCounts(name, *binary_counts(truth, predicted)))  # type: ignore[arg-type]
         if predictions_path is not None:
             frames.append(
                 pd.DataFrame(

@@ -58,7 +58,11 @@ def _score_file(settings: Settings, path: Path, device: str, workdir: Path) -> t
             raise ItapError(f"{path}: {len(frame)} readings, the protocol needs more than {TRAIN_ROWS}")
         until = int(frame["ts"].iloc[TRAIN_ROWS - 1])
         model = train_model(
-            store, local, PROFILE, device_windows={device: (int(frame["ts"].iloc[0]), until)}, exclude_labelled=False,
+            store,
+            local,
+            PROFILE,
+            device_windows={device: (int(frame["ts"].iloc[0]), until)},
+            exclude_labelled=False,
         )
         scorer = StreamingScorer(local, PROFILE, model)
         history, test = frame.iloc[:TRAIN_ROWS], frame.iloc[TRAIN_ROWS:]
@@ -104,7 +108,9 @@ def evaluate_skab_engine(
             test, scored, (alerts, model) = _score_file(settings, path, device, work)
             detector = model.detector_name
             threshold_method = settings.detection.threshold_method
-            merged = test[["ts", "fault"]].merge(scored[["ts", "score", "is_anomalous", "threshold"]], on="ts", how="left")
+            merged = test[["ts", "fault"]].merge(
+                scored[["ts", "score", "is_anomalous", "threshold"]], on="ts", how="left"
+            )
             y = merged["fault"].notna().to_numpy()
             pred = merged["is_anomalous"].fillna(False).to_numpy(dtype=bool)
             score = merged["score"].to_numpy(dtype=float)
@@ -127,16 +133,29 @@ def evaluate_skab_engine(
                 opened = [o for o, c in intervals if o <= e1 and c >= e0]
                 if opened:
                     caught += 1
-                    ev["ttd_s"].append(max(0, min(opened) - e0) / 1000)
-            ev["episodes"] += len(episodes)
-            ev["caught"] += caught
-            ev["alerts"] += len(intervals)
-            ev["true_alerts"] += int(sum(hit))
-            ev["false_alerts"] += int(len(hit) - sum(hit))
+                    ev["ttd_s"].append(max(0, min(opened) - e0) / 1000)  # type: ignore[attr-defined]
+            ev["episodes"] += len(episodes)  # type: ignore[operator]
+            ev["caught"] += caught  # type: ignore[operator]
+            ev["alerts"] += len(intervals)  # type: ignore[operator]
+            ev["true_alerts"] += int(sum(hit))  # type: ignore[operator]
+            ev["false_alerts"] += int(len(hit) - sum(hit))  # type: ignore[operator]
             f1, far, mar = rates_from_counts(tp, tn, fp, fn)
-            per_file.append({"file": name, "tp": tp, "tn": tn, "fp": fp, "fn": fn, "f1": f1, "far": far, "mar": mar,
-                             "alerts": len(intervals), "false_alerts": int(len(hit) - sum(hit)),
-                             "episodes": len(episodes), "caught": caught})
+            per_file.append(
+                {
+                    "file": name,
+                    "tp": tp,
+                    "tn": tn,
+                    "fp": fp,
+                    "fn": fn,
+                    "f1": f1,
+                    "far": far,
+                    "mar": mar,
+                    "alerts": len(intervals),
+                    "false_alerts": int(len(hit) - sum(hit)),
+                    "episodes": len(episodes),
+                    "caught": caught,
+                }
+            )
             if predictions_path is not None:
                 stamps = pd.to_datetime(ts, unit="ms").strftime("%Y-%m-%d %H:%M:%S")
                 preds.append(pd.DataFrame({"file": name, "datetime": stamps, "prediction": pred.astype(int)}))
@@ -148,8 +167,8 @@ def evaluate_skab_engine(
     y_all, s_all = np.concatenate(all_y), np.concatenate(all_s)
     ok = np.isfinite(s_all)
     auc = float(roc_auc_score(y_all[ok], s_all[ok])) if 0 < y_all[ok].sum() < ok.sum() else None
-    precision = ev["true_alerts"] / ev["alerts"] if ev["alerts"] else 0.0
-    recall = ev["caught"] / ev["episodes"] if ev["episodes"] else 0.0
+    precision = ev["true_alerts"] / ev["alerts"] if ev["alerts"] else 0.0  # type: ignore[operator]
+    recall = ev["caught"] / ev["episodes"] if ev["episodes"] else 0.0  # type: ignore[operator]
     alert_f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {
         "source": "skab",
@@ -158,18 +177,34 @@ def evaluate_skab_engine(
         "detector": detector,
         "threshold_method": threshold_method,
         "files": len(paths),
-        "points": {**totals, "rows": int(sum(totals.values())), "positives": int(y_all.sum()),
-                   "f1": f1, "far": far, "mar": mar, "roc_auc": auc,
-                   "roc_auc_note": "scores divided by each file's threshold, pooled"},
-        "alerts": {
-            "episodes": ev["episodes"], "caught": ev["caught"], "recall": recall,
-            "alerts": ev["alerts"], "true_alerts": ev["true_alerts"], "false_alerts": ev["false_alerts"],
-            "precision": precision, "f1": alert_f1,
-            "false_alerts_per_device_day": ev["false_alerts"] / device_days if device_days else None,
-            "device_days": device_days,
-            "ttd_seconds_median": float(np.median(ev["ttd_s"])) if ev["ttd_s"] else None,
+        "points": {
+            **totals,
+            "rows": int(sum(totals.values())),
+            "positives": int(y_all.sum()),
+            "f1": f1,
+            "far": far,
+            "mar": mar,
+            "roc_auc": auc,
+            "roc_auc_note": "scores divided by each file's threshold, pooled",
         },
-        "support": {"events": ev["episodes"], "device_days": device_days, "test_rows": int(len(y_all)),
-                    "warnings": support_warnings(ev["episodes"], device_days)},
+        "alerts": {
+            "episodes": ev["episodes"],
+            "caught": ev["caught"],
+            "recall": recall,
+            "alerts": ev["alerts"],
+            "true_alerts": ev["true_alerts"],
+            "false_alerts": ev["false_alerts"],
+            "precision": precision,
+            "f1": alert_f1,
+            "false_alerts_per_device_day": ev["false_alerts"] / device_days if device_days else None,  # type: ignore[operator]
+            "device_days": device_days,
+            "ttd_seconds_median": float(np.median(ev["ttd_s"])) if ev["ttd_s"] else None,  # type: ignore[call-overload]
+        },
+        "support": {
+            "events": ev["episodes"],
+            "device_days": device_days,
+            "test_rows": int(len(y_all)),
+            "warnings": support_warnings(ev["episodes"], device_days),  # type: ignore[arg-type]
+        },
         "per_file": per_file,
     }

@@ -81,7 +81,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
             devices=members,
             latest=latest_readings(store, profile),
             scores=scores["score"].to_dict(),
-            device_thresholds={d.device_id: device_threshold(model, d.device_id) for d in members} if model else {},
+            device_thresholds={d.device_id: device_threshold(model, d.device_id) for d in members} if model else {},  # type: ignore[misc]
             threshold=float(model.threshold) if model is not None else None,
         )
     readings: list[AnomalyRow] = []  # as the engine's: those of the last tick
@@ -118,9 +118,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         validation_problems=validation_problems(store),
         clock_ms=clock_ms,
         stats=stats,
-        silenced=silences(
-            store, settings, [d.device_id for p in profiles.values() for d in p.devices], clock_ms or 0
-        ),
+        silenced=silences(store, settings, [d.device_id for p in profiles.values() for d in p.devices], clock_ms or 0),
     )
 
 
@@ -179,13 +177,25 @@ def snapshot_at(store: Store, settings: Settings, at: datetime, seq: int = -1) -
             threshold=float(model.threshold) if model is not None else None,
         )
     stats = EngineStats(
-        sim_time=at_naive, tick_ms=None, rows_per_s=None, ticks=0,
+        sim_time=at_naive,
+        tick_ms=None,
+        rows_per_s=None,
+        ticks=0,
         model_versions={p: int(m.id) for p, m in model_rows.items() if m.id is not None},
-        paused=False, mode="past",
+        paused=False,
+        mode="past",
     )
     return build_snapshot(
-        settings, seq=seq, profiles=profiles, open_alerts=open_alerts, recent_closed=recent_closed,
-        reading_anomalies=[], injected={}, validation_alerts=[], clock_ms=at_ms, stats=stats,
+        settings,
+        seq=seq,
+        profiles=profiles,
+        open_alerts=open_alerts,
+        recent_closed=recent_closed,
+        reading_anomalies=[],
+        injected={},
+        validation_alerts=[],
+        clock_ms=at_ms,
+        stats=stats,
         silenced=silences(store, settings, [d.device_id for p in profiles.values() for d in p.devices], at_ms),
         validation_problems=problems_at(store, at_ms),
     )
@@ -250,7 +260,7 @@ class AttachedFacade(SnapshotPublisher):
         try:
             snapshot = await asyncio.to_thread(snapshot_from_db, store, self.settings, self.seq, paused=self.paused)
             self.last_error = None
-        except Exception as error:  # noqa: BLE001 - e.g. the database locked for too long
+        except Exception as error:
             self.last_error = f"{datetime.now():%H:%M:%S} refresh failed: {type(error).__name__}: {error}"
             log.exception("attached refresh failed")
             if self._latest is None:
@@ -292,7 +302,11 @@ class AttachedFacade(SnapshotPublisher):
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
         """Mute in data time: from the newest snapshot's clock (the engine's, as stored)."""
         clock = self._latest.stats.sim_time if self._latest is not None else None
-        now = None if clock is None else int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000)
+        now = (
+            None
+            if clock is None
+            else int((clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock).timestamp() * 1000)
+        )
         until = None if seconds is None or now is None else now + int(seconds * 1000)
         await asyncio.to_thread(mute_device, self._store(), device_id, until, reason, now)
         self._poke()

@@ -106,7 +106,7 @@ def _sep_value(sep: str | None) -> str | None:
         return None
     named = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
     sep = named.get(sep.lower(), sep)
-    if len(sep) != 1 or not sep.isascii() or sep in "\r\n\"":
+    if len(sep) != 1 or not sep.isascii() or sep in '\r\n"':
         raise CsvImportError(f"separator {sep!r} is not supported: give one character such as ',' ';' '|' or 'tab'")
     return sep
 
@@ -190,9 +190,11 @@ def _signal_map(
     names: Sequence[str], settings: Settings, mapping: dict[str, str], profile_signals: Sequence[str] | None
 ) -> dict[str, str]:
     """Source name -> signal/label, for names that map to something known."""
-    known = set(profile_signals) if profile_signals is not None else {
-        s for spec in settings.profiles.values() for s in spec.signals
-    }
+    known = (
+        set(profile_signals)
+        if profile_signals is not None
+        else {s for spec in settings.profiles.values() for s in spec.signals}
+    )
     known |= {"state", *LABELS}
     normed_known = {_norm(k): k for k in known}
     combined = {**settings.import_.columns, **mapping}
@@ -291,9 +293,14 @@ def _plan(
 
     sig_col = _find(header, None, LONG_SIGNAL)
     val_col = _find(header, None, LONG_VALUE)
-    is_long = long if long is not None else (
-        sig_col is not None and val_col is not None
-        and not (set(_signal_map(header, settings, mapping, None).values()) - {"state", *LABELS})
+    is_long = (
+        long
+        if long is not None
+        else (
+            sig_col is not None
+            and val_col is not None
+            and not (set(_signal_map(header, settings, mapping, None).values()) - {"state", *LABELS})
+        )
     )
     if is_long:
         if sig_col is None or val_col is None:
@@ -308,7 +315,18 @@ def _plan(
         if dev_col:
             rename[dev_col] = "device_id"
         return CsvPlan(
-            path, chosen, sep_used, header, True, ts_col, dev_col, fixed_device, rename, sig_col, val_col, signal_names,
+            path,
+            chosen,
+            sep_used,
+            header,
+            True,
+            ts_col,
+            dev_col,
+            fixed_device,
+            rename,
+            sig_col,
+            val_col,
+            signal_names,
             **extra,
         )
 
@@ -344,8 +362,14 @@ def _peek_long_signals(path: Path, source: CsvSource, sep: str, column: str, row
     buf = b"\n".join([source.header or b"", *lines]) + b"\n"
     try:
         head = pd.read_csv(
-            io.BytesIO(buf), sep=sep, usecols=[column], dtype=str, keep_default_na=False,
-            encoding="utf-8", encoding_errors="replace", on_bad_lines="skip",
+            io.BytesIO(buf),
+            sep=sep,
+            usecols=[column],
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8",
+            encoding_errors="replace",
+            on_bad_lines="skip",
         )
     except (ValueError, pd.errors.ParserError) as error:
         raise CsvImportError(f"{path}: cannot read the signal column {column!r}: {error}") from None
@@ -357,9 +381,7 @@ _UNCLOSED_QUOTE = -1
 """Field count recorded for a line with an unclosed quote."""
 
 
-def _blocks(
-    source: CsvSource, sep: str, header: list[str], chunk_rows: int, max_field: int
-) -> Iterator[pd.DataFrame]:
+def _blocks(source: CsvSource, sep: str, header: list[str], chunk_rows: int, max_field: int) -> Iterator[pd.DataFrame]:
     """Raw string frames of ``chunk_rows`` lines, with ``_line`` and, for lines that
     cannot be read as a row, ``_error`` and ``_raw``."""
     ncols = len(header)
@@ -370,7 +392,7 @@ def _blocks(
         numbers = np.arange(line_no + 1, line_no + 1 + n)
         line_no += n
         big = np.fromiter((isinstance(line, Oversize) for line in chunk), dtype=bool, count=n)
-        lines: list[bytes] = [b"" if b else line for line, b in zip(chunk, big)] if big.any() else chunk  # type: ignore[misc]
+        lines: list[bytes] = [b"" if b else line for line, b in zip(chunk, big)] if big.any() else chunk  # type: ignore[assignment, misc]
         buf = b"\n".join(lines) + b"\n"
         arr = np.frombuffer(buf, dtype=np.uint8)
         ends = np.flatnonzero(arr == 10)
@@ -407,7 +429,7 @@ def _blocks(
         data = _parse(buf if good.all() else b"".join(lines[i] + b"\n" for i in idx), sep, header)
         if len(data) != len(idx):  # the fast parser saw the lines otherwise: split them one by one
             data, unsplit = _parse_each(lines, idx, sep, header)
-            for i in unsplit:
+            for i in unsplit:  # type: ignore[assignment]
                 reasons[int(i)] = f"cannot be split into {ncols} fields"
                 bad[i], good[i] = True, False
         data["_line"] = numbers[good]
@@ -465,8 +487,11 @@ def _bad_rows(
         record: dict[str, Any]
         if isinstance(line, Oversize):
             record = dict.fromkeys(header)
-            record["_raw"] = {"head": line.head.decode("utf-8", errors="replace"), "length": line.length,
-                              "sha256": line.sha256}
+            record["_raw"] = {
+                "head": line.head.decode("utf-8", errors="replace"),
+                "length": line.length,
+                "sha256": line.sha256,
+            }
         else:
             text = line.decode("utf-8", errors="replace").rstrip("\r")
             values = _split(text, sep) if int(i) not in reasons else []
@@ -526,7 +551,9 @@ def _pivot_long(
     plan: CsvPlan, block: pd.DataFrame, carry: pd.DataFrame | None, *, final: bool
 ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Pivot a block of long rows (plus rows carried from the previous block) to wide."""
-    frame = block.rename(columns=plan.rename).rename(columns={plan.signal_column: "_signal", plan.value_column: "_value"})
+    frame = block.rename(columns=plan.rename).rename(
+        columns={plan.signal_column: "_signal", plan.value_column: "_value"}
+    )
     if plan.device is not None:
         frame["device_id"] = plan.device
     if carry is not None and len(carry):
@@ -577,8 +604,13 @@ def _pivot_long(
 
 def _to_wide(plan: CsvPlan, rows: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
-        return pd.DataFrame({"device_id": pd.Series([], dtype=object), "ts": pd.Series([], dtype=object),
-                             "_line": pd.Series([], dtype="int64")})
+        return pd.DataFrame(
+            {
+                "device_id": pd.Series([], dtype=object),
+                "ts": pd.Series([], dtype=object),
+                "_line": pd.Series([], dtype="int64"),
+            }
+        )
     keys = ["device_id", "ts"]
     rows = rows.assign(device_id=rows["device_id"].fillna(""), ts=rows["ts"].fillna(""))
     wide = rows.pivot(index=keys, columns="_sigmap", values="_value")
@@ -619,8 +651,16 @@ def import_csv(
 ) -> IngestReport:
     """Validate and store one CSV file (``-``: stdin) as one ingestion run."""
     plan = plan_csv(
-        settings, path, profile=profile, device=device, sep=sep, ts_column=ts_column,
-        device_column=device_column, mapping=mapping, long=long, encoding=encoding,
+        settings,
+        path,
+        profile=profile,
+        device=device,
+        sep=sep,
+        ts_column=ts_column,
+        device_column=device_column,
+        mapping=mapping,
+        long=long,
+        encoding=encoding,
     )
     with IngestRun(store, settings, plan.profile, kind="ingest", source=str(plan.path), now=now) as run:
         assert run.validator is not None
@@ -647,8 +687,16 @@ def validate_csv(
 ) -> tuple[CsvPlan, ValidationReport]:
     """Validate a CSV file without storing anything."""
     plan = plan_csv(
-        settings, path, profile=profile, device=device, sep=sep, ts_column=ts_column,
-        device_column=device_column, mapping=mapping, long=long, encoding=encoding,
+        settings,
+        path,
+        profile=profile,
+        device=device,
+        sep=sep,
+        ts_column=ts_column,
+        device_column=device_column,
+        mapping=mapping,
+        long=long,
+        encoding=encoding,
     )
     validator = Validator(settings.profile(plan.profile), settings.validation, now=now, source=str(plan.path))
     validator.raw_names = plan.raw_names

@@ -25,6 +25,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import hashlib
 import os
@@ -40,7 +41,7 @@ from typing import IO
 from itap_engine.errors import ItapError
 from itap_engine.safe_text import visible as one_line
 
-__all__ = ["BLOCK", "CsvImportError", "CsvSource", "Line", "Oversize", "STDIN", "is_pipe_name"]
+__all__ = ["BLOCK", "STDIN", "CsvImportError", "CsvSource", "Line", "Oversize", "is_pipe_name"]
 
 BLOCK = 256 * 1024
 """Bytes read from the input at a time."""
@@ -148,8 +149,10 @@ class CsvSource:
         if first:
             line = first[0]
             if isinstance(line, Oversize):
-                raise CsvImportError(f"{self.name}: line 1 (the header) is {line.length} bytes long "
-                                     f"(max {self.max_line_bytes}); is this a CSV file?")
+                raise CsvImportError(
+                    f"{self.name}: line 1 (the header) is {line.length} bytes long "
+                    f"(max {self.max_line_bytes}); is this a CSV file?"
+                )
             self.header = line.rstrip(b"\r")
             if len(first) > 1:
                 self._buffered.append(first[1:])
@@ -181,7 +184,9 @@ class CsvSource:
         try:
             name = codecs.lookup(encoding).name
         except LookupError:
-            raise CsvImportError(f"unknown encoding {encoding!r}: give one Python knows, e.g. --encoding latin-1") from None
+            raise CsvImportError(
+                f"unknown encoding {encoding!r}: give one Python knows, e.g. --encoding latin-1"
+            ) from None
         return None if name == "utf-8" else name
 
     def _read_at_least(self, reader: IO[bytes] | gzip.GzipFile | _Prefixed, size: int) -> bytes:
@@ -351,10 +356,8 @@ class CsvSource:
 
     def close(self) -> None:
         if self._fh is not None and self._own:
-            try:
+            with contextlib.suppress(OSError):
                 self._fh.close()
-            except OSError:
-                pass
         self._fh = None
 
     def __enter__(self) -> CsvSource:

@@ -48,7 +48,7 @@ from itap_engine.ingest.validate import ValidationReport, ValidationResult, Vali
 from itap_engine.store.schema import Run, ValidationEvent, utcnow
 from itap_engine.store.sql import InsertResult, Store
 
-__all__ = ["IngestReport", "IngestRun", "ingest_frame", "abort_dead_runs"]
+__all__ = ["IngestReport", "IngestRun", "abort_dead_runs", "ingest_frame"]
 
 _OWNER = re.compile(r"^pid (\d+) on (\S+)")
 
@@ -118,7 +118,7 @@ def abort_dead_runs(store: Store) -> int:
         return 0
     stmt = (
         sa.update(Run)
-        .where(Run.id.in_(stale), Run.status == "running")  # type: ignore[union-attr]
+        .where(Run.id.in_(stale), Run.status == "running")  # type: ignore[arg-type, union-attr]
         .values(status="aborted", finished_at=utcnow(), message="process ended before the run finished")
     )
     with store.engine.begin() as conn:
@@ -189,7 +189,7 @@ class IngestRun:
             abort_dead_runs(self.store)
             self.run_id = self.store.start_run(self.kind, self.source, self.profile)
             with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
-                conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))
+                conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))  # type: ignore[arg-type]
         self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
         self._started = time.perf_counter()
         return self
@@ -233,14 +233,16 @@ class IngestRun:
                 if self.on_conflict != "quarantine":
                     continue
             assert self.validator is not None
-            quarantined = pd.DataFrame({
-                "reason": rows["reason"].to_numpy(dtype=object),
-                "check": check,
-                "line": pd.array(lines, dtype="Int64"),
-                "device_id": rows["device_id"].to_numpy(dtype=object),
-                "ts": rows["ts"].to_numpy(dtype=np.int64),
-                "raw": _raw_json(result.accepted, positions, self.validator.raw_names),
-            })
+            quarantined = pd.DataFrame(
+                {
+                    "reason": rows["reason"].to_numpy(dtype=object),
+                    "check": check,
+                    "line": pd.array(lines, dtype="Int64"),
+                    "device_id": rows["device_id"].to_numpy(dtype=object),
+                    "ts": rows["ts"].to_numpy(dtype=np.int64),
+                    "raw": _raw_json(result.accepted, positions, self.validator.raw_names),
+                }
+            )
             count = self.store.quarantine(quarantined, source=self.source, run_id=self.run_id)
             if check == "store":
                 self.quarantined += count

@@ -109,9 +109,7 @@ class Simulator:
         self._state_cdf = np.cumsum(weights / weights.sum())
         self._faults = list(self.profile.faults)
         fault_weights = np.array([f.weight for f in self.profile.faults.values()], dtype=float)
-        self._fault_cdf = (
-            np.cumsum(fault_weights / fault_weights.sum()) if fault_weights.sum() > 0 else np.array([])
-        )
+        self._fault_cdf = np.cumsum(fault_weights / fault_weights.sum()) if fault_weights.sum() > 0 else np.array([])
         longest = max((f.duration_s[1] for f in self.profile.faults.values()), default=0)
         self._lookback_segments = math.ceil(longest / self.freq_s / self.segment_steps) + 1
 
@@ -185,8 +183,7 @@ class Simulator:
         """Add an operator fault; it shapes every row generated inside its window."""
         if event.fault not in self.profile.faults:
             raise ValueError(
-                f"profile {self.profile_name} has no fault {event.fault!r}; "
-                f"known: {', '.join(self.profile.faults)}"
+                f"profile {self.profile_name} has no fault {event.fault!r}; known: {', '.join(self.profile.faults)}"
             )
         if event.device_id not in self._device_traits:
             raise ValueError(f"device {event.device_id!r} is not simulated by this {self.profile_name} simulator")
@@ -219,8 +216,11 @@ class Simulator:
         k0, k1 = self._step_range(t0, t1)
         n_steps, n_dev, n_sig = max(0, k1 - k0), len(self.device_ids), len(self.signals)
         if n_steps == 0 or n_dev == 0:
-            empty = {"device_id": pd.Series([], dtype="str"), "ts": pd.Series([], dtype="datetime64[ns]"),
-                     "state": pd.Series([], dtype="str")}
+            empty = {
+                "device_id": pd.Series([], dtype="str"),
+                "ts": pd.Series([], dtype="datetime64[ns]"),
+                "state": pd.Series([], dtype="str"),
+            }
             empty.update({name: pd.Series([], dtype=float) for name in self.signals})
             return pd.DataFrame({**empty, "fault": pd.Series([], dtype="str")})
 
@@ -244,17 +244,24 @@ class Simulator:
         for lo in range(0, n_dev, group):
             devices = self.device_ids[lo : lo + group]
             seg_states = np.array(
-                [[self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)] for device in devices]
+                [
+                    [self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)]
+                    for device in devices
+                ]
             )
-            noise = np.stack([
-                np.concatenate(
-                    [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
-                )[pos[0] : pos[0] + n_steps]
-                for device in devices
-            ])  # (devices, steps, 2 * signals): measurement noise, then fault noise
+            noise = np.stack(
+                [
+                    np.concatenate(
+                        [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
+                    )[pos[0] : pos[0] + n_steps]
+                    for device in devices
+                ]
+            )  # (devices, steps, 2 * signals): measurement noise, then fault noise
             current = seg_states[:, 1:][:, seg_index]  # (devices, steps)
             previous = seg_states[:, :-1][:, seg_index]
-            factor = self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
+            factor = (
+                self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
+            )
             offsets = np.array([self._device_traits[d][0] for d in devices])[:, None, :]
             phases = np.array([self._device_traits[d][1] for d in devices])[:, None, :]
             level = self._baseline + offsets + self._daily * np.sin(day_angle[None, :, None] + phases)

@@ -36,7 +36,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -102,7 +102,7 @@ class ValidationError(ItapError):
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _short(value: Any, limit: int = 40) -> str:
@@ -270,7 +270,7 @@ class Validator:
         self.source = source
         now = now or _utcnow()
         if now.tzinfo is not None:
-            now = now.astimezone(timezone.utc).replace(tzinfo=None)
+            now = now.astimezone(UTC).replace(tzinfo=None)
         self.now = now
         self.signals = profile.signal_names
         self._future_ms = int(pd.Timestamp(now).value // 1_000_000) + settings.max_future_s * 1000
@@ -367,10 +367,14 @@ class Validator:
             add(
                 "numeric",
                 nonnum,
-                _reason(lambda pos, s=signal, c=column: [f"{s}={_short(v)} is not a number" for v in c.to_numpy(dtype=object)[pos]]),
+                _reason(
+                    lambda pos, s=signal, c=column: [  # type: ignore[misc]
+                        f"{s}={_short(v)} is not a number" for v in c.to_numpy(dtype=object)[pos]
+                    ]
+                ),
             )
             inf = np.isinf(vals)
-            add("non_finite", inf, _reason(lambda pos, s=signal, v=vals: [f"{s}={x} is not finite" for x in v[pos]]))
+            add("non_finite", inf, _reason(lambda pos, s=signal, v=vals: [f"{s}={x} is not finite" for x in v[pos]]))  # type: ignore[misc]
             lo, hi = self.profile.signals[signal].range
             with np.errstate(invalid="ignore"):
                 out = ~inf & ((vals < lo) | (vals > hi))
@@ -378,7 +382,7 @@ class Validator:
                 "range",
                 out,
                 _reason(
-                    lambda pos, s=signal, v=vals, lo=lo, hi=hi: [
+                    lambda pos, s=signal, v=vals, lo=lo, hi=hi: [  # type: ignore[misc]
                         f"{s}={float(x)!r} outside valid range [{_fmt(lo)}, {_fmt(hi)}]" for x in v[pos]
                     ]
                 ),
@@ -391,14 +395,18 @@ class Validator:
             known = self.profile.states
             s_names = [None if _is_missing_text(u) else str(u).strip() for u in s_uniques]
             s_bad_u = np.array([s is not None and s not in known for s in s_names] + [False])
-            s_vals = np.array(s_names + [None], dtype=object)
+            s_vals = np.array([*s_names, None], dtype=object)
             s_idx = np.where(s_codes < 0, len(s_uniques), s_codes)
             state_out = s_vals[s_idx]
             allowed = ", ".join(known)
             add(
                 "state",
                 s_bad_u[s_idx],
-                _reason(lambda pos: [f"state={_short(v)} is not a state of this profile ({allowed})" for v in state_out[pos]]),
+                _reason(
+                    lambda pos: [
+                        f"state={_short(v)} is not a state of this profile ({allowed})" for v in state_out[pos]
+                    ]
+                ),
             )
 
         # labels (ground truth, never signals)
@@ -440,7 +448,7 @@ class Validator:
         acc_pos = np.flatnonzero(accepted)
 
         # accepted frame
-        out: dict[str, Any] = {
+        out: dict[str, Any] = {  # type: ignore[no-redef]
             "device_id": names[dev_codes[acc_pos]],
             "ts": ms[acc_pos].astype("datetime64[ms]").astype("datetime64[ns]"),
         }
@@ -475,7 +483,9 @@ class Validator:
                 index=names[seen].astype(str),
             )
 
-        rejected_frame = self._rejected_frame(frame, np.flatnonzero(rejected), entries, names, dev_codes, codes, ms, ts_bad)
+        rejected_frame = self._rejected_frame(
+            frame, np.flatnonzero(rejected), entries, names, dev_codes, codes, ms, ts_bad
+        )
         report.examples = _examples(rejected_frame, self.settings.report_examples)
         self._remember(acc_codes, names, ms[acc_pos])
         self._total.merge(report)
@@ -487,7 +497,11 @@ class Validator:
         report = self._total.copy()
         report.alerts.extend(
             ValidationAlert(
-                "warning", "columns", None, signal, None,
+                "warning",
+                "columns",
+                None,
+                signal,
+                None,
                 f"signal {signal} is absent from the input; its readings are stored as NULL",
             )
             for signal in self.signals
@@ -509,7 +523,11 @@ class Validator:
             self._announced.update(extra)
             alerts.append(
                 ValidationAlert(
-                    "info", "columns", None, None, None,
+                    "info",
+                    "columns",
+                    None,
+                    None,
+                    None,
                     f"ignored columns not in the profile: {', '.join(extra)}",
                 )
             )
@@ -541,7 +559,7 @@ class Validator:
             empty = np.zeros(n, dtype=bool)
             bad_parse = np.zeros(n, dtype=bool)
             for i in np.flatnonzero(nat):  # only values that did not parse
-                value = raw[i]
+                value = raw[i]  # type: ignore[index]
                 if _is_missing_text(value):
                     empty[i] = True
                 elif isinstance(value, str) and _EPOCH.match(value):
@@ -558,7 +576,7 @@ class Validator:
                 if empty[i]:
                     out.append("ts is empty")
                 elif too_old[i]:
-                    out.append(f"ts={_iso(ms[i:i + 1])[0]} is before 1900")
+                    out.append(f"ts={_iso(ms[i : i + 1])[0]} is before 1900")
                 else:
                     shown = raw[i] if raw is not None else column.iloc[i]
                     out.append(f"ts={_short(shown)} is not a valid timestamp (ISO 8601 expected)")
@@ -575,20 +593,28 @@ class Validator:
             f_codes, f_uniques = pd.factorize(frame["fault"], use_na_sentinel=True)
             # blank, whitespace, "normal" and "0" mean a normal reading
             f_names = [None if _is_missing_text(u) or _is_normal_label(u) else str(u).strip() for u in f_uniques]
-            f_vals = np.array(f_names + [None], dtype=object)
+            f_vals = np.array([*f_names, None], dtype=object)
             f_idx = np.where(f_codes < 0, len(f_uniques), f_codes)
             fault = f_vals[f_idx]
             too_long = np.array([s is not None and len(s) > MAX_LABEL for s in f_names] + [False])[f_idx]
-            add("label", too_long, _reason(lambda pos: [f"fault label longer than {MAX_LABEL} characters: {_short(v)}" for v in raw[pos]]))
+            add(
+                "label",
+                too_long,
+                _reason(lambda pos: [f"fault label longer than {MAX_LABEL} characters: {_short(v)}" for v in raw[pos]]),
+            )
             # NUL and other control characters are never label text (PostgreSQL refuses NUL)
             control = np.array([s is not None and bool(_CONTROL.search(s)) for s in f_names] + [False])[f_idx]
-            add("label", control & ~too_long, _reason(lambda pos: [f"fault={_short(v)} contains control characters" for v in raw[pos]]))
+            add(
+                "label",
+                control & ~too_long,
+                _reason(lambda pos: [f"fault={_short(v)} contains control characters" for v in raw[pos]]),
+            )
         if "anomaly" in frame.columns:
             vals, nonnum = _to_float(frame["anomaly"])
             bad = nonnum | (~np.isnan(vals) & (vals != 0) & (vals != 1))
             raw_a = frame["anomaly"].to_numpy(dtype=object)
             add("label", bad, _reason(lambda pos: [f"anomaly={_short(v)} is not 0 or 1" for v in raw_a[pos]]))
-            flagged = np.where(vals == 1, "anomaly", None).astype(object)
+            flagged = np.where(vals == 1, "anomaly", None).astype(object)  # type: ignore[call-overload]
             fault = flagged if fault is None else np.where(pd.isna(fault), flagged, fault).astype(object)
         changepoint: np.ndarray | None = None
         if "changepoint" in frame.columns:
@@ -717,7 +743,7 @@ class Validator:
         else:
             line = pd.array([pd.NA] * len(rej_pos), dtype="Int64")
         safe_names = np.array([_safe_text(str(v), MAX_DEVICE_ID) for v in names], dtype=object)
-        device = np.where(codes[rej_pos] < 0, None, safe_names[dev_codes[rej_pos]]).astype(object)
+        device = np.where(codes[rej_pos] < 0, None, safe_names[dev_codes[rej_pos]]).astype(object)  # type: ignore[attr-defined]
         ts = pd.array(np.where(ts_bad[rej_pos], 0, ms[rej_pos]), dtype="Int64")
         ts[ts_bad[rej_pos]] = pd.NA
         return pd.DataFrame(
@@ -754,7 +780,11 @@ class Validator:
                     if rate > threshold:
                         alerts.append(
                             ValidationAlert(
-                                "warning", "missing_rate", str(device), signal, round(rate, 6),
+                                "warning",
+                                "missing_rate",
+                                str(device),
+                                signal,
+                                round(rate, 6),
                                 f"{signal} missing in {rate:.0%} of {device}'s readings "
                                 f"({count} of {total}; alert above {threshold:.0%})",
                             )
@@ -765,7 +795,11 @@ class Validator:
             causes = ", ".join(f"{k} {c}" for c, k in top)
             alerts.append(
                 ValidationAlert(
-                    "warning", "rejection_rate", None, None, round(rate, 6),
+                    "warning",
+                    "rejection_rate",
+                    None,
+                    None,
+                    round(rate, 6),
                     f"{report.rejected} of {report.rows} rows rejected ({rate:.1%}; alert above "
                     f"{REJECTION_RATE_ALERT:.0%}): {causes}",
                 )
@@ -818,7 +852,7 @@ def _device_name(value: Any) -> str:
 
 @functools.lru_cache(maxsize=65_536)
 def _device_problem(name: str) -> str | None:
-    if name == "" or _is_missing_text(name) and name.strip() == "":
+    if name == "" or (_is_missing_text(name) and name.strip() == ""):
         return "device_id is empty"
     if len(name) > MAX_DEVICE_ID:
         return f"device_id is longer than {MAX_DEVICE_ID} characters ({len(name)}): {_short(name)}"
@@ -911,7 +945,9 @@ def _raw_json(frame: pd.DataFrame, pos: np.ndarray, names: dict[str, str] | None
     names = names or {}
     out = np.array(
         [
-            json.dumps({names.get(str(k), str(k)): _json_value(v) for k, v in r.items()}, default=str, ensure_ascii=False)
+            json.dumps(
+                {names.get(str(k), str(k)): _json_value(v) for k, v in r.items()}, default=str, ensure_ascii=False
+            )
             for r in records
         ],
         dtype=object,
@@ -919,9 +955,7 @@ def _raw_json(frame: pd.DataFrame, pos: np.ndarray, names: dict[str, str] | None
     if "_raw" in frame.columns:
         given = frame["_raw"].to_numpy(dtype=object)[pos]
         has = pd.notna(given)
-        out[has] = [
-            json.dumps(v if isinstance(v, dict) else {"line": str(v)}, ensure_ascii=False) for v in given[has]
-        ]
+        out[has] = [json.dumps(v if isinstance(v, dict) else {"line": str(v)}, ensure_ascii=False) for v in given[has]]
     return out
 
 
@@ -936,7 +970,11 @@ def _examples(rejected: pd.DataFrame, limit: int) -> list[dict[str, Any]]:
             "raw": raw,
         }
         for line, device, check, reason, raw in zip(
-            head["line"].tolist(), head["device_id"].tolist(), head["check"].tolist(), head["reason"].tolist(), head["raw"].tolist()
+            head["line"].tolist(),
+            head["device_id"].tolist(),
+            head["check"].tolist(),
+            head["reason"].tolist(),
+            head["raw"].tolist(),
         )
     ]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from itap_engine.modes.cli_values import OneLineParser
 from itap_engine.errors import ItapError
+from itap_engine.modes.cli_values import OneLineParser
 from itap_engine.safe_text import visible
 
 COMMANDS = (
@@ -54,9 +54,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, sub: bool = False) ->
     """--config and --debug, accepted before or after the subcommand."""
     default = {"default": argparse.SUPPRESS} if sub else {}
     parser.add_argument(
-        "--config", metavar="PATH", help="config file (default: the lookup order in the README)", **default
+        "--config",
+        metavar="PATH",
+        help="config file (default: the lookup order in the README)",
+        **default,  # type: ignore[arg-type]
     )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors", **default)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors", **default)  # type: ignore[arg-type]
 
 
 def build_parser(extra: Callable[[argparse._SubParsersAction], None] | None = None) -> argparse.ArgumentParser:

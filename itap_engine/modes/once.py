@@ -99,7 +99,7 @@ from itap_engine.store.watermarks import ONCE_WALL_KEY
 if TYPE_CHECKING:
     from itap_engine.engine.core import EngineCore, TickResult
 
-__all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_once", "run_cycle"]
+__all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_cycle", "run_once"]
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,9 @@ def _status(summary: dict[str, Any]) -> tuple[str, str]:
         return "CRITICAL", f"{len(critical)} critical incident(s) on {', '.join(devices[:5])}"
     reasons = []
     if warning:
-        reasons.append(f"{len(warning)} warning incident(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}")
+        reasons.append(
+            f"{len(warning)} warning incident(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}"
+        )
     if validation:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:
@@ -284,14 +286,22 @@ def run_cycle(
             for s in sources
         ]
         if profile is not None:
-            summary["rows"] = {key: sum(s[name] for s in summary["sources"]) for key, name in (
-                ("in", "rows_in"), ("inserted", "inserted"), ("duplicates", "duplicates"), ("quarantined", "quarantined"))}
+            summary["rows"] = {
+                key: sum(s[name] for s in summary["sources"])
+                for key, name in (
+                    ("in", "rows_in"),
+                    ("inserted", "inserted"),
+                    ("duplicates", "duplicates"),
+                    ("quarantined", "quarantined"),
+                )
+            }
         summary["scored"] = result.scored if profile is None else result.scored_by_profile.get(profile, 0)
         summary["validation_alerts"] = [
             {"level": v.level, "check": v.check, "device_id": v.device_id, "signal": v.signal, "message": v.message}
             for v in result.validation_alerts
             if profile is None or _profile_of(core, v.device_id) == profile
         ]
+
         def mine(changes: list[Any]) -> list[Any]:
             return [c for c in changes if profile is None or getattr(c, "profile", profile) == profile]
 
@@ -333,8 +343,12 @@ def _progress() -> tuple[Callable[[Progress], None] | None, Callable[[], None]]:
     from rich.progress import Progress as Bars
 
     bars = Bars(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=Console(file=sys.stderr),
+        transient=True,
     )
     tasks: dict[str, Any] = {}
     bars.start()
@@ -420,8 +434,9 @@ def print_rich(summary: dict[str, Any]) -> None:
     figures.add_row("run", str(summary["run_id"]) + (" (bootstrapped)" if summary["bootstrapped"] else ""))
     figures.add_row("simulated", f"{iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)")
     figures.add_row(
-        "rows", f"in {rows['in']}  inserted {rows['inserted']}  duplicates {rows['duplicates']}  "
-        f"conflicts {rows.get('conflicts', 0)}  quarantined {rows['quarantined']}  scored {summary['scored']}"
+        "rows",
+        f"in {rows['in']}  inserted {rows['inserted']}  duplicates {rows['duplicates']}  "
+        f"conflicts {rows.get('conflicts', 0)}  quarantined {rows['quarantined']}  scored {summary['scored']}",
     )
     figures.add_row("models", ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none")
     figures.add_row("time", f"{summary['timings_s'].get('total', 0):.2f} s")
@@ -433,8 +448,12 @@ def print_rich(summary: dict[str, Any]) -> None:
         for a in summary["alerts"]["open"]:
             style = "red" if a["severity"] == "critical" else "yellow"
             table.add_row(
-                f"[{style}]{a['severity']}[/]", escape(a["device_id"]), escape(a["family"]),
-                escape(str(a["opened_at"])), f"{a['peak_score']:.3f}", f"{a['threshold']:.3f}",
+                f"[{style}]{a['severity']}[/]",
+                escape(a["device_id"]),
+                escape(a["family"]),
+                escape(str(a["opened_at"])),
+                f"{a['peak_score']:.3f}",
+                f"{a['threshold']:.3f}",
                 escape(", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))),
             )
         out.print(table)
@@ -464,7 +483,7 @@ def run_once(
         configure_logging(settings)
         lock = RunLock(settings, "itap --once")
         lock.acquire()
-    except Exception as error:  # noqa: BLE001 - lock held, data_dir a file...: UNKNOWN, never a traceback
+    except Exception as error:
         return report_unknown(describe_error(error), json_output=json_output, started=now)
     show, done = _progress()
     core: EngineCore | None = None
@@ -479,7 +498,7 @@ def run_once(
             except OSError as error:  # the cycle ran and is stored: its status stands
                 log.exception("--once report failed")
                 print(f"itap: error: cannot write the report {report}: {error.strerror or error}", file=sys.stderr)
-    except Exception as error:  # noqa: BLE001 - cron wants a status, not a traceback
+    except Exception as error:
         log.exception("--once failed")
         summary = _empty_summary(now)
         summary["error"] = describe_error(error)
@@ -501,7 +520,9 @@ def _check_folders(settings: Settings) -> None:
     for key in ("data_dir", "inbox_dir", "artifacts_dir"):
         path = settings.resolve(getattr(settings.paths, key))
         if path.exists() and not path.is_dir():
-            raise ItapError(f"[paths].{key} {path} is a file, not a folder; move it or change {key} in {settings.source}")
+            raise ItapError(
+                f"[paths].{key} {path} is a file, not a folder; move it or change {key} in {settings.source}"
+            )
 
 
 def describe_error(error: BaseException) -> str:
@@ -548,8 +569,13 @@ def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -
     snapshot = None
     if core is not None:
         stats = EngineStats(
-            sim_time=core.sim_time, tick_ms=summary["timings_s"].get("total", 0) * 1000, rows_per_s=None,
-            ticks=1, model_versions=core.model_versions(), paused=False, mode="once",
+            sim_time=core.sim_time,
+            tick_ms=summary["timings_s"].get("total", 0) * 1000,
+            rows_per_s=None,
+            ticks=1,
+            model_versions=core.model_versions(),
+            paused=False,
+            mode="once",
         )
         snapshot = core.snapshot(1, stats)
     path.write_text(render_report(summary, snapshot), encoding="utf-8")  # its folder was checked, not created

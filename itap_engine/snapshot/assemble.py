@@ -8,8 +8,8 @@ Pure: no SQL, no I/O. The inputs come from the engine's memory (live) or from
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,13 +44,20 @@ def rank_anomalies(
     ranked = sorted(ranked, key=lambda a: (a.status != "open", -a.score))[:MAX_TOP_ANOMALIES]
     return (*ranked, *recent_closed[: max(0, MAX_TOP_ANOMALIES - len(ranked))])
 
+
 def reading_anomaly(device: Any, profile: str, ts: Any, score: Any, family: Any, contributors: Any) -> AnomalyRow:
     """An anomalous reading (no alert) as the anomalies list shows it."""
     return AnomalyRow(
-        device_id=str(device), profile=profile, ts=int(ts), score=float(score),
-        severity="reading", family=str(family or "other"), contributors=contributors_of(contributors),
+        device_id=str(device),
+        profile=profile,
+        ts=int(ts),
+        score=float(score),
+        severity="reading",
+        family=str(family or "other"),
+        contributors=contributors_of(contributors),
         status="reading",
     )
+
 
 def device_status(
     alert: AnomalyRow | None, trained: bool, last_ts: int | None, clock_ms: int | None, stale_ms: int

@@ -35,6 +35,7 @@ people leave them out (stored and JSON forms keep them)."""
 def worth_showing(contributors: Sequence[Any], limit: int = 3) -> list[Any]:
     """The first ``limit`` contributors with at least :data:`MIN_SHOWN_SHARE` of the
     push (the first one if none has); items are Contributor-like or dicts."""
+
     def share(item: Any) -> float:
         return float(item["share"] if isinstance(item, Mapping) else item.share)
 
@@ -107,7 +108,7 @@ class IncidentCounts:
         return cls(len(shown), sum(1 for a in shown if not a.acknowledged))
 
     def label(self) -> str:
-        """"2 open, 1 unacknowledged" (the words are the definition)."""
+        """ "2 open, 1 unacknowledged" (the words are the definition)."""
         return f"{self.open} open, {self.unacknowledged} unacknowledged"
 
 
@@ -353,8 +354,10 @@ class SnapshotPublisher:
         for callback in list(self._subscribers):
             try:
                 callback(snapshot)
-            except Exception:  # noqa: BLE001 - a subscriber's bug must not stop the publisher
+            except Exception:
                 logging.getLogger(__name__).exception("snapshot subscriber failed")
+
+
 def contributors_of(value: Any) -> tuple[ContributorView, ...]:
     """Contributors in any form the scorer or the database gives (objects, dicts, JSON)."""
     if value is None:
@@ -381,5 +384,6 @@ def contributors_of(value: Any) -> tuple[ContributorView, ...]:
 
 
 def contributors_json(value: Any) -> str:
-    return json.dumps([{"signal": c.signal, "family": c.family, "share": round(c.share, 4)} for c in contributors_of(value)])
-
+    return json.dumps(
+        [{"signal": c.signal, "family": c.family, "share": round(c.share, 4)} for c in contributors_of(value)]
+    )

@@ -115,8 +115,11 @@ def find_conflicts(
     ``reason`` (which values differ, stored -> new).
     """
     batch = pd.DataFrame(
-        {"device_id": columns["device_id"][start:stop], "ts": columns["ts"][start:stop],
-         **{c: pd.Series(columns[c][start:stop], dtype=object) for c in compare}}
+        {
+            "device_id": columns["device_id"][start:stop],
+            "ts": columns["ts"][start:stop],
+            **{c: pd.Series(columns[c][start:stop], dtype=object) for c in compare},
+        }
     )
     batch["position"] = np.arange(start, stop)
     # the stored rows are read by a join of the batch's keys on the primary key: exactly
@@ -151,12 +154,14 @@ def find_conflicts(
         )
         when = pd.Timestamp(int(both["ts"].iat[i]), unit="ms").isoformat()
         reasons.append(f"conflict: ({both['device_id'].iat[i]!r}, {when}) is stored with other values: {changes}")
-    return pd.DataFrame({
-        "position": both["position"].to_numpy()[hits],
-        "device_id": both["device_id"].to_numpy()[hits],
-        "ts": both["ts"].to_numpy()[hits].astype(np.int64),
-        "reason": reasons,
-    })
+    return pd.DataFrame(
+        {
+            "position": both["position"].to_numpy()[hits],
+            "device_id": both["device_id"].to_numpy()[hits],
+            "ts": both["ts"].to_numpy()[hits].astype(np.int64),
+            "reason": reasons,
+        }
+    )
 
 
 def _stored_rows(
@@ -178,7 +183,7 @@ def _stored_rows(
                 f"SELECT {names} FROM {target} r JOIN unnest(%s::varchar[], %s::bigint[]) AS k(device_id, ts) ON {on}",
                 (list(devices), list(stamps)),
             )
-            return cursor.fetchall()
+            return cursor.fetchall()  # type: ignore[return-value]
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_KEYS} (device_id VARCHAR(128), ts BIGINT)")
         cursor.execute(f"DELETE FROM {_KEYS}")
@@ -186,13 +191,17 @@ def _stored_rows(
         cursor.execute(f"SELECT {names} FROM {target} r JOIN {_KEYS} k ON {on}")
         rows = cursor.fetchall()
         cursor.execute(f"DELETE FROM {_KEYS}")
-        return rows
+        return rows  # type: ignore[return-value]
     finally:
         cursor.close()
 
 
 def replace_rows(
-    conn: sa.Connection, table: sa.Table, columns: Mapping[str, list[Any]], positions: Sequence[int], compare: Sequence[str]
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Mapping[str, list[Any]],
+    positions: Sequence[int],
+    compare: Sequence[str],
 ) -> None:
     """UPDATE the stored rows at ``positions`` with their new values (one executemany)."""
     stmt = (

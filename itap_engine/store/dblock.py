@@ -67,7 +67,11 @@ class DatabaseLock:
         return True
 
     def acquire(
-        self, *, wait: bool = True, poll_s: float = 1.0, on_wait: Callable[[], None] | None = None,
+        self,
+        *,
+        wait: bool = True,
+        poll_s: float = 1.0,
+        on_wait: Callable[[], None] | None = None,
         stop: Callable[[], bool] | None = None,
     ) -> DatabaseLock:
         """Take the lock; with ``wait``, poll until it frees (``on_wait`` is called once

@@ -99,8 +99,12 @@ class TimePartitions:
             self.partitioned.discard(table)
             return
         self.partitioned.add(table)
-        conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {_quote(table + '_default')} PARTITION OF {_quote(table)} DEFAULT"))
-        conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {_quote(table + '_ts_brin')} ON {_quote(table)} USING brin (ts)"))
+        conn.execute(
+            sa.text(f"CREATE TABLE IF NOT EXISTS {_quote(table + '_default')} PARTITION OF {_quote(table)} DEFAULT")
+        )
+        conn.execute(
+            sa.text(f"CREATE INDEX IF NOT EXISTS {_quote(table + '_ts_brin')} ON {_quote(table)} USING brin (ts)")
+        )
 
     def partitions(self, conn: sa.Connection, table: str) -> list[tuple[str, int, int]]:
         """(name, from, to) of each range partition of ``table``, oldest first."""
@@ -189,7 +193,9 @@ class TimePartitions:
                 {"lo": lo, "hi": hi},
             )
         conn.execute(
-            sa.text(f"CREATE TABLE {_quote(name)} PARTITION OF {_quote(table)} FOR VALUES FROM ({int(lo)}) TO ({int(hi)})")
+            sa.text(
+                f"CREATE TABLE {_quote(name)} PARTITION OF {_quote(table)} FOR VALUES FROM ({int(lo)}) TO ({int(hi)})"
+            )
         )
         if stranded:
             conn.execute(sa.text(f"INSERT INTO {_quote(table)} SELECT * FROM itap_moved"))
@@ -197,9 +203,7 @@ class TimePartitions:
         log.info("created partition %s [%d, %d)%s", name, lo, hi, " from the default partition" if stranded else "")
 
     # ------------------------------------------------------------------ retention
-    def drop_before(
-        self, engine: sa.Engine, table: str, cutoff_ms: int, devices: Sequence[str]
-    ) -> tuple[int, int]:
+    def drop_before(self, engine: sa.Engine, table: str, cutoff_ms: int, devices: Sequence[str]) -> tuple[int, int]:
         """Retention for ``devices``: drop the partitions wholly older than ``cutoff_ms``
         that hold rows of no other device, and delete those devices' older rows from the
         partitions that do (an imported history shares its days with nobody's clock but

@@ -54,9 +54,9 @@ def write_fault_commands(
         return [command_view(row) for row in rows]
 
 
-
-
-def open_and_recent_alerts(store: Store, closed_limit: int = RECENT_CLOSED_ALERTS) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
+def open_and_recent_alerts(
+    store: Store, closed_limit: int = RECENT_CLOSED_ALERTS
+) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
     """Open alerts (highest peak first) and the most recently closed ones."""
     A = models.Alert
     with store.session() as session:
@@ -75,8 +75,12 @@ def recent_validation_alerts(store: Store, limit: int = RECENT_VALIDATION) -> li
         events = session.exec(select(V).order_by(V.id.desc()).limit(limit))  # type: ignore[union-attr]
         return [
             ValidationAlertRow(
-                created_at=e.created_at, level=e.level, check=e.check, device_id=e.device_id,
-                signal=e.signal, message=e.message,
+                created_at=e.created_at,
+                level=e.level,
+                check=e.check,
+                device_id=e.device_id,
+                signal=e.signal,
+                message=e.message,
             )
             for e in events
         ]
@@ -106,8 +110,17 @@ def record_problems(store: Store, alerts: Sequence[ValidationAlertRow], at_ms: i
         for key, alert in seen.items():
             problem = current.pop(key, None)
             if problem is None:
-                session.add(P(device_id=key[0], signal=key[1], check=key[2], level=alert.level,
-                              first_ts=at_ms, last_ts=at_ms, message=alert.message[:2000]))
+                session.add(
+                    P(
+                        device_id=key[0],
+                        signal=key[1],
+                        check=key[2],
+                        level=alert.level,
+                        first_ts=at_ms,
+                        last_ts=at_ms,
+                        message=alert.message[:2000],
+                    )
+                )
                 opened += 1
             else:
                 problem.last_ts, problem.count = at_ms, problem.count + 1
@@ -126,15 +139,24 @@ def validation_problems(store: Store, resolved_limit: int = RECENT_RESOLVED_PROB
     P = models.ValidationProblem
     with store.session() as session:
         rows = list(session.exec(select(P).where(P.status == "open")))
-        rows += list(session.exec(
-            select(P).where(P.status == "resolved").order_by(P.resolved_ts.desc()).limit(resolved_limit)  # type: ignore[union-attr]
-        ))
+        rows += list(
+            session.exec(
+                select(P).where(P.status == "resolved").order_by(P.resolved_ts.desc()).limit(resolved_limit)  # type: ignore[union-attr]
+            )
+        )
     rows.sort(key=lambda p: (p.first_ts, p.id or 0))
     return [
         ValidationProblemRow(
-            id=int(p.id or 0), device_id=p.device_id or None, signal=p.signal or None, check=p.check,
-            level=p.level, first_ts=int(p.first_ts), last_ts=int(p.last_ts), count=int(p.count),
-            message=p.message, resolved_ts=None if p.resolved_ts is None else int(p.resolved_ts),
+            id=int(p.id or 0),
+            device_id=p.device_id or None,
+            signal=p.signal or None,
+            check=p.check,
+            level=p.level,
+            first_ts=int(p.first_ts),
+            last_ts=int(p.last_ts),
+            count=int(p.count),
+            message=p.message,
+            resolved_ts=None if p.resolved_ts is None else int(p.resolved_ts),
         )
         for p in rows
     ]
@@ -156,25 +178,41 @@ def recent_events(store: Store, limit: int = 300) -> list[EventRow]:
     """Engine warnings, fault commands, retrains, validation problems and incidents,
     newest first, each at its data time."""
     out: list[EventRow] = []
-    E, FC, MV, P, A = (models.EngineEvent, models.FaultCommand, models.ModelVersion, models.ValidationProblem,
-                       models.Alert)
+    E, FC, MV, P, A = (
+        models.EngineEvent,
+        models.FaultCommand,
+        models.ModelVersion,
+        models.ValidationProblem,
+        models.Alert,
+    )
     with store.session() as session:
         for e in session.exec(select(E).order_by(E.id.desc()).limit(limit)):  # type: ignore[union-attr]
             out.append(EventRow(e.ts, "log", e.level, None, e.message))
         for c in session.exec(select(FC).order_by(FC.id.desc()).limit(limit)):  # type: ignore[union-attr]
             level = "error" if c.status == "rejected" else "info"
             text = f"fault {c.fault} severity {c.severity:g} for {c.duration_s:g} s: {c.status}"
-            out.append(EventRow(c.start_ts, "fault", level, c.device_id, text + (f" ({c.message})" if c.message else "")))
+            out.append(
+                EventRow(c.start_ts, "fault", level, c.device_id, text + (f" ({c.message})" if c.message else ""))
+            )
         for m in session.exec(select(MV).order_by(MV.id.desc()).limit(limit)):  # type: ignore[union-attr]
-            out.append(EventRow(m.train_end, "retrain", "info", None,
-                                f"{m.profile} model v{m.id} ({m.detector}), threshold {m.threshold:.3g}"))
+            out.append(
+                EventRow(
+                    m.train_end,
+                    "retrain",
+                    "info",
+                    None,
+                    f"{m.profile} model v{m.id} ({m.detector}), threshold {m.threshold:.3g}",
+                )
+            )
         for p in session.exec(select(P).order_by(P.id.desc()).limit(limit)):  # type: ignore[union-attr]
             where = " ".join(x for x in (p.signal, p.check) if x)
             out.append(EventRow(p.first_ts, "validation", p.level, p.device_id or None, f"{where}: {p.message}"))
             if p.resolved_ts is not None:
                 out.append(EventRow(p.resolved_ts, "validation", "info", p.device_id or None, f"{where}: resolved"))
         for a in session.exec(select(A).order_by(A.id.desc()).limit(limit)):  # type: ignore[union-attr]
-            out.append(EventRow(a.opened_ts, "incident", a.severity, a.device_id, f"incident #{a.id} opened ({a.family})"))
+            out.append(
+                EventRow(a.opened_ts, "incident", a.severity, a.device_id, f"incident #{a.id} opened ({a.family})")
+            )
             if a.closed_ts is not None:
                 out.append(EventRow(a.closed_ts, "incident", "info", a.device_id, f"incident #{a.id} closed"))
     out.sort(key=lambda e: -(e.ts if e.ts is not None else -1))
@@ -197,15 +235,16 @@ def latest_readings(store: Store, profile: str) -> pd.DataFrame:
     """
     table = store.readings_table(profile)
     D = models.Device.__table__  # type: ignore[attr-defined]
-    stmt = sa.select(table).select_from(table).join(D, sa.and_(D.c.id == table.c.device_id, D.c.last_ts == table.c.ts)).where(
-        D.c.profile == profile
+    stmt = (
+        sa.select(table)
+        .select_from(table)
+        .join(D, sa.and_(D.c.id == table.c.device_id, D.c.last_ts == table.c.ts))
+        .where(D.c.profile == profile)
     )
     with store.engine.connect() as conn:
         result = conn.execute(stmt)
         frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     return frame.set_index("device_id") if len(frame) else frame
-
-
 
 
 # ---------------------------------------------------------------------- the past
@@ -234,14 +273,18 @@ def scores_at(store: Store, profile: str, at_ms: int) -> dict[str, float]:
         .group_by(S.c.device_id)
         .subquery()
     )
-    stmt = sa.select(S.c.device_id, S.c.score).join(
-        newest, sa.and_(newest.c.device_id == S.c.device_id, newest.c.ts == S.c.ts)
-    ).where(S.c.profile == profile)
+    stmt = (
+        sa.select(S.c.device_id, S.c.score)
+        .join(newest, sa.and_(newest.c.device_id == S.c.device_id, newest.c.ts == S.c.ts))
+        .where(S.c.profile == profile)
+    )
     with store.engine.connect() as conn:
         return {str(d): float(v) for d, v in conn.execute(stmt)}
 
 
-def alerts_at(store: Store, at_ms: int, closed_limit: int = RECENT_CLOSED_ALERTS) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
+def alerts_at(
+    store: Store, at_ms: int, closed_limit: int = RECENT_CLOSED_ALERTS
+) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
     """Incidents open at ``at_ms`` (opened by then, not closed by then) and the latest
     closed by then. Severity, peak and acknowledgement are as stored now."""
     A = models.Alert
@@ -249,7 +292,8 @@ def alerts_at(store: Store, at_ms: int, closed_limit: int = RECENT_CLOSED_ALERTS
         open_ = [
             replace(alert_row(a), status="open")
             for a in session.exec(
-                select(A).where(A.opened_ts <= at_ms, sa.or_(A.closed_ts.is_(None), A.closed_ts > at_ms))  # type: ignore[union-attr,arg-type]
+                select(A)
+                .where(A.opened_ts <= at_ms, sa.or_(A.closed_ts.is_(None), A.closed_ts > at_ms))  # type: ignore[arg-type, operator, union-attr]
                 .order_by(A.peak_score.desc())  # type: ignore[attr-defined]
             )
         ]
@@ -331,6 +375,7 @@ def command_view(command: models.FaultCommand) -> FaultCommandView:
         message=command.message or "",
     )
 
+
 NOTE_LENGTH = 200
 """Characters of an incident note kept (a short note, not a log)."""
 
@@ -408,10 +453,15 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
             raise UnknownDevice(f"unknown device {device_id!r}")
         profile = device.profile
         A, FC, Q = models.Alert, models.FaultCommand, models.Quarantine
-        alerts = _with_notes(session, [
-            alert_row(a)
-            for a in session.exec(select(A).where(A.device_id == device_id).order_by(A.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
-        ])
+        alerts = _with_notes(
+            session,
+            [
+                alert_row(a)
+                for a in session.exec(
+                    select(A).where(A.device_id == device_id).order_by(A.id.desc()).limit(DETAIL_ROWS)  # type: ignore[union-attr]
+                )  # type: ignore[union-attr]
+            ],
+        )
         faults = tuple(
             command_view(c)
             for c in session.exec(select(FC).where(FC.device_id == device_id).order_by(FC.id.desc()).limit(DETAIL_ROWS))  # type: ignore[union-attr]
@@ -449,7 +499,11 @@ def device_detail(store: Store, settings: Settings, device_id: str, window_s: fl
         signal: tuple(None if pd.isna(v) else float(v) for v in readings[signal].tolist()) if signal in readings else ()
         for signal in signals
     }
-    labels = tuple(None if v is None or pd.isna(v) else str(v) for v in readings["fault"].tolist()) if "fault" in readings else ()
+    labels = (
+        tuple(None if v is None or pd.isna(v) else str(v) for v in readings["fault"].tolist())
+        if "fault" in readings
+        else ()
+    )
     current = next((a for a in alerts if a.status == "open"), alerts[0] if alerts else None)
     model = active_models(store).get(profile)
     known_good, source = known_good_window(model, device_id)

@@ -38,8 +38,9 @@ from typing import Any
 import psutil
 import sqlalchemy as sa
 
-from itap_engine.store.db_url import check_database_url, safe_url as _safe
 from itap_engine.errors import ItapError
+from itap_engine.store.db_url import check_database_url
+from itap_engine.store.db_url import safe_url as _safe
 
 __all__ = ["HEARTBEAT_S", "LEASE_S", "LOCK_NAME", "LockHeld", "RunLock"]
 
@@ -138,7 +139,7 @@ class RunLock:
             else:
                 with contextlib.closing(self._sqlite()) as conn:
                     conn.execute("DELETE FROM run_lease WHERE name = ? AND holder = ?", (LOCK_NAME, self.token))
-        except Exception:  # noqa: BLE001 - the lease expires anyway
+        except Exception:
             log.exception("could not release the run lock")
 
     def __enter__(self) -> RunLock:
@@ -167,7 +168,7 @@ class RunLock:
 
     def _stale(self, row: Any, now: float) -> bool:
         """A lease row whose holder is dead, is this process, or stopped renewing."""
-        _, holder, host, pid, created, _, _, _, expires = row
+        _, _holder, host, pid, created, _, _, _, expires = row
         if float(expires) < now:
             return True
         if host != self.host:
@@ -248,7 +249,7 @@ class RunLock:
                         self.lost = True
                         log.error("the run lock was taken over by another run; this run no longer holds it")
                         return
-                except Exception:  # noqa: BLE001 - a busy database: try again next beat
+                except Exception:
                     log.warning("run lock heartbeat failed", exc_info=True)
 
         self._heartbeat = threading.Thread(target=run, name="itap-run-lock", daemon=True)
@@ -262,7 +263,7 @@ class RunLock:
                 self.url, poolclass=sa.pool.NullPool, connect_args={"application_name": name}
             )
             conn = self._pg_engine.connect()
-        except Exception as error:  # noqa: BLE001 - driver errors vary
+        except Exception as error:
             if self._pg_engine is not None:
                 self._pg_engine.dispose()
             raise ItapError(
@@ -312,8 +313,9 @@ class RunLock:
             return
         try:
             with self._pg_guard:
-                conn.execute(sa.text("DELETE FROM run_lease WHERE name = :n AND holder = :h"),
-                             {"n": LOCK_NAME, "h": self.token})
+                conn.execute(
+                    sa.text("DELETE FROM run_lease WHERE name = :n AND holder = :h"), {"n": LOCK_NAME, "h": self.token}
+                )
                 conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
                 conn.commit()
         finally:

@@ -39,11 +39,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
 from itap_engine.config import ProfileSpec, Settings
-from itap_engine.store.db_url import DatabaseUrlError, check_database_url
 from itap_engine.errors import ItapError
 from itap_engine.store import postgres as pg
 from itap_engine.store import schema as models
 from itap_engine.store.batches import cap_raw, find_conflicts, replace_rows, row_keys
+from itap_engine.store.db_url import DatabaseUrlError, check_database_url
 from itap_engine.store.schema import Run, Watermark, utcnow
 from itap_engine.store.upgrade import upgrade_schema
 
@@ -57,8 +57,14 @@ class StoreError(ItapError):
 
 
 def _no_rows() -> pd.DataFrame:
-    return pd.DataFrame({"position": pd.Series([], dtype="int64"), "device_id": pd.Series([], dtype=object),
-                         "ts": pd.Series([], dtype="int64"), "reason": pd.Series([], dtype=object)})
+    return pd.DataFrame(
+        {
+            "position": pd.Series([], dtype="int64"),
+            "device_id": pd.Series([], dtype=object),
+            "ts": pd.Series([], dtype="int64"),
+            "reason": pd.Series([], dtype=object),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -153,7 +159,7 @@ class Store:
             with self.engine.begin() as conn:
                 if self.partitions is not None:
                     pg.schema_lock(conn)  # two processes opening a new database at once
-                SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in _FIXED_TABLES])
+                SQLModel.metadata.create_all(conn, tables=[t.__table__ for t in _FIXED_TABLES])  # type: ignore[union-attr]
                 if self.partitions is not None:
                     self.partitions.setup(conn, SCORE_TABLE)
             upgrade_schema(self.engine)
@@ -170,9 +176,7 @@ class Store:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(
-                url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
-            )
+            engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -296,7 +300,7 @@ class Store:
             return 0
         cached = self._compiled.get(key)
         if cached is None:
-            compiled = build().compile(dialect=self.engine.dialect)
+            compiled = build().compile(dialect=self.engine.dialect)  # type: ignore[attr-defined]
             names = list(compiled.positiontup or []) if compiled.positional else None
             cached = self._compiled[key] = (str(compiled), names)
         sql, names = cached
@@ -388,15 +392,17 @@ class Store:
                     refused = error
                     raise _Rollback from None
                 if inserted < len(rows) and outcome.compare:
-                    found = find_conflicts(conn, outcome.table, outcome.columns, start, start + len(rows), outcome.compare)
+                    found = find_conflicts(
+                        conn, outcome.table, outcome.columns, start, start + len(rows), outcome.compare
+                    )
                     if len(found) and outcome.policy == "replace":
                         replace_rows(conn, outcome.table, outcome.columns, found["position"].tolist(), outcome.compare)
         except _Rollback:
             pass
         if refused is not None:
             if len(rows) == 1:
-                error = getattr(refused, "orig", None) or refused
-                outcome.failed.append((start, f"refused by the database: {_first_line(error)}"))
+                cause = getattr(refused, "orig", None) or refused
+                outcome.failed.append((start, f"refused by the database: {_first_line(cause)}"))
                 return
             half = len(rows) // 2
             self._write_batch(sql, rows[:half], start, outcome)
@@ -484,9 +490,7 @@ class Store:
         batch = self.settings.database.batch_rows
         inserted = 0
         for start in range(0, len(rows), batch):
-            copied = self._copy_batch(
-                table, list(columns), rows[start : start + batch], batch_keys, start, keys, fixed
-            )
+            copied = self._copy_batch(table, list(columns), rows[start : start + batch], batch_keys, start, keys, fixed)
             if copied is None:
                 raise StoreError(f"the database refused rows for {table_name} (see the log)")
             inserted += copied
@@ -558,9 +562,11 @@ class Store:
         rows = [{"id": i, "profile": profile} for i in sorted(ids)]
         self.executemany(
             "register_device",
-            lambda: self._dialect_insert(device)
-            .values(id=sa.bindparam("id"), profile=sa.bindparam("profile"))
-            .on_conflict_do_nothing(index_elements=["id"]),
+            lambda: (
+                self._dialect_insert(device)
+                .values(id=sa.bindparam("id"), profile=sa.bindparam("profile"))
+                .on_conflict_do_nothing(index_elements=["id"])
+            ),
             rows,
         )
         self._known_devices |= ids
@@ -582,7 +588,9 @@ class Store:
         with self.engine.begin() as conn:
             for name, table in self._readings.items():
                 known = sa.select(device.c.id)
-                orphans = sa.select(table.c.device_id, sa.literal(name)).where(table.c.device_id.not_in(known)).distinct()
+                orphans = (
+                    sa.select(table.c.device_id, sa.literal(name)).where(table.c.device_id.not_in(known)).distinct()
+                )
                 conn.execute(sa.insert(device).from_select(["id", "profile"], orphans))
         self.set_watermark(_ORPHANS_CHECKED_KEY, utcnow().isoformat())
 
@@ -590,14 +598,14 @@ class Store:
         """Widen the first/last reading time of the (registered) devices in a frame:
         one executemany UPDATE whatever the number of devices."""
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
-        spans = pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()}).groupby(
-            "device_id", observed=True
-        )["ts"].agg(["min", "max"])
+        spans = (
+            pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()})
+            .groupby("device_id", observed=True)["ts"]
+            .agg(["min", "max"])
+        )
         if self.partitions is not None:  # PostgreSQL: one UPDATE ... FROM unnest, not one per device
             with self.engine.begin() as conn:
-                pg.widen_device_spans(
-                    conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist()
-                )
+                pg.widen_device_spans(conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist())
             return
         rows = [
             {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
@@ -632,7 +640,10 @@ class Store:
         else:
             raw = [
                 json.dumps(record, default=str)
-                for record in rows[payload_columns].astype(object).where(rows[payload_columns].notna(), None).to_dict("records")
+                for record in rows[payload_columns]
+                .astype(object)
+                .where(rows[payload_columns].notna(), None)
+                .to_dict("records")
             ]
         table = models.Quarantine.__table__  # type: ignore[attr-defined]
         reasons = rows["reason"].astype(str).tolist()
@@ -693,8 +704,11 @@ class Store:
 
     def abort_stale_runs(self, kinds: Sequence[str] | None = None) -> int:
         """Mark runs left 'running' by a killed process as aborted."""
-        stmt = sa.update(Run).where(Run.status == "running").values(status="aborted", finished_at=utcnow(),
-                                                                     message="process ended before the run finished")
+        stmt = (
+            sa.update(Run)
+            .where(Run.status == "running")  # type: ignore[arg-type]
+            .values(status="aborted", finished_at=utcnow(), message="process ended before the run finished")
+        )
         if kinds:
             stmt = stmt.where(Run.kind.in_(list(kinds)))  # type: ignore[attr-defined]
         with self.engine.begin() as conn:
@@ -850,7 +864,7 @@ def _safe(url: str) -> str:
 def _device_span_update() -> sa.Executable:
     """UPDATE device spans to include [b_first, b_last] for device b_id."""
     device = models.Device.__table__  # type: ignore[attr-defined]
-    first, last = sa.bindparam("b_first"), sa.bindparam("b_last")
+    first, last = sa.bindparam("b_first"), sa.bindparam("b_last")  # type: ignore[var-annotated]
     return (
         sa.update(device)
         .where(device.c.id == sa.bindparam("b_id"))

@@ -16,8 +16,13 @@ _COLUMNS = (
     ("run", "conflicts", "INTEGER DEFAULT 0 NOT NULL"),
     ("quarantine", "row_key", "VARCHAR(64)"),
 )
-_INDEXES = (("quarantine", "ux_quarantine_row_key", "CREATE UNIQUE INDEX IF NOT EXISTS ux_quarantine_row_key "
-                                                     "ON quarantine (row_key)"),)
+_INDEXES = (
+    (
+        "quarantine",
+        "ux_quarantine_row_key",
+        "CREATE UNIQUE INDEX IF NOT EXISTS ux_quarantine_row_key ON quarantine (row_key)",
+    ),
+)
 
 
 def upgrade_schema(engine: sa.Engine) -> list[str]:

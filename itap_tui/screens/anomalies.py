@@ -8,8 +8,8 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from itap_engine.snapshot import Snapshot
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import Snapshot
 from itap_tui.filtering import ANOMALY_KEYS, Filter, why_empty
 from itap_tui.format import contributors_text, fmt_ts
 from itap_tui.screens.base import LiveScreen
@@ -28,7 +28,9 @@ class AnomaliesScreen(LiveScreen):
         Binding("slash", "filter", "Filter", tooltip="Filter: profile, severity, device, family or key:value"),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: score, severity, time, device"),
         Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted incident"),
-        Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted incident"),
+        Binding(
+            "u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted incident"
+        ),
         Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge every incident the filter shows"),
         Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period"),
         Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted incident"),
@@ -46,7 +48,9 @@ class AnomaliesScreen(LiveScreen):
         examples = ", ".join(f"'{e}'" for e in ANOMALY_FILTER_EXAMPLES)
         yield FilterBar(
             f"severity, device, family, !not, a|b… e.g. {examples}",
-            keys=ANOMALY_KEYS, numbers=lambda: {"score"}, id="anomaly-filter",
+            keys=ANOMALY_KEYS,
+            numbers=lambda: {"score"},
+            id="anomaly-filter",
         )
         yield AnomalyTable(id="anomaly-table")
         yield Static(id="anomaly-detail")
@@ -71,7 +75,9 @@ class AnomaliesScreen(LiveScreen):
         text.append(f"  │ {readings} top readings  │ {closed} recently closed", style="dim")
         text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
         if self.filter:
-            text.append(f"  │ filter: {self.filter.describe()} ({len(rows)} shown)", style=f"bold {self.palette.accent}")
+            text.append(
+                f"  │ filter: {self.filter.describe()} ({len(rows)} shown)", style=f"bold {self.palette.accent}"
+            )
         self.query_one("#anomalies-summary", Static).update(text)
         self._detail()
 
@@ -85,8 +91,12 @@ class AnomaliesScreen(LiveScreen):
                 for a in snapshot.anomalies:
                     word = "reading" if a.alert_id is None else f"{a.status} {a.severity}"
                     counts[word] = counts.get(word, 0) + 1
-                text.append(why_empty(self.filter, len(snapshot.anomalies), counts, noun="anomaly").replace(
-                    "anomalys", "anomalies"), style=self.palette.warning)
+                text.append(
+                    why_empty(self.filter, len(snapshot.anomalies), counts, noun="anomaly").replace(
+                        "anomalys", "anomalies"
+                    ),
+                    style=self.palette.warning,
+                )
             else:
                 text.append("No anomalies: the fleet looks normal.", style="dim")
         else:
@@ -94,9 +104,14 @@ class AnomaliesScreen(LiveScreen):
             if row.alert_id is None:
                 text.append(f" reading at {fmt_ts(row.ts)}", style="dim")
             elif row.status == "closed":
-                text.append(f" alert #{row.alert_id}, {row.severity}, closed (last above the threshold {fmt_ts(row.ts)})", style="dim")
+                text.append(
+                    f" alert #{row.alert_id}, {row.severity}, closed (last above the threshold {fmt_ts(row.ts)})",
+                    style="dim",
+                )
             else:
-                text.append(f" alert #{row.alert_id}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim")
+                text.append(
+                    f" alert #{row.alert_id}, {row.severity} since {fmt_ts(row.opened_ts or row.ts)}", style="dim"
+                )
             if row.acknowledged:
                 text.append(" (acknowledged)", style="dim")
             if row.note:

@@ -10,8 +10,8 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Label, ProgressBar, RichLog, Static
 
-from itap_engine.snapshot import Progress
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import Progress
 
 
 class BootstrapScreen(Screen):

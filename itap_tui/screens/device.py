@@ -49,9 +49,13 @@ class DeviceScreen(LiveScreen):
         Binding("n", "next_signal", "Next signal", tooltip="Plot the next signal"),
         Binding("N", "previous_signal", "Prev signal", show=False, tooltip="Plot the previous signal"),
         Binding("w", "next_window", "Window", tooltip="Cycle the window: 15 min, 1 h, 6 h, 24 h"),
-        Binding("t", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"),
+        Binding(
+            "t", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"
+        ),
         Binding("a", "acknowledge", "Ack", tooltip="Acknowledge this device's open alert"),
-        Binding("s", "toggle_score", "Score plot", tooltip="Show the score plot instead of the signal (small terminals)"),
+        Binding(
+            "s", "toggle_score", "Score plot", tooltip="Show the score plot instead of the signal (small terminals)"
+        ),
     ]
 
     signal_index: reactive[int] = reactive(0)
@@ -81,12 +85,27 @@ class DeviceScreen(LiveScreen):
         with TabbedContent(id="history"):
             with TabPane("Alerts", id="tab-alerts"):
                 yield KeyedTable(
-                    (("opened", "Opened (sim)"), ("severity", "Severity"), ("score", "Score"), ("family", "Family"), ("why", "Top signals"), ("ack", "Ack")),
+                    (
+                        ("opened", "Opened (sim)"),
+                        ("severity", "Severity"),
+                        ("score", "Score"),
+                        ("family", "Family"),
+                        ("why", "Top signals"),
+                        ("ack", "Ack"),
+                    ),
                     id="alert-history",
                 )
             with TabPane("Faults", id="tab-faults"):
                 yield KeyedTable(
-                    (("id", "#"), ("fault", "Fault"), ("status", "Status"), ("start", "Active from (sim)"), ("severity", "Severity"), ("duration", "Duration"), ("message", "Message")),
+                    (
+                        ("id", "#"),
+                        ("fault", "Fault"),
+                        ("status", "Status"),
+                        ("start", "Active from (sim)"),
+                        ("severity", "Severity"),
+                        ("duration", "Duration"),
+                        ("message", "Message"),
+                    ),
                     id="fault-history",
                 )
             with TabPane("Quarantine", id="tab-quarantine"):
@@ -114,7 +133,9 @@ class DeviceScreen(LiveScreen):
     async def load_detail(self) -> None:
         self.fetching = True
         self._last_fetch = time.monotonic()
-        detail = await self.itap.engine.call(self.itap.facade.device_detail, self.device_id, WINDOWS[self.window_index][0])
+        detail = await self.itap.engine.call(
+            self.itap.facade.device_detail, self.device_id, WINDOWS[self.window_index][0]
+        )
         self.fetches += 1
         self.detail = detail
         self.fetching = False
@@ -172,7 +193,9 @@ class DeviceScreen(LiveScreen):
                     text.append(f"/{row.threshold:.2f}", style="dim")
         signals = self._signals()
         if signals:
-            text.append(f"  │ {self.signal} {self.signal_index % len(signals) + 1}/{len(signals)}", style=self.palette.accent)
+            text.append(
+                f"  │ {self.signal} {self.signal_index % len(signals) + 1}/{len(signals)}", style=self.palette.accent
+            )
         text.append(f"  │ {WINDOWS[self.window_index][1]}", style="dim")
         if row is not None:
             if row.injected_fault:
@@ -208,12 +231,18 @@ class DeviceScreen(LiveScreen):
         if detail.known_good is not None:
             start, end = detail.known_good
             whose = "its own" if detail.known_good_source == "device" else f"profile {detail.profile}'s"
-            known.update(Text(f"known-good window ({whose}): {fmt_ts(start) if start is not None else '—'} .. "
-                              f"{fmt_ts(end) if end is not None else '—'}", no_wrap=True, overflow="ellipsis"))
+            known.update(
+                Text(
+                    f"known-good window ({whose}): {fmt_ts(start) if start is not None else '—'} .. "
+                    f"{fmt_ts(end) if end is not None else '—'}",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+            )
             known.display = True
         else:
             known.display = False
-        profile = (self.itap.snapshot.profiles.get(detail.profile) if self.itap.snapshot else None)
+        profile = self.itap.snapshot.profiles.get(detail.profile) if self.itap.snapshot else None
         unit = profile.units.get(self.signal or "", "") if profile else ""
         current = self.current_incident()
         shown = current or next((a for a in detail.alerts if a.alert_id is not None), None)
@@ -228,7 +257,9 @@ class DeviceScreen(LiveScreen):
             self.query_one(ContributorsPanel).show(current.contributors or detail.contributors, self.palette, headline)
         else:
             last = next((a for a in detail.alerts if a.alert_id is not None), None)
-            note = f"Last incident #{last.alert_id} is closed (last anomalous reading {fmt_ts(last.ts)})." if last else ""
+            note = (
+                f"Last incident #{last.alert_id} is closed (last anomalous reading {fmt_ts(last.ts)})." if last else ""
+            )
             self.query_one(ContributorsPanel).show((), self.palette, note)
         palette = self.palette
         self.query_one("#alert-history", KeyedTable).sync(

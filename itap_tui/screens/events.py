@@ -40,7 +40,9 @@ class EventsScreen(LiveScreen):
         examples = ", ".join(f"'{e}'" for e in EVENT_FILTER_EXAMPLES)
         yield EngineStatus(id="engine-status")
         yield Static(id="events-summary")
-        yield FilterBar(f"kind, level, device, words… e.g. {examples}", keys=EVENT_KEYS, numbers=set, id="events-filter")
+        yield FilterBar(
+            f"kind, level, device, words… e.g. {examples}", keys=EVENT_KEYS, numbers=set, id="events-filter"
+        )
         yield KeyedTable(
             (("time", "Time (sim)"), ("kind", "Kind"), ("level", "Level"), ("device", "Device"), ("text", "What")),
             id="events-table",
@@ -74,7 +76,10 @@ class EventsScreen(LiveScreen):
                     [
                         Text(fmt_ts(e.ts)),
                         Text(e.kind),
-                        Text(e.level.upper(), style=getattr(palette, LEVEL_STYLE[e.level]) if e.level in LEVEL_STYLE else "dim"),
+                        Text(
+                            e.level.upper(),
+                            style=getattr(palette, LEVEL_STYLE[e.level]) if e.level in LEVEL_STYLE else "dim",
+                        ),
                         Text(e.device_id or "—"),
                         Text(e.text),
                     ],

@@ -30,12 +30,32 @@ class FleetScreen(LiveScreen):
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("o", "resort", "Re-sort", show=False, tooltip="Re-sort now (the order holds still while you move)"),
         Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted device's open incident"),
-        Binding("u", "unacknowledge", "Undo ack", show=False, tooltip="Undo the acknowledgement of the highlighted device's incident"),
-        Binding("A", "acknowledge_all", "Ack all", show=False, tooltip="Acknowledge the incidents of every device the filter shows"),
-        Binding("m", "mute", "Mute", show=False, tooltip="Mute (snooze) the highlighted device for a period: no new incident"),
+        Binding(
+            "u",
+            "unacknowledge",
+            "Undo ack",
+            show=False,
+            tooltip="Undo the acknowledgement of the highlighted device's incident",
+        ),
+        Binding(
+            "A",
+            "acknowledge_all",
+            "Ack all",
+            show=False,
+            tooltip="Acknowledge the incidents of every device the filter shows",
+        ),
+        Binding(
+            "m",
+            "mute",
+            "Mute",
+            show=False,
+            tooltip="Mute (snooze) the highlighted device for a period: no new incident",
+        ),
         Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted device's incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
-        Binding("v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"),
+        Binding(
+            "v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"
+        ),
     ]
 
     resort_idle_s = 5.0
@@ -54,7 +74,9 @@ class FleetScreen(LiveScreen):
         yield Static(id="fleet-summary")
         yield FilterBar(
             f"device, profile, status, !not, a|b, signal>N… e.g. {examples}",
-            keys=DEVICE_KEYS, numbers=self._numbers, id="fleet-filter",
+            keys=DEVICE_KEYS,
+            numbers=self._numbers,
+            id="fleet-filter",
         )
         yield Static(id="fleet-empty", classes="empty-why")
         yield DeviceTable(id="devices")
@@ -83,7 +105,11 @@ class FleetScreen(LiveScreen):
         table = self.table
         idle = time.monotonic() - table.last_moved >= self.resort_idle_s
         table.sync(
-            rows, snapshot.profiles, self.palette, self.itap.fault_marks, reorder=self._resort or idle,
+            rows,
+            snapshot.profiles,
+            self.palette,
+            self.itap.fault_marks,
+            reorder=self._resort or idle,
             silenced=snapshot.silenced,
         )
         self._resort = False

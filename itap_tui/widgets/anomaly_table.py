@@ -12,8 +12,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from itap_engine.snapshot import AnomalyRow
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import AnomalyRow
 from itap_tui.format import SEVERITY_RANK, Palette, contributors_text, fmt_ts, severity_text
 from itap_tui.widgets.navigation import NAV_BINDINGS
 

@@ -20,8 +20,8 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from itap_engine.snapshot import DeviceRow, ProfileInfo
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import DeviceRow, ProfileInfo
 from itap_tui.format import STATUS_RANK, Palette, score_text, signals_text, status_text
 from itap_tui.widgets.navigation import NAV_BINDINGS
 
@@ -141,7 +141,15 @@ class DeviceTable(DataTable):
         state = mark[1] if mark and mark[0] == fault else ""
         score = None if row.score is None else round(row.score, 2)
         quiet = silenced[1].split(":")[0] if silenced else ""
-        signature = (row.device_id, (row.status, bool(fault), quiet), (score, row.status), row.state, values, (fault, state), row.profile)
+        signature = (
+            row.device_id,
+            (row.status, bool(fault), quiet),
+            (score, row.status),
+            row.state,
+            values,
+            (fault, state),
+            row.profile,
+        )
         fault_text = Text(end="")
         if fault:
             fault_text.append("⚡ ", style=f"bold {palette.warning}")

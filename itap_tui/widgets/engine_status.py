@@ -6,8 +6,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from itap_engine.snapshot import EngineStats
 from itap_engine.safe_text import visible
+from itap_engine.snapshot import EngineStats
 from itap_tui.format import Palette, fmt_dt
 
 

@@ -61,14 +61,20 @@ class ValidationPanel(KeyedTable):
                 (
                     f"p{p.id}",
                     [
-                        Text(f"{symbol} {word}", style="dim" if resolved else f"bold {getattr(palette, colour)}", end=""),
+                        Text(
+                            f"{symbol} {word}", style="dim" if resolved else f"bold {getattr(palette, colour)}", end=""
+                        ),
                         Text(visible(p.device_id or "(input)"), style=style, end=""),
                         Text(visible(p.signal or "—"), style=style, end=""),
                         Text(p.check, style=style, end=""),
                         Text(fmt_ts(p.first_ts), style=style, end=""),
                         Text(fmt_ts(p.last_ts), style=style, end=""),
                         Text(str(p.count), style=style, justify="right", end=""),
-                        Text(f"resolved {fmt_ts(p.resolved_ts, with_date=False)}" if resolved else "open", style=style, end=""),
+                        Text(
+                            f"resolved {fmt_ts(p.resolved_ts, with_date=False)}" if resolved else "open",
+                            style=style,
+                            end="",
+                        ),
                         Text(visible(short_message(p)), style=style, end=""),
                     ],
                 )

@@ -63,8 +63,17 @@ def _pipeline(executor, folder: Path, detector: str = "robust_z") -> dict:
     try:
         start = settings.simulation.start
         seen: list[tuple[int, int]] = []
-        generated = simulate_fleet(executor, settings, "industrial", DEVICES, start, start + timedelta(hours=HOURS),
-                                   source="test", progress=lambda d, t: seen.append((d, t)), url=store.url)
+        generated = simulate_fleet(
+            executor,
+            settings,
+            "industrial",
+            DEVICES,
+            start,
+            start + timedelta(hours=HOURS),
+            source="test",
+            progress=lambda d, t: seen.append((d, t)),
+            url=store.url,
+        )
         until = int(to_epoch_ms([start + timedelta(hours=4)])[0])
         model = train_profile(executor, store, settings, "industrial", train_until_ms=until)
         scored = score_backlog(executor, store, settings, "industrial")
@@ -76,10 +85,14 @@ def _pipeline(executor, folder: Path, detector: str = "robust_z") -> dict:
             "threshold": model.threshold,
             "probe": model.detector.score_samples(X),
             "scored": scored,
-            "scores": pd.read_sql("select device_id, ts, score, contributors from score order by device_id, ts", store.engine),
+            "scores": pd.read_sql(
+                "select device_id, ts, score, contributors from score order by device_id, ts", store.engine
+            ),
             "alerts": alerts_frame(store, "industrial")[
                 ["device_id", "family", "opened_ts", "closed_ts", "last_ts", "status", "severity", "peak_score"]
-            ].sort_values(["device_id", "opened_ts", "family"]).reset_index(drop=True),
+            ]
+            .sort_values(["device_id", "opened_ts", "family"])
+            .reset_index(drop=True),
         }
     finally:
         store.close()
@@ -114,8 +127,10 @@ def test_a_failing_task_raises_its_error_on_the_driver(cluster: DaskExecutor) ->
 def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     from itap_engine.compute.cluster import ComputeError
 
-    with pytest.raises(ComputeError, match=r"cannot reach Dask scheduler tcp://127\.0\.0\.1:9") as info, \
-            open_executor(_settings(tmp_path), "tcp://127.0.0.1:9"):
+    with (
+        pytest.raises(ComputeError, match=r"cannot reach Dask scheduler tcp://127\.0\.0\.1:9") as info,
+        open_executor(_settings(tmp_path), "tcp://127.0.0.1:9"),
+    ):
         pass
     assert "\n" not in str(info.value)
 
@@ -139,4 +154,3 @@ def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
     history = [p.fraction for p in stages if p.stage == "history"]
     assert history[0] == 0.0 and history[-1] == 1.0 and history == sorted(history) and len(history) >= 4
     assert [p.fraction for p in stages if p.stage == "training"][-1] == 1.0
-

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from itap_engine.store import run_lock as db_lock
 from itap_bench.engine import derived_config
 from itap_engine.config import Settings, load_settings
+from itap_engine.store import run_lock as db_lock
 from itap_engine.store.run_lock import LockHeld, RunLock
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,9 +39,11 @@ time.sleep(120)
 def folder_config(folder: Path, db: str, **sections: dict) -> Path:
     """A config in ``folder`` whose data folder is its own but whose database is ``db``."""
     return derived_config(
-        load_settings(REPO / "config.toml"), folder,
+        load_settings(REPO / "config.toml"),
+        folder,
         fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}],
-        database={"url": db}, **sections,
+        database={"url": db},
+        **sections,
     )
 
 
@@ -86,8 +88,9 @@ def test_a_lock_taken_from_one_folder_holds_for_another_folder_on_the_same_datab
     try:
         with sqlite3.connect(shared) as conn:
             assert conn.execute("SELECT pid, purpose FROM run_lease").fetchone() == (os.getpid(), "itap --once")
-        probe = subprocess.run([sys.executable, "-c", HOLDER, str(a.source)], capture_output=True, text=True,
-                               timeout=60)
+        probe = subprocess.run(
+            [sys.executable, "-c", HOLDER, str(a.source)], capture_output=True, text=True, timeout=60
+        )
         assert probe.returncode != 0 and "LockHeld" in probe.stderr and "itap --once" in probe.stderr  # B keeps A out
     finally:
         lock.release()
@@ -100,8 +103,17 @@ def _lease_row(shared: Path, host: str, beat: float) -> None:
         conn.execute(db_lock._TABLE)
         conn.execute(
             f"INSERT OR REPLACE INTO run_lease ({db_lock._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (db_lock.LOCK_NAME, "elsewhere:1:x", host, 1, 0.0, "itap engine", "2026-01-01T00:00:00+00:00",
-             beat, beat + db_lock.LEASE_S),
+            (
+                db_lock.LOCK_NAME,
+                "elsewhere:1:x",
+                host,
+                1,
+                0.0,
+                "itap engine",
+                "2026-01-01T00:00:00+00:00",
+                beat,
+                beat + db_lock.LEASE_S,
+            ),
         )
 
 
@@ -149,11 +161,21 @@ def test_engine_in_one_folder_and_once_in_another_never_both_write(tmp_path: Pat
     configs = {name: folder_config(tmp_path / name, "sqlite:///unused.db", **small) for name in ("a", "b")}
 
     def env(name: str) -> dict[str, str]:
-        return {"PATH": "/usr/bin:/bin", "ITAP_CONFIG": str(configs[name]), "HOME": str(tmp_path / name),
-                "ITAP_DB_URL": url}
+        return {
+            "PATH": "/usr/bin:/bin",
+            "ITAP_CONFIG": str(configs[name]),
+            "HOME": str(tmp_path / name),
+            "ITAP_DB_URL": url,
+        }
 
-    engine = subprocess.Popen([sys.executable, "-m", "itap_tui.cli", "engine"], env=env("a"), cwd=tmp_path / "a",
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "itap_tui.cli", "engine"],
+        env=env("a"),
+        cwd=tmp_path / "a",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # the engine takes the lock before it bootstraps
@@ -167,16 +189,28 @@ def test_engine_in_one_folder_and_once_in_another_never_both_write(tmp_path: Pat
             assert time.monotonic() < deadline, "the engine did not take the lock"
             time.sleep(0.1)
         started = time.monotonic()
-        second = subprocess.run([sys.executable, "-m", "itap_tui.cli", "--once", "--json"], env=env("b"),
-                                cwd=tmp_path / "b", capture_output=True, text=True, timeout=120)
+        second = subprocess.run(
+            [sys.executable, "-m", "itap_tui.cli", "--once", "--json"],
+            env=env("b"),
+            cwd=tmp_path / "b",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert second.returncode == 3 and time.monotonic() - started < 20, second.stderr
         summary = json.loads(second.stdout)
         assert summary["status"] == "UNKNOWN" and f"itap engine, pid {engine.pid}" in summary["error"]
         assert not (tmp_path / "b" / "data" / "itap.lock").exists()
     finally:
         stop(engine, signal.SIGTERM)
-    third = subprocess.run([sys.executable, "-m", "itap_tui.cli", "--once", "--json"], env=env("b"),
-                           cwd=tmp_path / "b", capture_output=True, text=True, timeout=300)
+    third = subprocess.run(
+        [sys.executable, "-m", "itap_tui.cli", "--once", "--json"],
+        env=env("b"),
+        cwd=tmp_path / "b",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert third.returncode != 3, third.stdout + third.stderr
 
 

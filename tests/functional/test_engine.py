@@ -56,7 +56,9 @@ def small_config(folder: Path, **sections: dict) -> Path:
     for name, values in sections.items():
         changes[name] = {**changes.get(name, {}), **values}
     return derived_config(
-        base, folder, fleet=[{"profile": "industrial", "devices": 4, "prefix": "pump", "sites": ["north", "south"]}],
+        base,
+        folder,
+        fleet=[{"profile": "industrial", "devices": 4, "prefix": "pump", "sites": ["north", "south"]}],
         **changes,
     )
 
@@ -206,6 +208,7 @@ async def test_a_failing_tick_is_shown_and_the_engine_goes_on(workdir: Path) -> 
     (inbox / "broken.csv").write_bytes(b"\x00\x01 not a csv at all\n\xff\xfe")
     await engine.start()
     try:
+
         async def wait_for(predicate, timeout: float = 10.0) -> None:
             deadline = time.monotonic() + timeout
             while not predicate():
@@ -271,7 +274,9 @@ async def test_facades_implement_the_protocol_and_attach_to_the_same_database(wo
         assert all(d.score is not None for d in snap.devices)
         # the same anomalies list as the engine's: alerts, and its last tick's anomalous readings
         listed = local.latest().anomalies  # type: ignore[union-attr]
-        assert [(a.device_id, a.ts, a.status) for a in snap.anomalies] == [(a.device_id, a.ts, a.status) for a in listed]
+        assert [(a.device_id, a.ts, a.status) for a in snap.anomalies] == [
+            (a.device_id, a.ts, a.status) for a in listed
+        ]
         detail = await attached.device_detail("pump-004", window_s=600)
         assert len(detail.ts) == len(detail.series["current_a"]) == len(detail.scores) > 10
         assert detail.faults and detail.faults[0].fault == "power_spike" and detail.faults[0].status == "active"
@@ -307,13 +312,15 @@ def test_attached_snapshot_lists_the_last_ticks_anomalous_readings(workdir: Path
         threshold = load_active_model(store, settings, "industrial").threshold  # type: ignore[union-attr]
         clock = int(store.get_watermark("scored:industrial"))  # type: ignore[arg-type]
         push = [Contributor("vibration_g", "mechanical", 0.8), Contributor("temp_c", "thermal", 0.2)]
-        rows = pd.DataFrame({
-            "device_id": ["pump-002", "pump-003", "pump-001"],
-            "ts": [clock + 10_000, clock + 20_000, clock - 3_600_000],  # the last is an hour old
-            "score": [threshold + 2.0, threshold - 0.1, threshold + 5.0],
-            "model_version_id": 1,
-            "contributors": [push, (), push],
-        })
+        rows = pd.DataFrame(
+            {
+                "device_id": ["pump-002", "pump-003", "pump-001"],
+                "ts": [clock + 10_000, clock + 20_000, clock - 3_600_000],  # the last is an hour old
+                "score": [threshold + 2.0, threshold - 0.1, threshold + 5.0],
+                "model_version_id": 1,
+                "contributors": [push, (), push],
+            }
+        )
         insert_scores(store, "industrial", rows)
         store.set_watermark(SIM_CLOCK_KEY, from_epoch_ms([clock + 20_000])[0].isoformat())
         snap = snapshot_from_db(store, settings, 1)
@@ -331,8 +338,12 @@ def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path
     env = {**os.environ, "ITAP_CONFIG": str(workdir / "config.toml")}
     env.pop("ITAP_DB_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "itap_tui.cli", "engine"], env=env, cwd=workdir,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "itap_tui.cli", "engine"],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     store = Store(settings)
     try:
@@ -413,7 +424,9 @@ async def test_an_injected_dropout_opens_one_incident_that_closes_within_the_qui
             await engine.tick_now()
             snap = engine.latest()
             assert snap is not None
-            open_now = [a for a in snap.anomalies if a.alert_id is not None and a.status == "open" and a.device_id == "pump-002"]
+            open_now = [
+                a for a in snap.anomalies if a.alert_id is not None and a.status == "open" and a.device_id == "pump-002"
+            ]
             assert len(open_now) <= 1
             store = Store(settings)
             try:
@@ -467,7 +480,9 @@ async def test_the_events_view_gets_engine_warnings_faults_and_incidents_in_data
         assert warning.level == "warning" and warning.ts == clock  # the simulated clock when it was logged
         kinds = {e.kind for e in events}
         assert {"fault", "retrain", "incident"} <= kinds, kinds
-        assert [e.ts for e in events if e.ts is not None] == sorted((e.ts for e in events if e.ts is not None), reverse=True)
+        assert [e.ts for e in events if e.ts is not None] == sorted(
+            (e.ts for e in events if e.ts is not None), reverse=True
+        )
         assert recent_events(engine.core.store, 5)[0].ts >= clock
     finally:
         await facade.stop()

@@ -59,18 +59,18 @@ def test_a_nul_in_a_label_costs_one_row_not_the_batch(pg_store, tmp_path):
 def test_a_batch_the_server_refuses_is_bisected(pg_store):
     """Rows that reach the store with a NUL (not through the validator) are returned
     as failed with the server's error; the rest of the batch lands."""
-    frame = pd.DataFrame({
-        "device_id": ["a"] * 20,
-        "ts": pd.date_range("2026-01-01", periods=20, freq="10s"),
-        "state": ["RUN"] * 20,
-        "rpm": 1480.0,
-    })
+    frame = pd.DataFrame(
+        {
+            "device_id": ["a"] * 20,
+            "ts": pd.date_range("2026-01-01", periods=20, freq="10s"),
+            "state": ["RUN"] * 20,
+            "rpm": 1480.0,
+        }
+    )
     frame.loc[[5, 13], "state"] = "R\x00N"
     result = pg_store.insert_readings("industrial", frame, batch_rows=8)
     assert (result.rows, result.inserted) == (20, 18)
-    assert sorted(result.failed["ts"].tolist()) == sorted(
-        int(t.value // 1_000_000) for t in frame["ts"].iloc[[5, 13]]
-    )
+    assert sorted(result.failed["ts"].tolist()) == sorted(int(t.value // 1_000_000) for t in frame["ts"].iloc[[5, 13]])
     assert all("NUL" in r or "0x00" in r for r in result.failed["reason"])
     assert count(pg_store, "select count(*) from readings_industrial") == 18
 
@@ -84,7 +84,13 @@ def test_conflicts_on_postgres(pg_store, tmp_path, policy):
     second.write_text("\n".join([HEADER, *(good(i, temp=71.0 if i == 2 else 68.0) for i in range(11))]) + "\n")
     import_csv(pg_store, settings, first, now=NOW)
     report = import_csv(pg_store, settings, second, now=NOW)
-    assert (report.rows_in, report.inserted, report.duplicates, report.conflicts, report.quarantined) == (11, 1, 9, 1, 0)
+    assert (report.rows_in, report.inserted, report.duplicates, report.conflicts, report.quarantined) == (
+        11,
+        1,
+        9,
+        1,
+        0,
+    )
     temp = pg_store.read_readings("industrial")["temp_c"].iloc[2]
     assert temp == (71.0 if policy == "replace" else 68.0)
     assert count(pg_store, "select count(*) from quarantine") == (1 if policy == "quarantine" else 0)

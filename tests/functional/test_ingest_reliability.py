@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from itap_engine.config import Settings
-from itap_engine.ingest.csv_source import import_csv
 from itap_engine.errors import ItapError
+from itap_engine.ingest.csv_source import import_csv
 from itap_engine.ingest.pipeline import IngestReport
 from itap_engine.store.sql import Store
 
@@ -59,7 +61,9 @@ def write_config(tmp_path: Path, db: Path | None = None, batch_rows: int = 50000
 def itap(config: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     kw.setdefault("capture_output", True)
     kw.setdefault("timeout", 120)
-    return subprocess.run([sys.executable, "-m", "itap_engine.modes.cli", "--config", str(config), *args], text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(config), *args], text=True, **kw
+    )
 
 
 def query(db: Path, sql: str) -> list[tuple]:
@@ -178,7 +182,9 @@ def test_ingest_gzip_from_stdin(tmp_path, small_csv):
     packed = gzip.compress(small_csv.read_bytes())
     result = subprocess.run(
         [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(config), "ingest", "-", "--json"],
-        input=packed, capture_output=True, timeout=120,
+        input=packed,
+        capture_output=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)[0]["inserted"] == 20
@@ -225,7 +231,13 @@ def test_long_format_from_stdin_peeks_without_eating_input(tmp_path):
     config = write_config(tmp_path)
     rows = ["device_id,ts,signal,value"]
     for i in range(10):
-        for signal, value in (("rpm", 1480), ("temp_c", 68), ("vibration_g", 0.3), ("current_a", 42), ("voltage_v", 400)):
+        for signal, value in (
+            ("rpm", 1480),
+            ("temp_c", 68),
+            ("vibration_g", 0.3),
+            ("current_a", 42),
+            ("voltage_v", 400),
+        ):
             rows.append(f"pump-001,2026-01-01T00:00:{i * 5:02d},{signal},{value}")
     result = itap(config, "ingest", "-", "--json", input="\n".join(rows) + "\n")
     assert result.returncode == 0, result.stderr
@@ -340,12 +352,14 @@ def test_a_row_the_database_refuses_is_bisected_out(settings, store):
     the bad ones come back with the database's error."""
     import pandas as pd
 
-    frame = pd.DataFrame({
-        "device_id": ["a"] * 10,
-        "ts": pd.date_range("2026-01-01", periods=10, freq="10s"),
-        "state": ["RUN"] * 3 + [object()] + ["RUN"] * 6,  # a value the driver cannot bind
-        "rpm": 1480.0,
-    })
+    frame = pd.DataFrame(
+        {
+            "device_id": ["a"] * 10,
+            "ts": pd.date_range("2026-01-01", periods=10, freq="10s"),
+            "state": ["RUN"] * 3 + [object()] + ["RUN"] * 6,  # a value the driver cannot bind
+            "rpm": 1480.0,
+        }
+    )
     result = store.insert_readings("industrial", frame, batch_rows=4)
     assert (result.rows, result.inserted) == (10, 9)
     assert len(result.failed) == 1 and result.failed["ts"].iloc[0] == int(frame["ts"].iloc[3].value // 1_000_000)
@@ -432,13 +446,20 @@ def test_a_corrected_redelivery_is_counted_as_conflicts(settings, tmp_path, poli
         import_csv(store, settings, first, now=NOW)
         report = import_csv(store, settings, second, now=NOW)
         assert (report.rows_in, report.inserted, report.duplicates, report.conflicts, report.quarantined) == (
-            12, 2, 8, 2, 0
+            12,
+            2,
+            8,
+            2,
+            0,
         )
         assert accounted(report) and report.status == "warning"
         temps = store.read_readings("industrial")["temp_c"].tolist()
     finally:
         store.close()
-    run = query(tmp_path / "t.db", f"select rows_in, inserted, duplicates, conflicts, quarantined from run where id={report.run_id}")
+    run = query(
+        tmp_path / "t.db",
+        f"select rows_in, inserted, duplicates, conflicts, quarantined from run where id={report.run_id}",
+    )
     assert run == [(12, 2, 8, 2, 0)]
     quarantined = query(tmp_path / "t.db", "select line, reason from quarantine order by line")
     if policy == "replace":
@@ -483,7 +504,9 @@ def test_an_old_database_gains_the_new_columns(settings, tmp_path):
     store = Store(settings, url=f"sqlite:///{tmp_path}/t.db")
     store.close()
     with sqlite3.connect(tmp_path / "t.db") as conn:
-        for (name,) in conn.execute("select name from sqlite_master where type='index' and tbl_name='quarantine'").fetchall():
+        for (name,) in conn.execute(
+            "select name from sqlite_master where type='index' and tbl_name='quarantine'"
+        ).fetchall():
             if "key" in name:
                 conn.execute(f"drop index {name}")
         conn.execute("alter table run drop column conflicts")
@@ -502,30 +525,57 @@ def test_an_old_database_gains_the_new_columns(settings, tmp_path):
 
 # ---------------------------------------------------------------------- fuzz
 PIECES = [
-    good(0).encode(), good(1).encode(), good(2, "pump-002").encode(), good(1, temp=75.0).encode(),
-    b"", b"\r", b"\r\n", b"\n", b",,,,,,,", b'"', b'pump-001,"2026-01-01T00:00:40",RUN,1480,"68",0.3,42,400',
-    b"pump-001,2026-01-01T00:00:50,RUN,1480,68,0.3,42,400,extra", b"\x00", b"\xff\xfe", b"\xe9", b"\xef\xbb\xbf",
-    b"pump-\x00,2026-01-01T00:01:00,RUN,1,2,3,4,5", b"p,2026-01-01T00:00:00,RUN,nan,inf,-inf,1e400,", b";", b"\t",
-    b"\x0b", "\u2028".encode(), b"\x1b[31m", b"device_id\x0b,ts,rpm",
+    good(0).encode(),
+    good(1).encode(),
+    good(2, "pump-002").encode(),
+    good(1, temp=75.0).encode(),
+    b"",
+    b"\r",
+    b"\r\n",
+    b"\n",
+    b",,,,,,,",
+    b'"',
+    b'pump-001,"2026-01-01T00:00:40",RUN,1480,"68",0.3,42,400',
+    b"pump-001,2026-01-01T00:00:50,RUN,1480,68,0.3,42,400,extra",
+    b"\x00",
+    b"\xff\xfe",
+    b"\xe9",
+    b"\xef\xbb\xbf",
+    b"pump-\x00,2026-01-01T00:01:00,RUN,1,2,3,4,5",
+    b"p,2026-01-01T00:00:00,RUN,nan,inf,-inf,1e400,",
+    b";",
+    b"\t",
+    b"\x0b",
+    "\u2028".encode(),
+    b"\x1b[31m",
+    b"device_id\x0b,ts,rpm",
     # long format rows (for the long header)
-    b"pump-001,2026-01-01T00:00:00,rpm,1480", b"pump-001,2026-01-01T00:00:00,temp_c,68",
-    b"pump-001,2026-01-01T00:00:10,vibration_g,0.3", b"pump-001,2026-01-01T00:00:10,current_a,42",
-    b"pump-001,2026-01-01T00:00:10,voltage_v,400", b"pump-001,2026-01-01T00:00:00,rpm,1500", b"p,x,bogus,1",
+    b"pump-001,2026-01-01T00:00:00,rpm,1480",
+    b"pump-001,2026-01-01T00:00:00,temp_c,68",
+    b"pump-001,2026-01-01T00:00:10,vibration_g,0.3",
+    b"pump-001,2026-01-01T00:00:10,current_a,42",
+    b"pump-001,2026-01-01T00:00:10,voltage_v,400",
+    b"pump-001,2026-01-01T00:00:00,rpm,1500",
+    b"p,x,bogus,1",
 ]
 LONG_HEADER = b"device_id,ts,signal,value"
 
 
 @st.composite
 def csv_bytes(draw) -> bytes:
-    head = draw(st.sampled_from(
-        [HEADER.encode() + b"\n", HEADER.encode() + b"\r\n", HEADER.encode() + b"\r", b"", LONG_HEADER + b"\n"]
-    ))
+    head = draw(
+        st.sampled_from(
+            [HEADER.encode() + b"\n", HEADER.encode() + b"\r\n", HEADER.encode() + b"\r", b"", LONG_HEADER + b"\n"]
+        )
+    )
     parts = draw(st.lists(st.one_of(st.sampled_from(PIECES), st.binary(max_size=40)), max_size=40))
     joins = draw(st.lists(st.sampled_from([b"\n", b"\r\n", b"\r", b""]), min_size=len(parts), max_size=len(parts)))
     return head + b"".join(p + j for p, j in zip(parts, joins))
 
 
-@hsettings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(data=csv_bytes(), gz=st.booleans(), chunk=st.sampled_from([1, 3, 50000]))
 def test_fuzz_csv_bytes_through_ingest(settings, data, gz, chunk):
     folder = Path(tempfile.mkdtemp())
@@ -545,7 +595,10 @@ def test_fuzz_csv_bytes_through_ingest(settings, data, gz, chunk):
             first, second = reports
             assert second.inserted == 0 and second.duplicates + second.conflicts == first.inserted
             assert store.count_readings("industrial") == first.inserted
-            assert store.count(__import__("itap_engine.store.schema", fromlist=["Quarantine"]).Quarantine) == first.quarantined
+            assert (
+                store.count(__import__("itap_engine.store.schema", fromlist=["Quarantine"]).Quarantine)
+                == first.quarantined
+            )
     finally:
         store.close()
     try:
@@ -559,7 +612,13 @@ def test_long_format_in_small_chunks_with_bad_lines_keeps_every_signal(settings,
     'absent signal' (it was announced, spuriously, before), and no value is lost."""
     rows = ["device_id,ts,signal,value", "p1,2026-01-01T00:00:00,rpm,1\r5"]
     for i in range(3):
-        for signal, value in (("rpm", 1480), ("temp_c", 68), ("vibration_g", 0.3), ("current_a", 42), ("voltage_v", 400)):
+        for signal, value in (
+            ("rpm", 1480),
+            ("temp_c", 68),
+            ("vibration_g", 0.3),
+            ("current_a", 42),
+            ("voltage_v", 400),
+        ):
             rows.append(f"p1,2026-01-01T00:00:{i * 10:02d},{signal},{value}")
     path = tmp_path / "long.csv"
     path.write_bytes(("\n".join(rows) + "\n").encode())

@@ -24,8 +24,23 @@ from itap_engine.store.sql import Store
 
 REPO = Path(__file__).resolve().parents[2]
 TOP_KEYS = {
-    "schema", "status", "exit_code", "message", "error", "run_id", "started_at", "finished_at", "bootstrapped",
-    "interval", "rows", "sources", "scored", "validation_alerts", "alerts", "models", "timings_s",
+    "schema",
+    "status",
+    "exit_code",
+    "message",
+    "error",
+    "run_id",
+    "started_at",
+    "finished_at",
+    "bootstrapped",
+    "interval",
+    "rows",
+    "sources",
+    "scored",
+    "validation_alerts",
+    "alerts",
+    "models",
+    "timings_s",
 }
 
 pytestmark = pytest.mark.slow
@@ -39,7 +54,8 @@ def small_config(folder: Path) -> Path:
     """
     base = load_settings(REPO / "config.toml")
     return derived_config(
-        base, folder,
+        base,
+        folder,
         fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}],
         simulation={"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
         detection={"bootstrap_hours": 6.0, "detector": "robust_z"},
@@ -99,7 +115,13 @@ def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp
     assert set(summary) == TOP_KEYS
     assert summary["schema"] == "itap.once/1" and summary["status"] == "OK" and summary["exit_code"] == 0
     assert summary["bootstrapped"] is True and summary["models"]["industrial"] >= 1
-    assert summary["rows"] == {"in": 180, "inserted": 180, "duplicates": 0, "conflicts": 0, "quarantined": 0}  # 600 s, 3 pumps
+    assert summary["rows"] == {
+        "in": 180,
+        "inserted": 180,
+        "duplicates": 0,
+        "conflicts": 0,
+        "quarantined": 0,
+    }  # 600 s, 3 pumps
     assert summary["scored"] == 180 and summary["alerts"]["open"] == []
     assert summary["interval"]["from"] == "2026-01-01T06:00:00" and summary["interval"]["simulated_seconds"] == 600
     assert {"bootstrap", "score", "total"} <= set(summary["timings_s"])
@@ -218,8 +240,11 @@ def test_a_report_that_cannot_be_written_leaves_the_runs_status(site: Path) -> N
 
 
 def test_an_error_exits_3_with_one_line(site: Path) -> None:
-    (site / "config.toml").write_text((site / "config.toml").read_text().replace(
-        'url = "sqlite:///itap.db"', 'url = "sqlite:////proc/itap-nowhere/itap.db"'))
+    (site / "config.toml").write_text(
+        (site / "config.toml")
+        .read_text()
+        .replace('url = "sqlite:///itap.db"', 'url = "sqlite:////proc/itap-nowhere/itap.db"')
+    )
     result = once(site, "--json")
     assert result.returncode == 3
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("itap: ")
@@ -254,8 +279,17 @@ def test_a_stale_lock_is_taken_over_and_a_live_one_is_respected(site: Path) -> N
             conn.execute(db_lock._TABLE)
             conn.execute(
                 f"INSERT INTO run_lease ({db_lock._COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (db_lock.LOCK_NAME, "x", socket.gethostname(), sleeper.pid, created, "itap --once",
-                 "2026-01-01T00:00:00+00:00", time.time(), time.time() + 60),
+                (
+                    db_lock.LOCK_NAME,
+                    "x",
+                    socket.gethostname(),
+                    sleeper.pid,
+                    created,
+                    "itap --once",
+                    "2026-01-01T00:00:00+00:00",
+                    time.time(),
+                    time.time() + 60,
+                ),
             )
         held = once(site)
         assert held.returncode == 3 and "holds" in held.stderr and f"pid {sleeper.pid}" in held.stderr
@@ -290,8 +324,12 @@ def test_a_binary_config_file_is_unknown_not_a_traceback(tmp_path: Path) -> None
 
 def test_a_data_dir_that_is_a_file_is_unknown_not_a_traceback(tmp_path: Path) -> None:
     base = load_settings(REPO / "config.toml")
-    derived_config(base, tmp_path, database={"url": "sqlite:///data/itap.db"},
-                   paths={"log_file": "data/itap.log", "inbox_dir": "data/inbox"})
+    derived_config(
+        base,
+        tmp_path,
+        database={"url": "sqlite:///data/itap.db"},
+        paths={"log_file": "data/itap.log", "inbox_dir": "data/inbox"},
+    )
     (tmp_path / "data").write_text("not a folder")
     _assert_unknown(tmp_path, needle="is a file, not a folder")
 

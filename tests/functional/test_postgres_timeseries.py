@@ -61,7 +61,9 @@ def test_readings_and_scores_are_partitioned_by_time_with_brin(pg_store: Store) 
     assert all(hi - lo == DAY_MS and lo % DAY_MS == 0 for _name, lo, hi in parts)
     assert _scalar(pg_store, "SELECT count(*) FROM readings_industrial_default") == 0
     # each row sits in the partition of its day
-    assert _scalar(pg_store, f"SELECT count(*) FROM {parts[2][0]}") == int((frame["ts"] >= pd.Timestamp(parts[2][1], unit="ms")).sum())
+    assert _scalar(pg_store, f"SELECT count(*) FROM {parts[2][0]}") == int(
+        (frame["ts"] >= pd.Timestamp(parts[2][1], unit="ms")).sum()
+    )
 
 
 def _count_copies(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:

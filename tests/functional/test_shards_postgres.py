@@ -139,6 +139,7 @@ def test_two_shards_one_fleet(site: tuple[Settings, Engines]) -> None:
     one = engines.start("1/2")
     store = Store(settings)
     try:
+
         def status(shard: Shard) -> dict[str, Any]:
             raw = store.get_watermark(for_shard(ENGINE_STATUS_KEY, shard.label))
             return json.loads(raw) if raw else {}
@@ -179,7 +180,11 @@ def test_two_shards_one_fleet(site: tuple[Settings, Engines]) -> None:
         clock_before = store.get_watermark(for_shard(SIM_CLOCK_KEY, "1/2"))
         one.kill()
         one.wait()
-        _wait(lambda: status(shards[1]).get("pid") == spare.pid and ticked(shards[1], 2), "the spare to take shard 1", engines)
+        _wait(
+            lambda: status(shards[1]).get("pid") == spare.pid and ticked(shards[1], 2),
+            "the spare to take shard 1",
+            engines,
+        )
         _wait(
             lambda: _time(store.get_watermark(for_shard(SIM_CLOCK_KEY, "1/2"))) > _time(clock_before),
             "shard 1's clock to move on after the takeover",
@@ -203,7 +208,9 @@ def test_a_shard_carries_out_only_its_own_devices_commands(site: tuple[Settings,
     theirs = next(d for d in pumps if Shard(1, 2).owns(d))
     core = EngineCore(settings.with_overrides(engine={"shard": "0/2"}))
     try:
-        assert set(core.device_profile) == {d for group in settings.simulation.fleet for d in group.device_ids() if Shard(0, 2).owns(d)}
+        assert set(core.device_profile) == {
+            d for group in settings.simulation.fleet for d in group.device_ids() if Shard(0, 2).owns(d)
+        }
         core.sim_time = settings.simulation.start
         write_fault_commands(core.store, [mine, theirs, "nobody-0"], "overheat_drift", 1.0, 600)
         changed = {c.device_id: c.status for c in core.apply_commands()}

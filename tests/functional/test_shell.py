@@ -27,8 +27,14 @@ REPO = Path(__file__).resolve().parents[2]
 def _itap(*args: str, cwd: Path, stdin: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(cwd), "ITAP_CONFIG": str(REPO / "config.toml")}
     return subprocess.run(
-        [sys.executable, "-m", "itap_tui.cli", *args], env=env, cwd=cwd, stdin=stdin,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "itap_tui.cli", *args],
+        env=env,
+        cwd=cwd,
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -172,9 +178,19 @@ def test_anomalies_as_csv(config: Path, capsys: pytest.CaptureFixture[str]) -> N
     store = Store(load_settings(config))
     with store.session() as session:
         session.add(Device(id="pump-001", profile="industrial"))
-        session.add(Alert(profile="industrial", device_id="pump-001", family="thermal", opened_ts=0, last_ts=60_000,
-                          peak_score=2.0, threshold=1.0, severity="critical",
-                          contributors='[{"signal": "temp_c", "family": "thermal", "share": 0.93}]'))
+        session.add(
+            Alert(
+                profile="industrial",
+                device_id="pump-001",
+                family="thermal",
+                opened_ts=0,
+                last_ts=60_000,
+                peak_score=2.0,
+                threshold=1.0,
+                severity="critical",
+                contributors='[{"signal": "temp_c", "family": "thermal", "share": 0.93}]',
+            )
+        )
         session.commit()
     store.close()
     assert cli.main(["--config", str(config), "anomalies", "--csv"]) == 0

@@ -210,7 +210,13 @@ async def test_help_lists_every_binding() -> None:
         assert isinstance(app.screen, HelpScreen)
         entries = app.screen.entries()
         text = "\n".join(f"{keys} {description}" for _, keys, description in entries)
-        for bindings in (ItapApp.BINDINGS, FleetScreen.BINDINGS, AnomaliesScreen.BINDINGS, DeviceScreen.BINDINGS, FaultModal.BINDINGS):
+        for bindings in (
+            ItapApp.BINDINGS,
+            FleetScreen.BINDINGS,
+            AnomaliesScreen.BINDINGS,
+            DeviceScreen.BINDINGS,
+            FaultModal.BINDINGS,
+        ):
             for binding in bindings:
                 assert (binding.tooltip or binding.description) in text, binding.description
         keys = {keys for _, keys, _ in entries}
@@ -244,7 +250,18 @@ async def test_command_palette_runs_the_same_actions() -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
         titles = [command.title for command in app.get_system_commands(app.screen)]
-        for title in ("Fleet", "Drill down", "Filter", "Sort", "Inject fault", "Acknowledge alert", "Pause live updates", "Retrain", "Help", "Quit"):
+        for title in (
+            "Fleet",
+            "Drill down",
+            "Filter",
+            "Sort",
+            "Inject fault",
+            "Acknowledge alert",
+            "Pause live updates",
+            "Retrain",
+            "Help",
+            "Quit",
+        ):
             assert title in titles
 
 
@@ -446,7 +463,9 @@ async def test_retrain() -> None:
         await ready(pilot)
         messages: list[str] = []
         notify = app.notify
-        app.notify = lambda message, *args, **kwargs: (messages.append(str(message)), notify(message, *args, **kwargs))[1]  # type: ignore[method-assign]
+        app.notify = lambda message, *args, **kwargs: (messages.append(str(message)), notify(message, *args, **kwargs))[
+            1
+        ]  # type: ignore[method-assign]
         await pilot.press("r")
         await wait_for(pilot, lambda: ("retrain", (None,)) in facade.calls)
         # the message names the new versions (the header shows them from the next tick)
@@ -546,7 +565,9 @@ async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: igno
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BootstrapScreen))
         await wait_for(
-            pilot, lambda: app.start_error is not None or (app.snapshot is not None and isinstance(app.screen, FleetScreen)), timeout=180
+            pilot,
+            lambda: app.start_error is not None or (app.snapshot is not None and isinstance(app.screen, FleetScreen)),
+            timeout=180,
         )
         assert app.start_error is None
         fleet = app.screen.query_one(DeviceTable)
@@ -566,14 +587,19 @@ async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: igno
 
         def alert_row() -> int | None:
             for index in range(anomalies.row_count):
-                if anomalies.get_cell_at((index, 1)).plain == "pump-002" and "READING" not in anomalies.get_cell_at((index, 0)).plain:
+                if (
+                    anomalies.get_cell_at((index, 1)).plain == "pump-002"
+                    and "READING" not in anomalies.get_cell_at((index, 0)).plain
+                ):
                     return index
             return None
 
         await wait_for(pilot, lambda: alert_row() is not None, timeout=120)
         anomalies.move_cursor(row=alert_row())
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None, timeout=30)
+        await wait_for(
+            pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None, timeout=30
+        )
         screen = app.screen
         assert screen.device_id == "pump-002"
         await wait_for(pilot, lambda: bool(screen.detail.contributors), timeout=30)

@@ -24,9 +24,17 @@ T0 = 1_767_247_200_000  # 2026-01-01 06:00 UTC
 def _detail(labels: list[str | None], faults=()) -> DeviceDetail:  # type: ignore[no-untyped-def]
     ts = tuple(T0 + i * MIN for i in range(len(labels)))
     return DeviceDetail(
-        device_id="pump-001", profile="industrial", ts=ts, series={"temp_c": tuple(1.0 for _ in ts)},
-        scores=tuple(0.5 for _ in ts), threshold=1.0, fault_labels=tuple(labels), alerts=(), faults=tuple(faults),
-        quarantined=(), contributors=(),
+        device_id="pump-001",
+        profile="industrial",
+        ts=ts,
+        series={"temp_c": tuple(1.0 for _ in ts)},
+        scores=tuple(0.5 for _ in ts),
+        threshold=1.0,
+        fault_labels=tuple(labels),
+        alerts=(),
+        faults=tuple(faults),
+        quarantined=(),
+        contributors=(),
     )
 
 
@@ -40,7 +48,8 @@ def test_the_time_axis_is_clock_time_not_minutes() -> None:
 def test_simulated_faults_are_runs_of_the_ground_truth_labels() -> None:
     detail = _detail([None, "overheat_drift", "overheat_drift", None, "sensor_dropout", "sensor_dropout"])
     assert simulated_faults(detail) == [
-        ("overheat_drift", T0 + MIN, T0 + 2 * MIN), ("sensor_dropout", T0 + 4 * MIN, T0 + 5 * MIN)
+        ("overheat_drift", T0 + MIN, T0 + 2 * MIN),
+        ("sensor_dropout", T0 + 4 * MIN, T0 + 5 * MIN),
     ]
 
 
@@ -62,8 +71,11 @@ def test_contributors_under_the_cut_off_are_left_out() -> None:
     panel = ContributorsPanel()
     shown: list[object] = []
     panel.update = shown.append  # type: ignore[method-assign]
-    items = (ContributorView("temp_c", "thermal", 0.9), ContributorView("rpm", "mechanical", 0.08),
-             ContributorView("voltage_v", "electrical", 0.02))
+    items = (
+        ContributorView("temp_c", "thermal", 0.9),
+        ContributorView("rpm", "mechanical", 0.08),
+        ContributorView("voltage_v", "electrical", 0.02),
+    )
     panel.show(items, Palette(), "")
     text = str(shown[-1])
     assert "temp_c" in text and "rpm" in text and "voltage_v" not in text

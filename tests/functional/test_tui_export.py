@@ -32,7 +32,9 @@ async def test_e_writes_the_filtered_fleet_in_its_order_and_says_where(tmp_path:
         assert path.parent == tmp_path / "exports" and path.suffix == ".csv"
         rows = list(csv.DictReader(path.open()))
         table = app.screen.table
-        assert [r["device_id"] for r in rows] == [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
+        assert [r["device_id"] for r in rows] == [
+            table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)
+        ]
         assert rows and all(r["profile"] == "industrial" and r["site"] != "north" for r in rows)
         assert any(str(path) in str(n.message) for n in app._notifications)
         # the validation panel, when focused

@@ -44,9 +44,22 @@ def test_itap_status_gives_the_same_label(tmp_path: Path, capsys: pytest.Capture
     config.write_text((REPO / "config.toml").read_text())
     store = Store(load_settings(config))
     with store.session() as session:
-        for device, acked, status in (("pump-001", False, "open"), ("pump-002", True, "open"), ("pump-003", False, "closed")):
-            session.add(Alert(profile="industrial", device_id=device, family="thermal", opened_ts=0, last_ts=0,
-                              status=status, acknowledged=acked))
+        for device, acked, status in (
+            ("pump-001", False, "open"),
+            ("pump-002", True, "open"),
+            ("pump-003", False, "closed"),
+        ):
+            session.add(
+                Alert(
+                    profile="industrial",
+                    device_id=device,
+                    family="thermal",
+                    opened_ts=0,
+                    last_ts=0,
+                    status=status,
+                    acknowledged=acked,
+                )
+            )
         session.commit()
     store.close()
     assert cli.main(["--config", str(config), "status"]) == 0

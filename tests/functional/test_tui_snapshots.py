@@ -128,7 +128,13 @@ class _Bootstrapping(FakeFacade):
 @pytest.mark.parametrize("size", SIZES)
 def test_bootstrap(snap_compare, size) -> None:  # type: ignore[no-untyped-def]
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
-        await _until(pilot, lambda: isinstance(pilot.app.screen, BootstrapScreen) and "40%" in str(pilot.app.screen.query_one("#bootstrap-stage").render()))
+        await _until(
+            pilot,
+            lambda: (
+                isinstance(pilot.app.screen, BootstrapScreen)
+                and "40%" in str(pilot.app.screen.query_one("#bootstrap-stage").render())
+            ),
+        )
         await pilot.pause()
 
     app = ItapApp(_Bootstrapping(devices=4), theme="textual-dark")

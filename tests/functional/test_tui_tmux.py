@@ -144,7 +144,9 @@ def test_itap_in_tmux(terminal: Terminal) -> None:
     assert "fault power_spike" in screen or "incident #" in screen
     terminal.keys("Escape", "Escape")
     terminal.wait(lambda s: "Key signals" in s, what="back to the fleet")
-    terminal.wait(lambda s: any("pump-002" in line and "muted" in line for line in s.splitlines()), what="pump-002 muted")
+    terminal.wait(
+        lambda s: any("pump-002" in line and "muted" in line for line in s.splitlines()), what="pump-002 muted"
+    )
     # time travel: the fleet before the fault, then live again
     terminal.keys("t")
     terminal.wait(lambda s: "Show the fleet at" in s, what="the time prompt")

@@ -20,18 +20,22 @@ from itap_engine.store.schema import Alert
 THRESHOLD = 1.0
 
 
-def scored(flags: str, *, device: str = "pump-001", family: str = "thermal", t0: int = 0, peak: float = 2.0) -> pd.DataFrame:
+def scored(
+    flags: str, *, device: str = "pump-001", family: str = "thermal", t0: int = 0, peak: float = 2.0
+) -> pd.DataFrame:
     above = np.array([c == "1" for c in flags])
-    return pd.DataFrame({
-        "device_id": device,
-        "ts": t0 + np.arange(len(flags), dtype=np.int64) * 10_000,
-        "score": np.where(above, peak, 0.5),
-        "is_anomalous": above,
-        "family": family,
-        "contributors": [[Contributor("temp_c", "thermal", 0.9)] if a else [] for a in above],
-        "threshold": THRESHOLD,
-        "model_version_id": 1,
-    })
+    return pd.DataFrame(
+        {
+            "device_id": device,
+            "ts": t0 + np.arange(len(flags), dtype=np.int64) * 10_000,
+            "score": np.where(above, peak, 0.5),
+            "is_anomalous": above,
+            "family": family,
+            "contributors": [[Contributor("temp_c", "thermal", 0.9)] if a else [] for a in above],
+            "threshold": THRESHOLD,
+            "model_version_id": 1,
+        }
+    )
 
 
 @pytest.fixture
@@ -159,8 +163,17 @@ def test_several_open_alerts_of_one_device_from_an_older_database_become_one(tra
     store, settings, _ = tracker
     with store.session() as session:
         for family, last in (("thermal", 50_000), ("events", 40_000)):
-            session.add(Alert(profile="industrial", device_id="pump-001", family=family, opened_ts=0,
-                              last_ts=last, peak_score=2.0, threshold=1.0))
+            session.add(
+                Alert(
+                    profile="industrial",
+                    device_id="pump-001",
+                    family=family,
+                    opened_ts=0,
+                    last_ts=last,
+                    peak_score=2.0,
+                    threshold=1.0,
+                )
+            )
         session.commit()
     t = AlertTracker(store, settings)
     assert [a.family for a in t.open_alerts()] == ["thermal"]
@@ -256,8 +269,12 @@ def test_a_maintenance_window_from_config_opens_no_incident(tmp_path) -> None:
     from itap_engine.detection.alerts import silences
 
     start = pd.Timestamp(START)
-    window = {"device": "pump-00*", "start": start.isoformat(), "end": (start + pd.Timedelta(minutes=1)).isoformat(),
-              "reason": "bearing swap"}
+    window = {
+        "device": "pump-00*",
+        "start": start.isoformat(),
+        "end": (start + pd.Timedelta(minutes=1)).isoformat(),
+        "reason": "bearing swap",
+    }
     settings = local_settings(tmp_path, alerts={"k": 2, "n": 3, "quiet_readings": 4, "maintenance": [window]})
     store = open_store(settings)
     try:
@@ -266,7 +283,9 @@ def test_a_maintenance_window_from_config_opens_no_incident(tmp_path) -> None:
         assert not t.update("industrial", scored("111111", t0=t0)).opened  # inside the window
         assert t.update("industrial", scored("11", device="ext-1", t0=t0)).opened  # not matched
         assert t.update("industrial", scored("11", t0=t0 + 60_000)).opened  # after it
-        assert silences(store, settings, ["pump-001", "ext-1"], t0) == {"pump-001": (t0 + 60_000, "maintenance: bearing swap")}
+        assert silences(store, settings, ["pump-001", "ext-1"], t0) == {
+            "pump-001": (t0 + 60_000, "maintenance: bearing swap")
+        }
     finally:
         store.close()
 

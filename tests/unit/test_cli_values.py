@@ -14,8 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    derived_config(load_settings(REPO / "config.toml"), tmp_path,
-                   fleet=[{"profile": "industrial", "devices": 2, "prefix": "pump", "sites": ["n"]}])
+    derived_config(
+        load_settings(REPO / "config.toml"),
+        tmp_path,
+        fleet=[{"profile": "industrial", "devices": 2, "prefix": "pump", "sites": ["n"]}],
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ITAP_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.delenv("ITAP_DB_URL", raising=False)
@@ -70,7 +73,7 @@ def test_generate_out_refuses_an_existing_file_unless_forced(site: Path, capsys)
     target.write_text("keep me\n")
     code, _, err = run(capsys, "generate", "--devices", "1", "--hours", "0.1", "--out", str(target))
     assert code == 2 and "already exists; add --force" in err and target.read_text() == "keep me\n"
-    code, out, err = run(capsys, "generate", "--devices", "1", "--hours", "0.1", "--out", str(target), "--force")
+    code, _out, err = run(capsys, "generate", "--devices", "1", "--hours", "0.1", "--out", str(target), "--force")
     assert code == 0, err
     assert target.read_text().startswith("device_id,") and len(target.read_text().splitlines()) == 37
     code, _, err = run(capsys, "generate", "--devices", "1", "--hours", "0.1", "--out", str(site))
@@ -78,7 +81,7 @@ def test_generate_out_refuses_an_existing_file_unless_forced(site: Path, capsys)
 
 
 def test_once_report_into_a_missing_folder_is_unknown_and_creates_nothing(site: Path, capsys) -> None:
-    code, out, err = run(capsys, "--once", "--report", "/nonexistent-itap/x.html")
+    code, out, _err = run(capsys, "--once", "--report", "/nonexistent-itap/x.html")
     assert code == 3
     assert out.startswith("ITAP UNKNOWN - ") and "the folder /nonexistent-itap does not exist" in out
     assert not Path("/nonexistent-itap").exists() and not (site / "itap.db").exists()

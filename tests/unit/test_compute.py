@@ -35,8 +35,16 @@ def fleet(tmp_path: Path):
     """10 industrial devices x 8 h with random faults, stored by device groups of 3."""
     settings = local_settings(tmp_path, compute={"partition_devices": 3}, simulation={"fault_rate_per_device_day": 6.0})
     store = Store(settings)
-    simulate_fleet(LocalExecutor(), settings, "industrial", device_ids_for("pump", 10), START,
-                   START + timedelta(hours=8), source="test", url=store.url)
+    simulate_fleet(
+        LocalExecutor(),
+        settings,
+        "industrial",
+        device_ids_for("pump", 10),
+        START,
+        START + timedelta(hours=8),
+        source="test",
+        url=store.url,
+    )
     yield settings, store
     store.close()
 
@@ -69,8 +77,10 @@ def test_none_runs_here_and_reports_progress(tmp_path: Path) -> None:
 
 def test_a_cluster_without_the_dask_extra_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
-    with pytest.raises(ComputeError, match=r"install the dask extra \(pip install 'itap\[dask\]'\)") as info, \
-            open_executor(local_settings(tmp_path), "local:2"):
+    with (
+        pytest.raises(ComputeError, match=r"install the dask extra \(pip install 'itap\[dask\]'\)") as info,
+        open_executor(local_settings(tmp_path), "local:2"),
+    ):
         pass
     assert "\n" not in str(info.value)
 
@@ -85,8 +95,6 @@ def test_device_groups_store_the_rows_of_one_whole_fleet_pass(fleet) -> None:
     pd.testing.assert_frame_equal(stored[whole.columns.tolist()].reset_index(drop=True), whole, check_dtype=False)
     runs = pd.read_sql("select kind, rows_in, inserted from run", store.engine)
     assert len(runs) == 4 and runs["rows_in"].sum() == runs["inserted"].sum() == len(whole)
-
-
 
 
 @pytest.mark.parametrize("slice_rows", [None, 2_000], ids=["one slice", "time slices"])
@@ -128,9 +136,9 @@ def _scores(store: Store) -> pd.DataFrame:
 
 def _alerts(store: Store) -> pd.DataFrame:
     keep = ["device_id", "family", "opened_ts", "closed_ts", "last_ts", "status", "severity", "peak_score", "threshold"]
-    return alerts_frame(store, "industrial")[keep].sort_values(["device_id", "opened_ts", "family"]).reset_index(drop=True)
-
-
+    return (
+        alerts_frame(store, "industrial")[keep].sort_values(["device_id", "opened_ts", "family"]).reset_index(drop=True)
+    )
 
 
 def _assert_close(a, b, path: str = "") -> None:

@@ -31,9 +31,15 @@ def test_repository_config_declares_the_builtin_profiles() -> None:
     [
         (("k = 2\n", "k = 9\n"), "alerts: Value error, k must be <= n"),
         (("[engine]\n", "[engine]\nspeed_typo = 3\n"), "engine.speed_typo: unknown key"),
-        (("noise = 0.6", "noise = -1.0"), "profiles.industrial.signals.temp_c.noise: Input should be greater than or equal to 0"),
+        (
+            ("noise = 0.6", "noise = -1.0"),
+            "profiles.industrial.signals.temp_c.noise: Input should be greater than or equal to 0",
+        ),
         (("range = [-40.0, 200.0]", "range = [200.0, -40.0]"), "temp_c.range: Value error, must be [min, max]"),
-        (('{ signal = "temp_c", kind = "drift"', '{ signal = "temp_c", kind = "melt"'), "kind: Input should be 'drift'"),
+        (
+            ('{ signal = "temp_c", kind = "drift"', '{ signal = "temp_c", kind = "melt"'),
+            "kind: Input should be 'drift'",
+        ),
         (('profile = "aircraft"', 'profile = "boat"'), "unknown profile 'boat'"),
     ],
 )
@@ -53,7 +59,7 @@ def test_a_bad_value_is_one_line_naming_the_key(tmp_path: Path, patch: tuple[str
 def test_not_toml_is_reported_with_the_file(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text("[database\nurl = 1")
-    with pytest.raises(ConfigError, match="bad.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
         load_settings(path)
 
 
@@ -100,7 +106,7 @@ def test_packaged_default_keeps_data_outside_the_package(tmp_path: Path, monkeyp
 def test_with_overrides_validates(tmp_path: Path) -> None:
     settings = load_settings(REPO / "config.toml")
     assert settings.with_overrides(simulation={"seed": 3}).simulation.seed == 3
-    with pytest.raises(ConfigError, match="simulation.freq_s"):
+    with pytest.raises(ConfigError, match=r"simulation\.freq_s"):
         settings.with_overrides(simulation={"freq_s": 0})
 
 

@@ -39,7 +39,10 @@ def write_config(tmp_path: Path, db: str = "t.db", batch_rows: int = 50000, chun
 def itap(config: Path, *args: str, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=120, **kw,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
     )
 
 
@@ -147,11 +150,21 @@ def test_long_format_straddling_chunks_equals_wide(settings, tmp_path):
 
 def test_mapping_separator_and_device_options(settings, store, tmp_path):
     path = tmp_path / "plant.csv"
-    path.write_text("time|Temp C|speed|amps|volts|vib\n2026-01-01 00:00:00|70|1500|40|400|0.3\n"
-                    "2026-01-01 00:00:10|71|1500|41|401|0.3\n", encoding="utf-8")
-    report = import_csv(store, settings, path, device="press-7", ts_column="time", sep="|",
-                        mapping={"speed": "rpm", "amps": "current_a", "volts": "voltage_v", "vib": "vibration_g"},
-                        now=NOW)
+    path.write_text(
+        "time|Temp C|speed|amps|volts|vib\n2026-01-01 00:00:00|70|1500|40|400|0.3\n"
+        "2026-01-01 00:00:10|71|1500|41|401|0.3\n",
+        encoding="utf-8",
+    )
+    report = import_csv(
+        store,
+        settings,
+        path,
+        device="press-7",
+        ts_column="time",
+        sep="|",
+        mapping={"speed": "rpm", "amps": "current_a", "volts": "voltage_v", "vib": "vibration_g"},
+        now=NOW,
+    )
     assert report.profile == "industrial" and report.inserted == 2
     stored = store.read_readings("industrial")
     assert stored["device_id"].tolist() == ["press-7", "press-7"] and stored["temp_c"].tolist() == [70.0, 71.0]
@@ -166,7 +179,10 @@ def test_mapping_separator_and_device_options(settings, store, tmp_path):
         (b"device_id;ts;rpm;temp_c\np;2026-01-01;1;2\n", "use --sep ';'"),
         (b"device_id,ts,colour,size\np,2026-01-01,red,3\n", "no profile fits the columns"),
         (b"device_id,when,rpm\np,2026-01-01,3\n", "no timestamp column"),
-        (b"device_id,ts,rpm,Temp C,vibration_g,current_a,voltage_v,temp_c\np,2026-01-01,1,2,3,4,5,6\n", "both stand for 'temp_c'"),
+        (
+            b"device_id,ts,rpm,Temp C,vibration_g,current_a,voltage_v,temp_c\np,2026-01-01,1,2,3,4,5,6\n",
+            "both stand for 'temp_c'",
+        ),
     ],
 )
 def test_unusable_files_fail_with_one_clear_line(tmp_path, content, message):
@@ -200,7 +216,9 @@ def test_a_truncated_gzip_file_is_one_line(tmp_path):
     import gzip
 
     path = tmp_path / "cut.csv.gz"
-    body = MIXED.splitlines()[0] + "\n" + "".join(f"p1,2026-01-01T00:{m:02d}:00,1480,68,0.3,42,400\n" for m in range(60))
+    body = (
+        MIXED.splitlines()[0] + "\n" + "".join(f"p1,2026-01-01T00:{m:02d}:00,1480,68,0.3,42,400\n" for m in range(60))
+    )
     whole = gzip.compress(body.encode())
     path.write_bytes(whole[: len(whole) // 2])
     result = itap(write_config(tmp_path), "ingest", str(path))
@@ -242,8 +260,10 @@ def test_validate_report_json_shape_and_exit_codes(tmp_path):
     assert {"level", "check", "device_id", "signal", "value", "message"} <= set(data["alerts"][0])
     assert not (tmp_path / "t.db").exists() or query(tmp_path / "t.db", "select count(*) from quarantine") == [(0,)]
     clean = tmp_path / "clean.csv"
-    clean.write_text("device_id,ts,rpm,temp_c,vibration_g,current_a,voltage_v\n"
-                     "p1,2026-01-01T00:00:00,1480,68,0.3,42,400\n", encoding="utf-8")
+    clean.write_text(
+        "device_id,ts,rpm,temp_c,vibration_g,current_a,voltage_v\np1,2026-01-01T00:00:00,1480,68,0.3,42,400\n",
+        encoding="utf-8",
+    )
     assert itap(config, "validate", str(clean)).returncode == 0
 
 
@@ -272,7 +292,8 @@ def test_killed_ingest_rerun_matches_one_clean_run(settings, tmp_path):
     assert itap(killed_cfg, "ingest", str(seed_path)).returncode in (0, 1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "itap_engine.modes.cli", "--config", str(killed_cfg), "ingest", str(big)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     count = 0
     deadline = time.monotonic() + 60
@@ -299,21 +320,26 @@ def test_killed_ingest_rerun_matches_one_clean_run(settings, tmp_path):
         rerun = itap(killed_cfg, "ingest", str(big), "--json")
         assert rerun.returncode in (0, 1), rerun.stderr
         report = json.loads(rerun.stdout)[0]
-        assert report["rows_in"] == total == (
-            report["inserted"] + report["duplicates"] + report["conflicts"] + report["quarantined"]
+        assert (
+            report["rows_in"]
+            == total
+            == (report["inserted"] + report["duplicates"] + report["conflicts"] + report["quarantined"])
         )
         assert (report["conflicts"], report["quarantined"]) == (len(seed), bad)
         assert report["duplicates"] == (partial - len(seed) if attempt == 0 else total - bad - len(seed))
         # each bad row and each conflict quarantined once, whatever the number of runs
-        assert query(db, "select count(*), count(distinct line) from quarantine where source = ?".replace("?", repr(str(big)))) == [
-            (bad + len(seed), bad + len(seed))
-        ]
+        assert query(
+            db, "select count(*), count(distinct line) from quarantine where source = ?".replace("?", repr(str(big)))
+        ) == [(bad + len(seed), bad + len(seed))]
     assert query(db, "select id, status from run order by id") == [
-        (1, "ok"), (2, "aborted"), (3, report["status"]), (4, report["status"])
+        (1, "ok"),
+        (2, "aborted"),
+        (3, report["status"]),
+        (4, report["status"]),
     ]
-    assert query(db, "select rows_in, inserted + duplicates + conflicts + quarantined, conflicts from run where id = 3") == [
-        (total, total, len(seed))
-    ]
+    assert query(
+        db, "select rows_in, inserted + duplicates + conflicts + quarantined, conflicts from run where id = 3"
+    ) == [(total, total, len(seed))]
 
     clean_cfg = write_config(tmp_path, "clean.db")
     assert itap(clean_cfg, "ingest", str(seed_path)).returncode in (0, 1)

@@ -47,8 +47,14 @@ def test_cli_and_once_report_it_in_one_line(settings, monkeypatch, capsys, tmp_p
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "itap[postgres]" in err and "s3cret" not in err
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ITAP_DB_URL": "mysql://itap:s3cret@db/itap"}
-    once = subprocess.run([sys.executable, "-m", "itap_tui.cli", "--once", "--json"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60)
+    once = subprocess.run(
+        [sys.executable, "-m", "itap_tui.cli", "--once", "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert once.returncode == 3 and "Traceback" not in once.stderr
     summary = json.loads(once.stdout)
     assert summary["status"] == "UNKNOWN" and "not mysql" in summary["error"] and "s3cret" not in once.stdout

@@ -19,22 +19,34 @@ SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 
 def hand_made() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     ts = np.arange(10, dtype=np.int64) * 10_000
-    labels = pd.DataFrame({
-        "device_id": ["A"] * 10 + ["B"] * 10,
-        "ts": np.r_[ts, ts],
-        "fault": [None, None, None, "power_spike", "power_spike", "power_spike", None, None, None, None] + [None] * 10,
-    })
-    scores = pd.DataFrame({
-        "score": [0.1, 0.2, 0.1, 0.9, 0.8, 0.3, 0.1, 0.1, 0.1, 0.1] + [0.1, 0.1, 0.6] + [0.1] * 7,
-    })
+    labels = pd.DataFrame(
+        {
+            "device_id": ["A"] * 10 + ["B"] * 10,
+            "ts": np.r_[ts, ts],
+            "fault": [None, None, None, "power_spike", "power_spike", "power_spike", None, None, None, None]
+            + [None] * 10,
+        }
+    )
+    scores = pd.DataFrame(
+        {
+            "score": [0.1, 0.2, 0.1, 0.9, 0.8, 0.3, 0.1, 0.1, 0.1, 0.1] + [0.1, 0.1, 0.6] + [0.1] * 7,
+        }
+    )
     alerts = pd.DataFrame({"device_id": ["A", "B"], "opened_ts": [40_000, 20_000], "family": ["electrical", "thermal"]})
     return labels, scores, alerts
 
 
 def test_metrics_on_a_hand_made_example() -> None:
     labels, scores, alerts = hand_made()
-    m = evaluate_labelled(labels, scores, alerts, threshold=0.5, step_ms=10_000,
-                          families={"power_spike": "electrical"}, abrupt={"power_spike"})
+    m = evaluate_labelled(
+        labels,
+        scores,
+        alerts,
+        threshold=0.5,
+        step_ms=10_000,
+        families={"power_spike": "electrical"},
+        abrupt={"power_spike"},
+    )
     p = m["points"]
     assert (p["precision"], p["recall"], p["f1"]) == pytest.approx((2 / 3, 2 / 3, 2 / 3))
     assert p["roc_auc"] == pytest.approx(50 / 51)
@@ -49,24 +61,34 @@ def test_metrics_on_a_hand_made_example() -> None:
 
 
 def test_events_are_runs_and_cut_off_events_are_not_judged() -> None:
-    labels = pd.DataFrame({
-        "device_id": ["A"] * 6 + ["B"] * 3,
-        "ts": [0, 1, 2, 3, 4, 5, 0, 1, 2],
-        "fault": ["x", "x", "y", None, "x", None, None, "x", "x"],
-    })
+    labels = pd.DataFrame(
+        {
+            "device_id": ["A"] * 6 + ["B"] * 3,
+            "ts": [0, 1, 2, 3, 4, 5, 0, 1, 2],
+            "fault": ["x", "x", "y", None, "x", None, None, "x", "x"],
+        }
+    )
     events = fault_events(labels)
     assert events[["device_id", "fault", "start_ts", "end_ts", "readings"]].values.tolist() == [
-        ["A", "x", 0, 1, 2], ["A", "y", 2, 2, 1], ["A", "x", 4, 4, 1], ["B", "x", 1, 2, 2]]
+        ["A", "x", 0, 1, 2],
+        ["A", "y", 2, 2, 1],
+        ["A", "x", 4, 4, 1],
+        ["B", "x", 1, 2, 2],
+    ]
     scores = pd.DataFrame({"score": np.zeros(9)})
-    m = evaluate_labelled(labels, scores, pd.DataFrame(columns=["device_id", "opened_ts", "family"]),
-                          threshold=1.0, step_ms=1)
+    m = evaluate_labelled(
+        labels, scores, pd.DataFrame(columns=["device_id", "opened_ts", "family"]), threshold=1.0, step_ms=1
+    )
     assert m["events"]["x"]["events"] == 2 and m["events"]["x"]["cut_off"] == 1  # B's runs to the end
 
 
 def test_expected_families(tmp_path) -> None:
     spec = load_settings(CONFIG).profile("industrial")
     assert expected_families(spec) == {
-        "overheat_drift": "thermal", "bearing_wear": "mechanical", "power_spike": "electrical"}
+        "overheat_drift": "thermal",
+        "bearing_wear": "mechanical",
+        "power_spike": "electrical",
+    }
 
 
 def _config(tmp_path: Path) -> Path:
@@ -78,8 +100,25 @@ def _config(tmp_path: Path) -> Path:
 
 def test_end_to_end_small_scenario(tmp_path, capsys) -> None:
     config = _config(tmp_path)
-    code = main(["evaluate", "--config", str(config), "--simulate", "--devices", "8", "--hours", "12",
-                 "--train-hours", "12", "--fault-rate", "4", "--seed", "3", "--json"])
+    code = main(
+        [
+            "evaluate",
+            "--config",
+            str(config),
+            "--simulate",
+            "--devices",
+            "8",
+            "--hours",
+            "12",
+            "--train-hours",
+            "12",
+            "--fault-rate",
+            "4",
+            "--seed",
+            "3",
+            "--json",
+        ]
+    )
     assert code == 0
     metrics = json.loads((tmp_path / "artifacts" / "metrics.json").read_text())
     assert json.loads(capsys.readouterr().out)["points"] == metrics["points"]
@@ -108,8 +147,18 @@ def test_skab_runs_the_engine_path_in_a_scratch_store(tmp_path, capsys, monkeypa
     operator_db = tmp_path / "operator.db"
     monkeypatch.setenv("ITAP_DB_URL", f"sqlite:///{operator_db}")
     predictions = tmp_path / "pred.csv"
-    code = main(["evaluate", "--config", str(_config(tmp_path)), "--skab", str(tmp_path / "skab"), "--predictions",
-                 str(predictions), "--json"])
+    code = main(
+        [
+            "evaluate",
+            "--config",
+            str(_config(tmp_path)),
+            "--skab",
+            str(tmp_path / "skab"),
+            "--predictions",
+            str(predictions),
+            "--json",
+        ]
+    )
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["files"] == 2 and 0 <= payload["f1"] <= 1 and 0 <= payload["far"] <= 100
@@ -137,12 +186,12 @@ def test_evaluate_without_labels_says_so_and_exits_2(tmp_path, capsys, monkeypat
 def test_simulated_evaluation_never_touches_the_operators_database(tmp_path, monkeypatch, capsys) -> None:
     """ITAP_DB_URL names the operator's database: evaluate --simulate must still work in
     its own scratch store (it used to train there, deactivating the operator's model)."""
-    from itap_engine.store.schema import ModelVersion
-    from itap_engine.detection.scoring import train_model
-    from itap_engine.store.sql import Store
+    from _detection_helpers import local_settings, quiet_fleet, simulate
     from sqlmodel import select
 
-    from _detection_helpers import local_settings, quiet_fleet, simulate
+    from itap_engine.detection.scoring import train_model
+    from itap_engine.store.schema import ModelVersion
+    from itap_engine.store.sql import Store
 
     operator = tmp_path / "operator.db"
     settings = local_settings(tmp_path)
@@ -154,8 +203,21 @@ def test_simulated_evaluation_never_touches_the_operators_database(tmp_path, mon
     finally:
         store.close()
     monkeypatch.setenv("ITAP_DB_URL", f"sqlite:///{operator}")
-    code = main(["evaluate", "--config", str(_config(tmp_path)), "--simulate", "--devices", "2", "--hours", "1",
-                 "--train-hours", "2", "--json"])
+    code = main(
+        [
+            "evaluate",
+            "--config",
+            str(_config(tmp_path)),
+            "--simulate",
+            "--devices",
+            "2",
+            "--hours",
+            "1",
+            "--train-hours",
+            "2",
+            "--json",
+        ]
+    )
     assert code == 0
     store = Store(settings, url=f"sqlite:///{operator}")
     try:

@@ -84,8 +84,11 @@ def test_no_look_ahead(builder: FeatureBuilder, frame: pd.DataFrame, settings: S
 def test_state_changes_look_normal(builder: FeatureBuilder, frame: pd.DataFrame) -> None:
     feats = builder.transform(frame)
     normal = frame["fault"].isna().to_numpy()
-    changed = np.r_[False, (frame["state"].to_numpy()[1:] != frame["state"].to_numpy()[:-1])
-                    & (frame["device_id"].to_numpy()[1:] == frame["device_id"].to_numpy()[:-1])]
+    changed = np.r_[
+        False,
+        (frame["state"].to_numpy()[1:] != frame["state"].to_numpy()[:-1])
+        & (frame["device_id"].to_numpy()[1:] == frame["device_id"].to_numpy()[:-1]),
+    ]
     near = np.convolve(changed, np.ones(10), mode="full")[: len(changed)] > 0  # 10 readings after a change
     assert changed.sum() >= 4
     levels = feats[[c for c in feats.columns if c.endswith("__level")]].to_numpy()
@@ -102,8 +105,9 @@ def test_dropout_shows_in_missing_features(builder: FeatureBuilder, frame: pd.Da
     assert dropout.any()
     assert (feats.loc[dropout, "temp_c__missing"] > 0).all()
     assert (feats.loc[dropout, "dropout_streak"] >= 1).all()
-    assert (feats.loc[frame["fault"].isna().to_numpy() & (feats["since_dropout"] >= 120).to_numpy(),
-                      "temp_c__missing"] == 0).all()
+    assert (
+        feats.loc[frame["fault"].isna().to_numpy() & (feats["since_dropout"] >= 120).to_numpy(), "temp_c__missing"] == 0
+    ).all()
 
 
 def test_unknown_state_and_unsorted_input(builder: FeatureBuilder, frame: pd.DataFrame) -> None:

@@ -11,8 +11,17 @@ import pytest
 
 HEAVY = ("pandas", "numpy", "sklearn", "sqlalchemy", "sqlmodel", "textual", "pydantic", "scipy", "dask", "distributed")
 COMMANDS = (
-    "console", "generate", "validate", "ingest", "status", "train", "score",
-    "evaluate", "anomalies", "engine", "bench",
+    "console",
+    "generate",
+    "validate",
+    "ingest",
+    "status",
+    "train",
+    "score",
+    "evaluate",
+    "anomalies",
+    "engine",
+    "bench",
 )
 
 

@@ -40,10 +40,22 @@ def test_below_the_minimum_the_message_names_the_setting(tmp_path) -> None:
 def test_train_cli_pairs_windows_with_the_device_before_them() -> None:
     parser = argparse.ArgumentParser()
     train_command.add_arguments(parser)
-    args = parser.parse_args([
-        "--train-until", "2026-01-01T12:00", "--device", "pump-001", "--train-from", "2026-01-01T02:00",
-        "--train-until", "2026-01-01T05:00", "--device", "pump-002", "--train-until", "2026-01-01T03:00",
-    ])
+    args = parser.parse_args(
+        [
+            "--train-until",
+            "2026-01-01T12:00",
+            "--device",
+            "pump-001",
+            "--train-from",
+            "2026-01-01T02:00",
+            "--train-until",
+            "2026-01-01T05:00",
+            "--device",
+            "pump-002",
+            "--train-until",
+            "2026-01-01T03:00",
+        ]
+    )
     assert args.train_until == "2026-01-01T12:00" and args.train_from is None
     assert args.device_windows == [
         {"device": "pump-001", "from": "2026-01-01T02:00", "until": "2026-01-01T05:00"},

@@ -23,7 +23,14 @@ def test_label_column_blank_whitespace_normal_and_zero_mean_normal(tmp_path, mon
         stored = store.read_readings("industrial").sort_values("ts")
     finally:
         store.close()
-    assert [None if v is None or v != v else v for v in stored["fault"].tolist()] == [None, None, None, None, "leak", None]
+    assert [None if v is None or v != v else v for v in stored["fault"].tolist()] == [
+        None,
+        None,
+        None,
+        None,
+        "leak",
+        None,
+    ]
     # a label column that is not there is named
     assert main(["ingest", str(csv), "--config", str(CONFIG), "--profile", "industrial", "--label", "nope"]) == 2
     assert "nope" in capsys.readouterr().err

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from _detection_helpers import local_settings, open_store, quiet_fleet, simulate
 
 from itap_engine.detection import model_files
 from itap_engine.detection.detectors import IsolationForestDetector, RobustZDetector
-from itap_engine.store.schema import ModelVersion
 from itap_engine.detection.scoring import ModelIntegrityError, load_model_version, score_features, train_model
-
-from _detection_helpers import local_settings, open_store, quiet_fleet, simulate
+from itap_engine.store.schema import ModelVersion
 
 
 class _Payload:
@@ -27,7 +26,7 @@ class _Payload:
     def __init__(self, marker: Path) -> None:
         self.marker = str(marker)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (self.marker, "w"))
 
 
@@ -81,7 +80,8 @@ def test_a_pickle_in_place_of_the_model_is_refused_and_never_runs(trained, tmp_p
 
     with store.engine.begin() as conn:
         conn.execute(
-            sa.update(ModelVersion).where(ModelVersion.id == model.version_id)  # type: ignore[arg-type]
+            sa.update(ModelVersion)
+            .where(ModelVersion.id == model.version_id)  # type: ignore[arg-type]
             .values(sha256=hashlib.sha256(payload).hexdigest())
         )
     with pytest.raises(ModelIntegrityError, match="cannot be loaded safely"):
@@ -137,8 +137,10 @@ def test_an_npz_holding_a_pickled_object_array_is_refused(tmp_path) -> None:
 
 
 def test_only_allow_listed_classes_are_rebuilt() -> None:
-    manifest = {"format": model_files.FORMAT, "bundle": {"$dict": {"d": {
-        "$object": "os.system", "state": {"$dict": {"custom": "touch /tmp/x"}}}}}}
+    manifest = {
+        "format": model_files.FORMAT,
+        "bundle": {"$dict": {"d": {"$object": "os.system", "state": {"$dict": {"custom": "touch /tmp/x"}}}}},
+    }
     buffer = io.BytesIO()
     np.savez(buffer, manifest=np.frombuffer(json.dumps(manifest).encode(), np.uint8))
     with pytest.raises(model_files.ModelFileError, match="not allowed"):

@@ -86,10 +86,9 @@ def test_chunks_of_one_run_are_checked_together(settings, store):
 
 
 def test_error_inside_a_run_marks_it_error(settings, store):
-    with pytest.raises(RuntimeError):
-        with IngestRun(store, settings, "industrial", source="boom", now=NOW) as run:
-            run.add(simulated(settings, devices=1, hours=0.05))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), IngestRun(store, settings, "industrial", source="boom", now=NOW) as run:
+        run.add(simulated(settings, devices=1, hours=0.05))
+        raise RuntimeError("boom")
     assert run.report.status == "error"
     assert next(store.iter_runs()).status == "error"
 
@@ -112,15 +111,23 @@ def messy_frames(draw):
     temps = draw(st.lists(st.sampled_from([60.0, 70.0, np.nan, np.inf, 999.0, -1e6]), min_size=n, max_size=n))
     ts = [pd.Timestamp("2026-01-01") + pd.Timedelta(seconds=10 * s) for s in steps]
     bad_ts = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    frame = pd.DataFrame({
-        "device_id": devices,
-        "ts": [("not a time" if b else t.isoformat()) for t, b in zip(ts, bad_ts)],
-        "rpm": 1400.0, "temp_c": temps, "vibration_g": 0.3, "current_a": 40.0, "voltage_v": 400.0,
-    })
+    frame = pd.DataFrame(
+        {
+            "device_id": devices,
+            "ts": [("not a time" if b else t.isoformat()) for t, b in zip(ts, bad_ts)],
+            "rpm": 1400.0,
+            "temp_c": temps,
+            "vibration_g": 0.3,
+            "current_a": 40.0,
+            "voltage_v": 400.0,
+        }
+    )
     return frame
 
 
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(frame=messy_frames())
 def test_property_ingestion_accounts_for_every_row(settings, frame):
     folder = tempfile.mkdtemp()

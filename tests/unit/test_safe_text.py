@@ -10,9 +10,9 @@ import pytest
 
 from itap_bench.engine import derived_config
 from itap_engine.config import load_settings
+from itap_engine.ingest.validate import _device_problem
 from itap_engine.modes.render.report_html import render_report
 from itap_engine.safe_text import html_text, markup, visible, visible_tree
-from itap_engine.ingest.validate import _device_problem
 
 REPO = Path(__file__).resolve().parents[2]
 RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200b-\u200d\ufeff]")
@@ -32,7 +32,8 @@ def test_visible_escapes_controls_bidi_and_zero_width_and_leaves_the_rest() -> N
     assert visible(None) == "" and visible(3) == "3"
     assert visible(visible(TITLE)) == visible(TITLE)  # idempotent
     assert visible_tree({"k\x1b": [TITLE, 1, None, (RED,)], "p": Path("/x\x1b")}) == {
-        "k\\x1b": ["\\x1b]0;pwned\\x07", 1, None, ["\\x1b[31m"]], "p": "/x\\x1b"
+        "k\\x1b": ["\\x1b]0;pwned\\x07", 1, None, ["\\x1b[31m"]],
+        "p": "/x\\x1b",
     }
     assert markup(f"[red]{RED}") == "\\[red]\\x1b[31m"
     assert html_text(f"<b>{RED}</b>") == "&lt;b&gt;\\x1b[31m&lt;/b&gt;"
@@ -47,7 +48,8 @@ def test_device_ids_with_bidi_or_zero_width_characters_are_refused(device: str) 
 @pytest.fixture
 def evil_site(tmp_path: Path) -> tuple[Path, Path]:
     derived_config(
-        load_settings(REPO / "config.toml"), tmp_path,
+        load_settings(REPO / "config.toml"),
+        tmp_path,
         fleet=[{"profile": "industrial", "devices": 2, "prefix": "pump", "sites": ["n"]}],
     )
     lines = [f"device_id,ts,rpm,temp_c,vibration_g,current_a,voltage_v,{TITLE}"]
@@ -92,14 +94,39 @@ def test_a_one_line_error_naming_a_file_shows_its_control_characters(tmp_path, c
 
 def test_html_report_escapes_html_and_shows_control_characters() -> None:
     summary = {
-        "status": "WARNING", "message": f"1 warning alert(s) on pump{RED}-1", "error": None, "run_id": 1,
-        "rows": {}, "interval": {}, "timings_s": {},
-        "alerts": {"open": [{"id": 1, "device_id": f"<script>{RED}", "profile": "industrial", "severity": "warning",
-                             "family": "thermal", "opened_at": None, "last_at": None, "peak_score": 1.0,
-                             "threshold": 0.5, "acknowledged": False,
-                             "contributors": [{"signal": f"temp{TITLE}", "family": "thermal", "share": 1.0}]}]},
-        "validation_alerts": [{"level": "warning", "check": "device_id", "device_id": None, "signal": None,
-                               "message": f"ignored columns: {TITLE}"}],
+        "status": "WARNING",
+        "message": f"1 warning alert(s) on pump{RED}-1",
+        "error": None,
+        "run_id": 1,
+        "rows": {},
+        "interval": {},
+        "timings_s": {},
+        "alerts": {
+            "open": [
+                {
+                    "id": 1,
+                    "device_id": f"<script>{RED}",
+                    "profile": "industrial",
+                    "severity": "warning",
+                    "family": "thermal",
+                    "opened_at": None,
+                    "last_at": None,
+                    "peak_score": 1.0,
+                    "threshold": 0.5,
+                    "acknowledged": False,
+                    "contributors": [{"signal": f"temp{TITLE}", "family": "thermal", "share": 1.0}],
+                }
+            ]
+        },
+        "validation_alerts": [
+            {
+                "level": "warning",
+                "check": "device_id",
+                "device_id": None,
+                "signal": None,
+                "message": f"ignored columns: {TITLE}",
+            }
+        ],
     }
     page = render_report(summary)
     assert not RAW.search(page)
@@ -107,8 +134,8 @@ def test_html_report_escapes_html_and_shows_control_characters() -> None:
 
 
 def test_console_text_shows_control_characters() -> None:
-    from itap_tui.format import contributors_text, plain
     from itap_engine.snapshot import ContributorView
+    from itap_tui.format import contributors_text, plain
 
     assert plain(f"pump{RED}").plain == "pump\\x1b[31m"
     assert plain("[bold]x[/]").plain == "[bold]x[/]"  # literal, never markup
@@ -117,9 +144,9 @@ def test_console_text_shows_control_characters() -> None:
 
 
 async def test_the_console_shows_escape_sequences_in_device_ids_and_quarantined_rows() -> None:
+    from itap_bench.fake_facade import FakeFacade
     from itap_tui.app import ItapApp
     from itap_tui.screens import DeviceScreen
-    from itap_bench.fake_facade import FakeFacade
     from itap_tui.widgets import DeviceTable, ValidationPanel
     from itap_tui.widgets.keyed_table import KeyedTable
 

@@ -57,10 +57,14 @@ def test_streamed_scores_equal_a_batch_pass_over_the_whole_history(trained) -> N
     _, model, history, later = trained
     streaming = _scorer(trained)
     stamps = _stamps(later)
-    streamed = pd.concat(
-        [streaming.score(later[later["ts"].isin(stamps[i : i + 5])]) for i in range(0, len(stamps), 5)],
-        ignore_index=True,
-    ).sort_values(["device_id", "ts"]).reset_index(drop=True)
+    streamed = (
+        pd.concat(
+            [streaming.score(later[later["ts"].isin(stamps[i : i + 5])]) for i in range(0, len(stamps), 5)],
+            ignore_index=True,
+        )
+        .sort_values(["device_id", "ts"])
+        .reset_index(drop=True)
+    )
     full = pd.concat([history, later]).sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
     batch = score_features(model, model.features.transform(full))
     batch = batch[batch["ts"] > history["ts"].max()].reset_index(drop=True)
@@ -71,14 +75,14 @@ def test_streamed_scores_equal_a_batch_pass_over_the_whole_history(trained) -> N
 def test_training_does_not_depend_on_the_order_the_database_returns(trained, tmp_path, monkeypatch) -> None:
     """A database collation may order device ids differently from Python: the masks
     that pick training and validation rows must follow the features' order."""
-    settings, model, history, _ = trained
+    _settings, model, history, _ = trained
     local = local_settings(tmp_path)
     store = open_store(local)
     try:
         store.insert_readings("industrial", history)
         read = store.read_readings
 
-        def reversed_devices(*args, **kwargs):  # noqa: ANN002, ANN003
+        def reversed_devices(*args, **kwargs):
             frame = read(*args, **kwargs)
             return frame.sort_values(["device_id", "ts"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
@@ -93,7 +97,7 @@ def test_late_readings_restandardise_what_follows_them(trained) -> None:
     """A reading's level depends on the states before it. Readings that arrive late,
     before a state change that was already buffered, must change the buffered levels
     after them to what a batch pass over the complete history gives."""
-    settings, model, history, later = trained
+    _settings, model, history, later = trained
     scorer = _scorer(trained)
     rows = later[later["device_id"] == later["device_id"].iloc[0]]
     states = rows["state"].to_numpy()

@@ -42,7 +42,9 @@ def test_the_split_is_crc32_and_the_same_in_every_process() -> None:
     assert shard_of("pump-001", 2) == zlib.crc32(b"pump-001") % 2
     code = "from itap_engine.engine.shards import shard_of; print([shard_of(f'd{i}', 5) for i in range(50)])"
     runs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(runs) == 1

@@ -27,7 +27,17 @@ def sim(profile: str = "industrial", devices: int = 4, **kw: object) -> Simulato
 def test_shape_and_columns() -> None:
     frame = sim().generate(START, START + timedelta(hours=1))
     assert len(frame) == 4 * 360
-    assert list(frame.columns) == ["device_id", "ts", "state", "rpm", "temp_c", "vibration_g", "current_a", "voltage_v", "fault"]
+    assert list(frame.columns) == [
+        "device_id",
+        "ts",
+        "state",
+        "rpm",
+        "temp_c",
+        "vibration_g",
+        "current_a",
+        "voltage_v",
+        "fault",
+    ]
     assert frame.groupby("device_id")["ts"].apply(lambda s: s.is_monotonic_increasing).all()
     assert set(frame["state"]) <= {"RUN", "IDLE", "MAINT"}
 
@@ -83,7 +93,7 @@ def test_scheduled_fault_shapes_its_signal_and_is_labelled(fault: str, signal: s
     dev = frame[frame["device_id"] == "d-001"].set_index("ts")
     labelled = dev[dev["fault"] == fault]
     assert labelled.index.min() == pd.Timestamp(start)
-    before = dev.loc[start - timedelta(minutes=20): start - timedelta(seconds=10), signal]
+    before = dev.loc[start - timedelta(minutes=20) : start - timedelta(seconds=10), signal]
     during = labelled[signal]
     assert check(before, during)  # type: ignore[operator]
     other = frame[frame["device_id"] == "d-002"]

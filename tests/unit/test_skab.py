@@ -23,6 +23,7 @@ from itap_engine.evaluation.skab import (
 
 SKAB_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 
+
 @pytest.fixture(scope="module")
 def skab_dir() -> Path:
     if not (SKAB_DIR / "valve1").is_dir():

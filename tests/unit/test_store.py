@@ -25,19 +25,41 @@ START = SETTINGS.simulation.start
 
 
 def frame(devices: int = 3, hours: float = 1.0) -> pd.DataFrame:
-    return Simulator(SETTINGS, "industrial", device_ids_for("s", devices)).generate(START, START + timedelta(hours=hours))
+    return Simulator(SETTINGS, "industrial", device_ids_for("s", devices)).generate(
+        START, START + timedelta(hours=hours)
+    )
 
 
 def test_schema_has_one_wide_table_per_profile(tmp_path: Path) -> None:
     store = Store(SETTINGS, url=f"sqlite:///{tmp_path / 'a.db'}")
     conn = sqlite3.connect(tmp_path / "a.db")
     columns = [row[1] for row in conn.execute("PRAGMA table_info(readings_industrial)")]
-    assert columns == ["device_id", "ts", "state", "rpm", "temp_c", "vibration_g", "current_a", "voltage_v", "fault", "changepoint"]
+    assert columns == [
+        "device_id",
+        "ts",
+        "state",
+        "rpm",
+        "temp_c",
+        "vibration_g",
+        "current_a",
+        "voltage_v",
+        "fault",
+        "changepoint",
+    ]
     pk = [row[1] for row in conn.execute("PRAGMA table_info(readings_industrial)") if row[5]]
     assert pk == ["device_id", "ts"]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"readings_aircraft", "run", "quarantine", "alert", "fault_command", "model_version", "score", "watermark"} <= tables
+    assert {
+        "readings_aircraft",
+        "run",
+        "quarantine",
+        "alert",
+        "fault_command",
+        "model_version",
+        "score",
+        "watermark",
+    } <= tables
     store.close()
 
 
@@ -91,8 +113,11 @@ def test_round_trip_keeps_values_and_stores_nan_as_null(tmp_path: Path) -> None:
     data = frame(devices=2)
     data.loc[5:9, "temp_c"] = np.nan
     store.insert_readings("industrial", data)
-    nulls = sqlite3.connect(tmp_path / "a.db").execute(
-        "SELECT count(*) FROM readings_industrial WHERE temp_c IS NULL").fetchone()[0]
+    nulls = (
+        sqlite3.connect(tmp_path / "a.db")
+        .execute("SELECT count(*) FROM readings_industrial WHERE temp_c IS NULL")
+        .fetchone()[0]
+    )
     assert nulls == 5
     back = store.read_readings("industrial")
     assert len(back) == len(data)
@@ -110,7 +135,7 @@ def test_any_sequence_of_inserts_stores_each_key_once(tmp_path_factory: object, 
     data = frame(devices=1, hours=1 / 6)  # 60 rows
     total_inserted = 0
     for start in range(0, len(picks), 7):
-        chunk = data.iloc[sorted(set(picks[start:start + 7]))]
+        chunk = data.iloc[sorted(set(picks[start : start + 7]))]
         result = store.insert_readings("industrial", chunk, batch_rows=batch)
         assert result.inserted + result.duplicates == len(chunk)
         total_inserted += result.inserted
@@ -160,8 +185,14 @@ def test_validation_problems_fold_into_one_per_device_signal_and_check(store) ->
     from itap_engine.store.queries import record_problems, validation_problems
 
     def alert(device: str = "pump-001", signal: str = "temp_c", level: str = "warning") -> ValidationAlertRow:
-        return ValidationAlertRow(datetime(2030, 1, 1), level, "missing_rate", device, signal,
-                                  f"{signal} missing in 40% of {device}'s readings")
+        return ValidationAlertRow(
+            datetime(2030, 1, 1),
+            level,
+            "missing_rate",
+            device,
+            signal,
+            f"{signal} missing in 40% of {device}'s readings",
+        )
 
     minute = 60_000
     for t in range(10):  # first dropout: 10 cycles, each raising it

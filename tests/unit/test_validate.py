@@ -30,8 +30,15 @@ SIGNALS = ["rpm", "temp_c", "vibration_g", "current_a", "voltage_v"]
 
 
 def row(device="p1", ts="2026-01-01T00:00:00", **values):
-    base = {"device_id": device, "ts": ts, "rpm": "1480", "temp_c": "68", "vibration_g": "0.3",
-            "current_a": "42", "voltage_v": "400"}
+    base = {
+        "device_id": device,
+        "ts": ts,
+        "rpm": "1480",
+        "temp_c": "68",
+        "vibration_g": "0.3",
+        "current_a": "42",
+        "voltage_v": "400",
+    }
     base.update(values)
     return base
 
@@ -123,8 +130,10 @@ def test_timestamps_accepted_forms(settings):
 
 
 def test_labels_are_kept_as_labels(settings):
-    rows = [row(ts="2026-01-01T00:00:00", anomaly="1.0", changepoint="1.0"),
-            row(ts="2026-01-01T00:00:01", anomaly="0.0", changepoint="0.0")]
+    rows = [
+        row(ts="2026-01-01T00:00:00", anomaly="1.0", changepoint="1.0"),
+        row(ts="2026-01-01T00:00:01", anomaly="0.0", changepoint="0.0"),
+    ]
     result = run(settings, rows)
     assert result.accepted["fault"].tolist()[0] == "anomaly" and pd.isna(result.accepted["fault"].iloc[1])
     assert result.accepted["changepoint"].tolist() == [1, 0]
@@ -140,8 +149,10 @@ def test_missing_required_column_is_an_error(settings):
 def test_absent_signal_and_extra_columns_are_alerts(settings):
     frame = pd.DataFrame([row(extra="1")]).drop(columns=["voltage_v"])
     report = validate_frame(frame, settings.profile("industrial"), settings.validation, now=NOW).report
-    assert {(a.check, a.level, a.signal) for a in report.alerts} >= {("columns", "warning", "voltage_v"),
-                                                                     ("columns", "info", None)}
+    assert {(a.check, a.level, a.signal) for a in report.alerts} >= {
+        ("columns", "warning", "voltage_v"),
+        ("columns", "info", None),
+    }
     assert not any(a.check == "missing_rate" and a.signal == "voltage_v" for a in report.alerts)
 
 

@@ -37,8 +37,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from itap_engine.modes.cli_values import bounded_int
 from itap_engine.errors import ItapError
+from itap_engine.modes.cli_values import bounded_int
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -53,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--readings", action="store_true", help="rank scored readings even when alerts are open")
     parser.add_argument("--all-readings", action="store_true", help="with readings: allow several per device")
     parser.add_argument("--json", action="store_true", help="print the documented JSON shape")
-    parser.add_argument("--csv", action="store_true", help="print CSV (one row per item, contributors as 'signal share; ...')")
+    parser.add_argument(
+        "--csv", action="store_true", help="print CSV (one row per item, contributors as 'signal share; ...')"
+    )
 
 
 def _iso(ms: Any) -> str | None:
@@ -70,8 +72,16 @@ def _contributors(text: Any) -> list[dict[str, Any]]:
     return json.loads(text)
 
 
-def collect(store, settings: Settings, *, limit: int, device: str | None = None, profile: str | None = None,  # noqa: ANN001
-            readings: bool = False, all_readings: bool = False) -> dict[str, Any]:
+def collect(
+    store,
+    settings: Settings,
+    *,
+    limit: int,
+    device: str | None = None,
+    profile: str | None = None,
+    readings: bool = False,
+    all_readings: bool = False,
+) -> dict[str, Any]:
     """The ranked items of ``itap anomalies`` (the JSON shape above)."""
     from itap_engine.detection.alerts import severity
     from itap_engine.store.queries import open_alert_records, top_score_records
@@ -81,30 +91,47 @@ def collect(store, settings: Settings, *, limit: int, device: str | None = None,
     kind = "alerts"
     if not readings:
         for row in open_alert_records(store, limit=limit, device=device, profile=profile):
-            items.append({
-                "device_id": row["device_id"], "profile": row["profile"], "time": _iso(row["last_ts"]),
-                "ts": int(row["last_ts"]), "score": float(row["peak_score"]), "threshold": float(row["threshold"]),
-                "severity": row["severity"], "family": row["family"],
-                "contributors": _contributors(row["contributors"]), "alert_id": int(row["id"]),
-                "opened": _iso(row["opened_ts"]), "acknowledged": bool(row["acknowledged"]),
-                "model_version_id": row["model_version_id"],
-            })
+            items.append(
+                {
+                    "device_id": row["device_id"],
+                    "profile": row["profile"],
+                    "time": _iso(row["last_ts"]),
+                    "ts": int(row["last_ts"]),
+                    "score": float(row["peak_score"]),
+                    "threshold": float(row["threshold"]),
+                    "severity": row["severity"],
+                    "family": row["family"],
+                    "contributors": _contributors(row["contributors"]),
+                    "alert_id": int(row["id"]),
+                    "opened": _iso(row["opened_ts"]),
+                    "acknowledged": bool(row["acknowledged"]),
+                    "model_version_id": row["model_version_id"],
+                }
+            )
     if not items:
         kind = "readings"
         for row in top_score_records(store, limit=limit, device=device, profile=profile, per_device=not all_readings):
             contributors = _contributors(row["contributors"])
-            items.append({
-                "device_id": row["device_id"], "profile": row["profile"], "time": _iso(row["ts"]),
-                "ts": int(row["ts"]), "score": float(row["score"]), "threshold": float(row["threshold"]),
-                "severity": severity(row["score"], row["threshold"], settings.alerts.critical_ratio),
-                "family": contributors[0]["family"] if contributors else None, "contributors": contributors,
-                "alert_id": None, "opened": None, "acknowledged": False,
-                "model_version_id": row["model_version_id"],
-            })
+            items.append(
+                {
+                    "device_id": row["device_id"],
+                    "profile": row["profile"],
+                    "time": _iso(row["ts"]),
+                    "ts": int(row["ts"]),
+                    "score": float(row["score"]),
+                    "threshold": float(row["threshold"]),
+                    "severity": severity(row["score"], row["threshold"], settings.alerts.critical_ratio),
+                    "family": contributors[0]["family"] if contributors else None,
+                    "contributors": contributors,
+                    "alert_id": None,
+                    "opened": None,
+                    "acknowledged": False,
+                    "model_version_id": row["model_version_id"],
+                }
+            )
     for rank, item in enumerate(items, start=1):
         item["rank"] = rank
-    return {"kind": kind, "generated_at": utcnow().isoformat(), "items": [
-        {"rank": i.pop("rank"), **i} for i in items]}
+    return {"kind": kind, "generated_at": utcnow().isoformat(), "items": [{"rank": i.pop("rank"), **i} for i in items]}
 
 
 def _check_device(store, device_id: str) -> None:
@@ -119,8 +146,20 @@ def _check_device(store, device_id: str) -> None:
 
 
 CSV_COLUMNS = (
-    "rank", "kind", "device_id", "profile", "time", "score", "threshold", "severity", "family", "contributors",
-    "alert_id", "opened", "acknowledged", "model_version_id",
+    "rank",
+    "kind",
+    "device_id",
+    "profile",
+    "time",
+    "score",
+    "threshold",
+    "severity",
+    "family",
+    "contributors",
+    "alert_id",
+    "opened",
+    "acknowledged",
+    "model_version_id",
 )
 
 
@@ -132,10 +171,13 @@ def write_csv(payload: dict[str, Any]) -> None:
     writer = csv.DictWriter(sys.stdout, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for item in payload["items"]:
-        writer.writerow({
-            **item, "kind": payload["kind"],
-            "contributors": "; ".join(f"{c['signal']} {float(c['share']):.2f}" for c in item["contributors"]),
-        })
+        writer.writerow(
+            {
+                **item,
+                "kind": payload["kind"],
+                "contributors": "; ".join(f"{c['signal']} {float(c['share']):.2f}" for c in item["contributors"]),
+            }
+        )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -157,8 +199,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.device:
             _check_device(store, args.device)
-        payload = collect(store, settings, limit=args.limit, device=args.device, profile=args.profile,
-                          readings=args.readings, all_readings=args.all_readings)
+        payload = collect(
+            store,
+            settings,
+            limit=args.limit,
+            device=args.device,
+            profile=args.profile,
+            readings=args.readings,
+            all_readings=args.all_readings,
+        )
     finally:
         store.close()
     if args.json:
@@ -174,14 +223,26 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     title = "Open alerts" if payload["kind"] == "alerts" else "Most anomalous readings"
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("#", "device", "time (UTC)", "score", "x thr", "severity", "family", "contributors"):
-        table.add_column(col, justify="right" if col in ("#", "score", "x thr") else "left",
-                         no_wrap=col != "contributors", min_width=16 if col == "contributors" else None)
+        table.add_column(
+            col,
+            justify="right" if col in ("#", "score", "x thr") else "left",
+            no_wrap=col != "contributors",
+            min_width=16 if col == "contributors" else None,
+        )
     for item in payload["items"]:
         shown = worth_showing(item["contributors"])  # the JSON keeps them all
         contrib = " ".join(f"{c['signal']} {c['share']:.0%}" for c in shown)
         ratio = item["score"] / item["threshold"] if item["threshold"] else float("nan")
         time = (item["time"] or "-").replace("T", " ")[:19]
-        table.add_row(str(item["rank"]), escape(item["device_id"]), time, f"{item['score']:.3g}",
-                      f"{ratio:.2f}", item["severity"], escape(item["family"] or "-"), escape(contrib))
+        table.add_row(
+            str(item["rank"]),
+            escape(item["device_id"]),
+            time,
+            f"{item['score']:.3g}",
+            f"{ratio:.2f}",
+            item["severity"],
+            escape(item["family"] or "-"),
+            escape(contrib),
+        )
     out.print(table)
     return 0

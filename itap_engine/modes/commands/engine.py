@@ -27,9 +27,7 @@ HELP = "run the engine without a screen (until SIGINT/SIGTERM)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--ticks", type=int, metavar="N", help="stop after N ticks (default: run until a signal)"
-    )
+    parser.add_argument("--ticks", type=int, metavar="N", help="stop after N ticks (default: run until a signal)")
     parser.add_argument(
         "--shard",
         metavar="I/N",
@@ -40,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _progress_printer() -> object:
     from itap_engine.snapshot import Progress
+
     if not sys.stderr.isatty():
         return None
     last = {"text": ""}
@@ -74,7 +73,11 @@ async def serve(settings: Settings, *, ticks: int | None = None) -> int:
         engine.subscribe(lambda snap: stop.set() if snap.stats.ticks >= ticks else None)
     try:
         if settings.engine.shard:
-            print(f"itap engine: shard {settings.engine.shard}: waiting for its database lock", file=sys.stderr, flush=True)
+            print(
+                f"itap engine: shard {settings.engine.shard}: waiting for its database lock",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
             await engine.start(_progress_printer())  # type: ignore[arg-type]
         except LockUnavailable:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from itap_engine.modes.cli_values import bounded_int
 from itap_engine.errors import ItapError
+from itap_engine.modes.cli_values import bounded_int
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -22,21 +22,34 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ts-column", metavar="C", help="timestamp column (default: [import].timestamp_column)")
     parser.add_argument("--device-column", metavar="C", help="device column (default: [import].device_column)")
     parser.add_argument(
-        "--map", action="append", metavar="CSV=signal", default=[],
+        "--map",
+        action="append",
+        metavar="CSV=signal",
+        default=[],
         help="map a CSV column (long: a signal name) onto a profile signal; repeatable",
     )
     parser.add_argument(
-        "--label", metavar="COL",
+        "--label",
+        metavar="COL",
         help="ground-truth column: each reading's label is stored for evaluation (blank, whitespace, 'normal' "
-             "and '0' mean normal; any other value names the anomaly). Labels never pick training rows "
-             "unless `itap train --exclude-labelled`",
+        "and '0' mean normal; any other value names the anomaly). Labels never pick training rows "
+        "unless `itap train --exclude-labelled`",
     )
-    parser.add_argument("--long", action="store_true", default=None,
-                        help="long format: device, ts, signal, value (default: detected from the header)")
-    parser.add_argument("--chunk-rows", type=bounded_int(1, 10_000_000), metavar="N",
-                        help="lines read per chunk, 1 to 10000000 (default: [import].chunk_rows)")
     parser.add_argument(
-        "--encoding", metavar="NAME",
+        "--long",
+        action="store_true",
+        default=None,
+        help="long format: device, ts, signal, value (default: detected from the header)",
+    )
+    parser.add_argument(
+        "--chunk-rows",
+        type=bounded_int(1, 10_000_000),
+        metavar="N",
+        help="lines read per chunk, 1 to 10000000 (default: [import].chunk_rows)",
+    )
+    parser.add_argument(
+        "--encoding",
+        metavar="NAME",
         help="text encoding, e.g. latin-1 or cp1252 (default: [import].encoding, else UTF-8, or UTF-16 by its BOM)",
     )
 
@@ -60,8 +73,12 @@ def csv_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE",
-                        help="CSV files to import (plain or gzip; '-' reads stdin; FIFOs and <(...) work)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="CSV files to import (plain or gzip; '-' reads stdin; FIFOs and <(...) work)",
+    )
     add_csv_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the per-file reports as JSON")
 
@@ -103,20 +120,30 @@ def print_file_report(report: object) -> None:
     from rich.text import Text
 
     from itap_engine.modes.render.output import console
+
     out = console()
     r = report  # IngestReport
     colour = {"ok": "green", "warning": "yellow"}.get(r.status, "red")  # type: ignore[attr-defined]
-    out.print(Text.assemble(
-        (str(r.source), "bold"), f" ({r.profile}): ",  # type: ignore[attr-defined]
-        f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "  # type: ignore[attr-defined]
-        f"{r.conflicts:,} conflicts + {r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
-        (r.status, colour), f"  {r.seconds:.2f} s",  # type: ignore[attr-defined]
-    ))
+    out.print(
+        Text.assemble(
+            (str(r.source), "bold"),  # type: ignore[attr-defined]
+            f" ({r.profile}): ",  # type: ignore[attr-defined]
+            f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "  # type: ignore[attr-defined]
+            f"{r.conflicts:,} conflicts + {r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
+            (r.status, colour),  # type: ignore[attr-defined]
+            f"  {r.seconds:.2f} s",  # type: ignore[attr-defined]
+        )
+    )
     if r.conflicts:  # type: ignore[attr-defined]
-        what = {"quarantine": "new values quarantined", "keep_first": "stored values kept",
-                "replace": "stored values replaced"}.get(r.on_conflict, "")  # type: ignore[attr-defined]
-        out.print(f"  conflicts: {r.conflicts:,} rows already stored with other values "  # type: ignore[attr-defined]
-                  f"(on_conflict = {r.on_conflict}: {what})")  # type: ignore[attr-defined]
+        what = {
+            "quarantine": "new values quarantined",
+            "keep_first": "stored values kept",
+            "replace": "stored values replaced",
+        }.get(r.on_conflict, "")  # type: ignore[attr-defined]
+        out.print(
+            f"  conflicts: {r.conflicts:,} rows already stored with other values "  # type: ignore[attr-defined]
+            f"(on_conflict = {r.on_conflict}: {what})"  # type: ignore[attr-defined]
+        )  # type: ignore[attr-defined]
         for example in r.conflict_examples[:5]:  # type: ignore[attr-defined]
             line = example.get("line")
             where = f"line {line}" if line is not None else "row"

@@ -11,5 +11,5 @@ def add_cluster_argument(parser: argparse.ArgumentParser) -> None:
         "--cluster",
         metavar="SPEC",
         help='where heavy work runs: "none", "local[:N]" (a Dask LocalCluster of N worker processes) '
-        'or a scheduler address such as tcp://host:8786 (default: [compute] cluster)',
+        "or a scheduler address such as tcp://host:8786 (default: [compute] cluster)",
     )

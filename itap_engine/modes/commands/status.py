@@ -14,13 +14,16 @@ HELP = "devices, rows per profile, quarantine count and the last runs"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs", type=bounded_int(0, 10_000), default=8, help="how many recent runs to list (default: 8)")
+    parser.add_argument(
+        "--runs", type=bounded_int(0, 10_000), default=8, help="how many recent runs to list (default: 8)"
+    )
     parser.add_argument("--json", action="store_true", help="print as JSON")
 
 
 def collect(store: Store, runs: int) -> dict[str, object]:
     from itap_engine.store import schema as models
     from itap_engine.store.sql import from_epoch_ms
+
     profiles = []
     for name in store.settings.profiles:
         rows = store.count_readings(name)
@@ -39,7 +42,9 @@ def collect(store: Store, runs: int) -> dict[str, object]:
         "quarantined": store.count(models.Quarantine),
         "open_alerts": store.count(models.Alert, models.Alert.status == "open"),
         "unacknowledged_alerts": store.count(
-            models.Alert, models.Alert.status == "open", models.Alert.acknowledged == False  # noqa: E712
+            models.Alert,
+            models.Alert.status == "open",
+            models.Alert.acknowledged == False,  # noqa: E712
         ),
         "runs": [
             {
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     from itap_engine.modes.render.output import console, print_json
     from itap_engine.store.sql import Store
+
     store = Store(settings)
     try:
         info = collect(store, args.runs)
@@ -83,11 +89,32 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     incidents = IncidentCounts(int(info["open_alerts"]), int(info["unacknowledged_alerts"]))  # type: ignore[call-overload]
     out.print(f"quarantined rows: {info['quarantined']:,}    incidents: {incidents.label()}")
-    runs = Table("run", "kind", "status", "started (UTC)", "in", "inserted", "dup", "conf", "quar", "source",
-                 title="Last runs", title_justify="left")
+    runs = Table(
+        "run",
+        "kind",
+        "status",
+        "started (UTC)",
+        "in",
+        "inserted",
+        "dup",
+        "conf",
+        "quar",
+        "source",
+        title="Last runs",
+        title_justify="left",
+    )
     for r in info["runs"]:  # type: ignore[attr-defined]
-        runs.add_row(str(r["id"]), r["kind"], r["status"], r["started_at"], f"{r['rows_in']:,}",
-                     f"{r['inserted']:,}", f"{r['duplicates']:,}", f"{r['conflicts']:,}", f"{r['quarantined']:,}",
-                     escape(r["source"]))
+        runs.add_row(
+            str(r["id"]),
+            r["kind"],
+            r["status"],
+            r["started_at"],
+            f"{r['rows_in']:,}",
+            f"{r['inserted']:,}",
+            f"{r['duplicates']:,}",
+            f"{r['conflicts']:,}",
+            f"{r['quarantined']:,}",
+            escape(r["source"]),
+        )
     out.print(runs)
     return 0

@@ -25,7 +25,9 @@ def parse_ts(text: str | None, option: str) -> int | None:
     try:
         stamp = pd.Timestamp(text)
     except (ValueError, TypeError):
-        raise ItapError(f"{option} {text!r}: not a time; use ISO 8601 (2026-01-01T06:00) or epoch milliseconds") from None
+        raise ItapError(
+            f"{option} {text!r}: not a time; use ISO 8601 (2026-01-01T06:00) or epoch milliseconds"
+        ) from None
     if stamp.tzinfo is not None:
         stamp = stamp.tz_convert("UTC").tz_localize(None)
     return int(stamp.value // 1_000_000)
@@ -34,7 +36,7 @@ def parse_ts(text: str | None, option: str) -> int | None:
 class _Window(argparse.Action):
     """--train-from / --train-until apply to the profile, or to the last --device named before them."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         windows = getattr(namespace, "device_windows", None) or []
         if self.dest == "device":
             windows.append({"device": values, "from": None, "until": None})
@@ -47,17 +49,32 @@ class _Window(argparse.Action):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="industrial", help="profile declared in config (default: industrial)")
-    parser.add_argument("--train-until", metavar="TS", action=_Window,
-                        help="last reading of the known-good window (ISO 8601 or epoch ms); after --device D, of D's")
-    parser.add_argument("--train-from", metavar="TS", action=_Window,
-                        help="first reading of the window (default: the oldest); after --device D, of D's")
-    parser.add_argument("--device", metavar="D", action=_Window,
-                        help="give device D its own known-good window with the --train-from/--train-until that "
-                             "follow it; repeatable. Other devices use the profile's window. Stored with the model "
-                             "version and kept by later retrains")
-    parser.add_argument("--exclude-labelled", action="store_true",
-                        help="leave readings with a ground-truth label (and the windows after them) out of "
-                             "training; by default labels never choose training rows")
+    parser.add_argument(
+        "--train-until",
+        metavar="TS",
+        action=_Window,
+        help="last reading of the known-good window (ISO 8601 or epoch ms); after --device D, of D's",
+    )
+    parser.add_argument(
+        "--train-from",
+        metavar="TS",
+        action=_Window,
+        help="first reading of the window (default: the oldest); after --device D, of D's",
+    )
+    parser.add_argument(
+        "--device",
+        metavar="D",
+        action=_Window,
+        help="give device D its own known-good window with the --train-from/--train-until that "
+        "follow it; repeatable. Other devices use the profile's window. Stored with the model "
+        "version and kept by later retrains",
+    )
+    parser.add_argument(
+        "--exclude-labelled",
+        action="store_true",
+        help="leave readings with a ground-truth label (and the windows after them) out of "
+        "training; by default labels never choose training rows",
+    )
     parser.add_argument("--json", action="store_true", help="print the new version as JSON")
     parser.set_defaults(device_windows=[])
 
@@ -78,8 +95,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     started = time.perf_counter()
     try:
         model = train_model(
-            store, settings, args.profile, train_until_ms=until, train_from_ms=since,
-            device_windows=windows or None, exclude_labelled=args.exclude_labelled,
+            store,
+            settings,
+            args.profile,
+            train_until_ms=until,
+            train_from_ms=since,
+            device_windows=windows or None,
+            exclude_labelled=args.exclude_labelled,
         )
     finally:
         store.close()

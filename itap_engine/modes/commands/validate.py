@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from itap_engine.modes.cli_values import output_file
 from itap_engine.errors import ItapError
+from itap_engine.modes.cli_values import output_file
 from itap_engine.modes.commands.ingest import add_csv_arguments, csv_options
 
 if TYPE_CHECKING:

@@ -62,9 +62,9 @@ def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> 
         f"<title>ITAP {_e(status)} - run {_e(summary.get('run_id'))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f'<h1>ITAP fleet report <span class="status {_e(status)}">{_e(status)}</span></h1>',
-        f'<p>{_e(summary.get("message"))}</p>',
+        f"<p>{_e(summary.get('message'))}</p>",
         f'<p class="muted">run {_e(summary.get("run_id"))}, finished {_e(summary.get("finished_at"))} (UTC); '
-        f'simulated {_e(interval.get("from"))} &rarr; {_e(interval.get("to"))}</p>',
+        f"simulated {_e(interval.get('from'))} &rarr; {_e(interval.get('to'))}</p>",
         '<div class="figures">',
         _figure("rows in", rows.get("in", 0)),
         _figure("inserted", rows.get("inserted", 0)),
@@ -105,8 +105,10 @@ def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> 
 
     validation = summary.get("validation_alerts", [])
     if validation:
-        parts.append("<h2>Validation alerts</h2><table><tr><th>level</th><th>check</th><th>device</th>"
-                     "<th>signal</th><th>message</th></tr>")
+        parts.append(
+            "<h2>Validation alerts</h2><table><tr><th>level</th><th>check</th><th>device</th>"
+            "<th>signal</th><th>message</th></tr>"
+        )
         for v in validation:
             parts.append(
                 f'<tr class="{_e(v.get("level"))}"><td>{_e(v.get("level"))}</td><td>{_e(v.get("check"))}</td>'
