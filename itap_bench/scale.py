@@ -155,8 +155,10 @@ def scale_stages(
             folder = Path(tmp)
             shutil.copy(source, folder / "config.toml")
             for stage, argv, rows in stages:
-                progress(f"{name}: itap {' '.join(argv)} --cluster {cluster}")
-                measured = _command([*argv, "--cluster", cluster], folder, env)
+                # training runs in one process (compute.train): it takes no --cluster
+                full = argv if stage == "train" else [*argv, "--cluster", cluster]
+                progress(f"{name}: itap {' '.join(full)}")
+                measured = _command(full, folder, env)
                 results.append(
                     {
                         "stage": stage,
@@ -166,7 +168,7 @@ def scale_stages(
                         "rows_per_s": round(rows / measured["seconds"]) if measured["seconds"] else None,
                         "devices": workload.devices,
                         "ms_per_device": round(1000 * measured["seconds"] / workload.devices, 2),
-                        "command": f"itap {' '.join(argv)} --cluster {cluster}",
+                        "command": f"itap {' '.join(full)}",
                         **measured,
                     }
                 )

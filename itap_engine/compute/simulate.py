@@ -38,6 +38,7 @@ class SimulateResult:
     status: str
     seconds: float
     run_ids: tuple[int, ...] = ()
+    conflicts: int = 0
     """The ingest runs (one per partition), in partition order."""
 
     @property
@@ -52,7 +53,17 @@ class SimulateResult:
 
     def to_dict(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"run_id": self.run_ids[0] if self.run_ids else None, "run_ids": list(self.run_ids)}
-        for name in ("profile", "source", "rows_in", "inserted", "duplicates", "quarantined", "status", "seconds"):
+        for name in (
+            "profile",
+            "source",
+            "rows_in",
+            "inserted",
+            "duplicates",
+            "conflicts",
+            "quarantined",
+            "status",
+            "seconds",
+        ):
             payload[name] = getattr(self, name)
         return payload
 
@@ -69,13 +80,7 @@ class _SerialisedRun(IngestRun):
         assert self.validator is not None
         result = self.validator.validate(frame)
         with write_lock(self.store):
-            if len(result.accepted):
-                inserted = self.store.insert_readings(self.profile, result.accepted)
-                self.inserted += inserted.inserted
-                self.duplicates += inserted.duplicates
-            if len(result.rejected):
-                self.quarantined += self.store.quarantine(result.rejected, source=self.source, run_id=self.run_id)
-        self.rows_in += result.report.rows
+            self.store_validated(frame, result)
 
     def __exit__(self, *exc: Any) -> None:
         with write_lock(self.store):
@@ -151,6 +156,7 @@ def simulate_partition(
         report.status,
         time.perf_counter() - started,
         (int(report.run_id),),
+        report.conflicts,
     )
 
 
@@ -207,6 +213,7 @@ def combine(results: Sequence[SimulateResult], profile: str, source: str, second
         status=status,
         seconds=seconds,
         run_ids=tuple(i for r in results for i in r.run_ids),
+        conflicts=sum(r.conflicts for r in results),
     )
 
 

@@ -198,7 +198,11 @@ class IngestRun:
         """Validate one chunk, store its accepted rows and quarantine the rest."""
         if self.validator is None or self.run_id is None:
             raise RuntimeError("IngestRun.add() outside 'with IngestRun(...)'")
-        result = self.validator.validate(frame)
+        self.store_validated(frame, self.validator.validate(frame))
+
+    def store_validated(self, frame: pd.DataFrame, result: ValidationResult) -> None:
+        """Store a validated chunk's accepted rows, quarantine the rest, and count them
+        (rows in = inserted + duplicates + conflicts + quarantined)."""
         accepted = result.accepted
         absent = [c for c in self.spec.signal_names if c not in frame.columns and c in accepted.columns]
         if absent:  # a signal this input lacks is stored as NULL, and is no conflict with a stored value
