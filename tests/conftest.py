@@ -29,3 +29,21 @@ def store(settings: Settings, tmp_path: Path) -> Iterator[Store]:
     store = Store(settings, url=f"sqlite:///{tmp_path}/t.db")
     yield store
     store.close()
+
+
+SHARED_DATABASE_MODULES = {
+    "test_postgres.py",
+    "test_postgres_timeseries.py",
+    "test_ingest_postgres.py",
+    "test_shards_postgres.py",
+    "test_db_lock.py",
+}
+"""Modules that use the one PostgreSQL database CI provides (ITAP_TEST_PG_URL): they
+reset its schema, so under pytest-xdist they run in one worker, one after another."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.name in SHARED_DATABASE_MODULES:
+            item.add_marker(pytest.mark.xdist_group("postgres"))
