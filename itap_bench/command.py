@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also compare COPY with executemany ingestion on this PostgreSQL database (in a schema "
         "itap_bench, dropped and made again); default: the database URL when it is PostgreSQL",
     )
+    parser.add_argument(
+        "--soak",
+        metavar="MINUTES",
+        type=float,
+        help="run only the soak (issue 11): engine, a loop of --once runs, an attached reader and inbox "
+        "files on one SQLite database for MINUTES; exit 1 on any lock error, traceback or lost row",
+    )
 
 
 def render(payload: dict[str, Any]) -> Table:
@@ -105,7 +112,33 @@ def render(payload: dict[str, Any]) -> Table:
     return table
 
 
+def run_soak(args: argparse.Namespace, settings: Settings) -> int:
+    """``--soak MINUTES``: only the soak; its table; exit 1 when a must-be-zero figure is not."""
+    from itap_bench.runner import machine_facts
+    from itap_bench.soak import failed, render, soak
+    from itap_engine.modes.render.output import console
+
+    if args.soak <= 0:
+        raise ItapError("--soak needs a positive number of minutes")
+    if args.out:
+        output_file(args.out, option="--out", force=True)
+    out = console()
+    result = soak(settings, args.soak, report=lambda message: out.print(f"[dim]… {message}[/]"))
+    out.print(render(result))
+    if args.out:
+        path = Path(args.out)
+        path.write_text(json.dumps({"machine": machine_facts(), "results": [result]}, indent=2) + "\n")
+        out.print(f"results written to {path}")
+    bad = failed(result)
+    if bad:
+        out.print(f"[bold red]soak failed: {', '.join(bad)} not zero[/]")
+        return 1
+    return 0
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "soak", None) is not None:
+        return run_soak(args, settings)
     from itap_bench.runner import WORKLOADS, machine_facts, run_bench
     from itap_bench.scale import SCALE_WORKLOADS, scale_stages
     from itap_engine.modes.render.output import console
