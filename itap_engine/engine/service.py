@@ -184,12 +184,16 @@ class Engine(SnapshotPublisher):
         """Stop the jobs, let a running tick finish, write the status, close the database."""
         if self.core is None:
             return
-        self.phase = "stopping"
+        self.phase = "stopping"  # a job that starts now returns at once
+        if self._scheduler is not None:
+            self._scheduler.pause()
+        if self._idle is not None:
+            # let the running tick finish first: shutting the scheduler down cancels its
+            # task, while the tick's thread would go on writing into a closing store
+            await self._idle.wait()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        if self._idle is not None:
-            await self._idle.wait()
         core, self.core = self.core, None
         self.phase = "stopped"
         try:
