@@ -36,6 +36,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from itap_engine.detection.detectors import OutlierAPI
+
 __all__ = ["DriftDetector", "EnsembleDetector", "PcaDetector", "ShiftDetector"]
 
 
@@ -50,20 +52,9 @@ def _columns(names: Sequence[str], kind: str) -> np.ndarray:
     return np.array([i for i, n in enumerate(names) if n.endswith(f"__{kind}")], dtype=np.int64)
 
 
-class _OutlierAPI:
-    """decision_function / predict / set_threshold around ``score_samples``."""
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self)
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
-    def set_threshold(self, threshold: float) -> None:
-        check_is_fitted(self)
-        self.offset_ = -float(threshold)
+class _OutlierAPI(OutlierAPI):
+    """The outlier API over :meth:`score_and_contributions` (the chart detectors score
+    and explain in one pass)."""
 
     def score_samples(self, X: Any) -> np.ndarray:
         return self.score_and_contributions(X)[0]  # type: ignore[attr-defined]

@@ -55,9 +55,36 @@ def _as_matrix(X: Any) -> np.ndarray:
     return array
 
 
-class _RobustScaling:
-    """Median / tail-calibrated spread per feature, and the scikit-learn outlier API
-    around a detector's :meth:`_score_z`; shared by both detectors."""
+class OutlierAPI:
+    """scikit-learn's outlier API around ``score_samples`` (lower is more abnormal):
+    ``decision_function = score_samples - offset_``, ``predict`` gives +1 / -1, and
+    ``set_threshold`` moves ``offset_`` to an anomaly-score threshold. Every detector
+    in the registry has it."""
+
+    offset_: float
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples - offset_``: negative for outliers."""
+        check_is_fitted(self)
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for inliers, -1 for outliers."""
+        check_is_fitted(self)
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Move ``offset_`` so that ``predict`` flags anomaly scores above ``threshold``."""
+        check_is_fitted(self)
+        self.offset_ = -float(threshold)
+
+
+class _RobustScaling(OutlierAPI):
+    """Median / tail-calibrated spread per feature, and the scores of scaled features
+    (:meth:`_score_z`); shared by the robust-z and IsolationForest detectors."""
 
     def _fit_scaling(self, X: np.ndarray) -> None:
         center = np.nanmedian(X, axis=0)
@@ -85,21 +112,6 @@ class _RobustScaling:
         """The detector's score: lower is more abnormal (scikit-learn's convention)."""
         check_is_fitted(self)
         return self._score_z(self._z(_as_matrix(X)))
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``score_samples - offset_``: negative for outliers."""
-        check_is_fitted(self)
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X: Any) -> np.ndarray:
-        """+1 for inliers, -1 for outliers."""
-        check_is_fitted(self)
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
-    def set_threshold(self, threshold: float) -> None:
-        """Move ``offset_`` so that ``predict`` flags anomaly scores above ``threshold``."""
-        check_is_fitted(self)
-        self.offset_ = -float(threshold)
 
     def score_and_contributions(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score_samples(X), contributions(X))`` with the scaling done once."""
