@@ -147,15 +147,9 @@ def score_backlog(
         NoModelError: no model was trained for the profile.
         ModelIntegrityError: the active model's file was altered or is missing.
     """
-    from itap_engine.detection.scoring import NoModelError, load_active_model
-    from itap_engine.store.watermarks import scored_key
+    from itap_engine.detection.scoring import model_and_watermark
 
-    model = load_active_model(store, settings, profile)
-    if model is None:
-        raise NoModelError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
-    key = scored_key(profile)
-    mark = store.get_watermark(key)
-    since = int(mark) if mark else None
+    model, key, since = model_and_watermark(store, settings, profile)
     until = store.latest_ts(profile)
     if until is None or (since is not None and until <= since):
         return BacklogResult(profile, 0, 0, model.version_id, watermark=since)

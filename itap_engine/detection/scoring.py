@@ -706,6 +706,21 @@ def _score_insert(dialect: str) -> sa.Executable:
     )
 
 
+def model_and_watermark(store, settings: Settings, profile: str) -> tuple[TrainedModel, str, int | None]:
+    """The active model of ``profile``, its scored-watermark key and the watermark
+    (epoch ms of the last scored reading; None: nothing scored yet).
+
+    Raises:
+        NoModelError: no model was trained for the profile.
+    """
+    model = load_active_model(store, settings, profile)
+    if model is None:
+        raise NoModelError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
+    key = scored_key(profile)
+    mark = store.get_watermark(key)
+    return model, key, int(mark) if mark else None
+
+
 def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
     """``itap score``: score readings newer than the profile's scored watermark.
 
@@ -716,12 +731,7 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
         NoModelError: no model was trained for the profile.
         ModelIntegrityError: the active model's file was altered or is missing.
     """
-    model = load_active_model(store, settings, profile)
-    if model is None:
-        raise NoModelError(f"no trained model for profile {profile}; run `itap train --profile {profile}` first")
-    key = scored_key(profile)
-    mark = store.get_watermark(key)
-    since = int(mark) if mark else None
+    model, key, since = model_and_watermark(store, settings, profile)
     scorer = StreamingScorer(settings, profile, model)
     columns = scorer.columns
     new = store.read_readings(profile, since_ms=since, columns=columns)

@@ -130,22 +130,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def report_dict(report: object) -> dict[str, object]:
-    fields = (
-        "run_id",
-        "profile",
-        "source",
-        "rows_in",
-        "inserted",
-        "duplicates",
-        "conflicts",
-        "quarantined",
-        "status",
-        "seconds",
-    )
-    return {name: getattr(report, name) for name in fields}
-
-
 def print_ingest_report(report: object) -> None:
     """One line an operator can read: rows in = inserted + duplicates + conflicts + quarantined."""
     from rich.markup import escape
