@@ -14,8 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itap_engine.config import Settings
-from itap_engine.engine.core import EngineCore, TickResult, _short_error, _utcnow
+from itap_engine.engine.core import EngineCore, TickResult
 from itap_engine.engine.logs import configure_logging
+from itap_engine.engine.results import short_error as _short_error
+from itap_engine.engine.results import utcnow as _utcnow
 from itap_engine.errors import ItapError
 from itap_engine.snapshot import (
     EngineStats,

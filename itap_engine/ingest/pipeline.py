@@ -31,7 +31,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -74,6 +74,9 @@ class IngestReport:
     """The first conflicts: line, device_id, reason."""
     on_conflict: str = "quarantine"
     """What was done with conflicts: quarantine, keep_first or replace."""
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    """Seconds per step: validate, ingest (store the accepted rows), conflicts (the
+    comparison of keys already stored) and runs (run rows, quarantine, validation events)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,8 +185,10 @@ class IngestRun:
         self._conflict_examples: list[dict[str, Any]] = []
         self._started = 0.0
         self._report: IngestReport | None = None
+        self.timings: dict[str, float] = {"validate": 0.0, "ingest": 0.0, "conflicts": 0.0, "runs": 0.0}
 
     def __enter__(self) -> IngestRun:
+        began = time.perf_counter()
         with self.store.writing():
             self.store.ensure_profile(self.profile, self.spec)
             abort_dead_runs(self.store)
@@ -192,13 +197,17 @@ class IngestRun:
                 conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))  # type: ignore[arg-type]
         self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
         self._started = time.perf_counter()
+        self.timings["runs"] += self._started - began
         return self
 
     def add(self, frame: pd.DataFrame) -> None:
         """Validate one chunk, store its accepted rows and quarantine the rest."""
         if self.validator is None or self.run_id is None:
             raise RuntimeError("IngestRun.add() outside 'with IngestRun(...)'")
-        self.store_validated(frame, self.validator.validate(frame))
+        began = time.perf_counter()
+        result = self.validator.validate(frame)
+        self.timings["validate"] += time.perf_counter() - began
+        self.store_validated(frame, result)
 
     def store_validated(self, frame: pd.DataFrame, result: ValidationResult) -> None:
         """Store a validated chunk's accepted rows, quarantine the rest, and count them
@@ -208,13 +217,20 @@ class IngestRun:
         if absent:  # a signal this input lacks is stored as NULL, and is no conflict with a stored value
             accepted = accepted.drop(columns=absent)
         if len(accepted):
+            began = time.perf_counter()
             inserted = self.store.insert_readings(self.profile, accepted, on_conflict=self.on_conflict)
+            self.timings["ingest"] += time.perf_counter() - began - inserted.conflict_seconds
+            self.timings["conflicts"] += inserted.conflict_seconds
             self.inserted += inserted.inserted
             self.duplicates += inserted.duplicates
             self.conflicts += inserted.conflicts
+            began = time.perf_counter()
             self._store_refusals(result, inserted)
+            self.timings["runs"] += time.perf_counter() - began
         if len(result.rejected):
+            began = time.perf_counter()
             self.quarantined += self.store.quarantine(result.rejected, source=self.source, run_id=self.run_id)
+            self.timings["runs"] += time.perf_counter() - began
         self.rows_in += result.report.rows
 
     def _store_refusals(self, result: ValidationResult, inserted: InsertResult) -> None:
@@ -256,6 +272,7 @@ class IngestRun:
     ) -> None:
         if self.run_id is None or self.validator is None:
             return
+        began = time.perf_counter()
         validation = self.validator.finish()
         counts = {
             "rows_in": self.rows_in,
@@ -285,6 +302,7 @@ class IngestRun:
             validation=validation,
             conflict_examples=tuple(self._conflict_examples),
             on_conflict=self.on_conflict,
+            timings={**self.timings, "runs": self.timings["runs"] + time.perf_counter() - began},
             **counts,
         )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,6 +81,8 @@ class InsertResult:
     ts (epoch ms), reason (the values that differ, stored -> new)."""
     failed: pd.DataFrame = field(default_factory=_no_rows)
     """Rows the database refused, alone in their batch: position, device_id, ts, reason."""
+    conflict_seconds: float = 0.0
+    """Time spent comparing keys already stored with the new values (the conflict check)."""
 
     @property
     def duplicates(self) -> int:
@@ -354,10 +357,12 @@ class Store:
                 if copied is not None:
                     outcome.inserted += copied
                     if copied < len(chunk) and compare:  # some keys were stored: duplicates or conflicts?
+                        checked = time.perf_counter()
                         with self.writing(), self.engine.begin() as conn:
                             found = find_conflicts(conn, table, columns, start, start + len(chunk), compare)
                             if len(found) and policy == "replace":
                                 replace_rows(conn, table, columns, found["position"].tolist(), compare)
+                        outcome.conflict_seconds += time.perf_counter() - checked
                         if len(found):
                             outcome.conflicts.append(found)
                     continue
@@ -375,7 +380,14 @@ class Store:
             failed = _no_rows()
             self._touch_devices(profile, frame)
         conflicting = pd.concat(outcome.conflicts, ignore_index=True) if outcome.conflicts else _no_rows()
-        return InsertResult(len(frame), outcome.inserted, len(conflicting), conflicting, failed)
+        return InsertResult(
+            len(frame),
+            outcome.inserted,
+            len(conflicting),
+            conflicting,
+            failed,
+            conflict_seconds=outcome.conflict_seconds,
+        )
 
     def _write_batch(self, sql: str, rows: list[Any], start: int, outcome: _Outcome) -> None:
         """One batch in one transaction; a batch the database refuses is bisected."""
@@ -392,11 +404,13 @@ class Store:
                     refused = error
                     raise _Rollback from None
                 if inserted < len(rows) and outcome.compare:
+                    checked = time.perf_counter()
                     found = find_conflicts(
                         conn, outcome.table, outcome.columns, start, start + len(rows), outcome.compare
                     )
                     if len(found) and outcome.policy == "replace":
                         replace_rows(conn, outcome.table, outcome.columns, found["position"].tolist(), outcome.compare)
+                    outcome.conflict_seconds += time.perf_counter() - checked
         except _Rollback:
             pass
         if refused is not None:
@@ -727,6 +741,19 @@ class Store:
             session.add(mark)
             session.commit()
 
+    def set_watermarks(self, values: Mapping[str, str]) -> None:
+        """Set several watermarks in one transaction (a tick's scored watermarks)."""
+        if not values:
+            return
+        with self.session() as session:
+            now = utcnow()
+            for key, value in values.items():
+                mark = session.get(Watermark, key) or Watermark(key=key, value=value)
+                mark.value = value
+                mark.updated_at = now
+                session.add(mark)
+            session.commit()
+
     def watermarks_like(self, key: str) -> dict[str, str]:
         """Watermarks named ``key`` or ``key`` with a suffix (e.g. every shard's clock)."""
         table = Watermark.__table__  # type: ignore[attr-defined]
@@ -894,6 +921,7 @@ class _Outcome:
     inserted: int = 0
     conflicts: list[pd.DataFrame] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    conflict_seconds: float = 0.0
 
 
 def datetime_to_ms(value: datetime) -> int:

@@ -1,0 +1,133 @@
+"""What the engine keeps in memory for its snapshots: each device's newest reading and
+score, and the tick's most anomalous readings; and the snapshot built from them.
+
+Kept per profile as frames indexed by device, updated from each tick's readings and
+scores (one vectorised step per tick, whatever the number of devices), so a snapshot
+reads no readings or scores back from the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from itap_engine.config import Settings
+from itap_engine.detection.scoring import TrainedModel
+from itap_engine.engine.results import to_ms
+from itap_engine.snapshot import AnomalyRow, EngineStats, Snapshot
+from itap_engine.snapshot.assemble import (
+    MAX_TOP_ANOMALIES,
+    FleetDevice,
+    ProfileState,
+    build_snapshot,
+    reading_anomaly,
+)
+from itap_engine.store.queries import (
+    injected_faults,
+    open_and_recent_alerts,
+    recent_validation_alerts,
+    validation_problems,
+)
+from itap_engine.store.sql import Store
+
+__all__ = ["FleetView", "newest_per_device"]
+
+
+def newest_per_device(frame: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """The last row of each device in ``frame`` (index ``device_id``), over ``previous``
+    for the devices ``frame`` does not have."""
+    last = frame.drop_duplicates("device_id", keep="last").set_index("device_id")
+    if previous is None or not len(previous):
+        return last
+    if len(last) == len(previous) and last.index.equals(previous.index):
+        return last  # every device reported (the usual tick): nothing to keep from before
+    return pd.concat([previous[~previous.index.isin(last.index)], last])
+
+
+class FleetView:
+    """The newest reading and score of each device, per profile, and the last tick's
+    reading anomalies (the engine's in-memory read model)."""
+
+    def __init__(self) -> None:
+        self.latest_rows: dict[str, pd.DataFrame] = {}
+        self.latest_scores: dict[str, pd.DataFrame] = {}
+        self.reading_anomalies: list[AnomalyRow] = []
+
+    def start_tick(self) -> None:
+        self.reading_anomalies = []
+
+    def load(self, profile: str, latest: pd.DataFrame, scores: pd.DataFrame) -> None:
+        """Start from what the database holds (at resume)."""
+        if len(latest):
+            self.latest_rows[profile] = latest
+        if len(scores):
+            self.latest_scores[profile] = scores
+
+    def readings(self, profile: str, readings: pd.DataFrame) -> None:
+        self.latest_rows[profile] = newest_per_device(readings, self.latest_rows.get(profile))
+
+    def scores(self, profile: str, scored: pd.DataFrame) -> None:
+        frame = scored
+        if not pd.api.types.is_integer_dtype(frame["ts"].dtype):
+            frame = scored.assign(ts=[to_ms(v) for v in pd.to_datetime(scored["ts"])])
+        self.latest_scores[profile] = newest_per_device(frame, self.latest_scores.get(profile))
+        if "is_anomalous" in frame:
+            hot = frame[frame["is_anomalous"].astype(bool)].nlargest(MAX_TOP_ANOMALIES, "score")
+            family = hot["family"].tolist() if "family" in hot else ["other"] * len(hot)
+            contributors = hot["contributors"].tolist() if "contributors" in hot else [None] * len(hot)
+            self.reading_anomalies.extend(
+                reading_anomaly(device, profile, ts, score, fam, contrib)
+                for device, ts, score, fam, contrib in zip(
+                    hot["device_id"].tolist(), hot["ts"].tolist(), hot["score"].tolist(), family, contributors
+                )
+            )
+
+    def snapshot(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        seq: int,
+        stats: EngineStats,
+        simulated: Mapping[str, Sequence[str]],
+        sites: Mapping[str, str | None],
+        models: Mapping[str, TrainedModel],
+        clock_ms: int | None,
+    ) -> Snapshot:
+        """An immutable picture of the fleet: ``simulated`` (profile -> the devices this
+        engine simulates) plus every other device with a reading in memory."""
+        from itap_engine.detection.alerts import silences
+
+        open_alerts, recent_closed = open_and_recent_alerts(store)
+        own = {d for devices in simulated.values() for d in devices}
+        profiles: dict[str, ProfileState] = {}
+        for profile in settings.profiles:
+            latest = self.latest_rows.get(profile)
+            scores = self.latest_scores.get(profile)
+            devices = list(simulated.get(profile, ()))
+            if latest is not None:
+                devices += [d for d in latest.index if d not in own]
+            profiles[profile] = ProfileState(
+                devices=[FleetDevice(d, sites.get(d)) for d in devices],
+                latest=latest,
+                scores=scores["score"].to_dict() if scores is not None else {},
+                device_thresholds=scores["threshold"].to_dict() if scores is not None and "threshold" in scores else {},
+                threshold=model.threshold if (model := models.get(profile)) is not None else None,
+            )
+        return build_snapshot(
+            settings,
+            seq=seq,
+            profiles=profiles,
+            open_alerts=open_alerts,
+            recent_closed=recent_closed,
+            reading_anomalies=self.reading_anomalies,
+            injected=injected_faults(store),
+            validation_alerts=recent_validation_alerts(store),
+            validation_problems=validation_problems(store),
+            clock_ms=clock_ms,
+            silenced=silences(
+                store, settings, [d.device_id for p in profiles.values() for d in p.devices], clock_ms or 0
+            ),
+            stats=stats,
+        )
