@@ -64,7 +64,12 @@ _COLUMNS = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workloads", default="W1,W2", help="comma-separated workloads (default: W1,W2)")
+    parser.add_argument(
+        "--workloads",
+        default="W1,W2",
+        help="comma-separated workloads (default: W1,W2); E100, E1000, E10k choose the engine tick sizes "
+        "(default E100,E1000)",
+    )
     parser.add_argument(
         "--out", metavar="FILE.json", help="write the results as JSON (default: benchmarks/latest.json)"
     )
@@ -139,14 +144,18 @@ def run_soak(args: argparse.Namespace, settings: Settings) -> int:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if getattr(args, "soak", None) is not None:
         return run_soak(args, settings)
+    from itap_bench.engine import ENGINE_SIZES, render_steps
+    from itap_bench.engine import stages as engine_stages
     from itap_bench.runner import WORKLOADS, machine_facts, run_bench
     from itap_bench.scale import SCALE_WORKLOADS, scale_stages
     from itap_engine.modes.render.output import console
 
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    unknown = [w for w in workloads if w not in WORKLOADS and w not in SCALE_WORKLOADS]
+    known = [*WORKLOADS, *SCALE_WORKLOADS, *ENGINE_SIZES]
+    unknown = [w for w in workloads if w not in known]
     if unknown:
-        raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join([*WORKLOADS, *SCALE_WORKLOADS])}")
+        raise ItapError(f"unknown workload {unknown[0]!r}; known: {', '.join(known)}")
+    sizes = tuple(w for w in workloads if w in ENGINE_SIZES)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if args.out:  # before an hour of benchmark, not after
         output_file(args.out, option="--out", force=True)
@@ -166,13 +175,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             engine="engine" not in skip,
             extra=extra,
             progress=report,
+            engine_sizes=sizes or ("E100", "E1000"),
         )
-    else:  # only scale workloads: none of the fixed stages
+    else:  # only scale or engine workloads: none of the fixed stages
         payload = {"machine": machine_facts(), "results": []}
+        if sizes and "engine" not in skip:
+            report(f"engine: ticks ({', '.join(sizes)})")
+            payload["results"].extend(engine_stages(settings, sizes, once=False))
     clusters = [c.strip() for c in args.clusters.split(",") if c.strip()]
     for name in scale:
         payload["results"].extend(scale_stages(settings, name, clusters, report))
     out.print(render(payload))
+    steps = render_steps(payload)
+    if steps is not None:
+        out.print(steps)
     path = Path(args.out or settings.resolve("benchmarks/latest.json"))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")

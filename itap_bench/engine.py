@@ -2,12 +2,19 @@
 
 Stages (each a dict like :func:`itap_bench.runner.stage_result`):
 
-* ``engine_tick`` for 100 and 1000 devices (workloads ``E100``, ``E1000``): the work
-  of one tick (commands, simulate one interval, validate + ingest, streaming
-  features + scores, alerts), median and p95 over warm ticks; the snapshot built
-  after each tick is measured apart (``snapshot_median_ms``), and so is the SQLite
-  checkpoint the engine runs after every tenth tick (``checkpoint_ms_per_tick``,
-  amortised). Target: a 1000-device tick under 150 ms.
+* ``engine_tick`` for 100 and 1000 devices (workloads ``E100``, ``E1000``; ``E10k``,
+  10,000 devices, when ``--workloads`` names it): the work of one tick (commands,
+  simulate one interval, validate + ingest, streaming features + scores, alerts),
+  median and p95 over warm ticks; the snapshot built after each tick is measured
+  apart (``snapshot_median_ms``), and so is the SQLite checkpoint the engine runs
+  after every tenth tick (``checkpoint_ms_per_tick``, amortised). Target: a
+  1000-device tick under 100 ms (issue 13), a 10,000-device one under 1 s.
+
+  The split: ``steps_ms``, the median of each step of ``TickResult.timings``
+  (:data:`itap_engine.engine.results.TICK_STEPS`), and ``sampled``, each step's share
+  of the tick's wall time from a stack sampler (:mod:`itap_bench.sampler`) that sees
+  inside the steps (features against detector, the incident tracker's mutes, the
+  conflict check). :func:`render_steps` prints both.
 * ``engine_loop_lag`` (``E1000``): how late the event loop wakes a 10 ms sleeper
   while the engine ticks (the stall a console on the same loop would feel), p95 and
   max. Target: p95 under 50 ms.
@@ -31,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +46,9 @@ from typing import Any
 import numpy as np
 
 from itap_engine.config import Settings, load_settings
+from itap_engine.engine.results import TICK_STEPS
 
-__all__ = ["derived_config", "dump_toml", "stages"]
+__all__ = ["ENGINE_SIZES", "derived_config", "dump_toml", "render_steps", "stages"]
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -110,42 +119,85 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
 
-async def _tick_stage(
-    config: Path, devices: int, ticks: int
-) -> tuple[list[float], list[float], list[float], int, float]:
-    """Start an engine on ``config`` (bootstrapping it), tick ``ticks`` times under a lag monitor."""
+@dataclass
+class TickFigures:
+    """What :func:`_tick_stage` measured."""
+
+    work_ms: list[float] = field(default_factory=list)
+    snapshot_ms: list[float] = field(default_factory=list)
+    lag_ms: list[float] = field(default_factory=list)
+    rows: int = 0
+    checkpoint_ms: float = 0.0
+    steps_ms: dict[str, list[float]] = field(default_factory=dict)
+    sampled: dict[str, float] = field(default_factory=dict)
+    startup_s: float = 0.0
+
+    def step_medians(self) -> dict[str, float]:
+        return {k: round(statistics.median(v), 2) for k, v in self.steps_ms.items() if k not in ("total", "checkpoint")}
+
+
+async def _tick_stage(config: Path, devices: int, ticks: int) -> TickFigures:
+    """Start an engine on ``config`` (bootstrapping it), tick ``ticks`` times under a
+    lag monitor and the step sampler."""
     from itap_bench.loop_lag import LoopLagMonitor
+    from itap_bench.sampler import StepSampler
     from itap_engine.engine.service import Engine
 
     settings = load_settings(config)
     engine = Engine(settings, lock=False, schedule=False)
+    began = time.perf_counter()
     await engine.start()
+    figures = TickFigures(startup_s=time.perf_counter() - began)
+    work_ms, snapshot_ms = figures.work_ms, figures.snapshot_ms
     rows = 0
-    work_ms: list[float] = []
-    snapshot_ms: list[float] = []
     checkpoint_ms = 0.0
+    core = engine.core
+    assert core is not None
+    sampler = StepSampler()
+    tick = core.tick
+
+    def sampled_tick(*args: Any, **kwargs: Any) -> Any:
+        sampler.watch()  # in the worker thread that runs the tick
+        try:
+            return tick(*args, **kwargs)
+        finally:
+            sampler.unwatch()
+
     try:
         await engine.tick_now()  # warm: first scores, caches
-        async with LoopLagMonitor(0.01) as lag:
-            for _ in range(ticks):
-                started = time.perf_counter()
-                result = await engine.tick_now()
-                total = (time.perf_counter() - started) * 1000
-                if result is None:
-                    raise RuntimeError(engine.last_error or "tick failed")
-                work_ms.append(result.seconds * 1000)
-                checkpoint = result.timings.get("checkpoint", 0.0) * 1000
-                checkpoint_ms += checkpoint
-                snapshot_ms.append(max(0.0, total - result.seconds * 1000 - checkpoint))
-                rows += result.inserted
-                await asyncio.sleep(0.02)
+        core.tick = sampled_tick  # type: ignore[method-assign]
+        with sampler:
+            async with LoopLagMonitor(0.01) as lag:
+                for _ in range(ticks):
+                    started = time.perf_counter()
+                    result = await engine.tick_now()
+                    total = (time.perf_counter() - started) * 1000
+                    if result is None:
+                        raise RuntimeError(engine.last_error or "tick failed")
+                    work_ms.append(result.seconds * 1000)
+                    checkpoint = result.timings.get("checkpoint", 0.0) * 1000
+                    checkpoint_ms += checkpoint
+                    snapshot_ms.append(max(0.0, total - result.seconds * 1000 - checkpoint))
+                    for step in TICK_STEPS:
+                        figures.steps_ms.setdefault(step, []).append(result.timings.get(step, 0.0) * 1000)
+                    rows += result.inserted
+                    await asyncio.sleep(0.02)
     finally:
         await engine.stop()
-    return work_ms, snapshot_ms, lag.samples_ms, rows, checkpoint_ms
+    figures.lag_ms, figures.rows, figures.checkpoint_ms = lag.samples_ms, rows, checkpoint_ms
+    figures.sampled = sampler.shares()
+    return figures
 
 
-def stages(settings: Settings) -> list[dict[str, Any]]:
-    """Engine stages for ``itap bench`` (see the module docstring)."""
+ENGINE_SIZES = {"E100": (100, 30), "E1000": (1000, 20), "E10k": (10_000, 10)}
+"""Engine workloads: devices and warm ticks measured."""
+
+
+def stages(
+    settings: Settings, sizes: tuple[str, ...] = ("E100", "E1000"), *, once: bool = True
+) -> list[dict[str, Any]]:
+    """Engine stages for ``itap bench`` (see the module docstring): the ticks of
+    ``sizes`` and, with ``once``, the ``--once`` stages."""
     from itap_bench.runner import PeakRss, stage_result
 
     results: list[dict[str, Any]] = []
@@ -154,37 +206,45 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
     prefix = industrial.prefix if industrial else profile
     freq = settings.simulation.freq_s
     with tempfile.TemporaryDirectory(prefix="itap-bench-engine-") as tmp:
-        for devices, ticks in ((100, 30), (1000, 20)):
+        for size in sizes:
+            devices, ticks = ENGINE_SIZES[size]
             config = derived_config(
                 settings,
                 Path(tmp) / f"e{devices}",
                 fleet=[{"profile": profile, "devices": devices, "prefix": prefix, "sites": ["a", "b"]}],
                 simulation={"fault_rate_per_device_day": 1.0},
-                detection={"bootstrap_hours": 1.0},
+                # 10,000 devices: half an hour of history (1.8 M readings) is enough to train on
+                detection={"bootstrap_hours": 1.0 if devices <= 1000 else 0.5},
                 engine={"tick_seconds": 1.0, "sim_speed": float(freq)},
             )
             with PeakRss() as rss:
-                work, snap, lag, rows, checkpoint_ms = asyncio.run(_tick_stage(config, devices, ticks))
+                figures = asyncio.run(_tick_stage(config, devices, ticks))
+            work, lag, rows = figures.work_ms, figures.lag_ms, figures.rows
             results.append(
                 stage_result(
                     "engine_tick",
-                    f"E{devices}",
+                    size,
                     sum(work) / 1000,
                     rows,
                     rss.peak_mb,
+                    devices=devices,
                     ticks=len(work),
                     median_ms=round(statistics.median(work), 2),
                     p95_ms=round(_percentile(work, 95), 2),
                     max_ms=round(max(work), 2),
-                    snapshot_median_ms=round(statistics.median(snap), 2),
-                    checkpoint_ms_per_tick=round(checkpoint_ms / max(1, len(work)), 2),
+                    ms_per_device=round(statistics.median(work) / devices, 4),
+                    snapshot_median_ms=round(statistics.median(figures.snapshot_ms), 2),
+                    checkpoint_ms_per_tick=round(figures.checkpoint_ms / max(1, len(work)), 2),
+                    startup_s=round(figures.startup_s, 1),
+                    steps_ms=figures.step_medians(),
+                    sampled=figures.sampled,
                 )
             )
             if devices == 1000:
                 results.append(
                     stage_result(
                         "engine_loop_lag",
-                        f"E{devices}",
+                        size,
                         sum(work) / 1000,
                         rows,
                         rss.peak_mb,
@@ -194,7 +254,8 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
                         max_ms=round(max(lag, default=0.0), 2),
                     )
                 )
-
+        if not once:
+            return results
         config = derived_config(
             settings,
             Path(tmp) / "w2",
@@ -235,3 +296,24 @@ def stages(settings: Settings) -> list[dict[str, Any]]:
                 )
             )
     return results
+
+
+def render_steps(payload: dict[str, Any]) -> Any:
+    """The engine ticks' split as a table: each step's median (ms) per workload, and
+    the sampled share of the tick's wall time by step; None without tick stages."""
+    from rich.table import Table
+
+    ticks = [r for r in payload.get("results", []) if r.get("stage") == "engine_tick" and r.get("steps_ms")]
+    if not ticks:
+        return None
+    table = Table("tick step", *(f"{r['workload']} ms" for r in ticks), title="engine tick by step (median)")
+    for step in TICK_STEPS:
+        table.add_row(step, *(f"{r['steps_ms'].get(step, 0.0):.1f}" for r in ticks))
+    table.add_row("total (median tick)", *(f"{r['median_ms']:.1f}" for r in ticks))
+    names = sorted({name for r in ticks for name in r.get("sampled", {})})
+    sampled = Table("sampled step", *(f"{r['workload']} %" for r in ticks), title="tick wall time by sampled step")
+    for name in sorted(names, key=lambda n: -max(r.get("sampled", {}).get(n, 0.0) for r in ticks)):
+        sampled.add_row(name, *(f"{100 * r.get('sampled', {}).get(name, 0.0):.1f}" for r in ticks))
+    from rich.console import Group
+
+    return Group(table, sampled)

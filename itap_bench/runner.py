@@ -205,6 +205,7 @@ def run_bench(
     engine: bool = True,
     extra: list[StageProvider] = (),  # type: ignore[assignment]
     progress: Callable[[str], None] = lambda _msg: None,
+    engine_sizes: tuple[str, ...] = ("E100", "E1000"),
 ) -> dict[str, Any]:
     """Run every stage on the named workloads; returns the JSON-ready results."""
     results: list[dict[str, Any]] = []
@@ -224,8 +225,8 @@ def run_bench(
         if engine:
             from itap_bench.engine import stages as engine_stages
 
-            progress("engine: ticks, loop lag, --once")
-            results.extend(engine_stages(settings))
+            progress(f"engine: ticks ({', '.join(engine_sizes)}), loop lag, --once")
+            results.extend(engine_stages(settings, engine_sizes))
         for provider in extra:
             results.extend(provider(settings))
     return {"machine": machine_facts(), "results": results}

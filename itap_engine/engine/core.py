@@ -455,7 +455,7 @@ class EngineCore:
             laps.lap("simulate")
             if len(frame):
                 report = ingest_frame(
-                    self.store, self.settings, profile, frame, source=f"sim:{profile}", kind=kind, now=t1
+                    self.store, self.settings, profile, frame, source=f"sim:{profile}", kind=kind, now=t1, reap=False
                 )
                 result.sources.append(source_result(report, f"sim:{profile}", profile))
                 result.validation_alerts.extend(validation_rows(report))

@@ -118,7 +118,7 @@ class Engine(SnapshotPublisher):
         """Hold this shard's database lock, waiting while another engine holds it (it
         frees when that engine stops or dies: its connection closes)."""
         from itap_engine.engine.shards import Shard
-        from itap_engine.store.dblock import DatabaseLock
+        from itap_engine.store.run_lock import DatabaseLock
 
         shard = Shard.parse(str(self.settings.engine.shard))
         lock = DatabaseLock(self.settings.database_url, shard.lock_name)
@@ -141,7 +141,7 @@ class Engine(SnapshotPublisher):
         if self._shard_lock is None:
             core.bootstrap(report)
             return
-        from itap_engine.store.dblock import DatabaseLock
+        from itap_engine.store.run_lock import DatabaseLock
 
         with DatabaseLock(self.settings.database_url, "itap.bootstrap"):
             core.bootstrap(report)

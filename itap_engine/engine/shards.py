@@ -5,7 +5,7 @@
 (``crc32(device_id) % N``; not Python's ``hash()``, which changes per process) is
 ``i``. The shard owns its own simulated clock and scored watermarks
 (:mod:`itap_engine.store.watermarks` keys suffixed with the shard), holds a database
-lock named after it while it runs (:mod:`itap_engine.store.dblock`), so a second
+lock named after it while it runs (:mod:`itap_engine.store.run_lock`), so a second
 engine for the same shard waits and takes over when the first one dies, and only
 shard 0 imports inbox files.
 """

@@ -166,6 +166,7 @@ class IngestRun:
         kind: str = "ingest",
         source: str = "",
         now: datetime | None = None,
+        reap: bool = True,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -174,6 +175,9 @@ class IngestRun:
         self.kind = kind
         self.source = source
         self.now = now
+        self.reap = reap
+        """Mark runs of dead processes aborted first (the engine's ticks leave it to
+        the engine's start, which does it once)."""
         self.run_id: int | None = None
         self.validator: Validator | None = None
         self.inserted = 0
@@ -191,10 +195,10 @@ class IngestRun:
         began = time.perf_counter()
         with self.store.writing():
             self.store.ensure_profile(self.profile, self.spec)
-            abort_dead_runs(self.store)
-            self.run_id = self.store.start_run(self.kind, self.source, self.profile)
-            with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
-                conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))  # type: ignore[arg-type]
+            if self.reap:
+                abort_dead_runs(self.store)
+            # the owner tag lets abort_dead_runs spare a live run
+            self.run_id = self.store.start_run(self.kind, self.source, self.profile, message=_owner_tag())
         self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
         self._started = time.perf_counter()
         self.timings["runs"] += self._started - began
@@ -354,8 +358,9 @@ def ingest_frame(
     source: str,
     kind: str = "ingest",
     now: datetime | None = None,
+    reap: bool = True,
 ) -> IngestReport:
-    """Validate and store one frame as one run."""
-    with IngestRun(store, settings, profile, kind=kind, source=source, now=now) as run:
+    """Validate and store one frame as one run (``reap``: see :attr:`IngestRun.reap`)."""
+    with IngestRun(store, settings, profile, kind=kind, source=source, now=now, reap=reap) as run:
         run.add(frame)
     return run.report

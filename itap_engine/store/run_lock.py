@@ -1,4 +1,14 @@
-"""One writer per database: the run lock lives in the database, not in a folder.
+"""Locks held in the database: the run lock (one writer per database) and named
+locks (one engine per shard).
+
+**Named locks** (:class:`DatabaseLock`): ``pg_try_advisory_lock`` on a key derived
+from a name, on one dedicated connection. The lock frees when the holder releases it
+or when its connection closes, which is what happens when the holding process dies,
+so a waiting process takes over without any stale-lock cleanup. Sharded engines hold
+one per shard (:mod:`itap_engine.engine.shards`) and one while they bootstrap.
+
+**The run lock** (:class:`RunLock`), which is a :class:`DatabaseLock` plus a lease row
+on PostgreSQL:
 
 ``itap engine`` (or the console's in-process engine) and ``itap --once`` write the
 simulated timeline; two of them on one database would interleave ticks. A lock file
@@ -32,6 +42,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,8 +52,9 @@ import sqlalchemy as sa
 from itap_engine.errors import ItapError
 from itap_engine.store.db_url import check_database_url
 from itap_engine.store.db_url import safe_url as _safe
+from itap_engine.store.postgres import advisory_key
 
-__all__ = ["HEARTBEAT_S", "LEASE_S", "LOCK_NAME", "LockHeld", "RunLock"]
+__all__ = ["HEARTBEAT_S", "LEASE_S", "LOCK_NAME", "DatabaseLock", "LockHeld", "LockUnavailable", "RunLock"]
 
 log = logging.getLogger(__name__)
 
@@ -68,9 +80,123 @@ _COLUMNS = "name, holder, host, pid, create_time, purpose, acquired_at, heartbea
 
 
 class LockHeld(ItapError):
-    """Another ITAP process owns the database's run lock."""
+    """Another ITAP process holds a lock of the database (the run lock, a shard), or the
+    database cannot hold the lock asked for."""
 
     exit_code = 3
+
+
+LockUnavailable = LockHeld
+"""The name the shards' code knew it by."""
+
+
+class DatabaseLock:
+    """``pg_try_advisory_lock`` on a key derived from ``name``, on its own connection.
+
+    Args:
+        url: the database URL (PostgreSQL).
+        name: what is locked, e.g. ``itap.shard.0/2``.
+        key: the advisory key (default: :func:`~itap_engine.store.postgres.advisory_key` of ``name``).
+        application_name: how the connection shows in ``pg_stat_activity``.
+    """
+
+    def __init__(self, url: str, name: str, *, key: int | None = None, application_name: str | None = None) -> None:
+        if not url.startswith("postgresql"):
+            raise LockHeld(f"{name} needs PostgreSQL (set ITAP_DB_URL=postgresql+psycopg://...)")
+        self.name = name
+        self.key = advisory_key(name) if key is None else key
+        connect_args = {"application_name": application_name} if application_name else {}
+        self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
+        self._conn: sa.Connection | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def connection(self) -> sa.Connection:
+        """The connection that holds the lock (raises when not held)."""
+        if self._conn is None:
+            raise RuntimeError(f"{self.name} is not held")
+        return self._conn
+
+    def connect(self) -> sa.Connection:
+        """Another connection to the same database (to read who holds the lock)."""
+        return self._engine.connect()
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; True when held."""
+        if self._conn is not None:
+            return True
+        conn = self._engine.connect()
+        try:
+            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
+            conn.commit()  # leave no transaction open; the lock is the session's
+        except Exception:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def acquire(
+        self,
+        *,
+        wait: bool = True,
+        poll_s: float = 1.0,
+        on_wait: Callable[[], None] | None = None,
+        stop: Callable[[], bool] | None = None,
+    ) -> DatabaseLock:
+        """Take the lock; with ``wait``, poll until it frees (``on_wait`` is called once
+        when it first has to wait; ``stop`` returning True gives up)."""
+        waited = False
+        while not self.try_acquire():
+            if not wait or (stop is not None and stop()):
+                raise LockHeld(f"another process holds {self.name}")
+            if not waited and on_wait is not None:
+                on_wait()
+            waited = True
+            time.sleep(poll_s)
+        return self
+
+    def check(self) -> bool:
+        """Whether the lock is still held: its connection answers (a connection lost
+        with the server, and with it the lock, answers False and is dropped)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(sa.text("SELECT 1")).scalar()
+            self._conn.commit()
+            return True
+        except sa.exc.DBAPIError:
+            log.error("lost the connection holding %s", self.name)
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+            return False
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            with contextlib.suppress(sa.exc.DBAPIError):
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                conn.commit()
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.release()
+        self._engine.dispose()
+
+    def __enter__(self) -> DatabaseLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _sqlite_path(url: str) -> str | None:
@@ -100,7 +226,7 @@ class RunLock:
         self.pid = os.getpid()
         self.token = f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
         self._pg: sa.Connection | None = None
-        self._pg_engine: sa.Engine | None = None
+        self._pg_lock: DatabaseLock | None = None
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._pg_guard = threading.Lock()
@@ -258,28 +384,24 @@ class RunLock:
     # ------------------------------------------------------------------ PostgreSQL
     def _acquire_pg(self) -> None:
         name = f"itap {self.purpose} {self.host}:{self.pid}"[:63]
+        lock = DatabaseLock(self.url, LOCK_NAME, key=PG_LOCK_KEY, application_name=name)
         try:
-            self._pg_engine = sa.create_engine(
-                self.url, poolclass=sa.pool.NullPool, connect_args={"application_name": name}
-            )
-            conn = self._pg_engine.connect()
+            got = lock.try_acquire()
         except Exception as error:
-            if self._pg_engine is not None:
-                self._pg_engine.dispose()
+            lock.close()
             raise ItapError(
                 f"cannot connect to database {_safe(self.url)} to take the run lock: "
                 f"{(str(error).strip().splitlines() or [type(error).__name__])[0]}"
             ) from None
         try:
-            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": PG_LOCK_KEY}).scalar())
-            conn.commit()
             if not got:
                 row = None
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(Exception), lock.connect() as conn:
                     row = conn.execute(
                         sa.text(f"SELECT {_COLUMNS} FROM run_lease WHERE name = :n"), {"n": LOCK_NAME}
                     ).first()
                 raise LockHeld(self._held_message(row))
+            conn = lock.connection
             now = time.time()
             conn.execute(sa.text(_TABLE))
             conn.execute(sa.text("DELETE FROM run_lease WHERE name = :n"), {"n": LOCK_NAME})
@@ -290,9 +412,9 @@ class RunLock:
             )
             conn.commit()
         except BaseException:
-            conn.close()
-            self._pg_engine.dispose()
+            lock.close()
             raise
+        self._pg_lock = lock
         self._pg = conn
         self._start_heartbeat()
 
@@ -309,16 +431,14 @@ class RunLock:
 
     def _release_pg(self) -> None:
         conn, self._pg = self._pg, None
-        if conn is None:
+        lock, self._pg_lock = self._pg_lock, None
+        if conn is None or lock is None:
             return
         try:
             with self._pg_guard:
                 conn.execute(
                     sa.text("DELETE FROM run_lease WHERE name = :n AND holder = :h"), {"n": LOCK_NAME, "h": self.token}
                 )
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": PG_LOCK_KEY})
                 conn.commit()
         finally:
-            conn.close()
-            if self._pg_engine is not None:
-                self._pg_engine.dispose()
+            lock.close()  # unlocks and closes the connection

@@ -222,3 +222,33 @@ def test_a_shard_carries_out_only_its_own_devices_commands(site: tuple[Settings,
         assert changed == expected
     finally:
         core.close()
+
+
+def test_the_run_lock_and_the_shard_locks_are_one_kind_of_database_lock(site: tuple[Settings, Engines]) -> None:
+    from itap_engine.store.run_lock import LOCK_NAME, PG_LOCK_KEY, DatabaseLock, LockHeld, RunLock
+
+    settings, _engines = site
+    url = str(PG_URL)
+    run = RunLock(settings, "itap engine", url=url).acquire()
+    probe = DatabaseLock(url, LOCK_NAME, key=PG_LOCK_KEY)
+    try:
+        assert not probe.try_acquire()  # the run lock is the advisory key PG_LOCK_KEY
+        run.release()
+        assert probe.try_acquire()
+        with pytest.raises(LockHeld, match="another process"):  # a run sees it held (no lease row names it)
+            RunLock(settings, "itap --once", url=url).acquire()
+    finally:
+        probe.close()
+        run.release()
+    first = DatabaseLock(url, Shard(0, 2).lock_name).acquire(wait=False)
+    second = DatabaseLock(url, Shard(0, 2).lock_name)
+    try:
+        with pytest.raises(LockHeld, match=r"itap\.shard\.0/2"):
+            second.acquire(wait=False)
+        with DatabaseLock(url, Shard(1, 2).lock_name) as other:  # another shard's lock is free
+            assert other.held
+        first.close()
+        assert second.acquire(wait=False).held  # taken over once the holder let go
+    finally:
+        first.close()
+        second.close()

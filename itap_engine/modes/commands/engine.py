@@ -57,7 +57,7 @@ def _progress_printer() -> object:
 async def serve(settings: Settings, *, ticks: int | None = None) -> int:
     """Run the engine until a signal (or ``ticks`` ticks); returns the exit status."""
     from itap_engine.engine.service import Engine
-    from itap_engine.store.dblock import LockUnavailable
+    from itap_engine.store.run_lock import LockUnavailable
 
     engine = Engine(settings)
     stop = asyncio.Event()
