@@ -25,7 +25,6 @@ import os
 import platform
 import sqlite3
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +36,7 @@ from typing import Any
 import pandas as pd
 import psutil
 
+from itap_bench.rss import PeakRss
 from itap_engine.config import Settings
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store
@@ -58,34 +58,6 @@ WORKLOADS = {
     "W1": Workload("W1", devices=25, hours=6),
     "W2": Workload("W2", devices=100, hours=24),
 }
-
-
-class PeakRss:
-    """Samples this process's RSS in a thread; ``peak_mb`` is the highest seen."""
-
-    def __init__(self, interval_s: float = 0.02) -> None:
-        self._process = psutil.Process(os.getpid())
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self.peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, self._process.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-
-    @property
-    def peak_mb(self) -> float:
-        return self.peak / 2**20
 
 
 def stage_result(

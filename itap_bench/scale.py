@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +34,7 @@ from typing import Any
 
 import psutil
 
+from itap_bench.rss import PeakRss
 from itap_engine.config import PACKAGED_CONFIG, Settings
 
 
@@ -60,43 +60,9 @@ SCALE_WORKLOADS = {
 TIME_V = Path("/usr/bin/time")
 
 
-class TreeRss:
-    """Samples the RSS of a process and of the process plus its descendants."""
-
-    def __init__(self, pid: int, interval_s: float = 0.05) -> None:
-        self.root = psutil.Process(pid)
-        self.interval = interval_s
-        self.driver = 0
-        self.tree = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                procs = [self.root, *self.root.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                return
-            total = 0
-            for proc in procs:
-                try:
-                    rss = proc.memory_info().rss
-                    driver = "itap_engine.modes.cli" in " ".join(proc.cmdline()) and proc.name() != "time"
-                except psutil.Error:
-                    continue
-                total += rss
-                if driver:
-                    self.driver = max(self.driver, rss)
-            self.tree = max(self.tree, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def _is_driver(proc: psutil.Process) -> bool:
+    """The itap command itself, not the ``/usr/bin/time`` around it."""
+    return "itap_engine.modes.cli" in " ".join(proc.cmdline()) and proc.name() != "time"
 
 
 def _command(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -105,7 +71,7 @@ def _command(argv: list[str], cwd: Path, env: dict[str, str]) -> dict[str, Any]:
     wrapped = [str(TIME_V), "-v", *cli] if TIME_V.exists() else cli
     started = time.perf_counter()
     proc = subprocess.Popen(wrapped, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with TreeRss(proc.pid) as rss:
+    with PeakRss(proc.pid, 0.05, driver=_is_driver) as rss:
         out, err = proc.communicate()
     seconds = time.perf_counter() - started
     if proc.returncode != 0:

@@ -26,3 +26,30 @@ def test_w3_is_opt_in() -> None:
     from itap_bench.runner import WORKLOADS
 
     assert "W3" not in WORKLOADS and scale.SCALE_WORKLOADS["W3"].rows == 8_640_000
+
+
+def test_one_rss_sampler_sees_this_process_a_child_tree_and_the_driver() -> None:
+    import subprocess
+    import sys
+    import time
+
+    from itap_bench.rss import PeakRss
+
+    with PeakRss() as own:
+        block = bytearray(64 * 2**20)  # touched: resident
+        block[::4096] = b"x" * len(block[::4096])
+        time.sleep(0.1)
+    assert own.peak_mb >= 64 and own.tree == own.peak  # no descendants asked for
+    del block
+    code = "import time; b = bytearray(96 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(1.5)"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {code!r}])"]
+    )
+    try:
+        with PeakRss(parent.pid, 0.02, driver=lambda p: "bytearray" in " ".join(p.cmdline())) as rss:
+            parent.wait(timeout=60)
+    finally:
+        parent.kill()
+    assert rss.driver >= 96 * 2**20  # the grandchild that allocated, found by its command line
+    assert rss.tree > rss.driver  # the tree adds the parent (and its python) to it
+    assert rss.peak < rss.driver  # the parent itself stayed small
