@@ -8,14 +8,26 @@
 lock named after it while it runs (:mod:`itap_engine.store.run_lock`), so a second
 engine for the same shard waits and takes over when the first one dies, and only
 shard 0 imports inbox files.
+
+A shard's first start simulates the history of its own devices only, and it warms
+up and scores only its own devices. The model stays one per profile: the shard that
+first finds none trains it on the history stored by then, and a retrain (any shard's)
+trains on every device's history (``model_version`` has no shard). ``itap --once``
+with ``[engine] shard`` runs one cycle of that shard under the shard's lock
+(:func:`writer_lock`; exit 3 while an engine runs it).
 """
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from itap_engine.errors import ItapError
+
+if TYPE_CHECKING:
+    from itap_engine.config import Settings
+    from itap_engine.store.run_lock import RunLock
 
 
 def shard_of(device_id: str, count: int) -> int:
@@ -53,3 +65,43 @@ class Shard:
 
     def owns(self, device_id: str) -> bool:
         return shard_of(device_id, self.count) == self.index
+
+
+class ShardLock:
+    """A shard's database lock for a run that must not wait (``itap --once`` of a
+    shard): taken at once or :class:`~itap_engine.store.run_lock.LockHeld` (exit 3)."""
+
+    def __init__(self, settings: Settings, shard: Shard) -> None:
+        from itap_engine.store.run_lock import DatabaseLock
+
+        self.shard = shard
+        self.url = settings.database_url
+        self._lock = DatabaseLock(self.url, shard.lock_name)
+
+    def acquire(self) -> ShardLock:
+        from itap_engine.store.db_url import safe_url
+        from itap_engine.store.run_lock import LockHeld
+
+        try:
+            self._lock.acquire(wait=False)
+        except LockHeld:
+            self._lock.close()
+            raise LockHeld(
+                f"another ITAP run holds shard {self.shard.label} of database {safe_url(self.url)} "
+                "(an engine running that shard); try again when it has finished"
+            ) from None
+        return self
+
+    def release(self) -> None:
+        self._lock.close()
+
+
+def writer_lock(settings: Settings, purpose: str) -> ShardLock | RunLock:
+    """The lock a run that writes the timeline takes: its shard's lock when
+    ``[engine] shard`` is set (engines of the other shards keep running), else the
+    database's run lock."""
+    if settings.engine.shard:
+        return ShardLock(settings, Shard.parse(settings.engine.shard))
+    from itap_engine.store.run_lock import RunLock
+
+    return RunLock(settings, purpose)

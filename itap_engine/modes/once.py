@@ -89,11 +89,11 @@ from typing import TYPE_CHECKING, Any
 
 from itap_engine.config import Settings
 from itap_engine.engine.logs import configure_logging
+from itap_engine.engine.shards import writer_lock
 from itap_engine.safe_text import visible, visible_tree
 from itap_engine.snapshot import EngineStats, IncidentCounts, Progress, worth_showing
 from itap_engine.snapshot.dto import contributors_of
 from itap_engine.store.queries import open_alert_records, stored_profile
-from itap_engine.store.run_lock import RunLock
 from itap_engine.store.watermarks import ONCE_WALL_KEY
 
 if TYPE_CHECKING:
@@ -481,7 +481,7 @@ def run_once(
             output_file(report, option="--report", force=True)  # the folder exists; a report is rewritten
         _check_folders(settings)
         configure_logging(settings)
-        lock = RunLock(settings, "itap --once")
+        lock = writer_lock(settings, "itap --once")  # a shard's lock with [engine] shard
         lock.acquire()
     except Exception as error:
         return report_unknown(describe_error(error), json_output=json_output, started=now)

@@ -252,3 +252,22 @@ def test_the_run_lock_and_the_shard_locks_are_one_kind_of_database_lock(site: tu
     finally:
         first.close()
         second.close()
+
+
+def test_once_of_a_shard_takes_that_shards_lock_not_the_whole_databases(
+    site: tuple[Settings, Engines], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from itap_engine.engine.shards import ShardLock, writer_lock
+    from itap_engine.modes.once import run_once
+    from itap_engine.store.run_lock import DatabaseLock, RunLock
+
+    settings, _engines = site
+    sharded = settings.with_overrides(engine={"shard": "0/2"})
+    assert isinstance(writer_lock(sharded, "itap --once"), ShardLock)
+    assert isinstance(writer_lock(settings, "itap --once"), RunLock)
+    with DatabaseLock(str(PG_URL), Shard(0, 2).lock_name):  # an engine runs shard 0/2
+        assert run_once(sharded, json_output=True) == 3
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["status"] == "UNKNOWN" and "shard 0/2" in summary["error"]
+        run = RunLock(settings, "itap --once", url=str(PG_URL)).acquire()  # the run lock stayed free
+        run.release()
