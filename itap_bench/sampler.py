@@ -6,7 +6,14 @@ against its detector, the incident tracker's mute test, the store's conflict che
 :class:`StepSampler` does, without touching the code it measures: a thread takes the
 stack of the thread running the tick every ``interval_s`` (``sys._current_frames``,
 the way py-spy does from outside) and charges the sample to the innermost frame that
-one of :data:`STEPS` names. Shares of samples are shares of the tick's wall time.
+one of :data:`STEPS` names (comprehensions and lambdas count as the function around
+them).
+
+An in-process sampler needs the GIL to take a sample, so it wakes up more often while
+the tick waits in C with the GIL released (SQLite) than while it runs Python or
+numpy. Each sample is therefore weighted by the time since the previous one: a late
+sample stands for the interval the tick held the GIL, and the tick gave it up at the
+frame that was running. Shares are shares of that time.
 
 Bench code: the product never imports it.
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 import collections
 import sys
 import threading
+import time
 from types import FrameType
 
 __all__ = ["STEPS", "StepSampler", "step_of"]
@@ -60,6 +68,9 @@ def step_of(frame: FrameType | None) -> str:
     while frame is not None:
         path = frame.f_code.co_filename.replace("\\", "/")
         name = frame.f_code.co_name
+        if name.startswith("<") and name != "<module>":  # <genexpr>, <listcomp>, <lambda>: their function's
+            frame = frame.f_back
+            continue
         for suffix, function, step in STEPS:
             if suffix in path and (function is None or function == name):
                 return step
@@ -78,6 +89,9 @@ class StepSampler:
     def __init__(self, interval_s: float = 0.001) -> None:
         self.interval_s = interval_s
         self.counts: collections.Counter[str] = collections.Counter()
+        """Samples per step."""
+        self.seconds: collections.Counter[str] = collections.Counter()
+        """Seconds per step: each sample weighted by the time since the previous one."""
         self._threads: set[int] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="itap-bench-sampler", daemon=True)
@@ -89,14 +103,19 @@ class StepSampler:
         self._threads.discard(threading.get_ident())
 
     def _run(self) -> None:
+        last = time.perf_counter()
         while not self._stop.wait(self.interval_s):
+            now = time.perf_counter()
+            elapsed, last = now - last, now
             if not self._threads:
                 continue
             frames = sys._current_frames()
             for ident in list(self._threads):
                 frame = frames.get(ident)
                 if frame is not None:
-                    self.counts[step_of(frame)] += 1
+                    step = step_of(frame)
+                    self.counts[step] += 1
+                    self.seconds[step] += elapsed
 
     def __enter__(self) -> StepSampler:
         self._thread.start()
@@ -107,8 +126,8 @@ class StepSampler:
         self._thread.join()
 
     def shares(self) -> dict[str, float]:
-        """Each step's share of the samples (0..1), largest first."""
-        total = sum(self.counts.values())
+        """Each step's share of the sampled time (0..1), largest first."""
+        total = sum(self.seconds.values())
         if not total:
             return {}
-        return {step: round(n / total, 4) for step, n in self.counts.most_common()}
+        return {step: round(n / total, 4) for step, n in self.seconds.most_common()}

@@ -150,3 +150,22 @@ def test_the_sampler_charges_a_stack_to_its_innermost_named_step() -> None:
             sum(range(1000))
         sampler.unwatch()
     assert sum(sampler.counts.values()) > 0 and set(sampler.shares()) <= {"other"}
+
+
+def test_a_comprehension_counts_as_the_function_around_it() -> None:
+    import sys
+
+    def insert_scores() -> str:
+        return next(step_of(sys._getframe()) for _ in range(1))  # a <genexpr> frame on top
+
+    code = insert_scores.__code__.replace(co_filename="/x/itap_engine/detection/scoring.py")
+    insert_scores.__code__ = code
+    # the genexpr's own code object keeps the test file's name, so patch it too
+    inner = next(c for c in code.co_consts if hasattr(c, "co_name") and c.co_name == "<genexpr>")
+    insert_scores.__code__ = code.replace(
+        co_consts=tuple(
+            inner.replace(co_filename="/x/itap_engine/detection/scoring.py") if c is inner else c
+            for c in code.co_consts
+        )
+    )
+    assert insert_scores() == "store scores"  # not "score (other)", the scoring module's catch-all
