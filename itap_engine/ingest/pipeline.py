@@ -44,7 +44,8 @@ from sqlmodel import select
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.ingest.validate import ValidationReport, ValidationResult, Validator, _raw_json
+from itap_engine.ingest.validate import ValidationReport, ValidationResult, Validator
+from itap_engine.ingest.validate.values import raw_json
 from itap_engine.store.schema import Run, ValidationEvent, utcnow
 from itap_engine.store.sql import InsertResult, Store
 
@@ -244,7 +245,7 @@ class IngestRun:
                     "line": pd.array(lines, dtype="Int64"),
                     "device_id": rows["device_id"].to_numpy(dtype=object),
                     "ts": rows["ts"].to_numpy(dtype=np.int64),
-                    "raw": _raw_json(result.accepted, positions, self.validator.raw_names),
+                    "raw": raw_json(result.accepted, positions, self.validator.raw_names),
                 }
             )
             count = self.store.quarantine(quarantined, source=self.source, run_id=self.run_id)
