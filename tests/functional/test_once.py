@@ -209,7 +209,7 @@ def test_a_corrected_redelivery_counts_conflicts(site: Path) -> None:
     )
     [source] = [s for s in summary["sources"] if s["source"] == "b.csv"]
     assert (source["rows_in"], source["duplicates"], source["conflicts"]) == (10, 8, 2)
-    assert result.returncode == 1 and "conflict" in summary["message"]
+    assert result.returncode == 1 and "conflict" in summary["message"], (result.returncode, summary["message"])
 
 
 def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) -> None:
