@@ -45,9 +45,9 @@ import pandas as pd
 
 from itap_engine.config import Settings
 from itap_engine.ingest.csv_stream import CsvImportError, CsvSource, Line, Oversize, is_pipe_name
-from itap_engine.ingest.pipeline import IngestReport, IngestRun
+from itap_engine.ingest.pipeline import IngestReport, ingest_source
 from itap_engine.ingest.validate import LABELS, ValidationReport, Validator
-from itap_engine.store.sql import Store
+from itap_engine.store.protocol import TelemetryStore
 
 __all__ = [
     "CsvImportError",
@@ -639,8 +639,31 @@ def mapping_option(pairs: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+@dataclass(frozen=True)
+class CsvFileSource:
+    """A planned CSV file as a :class:`~itap_engine.ingest.source.TelemetrySource`."""
+
+    plan: CsvPlan
+    chunk_rows: int
+
+    @property
+    def name(self) -> str:
+        return str(self.plan.path)
+
+    @property
+    def profile(self) -> str:
+        return self.plan.profile
+
+    @property
+    def raw_names(self) -> dict[str, str]:
+        return self.plan.raw_names
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        return read_frames(self.plan, self.chunk_rows)
+
+
 def import_csv(
-    store: Store,
+    store: TelemetryStore,
     settings: Settings,
     path: str | Path,
     options: CsvOptions | None = None,
@@ -650,12 +673,8 @@ def import_csv(
     """Validate and store one CSV file (``-``: stdin) as one ingestion run."""
     options = options or CsvOptions()
     plan = plan_csv(settings, path, options)
-    with IngestRun(store, settings, plan.profile, kind="ingest", source=str(plan.path), now=now) as run:
-        assert run.validator is not None
-        run.validator.raw_names = plan.raw_names
-        for frame in read_frames(plan, options.chunk_rows or settings.import_.chunk_rows):
-            run.add(frame)
-    return run.report
+    source = CsvFileSource(plan, options.chunk_rows or settings.import_.chunk_rows)
+    return ingest_source(store, settings, source, kind="ingest", now=now)
 
 
 def validate_csv(

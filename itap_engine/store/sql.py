@@ -44,7 +44,7 @@ from itap_engine.store import postgres as pg
 from itap_engine.store import schema as models
 from itap_engine.store.batches import cap_raw, find_conflicts, replace_rows, row_keys
 from itap_engine.store.db_url import DatabaseUrlError, check_database_url
-from itap_engine.store.schema import Run, Watermark, utcnow
+from itap_engine.store.schema import Run, ValidationEvent, Watermark, utcnow
 from itap_engine.store.upgrade import upgrade_schema
 
 READING_KEYS = ("device_id", "ts")
@@ -702,8 +702,9 @@ class Store:
             session.commit()
             return run
 
-    def abort_stale_runs(self, kinds: Sequence[str] | None = None) -> int:
-        """Mark runs left 'running' by a killed process as aborted."""
+    def abort_stale_runs(self, kinds: Sequence[str] | None = None, ids: Sequence[int] | None = None) -> int:
+        """Mark runs left 'running' by a killed process as aborted (all of them, or
+        those of ``kinds``, or those of ``ids``)."""
         stmt = (
             sa.update(Run)
             .where(Run.status == "running")  # type: ignore[arg-type]
@@ -711,8 +712,25 @@ class Store:
         )
         if kinds:
             stmt = stmt.where(Run.kind.in_(list(kinds)))  # type: ignore[attr-defined]
+        if ids is not None:
+            if not ids:
+                return 0
+            stmt = stmt.where(Run.id.in_(list(ids)))  # type: ignore[union-attr]
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
+
+    def running_runs(self) -> list[tuple[int, str]]:
+        """(id, message) of every run still marked running; the message names its owner."""
+        with self.session() as session:
+            return [(int(r.id), r.message or "") for r in session.exec(select(Run).where(Run.status == "running"))]  # type: ignore[arg-type]
+
+    def record_validation_alerts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep a run's validation alerts (run_id, created_at, level, check, device_id,
+        signal, value, message) for the events view and ``itap status``."""
+        if not rows:
+            return
+        with self.writing(), self.engine.begin() as conn:
+            conn.execute(sa.insert(ValidationEvent.__table__), list(rows))  # type: ignore[attr-defined]
 
     def get_watermark(self, key: str) -> str | None:
         with self.session() as session:
