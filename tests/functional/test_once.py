@@ -59,7 +59,9 @@ def small_config(folder: Path) -> Path:
         fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}],
         simulation={"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
         detection={"bootstrap_hours": 6.0, "detector": "robust_z"},
-        engine={"tick_seconds": 1.0, "sim_speed": 600.0},
+        # one run covers (wall seconds since the last run) x sim_speed: a slow machine must
+        # not stretch a run past the six hours the model knows (false alarms, CRITICAL)
+        engine={"tick_seconds": 10.0, "sim_speed": 60.0},
     )
 
 
