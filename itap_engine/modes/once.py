@@ -96,14 +96,13 @@ from itap_engine.modes.summary import (
     OnceSummary,
     OpenIncident,
     RowCounts,
-    Share,
     SourceOutcome,
     ValidationNote,
     iso,
 )
 from itap_engine.safe_text import visible, visible_tree
 from itap_engine.snapshot import EngineStats, IncidentCounts, Progress, worth_showing
-from itap_engine.snapshot.dto import contributors_of
+from itap_engine.snapshot.dto import ContributorView, contributors_of
 from itap_engine.store.queries import open_alert_records, stored_profile
 from itap_engine.store.run_lock import RunLock
 from itap_engine.store.watermarks import ONCE_WALL_KEY
@@ -153,7 +152,7 @@ def _open_incidents(core: EngineCore, profile: str | None = None) -> tuple[OpenI
             threshold=round(float(a["threshold"]), 6),
             acknowledged=bool(a["acknowledged"]),
             contributors=tuple(
-                Share(c.signal, c.family, round(c.share, 4)) for c in contributors_of(a["contributors"])
+                ContributorView(c.signal, c.family, round(c.share, 4)) for c in contributors_of(a["contributors"])
             ),
         )
         for a in open_alert_records(core.store, profile=profile)

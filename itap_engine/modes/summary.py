@@ -9,9 +9,11 @@ that ``--json`` prints and the HTML report renders.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from itap_engine.snapshot.dto import ContributorView
 
 SCHEMA = "itap.once/1"
 EXIT_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
@@ -80,15 +82,6 @@ class SourceOutcome:
 
 
 @dataclass(frozen=True)
-class Share:
-    """A signal's share of an incident's push."""
-
-    signal: str
-    family: str
-    share: float
-
-
-@dataclass(frozen=True)
 class OpenIncident:
     """An incident open at the end of the run (opened by it or earlier)."""
 
@@ -102,22 +95,10 @@ class OpenIncident:
     peak_score: float
     threshold: float
     acknowledged: bool
-    contributors: tuple[Share, ...] = ()
+    contributors: tuple[ContributorView, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "device_id": self.device_id,
-            "profile": self.profile,
-            "severity": self.severity,
-            "family": self.family,
-            "opened_at": self.opened_at,
-            "last_at": self.last_at,
-            "peak_score": self.peak_score,
-            "threshold": self.threshold,
-            "acknowledged": self.acknowledged,
-            "contributors": [{"signal": c.signal, "family": c.family, "share": c.share} for c in self.contributors],
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -131,13 +112,7 @@ class ValidationNote:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "check": self.check,
-            "device_id": self.device_id,
-            "signal": self.signal,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)

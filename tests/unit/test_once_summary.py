@@ -13,9 +13,9 @@ from itap_engine.modes.summary import (
     OnceSummary,
     OpenIncident,
     RowCounts,
-    Share,
     SourceOutcome,
 )
+from itap_engine.snapshot.dto import ContributorView
 
 T0 = datetime(2026, 1, 1, 6, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ T0 = datetime(2026, 1, 1, 6, tzinfo=UTC)
 def critical_run() -> OnceSummary:
     incident = OpenIncident(
         7, "pump-003", "industrial", "critical", "thermal", "2026-01-01T06:04:10", "2026-01-01T06:09:50",
-        0.71, 0.52, False, (Share("temp_c", "thermal", 0.83), Share("rpm", "mechanical", 0.01)),
+        0.71, 0.52, False, (ContributorView("temp_c", "thermal", 0.83), ContributorView("rpm", "mechanical", 0.01)),
     )  # fmt: skip
     rows = RowCounts(10, 7, 1, 1, 1)
     summary = OnceSummary(

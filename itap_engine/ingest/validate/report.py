@@ -4,7 +4,7 @@ and a rich rendering of the report for the command line."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,14 +35,7 @@ class ValidationAlert:
     message: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "level": self.level,
-            "check": self.check,
-            "device_id": self.device_id,
-            "signal": self.signal,
-            "value": self.value,
-            "message": self.message,
-        }
+        return asdict(self)
 
 
 def empty_missing(signals: list[str] | None = None) -> pd.DataFrame:
