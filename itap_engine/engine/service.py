@@ -136,8 +136,9 @@ class Engine(SnapshotPublisher):
         self._shard_lock = lock
 
     def _bootstrap(self, core: EngineCore, report: Callable[[Progress], None]) -> None:
-        """Bootstrap; sharded engines one at a time (the first fills the database for
-        the whole fleet and trains, the next ones find history and models)."""
+        """Bootstrap; sharded engines one at a time: each simulates its own devices'
+        history, the first also trains the profile's model (on the history stored by
+        then), the next ones find it."""
         if self._shard_lock is None:
             core.bootstrap(report)
             return
