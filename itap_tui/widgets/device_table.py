@@ -37,6 +37,7 @@ from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 from textual.widgets._data_table import ColumnKey, Row, RowKey
 
@@ -441,6 +442,8 @@ class DeviceTable(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         self.view = FleetView()
         """The rows shown (see :class:`FleetView`)."""
+        self._line_style: Style | None = None
+        self._row_styles: dict[tuple[int, object], Style] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.fixed_columns = 1
         self.last_moved = float("-inf")
@@ -493,6 +496,37 @@ class DeviceTable(DataTable):
         x = sum(column.get_render_width(self) for column in columns[:column_index]) + self._row_label_column_width
         y = row_index + (self.header_height if self.show_header else 0)
         return Region(x, y, columns[column_index].get_render_width(self), 1)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._line_style = self.rich_style  # once a frame, not once a line
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._line_style = None
+
+    def render_line(self, y: int) -> Strip:
+        """DataTable's, with the widget's style computed once a frame (the table has
+        no fixed rows)."""
+        style = self._line_style if self._line_style is not None else self.rich_style
+        scroll_x, scroll_y = self.scroll_offset
+        header = self.header_height if self.show_header else 0
+        if y >= header:
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + self.size.width, style)
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        """DataTable's, cached until the styles change (it reads the CSS each row)."""
+        if row_index < 0 or not self.zebra_stripes:
+            return super()._get_row_style(row_index, base_style)
+        key = (row_index % 2, self._pseudo_class_state)
+        style = self._row_styles.get(key)
+        if style is None:
+            style = self._row_styles[key] = super()._get_row_style(row_index, base_style)
+        return style
+
+    def notify_style_update(self) -> None:
+        self._row_styles = {}
+        super().notify_style_update()
 
     def _render_cell(
         self,
