@@ -23,6 +23,7 @@ are added at the end. The cursor stays on its device across views.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -73,6 +74,8 @@ milliseconds); larger ones in a worker thread."""
 EXACT_WIDTH_ROWS = 2000
 """Fleets up to this size measure every changed row for the column widths; larger
 ones measure the rows as they are drawn."""
+
+log = logging.getLogger(__name__)
 
 SCORE_BAR = 6
 """Cells of the score bar (:func:`~itap_tui.format.score_text`'s default width)."""
@@ -747,14 +750,18 @@ class DeviceTable(DataTable):
         )
 
     def _plan_in_thread(self, previous: FleetView | None, request: ViewRequest) -> None:
-        view = plan_view(previous, request)
+        try:
+            view: FleetView | None = plan_view(previous, request)
+        except Exception:  # a bug must not freeze the table: log it, plan the next one
+            log.exception("planning the fleet table failed")
+            view = None
         with contextlib.suppress(RuntimeError):  # the app is closing
             self.app.call_from_thread(self._planned, previous, view)
 
-    def _planned(self, previous: FleetView | None, view: FleetView) -> None:
+    def _planned(self, previous: FleetView | None, view: FleetView | None) -> None:
         """A worker's view: shown unless the choice changed meanwhile (then the
         queued request, made under the new choice, plans again)."""
-        if view.generation == self._generation and (previous is self.view or previous is None):
+        if view is not None and view.generation == self._generation and (previous is self.view or previous is None):
             self._show(view)
         self._plan_next()
 
