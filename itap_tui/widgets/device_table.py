@@ -73,7 +73,9 @@ milliseconds); larger ones in a worker thread."""
 
 EXACT_WIDTH_ROWS = 2000
 """Fleets up to this size measure every changed row for the column widths; larger
-ones measure the rows as they are drawn."""
+ones measure the first screenful and then the rows as they are drawn."""
+
+FIRST_SCREEN = 100
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +303,13 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
             placed = set(order)
             fresh = sorted((rows[d] for d in shown_ids if d not in placed), key=sort_key(request.sort))
             order += [row.device_id for row in fresh]
+    if len(rows) > EXACT_WIDTH_ROWS:  # the first screenful, so the first frame fits
+        for device in order[:FIRST_SCREEN]:
+            row = rows[device]
+            profile = profiles.get(row.profile)
+            for index, width in enumerate(row_widths(row, profile, marks.get(device), silenced.get(device))):
+                if width > widths[index]:
+                    widths[index] = width
     counts: dict[str, int] = {}
     for row in snapshot.devices:
         counts[row.status] = counts.get(row.status, 0) + 1

@@ -150,3 +150,34 @@ def test_column_widths_are_measured_without_building_the_cells(row, mark, silenc
     profile = PROFILES.get(row.profile)
     cells = row_cells(row, profile, Palette(), mark, silenced)
     assert row_widths(row, profile, mark, silenced) == tuple(cell.cell_len for cell in cells)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=2, max_size=5), st.sampled_from(["", "crit|warn", "ac", "!ok", "score>0.4"])
+)
+def test_a_view_planned_from_the_last_equals_one_planned_afresh(steps, text) -> None:  # type: ignore[no-untyped-def]
+    """Reusing the previous view (changed rows only, the filter's old answers) shows
+    what planning from nothing would: the same rows, matches and, when sorted, order."""
+    from itap_engine.snapshot.diff import mark_changes
+    from itap_tui.filtering import Filter
+    from itap_tui.widgets.device_table import ViewRequest, plan_view
+
+    facade = FakeFacade(devices=40)
+    flt = Filter.parse(text)
+    view = None
+    previous = None
+    for step in steps:
+        snapshot = facade.advance(step + 1) if step else facade._latest or facade.advance()
+        if step == 3:
+            facade.muted["pump-002"] = (10**15, "muted")
+        snapshot = (
+            mark_changes(previous, snapshot) if previous is not None and previous.seq < snapshot.seq else snapshot
+        )
+        request = ViewRequest(snapshot, flt, "score", False, True)
+        view = plan_view(view, request)
+        fresh = plan_view(None, request)
+        assert view.order == fresh.order
+        assert {d for d, m in view.matches.items() if m} == {d for d, m in fresh.matches.items() if m}
+        assert view.counts == fresh.counts
+        previous = snapshot
