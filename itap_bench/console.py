@@ -85,11 +85,11 @@ async def _first_frame() -> float:
 
 
 KEYS: tuple[str, ...] = (
-    *("down",) * 8,
+    *("down",) * 5,
     "pagedown",
-    *("up",) * 8,
-    "pageup",
     "s",
+    *("up",) * 5,
+    "pageup",
     "slash",
     "a",
     "backspace",

@@ -110,6 +110,7 @@ class FleetScreen(LiveScreen):
             reverse=self.sort_reverse,
             marks=self.itap.fault_marks,
             reorder=self._resort or idle,
+            now=self._resort,  # a key (sort, filter, o) asked: plan it at once
         )
         self._resort = False
         self.query_one(ValidationPanel).show(snapshot.validation_problems, self.palette)

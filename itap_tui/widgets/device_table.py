@@ -712,6 +712,7 @@ class DeviceTable(DataTable):
         reverse: bool = False,
         marks: Mapping[str, Mark] | None = None,
         reorder: bool = True,
+        now: bool = False,
     ) -> None:
         """Show ``snapshot`` under the screen's filter and sort.
 
@@ -719,8 +720,9 @@ class DeviceTable(DataTable):
         and new ones go at the end (the operator is navigating). ``marks`` maps a
         device to (fault, state) for faults this console injected; the state (sent,
         pending, ACTIVE) is shown next to the fault's name. Over :attr:`inline_rows`
-        devices the view is planned in a worker thread and shown when ready; a newer
-        request replaces one not started yet.
+        devices the view is planned in a worker thread and shown when ready (a newer
+        request replaces one not started yet), unless ``now`` (a key asked: the
+        operator waits for it anyway; a view being planned meanwhile is dropped).
         """
         flt = flt or Filter()
         choice = (flt, sort, reverse)
@@ -732,8 +734,11 @@ class DeviceTable(DataTable):
             self._cell_cache.clear()
             self._changed()
         request = ViewRequest(snapshot, flt, sort, reverse, reorder, dict(marks or {}), self._generation)
-        if len(snapshot.devices) <= self.inline_rows and not self._planning:
+        if now or (len(snapshot.devices) <= self.inline_rows and not self._planning):
             self._queued = None
+            if self._planning:
+                self._generation += 1  # the view being planned is older than this one
+                request = replace(request, generation=self._generation)
             self._show(plan_view(self.view if self.view.seq >= 0 else None, request))
             return
         queued = self._queued
