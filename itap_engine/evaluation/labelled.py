@@ -155,6 +155,7 @@ def evaluate_labelled(
     caught = np.zeros(len(events), dtype=bool)
     ttd_ms = np.full(len(events), np.nan)
     first_family: list[str | None] = [None] * len(events)
+    flagged = _flagged_by_device(labels, pred)
     for i, ev in enumerate(events.itertuples(index=False)):
         group = by_device.get(ev.device_id)
         if group is None:
@@ -165,6 +166,16 @@ def evaluate_labelled(
             caught[i] = True
             ttd_ms[i] = opened[inside[0]] - ev.start_ts
             first_family[i] = str(group["family"].iloc[inside[0]])
+            continue
+        # one incident per device: a fault that starts while the device's incident is
+        # already open (another fault before it) is caught by that incident when the
+        # detector flags a reading of the fault before the incident closes
+        seen = _first_flag_in_open_alert(group, flagged.get(ev.device_id), ev.start_ts, ev.end_ts)
+        if seen is not None:
+            at, k = seen
+            caught[i] = True
+            ttd_ms[i] = at - ev.start_ts
+            first_family[i] = str(group["family"].iloc[k])
     events = events.assign(caught=caught, ttd_ms=ttd_ms, family=first_family)
     event_table: dict[str, dict[str, Any]] = {}
     for name, group in events.groupby("fault"):
@@ -239,6 +250,35 @@ def evaluate_labelled(
         "top_family": top,
         "support": support,
     }
+
+
+def _flagged_by_device(labels: pd.DataFrame, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """The timestamps of the readings above the threshold, per device."""
+    hits = labels.loc[pred, ["device_id", "ts"]]
+    return {str(d): g["ts"].to_numpy(dtype=np.int64) for d, g in hits.groupby("device_id")}
+
+
+def _first_flag_in_open_alert(
+    alerts: pd.DataFrame, flagged: np.ndarray | None, start_ts: int, end_ts: int
+) -> tuple[int, int] | None:
+    """``(ts, alert row)`` of the first flagged reading in ``start_ts .. end_ts`` that an
+    alert opened before ``start_ts`` still covered (not closed yet), or None.
+
+    Without a ``closed_ts`` column the alerts' extents are unknown: None.
+    """
+    if flagged is None or "closed_ts" not in alerts.columns:
+        return None
+    hits = flagged[(flagged >= start_ts) & (flagged <= end_ts)]
+    if len(hits) == 0:
+        return None
+    opened = alerts["opened_ts"].to_numpy(dtype=np.int64)
+    closed = pd.to_numeric(alerts["closed_ts"], errors="coerce").to_numpy(dtype=float)
+    closed = np.where(np.isnan(closed), np.inf, closed)
+    for k in np.flatnonzero(opened < start_ts):
+        covered = hits[hits <= closed[k]]
+        if len(covered):
+            return int(covered[0]), int(k)
+    return None
 
 
 MIN_EVENTS = 30
