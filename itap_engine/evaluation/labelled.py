@@ -121,6 +121,15 @@ def evaluate_labelled(
     """
     y = labels["fault"].notna().to_numpy()
     score = scored["score"].to_numpy(dtype=float)
+    reported = float(threshold)
+    per_device = "threshold" in scored.columns
+    if "threshold" in scored.columns:
+        # per-device thresholds: the decision the product makes is score > the device's
+        # own threshold, so points and the ranking use score / that threshold
+        own = pd.to_numeric(scored["threshold"], errors="coerce").to_numpy(dtype=float)
+        own = np.where(np.isfinite(own) & (own > 0), own, threshold)
+        score = score / own
+        threshold = 1.0
     pred = score > threshold
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
@@ -134,7 +143,10 @@ def evaluate_labelled(
         "recall": recall,
         "f1": f1,
         "roc_auc": auc,
-        "threshold": float(threshold),
+        "threshold": reported,
+        "threshold_note": "per-device thresholds: points and ROC-AUC use score / the device's threshold"
+        if per_device
+        else "one threshold",
     }
     fault = labels["fault"].to_numpy(dtype=object)
     per_fault: dict[str, dict[str, Any]] = {}

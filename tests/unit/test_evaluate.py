@@ -254,3 +254,14 @@ def test_a_fault_inside_an_open_incident_is_caught_when_its_readings_are_flagged
     closed_early = alerts.assign(closed_ts=[30_000, 30_000])
     m = evaluate_labelled(labels, scores, closed_early, threshold=0.5, step_ms=10_000)
     assert m["events"]["overheat_drift"]["caught"] == 0
+
+
+def test_points_use_each_devices_own_threshold() -> None:
+    """With per-device thresholds (the scorer's threshold column) a reading is flagged
+    against its device's threshold, as the alerts are, not against the model's."""
+    labels, scores, alerts = hand_made()
+    # B's 0.6 is above the model's 0.5 but below B's own 0.7: not a false positive
+    own = scores.assign(threshold=[0.5] * 10 + [0.7] * 10)
+    m = evaluate_labelled(labels, own, alerts, threshold=0.5, step_ms=10_000)
+    assert m["points"]["precision"] == pytest.approx(1.0)
+    assert m["points"]["threshold"] == 0.5
