@@ -80,6 +80,15 @@ class ShiftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
     missing_ratio : float, default=10.0
         Ratio given to a signal whose latest value is missing (a dropout is evidence,
         as in :class:`~itap_engine.detection.detectors.RobustZDetector`).
+    use_recent : bool, default=True
+        A channel's deviation is the smaller of its trailing mean's and
+        ``recent_factor`` times its newest half-window mean's (``*__recent``), both
+        against the trailing mean's limit: at a fault's onset the newest half deviates
+        at least as much (no delay); during a fault it keeps about the same deviation
+        (the factor leaves room for its extra noise); once the fault ends it falls back
+        to normal, and the score with it, after half a window instead of a whole one.
+    recent_factor : float, default=2.5
+        The newest half must show at least ``1 / recent_factor`` of the shift.
     """
 
     def __init__(
@@ -90,12 +99,16 @@ class ShiftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
         persistence: float = 0.5,
         limit_quantile: float = 1.0,
         missing_ratio: float = 10.0,
+        use_recent: bool = True,
+        recent_factor: float = 2.5,
     ) -> None:
         self.feature_names = feature_names
         self.window = window
         self.persistence = persistence
         self.limit_quantile = limit_quantile
         self.missing_ratio = missing_ratio
+        self.use_recent = use_recent
+        self.recent_factor = recent_factor
 
     def fit(self, X: Any, y: Any = None) -> ShiftDetector:
         X = _matrix(X)
@@ -116,6 +129,12 @@ class ShiftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
         if not monitored.any():
             monitored = usable
         self.mean_cols_, self.center_, self.limit_ = mean_cols, center, np.where(usable, limit, 1.0)
+        recent = [names[c].rsplit("__", 1)[0] + "__recent" for c in mean_cols]
+        self.recent_cols_ = (
+            np.array([names.index(r) for r in recent], dtype=np.int64)
+            if self.use_recent and all(r in names for r in recent)
+            else None
+        )
         self.level_cols_ = level_cols
         self.variance_ratio_, self.monitored_ = ratio, monitored
         self.offset_ = -2.0
@@ -125,7 +144,13 @@ class ShiftDetector(_OutlierAPI, OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         X = _matrix(X)
         M = X[:, self.mean_cols_]
-        ratio = np.nan_to_num(np.abs(M - self.center_) / self.limit_, nan=0.0)
+        shift = np.abs(M - self.center_)
+        recent_cols = getattr(self, "recent_cols_", None)  # None in models saved before it existed
+        if recent_cols is not None:
+            # the shift must still show in the newest half of the window: once a fault
+            # ends, the older half alone no longer holds the score up
+            shift = np.fmin(shift, self.recent_factor * np.abs(X[:, recent_cols] - self.center_))
+        ratio = np.nan_to_num(shift / self.limit_, nan=0.0)
         ratio = np.where(self.monitored_, ratio, 0.0)
         ratio = np.where(np.isnan(X[:, self.level_cols_]), self.missing_ratio, ratio)
         push = np.zeros(X.shape)
