@@ -355,6 +355,26 @@ def _segment_cumsum(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
+def _trailing_min(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """Trailing min over ``window`` rows within each run, for finite ``values``.
+
+    scipy's ``minimum_filter1d`` (van Herk / Gil-Werman: a few passes whatever the
+    window) over the whole array, then the first ``window - 1`` rows of each run,
+    whose window would reach into the previous run, get the run's running min.
+    Exact, so it equals :func:`_rolling_extreme` (and the streaming gather) bit for bit.
+    """
+    from scipy.ndimage import minimum_filter1d
+
+    if len(values) == 0:
+        return values.copy()
+    out = minimum_filter1d(values, window, origin=(window - 1) // 2, mode="nearest")
+    starts = np.flatnonzero(pos == 0)
+    ends = np.minimum(np.r_[starts[1:], len(values)], starts + window - 1)
+    for lo, hi in zip(starts, ends):
+        out[lo:hi] = np.minimum.accumulate(values[lo:hi])
+    return out
+
+
 def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int) -> np.ndarray:
     """Two-sided Page CUSUM of ``u`` over the trailing ``window`` readings, at ``rows``.
 
@@ -369,7 +389,7 @@ def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int
         c = _segment_cumsum(v, pos)
         prev = c - v
         if rows is None:
-            low = _rolling_extreme(prev, pos, window, largest=False)
+            low = _trailing_min(prev, pos, window)
             side = np.maximum(c - low, 0.0)
         else:
             low = _rolling_extreme_at(prev, pos, rows, window, largest=False)
