@@ -117,57 +117,98 @@ def evaluate_labelled(
 
     Returns:
         A JSON-ready dict: ``points``, ``per_fault``, ``events``, ``false_alerts``,
-        ``top_family``.
+        ``top_family``, ``support``.
     """
-    y = labels["fault"].notna().to_numpy()
+    score, cut = decision_scores(scored, threshold)
+    pred = score > cut
+    points = point_metrics(labels, scored, threshold)
+    events, cut_off = judged_events(labels)
+    alerts = alerts.sort_values("opened_ts") if len(alerts) else alerts
+    events = match_alerts(events, alerts, flagged_by_device(labels, pred))
+    event_table = event_metrics(events, cut_off, step_ms, abrupt)
+    fault = labels["fault"].to_numpy(dtype=object)
+    per_fault: dict[str, dict[str, Any]] = {}
+    for name in sorted({f for f in fault if f is not None and f == f}):
+        mask = fault == name
+        per_fault[name] = {"points": int(mask.sum()), "point_recall": float(pred[mask].mean())}
+    for name in event_table:
+        per_fault.setdefault(name, {})["event_recall"] = event_table[name]["recall"]
+    false_alerts = false_alert_metrics(labels, alerts, pd.concat([events, cut_off], ignore_index=True), step_ms)
+    return {
+        "points": points,
+        "per_fault": per_fault,
+        "events": event_table,
+        "false_alerts": false_alerts,
+        "top_family": top_family(events, families or {}),
+        "support": _support(len(events), false_alerts["device_days"], len(labels), event_table),
+    }
+
+
+def decision_scores(scored: pd.DataFrame, threshold: float) -> tuple[np.ndarray, float]:
+    """``(score, cut)`` such that ``score > cut`` is the product's decision.
+
+    With per-device thresholds (the scorer's ``threshold`` column) that is score / the
+    device's own threshold against 1, as the alerts decide; otherwise the model's one
+    threshold.
+    """
     score = scored["score"].to_numpy(dtype=float)
-    reported = float(threshold)
-    per_device = "threshold" in scored.columns
-    if "threshold" in scored.columns:
-        # per-device thresholds: the decision the product makes is score > the device's
-        # own threshold, so points and the ranking use score / that threshold
-        own = pd.to_numeric(scored["threshold"], errors="coerce").to_numpy(dtype=float)
-        own = np.where(np.isfinite(own) & (own > 0), own, threshold)
-        score = score / own
-        threshold = 1.0
-    pred = score > threshold
+    if "threshold" not in scored.columns:
+        return score, float(threshold)
+    own = pd.to_numeric(scored["threshold"], errors="coerce").to_numpy(dtype=float)
+    own = np.where(np.isfinite(own) & (own > 0), own, threshold)
+    return score / own, 1.0
+
+
+def point_metrics(labels: pd.DataFrame, scored: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Point-wise precision, recall, F1 and ROC-AUC of the product's decision (see
+    :func:`decision_scores`) against the labels."""
+    y = labels["fault"].notna().to_numpy()
+    score, cut = decision_scores(scored, threshold)
+    pred = score > cut
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
-    points = {
+    return {
         "rows": int(len(y)),
         "positives": int(y.sum()),
         "precision": precision,
         "recall": recall,
         "f1": f1,
         "roc_auc": auc,
-        "threshold": reported,
+        "threshold": float(threshold),
         "threshold_note": "per-device thresholds: points and ROC-AUC use score / the device's threshold"
-        if per_device
+        if "threshold" in scored.columns
         else "one threshold",
     }
-    fault = labels["fault"].to_numpy(dtype=object)
-    per_fault: dict[str, dict[str, Any]] = {}
-    for name in sorted({f for f in fault if f is not None and f == f}):
-        mask = fault == name
-        per_fault[name] = {"points": int(mask.sum()), "point_recall": float(pred[mask].mean())}
 
+
+def judged_events(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fault events to judge, and those cut off by the end of the data (which may be
+    caught after it, so they are not judged)."""
     events = fault_events(labels)
-    # an event still running when the data ends may be caught after it: not judged
     last_ts = labels.groupby("device_id")["ts"].max()
     truncated = (
         events["end_ts"].to_numpy() >= events["device_id"].map(last_ts).to_numpy() if len(events) else np.zeros(0, bool)
     )
-    cut_off = events[truncated]
-    events = events[~truncated].reset_index(drop=True)
-    alerts = alerts.sort_values("opened_ts") if len(alerts) else alerts
+    return events[~truncated].reset_index(drop=True), events[truncated]
+
+
+def match_alerts(
+    events: pd.DataFrame, alerts: pd.DataFrame, flagged: Mapping[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """Each event with ``caught``, ``ttd_ms`` and ``family`` of the first alert opened inside it.
+
+    One incident per device: a fault that starts while the device's incident is already
+    open (another fault before it) is caught by that incident when the detector flags
+    one of its readings (``flagged``: timestamps over the threshold per device) before
+    the incident closes; the time to detect is then that reading's.
+    """
     by_device = {d: g for d, g in alerts.groupby("device_id")} if len(alerts) else {}
     caught = np.zeros(len(events), dtype=bool)
     ttd_ms = np.full(len(events), np.nan)
     first_family: list[str | None] = [None] * len(events)
-    flagged = _flagged_by_device(labels, pred)
     for i, ev in enumerate(events.itertuples(index=False)):
         group = by_device.get(ev.device_id)
         if group is None:
@@ -179,93 +220,17 @@ def evaluate_labelled(
             ttd_ms[i] = opened[inside[0]] - ev.start_ts
             first_family[i] = str(group["family"].iloc[inside[0]])
             continue
-        # one incident per device: a fault that starts while the device's incident is
-        # already open (another fault before it) is caught by that incident when the
-        # detector flags a reading of the fault before the incident closes
-        seen = _first_flag_in_open_alert(group, flagged.get(ev.device_id), ev.start_ts, ev.end_ts)
+        seen = _first_flag_in_open_alert(group, (flagged or {}).get(ev.device_id), ev.start_ts, ev.end_ts)
         if seen is not None:
             at, k = seen
             caught[i] = True
             ttd_ms[i] = at - ev.start_ts
             first_family[i] = str(group["family"].iloc[k])
-    events = events.assign(caught=caught, ttd_ms=ttd_ms, family=first_family)
-    event_table: dict[str, dict[str, Any]] = {}
-    for name, group in events.groupby("fault"):
-        ttd = group.loc[group["caught"], "ttd_ms"].to_list()
-        readings = [t / step_ms for t in ttd]
-        event_table[str(name)] = {
-            "events": int(len(group)),
-            "caught": int(group["caught"].sum()),
-            "recall": float(group["caught"].mean()),
-            "ttd_readings_median": _quantile(readings, 0.5),
-            "ttd_readings_p90": _quantile(readings, 0.9),
-            "ttd_seconds_median": _quantile([t / 1000 for t in ttd], 0.5),
-            "ttd_seconds_p90": _quantile([t / 1000 for t in ttd], 0.9),
-            "abrupt": bool(abrupt and name in abrupt),
-        }
-    for name, group in cut_off.groupby("fault"):
-        event_table.setdefault(str(name), {"events": 0, "caught": 0, "recall": None})["cut_off"] = int(len(group))
-    for name in event_table:
-        per_fault.setdefault(name, {})["event_recall"] = event_table[name]["recall"]
-
-    # false alerts: opened outside every fault event of the device
-    n_alerts = len(alerts)
-    false = 0
-    if n_alerts:
-        every = pd.concat([events, cut_off], ignore_index=True)
-        ev_by_device = {d: g for d, g in every.groupby("device_id")} if len(every) else {}
-        for device, group in by_device.items():
-            opened = group["opened_ts"].to_numpy(dtype=np.int64)
-            evs = ev_by_device.get(device)
-            if evs is None:
-                false += len(opened)
-                continue
-            starts = evs["start_ts"].to_numpy(dtype=np.int64)
-            ends = evs["end_ts"].to_numpy(dtype=np.int64)
-            inside = ((opened[:, None] >= starts[None, :]) & (opened[:, None] <= ends[None, :])).any(axis=1)
-            false += int((~inside).sum())
-    span = labels.groupby("device_id")["ts"].agg(["min", "max", "size"])
-    device_days = float(((span["size"]) * step_ms).sum() / 86_400_000)
-    false_alerts = {
-        "alerts": int(n_alerts),
-        "false_alerts": int(false),
-        "device_days": device_days,
-        "per_device_day": false / device_days if device_days else None,
-    }
-
-    top: dict[str, Any] = {"by_fault": {}}
-    right = total = 0
-    for name, fam in (families or {}).items():
-        group = events[(events["fault"] == name) & events["caught"]]
-        if len(group) == 0:
-            continue
-        ok = int((group["family"] == fam).sum())
-        top["by_fault"][name] = {"expected": fam, "right": ok, "caught": int(len(group)), "share": ok / len(group)}
-        right += ok
-        total += len(group)
-    top["share"] = right / total if total else None
-    judged = int(len(events))
-    support = {
-        "events": judged,
-        "device_days": device_days,
-        "rows": int(len(y)),
-        "warnings": support_warnings(judged, device_days),
-    }
-    for name, ev in event_table.items():
-        if ev.get("events") is not None and 0 < ev["events"] < MIN_EVENTS_PER_FAULT:
-            support["warnings"].append(f"{name}: only {ev['events']} events, its recall is rough")  # type: ignore[attr-defined]
-    return {
-        "points": points,
-        "per_fault": per_fault,
-        "events": event_table,
-        "false_alerts": false_alerts,
-        "top_family": top,
-        "support": support,
-    }
+    return events.assign(caught=caught, ttd_ms=ttd_ms, family=first_family)
 
 
-def _flagged_by_device(labels: pd.DataFrame, pred: np.ndarray) -> dict[str, np.ndarray]:
-    """The timestamps of the readings above the threshold, per device."""
+def flagged_by_device(labels: pd.DataFrame, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """The timestamps of the readings over the threshold, per device."""
     hits = labels.loc[pred, ["device_id", "ts"]]
     return {str(d): g["ts"].to_numpy(dtype=np.int64) for d, g in hits.groupby("device_id")}
 
@@ -291,6 +256,80 @@ def _first_flag_in_open_alert(
         if len(covered):
             return int(covered[0]), int(k)
     return None
+
+
+def event_metrics(
+    events: pd.DataFrame, cut_off: pd.DataFrame, step_ms: int, abrupt: set[str] | None
+) -> dict[str, dict[str, Any]]:
+    """Per fault: events, caught, recall and time to detect (readings and seconds)."""
+    table: dict[str, dict[str, Any]] = {}
+    for name, group in events.groupby("fault"):
+        ttd = group.loc[group["caught"], "ttd_ms"].to_list()
+        readings = [t / step_ms for t in ttd]
+        table[str(name)] = {
+            "events": int(len(group)),
+            "caught": int(group["caught"].sum()),
+            "recall": float(group["caught"].mean()),
+            "ttd_readings_median": _quantile(readings, 0.5),
+            "ttd_readings_p90": _quantile(readings, 0.9),
+            "ttd_seconds_median": _quantile([t / 1000 for t in ttd], 0.5),
+            "ttd_seconds_p90": _quantile([t / 1000 for t in ttd], 0.9),
+            "abrupt": bool(abrupt and name in abrupt),
+        }
+    for name, group in cut_off.groupby("fault"):
+        table.setdefault(str(name), {"events": 0, "caught": 0, "recall": None})["cut_off"] = int(len(group))
+    return table
+
+
+def false_alert_metrics(
+    labels: pd.DataFrame, alerts: pd.DataFrame, every_event: pd.DataFrame, step_ms: int
+) -> dict[str, Any]:
+    """Alerts opened outside every fault event of their device, per device-day."""
+    false = 0
+    if len(alerts):
+        ev_by_device = {d: g for d, g in every_event.groupby("device_id")} if len(every_event) else {}
+        for device, group in alerts.groupby("device_id"):
+            opened = group["opened_ts"].to_numpy(dtype=np.int64)
+            evs = ev_by_device.get(device)
+            if evs is None:
+                false += len(opened)
+                continue
+            starts = evs["start_ts"].to_numpy(dtype=np.int64)
+            ends = evs["end_ts"].to_numpy(dtype=np.int64)
+            inside = ((opened[:, None] >= starts[None, :]) & (opened[:, None] <= ends[None, :])).any(axis=1)
+            false += int((~inside).sum())
+    sizes = labels.groupby("device_id")["ts"].size()
+    device_days = float((sizes * step_ms).sum() / 86_400_000)
+    return {
+        "alerts": len(alerts),
+        "false_alerts": false,
+        "device_days": device_days,
+        "per_device_day": false / device_days if device_days else None,
+    }
+
+
+def top_family(events: pd.DataFrame, families: Mapping[str, str]) -> dict[str, Any]:
+    """How often the first alert of a caught event named the fault's expected family."""
+    top: dict[str, Any] = {"by_fault": {}}
+    right = total = 0
+    for name, fam in families.items():
+        group = events[(events["fault"] == name) & events["caught"]]
+        if len(group) == 0:
+            continue
+        ok = int((group["family"] == fam).sum())
+        top["by_fault"][name] = {"expected": fam, "right": ok, "caught": int(len(group)), "share": ok / len(group)}
+        right += ok
+        total += len(group)
+    top["share"] = right / total if total else None
+    return top
+
+
+def _support(judged: int, device_days: float, rows: int, event_table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    warnings = support_warnings(judged, device_days)
+    for name, ev in event_table.items():
+        if ev.get("events") is not None and 0 < ev["events"] < MIN_EVENTS_PER_FAULT:
+            warnings.append(f"{name}: only {ev['events']} events, its recall is rough")
+    return {"events": judged, "device_days": device_days, "rows": rows, "warnings": warnings}
 
 
 MIN_EVENTS = 30
