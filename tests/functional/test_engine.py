@@ -524,7 +524,9 @@ def shift_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-async def test_an_incident_stops_being_held_open_by_a_fault_that_has_ended(shift_template: Path, tmp_path: Path) -> None:
+async def test_an_incident_stops_being_held_open_by_a_fault_that_has_ended(
+    shift_template: Path, tmp_path: Path
+) -> None:
     """Issue 12: after a fault ends, the trailing mean still held it for the whole short
     window (11 readings), so the incident's last anomalous reading came 110 s after the
     fault's last reading and it closed the quiet period later (230 s). The score now
