@@ -65,6 +65,7 @@ __all__ = [
 SIGNAL_KINDS = (
     "level",  # u: the value against its state-expected level, in state spreads
     "mean",  # rolling mean of u over `window`
+    "recent",  # rolling mean of u over the newest half of `window` (a fault's end shows sooner)
     "std",  # rolling std of u over `window`
     "min",
     "max",
@@ -354,6 +355,26 @@ def _segment_cumsum(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return out
 
 
+def _trailing_min(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """Trailing min over ``window`` rows within each run, for finite ``values``.
+
+    scipy's ``minimum_filter1d`` (van Herk / Gil-Werman: a few passes whatever the
+    window) over the whole array, then the first ``window - 1`` rows of each run,
+    whose window would reach into the previous run, get the run's running min.
+    Exact, so it equals :func:`_rolling_extreme` (and the streaming gather) bit for bit.
+    """
+    from scipy.ndimage import minimum_filter1d
+
+    if len(values) == 0:
+        return values.copy()
+    out = minimum_filter1d(values, window, origin=(window - 1) // 2, mode="nearest")
+    starts = np.flatnonzero(pos == 0)
+    ends = np.minimum(np.r_[starts[1:], len(values)], starts + window - 1)
+    for lo, hi in zip(starts, ends):
+        out[lo:hi] = np.minimum.accumulate(values[lo:hi])
+    return out
+
+
 def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int) -> np.ndarray:
     """Two-sided Page CUSUM of ``u`` over the trailing ``window`` readings, at ``rows``.
 
@@ -368,7 +389,7 @@ def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int
         c = _segment_cumsum(v, pos)
         prev = c - v
         if rows is None:
-            low = _rolling_extreme(prev, pos, window, largest=False)
+            low = _trailing_min(prev, pos, window)
             side = np.maximum(c - low, 0.0)
         else:
             low = _rolling_extreme_at(prev, pos, rows, window, largest=False)
@@ -379,53 +400,81 @@ def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int
 
 
 def _lagged_level(
-    codes: np.ndarray, levels: np.ndarray, pos: np.ndarray, weights: np.ndarray, at: np.ndarray | None = None
+    codes: np.ndarray,
+    levels: np.ndarray,
+    pos: np.ndarray,
+    ts: np.ndarray,
+    steps: np.ndarray,
+    tau: float,
+    delay: int,
+    taps: int,
+    at: np.ndarray | None = None,
 ) -> np.ndarray:
-    """State-expected level: FIR over the state levels of previous rows.
+    """State-expected level: the machine's first-order lag (plus dead time) in time.
 
-    ``weights[j]`` applies to the row ``len(weights) - 1 - j`` readings back. Slots
-    before the device's first row drop out and the rest are renormalised; a row with
-    no usable slot falls back to its own state's level. Only rows whose window holds
-    a state change differ from their own state's level, so only they are computed.
-    With ``at``, the levels of those rows only (their windows still read the rows
-    before them).
+    The state reported by reading ``j`` holds for one interval before it (half of a
+    longer step, when samples were skipped or the series has a gap); the level
+    expected at reading ``i`` is the states' levels seen through a dead time of
+    ``delay`` sampling intervals and a first-order lag of ``tau`` intervals, in the
+    device's own median interval ``steps`` (ms): with ``b(j)`` the time from ``ts[j]``
+    to ``ts[i]`` in whole intervals (rounded, so timestamp jitter below half an
+    interval does not move it) minus ``delay``, reading ``j`` weighs
+    ``exp(-max(b, 0) / tau)`` between the two ends of the time its state held. The oldest of the last
+    ``taps`` readings (or the run's first) holds the rest of the past. On regular
+    samples this is the FIR ``(1 - a) a^k`` over readings (``a = exp(-1 / tau)``); a
+    skipped sample or jitter moves each weight by its true time, not by a reading.
+
+    Only rows whose last ``taps`` readings hold a state change differ from their own
+    state's level, so only they are computed. With ``at``, the levels of those rows
+    only (their windows still read the rows before them).
     """
     own = levels[codes if at is None else codes[at]]  # (m, S)
-    taps = len(weights)
-    if taps == 1 or len(own) == 0:
+    if (tau <= 0 and delay == 0) or len(own) == 0:
         return own
     changed = np.zeros(len(codes))
     changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
-    # the window of row i spans rows i - taps + 1 .. i; a change at row j means rows
-    # j - 1 and j differ, so look one row further back than the window
     in_window = _rolling_count(changed, pos, taps) > 0
     picked = np.flatnonzero(in_window if at is None else in_window[at])  # positions in `own`
     if len(picked) == 0:
         return own
     rows = picked if at is None else at[picked]
-    out = own.copy()
-    padded_codes = np.concatenate([np.zeros(taps - 1, dtype=codes.dtype), codes])
-    code_win = sliding_window_view(padded_codes, taps)[rows]  # (m, taps)
-    outside = np.arange(taps)[None, :] < (taps - 1 - pos[rows])[:, None]
-    w = np.where(outside, 0.0, weights[None, :])
+    offsets = np.arange(1 - taps, 1)
+    first = offsets[None, :] <= -pos[rows][:, None]  # the run's first reading or before it
+    idx = np.maximum(rows[:, None] + offsets[None, :], rows[:, None] - pos[rows][:, None])
+    # time back from the row to each slot, in whole sampling intervals: jitter of less
+    # than half an interval rounds away, a skipped sample counts as the interval it is
+    step = steps[rows].astype(float)[:, None]
+    back = np.rint((ts[rows].astype(float)[:, None] - ts[idx]) / step) - delay  # (m, taps), oldest first
+    # slot k's state holds back to the boundary with slot k - 1: one interval before it,
+    # or the middle of a longer step (a change inside a skipped sample is placed halfway)
+    edge = np.full(back.shape, np.inf)
+    edge[:, 1:] = np.minimum(back[:, :-1], (back[:, :-1] + back[:, 1:]) / 2 + 0.5)
+    edge[first] = np.inf  # the run's first reading holds everything before it
+    newer = np.empty(back.shape)
+    newer[:, :-1] = edge[:, 1:]
+    newer[:, -1] = back[:, -1]
+    before = offsets[None, :] < -pos[rows][:, None]  # slots before the run: no weight
+    span = max(tau, 1e-9)
+
+    def survive(lag: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.where(lag <= 0, 1.0, np.exp(-np.maximum(lag, 0.0) / span))
+
+    w = np.where(before, 0.0, survive(newer) - survive(edge))
     total = w.sum(axis=1)
     ok = total > 0
+    out = own.copy()
+    code_win = codes[idx]
     for s in range(levels.shape[1]):
         acc = (levels[:, s][code_win] * w).sum(axis=1)
         out[picked[ok], s] = acc[ok] / total[ok]
     return out
 
 
-def _lag_weights(tau: float, delay: int) -> np.ndarray:
-    """FIR weights (oldest first) of a dead time plus first-order lag."""
-    if tau <= 0:
-        taps = np.array([1.0])
-    else:
-        a = np.exp(-1.0 / tau)
-        k = np.arange(int(np.ceil(6 * tau)) + 1)
-        taps = (1 - a) * a**k
-    # taps[k] applies k + delay readings back; oldest first for the window layout.
-    return np.concatenate([taps[::-1], np.zeros(delay)])
+def _lag_taps(tau: float, delay: int) -> int:
+    """Readings a time-based lag of ``tau`` intervals plus ``delay`` reads back: six
+    time constants, doubled so that skipped samples never shorten it."""
+    return 2 * (int(np.ceil(6 * tau)) + 1 + delay)
 
 
 def sort_readings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -573,6 +622,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.device_steps_ = _device_steps(frame["device_id"].to_numpy(), device_codes, ts, self.step_ms_)
         # a gap in time (e.g. rows left out of training) restarts the lag like a new device
         pos = self._segment_positions(frame, device_codes)
+        steps_at = self._row_steps(frame, device_codes)
         # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
         sample = (
             slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right")))
@@ -582,15 +632,17 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         best: tuple[float, float, int] | None = None
         for delay in _LAG_DELAYS:
             for tau in _LAG_TAUS:
-                expected = _lagged_level(codes[sample], levels, pos[sample], _lag_weights(tau, delay))
+                expected = _lagged_level(
+                    codes[sample], levels, pos[sample], ts[sample], steps_at[sample], tau, delay, _lag_taps(tau, delay)
+                )
                 rel = (values[sample] - expected) / np.maximum(np.abs(levels[-1]), 1.0)
                 loss = float(np.nansum(rel**2))
                 if best is None or loss < best[0] - 1e-12:
                     best = (loss, tau, delay)
         assert best is not None
         self.lag_tau_, self.lag_delay_ = best[1], best[2]
-        self._weights = _lag_weights(self.lag_tau_, self.lag_delay_)
-        expected = _lagged_level(codes, levels, pos, self._weights)
+        self.lag_taps_ = _lag_taps(self.lag_tau_, self.lag_delay_)
+        expected = _lagged_level(codes, levels, pos, ts, steps_at, self.lag_tau_, self.lag_delay_, self.lag_taps_)
         self.device_profiles_ = self._fit_profiles(frame, values, expected, device_codes)
         floor = np.maximum(np.abs(overall) * 1e-6, _MIN_SPREAD)
         # spreads (robust, so a regular sample of the rows estimates them as well as all
@@ -602,8 +654,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self.spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
         self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
         # u at a row needs len(weights) readings; the long window needs L + 1 values of u
-        self.history_ = self.levels_history + len(self._weights)
+        self.history_ = self.levels_history + self.lag_taps_
         return self
+
+    @property
+    def recent_window(self) -> int:
+        """Readings in the ``{signal}__recent`` mean: the newest half of ``window``."""
+        return max(1, self.window // 2)
 
     @property
     def levels_history(self) -> int:
@@ -718,14 +775,22 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None
     ) -> np.ndarray:
         """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
-        weights = self._weights  # set by fit; never written here (transform runs on threads)
         sub = frame if at is None else frame.iloc[at]
         values = sub[list(self.signals)].to_numpy(dtype=float)
-        expected = _lagged_level(codes, self.levels_, pos, weights, at) * self._profile_factor(sub)
-        spread = _lagged_level(codes, self.spreads_, pos, weights, at)
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        steps = self._row_steps(frame, pd.factorize(frame["device_id"])[0])
+
+        # models saved before the lag was measured in time have no lag_taps_
+        taps = getattr(self, "lag_taps_", None) or _lag_taps(self.lag_tau_, self.lag_delay_)
+
+        def lagged(table: np.ndarray) -> np.ndarray:
+            return _lagged_level(codes, table, pos, ts, steps, self.lag_tau_, self.lag_delay_, taps, at)
+
+        expected = lagged(self.levels_) * self._profile_factor(sub)
+        spread = lagged(self.spreads_)
         unknown = ~sub["device_id"].isin(list(self.device_profiles_)).to_numpy()
         if unknown.any():
-            spread[unknown] = _lagged_level(codes, self.fallback_spreads_, pos, weights, at)[unknown]
+            spread[unknown] = lagged(self.fallback_spreads_)[unknown]
         return (values - expected) / spread
 
     def _features(
@@ -735,6 +800,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         n = len(frame)
         signals = list(self.signals)
         w, L, F = self.window, self.long_window, self.fft_window
+        h = self.recent_window
         pos = self._segment_positions(frame, device_codes)
         codes = self._state_codes(frame)
         # column-major: every per-signal step below reads one signal's column whole
@@ -752,6 +818,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         rows_w = np.minimum(pos_at + 1, w).astype(float)[:, None]
         if rows is None:
             cnt = _rolling_count(valid, pos, w)
+            cnt_h = _rolling_count(valid, pos, h)
             with np.errstate(invalid="ignore", divide="ignore"):
                 cnt_l = _rolling_count(valid, pos, L + 1) - valid
                 s1_l = _rolling_sum(u0, pos, L + 1) - u0
@@ -766,6 +833,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             win_v, _ = _gather(valid, pos, at, span, 0.0)
             base_u = win_u[:, span - L - 1 : -1]
             cnt = win_v[:, -w:].sum(axis=1)
+            cnt_h = win_v[:, -h:].sum(axis=1)
             cnt_l = win_v[:, span - L - 1 : -1].sum(axis=1)
             s1_l = base_u.sum(axis=1)
             s2_l = np.einsum("ijk,ijk->ik", base_u, base_u)
@@ -792,16 +860,20 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
                 if rows is None:
                     view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
                     s1 = view.sum(axis=1)
+                    s1_h = view[:, w - h :].sum(axis=1)
                     s2 = np.einsum("ij,ij->i", view, view)
                     if len(partial):
                         sub = np.where(outside, 0.0, view[partial])
                         s1[partial] = sub.sum(axis=1)
+                        s1_h[partial] = sub[:, w - h :].sum(axis=1)
                         s2[partial] = np.einsum("ij,ij->i", sub, sub)
                 else:
                     sub = _gather(u0[:, j], pos, at, w, 0.0)[0]
                     s1 = sub.sum(axis=1)
+                    s1_h = sub[:, w - h :].sum(axis=1)
                     s2 = np.einsum("ij,ij->i", sub, sub)
                 mean = s1 / cnt[:, j]
+                recent = s1_h / cnt_h[:, j]
                 std = np.sqrt(np.maximum(s2 / cnt[:, j] - mean * mean, 0.0))
             if rows is None:
                 energy, dominant = _fft_features(col, pos, F)
@@ -814,6 +886,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             col = col[at] if rows is not None else col
             out[:, column[f"{s}__level"]] = col
             out[:, column[f"{s}__mean"]] = mean
+            out[:, column[f"{s}__recent"]] = recent
             out[:, column[f"{s}__std"]] = std
             out[:, column[f"{s}__min"]] = low
             out[:, column[f"{s}__max"]] = high

@@ -83,11 +83,11 @@ def _name(cls: type) -> str:
 
 def registry() -> dict[str, type]:
     """Classes a model file may rebuild, by their dotted name."""
-    from itap_engine.detection.detectors import DETECTORS
+    from itap_engine.detection.detectors import DETECTORS, LEGACY_NAMES
     from itap_engine.detection.features import FeatureBuilder
 
-    classes = {FeatureBuilder, *(_resolve(d) for d in DETECTORS.values()), *_EXTRA}  # type: ignore[arg-type]
-    return {_name(cls): cls for cls in classes}
+    classes = {FeatureBuilder, *(_resolve(d) for d in DETECTORS.values()), *_EXTRA}
+    return {**LEGACY_NAMES, **{_name(cls): cls for cls in classes}}
 
 
 def _resolve(entry: type | str) -> type:

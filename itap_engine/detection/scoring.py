@@ -165,6 +165,31 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
     return sorted(chosen)
 
 
+@dataclass
+class _Fitted:
+    """What :func:`_fit` learned from a training window."""
+
+    builder: FeatureBuilder
+    detector: Any
+    detector_name: str
+    names: list[str]
+    train_rows: int
+    val_scores: np.ndarray
+    val_devices: np.ndarray
+    split: int
+    t0: int
+    t1: int
+
+
+@dataclass
+class _Thresholds:
+    """What :func:`_calibrate` chose from the known-good scores."""
+
+    choice: ThresholdChoice
+    device_thresholds: dict[str, float]
+    calibration: dict[str, Any]
+
+
 def train_model(
     store,
     settings: Settings,
@@ -186,16 +211,41 @@ def train_model(
     Normal means: no fault label in the trailing window (simulated data); imported
     data without labels is taken as normal, so the operator names a known-good
     window with ``train_until_ms``. The latest quarter of the window (by time) is the
-    validation window on which the threshold is swept. Saves a new model version and
-    makes it the active one.
+    validation window on which the threshold is calibrated. Saves a new model version
+    and makes it the active one. The steps: :func:`_fit`, :func:`_calibrate`,
+    :func:`_persist` (the model file), :func:`_record` (the model version row).
 
     Raises:
         TrainingError: the window holds too few normal readings.
     """
-    spec = settings.profile(profile)
     if device_windows is None:  # a retrain keeps the windows operators gave devices
         device_windows = _active_device_windows(store, profile)
     frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
+    fitted = _fit(settings, profile, frame, exclude_labelled)
+    thresholds = _calibrate(settings, fitted)
+    fitted.detector.set_threshold(thresholds.choice.threshold)
+    families = settings.profile(profile).families()
+    path, digest = _persist(settings, profile, fitted, thresholds, families, device_windows)
+    version_id = _record(store, profile, fitted, thresholds, path, digest, device_windows)
+    return TrainedModel(
+        version_id=version_id,
+        profile=profile,
+        detector=fitted.detector,
+        threshold=float(thresholds.choice.threshold),
+        feature_names=fitted.names,
+        train_start=fitted.t0,
+        train_end=fitted.t1,
+        features=fitted.builder,
+        families=families,
+        detector_name=fitted.detector_name,
+        device_thresholds=thresholds.device_thresholds,
+        device_windows=dict(device_windows or {}),
+    )
+
+
+def _fit(settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool) -> _Fitted:
+    """Fit the feature builder and the detector; score the validation window."""
+    spec = settings.profile(profile)
     builder = feature_builder_for(settings, spec)
     minimum = min_training_readings(builder)
     if len(frame) < minimum:
@@ -232,19 +282,33 @@ def train_model(
     rng = np.random.default_rng(0)
     if len(train_idx) > MAX_FIT_ROWS:
         train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
-    name = settings.detection.detector
     detector = make_detector(
-        name,
+        settings.detection.detector,
         n_estimators=settings.detection.n_estimators,
         feature_names=names,
         window=builder.window,
         members=settings.detection.ensemble,
     )
     detector.fit(X[train_idx])
-    val_scores = -detector.score_samples(X[val_idx])
-    val_devices = feats["device_id"].to_numpy()[val_idx]
-    device_codes = pd.factorize(val_devices)[0]
-    device_days = len(val_idx) * builder.step_ms_ / 86_400_000
+    return _Fitted(
+        builder=builder,
+        detector=detector,
+        detector_name=settings.detection.detector,
+        names=names,
+        train_rows=int(len(train_idx)),
+        val_scores=-detector.score_samples(X[val_idx]),
+        val_devices=feats["device_id"].to_numpy()[val_idx],
+        split=split,
+        t0=t0,
+        t1=t1,
+    )
+
+
+def _calibrate(settings: Settings, fitted: _Fitted) -> _Thresholds:
+    """The pooled threshold and each device's own, from the validation scores."""
+    builder, val_scores = fitted.builder, fitted.val_scores
+    device_codes = pd.factorize(fitted.val_devices)[0]
+    device_days = len(val_scores) * builder.step_ms_ / 86_400_000
     choice = sweep_threshold(
         val_scores,
         device_codes,
@@ -265,7 +329,7 @@ def train_model(
         )
         choice = ThresholdChoice(pooled.threshold, 100.0, rate, choice.sweep)
         calibration["pooled"] = {"threshold": pooled.threshold, "q": pooled.q, **pooled.detail}
-        for code, device in enumerate(pd.unique(val_devices)):
+        for code, device in enumerate(pd.unique(fitted.val_devices)):
             mine = val_scores[device_codes == code]
             if len(mine) < MIN_DEVICE_CALIBRATION:
                 continue
@@ -273,36 +337,60 @@ def train_model(
             cal = calibrate(mine, exceedance_probability(rate, step), settings.detection.threshold_method)
             if np.isfinite(cal.threshold):
                 device_thresholds[str(device)] = float(cal.threshold)
-    detector.set_threshold(choice.threshold)
-    families = spec.families()
+    return _Thresholds(choice=choice, device_thresholds=device_thresholds, calibration=calibration)
+
+
+def _persist(
+    settings: Settings,
+    profile: str,
+    fitted: _Fitted,
+    thresholds: _Thresholds,
+    families: dict[str, str],
+    device_windows: dict[str, tuple[int | None, int | None]] | None,
+) -> tuple[Path, str]:
+    """Write the model file (safe format); returns its path and sha256."""
+    name = fitted.detector_name
     bundle = {
         "format": MODEL_FORMAT,
         "profile": profile,
         "detector_name": name,
-        "features": builder,
-        "detector": detector,
-        "threshold": choice.threshold,
-        "feature_names": names,
+        "features": fitted.builder,
+        "detector": fitted.detector,
+        "threshold": thresholds.choice.threshold,
+        "feature_names": fitted.names,
         "families": families,
-        "device_thresholds": device_thresholds,
+        "device_thresholds": thresholds.device_thresholds,
         "device_windows": {d: list(w) for d, w in (device_windows or {}).items()},
     }
     models_dir = settings.resolve(settings.paths.artifacts_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = models_dir / f"{profile}-{name}-{stamp}-{uuid.uuid4().hex[:8]}{model_files.SUFFIX}"
-    digest = model_files.write_model_file(path, bundle)
+    return path, model_files.write_model_file(path, bundle)
+
+
+def _record(
+    store,
+    profile: str,
+    fitted: _Fitted,
+    thresholds: _Thresholds,
+    path: Path,
+    digest: str,
+    device_windows: dict[str, tuple[int | None, int | None]] | None,
+) -> int:
+    """Insert the model version row, active (the profile's others inactive); its id."""
+    choice = thresholds.choice
     metrics = {
         "threshold_percentile": choice.percentile,
         "validation_alerts_per_device_day": round(choice.alerts_per_device_day, 4),
         "sweep": [list(map(float, rung)) for rung in choice.sweep],
-        "train_rows": int(len(train_idx)),
-        "validation_rows": int(len(val_idx)),
-        "validation_start": split,
-        "lag_tau": float(builder.lag_tau_),
-        "lag_delay": int(builder.lag_delay_),
-        "calibration": calibration,
-        "device_thresholds": device_thresholds,
+        "train_rows": fitted.train_rows,
+        "validation_rows": int(len(fitted.val_scores)),
+        "validation_start": fitted.split,
+        "lag_tau": float(fitted.builder.lag_tau_),
+        "lag_delay": int(fitted.builder.lag_delay_),
+        "calibration": thresholds.calibration,
+        "device_thresholds": thresholds.device_thresholds,
         "device_windows": {d: list(w) for d, w in (device_windows or {}).items()},
     }
     with store.session() as session:
@@ -311,12 +399,12 @@ def train_model(
         )
         version = ModelVersion(
             profile=profile,
-            detector=name,
+            detector=fitted.detector_name,
             path=str(path),
             sha256=digest,
-            train_start=t0,
-            train_end=t1,
-            features=json.dumps(names),
+            train_start=fitted.t0,
+            train_end=fitted.t1,
+            features=json.dumps(fitted.names),
             threshold=float(choice.threshold),
             metrics=json.dumps(metrics),
             active=True,
@@ -325,20 +413,7 @@ def train_model(
         session.commit()
         session.refresh(version)
     assert version.id is not None
-    return TrainedModel(
-        version_id=version.id,
-        profile=profile,
-        detector=detector,
-        threshold=float(choice.threshold),
-        feature_names=names,
-        train_start=t0,
-        train_end=t1,
-        features=builder,
-        families=families,
-        detector_name=name,
-        device_thresholds=device_thresholds,
-        device_windows=dict(device_windows or {}),
-    )
+    return version.id
 
 
 MIN_DEVICE_CALIBRATION = 50

@@ -119,11 +119,12 @@ def evaluate_labelled(
         A JSON-ready dict: ``points``, ``per_fault``, ``events``, ``false_alerts``,
         ``top_family``, ``support``.
     """
-    pred = scored["score"].to_numpy(dtype=float) > threshold
+    score, cut = decision_scores(scored, threshold)
+    pred = score > cut
     points = point_metrics(labels, scored, threshold)
     events, cut_off = judged_events(labels)
     alerts = alerts.sort_values("opened_ts") if len(alerts) else alerts
-    events = match_alerts(events, alerts)
+    events = match_alerts(events, alerts, flagged_by_device(labels, pred))
     event_table = event_metrics(events, cut_off, step_ms, abrupt)
     fault = labels["fault"].to_numpy(dtype=object)
     per_fault: dict[str, dict[str, Any]] = {}
@@ -143,11 +144,27 @@ def evaluate_labelled(
     }
 
 
-def point_metrics(labels: pd.DataFrame, scored: pd.DataFrame, threshold: float) -> dict[str, Any]:
-    """Point-wise precision, recall, F1 and ROC-AUC of ``score > threshold`` against the labels."""
-    y = labels["fault"].notna().to_numpy()
+def decision_scores(scored: pd.DataFrame, threshold: float) -> tuple[np.ndarray, float]:
+    """``(score, cut)`` such that ``score > cut`` is the product's decision.
+
+    With per-device thresholds (the scorer's ``threshold`` column) that is score / the
+    device's own threshold against 1, as the alerts decide; otherwise the model's one
+    threshold.
+    """
     score = scored["score"].to_numpy(dtype=float)
-    pred = score > threshold
+    if "threshold" not in scored.columns:
+        return score, float(threshold)
+    own = pd.to_numeric(scored["threshold"], errors="coerce").to_numpy(dtype=float)
+    own = np.where(np.isfinite(own) & (own > 0), own, threshold)
+    return score / own, 1.0
+
+
+def point_metrics(labels: pd.DataFrame, scored: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Point-wise precision, recall, F1 and ROC-AUC of the product's decision (see
+    :func:`decision_scores`) against the labels."""
+    y = labels["fault"].notna().to_numpy()
+    score, cut = decision_scores(scored, threshold)
+    pred = score > cut
     tp, fp, fn = int((pred & y).sum()), int((pred & ~y).sum()), int((~pred & y).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
@@ -161,6 +178,9 @@ def point_metrics(labels: pd.DataFrame, scored: pd.DataFrame, threshold: float) 
         "f1": f1,
         "roc_auc": auc,
         "threshold": float(threshold),
+        "threshold_note": "per-device thresholds: points and ROC-AUC use score / the device's threshold"
+        if "threshold" in scored.columns
+        else "one threshold",
     }
 
 
@@ -175,8 +195,16 @@ def judged_events(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return events[~truncated].reset_index(drop=True), events[truncated]
 
 
-def match_alerts(events: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
-    """Each event with ``caught``, ``ttd_ms`` and ``family`` of the first alert opened inside it."""
+def match_alerts(
+    events: pd.DataFrame, alerts: pd.DataFrame, flagged: Mapping[str, np.ndarray] | None = None
+) -> pd.DataFrame:
+    """Each event with ``caught``, ``ttd_ms`` and ``family`` of the first alert opened inside it.
+
+    One incident per device: a fault that starts while the device's incident is already
+    open (another fault before it) is caught by that incident when the detector flags
+    one of its readings (``flagged``: timestamps over the threshold per device) before
+    the incident closes; the time to detect is then that reading's.
+    """
     by_device = {d: g for d, g in alerts.groupby("device_id")} if len(alerts) else {}
     caught = np.zeros(len(events), dtype=bool)
     ttd_ms = np.full(len(events), np.nan)
@@ -191,7 +219,43 @@ def match_alerts(events: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
             caught[i] = True
             ttd_ms[i] = opened[inside[0]] - ev.start_ts
             first_family[i] = str(group["family"].iloc[inside[0]])
+            continue
+        seen = _first_flag_in_open_alert(group, (flagged or {}).get(ev.device_id), ev.start_ts, ev.end_ts)
+        if seen is not None:
+            at, k = seen
+            caught[i] = True
+            ttd_ms[i] = at - ev.start_ts
+            first_family[i] = str(group["family"].iloc[k])
     return events.assign(caught=caught, ttd_ms=ttd_ms, family=first_family)
+
+
+def flagged_by_device(labels: pd.DataFrame, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """The timestamps of the readings over the threshold, per device."""
+    hits = labels.loc[pred, ["device_id", "ts"]]
+    return {str(d): g["ts"].to_numpy(dtype=np.int64) for d, g in hits.groupby("device_id")}
+
+
+def _first_flag_in_open_alert(
+    alerts: pd.DataFrame, flagged: np.ndarray | None, start_ts: int, end_ts: int
+) -> tuple[int, int] | None:
+    """``(ts, alert row)`` of the first flagged reading in ``start_ts .. end_ts`` that an
+    alert opened before ``start_ts`` still covered (not closed yet), or None.
+
+    Without a ``closed_ts`` column the alerts' extents are unknown: None.
+    """
+    if flagged is None or "closed_ts" not in alerts.columns:
+        return None
+    hits = flagged[(flagged >= start_ts) & (flagged <= end_ts)]
+    if len(hits) == 0:
+        return None
+    opened = alerts["opened_ts"].to_numpy(dtype=np.int64)
+    closed = pd.to_numeric(alerts["closed_ts"], errors="coerce").to_numpy(dtype=float)
+    closed = np.where(np.isnan(closed), np.inf, closed)
+    for k in np.flatnonzero(opened < start_ts):
+        covered = hits[hits <= closed[k]]
+        if len(covered):
+            return int(covered[0]), int(k)
+    return None
 
 
 def event_metrics(

@@ -41,7 +41,7 @@ ITAP's own detection is not here: ``itap evaluate --skab`` runs the engine's
 path (:mod:`itap_engine.evaluation.skab_engine`) with the configured feature builder,
 detector registry (:mod:`itap_engine.detection.detectors`), threshold calibration and alert
 rules. The level-shift chart that used to live here as ``TrailingShiftDetector``
-is now the registry's ``shift`` detector (:mod:`itap_engine.detection.charts`).
+is now the registry's ``shift`` detector (:mod:`itap_engine.detection.detectors.shift`).
 """
 
 from __future__ import annotations

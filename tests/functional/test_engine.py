@@ -511,3 +511,58 @@ async def test_snapshot_at_a_past_time_shows_what_was_stored_then(workdir: Path)
         assert (await facade.snapshot_at(now.stats.sim_time)).open_incidents().open == now.open_incidents().open
     finally:
         await facade.stop()
+
+
+@pytest.fixture(scope="module")
+def shift_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small site with the default detector (shift) instead of robust_z."""
+    folder = tmp_path_factory.mktemp("engine-shift")
+    config = small_config(folder, detection={"detector": "shift"})
+    core = EngineCore(load_settings(config))
+    core.bootstrap()
+    core.close()
+    return folder
+
+
+async def test_an_incident_stops_being_held_open_by_a_fault_that_has_ended(
+    shift_template: Path, tmp_path: Path
+) -> None:
+    """Issue 12: after a fault ends, the trailing mean still held it for the whole short
+    window (11 readings), so the incident's last anomalous reading came 110 s after the
+    fault's last reading and it closed the quiet period later (230 s). The score now
+    follows the newest half of the window too, so it falls before the window has
+    passed. (The issue's target, closing within 3 minutes, is met at the median of the
+    simulated scenario, not always: benchmarks/RESULTS.md.)"""
+    workdir = tmp_path / "site"
+    shutil.copytree(shift_template, workdir)
+    settings = load_settings(workdir / "config.toml")
+    engine = Engine(settings, schedule=False)
+    await engine.start()
+    try:
+        await engine.inject_fault(["pump-002"], "power_spike", 1.5, 120)
+        incidents: list[models.Alert] = []
+        for _ in range(30):
+            await engine.tick_now()
+            store = Store(settings)
+            try:
+                with store.session() as session:
+                    incidents = list(session.exec(select(models.Alert).where(models.Alert.device_id == "pump-002")))
+            finally:
+                store.close()
+            if incidents and all(a.status == "closed" for a in incidents):
+                break
+        assert incidents, engine.last_error
+        assert len(incidents) == 1 and incidents[0].status == "closed"
+        store = Store(settings)
+        try:
+            truth = store.read_readings("industrial", device_ids=["pump-002"], columns=["device_id", "ts", "fault"])
+        finally:
+            store.close()
+        faulty = truth.loc[truth["fault"].notna(), "ts"]
+        assert len(faulty) and incidents[0].opened_ts <= int(faulty.max())
+        step = int(settings.simulation.freq_s * 1000)
+        window = settings.features.window
+        assert incidents[0].last_ts - int(faulty.max()) < (window - 1) * step
+        assert incidents[0].closed_ts - incidents[0].last_ts == settings.alerts.quiet_seconds * 1000
+    finally:
+        await engine.stop()

@@ -7,8 +7,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from itap_engine.detection.charts import EnsembleDetector, PcaDetector, ShiftDetector
-from itap_engine.detection.detectors import make_detector
+from itap_engine.detection.detectors import EnsembleDetector, PcaDetector, ShiftDetector, make_detector
 from itap_engine.detection.threshold import calibrate, conformal_threshold, exceedance_probability, pot_threshold
 
 NAMES = [f"s{j}__{k}" for j in range(3) for k in ("level", "mean", "trend")]

@@ -227,3 +227,41 @@ def test_simulated_evaluation_never_touches_the_operators_database(tmp_path, mon
         assert store.count_readings("industrial") == readings
     finally:
         store.close()
+
+
+def test_a_fault_inside_an_open_incident_is_caught_when_its_readings_are_flagged() -> None:
+    """One incident per device: a fault that follows another while the incident is still
+    open is caught by it, if the detector flags the fault's readings before it closes."""
+    ts = np.arange(12, dtype=np.int64) * 10_000
+    faults = [None, "bearing_wear", "bearing_wear", "bearing_wear", "overheat_drift", "overheat_drift"] + [None] * 6
+    labels = pd.DataFrame({"device_id": ["A"] * 12 + ["B"] * 12, "ts": np.r_[ts, ts], "fault": faults + faults})
+    # A: flagged through both faults; B: flagged during the first one only
+    a_scores = [0.1, 0.9, 0.9, 0.9, 0.9, 0.9] + [0.1] * 6
+    b_scores = [0.1, 0.9, 0.9, 0.9, 0.1, 0.1] + [0.1] * 6
+    scores = pd.DataFrame({"score": a_scores + b_scores})
+    alerts = pd.DataFrame(
+        {
+            "device_id": ["A", "B"],
+            "opened_ts": [20_000, 20_000],
+            "closed_ts": [90_000, 90_000],
+            "family": ["mechanical", "mechanical"],
+        }
+    )
+    m = evaluate_labelled(labels, scores, alerts, threshold=0.5, step_ms=10_000)
+    assert (m["events"]["overheat_drift"]["events"], m["events"]["overheat_drift"]["caught"]) == (2, 1)
+    assert m["events"]["overheat_drift"]["ttd_readings_median"] == 0.0
+    # an incident that closed before the fault began does not catch it
+    closed_early = alerts.assign(closed_ts=[30_000, 30_000])
+    m = evaluate_labelled(labels, scores, closed_early, threshold=0.5, step_ms=10_000)
+    assert m["events"]["overheat_drift"]["caught"] == 0
+
+
+def test_points_use_each_devices_own_threshold() -> None:
+    """With per-device thresholds (the scorer's threshold column) a reading is flagged
+    against its device's threshold, as the alerts are, not against the model's."""
+    labels, scores, alerts = hand_made()
+    # B's 0.6 is above the model's 0.5 but below B's own 0.7: not a false positive
+    own = scores.assign(threshold=[0.5] * 10 + [0.7] * 10)
+    m = evaluate_labelled(labels, own, alerts, threshold=0.5, step_ms=10_000)
+    assert m["points"]["precision"] == pytest.approx(1.0)
+    assert m["points"]["threshold"] == 0.5

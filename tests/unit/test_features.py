@@ -7,6 +7,9 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from itap_engine.config import Settings
 from itap_engine.detection.features import EVENT_FEATURES, SIGNAL_KINDS, FeatureBuilder, feature_builder_for
@@ -116,3 +119,20 @@ def test_unknown_state_and_unsorted_input(builder: FeatureBuilder, frame: pd.Dat
     feats = builder.transform(odd)
     assert len(feats) == len(frame)
     assert (np.diff(feats["ts"].to_numpy()[feats["device_id"].to_numpy() == "pump-001"]) > 0).all()
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.floats(-5, 5, allow_nan=False), min_size=1, max_size=300),
+    starts=st.lists(st.booleans(), min_size=300, max_size=300),
+    window=st.integers(1, 130),
+)
+def test_the_cusum_trailing_min_equals_the_windowed_min(steps, starts, window) -> None:
+    """The CUSUM's trailing min (scipy's filter plus a running min at each run's start)
+    equals the reference per-window min exactly, runs and short runs included."""
+    from itap_engine.detection.features import _positions, _rolling_extreme, _trailing_min
+
+    values = np.cumsum(np.asarray(steps))
+    runs = np.cumsum(np.r_[True, np.asarray(starts[1 : len(values)])])
+    pos = _positions(runs)
+    assert np.array_equal(_trailing_min(values, pos, window), _rolling_extreme(values, pos, window, largest=False))

@@ -208,3 +208,15 @@ def test_isolation_forest_round_trips_through_skops() -> None:
     detector = IsolationForestDetector(n_estimators=20).fit(X)
     back = model_files.decode_model(model_files.encode_model({"d": detector}))["d"]
     np.testing.assert_array_equal(back.score_samples(X), detector.score_samples(X))
+
+
+def test_model_files_written_before_the_detectors_package_still_name_loadable_classes() -> None:
+    """Model files name classes by dotted path; the detectors moved from detectors.py and
+    charts.py into one module each, and the old names still resolve."""
+    from itap_engine.detection.detectors import DETECTORS, ShiftDetector
+    from itap_engine.detection.model_files import registry
+
+    known = registry()
+    assert known["itap_engine.detection.charts.ShiftDetector"] is ShiftDetector
+    assert known["itap_engine.detection.detectors.RobustZDetector"] is DETECTORS["robust_z"]
+    assert known["itap_engine.detection.detectors.shift.ShiftDetector"] is ShiftDetector

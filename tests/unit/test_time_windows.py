@@ -18,13 +18,19 @@ from itap_engine.detection.features import feature_builder_for
 
 SKAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab"
 
-TOLERANCE = 0.25
+TOLERANCE = 0.5
 """Stated tolerance: on readings present in both series, jitter of up to +-30 % of the
-step plus 1 % skipped samples moves a normal reading's anomaly score by at most a
-quarter of the model's threshold (the median by a fortieth), except just after a
-change of operating state: the learned transition lag counts readings, so a sample
-skipped right at a change shifts the expected level for the lag's length (measured:
-up to ~2x the threshold on those readings; benchmarks/RESULTS.md)."""
+step plus 1 % skipped samples moves a normal reading's anomaly score by at most half
+the model's threshold (the median by a twentieth of that), transitions between
+operating states included: the learned transition lag is measured in sampling
+intervals of time, not in readings."""
+
+AMBIGUOUS = 1.5
+"""The one exception: when the reading right before a change of state, or the change's
+own reading, is skipped, the change is known only to within two intervals (the lag
+places it halfway); the readings of that transition may then move by up to this many
+thresholds (measured: 1.23 and 1.31 on the fixture's change; the lag counted in
+readings moved them by up to 2.9)."""
 
 
 @pytest.fixture(scope="module")
@@ -62,17 +68,37 @@ def test_jitter_and_skipped_samples_barely_move_scores(fitted, seed: int, jitter
     moved = _scores(builder, detector, names, shaken)
     # compare the same readings (by their position in the regular series), after warm-up
     same = regular.iloc[np.flatnonzero(keep)]
-    # readings whose lag or short window reaches back to a change of state
+    # transitions whose change was inside a skipped interval
     state = test["state"].to_numpy()
-    changed = np.r_[False, state[1:] != state[:-1]].astype(float)
-    reach = len(builder._weights) + builder.window + 1
-    near_change = (np.convolve(changed, np.ones(reach))[: len(changed)] > 0)[keep]
+    changed = np.flatnonzero(np.r_[False, state[1:] != state[:-1]])
+    ambiguous = np.zeros(len(test), dtype=bool)
+    for at in changed:
+        if not (keep[at - 1] and keep[at]):
+            ambiguous[at : at + builder.lag_taps_ + builder.window] = True
     start = builder.long_window + 1
-    diff = np.abs(moved.to_numpy() - same.to_numpy()) / threshold
-    steady = diff[start:][~near_change[start:]]
-    assert len(steady) > len(diff) / 2
-    assert steady.max() <= TOLERANCE
-    assert np.median(diff[start:]) <= TOLERANCE / 10
+    diff = (np.abs(moved.to_numpy() - same.to_numpy()) / threshold)[start:]
+    amb = ambiguous[keep][start:]
+    assert diff[~amb].max() <= TOLERANCE
+    assert diff.max() <= AMBIGUOUS
+    assert np.median(diff) <= TOLERANCE / 20
+
+
+@pytest.mark.parametrize("offset", [-1, 0, 1, 2, 3, 5])
+def test_a_sample_skipped_at_a_change_of_state(fitted, offset: int) -> None:
+    """The lag is counted in time: a sample skipped at or after a change of state moves
+    no score by more than the stated tolerance (counted in readings, skipping the
+    change's reading moved the transition's scores by 2.9 thresholds, the next by 2)."""
+    builder, detector, names, test, threshold = fitted
+    state = test["state"].to_numpy()
+    changes = np.flatnonzero(np.r_[False, state[1:] != state[:-1]])
+    changes = changes[changes > builder.long_window + 2]
+    assert len(changes), "the fixture's test hours hold a change of state"
+    keep = np.ones(len(test), dtype=bool)
+    keep[changes[0] + offset] = False
+    regular = _scores(builder, detector, names, test).to_numpy()[keep]
+    moved = _scores(builder, detector, names, test[keep]).to_numpy()
+    diff = np.abs(moved - regular)[builder.long_window + 1 :] / threshold
+    assert diff.max() <= (AMBIGUOUS if offset in (-1, 0) else TOLERANCE)
 
 
 @pytest.mark.skipif(not (SKAB / "valve1").is_dir(), reason="SKAB dev set not available")
