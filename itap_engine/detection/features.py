@@ -351,7 +351,7 @@ def _segment_cumsum(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
     starts = np.flatnonzero(pos == 0)
     ends = np.r_[starts[1:], len(values)]
     for lo, hi in zip(starts, ends):
-        np.cumsum(values[lo:hi], out=out[lo:hi])
+        np.cumsum(values[lo:hi], axis=0, out=out[lo:hi])  # 2-D: every column in one call per run
     return out
 
 
@@ -376,7 +376,7 @@ def _trailing_min(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarra
 
 
 def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int) -> np.ndarray:
-    """Two-sided Page CUSUM of ``u`` over the trailing ``window`` readings, at ``rows``.
+    """Two-sided Page CUSUM of each column of ``u`` over the trailing ``window`` readings, at ``rows``.
 
     ``S+ = max(0, max over suffixes of the window of sum(clip(u) - k))`` (and ``S-``
     with ``-u``); over a trailing window that is ``C_t - min(C_{t-window} .. C_{t-1})``
@@ -384,19 +384,21 @@ def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int
     of ``C`` cancels) and no state is carried between calls. Missing values add ``-k``.
     """
     clipped = np.clip(u0, -_CUSUM_CLIP, _CUSUM_CLIP)
-    best = None
-    for v in (clipped - _CUSUM_K, -clipped - _CUSUM_K):
-        c = _segment_cumsum(v, pos)
-        prev = c - v
+    # both sides of every signal in one array: the run-wise cumulative sums are one
+    # call per run, not one per run, signal and side (bit for bit the same sums)
+    v = np.asfortranarray(np.concatenate([clipped - _CUSUM_K, -clipped - _CUSUM_K], axis=1))
+    c = _segment_cumsum(v, pos)
+    prev = c - v
+    sides = []
+    for k in range(v.shape[1]):
         if rows is None:
-            low = _trailing_min(prev, pos, window)
-            side = np.maximum(c - low, 0.0)
+            low = _trailing_min(prev[:, k], pos, window)
+            sides.append(np.maximum(c[:, k] - low, 0.0))
         else:
-            low = _rolling_extreme_at(prev, pos, rows, window, largest=False)
-            side = np.maximum(c[rows] - low, 0.0)
-        best = side if best is None else np.maximum(best, side)
-    assert best is not None
-    return best
+            low = _rolling_extreme_at(prev[:, k], pos, rows, window, largest=False)
+            sides.append(np.maximum(c[rows, k] - low, 0.0))
+    n_signals = u0.shape[1]
+    return np.maximum(np.column_stack(sides[:n_signals]), np.column_stack(sides[n_signals:]))
 
 
 def _lagged_level(
@@ -851,6 +853,8 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         prev[has_prev] = u[at[has_prev] - 1]
         miss_frac = (rows_w - cnt) / rows_w
 
+        cusum = _cusum(u0, pos, rows, L)
+
         def per_signal(j: int) -> None:
             s = signals[j]
             col = u[:, j]
@@ -897,7 +901,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             out[:, column[f"{s}__trend"]] = trend[:, j]
             out[:, column[f"{s}__resid"]] = col - trend[:, j]
             out[:, column[f"{s}__missing"]] = miss_frac[:, j]
-            out[:, column[f"{s}__cusum"]] = _cusum(u0[:, j], pos, rows, L)
+            out[:, column[f"{s}__cusum"]] = cusum[:, j]
 
         for j in range(len(signals)):
             per_signal(j)

@@ -136,3 +136,32 @@ def test_the_cusum_trailing_min_equals_the_windowed_min(steps, starts, window) -
     runs = np.cumsum(np.r_[True, np.asarray(starts[1 : len(values)])])
     pos = _positions(runs)
     assert np.array_equal(_trailing_min(values, pos, window), _rolling_extreme(values, pos, window, largest=False))
+
+
+def test_the_cusum_of_all_signals_at_once_equals_one_signal_at_a_time() -> None:
+    """The CUSUM sums every signal and side in one run-wise cumsum; bit for bit the per-column sums."""
+    from itap_engine.detection import features as F
+
+    rng = np.random.default_rng(7)
+    n, signals = 900, 4
+    u0 = rng.normal(size=(n, signals)) * rng.choice([1.0, 8.0], size=(n, signals))
+    pos = np.concatenate([np.arange(300), np.arange(250), np.arange(350)])
+    rows = np.sort(rng.choice(n, size=120, replace=False))
+
+    def one(u: np.ndarray, at: np.ndarray | None) -> np.ndarray:
+        clipped = np.clip(u, -F._CUSUM_CLIP, F._CUSUM_CLIP)
+        best = None
+        for v in (clipped - F._CUSUM_K, -clipped - F._CUSUM_K):
+            c = F._segment_cumsum(v, pos)
+            prev = c - v
+            if at is None:
+                side = np.maximum(c - F._trailing_min(prev, pos, 60), 0.0)
+            else:
+                side = np.maximum(c[at] - F._rolling_extreme_at(prev, pos, at, 60, largest=False), 0.0)
+            best = side if best is None else np.maximum(best, side)
+        return best
+
+    for at in (None, rows):
+        together = F._cusum(u0, pos, at, 60)
+        for j in range(signals):
+            assert np.array_equal(together[:, j], one(u0[:, j], at))
