@@ -91,12 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from itap_engine.modes.pipe import quiet_broken_pipe
+
+    stdout = sys.stdout
+    quiet_broken_pipe()  # `itap --once | head -1` keeps the run's exit status (modes/pipe.py)
     try:
         return _main(argv)
     except BrokenPipeError:
         # `itap ... | head` closed the pipe: not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        sys.stdout.flush()  # what is still buffered, through the guard
+        sys.stdout = stdout
 
 
 def _main(argv: Sequence[str] | None) -> int:
