@@ -43,6 +43,9 @@ def _add_console(subparsers: argparse._SubParsersAction) -> None:
         help="open at a past moment (data time, UTC): --at=-2h, --at 05:00 or --at 2026-01-01T05:00; t or esc returns to live",
     )
     sub.set_defaults(handler=_run_console)
+    from itap_tui.console_commands import add_replay
+
+    add_replay(subparsers)
 
 
 NO_TERMINAL_HINT = (
@@ -118,7 +121,9 @@ def _main(argv: Sequence[str] | None) -> int:
             sys.exit(report_unknown(f"{message} (see itap --help)", json_output="--json" in words))
 
         parser.error = refuse  # type: ignore[method-assign]
-    args = parser.parse_args(argv)
+    from itap_tui.console_commands import join_time_values
+
+    args = parser.parse_args(join_time_values(words))
     once_only = [
         flag
         for flag, value in (
