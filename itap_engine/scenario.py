@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import re
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,16 @@ from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.safe_text import visible
 
-__all__ = ["PlannedFault", "Scenario", "ScenarioError", "load_scenario", "parse_scenario", "parse_seconds"]
+__all__ = [
+    "PlannedFault",
+    "Scenario",
+    "ScenarioError",
+    "check_scenario",
+    "load_scenario",
+    "parse_scenario",
+    "parse_seconds",
+    "read_scenario_file",
+]
 
 MAX_SCENARIO_S = 7 * 86400.0
 """The longest scenario, fault offset or duration: a week of simulated time."""
@@ -124,6 +134,15 @@ def load_scenario(path: str | Path, settings: Settings) -> Scenario:
         ScenarioError: the file is missing, not TOML, or an entry is wrong (one line).
     """
     path = Path(path)
+    return parse_scenario(read_scenario_file(path), settings, path)
+
+
+def read_scenario_file(path: Path) -> dict[str, Any]:
+    """The TOML table of a scenario file (tomllib only: nothing in it runs).
+
+    Raises:
+        ScenarioError: missing, too large, not UTF-8 or not TOML (one line).
+    """
     where = visible(str(path))
     try:
         raw = path.read_bytes()
@@ -132,16 +151,30 @@ def load_scenario(path: str | Path, settings: Settings) -> Scenario:
     if len(raw) > MAX_FILE_BYTES:
         raise ScenarioError(f"{where}: a scenario file is at most {MAX_FILE_BYTES} bytes")
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ScenarioError(f"{where}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{where}: not valid TOML: {error}") from None
-    return parse_scenario(data, settings, path)
 
 
 def parse_scenario(data: dict[str, Any], settings: Settings, path: Path) -> Scenario:
-    """Check a parsed scenario against the fleet and profiles of ``settings``."""
+    """Check a parsed scenario against the simulated fleet and the profiles of ``settings``."""
+    fleet = {device: group.profile for group in settings.simulation.fleet for device in group.device_ids()}
+    catalogues = {name: tuple(spec.faults) for name, spec in settings.profiles.items()}
+    quiet = settings.alerts.quiet_seconds or settings.alerts.quiet_readings * settings.simulation.freq_s
+    return check_scenario(data, path, fleet, catalogues, quiet)
+
+
+def check_scenario(
+    data: dict[str, Any],
+    path: Path,
+    fleet: Mapping[str, str],
+    catalogues: Mapping[str, Sequence[str]],
+    quiet_s: float = 0.0,
+) -> Scenario:
+    """Check a parsed scenario against a fleet (device -> profile) and each profile's
+    faults; ``quiet_s`` (the incidents' quiet period) pads the default ``run_for``."""
     where = visible(str(path))
 
     def fail(message: str) -> ScenarioError:
@@ -158,7 +191,6 @@ def parse_scenario(data: dict[str, Any], settings: Settings, path: Path) -> Scen
         raise fail("no faults: add at least one [[fault]] table")
     if len(entries) > MAX_FAULTS:
         raise fail(f"at most {MAX_FAULTS} faults")
-    fleet = {device: group.profile for group in settings.simulation.fleet for device in group.device_ids()}
     faults = []
     for index, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
@@ -178,7 +210,7 @@ def parse_scenario(data: dict[str, Any], settings: Settings, path: Path) -> Scen
             sample = ", ".join(known[:3]) + (", ..." if len(known) > 3 else "")
             raise fail(f"{label}: unknown device {visible(str(device))!r}: faults go to simulated devices ({sample})")
         profile = fleet[device]
-        catalogue = settings.profile(profile).faults
+        catalogue = list(catalogues.get(profile, ()))
         if not isinstance(fault, str) or fault not in catalogue:
             raise fail(
                 f"{label}: profile {profile} has no fault {visible(str(fault))!r} (known: {', '.join(catalogue)})"
@@ -204,8 +236,7 @@ def parse_scenario(data: dict[str, Any], settings: Settings, path: Path) -> Scen
             )
         faults.append(PlannedFault(index, device, profile, fault, start, duration, float(severity)))
     last_end = max(f.end_s for f in faults)
-    quiet = settings.alerts.quiet_seconds or settings.alerts.quiet_readings * settings.simulation.freq_s
-    run_for = last_end + quiet + 120.0
+    run_for = last_end + quiet_s + 120.0
     if "run_for" in data:
         given = parse_seconds(data["run_for"])
         if given is None or given > MAX_SCENARIO_S:

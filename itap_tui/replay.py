@@ -108,6 +108,9 @@ class ReplayApp(ItapApp):
     def ask_mute(self, device_id: str | None) -> None:
         self._read_only("muting")
 
+    def ask_scenario(self) -> None:
+        self._read_only("a scenario")
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         refused = {"Inject fault", "Acknowledge alert", "Retrain", "Load scenario"}
         for command in super().get_system_commands(screen):
