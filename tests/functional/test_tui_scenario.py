@@ -72,7 +72,7 @@ async def test_a_bad_scenario_is_one_error_naming_file_and_entry(tmp_path: Path)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await load_from_palette(pilot, path)
-        await wait_for(pilot, lambda: any("Scenario refused" == n.title for n in app._notifications))
+        await wait_for(pilot, lambda: any(n.title == "Scenario refused" for n in app._notifications))
         [message] = [str(n.message) for n in app._notifications if n.title == "Scenario refused"]
         assert message.startswith(f"{path}: fault 2 (ac-999): unknown device 'ac-999'")
         assert injected(facade) == []
