@@ -564,9 +564,10 @@ def emit(summary: dict[str, Any], *, json_output: bool) -> None:
 
 def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -> None:
     """The HTML page of this run (see :mod:`itap_engine.modes.render.report_html`)."""
-    from itap_engine.modes.render.report_html import render_report
+    from itap_engine.modes.render.report_html import render_report, report_data
 
     snapshot = None
+    extras: dict[str, Any] = {}
     if core is not None:
         stats = EngineStats(
             sim_time=core.sim_time,
@@ -578,4 +579,5 @@ def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -
             mode="once",
         )
         snapshot = core.snapshot(1, stats)
-    path.write_text(render_report(summary, snapshot), encoding="utf-8")  # its folder was checked, not created
+        extras = report_data(core.store, summary, core.sim_time)  # sparklines, recently closed
+    path.write_text(render_report(summary, snapshot, **extras), encoding="utf-8")  # its folder was checked, not created
