@@ -43,9 +43,10 @@ def _add_console(subparsers: argparse._SubParsersAction) -> None:
         help="open at a past moment (data time, UTC): --at=-2h, --at 05:00 or --at 2026-01-01T05:00; t or esc returns to live",
     )
     sub.set_defaults(handler=_run_console)
-    from itap_tui.console_commands import add_replay
+    from itap_tui.console_commands import add_replay, add_serve
 
     add_replay(subparsers)
+    add_serve(subparsers)
 
 
 NO_TERMINAL_HINT = (
@@ -56,6 +57,8 @@ NO_TERMINAL_HINT = (
 
 def has_terminal() -> bool:
     """Both ends of the console are a terminal (a pipe on either would hang a full-screen app)."""
+    if os.environ.get("TEXTUAL_DRIVER", "").endswith("web_driver:WebDriver"):
+        return True  # a browser tab of `itap serve` (textual-serve) is the terminal
     try:
         return sys.stdin.isatty() and sys.stdout.isatty()
     except (AttributeError, ValueError):  # closed or replaced streams

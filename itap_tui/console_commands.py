@@ -1,4 +1,4 @@
-"""Console subcommands beyond ``itap console``: ``itap replay`` (and ``itap serve``).
+"""Console subcommands beyond ``itap console``: ``itap replay`` and ``itap serve``.
 
 They live with the console because they start it; :mod:`itap_tui.cli` registers them
 next to ``console``. Their arguments are checked, and their errors are one line,
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from itap_engine.errors import ItapError
 from itap_engine.modes import cli as engine_cli
-from itap_engine.modes.cli_values import bounded_float
+from itap_engine.modes.cli_values import bounded_float, bounded_int
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -105,3 +105,68 @@ def run_replay_command(args: argparse.Namespace, settings: Settings) -> int:
 
     mouse = settings.console.mouse and not getattr(args, "no_mouse", False)
     return run_replay(settings, start, end, args.speed, mouse=mouse)
+
+
+def add_serve(subparsers: argparse._SubParsersAction) -> None:
+    sub = subparsers.add_parser(
+        "serve",
+        help="serve the console to a web browser (textual-serve; needs the [serve] extra)",
+        description=(
+            "Serve the same console to a web browser with textual-serve: every browser tab runs "
+            "its own console process. Listens on 127.0.0.1 unless --host says otherwise "
+            "(anyone who reaches the port gets the console: keep it local or behind a proxy "
+            "that authenticates). Needs: pip install 'itap[serve]'."
+        ),
+    )
+    engine_cli.add_global_options(sub, sub=True)
+    sub.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    sub.add_argument("--port", type=bounded_int(1, 65535), default=8000, help="port (default 8000)")
+    sub.add_argument(
+        "--attach",
+        action="store_true",
+        help="serve the attached console (a database 'itap engine' or cron writes; any number of tabs); "
+        "without it each tab runs the engine, and only one can hold the database's run lock",
+    )
+    sub.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL browsers use, when a proxy stands in front (default: from host and port)",
+    )
+    sub.set_defaults(handler=run_serve_command)
+
+
+def console_command(settings: Settings, attach: bool) -> str:
+    """The shell command each browser tab runs: this Python, this config."""
+    import shlex
+    import sys
+
+    words = [sys.executable, "-m", "itap_tui.cli", "console"]
+    if settings.source is not None:
+        words += ["--config", str(settings.source.resolve())]
+    if attach:
+        words.append("--attach")
+    return shlex.join(words)
+
+
+def run_serve_command(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        from textual_serve.server import Server
+    except ImportError:
+        raise ItapError(
+            "itap serve needs textual-serve: pip install 'itap[serve]' (or pip install textual-serve)"
+        ) from None
+    public_url = args.public_url
+    if public_url is None and ":" in args.host and not args.host.startswith("["):
+        public_url = f"http://[{args.host}]:{args.port}"  # an IPv6 address in a URL
+    server = Server(
+        console_command(settings, args.attach),
+        host=args.host,
+        port=args.port,
+        title="ITAP attached console" if args.attach else "ITAP console",
+        public_url=public_url,
+    )
+    try:
+        server.serve()
+    except OSError as error:  # the port is taken, the address is not ours
+        raise ItapError(f"cannot serve on {args.host}:{args.port}: {error.strerror or error}") from None
+    return 0
