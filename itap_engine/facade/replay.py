@@ -34,7 +34,7 @@ from itap_engine.snapshot.dto import (
     Snapshot,
     SnapshotPublisher,
 )
-from itap_engine.store.queries import device_detail, recent_events
+from itap_engine.store.queries import alerts_at, device_detail, recent_events
 from itap_engine.store.readonly import ReadOnlyStore, stored_span
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,8 @@ class ReplayFacade(SnapshotPublisher):
         newest = store.latest_device_ts([device_id]) or clock
         reach = min(MAX_DETAIL_S, window_s + max(0, newest - clock) / 1000)
         detail = device_detail(store, self.settings, device_id, reach)
-        return cut_detail(detail, clock - int(window_s * 1000), clock)
+        open_then = {a.alert_id for a in alerts_at(store, clock, closed_limit=0)[0]}
+        return cut_detail(detail, clock - int(window_s * 1000), clock, open_then)
 
     # ------------------------------------------------------------------ writes: refused
     def _refuse(self, what: str) -> ReadOnlyReplay:
@@ -256,9 +257,12 @@ class ReplayFacade(SnapshotPublisher):
         raise self._refuse("retrain")
 
 
-def cut_detail(detail: DeviceDetail, since_ms: int, until_ms: int) -> DeviceDetail:
+def cut_detail(
+    detail: DeviceDetail, since_ms: int, until_ms: int, open_then: set[int | None] | None = None
+) -> DeviceDetail:
     """``detail`` as it was at ``until_ms``: readings in (since, until], incidents
-    opened and faults started by then."""
+    opened and faults started by then; the incidents in ``open_then`` shown open."""
+    open_then = open_then or set()
     keep = [i for i, ts in enumerate(detail.ts) if since_ms < ts <= until_ms]
 
     def pick(values: tuple) -> tuple:  # type: ignore[type-arg]
@@ -270,6 +274,10 @@ def cut_detail(detail: DeviceDetail, since_ms: int, until_ms: int) -> DeviceDeta
         series={k: pick(v) for k, v in detail.series.items()},
         scores=pick(detail.scores),
         fault_labels=pick(detail.fault_labels),
-        alerts=tuple(a for a in detail.alerts if a.opened_ts is None or a.opened_ts <= until_ms),
+        alerts=tuple(
+            replace(a, status="open") if a.alert_id in open_then else a
+            for a in detail.alerts
+            if a.opened_ts is None or a.opened_ts <= until_ms
+        ),
         faults=tuple(f for f in detail.faults if f.start_ts is None or f.start_ts <= until_ms),
     )

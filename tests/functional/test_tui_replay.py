@@ -113,6 +113,11 @@ async def test_the_replay_shows_incidents_as_stored_and_stops_at_the_end(
         await wait_for(pilot, lambda: app.snapshot.stats.sim_time == opened + timedelta(minutes=5))
         [incident] = [a for a in app.snapshot.anomalies if a.alert_id is not None and a.device_id == "pump-002"]
         assert (incident.family, incident.status) == ("thermal", "open")
+        # the drill-down as of the replay clock: readings up to it, the incident open then
+        detail = await app.engine.call(app.facade.device_detail, "pump-002", 3600)
+        clock_ms = int((opened + timedelta(minutes=5) - datetime(1970, 1, 1)).total_seconds() * 1000)
+        assert detail.ts and detail.ts[-1] <= clock_ms and detail.ts[0] > clock_ms - 3600_000
+        assert [a.status for a in detail.alerts if a.alert_id == incident.alert_id] == ["open"]
         await pilot.press("full_stop")  # past the end: it stops there
         await wait_for(pilot, lambda: app.snapshot.stats.replay.ended)
         assert app.snapshot.stats.sim_time == opened + timedelta(minutes=10) and "REPLAY END" in header(app)
