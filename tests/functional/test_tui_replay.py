@@ -4,6 +4,7 @@ header, the end of the interval, snapshots, and the command line's errors."""
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from itap_engine.config import load_settings
 from itap_engine.engine.core import EngineCore
 from itap_engine.engine.drill import run_scenario
 from itap_engine.errors import ItapError
-from itap_engine.facade.replay import ReplayFacade, check_interval, read_span
+from itap_engine.facade.replay import ReplayFacade, check_interval, cut_detail, read_span
 from itap_engine.scenario import parse_scenario
+from itap_engine.snapshot import AnomalyRow, DeviceDetail
 from itap_engine.store.readonly import ReadOnlyStore
 from itap_tui import cli
 from itap_tui.replay import ReplayApp
@@ -118,12 +120,37 @@ async def test_the_replay_shows_incidents_as_stored_and_stops_at_the_end(
         clock_ms = int((opened + timedelta(minutes=5) - datetime(1970, 1, 1)).total_seconds() * 1000)
         assert detail.ts and detail.ts[-1] <= clock_ms and detail.ts[0] > clock_ms - 3600_000
         assert [a.status for a in detail.alerts if a.alert_id == incident.alert_id] == ["open"]
+
         await pilot.press("full_stop")  # past the end: it stops there
         await wait_for(pilot, lambda: app.snapshot.stats.replay.ended)
         assert app.snapshot.stats.sim_time == opened + timedelta(minutes=10) and "REPLAY END" in header(app)
         await pilot.press("space")  # play again: from the start
         await wait_for(pilot, lambda: app.snapshot.stats.sim_time == opened - timedelta(minutes=5))
         await pilot.press("q")
+
+
+def test_the_drill_down_is_cut_at_the_replay_clock() -> None:
+    row = AnomalyRow(
+        "d", "industrial", 5000, 3.0, "critical", "thermal", (), alert_id=1, status="closed", opened_ts=2000
+    )
+    later = replace(row, alert_id=2, opened_ts=9000)
+    detail = DeviceDetail(
+        device_id="d",
+        profile="industrial",
+        ts=(1000, 2000, 3000, 4000),
+        series={"temp_c": (1.0, 2.0, 3.0, 4.0)},
+        scores=(0.1, 0.2, 0.3, 0.4),
+        threshold=1.0,
+        fault_labels=(None, None, "x", "x"),
+        alerts=(row, later),
+        faults=(),
+        quarantined=(),
+        contributors=(),
+    )
+    cut = cut_detail(detail, 1000, 3000, open_then={1})
+    assert cut.ts == (2000, 3000) and cut.series["temp_c"] == (2.0, 3.0) and cut.scores == (0.2, 0.3)
+    assert cut.fault_labels == (None, "x")
+    assert [(a.alert_id, a.status) for a in cut.alerts] == [(1, "open")]  # open then; #2 opened later
 
 
 @pytest.mark.parametrize("size", [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")])
