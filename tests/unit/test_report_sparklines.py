@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from itap_engine.modes.once import _empty_summary
 from itap_engine.modes.render.report_html import SPARK_H, render_report, sparkline
+from itap_engine.modes.summary import OnceSummary
 from itap_engine.snapshot import ContributorView
 from itap_engine.store.history import ClosedIncident, ScoreHistory
 
@@ -49,7 +49,8 @@ def test_any_history_draws_inside_the_box(scores: list[float], threshold: float 
 
 
 def test_data_is_escaped_in_every_new_part() -> None:
-    summary = _empty_summary(datetime(2026, 1, 1, tzinfo=UTC))
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    summary = OnceSummary.failed("", moment, moment).to_dict()
     summary.update(status="CRITICAL", message=f"1 critical incident(s) on {HOSTILE}", run_id=1)
     summary["alerts"]["open"] = [
         {
