@@ -452,6 +452,11 @@ class ItapApp(App[int]):
         profile_of = {row.device_id: row.profile for row in self.snapshot.devices}
         self.push_screen(FaultModal(devices, profile_of, self.snapshot.profiles), self._fault_chosen)
 
+    def ask_scenario(self) -> None:
+        from itap_tui.scenario_player import ask_scenario
+
+        ask_scenario(self)
+
     def _fault_chosen(self, request: FaultRequest | None) -> None:
         if request is not None:
             self.inject(request)
@@ -690,6 +695,7 @@ class ItapApp(App[int]):
                     f"Sort by {column}", f"Sort the fleet by {label}", functools.partial(context.sort_by, column)
                 )
         yield SystemCommand("Inject fault", "Inject a fault on the highlighted device (f)", self.action_inject_fault)
+        yield SystemCommand("Load scenario", "Play a fault drill from a TOML file (scenarios/)", self.ask_scenario)
         if hasattr(context, "action_acknowledge"):
             yield SystemCommand(
                 "Acknowledge alert", "Acknowledge the highlighted alert (a)", context.action_acknowledge

@@ -43,6 +43,10 @@ def _add_console(subparsers: argparse._SubParsersAction) -> None:
         help="open at a past moment (data time, UTC): --at=-2h, --at 05:00 or --at 2026-01-01T05:00; t or esc returns to live",
     )
     sub.set_defaults(handler=_run_console)
+    from itap_tui.console_commands import add_replay, add_serve
+
+    add_replay(subparsers)
+    add_serve(subparsers)
 
 
 NO_TERMINAL_HINT = (
@@ -53,6 +57,8 @@ NO_TERMINAL_HINT = (
 
 def has_terminal() -> bool:
     """Both ends of the console are a terminal (a pipe on either would hang a full-screen app)."""
+    if os.environ.get("TEXTUAL_DRIVER", "").endswith("web_driver:WebDriver"):
+        return True  # a browser tab of `itap serve` (textual-serve) is the terminal
     try:
         return sys.stdin.isatty() and sys.stdout.isatty()
     except (AttributeError, ValueError):  # closed or replaced streams
@@ -91,12 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from itap_engine.modes.pipe import quiet_broken_pipe
+
+    stdout = sys.stdout
+    quiet_broken_pipe()  # `itap --once | head -1` keeps the run's exit status (modes/pipe.py)
     try:
         return _main(argv)
     except BrokenPipeError:
         # `itap ... | head` closed the pipe: not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        sys.stdout.flush()  # what is still buffered, through the guard
+        sys.stdout = stdout
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -111,7 +124,9 @@ def _main(argv: Sequence[str] | None) -> int:
             sys.exit(report_unknown(f"{message} (see itap --help)", json_output="--json" in words))
 
         parser.error = refuse  # type: ignore[method-assign]
-    args = parser.parse_args(argv)
+    from itap_tui.console_commands import join_time_values
+
+    args = parser.parse_args(join_time_values(words))
     once_only = [
         flag
         for flag, value in (

@@ -31,6 +31,7 @@ COMMANDS = (
     "evaluate",
     "anomalies",
     "engine",
+    "scenario",
 )
 """Subcommands in the order ``itap --help`` lists them; each is a module of commands/."""
 

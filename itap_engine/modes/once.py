@@ -539,9 +539,10 @@ def emit(summary: OnceSummary, *, json_output: bool) -> None:
 
 def write_report(core: EngineCore | None, summary: OnceSummary, path: Path) -> None:
     """The HTML page of this run (see :mod:`itap_engine.modes.render.report_html`)."""
-    from itap_engine.modes.render.report_html import render_report
+    from itap_engine.modes.render.report_html import render_report, report_data
 
     snapshot = None
+    extras: dict[str, Any] = {}
     if core is not None:
         stats = EngineStats(
             sim_time=core.sim_time,
@@ -553,4 +554,7 @@ def write_report(core: EngineCore | None, summary: OnceSummary, path: Path) -> N
             mode="once",
         )
         snapshot = core.snapshot(1, stats)
-    path.write_text(render_report(summary.to_dict(), snapshot), encoding="utf-8")  # its folder was checked, not created
+        extras = report_data(core.store, summary.to_dict(), core.sim_time)  # sparklines, recently closed
+    path.write_text(
+        render_report(summary.to_dict(), snapshot, **extras), encoding="utf-8"
+    )  # its folder was checked, not created

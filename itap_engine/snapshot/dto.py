@@ -169,6 +169,19 @@ class EngineStats:
     last_error: str | None = None
     phase: str = "running"
     """bootstrapping, running, stopping."""
+    replay: ReplayClock | None = None
+    """Mode "replay" (``itap replay``): the interval played and how."""
+
+
+@dataclass(frozen=True)
+class ReplayClock:
+    """Where ``itap replay`` is in the stored interval it plays (data time, UTC)."""
+
+    start: datetime
+    end: datetime
+    speed: float
+    """Data seconds per wall second."""
+    ended: bool = False
 
 
 @dataclass(frozen=True)

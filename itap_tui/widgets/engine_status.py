@@ -32,6 +32,11 @@ class EngineStatus(Static):
         self.paused = paused
         self.problem = bool(stats.last_error)
         text = Text(end="", no_wrap=True, overflow="ellipsis")
+        if stats.mode == "replay":  # itap replay: the replay clock, never live
+            from itap_tui.widgets.replay_header import replay_line
+
+            self.update(replay_line(stats, palette, paused))
+            return
         if stats.mode == "past":
             text.append("◀ PAST", style=f"bold reverse {palette.warning}")
             text.append("  at ", style="dim")

@@ -3,17 +3,24 @@
 One self-contained file (inline CSS, no script, no external resource) that a cron job
 can publish or mail: the run's status and figures, open alerts highlighted with their
 contributing signals, validation alerts, and one row per device (state, key signals,
-score against the threshold, status). Everything that came from data (device ids,
+score against the threshold, status), recently closed incidents, and for every open
+or recently closed incident its device's anomaly score as a sparkline (inline SVG
+drawn from numbers only, the threshold dashed). Everything that came from data (device ids,
 messages, signal names, file names) goes through :func:`html.escape`, after
 :func:`itap_engine.safe_text.visible` has shown its control characters as escapes.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from itap_engine.safe_text import html_text
 from itap_engine.snapshot import Snapshot, worth_showing
+from itap_engine.store.history import ClosedIncident, ScoreHistory, recently_closed, score_histories
+from itap_engine.store.sql import Store
 
 __all__ = ["render_report"]
 
@@ -30,7 +37,84 @@ th,td{border:1px solid #dde1e7;padding:.25rem .5rem;text-align:left}th{backgroun
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.critical td{background:#fde7e7}tr.warning td{background:#fff5dc}tr.stale td{color:#8a93a3}
 .muted{color:#5b6575}
+svg.spark{vertical-align:middle}svg.spark polyline{fill:none;stroke:#1f5fbf;stroke-width:1.2}
+svg.spark line{stroke:#c62828;stroke-width:1;stroke-dasharray:3 2}svg.spark circle{fill:#1f5fbf}
 """
+
+SPARK_W, SPARK_H = 160, 34
+
+
+def sparkline(history: ScoreHistory | None, threshold: float | None, title: str = "") -> str:
+    """An inline SVG of a score history with its threshold dashed; numbers only (the
+    title is escaped). Fewer than two finite points draw nothing but a dash."""
+    if history is None:
+        return '<span class="muted">&mdash;</span>'
+    points = [(t, v) for t, v in zip(history.ts, history.scores) if math.isfinite(v)]
+    if len(points) < 2:
+        return '<span class="muted">&mdash;</span>'
+    values = [v for _, v in points]
+    limit = threshold if threshold is not None and math.isfinite(threshold) else None
+    low = min([*values, *([limit] if limit is not None else [])])
+    high = max([*values, *([limit] if limit is not None else [])])
+    span = (high - low) or 1.0
+    t0, t1 = points[0][0], points[-1][0]
+    width = (t1 - t0) or 1
+
+    def x(t: int) -> float:
+        return 1 + (SPARK_W - 2) * (t - t0) / width
+
+    def y(v: float) -> float:
+        return 1 + (SPARK_H - 2) * (1 - (v - low) / span)
+
+    line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in points)
+    parts = [
+        f'<svg class="spark" width="{SPARK_W}" height="{SPARK_H}" viewBox="0 0 {SPARK_W} {SPARK_H}" role="img">',
+        f"<title>{_e(title)}: score {low:.2f} to {high:.2f}</title>",
+    ]
+    if limit is not None:
+        parts.append(f'<line x1="0" x2="{SPARK_W}" y1="{y(limit):.1f}" y2="{y(limit):.1f}"/>')
+    parts.append(f'<polyline points="{line}"/>')
+    parts.append(f'<circle cx="{x(points[-1][0]):.1f}" cy="{y(points[-1][1]):.1f}" r="2"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+HISTORY_S = 6 * 3600
+"""The score history an open incident's sparkline covers (data time before the clock)."""
+CLOSED_PAD_S = 15 * 60
+"""A closed incident's sparkline: from this long before it opened to this long after it closed."""
+
+
+def report_data(store: Store, summary: Mapping[str, Any], clock: datetime | None) -> dict[str, Any]:
+    """The ``render_report`` keywords read from the store: score histories of the
+    devices with an open incident, the recently closed incidents and theirs."""
+    if clock is None:
+        return {}
+    clock_ms = (
+        int(clock.replace(tzinfo=UTC).timestamp() * 1000) if clock.tzinfo is None else int(clock.timestamp() * 1000)
+    )
+    open_alerts = summary.get("alerts", {}).get("open", [])
+    pairs = sorted({(str(a["profile"]), str(a["device_id"])) for a in open_alerts})
+    histories = score_histories(store, pairs, clock_ms - HISTORY_S * 1000, clock_ms)
+    closed = recently_closed(store, limit=10)
+    pad = CLOSED_PAD_S * 1000
+    closed_histories = {}
+    for c in closed:
+        found = score_histories(store, [(c.profile, c.device_id)], c.opened_ts - pad, c.closed_ts + pad)
+        if c.device_id in found:
+            closed_histories[c.id] = found[c.device_id]
+    return {
+        "histories": histories,
+        "closed": closed,
+        "closed_histories": closed_histories,
+        "history_label": f"(last {HISTORY_S // 3600} h)",
+    }
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _e(value: Any) -> str:
@@ -50,8 +134,23 @@ def _figure(label: str, value: Any) -> str:
     return f'<div class="figure"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
 
 
-def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> str:
-    """The page for one ``--once`` summary (see :mod:`itap_engine.modes.once`) and its snapshot."""
+def render_report(
+    summary: dict[str, Any],
+    snapshot: Snapshot | None = None,
+    *,
+    histories: Mapping[str, ScoreHistory] | None = None,
+    closed: Sequence[ClosedIncident] = (),
+    closed_histories: Mapping[int, ScoreHistory] | None = None,
+    history_label: str = "",
+) -> str:
+    """The page for one ``--once`` summary (see :mod:`itap_engine.modes.once`) and its snapshot.
+
+    ``histories`` (device -> scores) draws a sparkline per open incident;
+    ``closed`` lists recently closed incidents, each with its sparkline from
+    ``closed_histories`` (incident id -> scores around it).
+    """
+    histories = histories or {}
+    closed_histories = closed_histories or {}
     status = summary.get("status", "UNKNOWN")
     rows = summary.get("rows", {})
     alerts = summary.get("alerts", {})
@@ -85,7 +184,8 @@ def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> 
     if open_alerts:
         parts.append(
             "<table><tr><th>severity</th><th>device</th><th>profile</th><th>family</th><th>since</th>"
-            "<th>last</th><th>peak score</th><th>threshold</th><th>contributors</th><th>ack</th></tr>"
+            "<th>last</th><th>peak score</th><th>threshold</th><th>contributors</th><th>ack</th>"
+            f"<th>score{(' ' + _e(history_label)) if history_label else ''}</th></tr>"
         )
         for a in open_alerts:
             contributors = ", ".join(
@@ -97,11 +197,35 @@ def render_report(summary: dict[str, Any], snapshot: Snapshot | None = None) -> 
                 f"<td><b>{_e(a.get('device_id'))}</b></td><td>{_e(a.get('profile'))}</td>"
                 f"<td>{_e(a.get('family'))}</td><td>{_e(a.get('opened_at'))}</td><td>{_e(a.get('last_at'))}</td>"
                 f'<td class="num">{_num(a.get("peak_score"))}</td><td class="num">{_num(a.get("threshold"))}</td>'
-                f"<td>{contributors}</td><td>{'yes' if a.get('acknowledged') else ''}</td></tr>"
+                f"<td>{contributors}</td><td>{'yes' if a.get('acknowledged') else ''}</td>"
+                f"<td>{sparkline(histories.get(str(a.get('device_id'))), a.get('threshold'), str(a.get('device_id')))}</td></tr>"
             )
         parts.append("</table>")
     else:
         parts.append('<p class="muted">No open alert.</p>')
+
+    parts.append("<h2>Recently closed incidents</h2>")
+    if closed:
+        parts.append(
+            "<table><tr><th>#</th><th>severity</th><th>device</th><th>profile</th><th>family</th><th>opened</th>"
+            "<th>closed</th><th>minutes</th><th>peak score</th><th>threshold</th><th>contributors</th><th>score</th></tr>"
+        )
+        for c in closed:
+            contributors = ", ".join(
+                f"{_e(v.signal)} ({_e(v.family)}) {v.share:.0%}" for v in worth_showing(c.contributors, 5)
+            )
+            minutes = (c.closed_ts - c.opened_ts) / 60000
+            parts.append(
+                f'<tr class="{_e(c.severity)}"><td class="num">{c.id}</td><td>{_e(c.severity)}</td>'
+                f"<td><b>{_e(c.device_id)}</b></td><td>{_e(c.profile)}</td><td>{_e(c.family)}</td>"
+                f"<td>{_when(c.opened_ts)}</td><td>{_when(c.closed_ts)}</td>"
+                f'<td class="num">{minutes:.1f}</td><td class="num">{_num(c.peak_score)}</td>'
+                f'<td class="num">{_num(c.threshold)}</td><td>{contributors}</td>'
+                f"<td>{sparkline(closed_histories.get(c.id), c.threshold, c.device_id)}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append('<p class="muted">No incident closed recently.</p>')
 
     validation = summary.get("validation_alerts", [])
     if validation:
