@@ -27,8 +27,11 @@ The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +75,7 @@ __all__ = [
     "load_model_version",
     "score_features",
     "score_pending",
+    "score_range",
     "train_model",
 ]
 
@@ -724,7 +728,8 @@ def model_and_watermark(store, settings: Settings, profile: str) -> tuple[Traine
 def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
     """``itap score``: score readings newer than the profile's scored watermark.
 
-    Warms the windows up from the readings just before the watermark, stores Score
+    Warms the windows up from the readings just before the watermark, scores the
+    backlog in time slices (:func:`score_range`, so memory stays bounded), stores Score
     rows in bulk, updates alerts and advances the watermark.
 
     Raises:
@@ -732,26 +737,112 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
         ModelIntegrityError: the active model's file was altered or is missing.
     """
     model, key, since = model_and_watermark(store, settings, profile)
+    until = store.latest_ts(profile)
+    if until is None or (since is not None and until <= since):
+        return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
+    done = score_range(store, settings, profile, model, since=since, until=until)
+    if done.last_ts is not None:
+        store.set_watermark(key, str(done.last_ts))
+    return ScoreResult(
+        profile=profile,
+        rows=done.rows,
+        anomalous=done.anomalous,
+        model_version_id=model.version_id,
+        alerts_opened=done.alerts_opened,
+        alerts_closed=done.alerts_closed,
+        watermark=done.last_ts if done.last_ts is not None else since,
+    )
+
+
+SCORE_CHUNK_ROWS = 250_000
+"""New readings :func:`score_range` scores at a time (time slices), to bound memory."""
+
+
+@dataclass(frozen=True)
+class RangeScore:
+    """What :func:`score_range` did for its devices and window."""
+
+    rows: int
+    anomalous: int
+    alerts_opened: int
+    alerts_closed: int
+    last_ts: int | None
+
+
+def score_range(
+    store,
+    settings: Settings,
+    profile: str,
+    model: TrainedModel,
+    *,
+    since: int | None,
+    until: int,
+    device_ids: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    write_guard: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> RangeScore:
+    """Score the readings of ``device_ids`` (None: every device) in ``(since, until]``,
+    store the scores and run the alert rules; the watermark is the caller's.
+
+    The windows are warmed up from the readings before ``since``; the backlog is read
+    and scored in time slices of about ``chunk_rows`` readings with one
+    :class:`StreamingScorer` (its buffer carries each device's window over, and the
+    alert tracker its state), so the numbers are those of one pass. ``write_guard``
+    wraps each slice's writes (a cluster serialises SQLite writers with it).
+    """
     scorer = StreamingScorer(settings, profile, model)
     columns = scorer.columns
-    new = store.read_readings(profile, since_ms=since, columns=columns)
-    if new.empty:
-        return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
+    devices = None if device_ids is None else list(device_ids)
     if since is not None:
         assert model.features is not None
         span = warm_up_span_ms(model.features)
-        scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
-    scored = scorer.score(new)
-    insert_scores(store, profile, scored)
-    changes = AlertTracker(store, settings).update(profile, scored)
-    last = int(new["ts"].max())
-    store.set_watermark(key, str(last))
-    return ScoreResult(
-        profile=profile,
-        rows=len(scored),
-        anomalous=int(scored["is_anomalous"].sum()),
-        model_version_id=model.version_id,
-        alerts_opened=len(changes.opened),
-        alerts_closed=len(changes.closed),
-        watermark=last,
-    )
+        history = store.read_readings(
+            profile, device_ids=devices, since_ms=since - span, until_ms=since, columns=columns
+        )
+        scorer.warm_up(history)
+        del history
+    tracker = AlertTracker(store, settings)
+    guard = write_guard or contextlib.nullcontext
+    rows = anomalous = opened = closed = 0
+    last: int | None = None
+    for lo, hi in _time_slices(store, profile, devices, since, until, chunk_rows or SCORE_CHUNK_ROWS):
+        new = store.read_readings(profile, device_ids=devices, since_ms=lo, until_ms=hi, columns=columns)
+        if new.empty:
+            continue
+        scored = scorer.score(new)
+        with guard():
+            insert_scores(store, profile, scored)
+            changes = tracker.update(profile, scored)
+        rows += len(scored)
+        anomalous += int(scored["is_anomalous"].sum())
+        opened += len(changes.opened)
+        closed += len(changes.closed)
+        top = int(new["ts"].max())
+        last = top if last is None else max(last, top)
+        del new, scored
+    return RangeScore(rows, anomalous, opened, closed, last)
+
+
+def _time_slices(
+    store, profile: str, devices: list[str] | None, since: int | None, until: int, chunk_rows: int
+) -> list[tuple[int | None, int]]:
+    """``(lo, hi]`` windows of about ``chunk_rows`` readings of ``devices``."""
+    table = store.readings_table(profile)
+    stmt = sa.select(sa.func.min(table.c.ts), sa.func.count()).where(table.c.ts <= until)
+    if devices is not None:
+        stmt = stmt.where(table.c.device_id.in_(devices))
+    if since is not None:
+        stmt = stmt.where(table.c.ts > since)
+    with store.engine.connect() as conn:
+        first, count = conn.execute(stmt).one()
+    if not count:
+        return []
+    slices = max(1, -(-int(count) // chunk_rows))
+    if slices == 1:
+        return [(since, until)]
+    lo = int(first) - 1
+    edges = np.linspace(lo, until, slices + 1).astype(np.int64)
+    windows: list[tuple[int | None, int]] = [(int(edges[i]), int(edges[i + 1])) for i in range(slices)]
+    windows[0] = (since if since is not None else lo, windows[0][1])
+    windows[-1] = (windows[-1][0], until)
+    return windows

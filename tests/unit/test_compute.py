@@ -103,7 +103,7 @@ def test_backlog_scoring_by_device_groups_is_score_pending(
 ) -> None:
     settings, store = fleet
     if slice_rows:  # each group's backlog is scored in several time slices, alerts carried over
-        monkeypatch.setattr("itap_engine.compute.score.SCORE_CHUNK_ROWS", slice_rows)
+        monkeypatch.setattr("itap_engine.detection.scoring.SCORE_CHUNK_ROWS", slice_rows)
     train_model(store, settings, "industrial", train_until_ms=_ms(4))
     copy = tmp_path / "copy.db"
     store.checkpoint()
@@ -155,3 +155,23 @@ def _assert_close(a, b, path: str = "") -> None:
         assert a == pytest.approx(b, rel=SCORE_TOLERANCE, nan_ok=True), path
     else:
         assert a == b, path
+
+
+def test_score_pending_reads_the_backlog_in_bounded_time_slices(fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``itap score`` of one whole fleet and the device groups run one function
+    (detection.scoring.score_range), so a large backlog never sits in memory at once."""
+    settings, store = fleet
+    train_model(store, settings, "industrial", train_until_ms=_ms(4))
+    monkeypatch.setattr("itap_engine.detection.scoring.SCORE_CHUNK_ROWS", 5_000)
+    reads: list[int] = []
+    original = Store.read_readings
+
+    def spy(self, *args, **kwargs):
+        frame = original(self, *args, **kwargs)
+        reads.append(len(frame))
+        return frame
+
+    monkeypatch.setattr(Store, "read_readings", spy)
+    result = score_pending(store, settings, "industrial")
+    assert result.rows == 10 * 8 * 360
+    assert len(reads) > 5 and max(reads) <= 2 * 5_000
