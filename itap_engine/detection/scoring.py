@@ -178,6 +178,7 @@ def train_model(
     train_from_ms: int | None = None,
     device_windows: dict[str, tuple[int | None, int | None]] | None = None,
     exclude_labelled: bool = True,
+    map_groups: MapGroups | None = None,
 ) -> TrainedModel:
     """Fit features + detector on normal readings of ``[train_from_ms, train_until_ms]``.
 
@@ -192,6 +193,13 @@ def train_model(
     window with ``train_until_ms``. The latest quarter of the window (by time) is the
     validation window on which the threshold is swept. Saves a new model version and
     makes it the active one.
+
+    ``map_groups(fn, tasks)`` (an executor's map, e.g. a Dask cluster's) runs the
+    per-device half of calibration by device groups of ``[compute] partition_devices``:
+    each task reads its devices' window from the database itself, builds their
+    features, scores the validation rows and calibrates each device's own threshold
+    (:func:`validate_group`). Without it, the same :func:`validate_devices` runs here
+    on the features already built; the numbers are the same either way.
 
     Raises:
         TrainingError: the window holds too few normal readings.
@@ -226,7 +234,8 @@ def train_model(
     X = feats[names].to_numpy()
     train_idx = np.flatnonzero(fit_rows & pos_ok)
     val_idx = np.flatnonzero(normal & (ts > split) & pos_ok)
-    if len(val_idx) < SHORT_WINDOW_ROWS:
+    short = len(val_idx) < SHORT_WINDOW_ROWS
+    if short:
         # a short known-good window (a few hundred readings): a held-out quarter would
         # leave too few rows both to fit and to calibrate, so the detector is fitted
         # on the whole window and the threshold calibrated on its scores, whose
@@ -245,10 +254,30 @@ def train_model(
         members=settings.detection.ensemble,
     )
     detector.fit(X[train_idx])
-    val_scores = -detector.score_samples(X[val_idx])
-    val_devices = feats["device_id"].to_numpy()[val_idx]
+    if map_groups is None:
+        parts = [validate_devices(settings, builder, detector, feats, val_idx)]
+    else:
+        size = max(1, int(settings.compute.partition_devices))
+        ids = [str(d) for d in pd.unique(feats["device_id"].to_numpy())]
+        window = ValidationWindow(train_from_ms, train_until_ms, split, exclude_labelled, short)
+        tasks = [
+            (
+                settings,
+                profile,
+                store.url,
+                ids[i : i + size],
+                {d: w for d, w in (device_windows or {}).items() if d in set(ids[i : i + size])},
+                window,
+                builder,
+                detector,
+            )
+            for i in range(0, len(ids), size)
+        ]
+        parts = map_groups(validate_group, tasks)
+    val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+    val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
     device_codes = pd.factorize(val_devices)[0]
-    device_days = len(val_idx) * builder.step_ms_ / 86_400_000
+    device_days = len(val_scores) * builder.step_ms_ / 86_400_000
     choice = sweep_threshold(
         val_scores,
         device_codes,
@@ -269,14 +298,8 @@ def train_model(
         )
         choice = ThresholdChoice(pooled.threshold, 100.0, rate, choice.sweep)
         calibration["pooled"] = {"threshold": pooled.threshold, "q": pooled.q, **pooled.detail}
-        for code, device in enumerate(pd.unique(val_devices)):
-            mine = val_scores[device_codes == code]
-            if len(mine) < MIN_DEVICE_CALIBRATION:
-                continue
-            step = builder.device_steps_.get(str(device), builder.step_ms_)
-            cal = calibrate(mine, exceedance_probability(rate, step), settings.detection.threshold_method)
-            if np.isfinite(cal.threshold):
-                device_thresholds[str(device)] = float(cal.threshold)
+        for part in parts:
+            device_thresholds.update(part.device_thresholds)
     detector.set_threshold(choice.threshold)
     families = spec.families()
     bundle = {
@@ -351,6 +374,90 @@ SHORT_WINDOW_ROWS = 1000
 """Below this many held-out known-good rows, fit and calibrate on the whole window."""
 
 
+MapGroups = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]
+"""``map_groups(fn, tasks) -> [fn(*task) for task in tasks]``, wherever it runs them."""
+
+
+@dataclass(frozen=True)
+class ValidationWindow:
+    """Where a device group's validation rows lie in the training window."""
+
+    train_from_ms: int | None
+    train_until_ms: int | None
+    split: int
+    """Readings after this (epoch ms) are the validation window."""
+    exclude_labelled: bool
+    short: bool
+    """A short window: the whole known-good window is fitted on and calibrated on."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Known-good validation scores of some devices, and each device's own threshold."""
+
+    scores: np.ndarray
+    devices: np.ndarray
+    """The device of each score, ordered by device then time."""
+    device_thresholds: dict[str, float]
+
+
+def validate_devices(
+    settings: Settings, builder: FeatureBuilder, detector: Any, feats: pd.DataFrame, rows: np.ndarray
+) -> Validation:
+    """Detector scores of ``feats`` at ``rows`` and, unless thresholds are swept, each
+    device's own threshold calibrated on its own scores (a device needs
+    :data:`MIN_DEVICE_CALIBRATION` of them; the others use the pooled threshold)."""
+    names = list(builder.feature_names_out_)
+    scores = -detector.score_samples(feats[names].to_numpy()[rows])
+    devices = feats["device_id"].to_numpy()[rows]
+    thresholds: dict[str, float] = {}
+    method = settings.detection.threshold_method
+    if method != "sweep" and len(scores):
+        from itap_engine.detection.threshold import calibrate, exceedance_probability
+
+        rate = settings.detection.false_alarms_per_device_day
+        codes = pd.factorize(devices)[0]
+        for code, device in enumerate(pd.unique(devices)):
+            mine = scores[codes == code]
+            if len(mine) < MIN_DEVICE_CALIBRATION:
+                continue
+            step = builder.device_steps_.get(str(device), builder.step_ms_)
+            cal = calibrate(mine, exceedance_probability(rate, step), method)
+            if np.isfinite(cal.threshold):
+                thresholds[str(device)] = float(cal.threshold)
+    return Validation(scores, devices, thresholds)
+
+
+def validate_group(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+    builder: FeatureBuilder,
+    detector: Any,
+) -> Validation:
+    """:func:`validate_devices` for a device group, reading its training window from the
+    database itself (a task of :func:`train_model`'s ``map_groups``)."""
+    from itap_engine.store.sql import Store
+
+    store = Store(settings, url=url)
+    try:
+        frame = _training_frame(
+            store, profile, window.train_from_ms, window.train_until_ms, device_windows, device_ids=list(devices)
+        )
+    finally:
+        store.close()
+    normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    feats = builder.transform(frame)
+    rows = normal & _warm(feats, builder.long_window + 1)
+    if not window.short:
+        rows &= ts > window.split
+    return validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
+
+
 def min_training_readings(builder: FeatureBuilder) -> int:
     """The fewest readings a training window may hold: two full long windows."""
     return 2 * (int(builder.long_window) + 1)
@@ -379,11 +486,13 @@ def _training_frame(
     train_from_ms: int | None,
     train_until_ms: int | None,
     device_windows: dict[str, tuple[int | None, int | None]],
+    device_ids: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Readings of the profile's window, with devices that have their own window read
-    over that window instead; ordered by device then time."""
+    """Readings of the profile's window (of ``device_ids``; None: every device), with
+    devices that have their own window read over that window instead; ordered by
+    device then time."""
     since = None if train_from_ms is None else train_from_ms - 1
-    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
+    frame = store.read_readings(profile, device_ids=device_ids, since_ms=since, until_ms=train_until_ms)
     if device_windows:
         frame = frame[~frame["device_id"].astype(str).isin(list(device_windows))]
         parts = [frame]

@@ -462,13 +462,24 @@ class EngineCore:
         executor: Any = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> TrainedModel:
-        """Train a new model version of ``profile`` on its known-good window.
-
-        ``executor`` and ``progress`` are accepted for the bootstrap's cluster, but
-        training runs in this process (see :mod:`itap_engine.compute.train`).
+        """Train a new model version of ``profile`` on its known-good window; with the
+        bootstrap's ``executor`` (a cluster), its per-device half runs there
+        (:func:`~itap_engine.compute.train.train_profile`), reporting device groups to ``progress``.
         """
         log.info("training %s model (from %s until %s)", profile, from_ms, until_ms)
-        return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
+        if executor is None:
+            return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
+        from itap_engine.compute.train import train_profile
+
+        return train_profile(
+            executor,
+            self.store,
+            self.settings,
+            profile,
+            train_until_ms=until_ms,
+            train_from_ms=from_ms,
+            progress=progress,
+        )
 
     def _warm_history(self, scorer: StreamingScorer, until_ms: int) -> pd.DataFrame:
         span_ms = warm_up_span_ms(scorer.model.features)  # type: ignore[arg-type]

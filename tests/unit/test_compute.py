@@ -175,3 +175,21 @@ def test_score_pending_reads_the_backlog_in_bounded_time_slices(fleet, monkeypat
     result = score_pending(store, settings, "industrial")
     assert result.rows == 10 * 8 * 360
     assert len(reads) > 5 and max(reads) <= 2 * 5_000
+
+
+@pytest.mark.parametrize(
+    ("stdout_tty", "stderr_tty", "shown"), [(True, True, True), (False, True, False), (True, False, False)]
+)
+def test_the_progress_bar_needs_a_terminal_on_stdout_and_stderr(
+    monkeypatch: pytest.MonkeyPatch, stdout_tty: bool, stderr_tty: bool, shown: bool
+) -> None:
+    """``itap score --json | jq`` or a cron job gets no bar; a terminal gets one."""
+    from itap_engine.modes.render import progress
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: stdout_tty)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: stderr_tty)
+    drawn: list[object] = []
+    monkeypatch.setattr("rich.progress.Progress.update", lambda self, task, **kw: drawn.append(kw))
+    with progress.task_progress("score industrial") as update:
+        update(1, 2)
+    assert bool(drawn) is shown
