@@ -131,6 +131,20 @@ class DaskExecutor:
         return results
 
 
+def group_map(
+    executor: Executor, progress: TaskProgress | None = None
+) -> Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]] | None:
+    """The ``map_groups`` that detection and evaluation take: the executor's map on a
+    cluster; None in one process, where they use the data they already hold."""
+    if executor.name == "none":
+        return None
+
+    def map_groups(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return executor.map(fn, tasks, progress)
+
+    return map_groups
+
+
 def cluster_spec(settings: Settings, override: str | None = None) -> str:
     """The cluster to use: ``override`` (``--cluster``) or ``[compute] cluster``."""
     value = override if override else settings.compute.cluster

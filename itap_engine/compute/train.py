@@ -17,7 +17,7 @@ Dask backend on a cluster (:meth:`~itap_engine.compute.cluster.Executor.sklearn_
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from itap_engine.compute.cluster import Executor, TaskProgress
@@ -40,10 +40,8 @@ def train_profile(
 ) -> TrainedModel:
     """A new model version of ``profile`` trained on ``[train_from_ms, train_until_ms]``
     (arguments as :func:`~itap_engine.detection.scoring.train_model`)."""
+    from itap_engine.compute.cluster import group_map
     from itap_engine.detection.scoring import train_model
-
-    def map_groups(fn: Any, tasks: Any) -> list[Any]:
-        return executor.map(fn, tasks, progress)
 
     with executor.sklearn_backend():
         model = train_model(
@@ -54,7 +52,7 @@ def train_profile(
             train_from_ms=train_from_ms,
             device_windows=device_windows,
             exclude_labelled=exclude_labelled,
-            map_groups=None if executor.name == "none" else map_groups,
+            map_groups=group_map(executor, progress),
         )
     if progress is not None and executor.name == "none":
         progress(1, 1)

@@ -222,3 +222,51 @@ def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
     history = [p.fraction for p in stages if p.stage == "history"]
     assert history[0] == 0.0 and history[-1] == 1.0 and history == sorted(history) and len(history) >= 4
     assert [p.fraction for p in stages if p.stage == "training"][-1] == 1.0
+
+
+SKAB_VALVE1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab" / "valve1"
+
+
+def test_simulated_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
+    cluster: DaskExecutor, tmp_path: Path
+) -> None:
+    """``itap evaluate --simulate --cluster local:2``: training's per-device half and the
+    evaluated hours run by device groups (each simulating its own devices and reading
+    their history from the scratch database); every metric equals one process's."""
+    from itap_engine.compute.cluster import group_map
+    from itap_engine.evaluation.labelled import evaluate_simulated
+
+    settings = _settings(tmp_path, detection={"detector": "shift"})
+    scenario = {"devices": 7, "hours": 3.0, "train_hours": 4.0, "fault_rate": 8.0, "seed": 11}
+    here = evaluate_simulated(settings, "industrial", **scenario)
+    seen: list[tuple[int, int]] = []
+    there = evaluate_simulated(
+        settings, "industrial", **scenario, map_groups=group_map(cluster, lambda d, t: seen.append((d, t)))
+    )
+    assert here["events"] and here["points"]["rows"] == 7 * 3 * 360
+    assert there == here
+    assert (3, 3) in seen  # 7 devices in groups of 3, for training and for the evaluated hours
+
+
+def test_skab_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
+    cluster: DaskExecutor, tmp_path: Path
+) -> None:
+    """``itap evaluate --skab DIR --cluster local:2``: one task per file, each in its own
+    scratch store on a worker; the pooled SKAB and alert metrics equal one process's."""
+    from itap_engine.compute.cluster import group_map
+    from itap_engine.evaluation.skab import find_skab_files
+    from itap_engine.evaluation.skab_engine import evaluate_skab_engine
+
+    if not SKAB_VALVE1.is_dir():
+        pytest.skip(f"SKAB dev set not found at {SKAB_VALVE1}")
+    folder = tmp_path / "skab"
+    folder.mkdir()
+    for path in find_skab_files(SKAB_VALVE1)[:3]:
+        (folder / path.name).symlink_to(path)
+    settings = load_settings(CONFIG).with_overrides(paths={"artifacts_dir": str(tmp_path / "artifacts")})
+    here = evaluate_skab_engine(settings, folder)
+    seen: list[tuple[int, int]] = []
+    there = evaluate_skab_engine(settings, folder, map_files=group_map(cluster, lambda d, t: seen.append((d, t))))
+    assert here["files"] == 3 and here["points"]["rows"] > 0
+    assert there == here
+    assert seen[-1] == (3, 3)
