@@ -792,6 +792,7 @@ class Store:
         bound: Any = tuple(params[key] for key in (compiled.positiontup or [])) if compiled.positional else params
         names = [c.name for c in cols]
         parts: dict[str, list[Any]] = {name: [] for name in names}
+        strings: dict[str, str] = {}
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
@@ -805,7 +806,7 @@ class Store:
                     grid = np.array(rows, dtype=object)
                     del rows
                     for k, name in enumerate(names):
-                        parts[name].append(_column(name, grid[:, k]))
+                        parts[name].append(_column(name, grid[:, k], strings))
                     del grid
             finally:
                 cursor.close()
@@ -851,22 +852,24 @@ def _joined(name: str, chunks: list[Any]) -> np.ndarray:
     return np.concatenate([np.asarray(c) for c in chunks])
 
 
-def _shared_text(values: np.ndarray) -> np.ndarray:
+def _shared_text(values: np.ndarray, strings: dict[str, str] | None = None) -> np.ndarray:
     """Text values with one string object per distinct value (a device id or state repeats
-    on every row; the driver returns a new string object for each), missing kept as None."""
+    on every row; the driver returns a new string object for each), missing kept as None;
+    ``strings`` carries the objects over from earlier batches."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     table = np.empty(len(uniques) + 1, dtype=object)
-    table[: len(uniques)] = uniques
+    shared = strings if strings is not None else {}
+    table[: len(uniques)] = [shared.setdefault(u, u) for u in uniques]
     table[-1] = None
     return table[codes]
 
 
-def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
+def _column(name: str, values: np.ndarray, strings: dict[str, str] | None = None) -> np.ndarray | pd.Series:
     """A readings column from DB values: int64 ``ts``, text as objects, signals as floats."""
     if name == "ts":
         return values.astype(np.int64)
     if name in _TEXT_COLUMNS:
-        return _shared_text(values)
+        return _shared_text(values, strings)
     try:
         return values.astype(float)  # None -> NaN
     except (TypeError, ValueError):  # a value that is not a number (not from our ingest)
