@@ -57,25 +57,30 @@ def _settings(folder: Path, **sections: dict) -> Settings:
     return load_settings(CONFIG).with_overrides(**defaults)
 
 
+def _generate(executor, settings: Settings, store: Store, progress=None) -> tuple:
+    """The fleet's HOURS of readings, by device groups; ``(result, end of training window)``."""
+    start = settings.simulation.start
+    generated = simulate_fleet(
+        executor,
+        settings,
+        "industrial",
+        DEVICES,
+        start,
+        start + timedelta(hours=HOURS),
+        source="test",
+        progress=progress,
+        url=store.url,
+    )
+    return generated, int(to_epoch_ms([start + timedelta(hours=4)])[0])
+
+
 def _pipeline(executor, folder: Path, detector: str = "robust_z") -> dict:
     """generate -> train -> score backlog, as the commands run them."""
     settings = _settings(folder, detection={"detector": detector, "n_estimators": 20})
     store = Store(settings)
     try:
-        start = settings.simulation.start
         seen: list[tuple[int, int]] = []
-        generated = simulate_fleet(
-            executor,
-            settings,
-            "industrial",
-            DEVICES,
-            start,
-            start + timedelta(hours=HOURS),
-            source="test",
-            progress=lambda d, t: seen.append((d, t)),
-            url=store.url,
-        )
-        until = int(to_epoch_ms([start + timedelta(hours=4)])[0])
+        generated, until = _generate(executor, settings, store, lambda d, t: seen.append((d, t)))
         model = train_profile(executor, store, settings, "industrial", train_until_ms=until)
         scored = score_backlog(executor, store, settings, "industrial")
         X = np.random.default_rng(5).normal(size=(100, len(model.feature_names)))
@@ -132,18 +137,7 @@ def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_p
     settings = _settings(tmp_path, detection={"detector": detector, "n_estimators": 20})
     store = Store(settings)
     try:
-        start = settings.simulation.start
-        simulate_fleet(
-            LocalExecutor(),
-            settings,
-            "industrial",
-            DEVICES,
-            start,
-            start + timedelta(hours=HOURS),
-            source="test",
-            url=store.url,
-        )
-        until = int(to_epoch_ms([start + timedelta(hours=4)])[0])
+        _, until = _generate(LocalExecutor(), settings, store)
         alone = train_model(store, settings, "industrial", train_until_ms=until)
         groups: list[tuple[int, int]] = []
         with get_task_stream(cluster.client) as stream:
@@ -221,7 +215,10 @@ def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
         core.close()
     history = [p.fraction for p in stages if p.stage == "history"]
     assert history[0] == 0.0 and history[-1] == 1.0 and history == sorted(history) and len(history) >= 4
-    assert [p.fraction for p in stages if p.stage == "training"][-1] == 1.0
+    training = [p for p in stages if p.stage == "training"]
+    assert training[-1].fraction == 1.0
+    # training's device groups ran on the cluster and moved the bar (5 devices in groups of 2)
+    assert "training the industrial model: 3/3 device groups" in [p.message for p in training]
 
 
 SKAB_VALVE1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab" / "valve1"

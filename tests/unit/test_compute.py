@@ -200,7 +200,7 @@ def test_readings_read_in_batches_equal_one_read_and_share_their_strings(
 ) -> None:
     """A long window is fetched a batch at a time (W3's training read went from 3.5 to
     1.4 GB peak RSS), with one string object per distinct device id and state."""
-    settings, store = fleet
+    _, store = fleet
     whole = store.read_readings("industrial")
     monkeypatch.setattr("itap_engine.store.sql._READ_BATCH_ROWS", 7_000)
     batched = store.read_readings("industrial")
