@@ -169,6 +169,35 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
     return sorted(chosen)
 
 
+@dataclass
+class _Fitted:
+    """What :func:`_fit` learned from a training window."""
+
+    builder: FeatureBuilder
+    detector: Any
+    detector_name: str
+    names: list[str]
+    train_rows: int
+    val_scores: np.ndarray
+    val_devices: np.ndarray
+    split: int
+    t0: int
+    t1: int
+    short: bool = False
+    """A short window: the detector was fitted and is calibrated on the whole window."""
+    devices: list[str] = field(default_factory=list)
+    """The devices the detector learned from and is calibrated on, in order."""
+
+
+@dataclass
+class _Thresholds:
+    """What :func:`_calibrate` chose from the known-good scores."""
+
+    choice: ThresholdChoice
+    device_thresholds: dict[str, float]
+    calibration: dict[str, Any]
+
+
 def train_model(
     store,
     settings: Settings,
@@ -191,8 +220,9 @@ def train_model(
     Normal means: no fault label in the trailing window (simulated data); imported
     data without labels is taken as normal, so the operator names a known-good
     window with ``train_until_ms``. The latest quarter of the window (by time) is the
-    validation window on which the threshold is swept. Saves a new model version and
-    makes it the active one.
+    validation window on which the threshold is calibrated. Saves a new model version
+    and makes it the active one. The steps: :func:`_fit`, :func:`_calibrate`,
+    :func:`_persist` (the model file), :func:`_record` (the model version row).
 
     ``map_groups(fn, tasks)`` (an executor's map, e.g. a Dask cluster's) runs the
     per-device half of calibration by device groups of ``[compute] partition_devices``:
@@ -204,10 +234,60 @@ def train_model(
     Raises:
         TrainingError: the window holds too few normal readings.
     """
-    spec = settings.profile(profile)
     if device_windows is None:  # a retrain keeps the windows operators gave devices
         device_windows = _active_device_windows(store, profile)
     frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
+    fitted = _fit(settings, profile, frame, exclude_labelled, score_validation=map_groups is None)
+    del frame
+    own: dict[str, float] | None = None
+    if map_groups is not None:
+        size = max(1, int(settings.compute.partition_devices))
+        window = ValidationWindow(train_from_ms, train_until_ms, fitted.split, exclude_labelled, fitted.short)
+        groups = [fitted.devices[i : i + size] for i in range(0, len(fitted.devices), size)]
+        tasks = [
+            (
+                settings,
+                profile,
+                store.url,
+                group,
+                {d: w for d, w in (device_windows or {}).items() if d in set(group)},
+                window,
+                fitted.builder,
+                fitted.detector,
+            )
+            for group in groups
+        ]
+        parts: list[Validation] = map_groups(validate_group, tasks)
+        fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+        fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
+        own = {d: t for p in parts for d, t in p.device_thresholds.items()}
+    thresholds = _calibrate(settings, fitted, own)
+    fitted.detector.set_threshold(thresholds.choice.threshold)
+    families = settings.profile(profile).families()
+    path, digest = _persist(settings, profile, fitted, thresholds, families, device_windows)
+    version_id = _record(store, profile, fitted, thresholds, path, digest, device_windows)
+    return TrainedModel(
+        version_id=version_id,
+        profile=profile,
+        detector=fitted.detector,
+        threshold=float(thresholds.choice.threshold),
+        feature_names=fitted.names,
+        train_start=fitted.t0,
+        train_end=fitted.t1,
+        features=fitted.builder,
+        families=families,
+        detector_name=fitted.detector_name,
+        device_thresholds=thresholds.device_thresholds,
+        device_windows=dict(device_windows or {}),
+    )
+
+
+def _fit(
+    settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool, score_validation: bool = True
+) -> _Fitted:
+    """Fit the feature builder and the detector; score the validation window (unless
+    ``score_validation`` is False: device groups score it, see :func:`validate_group`)."""
+    spec = settings.profile(profile)
     builder = feature_builder_for(settings, spec)
     minimum = min_training_readings(builder)
     if len(frame) < minimum:
@@ -245,38 +325,35 @@ def train_model(
     rng = np.random.default_rng(0)
     if len(train_idx) > MAX_FIT_ROWS:
         train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
-    name = settings.detection.detector
     detector = make_detector(
-        name,
+        settings.detection.detector,
         n_estimators=settings.detection.n_estimators,
         feature_names=names,
         window=builder.window,
         members=settings.detection.ensemble,
     )
     detector.fit(X[train_idx])
-    if map_groups is None:
-        parts = [validate_devices(settings, builder, detector, feats, val_idx)]
-    else:
-        size = max(1, int(settings.compute.partition_devices))
-        ids = [str(d) for d in pd.unique(feats["device_id"].to_numpy())]
-        window = ValidationWindow(train_from_ms, train_until_ms, split, exclude_labelled, short)
-        tasks = [
-            (
-                settings,
-                profile,
-                store.url,
-                ids[i : i + size],
-                {d: w for d, w in (device_windows or {}).items() if d in set(ids[i : i + size])},
-                window,
-                builder,
-                detector,
-            )
-            for i in range(0, len(ids), size)
-        ]
-        parts = map_groups(validate_group, tasks)
-    val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
-    val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
-    device_codes = pd.factorize(val_devices)[0]
+    return _Fitted(
+        builder=builder,
+        detector=detector,
+        detector_name=settings.detection.detector,
+        names=names,
+        train_rows=int(len(train_idx)),
+        val_scores=-detector.score_samples(X[val_idx]) if score_validation else np.zeros(0),
+        val_devices=feats["device_id"].to_numpy()[val_idx] if score_validation else np.zeros(0, dtype=object),
+        split=split,
+        t0=t0,
+        t1=t1,
+        short=short,
+        devices=[str(d) for d in pd.unique(feats["device_id"].to_numpy())],
+    )
+
+
+def _calibrate(settings: Settings, fitted: _Fitted, device_thresholds: dict[str, float] | None = None) -> _Thresholds:
+    """The pooled threshold and each device's own, from the validation scores
+    (``device_thresholds``: each device's own, already calibrated by device groups)."""
+    builder, val_scores = fitted.builder, fitted.val_scores
+    device_codes = pd.factorize(fitted.val_devices)[0]
     device_days = len(val_scores) * builder.step_ms_ / 86_400_000
     choice = sweep_threshold(
         val_scores,
@@ -287,7 +364,6 @@ def train_model(
         quiet=settings.alerts.quiet_readings,
         min_percentile=settings.detection.threshold_percentile,
     )
-    device_thresholds: dict[str, float] = {}
     calibration: dict[str, Any] = {"method": settings.detection.threshold_method}
     if settings.detection.threshold_method != "sweep":
         from itap_engine.detection.threshold import calibrate, exceedance_probability
@@ -298,38 +374,62 @@ def train_model(
         )
         choice = ThresholdChoice(pooled.threshold, 100.0, rate, choice.sweep)
         calibration["pooled"] = {"threshold": pooled.threshold, "q": pooled.q, **pooled.detail}
-        for part in parts:
-            device_thresholds.update(part.device_thresholds)
-    detector.set_threshold(choice.threshold)
-    families = spec.families()
+        if device_thresholds is None:
+            device_thresholds = calibrate_devices(settings, builder, val_scores, fitted.val_devices)
+    return _Thresholds(choice=choice, device_thresholds=device_thresholds or {}, calibration=calibration)
+
+
+def _persist(
+    settings: Settings,
+    profile: str,
+    fitted: _Fitted,
+    thresholds: _Thresholds,
+    families: dict[str, str],
+    device_windows: dict[str, tuple[int | None, int | None]] | None,
+) -> tuple[Path, str]:
+    """Write the model file (safe format); returns its path and sha256."""
+    name = fitted.detector_name
     bundle = {
         "format": MODEL_FORMAT,
         "profile": profile,
         "detector_name": name,
-        "features": builder,
-        "detector": detector,
-        "threshold": choice.threshold,
-        "feature_names": names,
+        "features": fitted.builder,
+        "detector": fitted.detector,
+        "threshold": thresholds.choice.threshold,
+        "feature_names": fitted.names,
         "families": families,
-        "device_thresholds": device_thresholds,
+        "device_thresholds": thresholds.device_thresholds,
         "device_windows": {d: list(w) for d, w in (device_windows or {}).items()},
     }
     models_dir = settings.resolve(settings.paths.artifacts_dir) / "models"
     models_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     path = models_dir / f"{profile}-{name}-{stamp}-{uuid.uuid4().hex[:8]}{model_files.SUFFIX}"
-    digest = model_files.write_model_file(path, bundle)
+    return path, model_files.write_model_file(path, bundle)
+
+
+def _record(
+    store,
+    profile: str,
+    fitted: _Fitted,
+    thresholds: _Thresholds,
+    path: Path,
+    digest: str,
+    device_windows: dict[str, tuple[int | None, int | None]] | None,
+) -> int:
+    """Insert the model version row, active (the profile's others inactive); its id."""
+    choice = thresholds.choice
     metrics = {
         "threshold_percentile": choice.percentile,
         "validation_alerts_per_device_day": round(choice.alerts_per_device_day, 4),
         "sweep": [list(map(float, rung)) for rung in choice.sweep],
-        "train_rows": int(len(train_idx)),
-        "validation_rows": int(len(val_idx)),
-        "validation_start": split,
-        "lag_tau": float(builder.lag_tau_),
-        "lag_delay": int(builder.lag_delay_),
-        "calibration": calibration,
-        "device_thresholds": device_thresholds,
+        "train_rows": fitted.train_rows,
+        "validation_rows": int(len(fitted.val_scores)),
+        "validation_start": fitted.split,
+        "lag_tau": float(fitted.builder.lag_tau_),
+        "lag_delay": int(fitted.builder.lag_delay_),
+        "calibration": thresholds.calibration,
+        "device_thresholds": thresholds.device_thresholds,
         "device_windows": {d: list(w) for d, w in (device_windows or {}).items()},
     }
     with store.session() as session:
@@ -338,12 +438,12 @@ def train_model(
         )
         version = ModelVersion(
             profile=profile,
-            detector=name,
+            detector=fitted.detector_name,
             path=str(path),
             sha256=digest,
-            train_start=t0,
-            train_end=t1,
-            features=json.dumps(names),
+            train_start=fitted.t0,
+            train_end=fitted.t1,
+            features=json.dumps(fitted.names),
             threshold=float(choice.threshold),
             metrics=json.dumps(metrics),
             active=True,
@@ -352,20 +452,7 @@ def train_model(
         session.commit()
         session.refresh(version)
     assert version.id is not None
-    return TrainedModel(
-        version_id=version.id,
-        profile=profile,
-        detector=detector,
-        threshold=float(choice.threshold),
-        feature_names=names,
-        train_start=t0,
-        train_end=t1,
-        features=builder,
-        families=families,
-        detector_name=name,
-        device_thresholds=device_thresholds,
-        device_windows=dict(device_windows or {}),
-    )
+    return version.id
 
 
 MIN_DEVICE_CALIBRATION = 50
@@ -404,28 +491,37 @@ class Validation:
 def validate_devices(
     settings: Settings, builder: FeatureBuilder, detector: Any, feats: pd.DataFrame, rows: np.ndarray
 ) -> Validation:
-    """Detector scores of ``feats`` at ``rows`` and, unless thresholds are swept, each
-    device's own threshold calibrated on its own scores (a device needs
-    :data:`MIN_DEVICE_CALIBRATION` of them; the others use the pooled threshold)."""
+    """Detector scores of ``feats`` at ``rows`` and each device's own threshold
+    (:func:`calibrate_devices`)."""
     names = list(builder.feature_names_out_)
     scores = -detector.score_samples(feats[names].to_numpy()[rows])
     devices = feats["device_id"].to_numpy()[rows]
+    return Validation(scores, devices, calibrate_devices(settings, builder, scores, devices))
+
+
+def calibrate_devices(
+    settings: Settings, builder: FeatureBuilder, scores: np.ndarray, devices: np.ndarray
+) -> dict[str, float]:
+    """Each device's own threshold, calibrated on its own known-good ``scores`` for the
+    target false-alarm rate (none when thresholds are swept). A device needs
+    :data:`MIN_DEVICE_CALIBRATION` scores; the others use the pooled threshold."""
     thresholds: dict[str, float] = {}
     method = settings.detection.threshold_method
-    if method != "sweep" and len(scores):
-        from itap_engine.detection.threshold import calibrate, exceedance_probability
+    if method == "sweep" or not len(scores):
+        return thresholds
+    from itap_engine.detection.threshold import calibrate, exceedance_probability
 
-        rate = settings.detection.false_alarms_per_device_day
-        codes = pd.factorize(devices)[0]
-        for code, device in enumerate(pd.unique(devices)):
-            mine = scores[codes == code]
-            if len(mine) < MIN_DEVICE_CALIBRATION:
-                continue
-            step = builder.device_steps_.get(str(device), builder.step_ms_)
-            cal = calibrate(mine, exceedance_probability(rate, step), method)
-            if np.isfinite(cal.threshold):
-                thresholds[str(device)] = float(cal.threshold)
-    return Validation(scores, devices, thresholds)
+    rate = settings.detection.false_alarms_per_device_day
+    codes = pd.factorize(devices)[0]
+    for code, device in enumerate(pd.unique(devices)):
+        mine = scores[codes == code]
+        if len(mine) < MIN_DEVICE_CALIBRATION:
+            continue
+        step = builder.device_steps_.get(str(device), builder.step_ms_)
+        cal = calibrate(mine, exceedance_probability(rate, step), method)
+        if np.isfinite(cal.threshold):
+            thresholds[str(device)] = float(cal.threshold)
+    return thresholds
 
 
 def validate_group(
