@@ -891,6 +891,8 @@ _READ_BATCH_ROWS = 200_000
 
 def _joined(name: str, chunks: list[Any]) -> np.ndarray:
     """The batches of one column as one array (an empty read keeps the column's type)."""
+    import numpy as np
+
     if not chunks:
         return _column(name, np.empty(0, dtype=object))  # type: ignore[return-value]
     if len(chunks) == 1:
@@ -902,6 +904,9 @@ def _shared_text(values: np.ndarray, strings: dict[str, str] | None = None) -> n
     """Text values with one string object per distinct value (a device id or state repeats
     on every row; the driver returns a new string object for each), missing kept as None;
     ``strings`` carries the objects over from earlier batches."""
+    import numpy as np
+    import pandas as pd
+
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
     table = np.empty(len(uniques) + 1, dtype=object)
     shared = strings if strings is not None else {}
