@@ -121,8 +121,7 @@ def scale_stages(
             folder = Path(tmp)
             shutil.copy(source, folder / "config.toml")
             for stage, argv, rows in stages:
-                # training runs in one process (compute.train): it takes no --cluster
-                full = argv if stage == "train" else [*argv, "--cluster", cluster]
+                full = [*argv, "--cluster", cluster]
                 progress(f"{name}: itap {' '.join(full)}")
                 measured = _command(full, folder, env)
                 results.append(

@@ -61,12 +61,20 @@ class Executor(Protocol):
         """``[fn(*args) for args in tasks]``, wherever the executor runs them."""
         ...
 
+    def sklearn_backend(self) -> contextlib.AbstractContextManager[Any]:
+        """Where scikit-learn's joblib parallelism runs inside the block."""
+        ...
+
 
 class LocalExecutor:
     """Runs tasks in this process, one after the other (``cluster = "none"``)."""
 
     name = "none"
     workers = 1
+
+    def sklearn_backend(self) -> contextlib.AbstractContextManager[Any]:
+        """scikit-learn's own default (one process)."""
+        return contextlib.nullcontext()
 
     def map(
         self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None
@@ -91,6 +99,15 @@ class DaskExecutor:
         self.name = name
         self.workers = max(1, len(client.scheduler_info().get("workers", {})))
 
+    def sklearn_backend(self) -> contextlib.AbstractContextManager[Any]:
+        """joblib's Dask backend on this client, one job per worker: scikit-learn's
+        parallel loops (IsolationForest's trees) run on the cluster's workers. The
+        trees' seeds are drawn before they are dispatched, so the forest is the one a
+        single process grows."""
+        import joblib
+
+        return joblib.parallel_config(backend="dask", n_jobs=self.workers)
+
     def map(
         self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None
     ) -> list[Any]:
@@ -112,6 +129,20 @@ class DaskExecutor:
             self.client.cancel(futures)
             raise
         return results
+
+
+def group_map(
+    executor: Executor, progress: TaskProgress | None = None
+) -> Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]] | None:
+    """The ``map_groups`` that detection and evaluation take: the executor's map on a
+    cluster; None in one process, where they use the data they already hold."""
+    if executor.name == "none":
+        return None
+
+    def map_groups(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+        return executor.map(fn, tasks, progress)
+
+    return map_groups
 
 
 def cluster_spec(settings: Settings, override: str | None = None) -> str:

@@ -27,8 +27,11 @@ The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,6 +75,7 @@ __all__ = [
     "load_model_version",
     "score_features",
     "score_pending",
+    "score_range",
     "train_model",
 ]
 
@@ -179,6 +183,10 @@ class _Fitted:
     split: int
     t0: int
     t1: int
+    short: bool = False
+    """A short window: the detector was fitted and is calibrated on the whole window."""
+    devices: list[str] = field(default_factory=list)
+    """The devices the detector learned from and is calibrated on, in order."""
 
 
 @dataclass
@@ -199,6 +207,7 @@ def train_model(
     train_from_ms: int | None = None,
     device_windows: dict[str, tuple[int | None, int | None]] | None = None,
     exclude_labelled: bool = True,
+    map_groups: MapGroups | None = None,
 ) -> TrainedModel:
     """Fit features + detector on normal readings of ``[train_from_ms, train_until_ms]``.
 
@@ -215,14 +224,44 @@ def train_model(
     and makes it the active one. The steps: :func:`_fit`, :func:`_calibrate`,
     :func:`_persist` (the model file), :func:`_record` (the model version row).
 
+    ``map_groups(fn, tasks)`` (an executor's map, e.g. a Dask cluster's) runs the
+    per-device half of calibration by device groups of ``[compute] partition_devices``:
+    each task reads its devices' window from the database itself, builds their
+    features, scores the validation rows and calibrates each device's own threshold
+    (:func:`validate_group`). Without it, the same :func:`validate_devices` runs here
+    on the features already built; the numbers are the same either way.
+
     Raises:
         TrainingError: the window holds too few normal readings.
     """
     if device_windows is None:  # a retrain keeps the windows operators gave devices
         device_windows = _active_device_windows(store, profile)
     frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
-    fitted = _fit(settings, profile, frame, exclude_labelled)
-    thresholds = _calibrate(settings, fitted)
+    fitted = _fit(settings, profile, frame, exclude_labelled, score_validation=map_groups is None)
+    del frame
+    own: dict[str, float] | None = None
+    if map_groups is not None:
+        size = max(1, int(settings.compute.partition_devices))
+        window = ValidationWindow(train_from_ms, train_until_ms, fitted.split, exclude_labelled, fitted.short)
+        groups = [fitted.devices[i : i + size] for i in range(0, len(fitted.devices), size)]
+        tasks = [
+            (
+                settings,
+                profile,
+                store.url,
+                group,
+                {d: w for d, w in (device_windows or {}).items() if d in set(group)},
+                window,
+                fitted.builder,
+                fitted.detector,
+            )
+            for group in groups
+        ]
+        parts: list[Validation] = map_groups(validate_group, tasks)
+        fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+        fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
+        own = {d: t for p in parts for d, t in p.device_thresholds.items()}
+    thresholds = _calibrate(settings, fitted, own)
     fitted.detector.set_threshold(thresholds.choice.threshold)
     families = settings.profile(profile).families()
     path, digest = _persist(settings, profile, fitted, thresholds, families, device_windows)
@@ -243,8 +282,11 @@ def train_model(
     )
 
 
-def _fit(settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool) -> _Fitted:
-    """Fit the feature builder and the detector; score the validation window."""
+def _fit(
+    settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool, score_validation: bool = True
+) -> _Fitted:
+    """Fit the feature builder and the detector; score the validation window (unless
+    ``score_validation`` is False: device groups score it, see :func:`validate_group`)."""
     spec = settings.profile(profile)
     builder = feature_builder_for(settings, spec)
     minimum = min_training_readings(builder)
@@ -272,7 +314,8 @@ def _fit(settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled
     X = feats[names].to_numpy()
     train_idx = np.flatnonzero(fit_rows & pos_ok)
     val_idx = np.flatnonzero(normal & (ts > split) & pos_ok)
-    if len(val_idx) < SHORT_WINDOW_ROWS:
+    short = len(val_idx) < SHORT_WINDOW_ROWS
+    if short:
         # a short known-good window (a few hundred readings): a held-out quarter would
         # leave too few rows both to fit and to calibrate, so the detector is fitted
         # on the whole window and the threshold calibrated on its scores, whose
@@ -296,16 +339,19 @@ def _fit(settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled
         detector_name=settings.detection.detector,
         names=names,
         train_rows=int(len(train_idx)),
-        val_scores=-detector.score_samples(X[val_idx]),
-        val_devices=feats["device_id"].to_numpy()[val_idx],
+        val_scores=-detector.score_samples(X[val_idx]) if score_validation else np.zeros(0),
+        val_devices=feats["device_id"].to_numpy()[val_idx] if score_validation else np.zeros(0, dtype=object),
         split=split,
         t0=t0,
         t1=t1,
+        short=short,
+        devices=[str(d) for d in pd.unique(feats["device_id"].to_numpy())],
     )
 
 
-def _calibrate(settings: Settings, fitted: _Fitted) -> _Thresholds:
-    """The pooled threshold and each device's own, from the validation scores."""
+def _calibrate(settings: Settings, fitted: _Fitted, device_thresholds: dict[str, float] | None = None) -> _Thresholds:
+    """The pooled threshold and each device's own, from the validation scores
+    (``device_thresholds``: each device's own, already calibrated by device groups)."""
     builder, val_scores = fitted.builder, fitted.val_scores
     device_codes = pd.factorize(fitted.val_devices)[0]
     device_days = len(val_scores) * builder.step_ms_ / 86_400_000
@@ -318,7 +364,6 @@ def _calibrate(settings: Settings, fitted: _Fitted) -> _Thresholds:
         quiet=settings.alerts.quiet_readings,
         min_percentile=settings.detection.threshold_percentile,
     )
-    device_thresholds: dict[str, float] = {}
     calibration: dict[str, Any] = {"method": settings.detection.threshold_method}
     if settings.detection.threshold_method != "sweep":
         from itap_engine.detection.threshold import calibrate, exceedance_probability
@@ -329,15 +374,9 @@ def _calibrate(settings: Settings, fitted: _Fitted) -> _Thresholds:
         )
         choice = ThresholdChoice(pooled.threshold, 100.0, rate, choice.sweep)
         calibration["pooled"] = {"threshold": pooled.threshold, "q": pooled.q, **pooled.detail}
-        for code, device in enumerate(pd.unique(fitted.val_devices)):
-            mine = val_scores[device_codes == code]
-            if len(mine) < MIN_DEVICE_CALIBRATION:
-                continue
-            step = builder.device_steps_.get(str(device), builder.step_ms_)
-            cal = calibrate(mine, exceedance_probability(rate, step), settings.detection.threshold_method)
-            if np.isfinite(cal.threshold):
-                device_thresholds[str(device)] = float(cal.threshold)
-    return _Thresholds(choice=choice, device_thresholds=device_thresholds, calibration=calibration)
+        if device_thresholds is None:
+            device_thresholds = calibrate_devices(settings, builder, val_scores, fitted.val_devices)
+    return _Thresholds(choice=choice, device_thresholds=device_thresholds or {}, calibration=calibration)
 
 
 def _persist(
@@ -422,6 +461,99 @@ SHORT_WINDOW_ROWS = 1000
 """Below this many held-out known-good rows, fit and calibrate on the whole window."""
 
 
+MapGroups = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]
+"""``map_groups(fn, tasks) -> [fn(*task) for task in tasks]``, wherever it runs them."""
+
+
+@dataclass(frozen=True)
+class ValidationWindow:
+    """Where a device group's validation rows lie in the training window."""
+
+    train_from_ms: int | None
+    train_until_ms: int | None
+    split: int
+    """Readings after this (epoch ms) are the validation window."""
+    exclude_labelled: bool
+    short: bool
+    """A short window: the whole known-good window is fitted on and calibrated on."""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Known-good validation scores of some devices, and each device's own threshold."""
+
+    scores: np.ndarray
+    devices: np.ndarray
+    """The device of each score, ordered by device then time."""
+    device_thresholds: dict[str, float]
+
+
+def validate_devices(
+    settings: Settings, builder: FeatureBuilder, detector: Any, feats: pd.DataFrame, rows: np.ndarray
+) -> Validation:
+    """Detector scores of ``feats`` at ``rows`` and each device's own threshold
+    (:func:`calibrate_devices`)."""
+    names = list(builder.feature_names_out_)
+    scores = -detector.score_samples(feats[names].to_numpy()[rows])
+    devices = feats["device_id"].to_numpy()[rows]
+    return Validation(scores, devices, calibrate_devices(settings, builder, scores, devices))
+
+
+def calibrate_devices(
+    settings: Settings, builder: FeatureBuilder, scores: np.ndarray, devices: np.ndarray
+) -> dict[str, float]:
+    """Each device's own threshold, calibrated on its own known-good ``scores`` for the
+    target false-alarm rate (none when thresholds are swept). A device needs
+    :data:`MIN_DEVICE_CALIBRATION` scores; the others use the pooled threshold."""
+    thresholds: dict[str, float] = {}
+    method = settings.detection.threshold_method
+    if method == "sweep" or not len(scores):
+        return thresholds
+    from itap_engine.detection.threshold import calibrate, exceedance_probability
+
+    rate = settings.detection.false_alarms_per_device_day
+    codes = pd.factorize(devices)[0]
+    for code, device in enumerate(pd.unique(devices)):
+        mine = scores[codes == code]
+        if len(mine) < MIN_DEVICE_CALIBRATION:
+            continue
+        step = builder.device_steps_.get(str(device), builder.step_ms_)
+        cal = calibrate(mine, exceedance_probability(rate, step), method)
+        if np.isfinite(cal.threshold):
+            thresholds[str(device)] = float(cal.threshold)
+    return thresholds
+
+
+def validate_group(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+    builder: FeatureBuilder,
+    detector: Any,
+) -> Validation:
+    """:func:`validate_devices` for a device group, reading its training window from the
+    database itself (a task of :func:`train_model`'s ``map_groups``)."""
+    from itap_engine.store.sql import Store
+
+    store = Store(settings, url=url)
+    try:
+        frame = _training_frame(
+            store, profile, window.train_from_ms, window.train_until_ms, device_windows, device_ids=list(devices)
+        )
+    finally:
+        store.close()
+    normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    feats = builder.transform(frame)
+    rows = normal & _warm(feats, builder.long_window + 1)
+    if not window.short:
+        rows &= ts > window.split
+    return validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
+
+
 def min_training_readings(builder: FeatureBuilder) -> int:
     """The fewest readings a training window may hold: two full long windows."""
     return 2 * (int(builder.long_window) + 1)
@@ -450,11 +582,13 @@ def _training_frame(
     train_from_ms: int | None,
     train_until_ms: int | None,
     device_windows: dict[str, tuple[int | None, int | None]],
+    device_ids: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Readings of the profile's window, with devices that have their own window read
-    over that window instead; ordered by device then time."""
+    """Readings of the profile's window (of ``device_ids``; None: every device), with
+    devices that have their own window read over that window instead; ordered by
+    device then time."""
     since = None if train_from_ms is None else train_from_ms - 1
-    frame = store.read_readings(profile, since_ms=since, until_ms=train_until_ms)
+    frame = store.read_readings(profile, device_ids=device_ids, since_ms=since, until_ms=train_until_ms)
     if device_windows:
         frame = frame[~frame["device_id"].astype(str).isin(list(device_windows))]
         parts = [frame]
@@ -799,7 +933,8 @@ def model_and_watermark(store, settings: Settings, profile: str) -> tuple[Traine
 def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
     """``itap score``: score readings newer than the profile's scored watermark.
 
-    Warms the windows up from the readings just before the watermark, stores Score
+    Warms the windows up from the readings just before the watermark, scores the
+    backlog in time slices (:func:`score_range`, so memory stays bounded), stores Score
     rows in bulk, updates alerts and advances the watermark.
 
     Raises:
@@ -807,26 +942,112 @@ def score_pending(store, settings: Settings, profile: str) -> ScoreResult:
         ModelIntegrityError: the active model's file was altered or is missing.
     """
     model, key, since = model_and_watermark(store, settings, profile)
+    until = store.latest_ts(profile)
+    if until is None or (since is not None and until <= since):
+        return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
+    done = score_range(store, settings, profile, model, since=since, until=until)
+    if done.last_ts is not None:
+        store.set_watermark(key, str(done.last_ts))
+    return ScoreResult(
+        profile=profile,
+        rows=done.rows,
+        anomalous=done.anomalous,
+        model_version_id=model.version_id,
+        alerts_opened=done.alerts_opened,
+        alerts_closed=done.alerts_closed,
+        watermark=done.last_ts if done.last_ts is not None else since,
+    )
+
+
+SCORE_CHUNK_ROWS = 250_000
+"""New readings :func:`score_range` scores at a time (time slices), to bound memory."""
+
+
+@dataclass(frozen=True)
+class RangeScore:
+    """What :func:`score_range` did for its devices and window."""
+
+    rows: int
+    anomalous: int
+    alerts_opened: int
+    alerts_closed: int
+    last_ts: int | None
+
+
+def score_range(
+    store,
+    settings: Settings,
+    profile: str,
+    model: TrainedModel,
+    *,
+    since: int | None,
+    until: int,
+    device_ids: Sequence[str] | None = None,
+    chunk_rows: int | None = None,
+    write_guard: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> RangeScore:
+    """Score the readings of ``device_ids`` (None: every device) in ``(since, until]``,
+    store the scores and run the alert rules; the watermark is the caller's.
+
+    The windows are warmed up from the readings before ``since``; the backlog is read
+    and scored in time slices of about ``chunk_rows`` readings with one
+    :class:`StreamingScorer` (its buffer carries each device's window over, and the
+    alert tracker its state), so the numbers are those of one pass. ``write_guard``
+    wraps each slice's writes (a cluster serialises SQLite writers with it).
+    """
     scorer = StreamingScorer(settings, profile, model)
     columns = scorer.columns
-    new = store.read_readings(profile, since_ms=since, columns=columns)
-    if new.empty:
-        return ScoreResult(profile, 0, 0, model.version_id, watermark=since)
+    devices = None if device_ids is None else list(device_ids)
     if since is not None:
         assert model.features is not None
         span = warm_up_span_ms(model.features)
-        scorer.warm_up(store.read_readings(profile, since_ms=since - span, until_ms=since, columns=columns))
-    scored = scorer.score(new)
-    insert_scores(store, profile, scored)
-    changes = AlertTracker(store, settings).update(profile, scored)
-    last = int(new["ts"].max())
-    store.set_watermark(key, str(last))
-    return ScoreResult(
-        profile=profile,
-        rows=len(scored),
-        anomalous=int(scored["is_anomalous"].sum()),
-        model_version_id=model.version_id,
-        alerts_opened=len(changes.opened),
-        alerts_closed=len(changes.closed),
-        watermark=last,
-    )
+        history = store.read_readings(
+            profile, device_ids=devices, since_ms=since - span, until_ms=since, columns=columns
+        )
+        scorer.warm_up(history)
+        del history
+    tracker = AlertTracker(store, settings)
+    guard = write_guard or contextlib.nullcontext
+    rows = anomalous = opened = closed = 0
+    last: int | None = None
+    for lo, hi in _time_slices(store, profile, devices, since, until, chunk_rows or SCORE_CHUNK_ROWS):
+        new = store.read_readings(profile, device_ids=devices, since_ms=lo, until_ms=hi, columns=columns)
+        if new.empty:
+            continue
+        scored = scorer.score(new)
+        with guard():
+            insert_scores(store, profile, scored)
+            changes = tracker.update(profile, scored)
+        rows += len(scored)
+        anomalous += int(scored["is_anomalous"].sum())
+        opened += len(changes.opened)
+        closed += len(changes.closed)
+        top = int(new["ts"].max())
+        last = top if last is None else max(last, top)
+        del new, scored
+    return RangeScore(rows, anomalous, opened, closed, last)
+
+
+def _time_slices(
+    store, profile: str, devices: list[str] | None, since: int | None, until: int, chunk_rows: int
+) -> list[tuple[int | None, int]]:
+    """``(lo, hi]`` windows of about ``chunk_rows`` readings of ``devices``."""
+    table = store.readings_table(profile)
+    stmt = sa.select(sa.func.min(table.c.ts), sa.func.count()).where(table.c.ts <= until)
+    if devices is not None:
+        stmt = stmt.where(table.c.device_id.in_(devices))
+    if since is not None:
+        stmt = stmt.where(table.c.ts > since)
+    with store.engine.connect() as conn:
+        first, count = conn.execute(stmt).one()
+    if not count:
+        return []
+    slices = max(1, -(-int(count) // chunk_rows))
+    if slices == 1:
+        return [(since, until)]
+    lo = int(first) - 1
+    edges = np.linspace(lo, until, slices + 1).astype(np.int64)
+    windows: list[tuple[int | None, int]] = [(int(edges[i]), int(edges[i + 1])) for i in range(slices)]
+    windows[0] = (since if since is not None else lo, windows[0][1])
+    windows[-1] = (windows[-1][0], until)
+    return windows

@@ -274,8 +274,13 @@ class EngineCore:
             profiles = [p for p in self._scored_profiles() if self._load_model(p) is None]
             for i, profile in enumerate(profiles):
                 report(Progress("training", i / max(1, len(profiles)), f"training the {profile} model"))
+
+                def trained(done: int, total: int, i: int = i, profile: str = profile) -> None:
+                    share = (i + done / max(1, total)) / max(1, len(profiles))
+                    report(Progress("training", share, f"training the {profile} model: {done}/{total} device groups"))
+
                 try:
-                    self._train(profile)
+                    self._train(profile, executor=executor, progress=trained)
                 except ItapError as error:
                     if profile in self.simulators:
                         raise
@@ -320,11 +325,33 @@ class EngineCore:
     def _load_model(self, profile: str) -> TrainedModel | None:
         return load_active_model(self.store, self.settings, profile)
 
-    def _train(self, profile: str, until_ms: int | None = None, from_ms: int | None = None) -> TrainedModel:
-        """Train a new model version of ``profile`` on its known-good window (in this
-        process: see :mod:`itap_engine.compute.train`)."""
+    def _train(
+        self,
+        profile: str,
+        until_ms: int | None = None,
+        from_ms: int | None = None,
+        *,
+        executor: Any = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> TrainedModel:
+        """Train a new model version of ``profile`` on its known-good window; with the
+        bootstrap's ``executor`` (a cluster), its per-device half runs there
+        (:func:`~itap_engine.compute.train.train_profile`), reporting device groups to ``progress``.
+        """
         log.info("training %s model (from %s until %s)", profile, from_ms, until_ms)
-        return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
+        if executor is None:
+            return train_model(self.store, self.settings, profile, train_until_ms=until_ms, train_from_ms=from_ms)
+        from itap_engine.compute.train import train_profile
+
+        return train_profile(
+            executor,
+            self.store,
+            self.settings,
+            profile,
+            train_until_ms=until_ms,
+            train_from_ms=from_ms,
+            progress=progress,
+        )
 
     def _warm_history(self, scorer: StreamingScorer, until_ms: int) -> pd.DataFrame:
         span_ms = warm_up_span_ms(scorer.model.features)  # type: ignore[arg-type]

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -466,9 +466,18 @@ def evaluate_simulated(
     fault_scale: float = 1.0,
     jitter: float = 0.0,
     skip: float = 0.0,
+    map_groups: MapGroups | None = None,
 ) -> dict[str, Any]:
     """Simulate ``train_hours`` of history, train on its normal readings, then score and
     evaluate the next ``hours`` (random faults on throughout) in a scratch database.
+
+    ``map_groups(fn, tasks)`` (an executor's map) runs training's per-device half and
+    the evaluated hours by device groups of ``[compute] partition_devices``: each task
+    simulates its own devices' hours (the simulator is seeded per device), reads their
+    history from the scratch database, scores them and runs the alert rules
+    (:func:`replay_group`). The metrics are those of one process. A jittered or
+    thinned copy (``jitter``, ``skip``) draws from one fleet-wide generator, so it is
+    replayed here.
 
     ``fault_scale`` multiplies every fault's magnitude (0.5: half-magnitude faults);
     ``jitter`` moves each timestamp by up to that fraction of the sampling step and
@@ -498,13 +507,37 @@ def evaluate_simulated(
             shake = np.random.default_rng(sim.seed + 1)
             history = jittered(history, jitter, skip, sim.freq_s * 1000, shake)
             store.insert_readings(profile, history)
-            model = train_model(store, local, profile)
-            frame = sim.generate(split, end)
-            frame["ts"] = to_epoch_ms(frame["ts"])
-            frame = jittered(frame, jitter, skip, sim.freq_s * 1000, shake)
+            model = train_model(store, local, profile, map_groups=map_groups)
             assert model.features is not None
-            tail = history.groupby("device_id").tail(model.features.history_)
-            scored, alerts = _replay(local, profile, model, tail, frame, work)
+            if map_groups is not None and not (jitter or skip):
+                size = max(1, int(settings.compute.partition_devices))
+                ids = sorted(sim.device_ids)
+                del history
+                tasks = [
+                    (
+                        local,
+                        profile,
+                        model.version_id,
+                        url,
+                        ids[i : i + size],
+                        sim.seed,
+                        fault_rate,
+                        split,
+                        end,
+                        str(work),
+                    )
+                    for i in range(0, len(ids), size)
+                ]
+                parts: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = map_groups(replay_group, tasks)
+                frame = pd.concat([p[0] for p in parts], ignore_index=True)
+                scored = pd.concat([p[1] for p in parts], ignore_index=True)
+                alerts = pd.concat([p[2] for p in parts], ignore_index=True)
+            else:
+                frame = sim.generate(split, end)
+                frame["ts"] = to_epoch_ms(frame["ts"])
+                frame = jittered(frame, jitter, skip, sim.freq_s * 1000, shake)
+                tail = history.groupby("device_id").tail(model.features.history_)
+                scored, alerts = _replay(local, profile, model, tail, frame, work)
         finally:
             store.close()
     return _report(
@@ -530,6 +563,47 @@ def evaluate_simulated(
             },
         },
     )
+
+
+MapGroups = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]
+
+
+def replay_group(
+    settings: Settings,
+    profile: str,
+    version_id: int,
+    url: str,
+    devices: Sequence[str],
+    seed: int,
+    fault_rate: float | None,
+    start: datetime,
+    end: datetime,
+    workdir: str,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """One device group of :func:`evaluate_simulated`'s evaluated hours: ``(labels,
+    scored, alerts)``. Simulates the group's ``[start, end)``, warms the windows up on
+    its stored history, scores and runs the alert rules (scratch alerts under
+    ``workdir``); the labels are ``device_id``, ``ts``, ``fault``."""
+    from itap_engine.detection.scoring import load_model_version
+    from itap_engine.ingest.simulator import Simulator
+    from itap_engine.store.sql import Store, to_epoch_ms
+
+    devices = list(devices)
+    store = Store(settings, url=url)
+    try:
+        model = load_model_version(store, version_id)
+        assert model.features is not None
+        history = store.read_readings(profile, device_ids=devices, until_ms=int(to_epoch_ms([start])[0]) - 1)
+    finally:
+        store.close()
+    tail = history.groupby("device_id").tail(model.features.history_)
+    del history
+    sim = Simulator(settings, profile, devices, seed=seed, fault_rate_per_device_day=fault_rate)
+    frame = sim.generate(start, end)
+    frame["ts"] = to_epoch_ms(frame["ts"])
+    with tempfile.TemporaryDirectory(prefix="itap-eval-group-", dir=workdir) as tmp:
+        scored, alerts = _replay(settings, profile, model, tail, frame, Path(tmp))
+    return frame[["device_id", "ts", "fault"]], scored, alerts
 
 
 def scaled_faults(settings: Settings, profile: str, scale: float) -> Settings:

@@ -22,6 +22,7 @@ Why it is built this way:
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,15 +81,28 @@ def _score_file(settings: Settings, path: Path, device: str, workdir: Path) -> t
     return test.reset_index(drop=True), scored.reset_index(drop=True), (alerts, model)
 
 
+def _one_by_one(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+    return [fn(*task) for task in tasks]
+
+
 def _episodes(ts: np.ndarray, y: np.ndarray) -> list[tuple[int, int]]:
     edges = np.flatnonzero(np.diff(np.r_[0, y.astype(int), 0]))
     return [(int(ts[a]), int(ts[b - 1])) for a, b in zip(edges[::2], edges[1::2])]
 
 
 def evaluate_skab_engine(
-    settings: Settings, directory: str | Path, *, predictions_path: str | Path | None = None
+    settings: Settings,
+    directory: str | Path,
+    *,
+    predictions_path: str | Path | None = None,
+    map_files: Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Run the SKAB outlier protocol through the engine path; a JSON-ready dict."""
+    """Run the SKAB outlier protocol through the engine path; a JSON-ready dict.
+
+    ``map_files(fn, tasks)`` (an executor's map, e.g. a Dask cluster's) runs the files'
+    import, training and scoring wherever it runs tasks, each file in its own scratch
+    store (a task names the file, never ships its rows); the pooled metrics are
+    combined here in file order, so they are those of one process."""
     root = Path(directory)
     paths = find_skab_files(root)
     if not paths:
@@ -100,12 +114,14 @@ def evaluate_skab_engine(
     device_days = 0.0
     detector = threshold_method = None
     with tempfile.TemporaryDirectory(prefix="itap-skab-") as tmp:
-        for k, path in enumerate(paths):
-            name = path.name if root.is_file() else path.relative_to(root).as_posix()
-            device = "skab-" + name.removesuffix(".csv").replace("/", "-")
+        names = [path.name if root.is_file() else path.relative_to(root).as_posix() for path in paths]
+        tasks = []
+        for k, (path, name) in enumerate(zip(paths, names)):
             work = Path(tmp) / f"f{k}"
             work.mkdir()
-            test, scored, (alerts, model) = _score_file(settings, path, device, work)
+            tasks.append((settings, path, "skab-" + name.removesuffix(".csv").replace("/", "-"), work))
+        results = (map_files or _one_by_one)(_score_file, tasks)
+        for name, (test, scored, (alerts, model)) in zip(names, results):
             detector = model.detector_name
             threshold_method = settings.detection.threshold_method
             merged = test[["ts", "fault"]].merge(

@@ -873,17 +873,26 @@ class Store:
         params = compiled.construct_params()
         bound: Any = tuple(params[key] for key in (compiled.positiontup or [])) if compiled.positional else params
         names = [c.name for c in cols]
+        parts: dict[str, list[Any]] = {name: [] for name in names}
+        strings: dict[str, str] = {}
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(str(compiled), bound)
-                rows = cursor.fetchall()
+                # a batch of rows at a time: a million DB-API tuples weigh ~0.5 GB, so a
+                # long window read at once (training on W3's 4.3 M readings) would hold
+                # gigabytes of Python objects before the typed columns exist
+                while rows := cursor.fetchmany(_READ_BATCH_ROWS):
+                    # one 2-D object array, then a column at a time: transposing the
+                    # tuples in Python (zip(*rows)) costs as much as fetching them
+                    grid = np.array(rows, dtype=object)
+                    del rows
+                    for k, name in enumerate(names):
+                        parts[name].append(_column(name, grid[:, k], strings))
+                    del grid
             finally:
                 cursor.close()
-        # one 2-D object array, then a column at a time: transposing the tuples in
-        # Python (zip(*rows)) costs as much as fetching them
-        grid = np.array(rows, dtype=object) if rows else np.empty((0, len(names)), dtype=object)
-        return pd.DataFrame({name: _column(name, grid[:, k]) for k, name in enumerate(names)})
+        return pd.DataFrame({name: _joined(name, chunks) for name, chunks in parts.items()})
 
     def count_readings(self, profile: str) -> int:
         table = self.readings_table(profile)
@@ -912,9 +921,37 @@ class Store:
 
 
 _TEXT_COLUMNS = frozenset({"device_id", "state", "fault", "changepoint"})
+_READ_BATCH_ROWS = 200_000
+"""Rows :meth:`Store.read_readings` fetches and converts at a time (bounds its memory)."""
 
 
-def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
+def _joined(name: str, chunks: list[Any]) -> np.ndarray:
+    """The batches of one column as one array (an empty read keeps the column's type)."""
+    import numpy as np
+
+    if not chunks:
+        return _column(name, np.empty(0, dtype=object))  # type: ignore[return-value]
+    if len(chunks) == 1:
+        return np.asarray(chunks[0])
+    return np.concatenate([np.asarray(c) for c in chunks])
+
+
+def _shared_text(values: np.ndarray, strings: dict[str, str] | None = None) -> np.ndarray:
+    """Text values with one string object per distinct value (a device id or state repeats
+    on every row; the driver returns a new string object for each), missing kept as None;
+    ``strings`` carries the objects over from earlier batches."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    table = np.empty(len(uniques) + 1, dtype=object)
+    shared = strings if strings is not None else {}
+    table[: len(uniques)] = [shared.setdefault(u, u) for u in uniques]
+    table[-1] = None
+    return table[codes]
+
+
+def _column(name: str, values: np.ndarray, strings: dict[str, str] | None = None) -> np.ndarray | pd.Series:
     """A readings column from DB values: int64 ``ts``, text as objects, signals as floats."""
     import numpy as np
     import pandas as pd
@@ -922,7 +959,7 @@ def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
     if name == "ts":
         return values.astype(np.int64)
     if name in _TEXT_COLUMNS:
-        return values
+        return _shared_text(values, strings)
     try:
         return values.astype(float)  # None -> NaN
     except (TypeError, ValueError):  # a value that is not a number (not from our ingest)

@@ -8,6 +8,7 @@ so readings, thresholds, scores and alerts are compared for exact equality.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -56,25 +57,30 @@ def _settings(folder: Path, **sections: dict) -> Settings:
     return load_settings(CONFIG).with_overrides(**defaults)
 
 
+def _generate(executor, settings: Settings, store: Store, progress=None) -> tuple:
+    """The fleet's HOURS of readings, by device groups; ``(result, end of training window)``."""
+    start = settings.simulation.start
+    generated = simulate_fleet(
+        executor,
+        settings,
+        "industrial",
+        DEVICES,
+        start,
+        start + timedelta(hours=HOURS),
+        source="test",
+        progress=progress,
+        url=store.url,
+    )
+    return generated, int(to_epoch_ms([start + timedelta(hours=4)])[0])
+
+
 def _pipeline(executor, folder: Path, detector: str = "robust_z") -> dict:
     """generate -> train -> score backlog, as the commands run them."""
     settings = _settings(folder, detection={"detector": detector, "n_estimators": 20})
     store = Store(settings)
     try:
-        start = settings.simulation.start
         seen: list[tuple[int, int]] = []
-        generated = simulate_fleet(
-            executor,
-            settings,
-            "industrial",
-            DEVICES,
-            start,
-            start + timedelta(hours=HOURS),
-            source="test",
-            progress=lambda d, t: seen.append((d, t)),
-            url=store.url,
-        )
-        until = int(to_epoch_ms([start + timedelta(hours=4)])[0])
+        generated, until = _generate(executor, settings, store, lambda d, t: seen.append((d, t)))
         model = train_profile(executor, store, settings, "industrial", train_until_ms=until)
         scored = score_backlog(executor, store, settings, "industrial")
         X = np.random.default_rng(5).normal(size=(100, len(model.feature_names)))
@@ -83,6 +89,7 @@ def _pipeline(executor, folder: Path, detector: str = "robust_z") -> dict:
             "progress": seen,
             "readings": store.read_readings("industrial"),
             "threshold": model.threshold,
+            "device_thresholds": model.device_thresholds,
             "probe": model.detector.score_samples(X),
             "scored": scored,
             "scores": pd.read_sql(
@@ -106,6 +113,7 @@ def test_local_cluster_gives_the_results_of_one_process(cluster: DaskExecutor, t
     assert there["generated"].runs == here["generated"].runs == 3
     pd.testing.assert_frame_equal(there["readings"], here["readings"])
     assert there["threshold"] == here["threshold"]
+    assert there["device_thresholds"] == here["device_thresholds"] and here["device_thresholds"]
     np.testing.assert_array_equal(there["probe"], here["probe"])
     assert there["scored"] == here["scored"]
     assert len(there["scores"]) == len(DEVICES) * HOURS * 360
@@ -113,6 +121,60 @@ def test_local_cluster_gives_the_results_of_one_process(cluster: DaskExecutor, t
     pd.testing.assert_frame_equal(there["alerts"], here["alerts"])
     assert len(here["alerts"]) > 0
     assert there["progress"] == [(1, 3), (2, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("detector", ["shift", "iforest"])
+def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_path: Path, detector: str) -> None:
+    """The per-device half of training (features of the validation window, detector
+    scores, each device's own POT threshold) runs on the workers by device groups, each
+    reading its devices from the database; the model is the one ``train_model`` fits in
+    one process, threshold for threshold, and its model file holds the same arrays."""
+    from distributed import get_task_stream
+
+    from itap_engine.detection.model_files import read_model_file
+    from itap_engine.detection.scoring import load_model_version, train_model
+
+    settings = _settings(tmp_path, detection={"detector": detector, "n_estimators": 20})
+    store = Store(settings)
+    try:
+        _, until = _generate(LocalExecutor(), settings, store)
+        alone = train_model(store, settings, "industrial", train_until_ms=until)
+        groups: list[tuple[int, int]] = []
+        with get_task_stream(cluster.client) as stream:
+            spread = train_profile(
+                cluster,
+                store,
+                settings,
+                "industrial",
+                train_until_ms=until,
+                progress=lambda d, t: groups.append((d, t)),
+            )
+        tasks = [str(t["key"]) for t in stream.data]
+        assert sum("validate_group" in k for k in tasks) == 3  # 8 devices in groups of 3
+        if detector == "iforest":  # the forest's trees went through joblib's Dask backend
+            assert any("validate_group" not in k for k in tasks)
+        assert groups[-1] == (3, 3)
+        assert spread.version_id != alone.version_id
+        assert spread.threshold == alone.threshold
+        assert spread.device_thresholds == alone.device_thresholds
+        assert len(spread.device_thresholds) >= len(DEVICES) // 2  # devices with enough known-good scores
+        X = np.random.default_rng(7).normal(size=(200, len(alone.feature_names)))
+        np.testing.assert_array_equal(spread.detector.score_samples(X), alone.detector.score_samples(X))
+        files = [load_model_version(store, m.version_id) for m in (alone, spread)]
+        assert files[0].device_thresholds == files[1].device_thresholds
+        with store.session() as session:
+            from itap_engine.store.schema import ModelVersion
+
+            paths = [session.get(ModelVersion, m.version_id).path for m in (alone, spread)]  # type: ignore[union-attr]
+        a, b = (np.load(io.BytesIO(read_model_file(Path(p))[1]), allow_pickle=False) for p in paths)
+        assert a.files == b.files
+        differ = [k for k in a.files if not np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f")]
+        # only a skops blob (IsolationForest's trees: a zip with its own write times)
+        # may differ in bytes; the probe above compares what the trees score
+        assert all(a[k].dtype == np.uint8 for k in differ), differ
+        assert detector == "iforest" or not differ
+    finally:
+        store.close()
 
 
 def _fails(device: str) -> None:
@@ -153,4 +215,55 @@ def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
         core.close()
     history = [p.fraction for p in stages if p.stage == "history"]
     assert history[0] == 0.0 and history[-1] == 1.0 and history == sorted(history) and len(history) >= 4
-    assert [p.fraction for p in stages if p.stage == "training"][-1] == 1.0
+    training = [p for p in stages if p.stage == "training"]
+    assert training[-1].fraction == 1.0
+    # training's device groups ran on the cluster and moved the bar (5 devices in groups of 2)
+    assert "training the industrial model: 3/3 device groups" in [p.message for p in training]
+
+
+SKAB_VALVE1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab" / "valve1"
+
+
+def test_simulated_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
+    cluster: DaskExecutor, tmp_path: Path
+) -> None:
+    """``itap evaluate --simulate --cluster local:2``: training's per-device half and the
+    evaluated hours run by device groups (each simulating its own devices and reading
+    their history from the scratch database); every metric equals one process's."""
+    from itap_engine.compute.cluster import group_map
+    from itap_engine.evaluation.labelled import evaluate_simulated
+
+    settings = _settings(tmp_path, detection={"detector": "shift"})
+    scenario = {"devices": 7, "hours": 3.0, "train_hours": 4.0, "fault_rate": 8.0, "seed": 11}
+    here = evaluate_simulated(settings, "industrial", **scenario)
+    seen: list[tuple[int, int]] = []
+    there = evaluate_simulated(
+        settings, "industrial", **scenario, map_groups=group_map(cluster, lambda d, t: seen.append((d, t)))
+    )
+    assert here["events"] and here["points"]["rows"] == 7 * 3 * 360
+    assert there == here
+    assert (3, 3) in seen  # 7 devices in groups of 3, for training and for the evaluated hours
+
+
+def test_skab_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
+    cluster: DaskExecutor, tmp_path: Path
+) -> None:
+    """``itap evaluate --skab DIR --cluster local:2``: one task per file, each in its own
+    scratch store on a worker; the pooled SKAB and alert metrics equal one process's."""
+    from itap_engine.compute.cluster import group_map
+    from itap_engine.evaluation.skab import find_skab_files
+    from itap_engine.evaluation.skab_engine import evaluate_skab_engine
+
+    if not SKAB_VALVE1.is_dir():
+        pytest.skip(f"SKAB dev set not found at {SKAB_VALVE1}")
+    folder = tmp_path / "skab"
+    folder.mkdir()
+    for path in find_skab_files(SKAB_VALVE1)[:3]:
+        (folder / path.name).symlink_to(path)
+    settings = load_settings(CONFIG).with_overrides(paths={"artifacts_dir": str(tmp_path / "artifacts")})
+    here = evaluate_skab_engine(settings, folder)
+    seen: list[tuple[int, int]] = []
+    there = evaluate_skab_engine(settings, folder, map_files=group_map(cluster, lambda d, t: seen.append((d, t))))
+    assert here["files"] == 3 and here["points"]["rows"] > 0
+    assert there == here
+    assert seen[-1] == (3, 3)

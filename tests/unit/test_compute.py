@@ -103,7 +103,7 @@ def test_backlog_scoring_by_device_groups_is_score_pending(
 ) -> None:
     settings, store = fleet
     if slice_rows:  # each group's backlog is scored in several time slices, alerts carried over
-        monkeypatch.setattr("itap_engine.compute.score.SCORE_CHUNK_ROWS", slice_rows)
+        monkeypatch.setattr("itap_engine.detection.scoring.SCORE_CHUNK_ROWS", slice_rows)
     train_model(store, settings, "industrial", train_until_ms=_ms(4))
     copy = tmp_path / "copy.db"
     store.checkpoint()
@@ -155,3 +155,56 @@ def _assert_close(a, b, path: str = "") -> None:
         assert a == pytest.approx(b, rel=SCORE_TOLERANCE, nan_ok=True), path
     else:
         assert a == b, path
+
+
+def test_score_pending_reads_the_backlog_in_bounded_time_slices(fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``itap score`` of one whole fleet and the device groups run one function
+    (detection.scoring.score_range), so a large backlog never sits in memory at once."""
+    settings, store = fleet
+    train_model(store, settings, "industrial", train_until_ms=_ms(4))
+    monkeypatch.setattr("itap_engine.detection.scoring.SCORE_CHUNK_ROWS", 5_000)
+    reads: list[int] = []
+    original = Store.read_readings
+
+    def spy(self, *args, **kwargs):
+        frame = original(self, *args, **kwargs)
+        reads.append(len(frame))
+        return frame
+
+    monkeypatch.setattr(Store, "read_readings", spy)
+    result = score_pending(store, settings, "industrial")
+    assert result.rows == 10 * 8 * 360
+    assert len(reads) > 5 and max(reads) <= 2 * 5_000
+
+
+@pytest.mark.parametrize(
+    ("stdout_tty", "stderr_tty", "shown"), [(True, True, True), (False, True, False), (True, False, False)]
+)
+def test_the_progress_bar_needs_a_terminal_on_stdout_and_stderr(
+    monkeypatch: pytest.MonkeyPatch, stdout_tty: bool, stderr_tty: bool, shown: bool
+) -> None:
+    """``itap score --json | jq`` or a cron job gets no bar; a terminal gets one."""
+    from itap_engine.modes.render import progress
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: stdout_tty)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: stderr_tty)
+    drawn: list[object] = []
+    monkeypatch.setattr("rich.progress.Progress.update", lambda self, task, **kw: drawn.append(kw))
+    with progress.task_progress("score industrial") as update:
+        update(1, 2)
+    assert bool(drawn) is shown
+
+
+def test_readings_read_in_batches_equal_one_read_and_share_their_strings(
+    fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long window is fetched a batch at a time (W3's training read went from 3.5 to
+    1.4 GB peak RSS), with one string object per distinct device id and state."""
+    _, store = fleet
+    whole = store.read_readings("industrial")
+    monkeypatch.setattr("itap_engine.store.sql._READ_BATCH_ROWS", 7_000)
+    batched = store.read_readings("industrial")
+    pd.testing.assert_frame_equal(batched, whole)
+    assert len({id(v) for v in batched["device_id"]}) == 10
+    assert len({id(v) for v in batched["state"]}) == batched["state"].nunique()
+    assert store.read_readings("industrial", since_ms=_ms(99)).empty

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from itap_engine.errors import ItapError
 from itap_engine.modes.cli_values import bounded_float, bounded_int, output_file
+from itap_engine.modes.commands.options import add_cluster_argument
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -69,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--skip", type=bounded_float(0, 0.5), default=0.0, help="--simulate: drop this share of readings (e.g. 0.01)"
     )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_cluster_argument(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -100,18 +102,27 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             store.close()
     if metrics is None:
-        metrics = evaluate_simulated(
-            settings,
-            args.profile,
-            devices=args.devices,
-            hours=args.hours,
-            train_hours=args.train_hours,
-            fault_rate=args.fault_rate,
-            seed=args.seed,
-            fault_scale=args.fault_scale,
-            jitter=args.jitter,
-            skip=args.skip,
-        )
+        from itap_engine.compute.cluster import group_map, open_executor
+        from itap_engine.modes.render.progress import task_progress
+
+        with (
+            open_executor(settings, args.cluster) as executor,
+            task_progress(f"evaluate {args.profile}") as progress,
+            executor.sklearn_backend(),
+        ):
+            metrics = evaluate_simulated(
+                settings,
+                args.profile,
+                devices=args.devices,
+                hours=args.hours,
+                train_hours=args.train_hours,
+                fault_rate=args.fault_rate,
+                seed=args.seed,
+                fault_scale=args.fault_scale,
+                jitter=args.jitter,
+                skip=args.skip,
+                map_groups=group_map(executor, progress),
+            )
     path = write_metrics(settings, metrics)
     if args.json:
         print_json(metrics)
@@ -192,10 +203,12 @@ def print_tables(metrics: dict[str, Any]) -> None:
 def _run_skab(args: argparse.Namespace, settings: Settings) -> int:
     from rich.table import Table
 
+    from itap_engine.compute.cluster import group_map, open_executor
     from itap_engine.evaluation.labelled import write_metrics
     from itap_engine.evaluation.skab import evaluate_skab
     from itap_engine.evaluation.skab_engine import evaluate_skab_engine
     from itap_engine.modes.render.output import console, print_json
+    from itap_engine.modes.render.progress import task_progress
 
     directory = Path(args.skab).expanduser()
     if not directory.exists():
@@ -203,8 +216,15 @@ def _run_skab(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.predictions:
             output_file(args.predictions, option="--predictions", force=True)  # its folder must exist
-        metrics = evaluate_skab_engine(settings, directory, predictions_path=args.predictions)
-        baselines = {name: evaluate_skab(directory, detector=name) for name in ("t2", "isolation_forest")}
+        with (
+            open_executor(settings, args.cluster) as executor,
+            task_progress("evaluate SKAB files") as progress,
+            executor.sklearn_backend(),
+        ):
+            metrics = evaluate_skab_engine(
+                settings, directory, predictions_path=args.predictions, map_files=group_map(executor, progress)
+            )
+            baselines = {name: evaluate_skab(directory, detector=name) for name in ("t2", "isolation_forest")}
     except (ValueError, FileNotFoundError) as error:
         raise ItapError(f"{directory}: {error}") from None
     metrics["baselines"] = {

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from itap_engine.errors import ItapError
+from itap_engine.modes.commands.options import add_cluster_argument
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -76,12 +77,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "training; by default labels never choose training rows",
     )
     parser.add_argument("--json", action="store_true", help="print the new version as JSON")
+    add_cluster_argument(parser)
     parser.set_defaults(device_windows=[])
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from itap_engine.detection.scoring import train_model
+    from itap_engine.compute.cluster import open_executor
+    from itap_engine.compute.train import train_profile
     from itap_engine.modes.render.output import console, print_json
+    from itap_engine.modes.render.progress import task_progress
     from itap_engine.store.sql import Store, from_epoch_ms
 
     settings.profile(args.profile)
@@ -94,15 +98,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     store = Store(settings)
     started = time.perf_counter()
     try:
-        model = train_model(
-            store,
-            settings,
-            args.profile,
-            train_until_ms=until,
-            train_from_ms=since,
-            device_windows=windows or None,
-            exclude_labelled=args.exclude_labelled,
-        )
+        with open_executor(settings, args.cluster) as executor, task_progress(f"train {args.profile}") as progress:
+            model = train_profile(
+                executor,
+                store,
+                settings,
+                args.profile,
+                train_until_ms=until,
+                train_from_ms=since,
+                device_windows=windows or None,
+                exclude_labelled=args.exclude_labelled,
+                progress=progress,
+            )
     finally:
         store.close()
     seconds = time.perf_counter() - started
