@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -48,6 +48,7 @@ from itap_tui.screens import (
 )
 from itap_tui.screens.base import LiveScreen
 from itap_tui.screens.fault_modal import parse_duration
+from itap_tui.typeahead import TypeAhead
 from itap_tui.widgets.device_table import SORTS as FLEET_SORTS
 from itap_tui.widgets.navigation import NAV_BINDINGS
 
@@ -145,6 +146,8 @@ class ItapApp(App[int]):
         self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
         self.fleet_screen = FleetScreen()
         self.last_export: Path | None = None
+        self.type_ahead = TypeAhead()
+        """The input just opened (``/``), which gets the keys typed ahead of its focus."""
 
     # ------------------------------------------------------------------ look
     @property
@@ -161,6 +164,11 @@ class ItapApp(App[int]):
         """Textual's toast, with control characters from data (device ids, error
         messages) shown as escapes rather than sent to the terminal."""
         super().notify(visible_lines(message), *args, **kwargs)
+
+    def on_key(self, event: events.Key) -> None:
+        """A key no widget took, on its way to the bindings: typed ahead of an input's focus,
+        it is the input's (``/pump`` filters, it does not pause)."""
+        self.type_ahead.hand_on(event)
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -279,7 +287,7 @@ class ItapApp(App[int]):
 
     # ------------------------------------------------------------------ the past
     def action_time_travel(self) -> None:
-        if self.past is not None:
+        if self.past is not None or self.travelling:
             self.action_live()
             return
         if self.snapshot is None or isinstance(self.screen, BootstrapScreen) or self.screen.is_modal:
@@ -310,6 +318,11 @@ class ItapApp(App[int]):
             return
         self.run_travel(moment)
 
+    @property
+    def travelling(self) -> bool:
+        """A past time is loading (``t`` again or ``esc`` cancels it)."""
+        return any(w.group == "time-travel" and not w.is_finished for w in self.workers)
+
     @work(exclusive=True, group="time-travel", exit_on_error=False, description="show a past time")
     async def run_travel(self, moment) -> None:  # type: ignore[no-untyped-def]
         past = await self.engine.call(self.facade.snapshot_at, moment)
@@ -321,6 +334,8 @@ class ItapApp(App[int]):
         self.notify(f"Showing {fmt_dt(moment)} (sim), not live: t or esc returns.", markup=False, timeout=6)
 
     def action_live(self) -> None:
+        # a past time still loading is not shown once the operator asked for live
+        self.workers.cancel_group(self, "time-travel")
         if self.past is None:
             return
         self.past = None

@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, Label
 
 from itap_tui.filtering import Filter, FilterError
+from itap_tui.typeahead import TypeAhead
 
 
 class FilterBar(Horizontal):
@@ -71,7 +72,24 @@ class FilterBar(Horizontal):
 
     def open(self) -> None:
         self.editing = True
-        self.query_one(Input).focus()
+        field = self.query_one(Input)
+        field.focus()
+        if (typing := self._type_ahead()) is not None:
+            typing.expect(field)  # keys typed right after / are the filter's
+
+    def _type_ahead(self) -> TypeAhead | None:
+        typing = getattr(self.app, "type_ahead", None)
+        return typing if isinstance(typing, TypeAhead) else None
+
+    def _done_editing(self) -> None:
+        self.editing = False
+        if (typing := self._type_ahead()) is not None:
+            typing.release(self.query_one(Input))
+
+    @on(Input.Blurred)
+    def _input_blurred(self, event: Input.Blurred) -> None:
+        if (typing := self._type_ahead()) is not None:
+            typing.release(event.input)
 
     def parse(self, text: str) -> Filter | None:
         """The filter ``text`` means, or None (and :attr:`error` set) when it cannot apply."""
@@ -97,13 +115,13 @@ class FilterBar(Horizontal):
         if flt is None:
             self.app.bell()
             return  # stay in the input: the error is on screen
-        self.editing = False
+        self._done_editing()
         self.post_message(self.Changed(self, flt))
         self.screen.focus_next()
 
     def action_clear(self) -> None:
         self.query_one(Input).value = ""
         self.error = ""
-        self.editing = False
+        self._done_editing()
         self.post_message(self.Changed(self, Filter()))
         self.screen.focus_next()

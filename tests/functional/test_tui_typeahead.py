@@ -1,0 +1,67 @@
+"""Keys typed ahead of the filter's focus belong to the filter.
+
+The terminal can deliver ``/pump-002⏎`` before the console has moved the focus from the
+table to the filter (a fast typist, or a loaded machine: the tmux test saw the console
+paused by the ``p`` of ``/pump-002``). Here the keys are posted to the app all at once,
+as a terminal read delivers them, without waiting for the app between keys.
+"""
+
+from __future__ import annotations
+
+from test_tui import ready, table_devices, tick, wait_for
+from textual import events
+from textual.widgets import Input
+
+from itap_bench.fake_facade import FakeFacade
+from itap_tui.app import ItapApp
+from itap_tui.screens import AnomaliesScreen, FleetScreen
+from itap_tui.widgets import DeviceTable
+
+NAMES = {"/": "slash", "-": "minus", "\r": "enter", " ": "space"}
+
+
+def burst(app: ItapApp, text: str) -> None:
+    """``text`` as one terminal read: every key queued before the app handles the first."""
+    for char in text:
+        key = NAMES.get(char, char)
+        app.post_message(events.Key(key, None if key == "enter" else char))
+
+
+async def test_keys_typed_right_after_slash_go_to_the_fleet_filter() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        fleet = app.screen
+        assert isinstance(fleet, FleetScreen)
+        burst(app, "/pump-002\r")
+        await wait_for(pilot, lambda: fleet.filter.describe() == "pump-002")
+        await pilot.pause()
+        # the p did not pause, the m did not open the mute prompt, u undid nothing
+        assert not app.ui_paused and facade.paused is False
+        assert app.screen is fleet
+        assert fleet.query_one(Input).value == "pump-002"
+        await tick(pilot, facade)
+        assert table_devices(fleet.query_one(DeviceTable)) == ["pump-002"]
+        # keys after enter are the table's again: s sorts, it is not typed into the filter
+        sort = fleet.sort_index
+        burst(app, "s")
+        await wait_for(pilot, lambda: fleet.sort_index != sort)
+        assert fleet.query_one(Input).value == "pump-002"
+
+
+async def test_keys_typed_right_after_slash_go_to_the_anomalies_filter() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
+        anomalies = app.screen
+        burst(app, "/pump-007\r")
+        await wait_for(pilot, lambda: anomalies.filter.describe() == "pump-007")
+        await pilot.pause()
+        assert not app.ui_paused and facade.paused is False and app.screen is anomalies
+        assert anomalies.query_one(Input).value == "pump-007"
+        _, records = anomalies.export_records()
+        assert records and {r["device_id"] for r in records} == {"pump-007"}
