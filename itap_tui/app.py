@@ -165,10 +165,15 @@ class ItapApp(App[int]):
         messages) shown as escapes rather than sent to the terminal."""
         super().notify(visible_lines(message), *args, **kwargs)
 
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self.type_ahead.sent(event, self.focused or self.screen)
+        await super().on_event(event)
+
     def on_key(self, event: events.Key) -> None:
-        """A key no widget took, on its way to the bindings: typed ahead of an input's focus,
-        it is the input's (``/pump`` filters, it does not pause)."""
-        self.type_ahead.hand_on(event)
+        """A key no widget took, on its way to the bindings: typed ahead of a focus move,
+        it is the newly focused widget's (``/pump`` filters, it does not pause)."""
+        self.type_ahead.hand_on(event, self.focused)
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:

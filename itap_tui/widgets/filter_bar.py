@@ -75,7 +75,7 @@ class FilterBar(Horizontal):
         field = self.query_one(Input)
         field.focus()
         if (typing := self._type_ahead()) is not None:
-            typing.expect(field)  # keys typed right after / are the filter's
+            typing.expect(field)  # keys typed right after / are the filter's, before its focus
 
     def _type_ahead(self) -> TypeAhead | None:
         typing = getattr(self.app, "type_ahead", None)

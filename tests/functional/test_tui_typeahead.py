@@ -14,7 +14,7 @@ from textual.widgets import Input
 
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
-from itap_tui.screens import AnomaliesScreen, FleetScreen
+from itap_tui.screens import AnomaliesScreen, FaultModal, FleetScreen
 from itap_tui.widgets import DeviceTable
 
 NAMES = {"/": "slash", "-": "minus", "\r": "enter", " ": "space"}
@@ -65,3 +65,18 @@ async def test_keys_typed_right_after_slash_go_to_the_anomalies_filter() -> None
         assert anomalies.query_one(Input).value == "pump-007"
         _, records = anomalies.export_records()
         assert records and {r["device_id"] for r in records} == {"pump-007"}
+
+
+async def test_keys_typed_right_after_choosing_a_fault_go_to_the_next_fields() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, FaultModal))
+        await pilot.pause()
+        for key in ("down", "down", "enter", "3", "tab", "2", "m", "enter"):  # one terminal read
+            app.post_message(events.Key(key, None if len(key) > 1 else key))
+        await wait_for(pilot, lambda: any(c[0] == "inject_fault" for c in facade.calls))
+        [(_, (devices, fault, severity, duration))] = [c for c in facade.calls if c[0] == "inject_fault"]
+        assert (severity, duration) == (3.0, 120.0) and fault and len(devices) == 1
