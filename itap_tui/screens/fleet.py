@@ -113,6 +113,10 @@ class FleetScreen(LiveScreen):
             silenced=snapshot.silenced,
         )
         self._resort = False
+        if table.last_moved == float("-inf") and table.row_count and table.cursor_row != 0:
+            # not navigated yet: the highlight (and f, enter, a) stays on the top row
+            # rather than following the device that happened to be first at start
+            table.move_cursor(row=0, animate=False)
         self.query_one(ValidationPanel).show(snapshot.validation_problems, self.palette)
         self._summary(snapshot, len(rows))
         self._empty(snapshot, len(rows))
