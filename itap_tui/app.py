@@ -167,7 +167,11 @@ class ItapApp(App[int]):
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and not event.is_forwarded:
-            self.type_ahead.sent(event, self.focused or self.screen)
+            early = self.type_ahead.early_target(event)
+            self.type_ahead.sent(event, early or self.focused or self.screen)
+            if early is not None:  # typed right after /: the filter's, in order
+                early._forward_event(event)
+                return
         await super().on_event(event)
 
     def on_key(self, event: events.Key) -> None:

@@ -7,7 +7,11 @@ a loaded machine) were already sent to the table. Unconsumed, they bubble back u
 app's bindings: ``/pump-002`` paused the console (``p``), and in the fault dialog the
 ``3`` typed after choosing a fault was lost.
 
-:class:`TypeAhead` remembers which widget the app sent each key to. A key that comes
+``/`` is therefore a priority binding (it acts when the app reads it, before the next
+key is read), and until the filter's input has the focus the app sends the characters,
+backspace and enter it reads to that input (:meth:`TypeAhead.early_target`).
+
+For other focus moves, :class:`TypeAhead` remembers which widget the app sent each key to. A key that comes
 back to the app's bindings unconsumed, from a widget that no longer has the focus, is
 handed on to the widget that has it now (or to the input that is about to get it,
 :meth:`TypeAhead.expect`), as a :class:`TypedAhead`. To an expected input every key is
@@ -54,6 +58,17 @@ class TypeAhead:
         self._sent[id(event)] = (self._seq, to)
         while len(self._sent) > _REMEMBER:
             self._sent.popitem(last=False)
+
+    def early_target(self, event: events.Key) -> Widget | None:
+        """Where the app should send ``event``, which it just read, instead of the focused
+        widget: the expected input while its focus is still on the way (characters,
+        backspace and enter; other keys keep their bindings)."""
+        target = self.expected
+        if target is None or target.has_focus or not (event.is_printable or event.key in ("enter", "backspace")):
+            return None
+        if not target.is_attached or target.screen is not target.app.screen:
+            return None
+        return target
 
     def expect(self, target: Widget) -> None:
         """``target`` was just opened and will have the focus: keys typed from now are its."""

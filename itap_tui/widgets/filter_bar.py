@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from textual import on
 from textual.app import ComposeResult
+from textual.actions import SkipAction
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
@@ -71,8 +72,12 @@ class FilterBar(Horizontal):
         self.query_one(".filter-error", Label).update(error)
 
     def open(self) -> None:
-        self.editing = True
+        """Open the input (``/``, a priority binding: it acts as the app reads it, so the
+        keys typed after it go to the input; typed in the input, ``/`` is a character)."""
         field = self.query_one(Input)
+        if field.has_focus:
+            raise SkipAction()
+        self.editing = True
         field.focus()
         if (typing := self._type_ahead()) is not None:
             typing.expect(field)  # keys typed right after / are the filter's, before its focus
