@@ -25,7 +25,13 @@ class FleetScreen(LiveScreen):
     """Device table, validation log and status line."""
 
     BINDINGS = [
-        Binding("slash", "filter", "Filter", tooltip="Filter devices: id, profile, status, state or key:value", priority=True),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            tooltip="Filter devices: id, profile, status, state or key:value",
+            priority=True,
+        ),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: status, score, device, profile, state"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("o", "resort", "Re-sort", show=False, tooltip="Re-sort now (the order holds still while you move)"),
