@@ -146,7 +146,7 @@ class ItapApp(App[int]):
         self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
         self.fleet_screen = FleetScreen()
         self.last_export: Path | None = None
-        self.type_ahead = TypeAhead()
+        self.type_ahead = TypeAhead(self)
         """The input just opened (``/``), which gets the keys typed ahead of its focus."""
 
     # ------------------------------------------------------------------ look
@@ -167,17 +167,15 @@ class ItapApp(App[int]):
 
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key) and not event.is_forwarded:
-            early = self.type_ahead.early_target(event)
-            self.type_ahead.sent(event, early or self.focused or self.screen)
-            if early is not None:  # typed right after /: the filter's, in order
-                early._forward_event(event)
-                return
+            if await self.type_ahead.early(event) or self.type_ahead.hold(event):
+                return  # typed right after / or t: the input's, in order; after its enter: later
+            self.type_ahead.sent(event, self.focused or self.screen)
         await super().on_event(event)
 
-    def on_key(self, event: events.Key) -> None:
+    async def on_key(self, event: events.Key) -> None:
         """A key no widget took, on its way to the bindings: typed ahead of a focus move,
         it is the newly focused widget's (``/pump`` filters, it does not pause)."""
-        self.type_ahead.hand_on(event, self.focused)
+        await self.type_ahead.hand_on(event, self.focused)
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:

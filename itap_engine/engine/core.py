@@ -98,6 +98,7 @@ from itap_engine.store.queries import (
     injected_faults,
     latest_readings,
     latest_scores,
+    model_numbers,
     open_and_recent_alerts,
     recent_validation_alerts,
     record_events,
@@ -267,6 +268,7 @@ class EngineCore:
             for i, device in enumerate(group.device_ids()):
                 self.sites[device] = group.sites[i % len(group.sites)] if group.sites else None
         self.models: dict[str, TrainedModel] = {}
+        self._model_numbers: tuple[tuple[tuple[str, int], ...], dict[str, int]] = ((), {})
         self.scorers: dict[str, StreamingScorer] = {}
         self.tracker: AlertTracker | None = None
         self.sim_time: datetime | None = None
@@ -875,4 +877,10 @@ class EngineCore:
         )
 
     def model_versions(self) -> dict[str, int]:
-        return {p: m.version_id for p, m in self.models.items()}
+        """profile -> its active model's number among the profile's versions (v1, v2, ...),
+        looked up again only when a model changes."""
+        ids = {p: m.version_id for p, m in self.models.items()}
+        key = tuple(sorted(ids.items()))
+        if self._model_numbers[0] != key:
+            self._model_numbers = (key, model_numbers(self.store, ids))
+        return dict(self._model_numbers[1])

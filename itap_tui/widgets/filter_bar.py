@@ -30,7 +30,11 @@ class FilterBar(Horizontal):
         numbers: called for the names ``name>N`` may compare (score, signals).
     """
 
-    BINDINGS = [Binding("escape", "clear", "Clear filter", show=False)]
+    # priority: they act when the app reads them, so the key typed next goes to the table
+    BINDINGS = [
+        Binding("escape", "clear", "Clear filter", show=False, priority=True),
+        Binding("enter", "apply", "Apply filter", show=False, priority=True),
+    ]
 
     editing: reactive[bool] = reactive(False)
     """The input is open; toggles the ``-editing`` class."""
@@ -113,16 +117,30 @@ class FilterBar(Horizontal):
         if flt is not None:
             self.post_message(self.Changed(self, flt))
 
+    def action_apply(self) -> None:
+        """``enter``: the focus leaves the input now (the next key is the table's), the
+        filter applies once the input has had the keys typed before ``enter``."""
+        field = self.query_one(Input)
+        self.screen.focus_next()
+        field.call_later(lambda: self._apply(field))
+
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        flt = self.parse(event.value)
+        self._apply(event.input)
+
+    def _apply(self, field: Input) -> None:
+        flt = self.parse(field.value)
         if flt is None:
             self.app.bell()
-            return  # stay in the input: the error is on screen
+            field.focus()
+            if (typing := self._type_ahead()) is not None:
+                typing.settle()
+            return  # back in the input: the error is on screen
         self._done_editing()
         self.post_message(self.Changed(self, flt))
-        self.screen.focus_next()
+        if field.has_focus:
+            self.screen.focus_next()
 
     def action_clear(self) -> None:
         self.query_one(Input).value = ""

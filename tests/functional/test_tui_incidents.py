@@ -135,7 +135,8 @@ async def test_m_mutes_the_highlighted_device_for_a_period_and_0_lifts_it() -> N
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
-        table.move_cursor(row=table.get_row_index("pump-002"))
+        while table.cursor_device != "pump-002":  # as the operator gets there
+            await pilot.press("down")
         await pilot.press("m")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
         await pilot.press("ctrl+a", "ctrl+k", *"30m", "enter")

@@ -8,13 +8,15 @@ as a terminal read delivers them, without waiting for the app between keys.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from test_tui import ready, table_devices, tick, wait_for
 from textual import events
 from textual.widgets import Input
 
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
-from itap_tui.screens import AnomaliesScreen, FaultModal, FleetScreen
+from itap_tui.screens import AnomaliesScreen, FaultModal, FleetScreen, PromptModal
 from itap_tui.widgets import DeviceTable
 
 NAMES = {"/": "slash", "-": "minus", "\r": "enter", " ": "space"}
@@ -34,8 +36,9 @@ async def test_keys_typed_right_after_slash_go_to_the_fleet_filter() -> None:
         await ready(pilot)
         fleet = app.screen
         assert isinstance(fleet, FleetScreen)
-        burst(app, "/pump-002\r")
-        await wait_for(pilot, lambda: fleet.filter.describe() == "pump-002")
+        sort = fleet.sort_index
+        burst(app, "/pump-002\rs")  # and s, typed right after enter: the table's (sort)
+        await wait_for(pilot, lambda: fleet.filter.describe() == "pump-002" and fleet.sort_index != sort)
         await pilot.pause()
         # the p did not pause, the m did not open the mute prompt, u undid nothing
         assert not app.ui_paused and facade.paused is False
@@ -43,11 +46,6 @@ async def test_keys_typed_right_after_slash_go_to_the_fleet_filter() -> None:
         assert fleet.query_one(Input).value == "pump-002"
         await tick(pilot, facade)
         assert table_devices(fleet.query_one(DeviceTable)) == ["pump-002"]
-        # keys after enter are the table's again: s sorts, it is not typed into the filter
-        sort = fleet.sort_index
-        burst(app, "s")
-        await wait_for(pilot, lambda: fleet.sort_index != sort)
-        assert fleet.query_one(Input).value == "pump-002"
 
 
 async def test_keys_typed_right_after_slash_go_to_the_anomalies_filter() -> None:
@@ -80,3 +78,18 @@ async def test_keys_typed_right_after_choosing_a_fault_go_to_the_next_fields() -
         await wait_for(pilot, lambda: any(c[0] == "inject_fault" for c in facade.calls))
         [(_, (devices, fault, severity, duration))] = [c for c in facade.calls if c[0] == "inject_fault"]
         assert (severity, duration) == (3.0, 120.0) and fault and len(devices) == 1
+
+
+async def test_keys_typed_right_after_t_answer_the_time_prompt() -> None:
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade, 30)
+        burst(app, "t")
+        app.post_message(events.Key("ctrl+u", None))  # clear the suggested -1h
+        burst(app, "-2m\r")
+        await wait_for(pilot, lambda: app.past is not None)
+        [(_, (moment,))] = [c for c in facade.calls if c[0] == "snapshot_at"]
+        assert moment == app._live.stats.sim_time - timedelta(minutes=2)
+        assert not isinstance(app.screen, PromptModal)
