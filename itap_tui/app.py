@@ -48,6 +48,7 @@ from itap_tui.screens import (
 )
 from itap_tui.screens.base import LiveScreen
 from itap_tui.screens.fault_modal import parse_duration
+from itap_tui.state import load_state, save_state
 from itap_tui.typeahead import TypeAhead
 from itap_tui.widgets.device_table import SORTS as FLEET_SORTS
 from itap_tui.widgets.navigation import NAV_BINDINGS
@@ -116,6 +117,7 @@ class ItapApp(App[int]):
         detail_refresh_s: float = 2.0,
         theme: str | None = None,
         export_dir: Path | None = None,
+        state_file: Path | None = None,
     ) -> None:
         super().__init__()
         self.export_dir = export_dir or Path.cwd() / "itap-exports"
@@ -143,7 +145,13 @@ class ItapApp(App[int]):
         self._render_scheduled = False
         self._unsubscribe = None
         self._palette: tuple[str, Palette] | None = None
-        self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
+        self.state_file = state_file
+        """Where the chosen theme is remembered (``<data_dir>/console.json`` from ``itap``)."""
+        remembered = load_state(state_file).get("theme")
+        if remembered not in self.available_themes:
+            remembered = None
+        self._remembered_theme = theme or os.environ.get("ITAP_THEME") or remembered or "textual-dark"
+        self.theme = self._remembered_theme
         self.fleet_screen = FleetScreen()
         self.last_export: Path | None = None
         self.type_ahead = TypeAhead(self)
@@ -157,6 +165,8 @@ class ItapApp(App[int]):
         return self._palette[1]
 
     def watch_theme(self) -> None:
+        if self.theme != self._remembered_theme and save_state(self.state_file, theme=self.theme):
+            self._remembered_theme = self.theme  # the palette's theme picker, ctrl+t
         if self.snapshot is not None and self.is_running:
             self._render(self.snapshot, force=True)
 
@@ -735,6 +745,7 @@ class ItapApp(App[int]):
             )
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Dark/light theme", "Switch between dark and light (ctrl+t)", self.action_toggle_theme)
+        yield SystemCommand("Theme", "Choose a colour theme; remembered for the next start", self.search_themes)
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
 
 
@@ -747,7 +758,8 @@ def run_console(settings: Settings, attach: bool = False, mouse: bool = True, at
     from itap_engine.facade.local import LocalFacade
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
-    app = ItapApp(facade, export_dir=settings.resolve(settings.paths.data_dir) / "exports")
+    data_dir = settings.resolve(settings.paths.data_dir)
+    app = ItapApp(facade, export_dir=data_dir / "exports", state_file=data_dir / "console.json")
     app.start_at = at
     try:
         result = app.run(mouse=mouse)
