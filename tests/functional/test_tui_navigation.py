@@ -233,3 +233,39 @@ async def test_f_opens_on_the_highlighted_row_which_is_the_top_row_until_the_ope
         second = table.cursor_device
         await tick(pilot, facade, 2)
         assert table.cursor_device == second
+
+
+async def test_the_start_screen_says_first_start_only_when_history_is_simulated() -> None:
+    from textual.widgets import Label, ProgressBar
+
+    from itap_engine.snapshot import Progress
+
+    app = ItapApp(FakeFacade(devices=5))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        for simulated in (False, True):
+            screen = BootstrapScreen()
+            await app.push_screen(screen)
+            intro, bar = screen.query_one("#bootstrap-intro", Label), screen.query_one(ProgressBar)
+            steps = [
+                Progress("training", 0.5, "training the industrial model"),
+                Progress("training", 1.0, "models ready"),
+            ]
+            if simulated:
+                steps = [
+                    Progress("history", 0.0, "simulating 24 h of normal operation"),
+                    Progress("history", 0.5, "simulated 24 h for 50% of the fleet"),
+                    Progress("history", 1.0, "simulated 24 h of normal operation"),
+                    *steps,
+                ]
+            else:
+                steps.insert(0, Progress("history", 1.0, "history found in the database"))
+            seen = []
+            for step in steps:
+                screen.progress(step)
+                await pilot.pause()
+                seen.append(bar.progress)
+            text = str(intro.render()).lower()
+            assert ("first start" in text and "24 h" in text) if simulated else "first start" not in text
+            assert seen == sorted(seen) and len(set(seen)) == len(seen) and seen[-1] == 1.0  # it moves, forwards
+            await app.pop_screen()
