@@ -655,13 +655,40 @@ class ItapApp(App[int]):
 
         self.push_screen(PromptModal(question, "1h"), chosen)
 
+    def ask_maintenance(self, device_id: str | None) -> None:
+        """Ask for a maintenance window on a device from now (data time): a duration and
+        an optional reason; stored like a mute, shown as maintenance; 0 ends it."""
+        if device_id is None:
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            length, _, reason = answer.strip().partition(" ")
+            seconds = parse_duration(length)
+            if seconds is None:
+                self.notify(f"Not a duration: {length!r} (try 2h or 30m).", severity="error", markup=False)
+                return
+            why = f"maintenance: {reason.strip()}" if reason.strip() else "maintenance"
+            self.run_mute(device_id, seconds or None, why)
+
+        self.push_screen(
+            PromptModal(
+                f"Maintenance on {device_id} from now: how long, then why (e.g. 2h bearing swap; 0 ends it)",
+                "2h",
+                placeholder="2h bearing swap",
+            ),
+            chosen,
+        )
+
     @work(group="commands", exit_on_error=False, description="mute a device")
-    async def run_mute(self, device_id: str, seconds: float | None) -> None:
-        until = await self.engine.call(self.facade.mute, device_id, seconds)
+    async def run_mute(self, device_id: str, seconds: float | None, reason: str = "") -> None:
+        until = await self.engine.call(self.facade.mute, device_id, seconds, reason)
+        what = "in maintenance" if reason.startswith("maintenance") else "muted"
         if until is None:
-            self.notify(f"{device_id} is no longer muted.", markup=False, timeout=4)
+            self.notify(f"{device_id} is no longer {what}.", markup=False, timeout=4)
         else:
-            self.notify(f"{device_id} muted until {fmt_ts(until)} (sim): no new incident.", markup=False, timeout=5)
+            self.notify(f"{device_id} {what} until {fmt_ts(until)} (sim): no new incident.", markup=False, timeout=5)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -57,6 +57,13 @@ class FleetScreen(LiveScreen):
             show=False,
             tooltip="Mute (snooze) the highlighted device for a period: no new incident",
         ),
+        Binding(
+            "M",
+            "maintenance",
+            "Maintenance",
+            show=False,
+            tooltip="A maintenance window on the highlighted device from now (2h, optional reason; 0 ends it)",
+        ),
         Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted device's incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
         Binding(
@@ -221,6 +228,9 @@ class FleetScreen(LiveScreen):
 
     def action_mute(self) -> None:
         self.itap.ask_mute(self.table.cursor_device)
+
+    def action_maintenance(self) -> None:
+        self.itap.ask_maintenance(self.table.cursor_device)
 
     def action_note(self) -> None:
         device = self.table.cursor_device
