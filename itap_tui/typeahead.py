@@ -23,6 +23,7 @@ bindings at once, from the new focus.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ CLOSING_KEYS = frozenset({"enter", "escape", "tab", "shift+tab"})
 """Keys that close an expected input: keys typed after them are not the input's."""
 
 _REMEMBER = 256
+HOLD_AT_MOST_S = 3.0
+"""Keys wait for a closing key at most this long."""
 
 
 class TypedAhead(events.Key):
@@ -65,6 +68,7 @@ class TypeAhead:
         """Keys for the expected input while it is not mounted yet."""
         self.closing = False
         """A key that closes the expected input is on its way to it."""
+        self._closing_since = 0.0
         self._held: list[tuple[str, str | None]] = []
         """Keys read while ``closing``: read again once the input has closed."""
 
@@ -108,6 +112,9 @@ class TypeAhead:
     def hold(self, event: events.Key) -> bool:
         """While a closing key is on its way, keep what is read after it (True)."""
         if not self.closing or event.key in QUIT_KEYS or isinstance(event, TypedAhead):
+            return False
+        if time.monotonic() - self._closing_since > HOLD_AT_MOST_S:
+            self.settle()  # never a console deaf to keys: whatever closes the input is late
             return False
         event.prevent_default()
         event.stop()
@@ -167,6 +174,7 @@ class TypeAhead:
             self.expected = None
             self._closed = (self._seq, None)  # keys read from now on are not the input's
             self.closing = self.app is not None
+            self._closing_since = time.monotonic()
         return True
 
     async def hand_on(self, event: events.Key, focused: Widget | None) -> bool:
