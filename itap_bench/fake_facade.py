@@ -32,6 +32,7 @@ from itap_engine.snapshot import (
     ValidationAlertRow,
     ValidationProblemRow,
 )
+from itap_engine.snapshot.diff import mark_changes
 
 START = datetime(2026, 1, 1, 6, 0, 0, tzinfo=UTC)
 STEP_S = 10
@@ -398,6 +399,9 @@ class FakeFacade:
         return tuple(out)
 
     def _publish(self, snapshot: Snapshot) -> None:
+        # as the engine's publisher: say what changed since the last snapshot
+        previous = self._latest if self._latest is not None and self._latest.seq < snapshot.seq else None
+        snapshot = mark_changes(previous, snapshot)
         self._latest = snapshot
         for callback in list(self._subscribers):
             callback(snapshot)

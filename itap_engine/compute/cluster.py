@@ -21,7 +21,7 @@ from itap_engine.config import CLUSTER_HELP, Settings, check_cluster
 from itap_engine.errors import ItapError
 
 if TYPE_CHECKING:
-    from itap_engine.store.sql import Store
+    from itap_engine.store.protocol import TelemetryStore
 
 TaskProgress = Callable[[int, int], None]
 """``progress(done, total)``: called after each finished task."""
@@ -189,7 +189,7 @@ def _on_worker() -> bool:
 
 
 @contextlib.contextmanager
-def write_lock(store: Store) -> Iterator[None]:
+def write_lock(store: TelemetryStore) -> Iterator[None]:
     """Serialise a task's writes to an SQLite database across the cluster's workers.
 
     SQLite allows one writer; its busy timeout makes a second writer wait, but a

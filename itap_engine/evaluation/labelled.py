@@ -117,8 +117,34 @@ def evaluate_labelled(
 
     Returns:
         A JSON-ready dict: ``points``, ``per_fault``, ``events``, ``false_alerts``,
-        ``top_family``.
+        ``top_family``, ``support``.
     """
+    pred = scored["score"].to_numpy(dtype=float) > threshold
+    points = point_metrics(labels, scored, threshold)
+    events, cut_off = judged_events(labels)
+    alerts = alerts.sort_values("opened_ts") if len(alerts) else alerts
+    events = match_alerts(events, alerts)
+    event_table = event_metrics(events, cut_off, step_ms, abrupt)
+    fault = labels["fault"].to_numpy(dtype=object)
+    per_fault: dict[str, dict[str, Any]] = {}
+    for name in sorted({f for f in fault if f is not None and f == f}):
+        mask = fault == name
+        per_fault[name] = {"points": int(mask.sum()), "point_recall": float(pred[mask].mean())}
+    for name in event_table:
+        per_fault.setdefault(name, {})["event_recall"] = event_table[name]["recall"]
+    false_alerts = false_alert_metrics(labels, alerts, pd.concat([events, cut_off], ignore_index=True), step_ms)
+    return {
+        "points": points,
+        "per_fault": per_fault,
+        "events": event_table,
+        "false_alerts": false_alerts,
+        "top_family": top_family(events, families or {}),
+        "support": _support(len(events), false_alerts["device_days"], len(labels), event_table),
+    }
+
+
+def point_metrics(labels: pd.DataFrame, scored: pd.DataFrame, threshold: float) -> dict[str, Any]:
+    """Point-wise precision, recall, F1 and ROC-AUC of ``score > threshold`` against the labels."""
     y = labels["fault"].notna().to_numpy()
     score = scored["score"].to_numpy(dtype=float)
     pred = score > threshold
@@ -127,7 +153,7 @@ def evaluate_labelled(
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     auc = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
-    points = {
+    return {
         "rows": int(len(y)),
         "positives": int(y.sum()),
         "precision": precision,
@@ -136,21 +162,21 @@ def evaluate_labelled(
         "roc_auc": auc,
         "threshold": float(threshold),
     }
-    fault = labels["fault"].to_numpy(dtype=object)
-    per_fault: dict[str, dict[str, Any]] = {}
-    for name in sorted({f for f in fault if f is not None and f == f}):
-        mask = fault == name
-        per_fault[name] = {"points": int(mask.sum()), "point_recall": float(pred[mask].mean())}
 
+
+def judged_events(labels: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fault events to judge, and those cut off by the end of the data (which may be
+    caught after it, so they are not judged)."""
     events = fault_events(labels)
-    # an event still running when the data ends may be caught after it: not judged
     last_ts = labels.groupby("device_id")["ts"].max()
     truncated = (
         events["end_ts"].to_numpy() >= events["device_id"].map(last_ts).to_numpy() if len(events) else np.zeros(0, bool)
     )
-    cut_off = events[truncated]
-    events = events[~truncated].reset_index(drop=True)
-    alerts = alerts.sort_values("opened_ts") if len(alerts) else alerts
+    return events[~truncated].reset_index(drop=True), events[truncated]
+
+
+def match_alerts(events: pd.DataFrame, alerts: pd.DataFrame) -> pd.DataFrame:
+    """Each event with ``caught``, ``ttd_ms`` and ``family`` of the first alert opened inside it."""
     by_device = {d: g for d, g in alerts.groupby("device_id")} if len(alerts) else {}
     caught = np.zeros(len(events), dtype=bool)
     ttd_ms = np.full(len(events), np.nan)
@@ -165,12 +191,18 @@ def evaluate_labelled(
             caught[i] = True
             ttd_ms[i] = opened[inside[0]] - ev.start_ts
             first_family[i] = str(group["family"].iloc[inside[0]])
-    events = events.assign(caught=caught, ttd_ms=ttd_ms, family=first_family)
-    event_table: dict[str, dict[str, Any]] = {}
+    return events.assign(caught=caught, ttd_ms=ttd_ms, family=first_family)
+
+
+def event_metrics(
+    events: pd.DataFrame, cut_off: pd.DataFrame, step_ms: int, abrupt: set[str] | None
+) -> dict[str, dict[str, Any]]:
+    """Per fault: events, caught, recall and time to detect (readings and seconds)."""
+    table: dict[str, dict[str, Any]] = {}
     for name, group in events.groupby("fault"):
         ttd = group.loc[group["caught"], "ttd_ms"].to_list()
         readings = [t / step_ms for t in ttd]
-        event_table[str(name)] = {
+        table[str(name)] = {
             "events": int(len(group)),
             "caught": int(group["caught"].sum()),
             "recall": float(group["caught"].mean()),
@@ -181,17 +213,18 @@ def evaluate_labelled(
             "abrupt": bool(abrupt and name in abrupt),
         }
     for name, group in cut_off.groupby("fault"):
-        event_table.setdefault(str(name), {"events": 0, "caught": 0, "recall": None})["cut_off"] = int(len(group))
-    for name in event_table:
-        per_fault.setdefault(name, {})["event_recall"] = event_table[name]["recall"]
+        table.setdefault(str(name), {"events": 0, "caught": 0, "recall": None})["cut_off"] = int(len(group))
+    return table
 
-    # false alerts: opened outside every fault event of the device
-    n_alerts = len(alerts)
+
+def false_alert_metrics(
+    labels: pd.DataFrame, alerts: pd.DataFrame, every_event: pd.DataFrame, step_ms: int
+) -> dict[str, Any]:
+    """Alerts opened outside every fault event of their device, per device-day."""
     false = 0
-    if n_alerts:
-        every = pd.concat([events, cut_off], ignore_index=True)
-        ev_by_device = {d: g for d, g in every.groupby("device_id")} if len(every) else {}
-        for device, group in by_device.items():
+    if len(alerts):
+        ev_by_device = {d: g for d, g in every_event.groupby("device_id")} if len(every_event) else {}
+        for device, group in alerts.groupby("device_id"):
             opened = group["opened_ts"].to_numpy(dtype=np.int64)
             evs = ev_by_device.get(device)
             if evs is None:
@@ -201,18 +234,21 @@ def evaluate_labelled(
             ends = evs["end_ts"].to_numpy(dtype=np.int64)
             inside = ((opened[:, None] >= starts[None, :]) & (opened[:, None] <= ends[None, :])).any(axis=1)
             false += int((~inside).sum())
-    span = labels.groupby("device_id")["ts"].agg(["min", "max", "size"])
-    device_days = float(((span["size"]) * step_ms).sum() / 86_400_000)
-    false_alerts = {
-        "alerts": int(n_alerts),
-        "false_alerts": int(false),
+    sizes = labels.groupby("device_id")["ts"].size()
+    device_days = float((sizes * step_ms).sum() / 86_400_000)
+    return {
+        "alerts": len(alerts),
+        "false_alerts": false,
         "device_days": device_days,
         "per_device_day": false / device_days if device_days else None,
     }
 
+
+def top_family(events: pd.DataFrame, families: Mapping[str, str]) -> dict[str, Any]:
+    """How often the first alert of a caught event named the fault's expected family."""
     top: dict[str, Any] = {"by_fault": {}}
     right = total = 0
-    for name, fam in (families or {}).items():
+    for name, fam in families.items():
         group = events[(events["fault"] == name) & events["caught"]]
         if len(group) == 0:
             continue
@@ -221,24 +257,15 @@ def evaluate_labelled(
         right += ok
         total += len(group)
     top["share"] = right / total if total else None
-    judged = int(len(events))
-    support = {
-        "events": judged,
-        "device_days": device_days,
-        "rows": int(len(y)),
-        "warnings": support_warnings(judged, device_days),
-    }
+    return top
+
+
+def _support(judged: int, device_days: float, rows: int, event_table: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    warnings = support_warnings(judged, device_days)
     for name, ev in event_table.items():
         if ev.get("events") is not None and 0 < ev["events"] < MIN_EVENTS_PER_FAULT:
-            support["warnings"].append(f"{name}: only {ev['events']} events, its recall is rough")  # type: ignore[attr-defined]
-    return {
-        "points": points,
-        "per_fault": per_fault,
-        "events": event_table,
-        "false_alerts": false_alerts,
-        "top_family": top,
-        "support": support,
-    }
+            warnings.append(f"{name}: only {ev['events']} events, its recall is rough")
+    return {"events": judged, "device_days": device_days, "rows": rows, "warnings": warnings}
 
 
 MIN_EVENTS = 30

@@ -44,14 +44,14 @@ CHUNK_READINGS = 10
 def _score_file(settings: Settings, path: Path, device: str, workdir: Path) -> tuple[pd.DataFrame, pd.DataFrame, Any]:
     from itap_engine.detection.alerts import AlertTracker, alerts_frame
     from itap_engine.detection.scoring import StreamingScorer, train_model
-    from itap_engine.ingest.csv_source import import_csv
+    from itap_engine.ingest.csv_source import CsvOptions, import_csv
     from itap_engine.store.sql import Store
 
     url = f"sqlite:///{workdir / 'skab.db'}"
     local = settings.with_overrides(database={"url": url}, paths={"artifacts_dir": str(workdir / "artifacts")})
     store = Store(local, url=url)  # explicit: $ITAP_DB_URL must not redirect a scratch store
     try:
-        import_csv(store, local, path, profile=PROFILE, device=device)
+        import_csv(store, local, path, CsvOptions(profile=PROFILE, device=device))
         frame = store.read_readings(PROFILE)
         frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
         if len(frame) <= TRAIN_ROWS:

@@ -45,9 +45,9 @@ import pandas as pd
 
 from itap_engine.config import Settings
 from itap_engine.ingest.csv_stream import CsvImportError, CsvSource, Line, Oversize, is_pipe_name
-from itap_engine.ingest.pipeline import IngestReport, IngestRun
+from itap_engine.ingest.pipeline import IngestReport, ingest_source
 from itap_engine.ingest.validate import LABELS, ValidationReport, Validator
-from itap_engine.store.sql import Store
+from itap_engine.store.protocol import TelemetryStore
 
 __all__ = [
     "CsvImportError",
@@ -226,121 +226,127 @@ def _choose_profile(path: Path, settings: Settings, names: Sequence[str], mappin
     return best[2]
 
 
-def plan_csv(
-    settings: Settings,
-    path: str | Path,
-    *,
-    profile: str | None = None,
-    device: str | None = None,
-    sep: str | None = None,
-    ts_column: str | None = None,
-    device_column: str | None = None,
-    mapping: dict[str, str] | None = None,
-    long: bool | None = None,
-    encoding: str | None = None,
-) -> CsvPlan:
-    """Work out how a file maps onto a profile; raises :class:`CsvImportError` if it cannot.
+@dataclass(frozen=True)
+class CsvOptions:
+    """How to read a CSV file: every option of ``itap ingest`` and ``itap validate``.
 
     Options left as None come from ``[import]`` in config or are detected from the
-    header (separator, timestamp and device columns, wide or long, profile). The
-    input is opened here, once; the plan carries it to :func:`read_frames` (close it
-    with ``plan.source.close()`` if the plan is not read).
+    header (separator, timestamp and device columns, wide or long, profile).
     """
+
+    profile: str | None = None
+    device: str | None = None
+    """One device id for every row (the file has no device column)."""
+    sep: str | None = None
+    ts_column: str | None = None
+    device_column: str | None = None
+    mapping: dict[str, str] = field(default_factory=dict)
+    """File column -> signal or label (``fault``)."""
+    long: bool | None = None
+    chunk_rows: int | None = None
+    encoding: str | None = None
+
+
+def plan_csv(settings: Settings, path: str | Path, options: CsvOptions | None = None) -> CsvPlan:
+    """Work out how a file maps onto a profile; raises :class:`CsvImportError` if it cannot.
+
+    The input is opened here, once; the plan carries it to :func:`read_frames` (close
+    it with ``plan.source.close()`` if the plan is not read).
+    """
+    options = options or CsvOptions()
     path = Path(path)
     imp = settings.import_
-    source = CsvSource(path, encoding=encoding or imp.encoding, max_line_bytes=imp.max_line_bytes)
+    source = CsvSource(path, encoding=options.encoding or imp.encoding, max_line_bytes=imp.max_line_bytes)
     try:
-        plan = _plan(settings, path, source, profile, device, sep, ts_column, device_column, mapping, long)
+        return _plan(settings, path, source, options)
     except BaseException:
         source.close()
         raise
-    return plan
 
 
-def _plan(
-    settings: Settings,
-    path: Path,
-    source: CsvSource,
-    profile: str | None,
-    device: str | None,
-    sep: str | None,
-    ts_column: str | None,
-    device_column: str | None,
-    mapping: dict[str, str] | None,
-    long: bool | None,
-) -> CsvPlan:
+@dataclass(frozen=True)
+class _Columns:
+    """The header's key columns: separator, header, timestamp and device column."""
+
+    sep: str
+    header: list[str]
+    ts: str
+    device: str | None
+    fixed_device: str | None
+
+
+def _key_columns(settings: Settings, path: Path, source: CsvSource, options: CsvOptions) -> _Columns:
     imp = settings.import_
-    extra: dict[str, Any] = {"source": source, "encoding": source.encoding, "max_field_bytes": imp.max_field_bytes}
-    mapping = dict(mapping or {})
-    sep_used, header = _read_header(path, source.header, _sep_value(sep), _sep_value(imp.sep) or ",")
-    for source_col, target in mapping.items():
+    sep, header = _read_header(path, source.header, _sep_value(options.sep), _sep_value(imp.sep) or ",")
+    for source_col, target in options.mapping.items():
         if target == "fault" and source_col not in header:
             raise CsvImportError(f"{path}: no label column {source_col!r} in the header ({', '.join(header)})")
-    ts_col = _find(header, ts_column or imp.timestamp_column, TS_ALIASES)
+    wanted_ts = options.ts_column
+    ts_col = _find(header, wanted_ts or imp.timestamp_column, TS_ALIASES)
     if ts_col is None:
         raise CsvImportError(
-            f"{path}: no timestamp column {ts_column or imp.timestamp_column!r} in the header "
+            f"{path}: no timestamp column {wanted_ts or imp.timestamp_column!r} in the header "
             f"({', '.join(header)}); use --ts-column NAME"
         )
-    if ts_column and ts_col != ts_column:
-        raise CsvImportError(f"{path}: no column {ts_column!r} in the header ({', '.join(header)})")
-    dev_col = None if device else _find(header, device_column or imp.device_column, DEVICE_ALIASES)
-    if device_column and not device and dev_col != device_column:
-        raise CsvImportError(f"{path}: no device column {device_column!r} in the header ({', '.join(header)})")
-    fixed_device = device if device or dev_col else _derived_device(path)
-    if profile is not None:
-        settings.profile(profile)
+    if wanted_ts and ts_col != wanted_ts:
+        raise CsvImportError(f"{path}: no column {wanted_ts!r} in the header ({', '.join(header)})")
+    device, wanted_dev = options.device, options.device_column
+    dev_col = None if device else _find(header, wanted_dev or imp.device_column, DEVICE_ALIASES)
+    if wanted_dev and not device and dev_col != wanted_dev:
+        raise CsvImportError(f"{path}: no device column {wanted_dev!r} in the header ({', '.join(header)})")
+    fixed = device if device or dev_col else _derived_device(path)
+    return _Columns(sep, header, ts_col, dev_col, fixed)
 
-    sig_col = _find(header, None, LONG_SIGNAL)
-    val_col = _find(header, None, LONG_VALUE)
+
+def _plan(settings: Settings, path: Path, source: CsvSource, options: CsvOptions) -> CsvPlan:
+    imp = settings.import_
+    extra: dict[str, Any] = {"source": source, "encoding": source.encoding, "max_field_bytes": imp.max_field_bytes}
+    cols = _key_columns(settings, path, source, options)
+    if options.profile is not None:
+        settings.profile(options.profile)
+    sig_col = _find(cols.header, None, LONG_SIGNAL)
+    val_col = _find(cols.header, None, LONG_VALUE)
     is_long = (
-        long
-        if long is not None
+        options.long
+        if options.long is not None
         else (
             sig_col is not None
             and val_col is not None
-            and not (set(_signal_map(header, settings, mapping, None).values()) - {"state", *LABELS})
+            and not (set(_signal_map(cols.header, settings, options.mapping, None).values()) - {"state", *LABELS})
         )
     )
+    rename = {cols.ts: "ts"}
+    if cols.device:
+        rename[cols.device] = "device_id"
+    args = (path, cols.sep, cols.header)
+    keys = (cols.ts, cols.device, cols.fixed_device)
     if is_long:
         if sig_col is None or val_col is None:
             raise CsvImportError(
-                f"{path}: a long CSV needs 'signal' and 'value' columns besides device and ts; found {', '.join(header)}"
+                f"{path}: a long CSV needs 'signal' and 'value' columns besides device and ts; "
+                f"found {', '.join(cols.header)}"
             )
-        names = _peek_long_signals(path, source, sep_used, sig_col, imp.chunk_rows)
-        chosen = profile or _choose_profile(path, settings, names, mapping)
-        spec = settings.profile(chosen)
-        signal_names = _signal_map(names, settings, mapping, spec.signal_names)
-        rename = {ts_col: "ts"}
-        if dev_col:
-            rename[dev_col] = "device_id"
-        return CsvPlan(
-            path,
-            chosen,
-            sep_used,
-            header,
-            True,
-            ts_col,
-            dev_col,
-            fixed_device,
-            rename,
-            sig_col,
-            val_col,
-            signal_names,
-            **extra,
-        )
+        names = _peek_long_signals(path, source, cols.sep, sig_col, imp.chunk_rows)
+        chosen = options.profile or _choose_profile(path, settings, names, options.mapping)
+        signal_names = _signal_map(names, settings, options.mapping, settings.profile(chosen).signal_names)
+        return CsvPlan(args[0], chosen, args[1], args[2], True, *keys, rename, sig_col, val_col, signal_names, **extra)
+    chosen, rename = _wide_columns(settings, path, cols, options, rename)
+    return CsvPlan(args[0], chosen, args[1], args[2], False, *keys, rename, **extra)
 
-    others = [h for h in header if h not in (ts_col, dev_col)]
-    chosen = profile or _choose_profile(path, settings, others, mapping)
+
+def _wide_columns(
+    settings: Settings, path: Path, cols: _Columns, options: CsvOptions, rename: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """A wide file's profile and its column -> signal or label renames."""
+    others = [h for h in cols.header if h not in (cols.ts, cols.device)]
+    chosen = options.profile or _choose_profile(path, settings, others, options.mapping)
     spec = settings.profile(chosen)
-    rename = {ts_col: "ts"}
-    if dev_col:
-        rename[dev_col] = "device_id"
-    for name, target in _signal_map(others, settings, mapping, spec.signal_names).items():
+    rename = dict(rename)
+    for name, target in _signal_map(others, settings, options.mapping, spec.signal_names).items():
         if target not in rename.values():
             rename[name] = target
     final: dict[str, str] = {}
-    for column in header:
+    for column in cols.header:
         name = rename.get(column, column)
         if name in final:
             raise CsvImportError(
@@ -351,9 +357,9 @@ def _plan(
     if not set(rename.values()) & set(spec.signals):
         raise CsvImportError(
             f"{path}: no column maps onto a signal of profile {chosen} ({', '.join(spec.signals)}); "
-            f"found {', '.join(header)}; use --map CSV=signal"
+            f"found {', '.join(cols.header)}; use --map CSV=signal"
         )
-    return CsvPlan(path, chosen, sep_used, header, False, ts_col, dev_col, fixed_device, rename, **extra)
+    return chosen, rename
 
 
 def _peek_long_signals(path: Path, source: CsvSource, sep: str, column: str, rows: int) -> list[str]:
@@ -623,7 +629,7 @@ def _to_wide(plan: CsvPlan, rows: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------- entry points
-def _mapping_option(pairs: Sequence[str] | None) -> dict[str, str]:
+def mapping_option(pairs: Sequence[str] | None) -> dict[str, str]:
     mapping: dict[str, str] = {}
     for pair in pairs or ():
         if "=" not in pair:
@@ -633,73 +639,56 @@ def _mapping_option(pairs: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+@dataclass(frozen=True)
+class CsvFileSource:
+    """A planned CSV file as a :class:`~itap_engine.ingest.source.TelemetrySource`."""
+
+    plan: CsvPlan
+    chunk_rows: int
+
+    @property
+    def name(self) -> str:
+        return str(self.plan.path)
+
+    @property
+    def profile(self) -> str:
+        return self.plan.profile
+
+    @property
+    def raw_names(self) -> dict[str, str]:
+        return self.plan.raw_names
+
+    def frames(self) -> Iterator[pd.DataFrame]:
+        return read_frames(self.plan, self.chunk_rows)
+
+
 def import_csv(
-    store: Store,
+    store: TelemetryStore,
     settings: Settings,
     path: str | Path,
+    options: CsvOptions | None = None,
     *,
-    profile: str | None = None,
-    device: str | None = None,
-    sep: str | None = None,
-    ts_column: str | None = None,
-    device_column: str | None = None,
-    mapping: dict[str, str] | None = None,
-    long: bool | None = None,
-    chunk_rows: int | None = None,
     now: datetime | None = None,
-    encoding: str | None = None,
 ) -> IngestReport:
     """Validate and store one CSV file (``-``: stdin) as one ingestion run."""
-    plan = plan_csv(
-        settings,
-        path,
-        profile=profile,
-        device=device,
-        sep=sep,
-        ts_column=ts_column,
-        device_column=device_column,
-        mapping=mapping,
-        long=long,
-        encoding=encoding,
-    )
-    with IngestRun(store, settings, plan.profile, kind="ingest", source=str(plan.path), now=now) as run:
-        assert run.validator is not None
-        run.validator.raw_names = plan.raw_names
-        for frame in read_frames(plan, chunk_rows or settings.import_.chunk_rows):
-            run.add(frame)
-    return run.report
+    options = options or CsvOptions()
+    plan = plan_csv(settings, path, options)
+    source = CsvFileSource(plan, options.chunk_rows or settings.import_.chunk_rows)
+    return ingest_source(store, settings, source, kind="ingest", now=now)
 
 
 def validate_csv(
     settings: Settings,
     path: str | Path,
+    options: CsvOptions | None = None,
     *,
-    profile: str | None = None,
-    device: str | None = None,
-    sep: str | None = None,
-    ts_column: str | None = None,
-    device_column: str | None = None,
-    mapping: dict[str, str] | None = None,
-    long: bool | None = None,
-    chunk_rows: int | None = None,
     now: datetime | None = None,
-    encoding: str | None = None,
 ) -> tuple[CsvPlan, ValidationReport]:
     """Validate a CSV file without storing anything."""
-    plan = plan_csv(
-        settings,
-        path,
-        profile=profile,
-        device=device,
-        sep=sep,
-        ts_column=ts_column,
-        device_column=device_column,
-        mapping=mapping,
-        long=long,
-        encoding=encoding,
-    )
+    options = options or CsvOptions()
+    plan = plan_csv(settings, path, options)
     validator = Validator(settings.profile(plan.profile), settings.validation, now=now, source=str(plan.path))
     validator.raw_names = plan.raw_names
-    for frame in read_frames(plan, chunk_rows or settings.import_.chunk_rows):
+    for frame in read_frames(plan, options.chunk_rows or settings.import_.chunk_rows):
         validator.validate(frame)
     return plan, validator.finish()

@@ -39,16 +39,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import psutil
-import sqlalchemy as sa
-from sqlmodel import select
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.ingest.validate import ValidationReport, ValidationResult, Validator, _raw_json
-from itap_engine.store.schema import Run, ValidationEvent, utcnow
-from itap_engine.store.sql import InsertResult, Store
+from itap_engine.ingest.source import FrameSource, TelemetrySource
+from itap_engine.ingest.validate import ValidationReport, ValidationResult, Validator
+from itap_engine.ingest.validate.values import raw_json
+from itap_engine.store.protocol import TelemetryStore
+from itap_engine.store.schema import utcnow
+from itap_engine.store.sql import InsertResult
 
-__all__ = ["IngestReport", "IngestRun", "abort_dead_runs", "ingest_frame"]
+__all__ = ["IngestReport", "IngestRun", "abort_dead_runs", "ingest_frame", "ingest_source"]
 
 _OWNER = re.compile(r"^pid (\d+) on (\S+)")
 
@@ -97,7 +98,7 @@ def _owner_tag() -> str:
     return f"pid {os.getpid()} on {socket.gethostname()}"
 
 
-def abort_dead_runs(store: Store) -> int:
+def abort_dead_runs(store: TelemetryStore) -> int:
     """Mark runs left 'running' by a process that no longer exists as aborted.
 
     A running run records its owner (``pid N on HOST``) in its message; a run whose
@@ -106,23 +107,13 @@ def abort_dead_runs(store: Store) -> int:
     :meth:`Store.abort_stale_runs` treats them: aborted.
     """
     host = socket.gethostname()
-    stale: list[int] = []
-    with store.session() as session:
-        for run in session.exec(select(Run).where(Run.status == "running")):
-            match = _OWNER.match(run.message or "")
-            if match and match.group(2) == host and _alive(int(match.group(1))):
-                continue
-            assert run.id is not None
-            stale.append(run.id)
-    if not stale:
-        return 0
-    stmt = (
-        sa.update(Run)
-        .where(Run.id.in_(stale), Run.status == "running")  # type: ignore[arg-type, union-attr]
-        .values(status="aborted", finished_at=utcnow(), message="process ended before the run finished")
-    )
-    with store.engine.begin() as conn:
-        return conn.execute(stmt).rowcount
+    stale = []
+    for run_id, message in store.running_runs():
+        match = _OWNER.match(message)
+        if match and match.group(2) == host and _alive(int(match.group(1))):
+            continue
+        stale.append(run_id)
+    return store.abort_stale_runs(ids=stale) if stale else 0
 
 
 def _alive(pid: int) -> bool:
@@ -156,7 +147,7 @@ class IngestRun:
 
     def __init__(
         self,
-        store: Store,
+        store: TelemetryStore,
         settings: Settings,
         profile: str,
         *,
@@ -187,9 +178,8 @@ class IngestRun:
         with self.store.writing():
             self.store.ensure_profile(self.profile, self.spec)
             abort_dead_runs(self.store)
-            self.run_id = self.store.start_run(self.kind, self.source, self.profile)
-            with self.store.engine.begin() as conn:  # owner tag: lets abort_dead_runs spare a live run
-                conn.execute(sa.update(Run).where(Run.id == self.run_id).values(message=_owner_tag()))  # type: ignore[arg-type]
+            # the owner tag lets abort_dead_runs spare a live run
+            self.run_id = self.store.start_run(self.kind, self.source, self.profile, message=_owner_tag())
         self.validator = Validator(self.spec, self.settings.validation, now=self.now, source=self.source)
         self._started = time.perf_counter()
         return self
@@ -244,7 +234,7 @@ class IngestRun:
                     "line": pd.array(lines, dtype="Int64"),
                     "device_id": rows["device_id"].to_numpy(dtype=object),
                     "ts": rows["ts"].to_numpy(dtype=np.int64),
-                    "raw": _raw_json(result.accepted, positions, self.validator.raw_names),
+                    "raw": raw_json(result.accepted, positions, self.validator.raw_names),
                 }
             )
             count = self.store.quarantine(quarantined, source=self.source, run_id=self.run_id)
@@ -305,8 +295,7 @@ class IngestRun:
             }
             for alert in validation.alerts
         ]
-        with self.store.writing(), self.store.engine.begin() as conn:
-            conn.execute(sa.insert(ValidationEvent.__table__), records)  # type: ignore[attr-defined]
+        self.store.record_validation_alerts(records)
 
     @property
     def report(self) -> IngestReport:
@@ -327,8 +316,25 @@ def _summary(counts: dict[str, int], validation: ValidationReport) -> str:
     return text
 
 
+def ingest_source(
+    store: TelemetryStore,
+    settings: Settings,
+    source: TelemetrySource,
+    *,
+    kind: str = "ingest",
+    now: datetime | None = None,
+) -> IngestReport:
+    """Validate and store every chunk of one source as one run."""
+    with IngestRun(store, settings, source.profile, kind=kind, source=source.name, now=now) as run:
+        assert run.validator is not None
+        run.validator.raw_names = source.raw_names
+        for frame in source.frames():
+            run.add(frame)
+    return run.report
+
+
 def ingest_frame(
-    store: Store,
+    store: TelemetryStore,
     settings: Settings,
     profile: str,
     frame: pd.DataFrame,
@@ -338,6 +344,4 @@ def ingest_frame(
     now: datetime | None = None,
 ) -> IngestReport:
     """Validate and store one frame as one run."""
-    with IngestRun(store, settings, profile, kind=kind, source=source, now=now) as run:
-        run.add(frame)
-    return run.report
+    return ingest_source(store, settings, FrameSource(source, profile, frame), kind=kind, now=now)

@@ -83,34 +83,39 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from itap_engine.config import Settings
 from itap_engine.engine.logs import configure_logging
+from itap_engine.modes.summary import (
+    EXIT_CODES,
+    Interval,
+    OnceSummary,
+    OpenIncident,
+    RowCounts,
+    SourceOutcome,
+    ValidationNote,
+    iso,
+)
 from itap_engine.safe_text import visible, visible_tree
 from itap_engine.snapshot import EngineStats, IncidentCounts, Progress, worth_showing
-from itap_engine.snapshot.dto import contributors_of
+from itap_engine.snapshot.dto import ContributorView, contributors_of
 from itap_engine.store.queries import open_alert_records, stored_profile
 from itap_engine.store.run_lock import RunLock
 from itap_engine.store.watermarks import ONCE_WALL_KEY
 
 if TYPE_CHECKING:
-    from itap_engine.engine.core import EngineCore, TickResult
+    from itap_engine.engine.core import EngineCore, SourceResult, TickResult
 
-__all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "choose_interval", "run_cycle", "run_once"]
+__all__ = ["EXIT_CODES", "MAX_INTERVAL_S", "OnceSummary", "choose_interval", "run_cycle", "run_once"]
 
 log = logging.getLogger(__name__)
 
 MAX_INTERVAL_S = 6 * 3600.0
 """Most simulated seconds one run covers."""
-EXIT_CODES = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
-SCHEMA = "itap.once/1"
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _iso_ms(value: int | None) -> str | None:
@@ -133,48 +138,25 @@ def choose_interval(settings: Settings, last_wall: str | None, now: datetime) ->
     return float(max(freq, int(seconds // freq) * freq))  # whole readings: the clock stays on the grid
 
 
-def _empty_summary(started: datetime) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA,
-        "status": "UNKNOWN",
-        "exit_code": 3,
-        "message": "",
-        "error": None,
-        "run_id": None,
-        "started_at": _iso(started),
-        "finished_at": None,
-        "bootstrapped": False,
-        "interval": {"from": None, "to": None, "simulated_seconds": 0.0},
-        "rows": {"in": 0, "inserted": 0, "duplicates": 0, "conflicts": 0, "quarantined": 0},
-        "sources": [],
-        "scored": 0,
-        "validation_alerts": [],
-        "alerts": {"opened": 0, "closed": 0, "open": []},
-        "models": {},
-        "timings_s": {},
-    }
-
-
-def _open_alerts(core: EngineCore, profile: str | None = None) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": a["id"],
-            "device_id": a["device_id"],
-            "profile": a["profile"],
-            "severity": a["severity"],
-            "family": a["family"],
-            "opened_at": _iso_ms(a["opened_ts"]),
-            "last_at": _iso_ms(a["last_ts"]),
-            "peak_score": round(float(a["peak_score"]), 6),
-            "threshold": round(float(a["threshold"]), 6),
-            "acknowledged": bool(a["acknowledged"]),
-            "contributors": [
-                {"signal": c.signal, "family": c.family, "share": round(c.share, 4)}
-                for c in contributors_of(a["contributors"])
-            ],
-        }
+def _open_incidents(core: EngineCore, profile: str | None = None) -> tuple[OpenIncident, ...]:
+    return tuple(
+        OpenIncident(
+            id=int(a["id"]),
+            device_id=a["device_id"],
+            profile=a["profile"],
+            severity=a["severity"],
+            family=a["family"],
+            opened_at=_iso_ms(a["opened_ts"]),
+            last_at=_iso_ms(a["last_ts"]),
+            peak_score=round(float(a["peak_score"]), 6),
+            threshold=round(float(a["threshold"]), 6),
+            acknowledged=bool(a["acknowledged"]),
+            contributors=tuple(
+                ContributorView(c.signal, c.family, round(c.share, 4)) for c in contributors_of(a["contributors"])
+            ),
+        )
         for a in open_alert_records(core.store, profile=profile)
-    ]
+    )
 
 
 def _profile_of(core: EngineCore, device_id: str | None) -> str | None:
@@ -186,29 +168,31 @@ def _profile_of(core: EngineCore, device_id: str | None) -> str | None:
     return stored_profile(core.store, device_id)
 
 
-def _status(summary: dict[str, Any]) -> tuple[str, str]:
-    open_alerts = summary["alerts"]["open"]
-    critical = [a for a in open_alerts if a["severity"] == "critical"]
-    warning = [a for a in open_alerts if a["severity"] != "critical"]
-    validation = [v for v in summary["validation_alerts"] if v["level"] != "info"]
-    failed = [s for s in summary["sources"] if s["status"] == "error"]
+def _status(summary: OnceSummary) -> tuple[str, str]:
+    """The run's status and why, in one line."""
+    critical = [a for a in summary.open_incidents if a.severity == "critical"]
+    warning = [a for a in summary.open_incidents if a.severity != "critical"]
+    validation = [v for v in summary.validation_alerts if v.level != "info"]
+    failed = [s for s in summary.sources if s.status == "error"]
     if critical:
-        devices = sorted({a["device_id"] for a in critical})
+        devices = sorted({a.device_id for a in critical})
         return "CRITICAL", f"{len(critical)} critical incident(s) on {', '.join(devices[:5])}"
     reasons = []
     if warning:
-        reasons.append(
-            f"{len(warning)} warning incident(s) on {', '.join(sorted({a['device_id'] for a in warning})[:5])}"
-        )
+        reasons.append(f"{len(warning)} warning incident(s) on {', '.join(sorted({a.device_id for a in warning})[:5])}")
     if validation:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:
         reasons.append(f"{len(failed)} inbox file(s) rejected")
-    if summary["rows"].get("conflicts"):
-        reasons.append(f"{summary['rows']['conflicts']} row(s) conflict with stored values")
+    if summary.rows.conflicts:
+        reasons.append(f"{summary.rows.conflicts} row(s) conflict with stored values")
     if reasons:
         return "WARNING", "; ".join(reasons)
-    return "OK", f"{summary['rows']['inserted']} readings stored, {summary['scored']} scored, no alerts"
+    return "OK", f"{summary.rows.inserted} readings stored, {summary.scored} scored, no alerts"
+
+
+def _rows(result: TickResult | SourceResult) -> RowCounts:
+    return RowCounts(result.rows_in, result.inserted, result.duplicates, result.conflicts, result.quarantined)
 
 
 def run_cycle(
@@ -217,7 +201,7 @@ def run_cycle(
     progress: Callable[[Progress], None] | None = None,
     now: datetime | None = None,
     profile: str | None = None,
-) -> tuple[dict[str, Any], EngineCore | None, TickResult | None]:
+) -> tuple[OnceSummary, EngineCore | None, TickResult | None]:
     """Bootstrap if needed, then one cycle; returns (summary, open core, tick result).
 
     ``profile`` limits the summary, and so the status and exit code, to one profile
@@ -230,22 +214,21 @@ def run_cycle(
     if profile is not None:
         settings.profile(profile)  # an unknown name is a ConfigError: UNKNOWN, one line
     now = now or datetime.now(UTC)
-    summary = _empty_summary(now)
     started = time.perf_counter()
+    timings: dict[str, float] = {}
     from itap_engine.engine.core import EngineCore
 
     core = EngineCore(settings)
     try:
-        if core.needs_bootstrap():
+        bootstrapped = core.needs_bootstrap()
+        if bootstrapped:
             t = time.perf_counter()
             core.bootstrap(progress)
-            summary["bootstrapped"] = True
-            summary["timings_s"]["bootstrap"] = time.perf_counter() - t
+            timings["bootstrap"] = time.perf_counter() - t
         core.resume()
         store = core.store
         # an owner tag, so no other run takes it for dead
         run_id = store.start_run("once", source="itap --once", message=f"pid {os.getpid()} on {socket.gethostname()}")
-        summary["run_id"] = run_id
         interval = choose_interval(settings, store.get_watermark(ONCE_WALL_KEY), now)
         try:
             result = core.tick(interval, kind="once-ingest")
@@ -256,67 +239,14 @@ def run_cycle(
         if result.retrain_requested:  # asked for by an attached console; used from the next run
             t = time.perf_counter()
             core.retrain(None if result.retrain_requested == "*" else result.retrain_requested)
-            summary["timings_s"]["retrain"] = time.perf_counter() - t
-        summary["interval"] = {
-            "from": _iso(result.sim_from),
-            "to": _iso(result.sim_to),
-            "simulated_seconds": round(interval, 3),
-        }
-        summary["rows"] = {
-            "in": result.rows_in,
-            "inserted": result.inserted,
-            "duplicates": result.duplicates,
-            "conflicts": result.conflicts,
-            "quarantined": result.quarantined,
-        }
-        sources = [s for s in result.sources if profile is None or s.profile == profile]
-        summary["sources"] = [
-            {
-                "source": s.source,
-                "profile": s.profile,
-                "run_id": s.run_id,
-                "rows_in": s.rows_in,
-                "inserted": s.inserted,
-                "duplicates": s.duplicates,
-                "conflicts": s.conflicts,
-                "quarantined": s.quarantined,
-                "status": s.status,
-                "error": s.error,
-            }
-            for s in sources
-        ]
-        if profile is not None:
-            summary["rows"] = {
-                key: sum(s[name] for s in summary["sources"])
-                for key, name in (
-                    ("in", "rows_in"),
-                    ("inserted", "inserted"),
-                    ("duplicates", "duplicates"),
-                    ("quarantined", "quarantined"),
-                )
-            }
-        summary["scored"] = result.scored if profile is None else result.scored_by_profile.get(profile, 0)
-        summary["validation_alerts"] = [
-            {"level": v.level, "check": v.check, "device_id": v.device_id, "signal": v.signal, "message": v.message}
-            for v in result.validation_alerts
-            if profile is None or _profile_of(core, v.device_id) == profile
-        ]
-
-        def mine(changes: list[Any]) -> list[Any]:
-            return [c for c in changes if profile is None or getattr(c, "profile", profile) == profile]
-
-        summary["alerts"] = {
-            "opened": len(mine(result.opened)),
-            "closed": len(mine(result.closed)),
-            "open": _open_alerts(core, profile),
-        }
-        summary["models"] = {p: v for p, v in core.model_versions().items() if profile is None or p == profile}
-        summary["timings_s"].update(result.timings)
-        summary["timings_s"]["total"] = time.perf_counter() - started
-        summary["timings_s"] = {k: round(v, 4) for k, v in summary["timings_s"].items()}
+            timings["retrain"] = time.perf_counter() - t
+        summary = _summary_of(core, result, profile, started=iso(now), run_id=run_id, bootstrapped=bootstrapped)
+        summary = replace(summary, interval=replace(summary.interval, simulated_seconds=round(interval, 3)))
+        timings.update(result.timings)
+        timings["total"] = time.perf_counter() - started
+        summary = replace(summary, timings_s={k: round(v, 4) for k, v in timings.items()})
         status, message = _status(summary)
-        summary["status"], summary["exit_code"], summary["message"] = status, EXIT_CODES[status], message
-        summary["finished_at"] = _iso(datetime.now(UTC))
+        summary = summary.with_status(status, message, datetime.now(UTC))
         store.finish_run(
             run_id,
             status={"OK": "ok", "WARNING": "warning", "CRITICAL": "warning"}[status],
@@ -331,6 +261,48 @@ def run_cycle(
     except BaseException:
         core.close()
         raise
+
+
+def _summary_of(
+    core: EngineCore, result: TickResult, profile: str | None, *, started: str | None, run_id: int, bootstrapped: bool
+) -> OnceSummary:
+    """What the tick did, limited to ``profile`` when one is given."""
+
+    def mine(item_profile: str | None) -> bool:
+        return profile is None or item_profile == profile
+
+    sources = tuple(
+        SourceOutcome(s.source, s.profile, s.run_id, _rows(s), s.status, s.error)
+        for s in result.sources
+        if mine(s.profile)
+    )
+    rows = _rows(result)
+    if profile is not None:
+        rows = RowCounts(
+            sum(s.rows.rows_in for s in sources),
+            sum(s.rows.inserted for s in sources),
+            sum(s.rows.duplicates for s in sources),
+            0,
+            sum(s.rows.quarantined for s in sources),
+        )
+    return OnceSummary(
+        started_at=started,
+        run_id=run_id,
+        bootstrapped=bootstrapped,
+        interval=Interval(iso(result.sim_from), iso(result.sim_to)),
+        rows=rows,
+        sources=sources,
+        scored=result.scored if profile is None else result.scored_by_profile.get(profile, 0),
+        validation_alerts=tuple(
+            ValidationNote(v.level, v.check, v.device_id, v.signal, v.message)
+            for v in result.validation_alerts
+            if mine(_profile_of(core, v.device_id))
+        ),
+        opened=sum(1 for c in result.opened if mine(c.profile)),
+        closed=sum(1 for c in result.closed if mine(c.profile)),
+        open_incidents=_open_incidents(core, profile),
+        models={p: v for p, v in core.model_versions().items() if mine(p)},
+    )
 
 
 # ---------------------------------------------------------------------- output
@@ -361,112 +333,121 @@ def _progress() -> tuple[Callable[[Progress], None] | None, Callable[[], None]]:
     return show, bars.stop
 
 
-def perfdata(summary: dict[str, Any]) -> str:
+def perfdata(summary: OnceSummary) -> str:
     """Nagios performance data: open incidents, rows stored, readings scored, seconds."""
     return (
-        f"open_incidents={len(summary['alerts']['open'])};;;0 rows={summary['rows']['inserted']};;;0 "
-        f"scored={summary['scored']};;;0 seconds={summary['timings_s'].get('total', 0):.3f}s;;;0"
+        f"open_incidents={len(summary.open_incidents)};;;0 rows={summary.rows.inserted};;;0 "
+        f"scored={summary.scored};;;0 seconds={summary.total_seconds:.3f}s;;;0"
     )
 
 
-def status_line(summary: dict[str, Any]) -> str:
+def status_line(summary: OnceSummary) -> str:
     """Line 1 of the plain output, the one a monitoring plugin reads: the status, why
     (for UNKNOWN the error itself), and perfdata after ``|`` when the cycle ran."""
-    reason = summary["message"] or ""
-    if summary.get("error"):
-        reason = f"{reason}: {summary['error']}" if reason else str(summary["error"])
+    reason = summary.message
+    if summary.error:
+        reason = f"{reason}: {summary.error}" if reason else summary.error
     reason = " ".join(reason.replace("|", "/").split())  # one line; '|' would start perfdata
-    line = f"ITAP {summary['status']} - {reason}"
-    if summary["status"] != "UNKNOWN":
+    line = f"ITAP {summary.status} - {reason}"
+    if summary.status != "UNKNOWN":
         line += f" | {perfdata(summary)}"
     return line
 
 
-def format_plain(summary: dict[str, Any]) -> str:
-    """The summary as plain lines (cron mail, log files)."""
-    lines = [visible(status_line(summary))]
-    if summary.get("error"):
-        lines.append(visible(f"error: {summary['error']}"))
-        return "\n".join(lines)
-    rows, iv = summary["rows"], summary["interval"]
-    lines.append(
-        f"run {summary['run_id']}: simulated {iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)"
-        + (" after bootstrap" if summary["bootstrapped"] else "")
+def _incident_line(a: OpenIncident) -> str:
+    top = ", ".join(f"{c.signal} {c.share:.0%}" for c in worth_showing(a.contributors))
+    return (
+        f"  {a.severity.upper():8} {a.device_id} {a.family} since {a.opened_at} "
+        f"peak {a.peak_score:.3f} (threshold {a.threshold:.3f}){': ' + top if top else ''}"
     )
-    lines.append(
-        f"rows in {rows['in']}, inserted {rows['inserted']}, duplicates {rows['duplicates']}, "
-        f"conflicts {rows.get('conflicts', 0)}, quarantined {rows['quarantined']}; scored {summary['scored']}"
-    )
-    for source in summary["sources"]:
-        if source["status"] == "error":
-            lines.append(f"file {source['source']}: {source['error']}")
-    alerts = summary["alerts"]
-    counts = IncidentCounts(len(alerts["open"]), sum(1 for a in alerts["open"] if not a["acknowledged"]))
-    lines.append(f"incidents: {counts.label()} ({alerts['opened']} opened, {alerts['closed']} closed this run)")
-    for a in alerts["open"]:
-        top = ", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))
-        lines.append(
-            f"  {a['severity'].upper():8} {a['device_id']} {a['family']} since {a['opened_at']} "
-            f"peak {a['peak_score']:.3f} (threshold {a['threshold']:.3f}){': ' + top if top else ''}"
+
+
+def _rows_text(summary: OnceSummary, sep: str) -> str:
+    rows = summary.rows
+    return sep.join(
+        (
+            f"in {rows.rows_in}",
+            f"inserted {rows.inserted}",
+            f"duplicates {rows.duplicates}",
+            f"conflicts {rows.conflicts}",
+            f"quarantined {rows.quarantined}",
         )
-    for v in summary["validation_alerts"]:
-        where = " ".join(x for x in (v["device_id"], v["signal"]) if x)
-        lines.append(f"  validation {v['level']} {v['check']} {where}: {v['message']}")
-    models_text = ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none"
-    lines.append(f"models: {models_text}; total {summary['timings_s'].get('total', 0):.2f} s")
+    )
+
+
+def _models_text(summary: OnceSummary) -> str:
+    return ", ".join(f"{p} v{v}" for p, v in summary.models.items()) or "none"
+
+
+def format_plain(summary: OnceSummary) -> str:
+    """The summary as plain lines (cron mail, log files)."""
+    lines = [status_line(summary)]
+    if summary.error:
+        lines.append(f"error: {summary.error}")
+        return "\n".join(visible(line) for line in lines)
+    iv = summary.interval
+    lines.append(
+        f"run {summary.run_id}: simulated {iv.start} -> {iv.end} ({iv.simulated_seconds:g} s)"
+        + (" after bootstrap" if summary.bootstrapped else "")
+    )
+    lines.append(f"rows {_rows_text(summary, ', ')}; scored {summary.scored}")
+    lines.extend(f"file {s.source}: {s.error}" for s in summary.sources if s.status == "error")
+    counts = IncidentCounts(len(summary.open_incidents), sum(1 for a in summary.open_incidents if not a.acknowledged))
+    lines.append(f"incidents: {counts.label()} ({summary.opened} opened, {summary.closed} closed this run)")
+    lines.extend(_incident_line(a) for a in summary.open_incidents)
+    for v in summary.validation_alerts:
+        where = " ".join(x for x in (v.device_id, v.signal) if x)
+        lines.append(f"  validation {v.level} {v.check} {where}: {v.message}")
+    lines.append(f"models: {_models_text(summary)}; total {summary.total_seconds:.2f} s")
     return "\n".join(visible(line) for line in lines)
 
 
-def print_rich(summary: dict[str, Any]) -> None:
+def print_rich(summary: OnceSummary) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from itap_engine.modes.render.output import SafeConsole
 
     out = SafeConsole(highlight=False)  # data's control characters shown, not obeyed
-    colour = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "magenta"}[summary["status"]]
-    out.print(f"[bold {colour}]{summary['status']}[/] {escape(summary['message'] or '')}")
-    if summary.get("error"):
-        out.print(f"[red]error:[/] {escape(summary['error'])}")
+    colour = {"OK": "green", "WARNING": "yellow", "CRITICAL": "red", "UNKNOWN": "magenta"}[summary.status]
+    out.print(f"[bold {colour}]{summary.status}[/] {escape(summary.message)}")
+    if summary.error:
+        out.print(f"[red]error:[/] {escape(summary.error)}")
         return
-    iv, rows = summary["interval"], summary["rows"]
+    iv = summary.interval
     figures = Table(show_header=False, box=None, pad_edge=False)
-    figures.add_row("run", str(summary["run_id"]) + (" (bootstrapped)" if summary["bootstrapped"] else ""))
-    figures.add_row("simulated", f"{iv['from']} -> {iv['to']} ({iv['simulated_seconds']:g} s)")
-    figures.add_row(
-        "rows",
-        f"in {rows['in']}  inserted {rows['inserted']}  duplicates {rows['duplicates']}  "
-        f"conflicts {rows.get('conflicts', 0)}  quarantined {rows['quarantined']}  scored {summary['scored']}",
-    )
-    figures.add_row("models", ", ".join(f"{p} v{v}" for p, v in summary["models"].items()) or "none")
-    figures.add_row("time", f"{summary['timings_s'].get('total', 0):.2f} s")
+    figures.add_row("run", str(summary.run_id) + (" (bootstrapped)" if summary.bootstrapped else ""))
+    figures.add_row("simulated", f"{iv.start} -> {iv.end} ({iv.simulated_seconds:g} s)")
+    figures.add_row("rows", f"{_rows_text(summary, '  ')}  scored {summary.scored}")
+    figures.add_row("models", escape(_models_text(summary)))
+    figures.add_row("time", f"{summary.total_seconds:.2f} s")
     out.print(figures)
-    if summary["alerts"]["open"]:
+    if summary.open_incidents:
         table = Table(title="Open alerts", title_justify="left")
         for column in ("severity", "device", "family", "since", "peak", "threshold", "top signals"):
             table.add_column(column)
-        for a in summary["alerts"]["open"]:
-            style = "red" if a["severity"] == "critical" else "yellow"
+        for a in summary.open_incidents:
+            style = "red" if a.severity == "critical" else "yellow"
             table.add_row(
-                f"[{style}]{a['severity']}[/]",
-                escape(a["device_id"]),
-                escape(a["family"]),
-                escape(str(a["opened_at"])),
-                f"{a['peak_score']:.3f}",
-                f"{a['threshold']:.3f}",
-                escape(", ".join(f"{c['signal']} {c['share']:.0%}" for c in worth_showing(a["contributors"]))),
+                f"[{style}]{a.severity}[/]",
+                escape(a.device_id),
+                escape(a.family),
+                escape(str(a.opened_at)),
+                f"{a.peak_score:.3f}",
+                f"{a.threshold:.3f}",
+                escape(", ".join(f"{c.signal} {c.share:.0%}" for c in worth_showing(a.contributors))),
             )
         out.print(table)
-    if summary["validation_alerts"]:
+    if summary.validation_alerts:
         table = Table(title="Validation alerts", title_justify="left")
         for column in ("level", "check", "device", "signal", "message"):
             table.add_column(column)
-        for v in summary["validation_alerts"]:
-            table.add_row(*(escape(str(v[k] or "")) for k in ("level", "check", "device_id", "signal", "message")))
+        for v in summary.validation_alerts:
+            table.add_row(*(escape(str(x or "")) for x in (v.level, v.check, v.device_id, v.signal, v.message)))
         out.print(table)
-    for source in summary["sources"]:
-        if source["status"] == "error":
-            out.print(f"[red]file {escape(source['source'])}:[/] {escape(str(source['error']))}")
+    for source in summary.sources:
+        if source.status == "error":
+            out.print(f"[red]file {escape(source.source)}:[/] {escape(str(source.error))}")
 
 
 def run_once(
@@ -500,17 +481,14 @@ def run_once(
                 print(f"itap: error: cannot write the report {report}: {error.strerror or error}", file=sys.stderr)
     except Exception as error:
         log.exception("--once failed")
-        summary = _empty_summary(now)
-        summary["error"] = describe_error(error)
-        summary["message"] = "the cycle could not run"
-        summary["finished_at"] = _iso(datetime.now(UTC))
+        summary = OnceSummary.failed(describe_error(error), now, datetime.now(UTC))
     finally:
         if core is not None:
             core.close()
         lock.release()
-    log.info("--once %s (exit %s): %s", summary["status"], summary["exit_code"], summary["message"] or summary["error"])
+    log.info("--once %s (exit %s): %s", summary.status, summary.exit_code, summary.message or summary.error)
     emit(summary, json_output=json_output)
-    return int(summary["exit_code"])
+    return summary.exit_code
 
 
 def _check_folders(settings: Settings) -> None:
@@ -540,29 +518,26 @@ def describe_error(error: BaseException) -> str:
 
 def report_unknown(error: str, *, json_output: bool, started: datetime | None = None) -> int:
     """A run that could not start (bad config, lock held) or finish: UNKNOWN, exit 3."""
-    summary = _empty_summary(started or datetime.now(UTC))
-    summary["error"] = error
-    summary["message"] = "the cycle could not run"
-    summary["finished_at"] = _iso(datetime.now(UTC))
+    summary = OnceSummary.failed(error, started or datetime.now(UTC), datetime.now(UTC))
     emit(summary, json_output=json_output)
-    return 3
+    return summary.exit_code
 
 
-def emit(summary: dict[str, Any], *, json_output: bool) -> None:
+def emit(summary: OnceSummary, *, json_output: bool) -> None:
     """Print a run's summary: with ``json_output`` one JSON object on one line (a cron
     job appends them to a JSON Lines file), else a table on a terminal and plain lines
     otherwise. An UNKNOWN run also says what went wrong in one line on stderr."""
-    if summary["status"] == "UNKNOWN":
-        print(f"itap: error: {visible(summary['error'])}", file=sys.stderr)
+    if summary.status == "UNKNOWN":
+        print(f"itap: error: {visible(summary.error or summary.message)}", file=sys.stderr)
     if json_output:
-        sys.stdout.write(json.dumps(visible_tree(summary), default=str) + "\n")
+        sys.stdout.write(json.dumps(visible_tree(summary.to_dict()), default=str) + "\n")
     elif not sys.stdout.isatty():
         print(format_plain(summary))  # the status line a monitoring plugin reads
     else:
         print_rich(summary)
 
 
-def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -> None:
+def write_report(core: EngineCore | None, summary: OnceSummary, path: Path) -> None:
     """The HTML page of this run (see :mod:`itap_engine.modes.render.report_html`)."""
     from itap_engine.modes.render.report_html import render_report
 
@@ -570,7 +545,7 @@ def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -
     if core is not None:
         stats = EngineStats(
             sim_time=core.sim_time,
-            tick_ms=summary["timings_s"].get("total", 0) * 1000,
+            tick_ms=summary.total_seconds * 1000,
             rows_per_s=None,
             ticks=1,
             model_versions=core.model_versions(),
@@ -578,4 +553,4 @@ def write_report(core: EngineCore | None, summary: dict[str, Any], path: Path) -
             mode="once",
         )
         snapshot = core.snapshot(1, stats)
-    path.write_text(render_report(summary, snapshot), encoding="utf-8")  # its folder was checked, not created
+    path.write_text(render_report(summary.to_dict(), snapshot), encoding="utf-8")  # its folder was checked, not created

@@ -213,6 +213,12 @@ class Snapshot:
     incidents: IncidentCounts | None = None
     """Counted over every open incident (``anomalies`` is cut at a length); None:
     count ``anomalies`` (see :meth:`open_incidents`)."""
+    base_seq: int | None = None
+    """The snapshot ``changed`` is relative to; None: a full snapshot (first load or
+    resync), every row to be taken as new (see :mod:`itap_engine.snapshot.diff`)."""
+    changed: frozenset[str] | None = None
+    """Ids of the devices whose row was added or changed since snapshot ``base_seq``;
+    every other row is the very object that snapshot had. None: unknown (full)."""
 
     def open_incidents(self) -> IncidentCounts:
         return self.incidents if self.incidents is not None else IncidentCounts.of(self.anomalies)
@@ -350,6 +356,11 @@ class SnapshotPublisher:
         return self._latest
 
     def _deliver(self, snapshot: Snapshot) -> None:
+        from itap_engine.snapshot.diff import mark_changes
+
+        if snapshot.seq >= 0:  # a live snapshot: say what changed since the last one
+            previous = self._latest if self._latest is not None and self._latest.seq < snapshot.seq else None
+            snapshot = mark_changes(previous, snapshot)
         self._latest = snapshot
         for callback in list(self._subscribers):
             try:

@@ -30,22 +30,22 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, SQLModel, select
 
 from itap_engine.config import ProfileSpec, Settings
 from itap_engine.errors import ItapError
 from itap_engine.store import postgres as pg
 from itap_engine.store import schema as models
-from itap_engine.store.batches import cap_raw, find_conflicts, replace_rows, row_keys
 from itap_engine.store.db_url import DatabaseUrlError, check_database_url
-from itap_engine.store.schema import Run, Watermark, utcnow
+from itap_engine.store.schema import Run, ValidationEvent, Watermark, utcnow
 from itap_engine.store.upgrade import upgrade_schema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 READING_KEYS = ("device_id", "ts")
 LABEL_COLUMNS = ("fault", "changepoint")
@@ -57,6 +57,8 @@ class StoreError(ItapError):
 
 
 def _no_rows() -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame(
         {
             "position": pd.Series([], dtype="int64"),
@@ -94,6 +96,9 @@ find them. Anything else is a bug and propagates."""
 
 def to_epoch_ms(values: Any) -> np.ndarray:
     """Datetimes (naive = UTC) as int64 milliseconds since the epoch."""
+    import numpy as np
+    import pandas as pd
+
     stamps = pd.to_datetime(pd.Series(values), utc=False)
     if getattr(stamps.dt, "tz", None) is not None:
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
@@ -102,6 +107,8 @@ def to_epoch_ms(values: Any) -> np.ndarray:
 
 def from_epoch_ms(values: Any) -> pd.Series:
     """int64 milliseconds since the epoch as naive UTC datetimes."""
+    import pandas as pd
+
     return pd.to_datetime(pd.Series(values, dtype="int64"), unit="ms")
 
 
@@ -111,6 +118,9 @@ def readings_table_name(profile: str) -> str:
 
 def _column_values(series: pd.Series) -> list[Any]:
     """A column as Python values for a DB driver, with NaN/NA as None."""
+    import numpy as np
+    import pandas as pd
+
     if pd.api.types.is_float_dtype(series.dtype):
         array = series.to_numpy(dtype=float)
         missing = np.isnan(array)
@@ -321,6 +331,11 @@ class Store:
         ``[import] on_conflict``): ``replace`` updates the stored row, ``quarantine``
         and ``keep_first`` leave it (the caller quarantines ``conflicting`` rows).
         """
+        import numpy as np
+        import pandas as pd
+
+        from itap_engine.store.batches import find_conflicts, replace_rows
+
         if frame.empty:
             return InsertResult(0, 0)
         policy = on_conflict or self.settings.import_.on_conflict
@@ -379,6 +394,8 @@ class Store:
 
     def _write_batch(self, sql: str, rows: list[Any], start: int, outcome: _Outcome) -> None:
         """One batch in one transaction; a batch the database refuses is bisected."""
+        from itap_engine.store.batches import find_conflicts, replace_rows
+
         refused: BaseException | None = None
         found = None
         inserted = 0
@@ -573,6 +590,8 @@ class Store:
 
     def _dialect_insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT (it has ``on_conflict_do_nothing``)."""
+        from sqlalchemy.dialects import postgresql, sqlite
+
         return (postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert)(table)
 
     def _register_orphan_devices(self) -> None:
@@ -597,6 +616,8 @@ class Store:
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
         """Widen the first/last reading time of the (registered) devices in a frame:
         one executemany UPDATE whatever the number of devices."""
+        import pandas as pd
+
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
         spans = (
             pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()})
@@ -631,6 +652,10 @@ class Store:
         (epoch ms) and ``raw`` (the row as received, JSON); other columns are folded
         into ``raw`` when it is absent.
         """
+        import pandas as pd
+
+        from itap_engine.store.batches import cap_raw, row_keys
+
         if rows.empty:
             return 0
         now = utcnow()
@@ -702,8 +727,9 @@ class Store:
             session.commit()
             return run
 
-    def abort_stale_runs(self, kinds: Sequence[str] | None = None) -> int:
-        """Mark runs left 'running' by a killed process as aborted."""
+    def abort_stale_runs(self, kinds: Sequence[str] | None = None, ids: Sequence[int] | None = None) -> int:
+        """Mark runs left 'running' by a killed process as aborted (all of them, or
+        those of ``kinds``, or those of ``ids``)."""
         stmt = (
             sa.update(Run)
             .where(Run.status == "running")  # type: ignore[arg-type]
@@ -711,8 +737,25 @@ class Store:
         )
         if kinds:
             stmt = stmt.where(Run.kind.in_(list(kinds)))  # type: ignore[attr-defined]
+        if ids is not None:
+            if not ids:
+                return 0
+            stmt = stmt.where(Run.id.in_(list(ids)))  # type: ignore[union-attr]
         with self.engine.begin() as conn:
             return conn.execute(stmt).rowcount
+
+    def running_runs(self) -> list[tuple[int, str]]:
+        """(id, message) of every run still marked running; the message names its owner."""
+        with self.session() as session:
+            return [(int(r.id), r.message or "") for r in session.exec(select(Run).where(Run.status == "running"))]  # type: ignore[arg-type]
+
+    def record_validation_alerts(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Keep a run's validation alerts (run_id, created_at, level, check, device_id,
+        signal, value, message) for the events view and ``itap status``."""
+        if not rows:
+            return
+        with self.writing(), self.engine.begin() as conn:
+            conn.execute(sa.insert(ValidationEvent.__table__), list(rows))  # type: ignore[attr-defined]
 
     def get_watermark(self, key: str) -> str | None:
         with self.session() as session:
@@ -770,6 +813,9 @@ class Store:
         ``since_ms`` is exclusive and ``until_ms`` inclusive, so successive reads with
         a watermark never see a row twice.
         """
+        import numpy as np
+        import pandas as pd
+
         table = self.readings_table(profile)
         cols = [table.c[c] for c in columns] if columns else list(table.columns)
         stmt = sa.select(*cols)
@@ -834,6 +880,9 @@ _TEXT_COLUMNS = frozenset({"device_id", "state", "fault", "changepoint"})
 
 def _column(name: str, values: np.ndarray) -> np.ndarray | pd.Series:
     """A readings column from DB values: int64 ``ts``, text as objects, signals as floats."""
+    import numpy as np
+    import pandas as pd
+
     if name == "ts":
         return values.astype(np.int64)
     if name in _TEXT_COLUMNS:

@@ -15,7 +15,7 @@ from itap_tui.filtering import DEVICE_KEYS, Filter, why_empty
 from itap_tui.format import STATUS_STYLE
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import DeviceTable, EngineStatus, FilterBar, ValidationPanel
-from itap_tui.widgets.device_table import SORTS, sort_key, sort_label
+from itap_tui.widgets.device_table import SORTS, sort_label
 
 FLEET_FILTER_EXAMPLES = ("crit|warn", "!ok", "profile:aircraft", "score>0.5")
 """The placeholder's examples; a test checks that each matches a device of the demo fleet."""
@@ -113,17 +113,17 @@ class FleetScreen(LiveScreen):
         return names
 
     def render_snapshot(self, snapshot: Snapshot) -> None:
-        rows = [row for row in snapshot.devices if self.filter.matches_device(row)]
-        rows.sort(key=sort_key(SORTS[self.sort_index][0]), reverse=self.sort_reverse)
         table = self.table
         idle = time.monotonic() - table.last_moved >= self.resort_idle_s
         table.sync(
-            rows,
-            snapshot.profiles,
+            snapshot,
             self.palette,
-            self.itap.fault_marks,
+            flt=self.filter,
+            sort=SORTS[self.sort_index][0],
+            reverse=self.sort_reverse,
+            marks=self.itap.fault_marks,
             reorder=self._resort or idle,
-            silenced=snapshot.silenced,
+            now=self._resort,  # a key (sort, filter, o) asked: plan it at once
         )
         self._resort = False
         if table.last_moved == float("-inf") and table.row_count and table.cursor_row != 0:
@@ -131,8 +131,15 @@ class FleetScreen(LiveScreen):
             # rather than following the device that happened to be first at start
             table.move_cursor(row=0, animate=False)
         self.query_one(ValidationPanel).show(snapshot.validation_problems, self.palette)
-        self._summary(snapshot, len(rows))
-        self._empty(snapshot, len(rows))
+
+    @on(DeviceTable.ViewChanged, "#devices")
+    def _view_changed(self, event: DeviceTable.ViewChanged) -> None:
+        snapshot = self.itap.snapshot
+        if snapshot is None:
+            return
+        shown = event.table.row_count
+        self._summary(snapshot, shown)
+        self._empty(snapshot, shown)
 
     def _empty(self, snapshot: Snapshot, shown: int) -> None:
         """Say why the table is empty instead of showing nothing."""
@@ -148,11 +155,9 @@ class FleetScreen(LiveScreen):
         why.set_class(True, "-shown")
 
     def _summary(self, snapshot: Snapshot, shown: int) -> None:
-        counts: dict[str, int] = {}
-        for row in snapshot.devices:
-            counts[row.status] = counts.get(row.status, 0) + 1
+        counts = self.table.view.counts
         text = Text(no_wrap=True, overflow="ellipsis", end="")
-        text.append(f"{len(snapshot.devices)} devices", style="bold")
+        text.append(f"{sum(counts.values())} devices", style="bold")
         for status in ("critical", "warning", "stale", "untrained", "ok"):
             if counts.get(status):
                 symbol, word, colour = STATUS_STYLE[status]
@@ -254,10 +259,8 @@ class FleetScreen(LiveScreen):
             return "fleet", []
         if self.query_one(ValidationPanel).has_focus:
             return "validation-problems", problem_records(snapshot.validation_problems)
-        by_id = {row.device_id: row for row in snapshot.devices}
-        table = self.table
-        shown = [table.coordinate_to_cell_key((i, 0))[0].value for i in range(table.row_count)]
-        return "fleet", fleet_records([by_id[d] for d in shown if d in by_id], dict(snapshot.silenced))
+        view = self.table.view
+        return "fleet", fleet_records([view.rows[d] for d in view.order], dict(view.silenced))
 
     def selected_devices(self) -> list[str]:
         device = self.table.cursor_device

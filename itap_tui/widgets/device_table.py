@@ -1,28 +1,51 @@
-"""The live fleet table, updated in place from snapshots.
+"""The live fleet table: virtual, so 10,000 devices cost what the screen shows.
 
-Rows are keyed by device id and columns by name. Each snapshot updates only the cells
-whose text changed (``update_cell``), adds rows for devices that appear and removes
-rows for devices that disappear (or are filtered out); it never clears the table. The
-cursor stays on the same device across updates and re-sorts.
+The table is a :class:`~textual.widgets.DataTable` (its look, keys, cursor, messages
+and CSS) whose rows are not stored in it: the row store is a :class:`FleetView`, the
+devices shown in display order, and a cell's text is built only when its row is
+drawn (or asked for with :meth:`~DeviceTable.get_cell`). A tick costs, on the event
+loop, swapping in the new view and redrawing the lines on screen.
 
-While the operator moves the cursor the row order holds still: :meth:`DeviceTable.sync`
-re-sorts only when asked (``reorder=True``); otherwise rows keep their places and new
-devices are added at the end. :attr:`DeviceTable.last_moved` tells the screen when
-the operator last moved.
+Building a view (filter, sort, each row's signature and cell widths) is
+:func:`plan_view`, a pure function. It reuses the previous view: a row whose
+signature is unchanged is not measured again, and a snapshot that says what
+changed (``Snapshot.changed``) is compared only there. Up to :data:`INLINE_ROWS`
+devices it runs on the event loop (a few milliseconds); above, a snapshot's view is
+planned in a worker thread and swapped in when ready, so the loop keeps answering
+keys. A key that changes the view (sort, filter, ``o``) plans at once.
+
+While the operator moves the cursor the row order holds still: a view re-sorts
+only when asked (``reorder=True``); otherwise rows keep their places and new devices
+are added at the end. The cursor stays on its device across views.
+:attr:`DeviceTable.last_moved` tells the screen when the operator last moved.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
 
+from rich.cells import cell_len
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
+from textual.cache import LRUCache
+from textual.geometry import Region
+from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets._data_table import ColumnKey, Row, RowKey
 
 from itap_engine.safe_text import visible
-from itap_engine.snapshot import DeviceRow, ProfileInfo
-from itap_tui.format import STATUS_RANK, Palette, score_text, signals_text, status_text
+from itap_engine.snapshot import DeviceRow, ProfileInfo, Snapshot
+from itap_tui.filtering import Filter
+from itap_tui.format import STATUS_RANK, Palette, fmt_value, score_text, signals_text, status_text
 from itap_tui.widgets.navigation import NAV_BINDINGS
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -43,6 +66,24 @@ SORTS: tuple[tuple[str, str], ...] = (
     ("state", "state ↑"),
 )
 """The ``s`` key cycles through these (column key, label); ``S`` reverses."""
+
+INLINE_ROWS = 500
+"""Fleets up to this size plan their views on the event loop (deterministic, a few
+milliseconds); larger ones in a worker thread."""
+
+EXACT_WIDTH_ROWS = 2000
+"""Fleets up to this size measure every changed row for the column widths; larger
+ones measure the first screenful and then the rows as they are drawn."""
+
+FIRST_SCREEN = 100
+
+log = logging.getLogger(__name__)
+
+SCORE_BAR = 6
+"""Cells of the score bar (:func:`~itap_tui.format.score_text`'s default width)."""
+
+Mark = tuple[str, str]
+Silence = tuple[int, str]
 
 
 def sort_label(index: int, reverse: bool) -> str:
@@ -65,26 +106,547 @@ def sort_key(column: str):  # type: ignore[no-untyped-def]
     return lambda r: r.device_id
 
 
+# ---------------------------------------------------------------------- one row
+def _key_signals(row: DeviceRow, profile: ProfileInfo | None) -> tuple[str, ...]:
+    return profile.key_signals if profile else tuple(row.values)[:3]
+
+
+def _unit_text(unit: str) -> str:
+    """The unit as :func:`~itap_tui.format.signals_text` appends it."""
+    return unit if unit in ("°", "°C", "%") else f" {unit}" if unit.isalpha() and len(unit) > 1 else unit
+
+
+def _fault_state(row: DeviceRow, mark: Mark | None) -> tuple[str | None, str]:
+    fault = row.injected_fault or (mark[0] if mark else None)
+    return fault, (mark[1] if mark and mark[0] == fault else "")
+
+
+def row_cells(
+    row: DeviceRow,
+    profile: ProfileInfo | None,
+    palette: Palette,
+    mark: Mark | None = None,
+    silenced: Silence | None = None,
+) -> list[Text]:
+    """The row's cells, one per column of :data:`COLUMNS`."""
+    names = _key_signals(row, profile)
+    units = profile.units if profile else {}
+    fault, state = _fault_state(row, mark)
+    quiet = silenced[1].split(":")[0] if silenced else ""
+    fault_text = Text(end="")
+    if fault:
+        fault_text.append("⚡ ", style=f"bold {palette.warning}")
+        fault_text.append(fault)
+        if state:
+            fault_text.append(f" {state}", style="bold" if state == "ACTIVE" else "dim")
+    status_cell = status_text(row.status, palette)
+    if fault:
+        status_cell.append(" ⚡", style=f"bold {palette.warning}")
+    if quiet:
+        status_cell.append(f" {quiet}", style="dim italic")  # muted or maintenance: no new incident
+    return [
+        Text(visible(row.device_id), style="bold", end=""),
+        status_cell,
+        score_text(row.score, row.threshold, row.status, palette, width=SCORE_BAR),
+        Text(visible(row.state or "—"), end=""),
+        signals_text(row.values, names, units),
+        fault_text,
+        Text(row.profile, end=""),
+    ]
+
+
+_MEASURED: dict[tuple[int, object], int] = {}
+_PLAIN = Palette()
+
+
+def _measured(column: int, part: object, make: Any) -> int:
+    """The width of a cell whose text only depends on ``part`` (few distinct values)."""
+    width = _MEASURED.get((column, part))
+    if width is None:
+        if len(_MEASURED) > 50_000:
+            _MEASURED.clear()
+        width = _MEASURED[(column, part)] = make().cell_len
+    return width
+
+
+def row_widths(
+    row: DeviceRow, profile: ProfileInfo | None, mark: Mark | None = None, silenced: Silence | None = None
+) -> tuple[int, ...]:
+    """The cell widths of :func:`row_cells` (as ``Text.cell_len``), without building them."""
+    fault, state = _fault_state(row, mark)
+    quiet = silenced[1].split(":")[0] if silenced else ""
+    status_part = (row.status, bool(fault), quiet)
+
+    def status_cell() -> Text:
+        cell = status_text(row.status, _PLAIN)
+        if fault:
+            cell.append(" ⚡")
+        if quiet:
+            cell.append(f" {quiet}")
+        return cell
+
+    score = row.score
+    names = _key_signals(row, profile)
+    units = profile.units if profile else {}
+    signals = 2 * max(0, len(names) - 1)
+    for name in names:
+        value = row.values.get(name)
+        signals += cell_len(f"{name} ") + cell_len(fmt_value(value))
+        unit = units.get(name, "")
+        if unit and value is not None:
+            signals += cell_len(_unit_text(unit))
+    return (
+        _measured(0, row.device_id, lambda: Text(visible(row.device_id))),
+        _measured(1, status_part, status_cell),
+        SCORE_BAR + 6 if score is None else len(f"{score:5.2f} ") + SCORE_BAR,
+        _measured(3, row.state, lambda: Text(visible(row.state or "—"))),
+        signals,
+        0 if not fault else _measured(5, (fault, state), lambda: Text(f"⚡ {fault}" + (f" {state}" if state else ""))),
+        _measured(6, row.profile, lambda: Text(row.profile)),
+    )
+
+
+# ---------------------------------------------------------------------- a view
+@dataclass(frozen=True)
+class ViewRequest:
+    """What a view is planned from: a snapshot and the screen's choices."""
+
+    snapshot: Snapshot
+    filter: Filter = field(default_factory=Filter)
+    sort: str = "status"
+    reverse: bool = False
+    reorder: bool = True
+    marks: Mapping[str, Mark] = field(default_factory=dict)
+    generation: int = 0
+    """The table's choice counter when asked; a view planned under an older one is dropped."""
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """The rows the table shows, and what the next plan reuses."""
+
+    seq: int = -1
+    rows: Mapping[str, DeviceRow] = field(default_factory=dict)
+    """Every device of the snapshot, shown or not."""
+    order: list[str] = field(default_factory=list)
+    """The devices shown, in display order."""
+    index: Mapping[str, int] = field(default_factory=dict)
+    widths: tuple[int, ...] = (0,) * len(COLUMNS)
+    """The widest cell of each column measured so far (columns never narrow under the
+    operator). Over :data:`EXACT_WIDTH_ROWS` devices only the rows drawn are measured."""
+    filter: Filter = field(default_factory=Filter)
+    matches: Mapping[str, bool] = field(default_factory=dict)
+    counts: Mapping[str, int] = field(default_factory=dict)
+    """Devices by status, over the whole fleet."""
+    changed: frozenset[str] = frozenset()
+    """Devices whose row (data, injected-fault mark or mute) changed since the previous view."""
+    marks: Mapping[str, Mark] = field(default_factory=dict)
+    silenced: Mapping[str, Silence] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
+    generation: int = 0
+    plan_ms: float = 0.0
+    """How long planning took (the benchmark reads it)."""
+
+
+def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
+    """The view of ``request.snapshot``, reusing ``previous`` where nothing changed. Pure."""
+    began = time.perf_counter()
+    snapshot = request.snapshot
+    prev = previous or FleetView()
+    rows = {row.device_id: row for row in snapshot.devices}
+    silenced = dict(snapshot.silenced)
+    marks = dict(request.marks)
+    changed: set[str]
+    if previous is None:
+        changed = set(rows)
+    else:
+        if snapshot.changed is not None and snapshot.base_seq == previous.seq:
+            changed = set(snapshot.changed)
+        else:
+            changed = {d for d, row in rows.items() if previous.rows.get(d) is not row}
+        changed.update(d for d in previous.rows if d not in rows)  # removed
+        for device in {*marks, *prev.marks, *silenced, *prev.silenced}:  # a few devices
+            if marks.get(device) != prev.marks.get(device) or silenced.get(device) != prev.silenced.get(device):
+                changed.add(device)
+    profiles = snapshot.profiles
+    widths = list(prev.widths)
+    if len(rows) <= EXACT_WIDTH_ROWS:
+        for device in changed:
+            row = rows.get(device)
+            if row is None:
+                continue
+            for index, width in enumerate(
+                row_widths(row, profiles.get(row.profile), marks.get(device), silenced.get(device))
+            ):
+                if width > widths[index]:
+                    widths[index] = width
+    flt = request.filter
+    matches: dict[str, bool] = {}
+    if not flt:
+        shown_ids: list[str] = list(rows)
+    else:
+        if flt == prev.filter and previous is not None:
+            old = prev.matches
+            for device, row in rows.items():
+                known = old.get(device)
+                matches[device] = flt.matches_device(row) if known is None or device in changed else known
+        else:
+            matches = {d: flt.matches_device(row) for d, row in rows.items()}
+        shown_ids = [d for d in rows if matches[d]]
+    if request.reorder or previous is None:
+        ordered = sorted((rows[d] for d in shown_ids), key=sort_key(request.sort), reverse=request.reverse)
+        order = [row.device_id for row in ordered]
+    else:
+        wanted = set(shown_ids)
+        order = [d for d in prev.order if d in wanted]
+        if len(order) != len(wanted):
+            placed = set(order)
+            fresh = sorted((rows[d] for d in shown_ids if d not in placed), key=sort_key(request.sort))
+            order += [row.device_id for row in fresh]
+    if len(rows) > EXACT_WIDTH_ROWS:  # the first screenful, so the first frame fits
+        for device in order[:FIRST_SCREEN]:
+            row = rows[device]
+            profile = profiles.get(row.profile)
+            for index, width in enumerate(row_widths(row, profile, marks.get(device), silenced.get(device))):
+                if width > widths[index]:
+                    widths[index] = width
+    counts: dict[str, int] = {}
+    for row in snapshot.devices:
+        counts[row.status] = counts.get(row.status, 0) + 1
+    return FleetView(
+        seq=snapshot.seq,
+        rows=rows,
+        order=order,
+        index={d: i for i, d in enumerate(order)},
+        widths=tuple(widths),
+        filter=flt,
+        matches=matches,
+        counts=counts,
+        changed=frozenset(changed),
+        marks=marks,
+        silenced=silenced,
+        profiles=profiles,
+        generation=request.generation,
+        plan_ms=(time.perf_counter() - began) * 1000,
+    )
+
+
+# ---------------------------------------------------------------------- DataTable's row store
+def _value(key: object) -> str:
+    return key.value if isinstance(key, RowKey) else key  # type: ignore[return-value]
+
+
+class _Locations:
+    """Stands in for DataTable's row key <-> index map, over the view's order."""
+
+    def __init__(self, table: DeviceTable) -> None:
+        self._table = table
+
+    def get(self, key: object, default: int | None = None) -> int | None:
+        return self._table.view.index.get(_value(key), default)
+
+    def get_key(self, index: int) -> RowKey | None:
+        order = self._table.view.order
+        return RowKey(order[index]) if 0 <= index < len(order) else None
+
+    def __contains__(self, key: object) -> bool:
+        return _value(key) in self._table.view.index
+
+    def __iter__(self) -> Iterator[RowKey]:
+        return (RowKey(device) for device in self._table.view.order)
+
+    def __len__(self) -> int:
+        return len(self._table.view.order)
+
+
+class _Rows(Mapping[Any, Row]):
+    """Stands in for DataTable's row metadata: every shown device, one line high."""
+
+    def __init__(self, table: DeviceTable) -> None:
+        self._table = table
+
+    def __getitem__(self, key: object) -> Row:
+        device = _value(key)
+        if device not in self._table.view.index:
+            raise KeyError(key)
+        return Row(RowKey(device), 1)
+
+    def __contains__(self, key: object) -> bool:
+        return _value(key) in self._table.view.index
+
+    def __iter__(self) -> Iterator[RowKey]:
+        return (RowKey(device) for device in self._table.view.order)
+
+    def __len__(self) -> int:
+        return len(self._table.view.order)
+
+
+class _Data(Mapping[Any, dict[ColumnKey, Text]]):
+    """Stands in for DataTable's cells: built when a row is drawn or asked for."""
+
+    def __init__(self, table: DeviceTable) -> None:
+        self._table = table
+
+    def __getitem__(self, key: object) -> dict[ColumnKey, Text]:
+        device = _value(key)
+        if device not in self._table.view.index:
+            raise KeyError(key)
+        return self._table._cells(device)
+
+    def __contains__(self, key: object) -> bool:
+        return _value(key) in self._table.view.index
+
+    def __iter__(self) -> Iterator[RowKey]:
+        return (RowKey(device) for device in self._table.view.order)
+
+    def __len__(self) -> int:
+        return len(self._table.view.order)
+
+
+class _Lines(Sequence[Any]):
+    """Stands in for DataTable's per-line (row key, line in row) list: one line a row."""
+
+    def __init__(self, order: list[str]) -> None:
+        self._order = order
+
+    def __getitem__(self, y):  # type: ignore[no-untyped-def]
+        if isinstance(y, slice):
+            return [(RowKey(device), 0) for device in self._order[y]]
+        return RowKey(self._order[y]), 0
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+class _OrderedRows(Sequence[Row]):
+    """DataTable's ordered rows, made on demand (a slice is lazy too)."""
+
+    def __init__(self, order: list[str], span: range | None = None) -> None:
+        self._order = order
+        self._span = span if span is not None else range(len(order))
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if isinstance(index, slice):
+            return _OrderedRows(self._order, self._span[index])
+        return Row(RowKey(self._order[self._span[index]]), 1)
+
+    def __len__(self) -> int:
+        return len(self._span)
+
+
+# ---------------------------------------------------------------------- the widget
 class DeviceTable(DataTable):
     """One row per device; see the module docstring for how updates work."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Open", show=True), *NAV_BINDINGS]
 
+    class ViewChanged(Message):
+        """A new view is on screen (rows, order or filter); the screen updates its summary."""
+
+        def __init__(self, table: DeviceTable) -> None:
+            super().__init__()
+            self.table = table
+
+        @property
+        def control(self) -> DeviceTable:
+            return self.table
+
     def __init__(self, *, id: str | None = None) -> None:
+        self.view = FleetView()
+        """The rows shown (see :class:`FleetView`)."""
+        self._line_style: Style | None = None
+        self._row_styles: dict[tuple[int, object], Style] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.fixed_columns = 1
         self.last_moved = float("-inf")
         """``time.monotonic()`` of the operator's last cursor move."""
-        self._cells: dict[str, tuple[object, ...]] = {}
-        self._order: list[str] = []
-        self._widths: dict[str, int] = {}
         self.updates = 0
-        """Cells rewritten in total (tests read it)."""
+        """Row changes shown in total (tests read it)."""
+        self.inline_rows = INLINE_ROWS
+        self._rows = _Rows(self)
+        self._row_locations = _Locations(self)  # type: ignore[assignment]
+        self.rows = self._rows  # type: ignore[assignment]
+        self._data = _Data(self)  # type: ignore[assignment]
+        self._cell_cache: LRUCache[str, tuple[DeviceRow, tuple[object, ...], dict[ColumnKey, Text]]] = LRUCache(4096)
+        self._drawn = [0] * len(COLUMNS)
+        self._widen_scheduled = False
+        self._palette = Palette()
+        self._generation = 0
+        self._choice: tuple[object, ...] | None = None
+        self._planning = False
+        self._queued: ViewRequest | None = None
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
+    # ------------------------------------------------------------------ DataTable's row store, virtual
+    @property
+    def _y_offsets(self) -> _Lines:  # type: ignore[override]
+        return _Lines(self.view.order)
+
+    @property
+    def ordered_rows(self) -> _OrderedRows:  # type: ignore[override]
+        return _OrderedRows(self.view.order)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.view.order)
+
+    def _get_row_region(self, row_index: int) -> Region:
+        if not self.is_valid_row_index(row_index):
+            return Region(0, 0, 0, 0)
+        width = sum(column.get_render_width(self) for column in self.columns.values()) + self._row_label_column_width
+        y = row_index + (self.header_height if self.show_header else 0)
+        return Region(0, y, max(self.size.width, width), 1)
+
+    def _get_cell_region(self, coordinate):  # type: ignore[no-untyped-def]
+        if not self.is_valid_coordinate(coordinate):
+            return Region(0, 0, 0, 0)
+        row_index, column_index = coordinate
+        columns = self.ordered_columns
+        x = sum(column.get_render_width(self) for column in columns[:column_index]) + self._row_label_column_width
+        y = row_index + (self.header_height if self.show_header else 0)
+        return Region(x, y, columns[column_index].get_render_width(self), 1)
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._line_style = self.rich_style  # once a frame, not once a line
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._line_style = None
+
+    def render_line(self, y: int) -> Strip:
+        """DataTable's, with the widget's style computed once a frame (the table has
+        no fixed rows)."""
+        style = self._line_style if self._line_style is not None else self.rich_style
+        scroll_x, scroll_y = self.scroll_offset
+        header = self.header_height if self.show_header else 0
+        if y >= header:
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + self.size.width, style)
+
+    def _get_row_style(self, row_index: int, base_style: Style) -> Style:
+        """DataTable's, cached until the styles change (it reads the CSS each row)."""
+        if row_index < 0 or not self.zebra_stripes:
+            return super()._get_row_style(row_index, base_style)
+        key = (row_index % 2, self._pseudo_class_state)
+        style = self._row_styles.get(key)
+        if style is None:
+            style = self._row_styles[key] = super()._get_row_style(row_index, base_style)
+        return style
+
+    def notify_style_update(self) -> None:
+        self._row_styles = {}
+        super().notify_style_update()
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """DataTable's cell, drawn without Rich's generic layout: the cell is one line
+        of :class:`Text`, so it is rendered, cropped or padded to the column and
+        styled as DataTable's ``Styled(Padding(cell))`` would (a test compares both).
+        The header goes DataTable's way."""
+        if row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        cache_key = (
+            row_key,
+            column_key,
+            base_style,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        lines = self._cell_render_cache.get(cache_key)
+        if lines is not None:
+            return lines
+        if row_key is None or column_key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell = self._cells(row_key.value or "")[column_key]  # type: ignore[index]
+        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
+        component_style, post_style = self._get_styles_to_render_cell(
+            False,
+            False,
+            fixed,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        pad = self.cell_padding
+        blank = Style.null()
+        console = self.app.console
+        if cell.spans:
+            text = list(cell.render(console, end=""))
+        else:  # Text.render leaves the text's own style to its caller then
+            text = [Segment(cell.plain, console.get_style(cell.style, default=Style.null()))]
+        line = [
+            Segment(" " * pad, blank),
+            *Segment.adjust_line_length(text, max(0, width - 2 * pad), style=blank),
+            Segment(" " * pad, blank),
+        ]
+        lines = [list(Segment.apply_style(line, style=pre_style, post_style=post_style))]
+        self._cell_render_cache[cache_key] = lines
+        return lines
+
+    def _cells(self, device: str) -> dict[ColumnKey, Text]:
+        """The device's cells, built when first drawn after its row changed."""
+        view = self.view
+        row = view.rows[device]
+        mark, silenced = view.marks.get(device), view.silenced.get(device)
+        cached = self._cell_cache.get(device)
+        if cached is not None and cached[0] is row and cached[1] == (mark, silenced, self._palette):
+            return cached[2]
+        cells = row_cells(row, view.profiles.get(row.profile), self._palette, mark, silenced)
+        mapping = {ColumnKey(key): cell for (key, _), cell in zip(COLUMNS, cells, strict=True)}
+        self._cell_cache.set(device, (row, (mark, silenced, self._palette), mapping))
+        wider = False
+        for index, cell in enumerate(cells):
+            if cell.cell_len > self._drawn[index]:
+                self._drawn[index] = cell.cell_len
+                wider = True
+        if wider and not self._widen_scheduled:  # not while drawing: after this frame
+            self._widen_scheduled = True
+            self.call_after_refresh(self._widen)
+        return mapping
+
+    def _widen(self) -> None:
+        self._widen_scheduled = False
+        if self._fit_columns():
+            self._changed()
+
+    def _fit_columns(self) -> bool:
+        """Columns as wide as their widest cell measured or drawn; True if one grew."""
+        grew = False
+        for column, planned, drawn in zip(self.ordered_columns, self.view.widths, self._drawn, strict=False):
+            wanted = max(planned, drawn, column.label.cell_len)
+            if wanted > column.content_width:
+                column.content_width = wanted
+                grew = True
+        if grew:
+            self._update_dimensions(())
+        return grew
+
+    def clear(self, columns: bool = False):  # type: ignore[no-untyped-def]
+        self.view = FleetView()
+        self._cell_cache.clear()
+        self._changed()
+        return self
+
+    # ------------------------------------------------------------------ cursor
     def _moved(self) -> None:
         self.last_moved = time.monotonic()
 
@@ -98,11 +660,19 @@ class DeviceTable(DataTable):
 
     def action_page_up(self) -> None:
         self._moved()
-        super().action_page_up()
+        self._page(-1)
 
     def action_page_down(self) -> None:
         self._moved()
-        super().action_page_down()
+        self._page(1)
+
+    def _page(self, direction: int) -> None:
+        """DataTable's page keys with one-line rows, without walking every row."""
+        self._set_hover_cursor(False)
+        height = self.scrollable_content_region.height - (self.header_height if self.show_header else 0)
+        target = max(0, min(self.row_count - 1, self.cursor_row + direction * height))
+        self.scroll_relative(y=direction * height, animate=False, force=True)
+        self.move_cursor(row=target, scroll=False)
 
     def action_scroll_top(self) -> None:
         self._moved()
@@ -118,114 +688,114 @@ class DeviceTable(DataTable):
 
     @property
     def cursor_device(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except Exception:
-            return None
-        return row_key.value
+        order = self.view.order
+        row = self.cursor_row
+        return order[row] if 0 <= row < len(order) else None
 
-    def _render_row(
-        self,
-        row: DeviceRow,
-        profile: ProfileInfo | None,
-        palette: Palette,
-        mark: tuple[str, str] | None,
-        silenced: tuple[int, str] | None = None,
-    ) -> tuple[tuple[object, ...], list[Text]]:
-        names = profile.key_signals if profile else tuple(row.values)[:3]
-        units = profile.units if profile else {}
-        values = tuple(None if row.values.get(n) is None else round(row.values[n] or 0.0, 3) for n in names)
-        fault = row.injected_fault or (mark[0] if mark else None)
-        state = mark[1] if mark and mark[0] == fault else ""
-        score = None if row.score is None else round(row.score, 2)
-        quiet = silenced[1].split(":")[0] if silenced else ""
-        signature = (
-            row.device_id,
-            (row.status, bool(fault), quiet),
-            (score, row.status),
-            row.state,
-            values,
-            (fault, state),
-            row.profile,
-        )
-        fault_text = Text(end="")
-        if fault:
-            fault_text.append("⚡ ", style=f"bold {palette.warning}")
-            fault_text.append(fault)
-            if state:
-                fault_text.append(f" {state}", style="bold" if state == "ACTIVE" else "dim")
-        status_cell = status_text(row.status, palette)
-        if fault:
-            status_cell.append(" ⚡", style=f"bold {palette.warning}")
-        if quiet:
-            status_cell.append(f" {quiet}", style="dim italic")  # muted or maintenance: no new incident
-        cells = [
-            Text(visible(row.device_id), style="bold", end=""),
-            status_cell,
-            score_text(row.score, row.threshold, row.status, palette),
-            Text(visible(row.state or "—"), end=""),
-            signals_text(row.values, names, units),
-            fault_text,
-            Text(row.profile, end=""),
-        ]
-        return signature, cells
+    @property
+    def settled(self) -> bool:
+        """No view being planned or waiting to be: the table shows the last request."""
+        return not self._planning and self._queued is None
 
+    def shown_devices(self) -> list[str]:
+        """The devices shown, in display order (what an export writes)."""
+        return list(self.view.order)
+
+    # ------------------------------------------------------------------ views
     def sync(
         self,
-        rows: Sequence[DeviceRow],
-        profiles: Mapping[str, ProfileInfo],
+        snapshot: Snapshot,
         palette: Palette,
-        marks: Mapping[str, tuple[str, str]] | None = None,
-        force: bool = False,
+        *,
+        flt: Filter | None = None,
+        sort: str = "status",
+        reverse: bool = False,
+        marks: Mapping[str, Mark] | None = None,
         reorder: bool = True,
-        silenced: Mapping[str, tuple[int, str]] | None = None,
+        now: bool = False,
     ) -> None:
-        """Make the table show ``rows``, touching only what changed.
+        """Show ``snapshot`` under the screen's filter and sort.
 
-        ``reorder`` puts the rows in the given order; without it rows already shown
-        keep their places and new ones go at the end (the operator is navigating).
-        ``marks`` maps a device to (fault, state) for faults this console injected;
-        the state (sent, pending, ACTIVE) is shown next to the fault's name.
+        ``reorder`` sorts the rows; without it rows already shown keep their places
+        and new ones go at the end (the operator is navigating). ``marks`` maps a
+        device to (fault, state) for faults this console injected; the state (sent,
+        pending, ACTIVE) is shown next to the fault's name. Over :attr:`inline_rows`
+        devices the view is planned in a worker thread and shown when ready (a newer
+        request replaces one not started yet), unless ``now`` (a key asked: the
+        operator waits for it anyway; a view being planned meanwhile is dropped).
         """
-        marks = marks or {}
+        flt = flt or Filter()
+        choice = (flt, sort, reverse)
+        if choice != self._choice:
+            self._choice = choice
+            self._generation += 1  # a view planned under the old choice is dropped
+        if palette != self._palette:
+            self._palette = palette
+            self._cell_cache.clear()
+            self._changed()
+        request = ViewRequest(snapshot, flt, sort, reverse, reorder, dict(marks or {}), self._generation)
+        if now or (len(snapshot.devices) <= self.inline_rows and not self._planning):
+            self._queued = None
+            if self._planning:
+                self._generation += 1  # the view being planned is older than this one
+                request = replace(request, generation=self._generation)
+            self._show(plan_view(self.view if self.view.seq >= 0 else None, request))
+            return
+        queued = self._queued
+        if queued is not None and queued.reorder and not reorder:
+            request = replace(request, reorder=True)  # a sort asked for and not planned yet
+        self._queued = request
+        if not self._planning:
+            self._plan_next()
+
+    def _plan_next(self) -> None:
+        request, self._queued = self._queued, None
+        if request is None:
+            self._planning = False
+            return
+        self._planning = True
+        previous = self.view if self.view.seq >= 0 else None
+        self.run_worker(
+            partial(self._plan_in_thread, previous, request),
+            thread=True,
+            group="fleet-view",
+            description="plan the fleet table",
+            exit_on_error=False,
+        )
+
+    def _plan_in_thread(self, previous: FleetView | None, request: ViewRequest) -> None:
+        try:
+            view: FleetView | None = plan_view(previous, request)
+        except Exception:  # a bug must not freeze the table: log it, plan the next one
+            log.exception("planning the fleet table failed")
+            view = None
+        with contextlib.suppress(RuntimeError):  # the app is closing
+            self.app.call_from_thread(self._planned, previous, view)
+
+    def _planned(self, previous: FleetView | None, view: FleetView | None) -> None:
+        """A worker's view: shown unless the choice changed meanwhile (then the
+        queued request, made under the new choice, plans again)."""
+        if view is not None and view.generation == self._generation and (previous is self.view or previous is None):
+            self._show(view)
+        self._plan_next()
+
+    def _show(self, view: FleetView) -> None:
+        """Swap ``view`` in, keeping the cursor on its device."""
         keep = self.cursor_device
-        wanted = {row.device_id for row in rows}
-        for device in [d for d in self._cells if d not in wanted]:
-            self.remove_row(device)
-            del self._cells[device]
-        column_keys = [key for key, _ in COLUMNS]
-        for row in rows:
-            signature, cells = self._render_row(
-                row, profiles.get(row.profile), palette, marks.get(row.device_id), (silenced or {}).get(row.device_id)
-            )
-            old = self._cells.get(row.device_id)
-            if old is None:
-                self.add_row(*cells, key=row.device_id)
-                for key, cell in zip(column_keys, cells, strict=True):
-                    self._widths[key] = max(self._widths.get(key, 0), cell.cell_len)
-            elif force or old != signature:
-                for index, (key, cell) in enumerate(zip(column_keys, cells, strict=True)):
-                    if force or old[index] != signature[index]:
-                        # Re-measuring a column walks every row: only when this cell is
-                        # wider than anything the column has shown.
-                        wider = cell.cell_len > self._widths.get(key, 0)
-                        if wider:
-                            self._widths[key] = cell.cell_len
-                        self.update_cell(row.device_id, key, cell, update_width=wider)
-                        self.updates += 1
-            self._cells[row.device_id] = signature
-        order = [row.device_id for row in rows]
-        if not reorder:
-            shown = [device for device in self._order if device in wanted]
-            placed = set(shown)
-            order = shown + [device for device in order if device not in placed]
-        if order != self._order:
-            rank = {visible(device): index for index, device in enumerate(order)}  # the cell shows visible(id)
-            self.sort("device", key=lambda cell: rank[cell.plain])
-            self._order = order
-        if keep is not None and keep in self._cells:
-            index = self.get_row_index(keep)
+        old = self.view
+        self.view = view
+        self.updates += len(view.changed)
+        if not self._fit_columns() and len(view.order) != len(old.order):
+            self._update_dimensions(())
+        self._changed()
+        if keep is not None and keep in view.index:
+            index = view.index[keep]
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False)
+        elif view.order and self.cursor_row >= len(view.order):
+            self.move_cursor(row=len(view.order) - 1, animate=False)
+        self.post_message(self.ViewChanged(self))
+
+    def _changed(self) -> None:
+        self._update_count += 1
+        self.refresh()

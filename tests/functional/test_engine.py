@@ -390,12 +390,12 @@ def test_housekeeping_never_deletes_imported_readings_by_the_simulated_clock(wor
     """Retention is per source and per device, against the device's own newest reading:
     a SKAB file from 2020 next to a fleet simulated in 2026 keeps every row, while the
     simulated devices are trimmed to their retention."""
-    from itap_engine.ingest.csv_source import import_csv
+    from itap_engine.ingest.csv_source import CsvOptions, import_csv
 
     settings = settings_of(workdir, engine={"retention_hours": 1.0})
     core = EngineCore(settings)
     try:
-        report = import_csv(core.store, settings, SKAB_FILE, profile="skab_pump", device="skab-valve1-0")
+        report = import_csv(core.store, settings, SKAB_FILE, CsvOptions(profile="skab_pump", device="skab-valve1-0"))
         assert report.inserted == 1147
         core.resume()
         for _ in range(5):

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.ingest.csv_source import import_csv
+from itap_engine.ingest.csv_source import CsvOptions, import_csv
 from itap_engine.ingest.pipeline import IngestReport
 from itap_engine.store.sql import Store
 
@@ -481,7 +481,7 @@ def test_conflicts_are_found_with_one_query_per_batch(settings, tmp_path):
         import_csv(store, settings, first, now=NOW)
         store.engine.dispose()  # every statement SQLite runs from here on is traced, whatever runs it
         sa.event.listen(store.engine, "connect", lambda dbapi, _record: dbapi.set_trace_callback(statements.append))
-        report = import_csv(store, settings, second, now=NOW, chunk_rows=4)
+        report = import_csv(store, settings, second, CsvOptions(chunk_rows=4), now=NOW)
     finally:
         store.close()
     assert report.conflicts == 2
@@ -586,7 +586,7 @@ def test_fuzz_csv_bytes_through_ingest(settings, data, gz, chunk):
         reports = []
         for _ in range(2):
             try:
-                reports.append(import_csv(store, settings, path, chunk_rows=chunk, now=NOW))
+                reports.append(import_csv(store, settings, path, CsvOptions(chunk_rows=chunk), now=NOW))
             except ItapError as error:
                 assert len(str(error).splitlines()) == 1 and str(error)
         for report in reports:
@@ -622,7 +622,7 @@ def test_long_format_in_small_chunks_with_bad_lines_keeps_every_signal(settings,
             rows.append(f"p1,2026-01-01T00:00:{i * 10:02d},{signal},{value}")
     path = tmp_path / "long.csv"
     path.write_bytes(("\n".join(rows) + "\n").encode())
-    report = import_csv(store, settings, path, chunk_rows=1, now=NOW)
+    report = import_csv(store, settings, path, CsvOptions(chunk_rows=1), now=NOW)
     assert (report.inserted, report.quarantined) == (3, 1) and accounted(report)
     assert not [a for a in report.validation.alerts if a.check == "columns"]
     stored = store.read_readings("industrial")

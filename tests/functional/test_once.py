@@ -59,7 +59,9 @@ def small_config(folder: Path) -> Path:
         fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}],
         simulation={"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
         detection={"bootstrap_hours": 6.0, "detector": "robust_z"},
-        engine={"tick_seconds": 1.0, "sim_speed": 600.0},
+        # one run covers (wall seconds since the last run) x sim_speed: a slow machine must
+        # not stretch a run past the six hours the model knows (false alarms, CRITICAL)
+        engine={"tick_seconds": 10.0, "sim_speed": 60.0},
     )
 
 
@@ -209,7 +211,7 @@ def test_a_corrected_redelivery_counts_conflicts(site: Path) -> None:
     )
     [source] = [s for s in summary["sources"] if s["source"] == "b.csv"]
     assert (source["rows_in"], source["duplicates"], source["conflicts"]) == (10, 8, 2)
-    assert result.returncode == 1 and "conflict" in summary["message"]
+    assert result.returncode == 1 and "conflict" in summary["message"], (result.returncode, summary["message"])
 
 
 def test_a_critical_fault_exits_2_and_the_report_names_the_device(site: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -50,10 +49,8 @@ def config(tmp_path: Path) -> Path:
 # ---------------------------------------------------------------------- no terminal
 @pytest.mark.parametrize("args", [(), ("console",), ("console", "--attach")], ids=["itap", "console", "attach"])
 def test_the_console_without_a_terminal_refuses_at_once_with_a_hint(tmp_path: Path, args: tuple[str, ...]) -> None:
-    started = time.monotonic()
     result = _itap(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert time.monotonic() - started < 30  # at once: no bootstrap, no lock
+    assert result.returncode == 2  # at once: no bootstrap, no lock, no data folder (below)
     assert "needs a terminal" in result.stderr and "--once" in result.stderr
     assert result.stdout == ""
     assert not (tmp_path / "data").exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from itap_engine.ingest.csv_source import CsvImportError, import_csv, plan_csv, validate_csv
+from itap_engine.ingest.csv_source import CsvImportError, CsvOptions, import_csv, plan_csv, validate_csv
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store
 
@@ -96,7 +96,7 @@ MIXED = (
 def test_bad_lines_are_quarantined_with_line_and_field(settings, store, tmp_path):
     path = tmp_path / "mixed.csv"
     path.write_bytes(MIXED.encode())
-    report = import_csv(store, settings, path, chunk_rows=3, now=NOW)
+    report = import_csv(store, settings, path, CsvOptions(chunk_rows=3), now=NOW)
     assert (report.rows_in, report.inserted, report.quarantined) == (7, 3, 4)
     rows = query(tmp_path / "t.db", "select line, reason, raw from quarantine order by line")
     assert [r[0] for r in rows] == [3, 4, 5, 8]
@@ -138,7 +138,7 @@ def test_long_format_straddling_chunks_equals_wide(settings, tmp_path):
     for name, path, chunk in (("long", long_path, 29), ("wide", wide_path, 50)):
         store = Store(settings, url=f"sqlite:///{tmp_path}/{name}.db")
         try:
-            report = import_csv(store, settings, path, chunk_rows=chunk, now=NOW)
+            report = import_csv(store, settings, path, CsvOptions(chunk_rows=chunk), now=NOW)
             assert report.quarantined == 0, report.validation.examples[:3]
             results.append(store.read_readings("industrial"))
         finally:
@@ -159,10 +159,12 @@ def test_mapping_separator_and_device_options(settings, store, tmp_path):
         store,
         settings,
         path,
-        device="press-7",
-        ts_column="time",
-        sep="|",
-        mapping={"speed": "rpm", "amps": "current_a", "volts": "voltage_v", "vib": "vibration_g"},
+        CsvOptions(
+            device="press-7",
+            ts_column="time",
+            sep="|",
+            mapping={"speed": "rpm", "amps": "current_a", "volts": "voltage_v", "vib": "vibration_g"},
+        ),
         now=NOW,
     )
     assert report.profile == "industrial" and report.inserted == 2
@@ -206,7 +208,7 @@ def test_an_unclosed_quote_quarantines_its_line_and_keeps_the_rest(settings, sto
         encoding="utf-8",
     )
     del lines
-    report = import_csv(store, settings, path, chunk_rows=2, now=NOW)
+    report = import_csv(store, settings, path, CsvOptions(chunk_rows=2), now=NOW)
     assert (report.rows_in, report.inserted, report.quarantined) == (4, 3, 1)
     [(line, reason)] = query(tmp_path / "t.db", "select line, reason from quarantine")
     assert line == 2 and "unclosed quote" in reason

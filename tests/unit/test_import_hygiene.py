@@ -58,3 +58,22 @@ def test_engine_never_imports_the_console_or_the_bench() -> None:
     )
     roots = {m.split(".")[0] for m in _loaded_after(code)}
     assert not roots & {"textual", "itap_tui", "itap_bench"}
+
+
+def test_status_on_an_empty_database_does_not_load_pandas(tmp_path) -> None:
+    """``itap status`` answers from SQL alone: pandas and numpy cost a third of its start-up."""
+    (tmp_path / "config.toml").write_text('[paths]\ndata_dir = "data"\n', encoding="utf-8")
+    code = (
+        "import contextlib, io, os\n"
+        f"os.environ['ITAP_CONFIG'] = {str(tmp_path / 'config.toml')!r}\n"
+        "os.environ.pop('ITAP_DB_URL', None)\n"
+        "from itap_tui.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main(['status'])\n"
+        "    except SystemExit as stop:\n"
+        "        assert not stop.code, stop.code\n"
+    )
+    roots = {m.split(".")[0] for m in _loaded_after(code)}
+    assert "sqlalchemy" in roots  # it did read the database
+    assert not roots & {"pandas", "numpy", "sklearn", "textual"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import sqlite3
@@ -230,3 +231,56 @@ def test_a_third_profile_declared_only_in_config(tmp_path):
     finally:
         store.close()
     assert math.isclose(report.rows_in, len(frame))
+
+
+# ---------------------------------------------------------------------- the protocols
+def test_the_sql_store_is_a_telemetry_store_and_the_sources_are_sources(settings, store, tmp_path):
+    from itap_engine.ingest.csv_source import CsvFileSource, plan_csv
+    from itap_engine.ingest.source import FrameSource, TelemetrySource
+    from itap_engine.store.protocol import TelemetryStore
+
+    assert isinstance(store, TelemetryStore)
+    path = tmp_path / "a.csv"
+    simulated(settings, devices=1, hours=0.01).to_csv(path, index=False)
+    plan = plan_csv(settings, path)
+    try:
+        assert isinstance(CsvFileSource(plan, 100), TelemetrySource)
+    finally:
+        assert plan.source is not None
+        plan.source.close()
+    assert isinstance(FrameSource("x", "industrial", pd.DataFrame()), TelemetrySource)
+
+
+class ChunkedSource:
+    """A source of our own: any object with name, profile, raw_names and frames() is ingested."""
+
+    name = "chunks"
+    profile = "industrial"
+    raw_names: dict[str, str] = {}
+
+    def __init__(self, chunks: list[pd.DataFrame]) -> None:
+        self.chunks = chunks
+
+    def frames(self):
+        yield from self.chunks
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=59), max_size=4, unique=True))
+@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_any_source_is_ingested_as_one_run_whatever_its_chunks(settings, cuts):
+    from itap_engine.ingest.pipeline import ingest_source
+
+    frame = simulated(settings, devices=1, hours=0.1)  # 36 readings
+    frame = pd.concat([frame, frame.iloc[:5]], ignore_index=True)  # 5 duplicates in the input
+    frame.loc[7, "temp_c"] = 999.0  # one out of range
+    bounds = [0, *sorted(c for c in cuts if c < len(frame)), len(frame)]
+    chunks = [frame.iloc[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    folder = Path(tempfile.mkdtemp())
+    try:
+        store = Store(settings, url=f"sqlite:///{folder / 't.db'}")
+        report = ingest_source(store, settings, ChunkedSource(chunks), now=NOW)
+        assert (report.rows_in, report.inserted, report.quarantined) == (41, 35, 6)
+        assert report.source == "chunks" and len(list(store.iter_runs())) == 1
+        store.close()
+    finally:
+        shutil.rmtree(folder)

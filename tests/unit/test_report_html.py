@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from itap_engine.modes.once import _empty_summary
 from itap_engine.modes.render.report_html import render_report
+from itap_engine.modes.summary import OnceSummary
 
 
 def test_contributors_under_the_cut_off_are_left_out_of_the_report() -> None:
-    summary = _empty_summary(datetime(2026, 1, 1, tzinfo=UTC))
+    summary = OnceSummary.failed("", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)).to_dict()
     summary.update(status="CRITICAL", message="1 critical", run_id=1)
     summary["alerts"]["open"] = [
         {

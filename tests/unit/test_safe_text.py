@@ -10,7 +10,7 @@ import pytest
 
 from itap_bench.engine import derived_config
 from itap_engine.config import load_settings
-from itap_engine.ingest.validate import _device_problem
+from itap_engine.ingest.validate.values import device_problem as _device_problem
 from itap_engine.modes.render.report_html import render_report
 from itap_engine.safe_text import html_text, markup, visible, visible_tree
 

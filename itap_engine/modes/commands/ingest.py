@@ -10,6 +10,7 @@ from itap_engine.modes.cli_values import bounded_int
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
+    from itap_engine.ingest.csv_source import CsvOptions
 
 HELP = "import CSV files (wide or long) into the database, with validation"
 
@@ -54,22 +55,22 @@ def add_csv_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def csv_options(args: argparse.Namespace) -> dict[str, object]:
-    from itap_engine.ingest.csv_source import _mapping_option
+def csv_options(args: argparse.Namespace) -> CsvOptions:
+    from itap_engine.ingest.csv_source import CsvOptions, mapping_option
 
     if args.chunk_rows is not None and args.chunk_rows < 1:
         raise ItapError("--chunk-rows must be at least 1")
-    return {
-        "profile": args.profile,
-        "device": args.device,
-        "sep": args.sep,
-        "ts_column": args.ts_column,
-        "device_column": args.device_column,
-        "mapping": {**_mapping_option(args.map), **({args.label: "fault"} if getattr(args, "label", None) else {})},
-        "long": args.long,
-        "chunk_rows": args.chunk_rows,
-        "encoding": args.encoding,
-    }
+    return CsvOptions(
+        profile=args.profile,
+        device=args.device,
+        sep=args.sep,
+        ts_column=args.ts_column,
+        device_column=args.device_column,
+        mapping={**mapping_option(args.map), **({args.label: "fault"} if getattr(args, "label", None) else {})},
+        long=args.long,
+        chunk_rows=args.chunk_rows,
+        encoding=args.encoding,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         for path in args.files:
             try:
-                report = import_csv(store, settings, path, **options)  # type: ignore[arg-type]
+                report = import_csv(store, settings, path, options)
             except ItapError as error:
                 if len(args.files) == 1:
                     raise

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.report:
         output_file(args.report, option="--report", force=True)  # its folder exists; a report is rewritten
-    plan, report = validate_csv(settings, args.file, **csv_options(args))  # type: ignore[arg-type]
+    plan, report = validate_csv(settings, args.file, csv_options(args))
     console().print(render_report(report))
     if args.report:
         payload = {"file": str(plan.path), "profile": plan.profile, **report.to_dict()}

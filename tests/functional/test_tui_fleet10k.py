@@ -1,0 +1,183 @@
+"""The fleet table at 10,000 devices: virtual rows, the same keys and semantics.
+
+The table stores no rows: it shows a view (order, rows) planned off the event loop
+for large fleets. These tests drive the real app over a 10,000-device fake fleet.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.segment import Segment
+from test_tui import ready, wait_for
+from textual.widgets import DataTable
+
+from itap_bench.fake_facade import PROFILES, FakeFacade
+from itap_engine.snapshot import DeviceRow
+from itap_tui.app import ItapApp
+from itap_tui.format import Palette
+from itap_tui.widgets import DeviceTable
+from itap_tui.widgets.device_table import row_cells, row_widths, sort_key
+
+FLEET = 10_000
+
+
+async def _settled(pilot, table: DeviceTable, seq: int | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Until the table shows the app's snapshot (or ``seq``) under the screen's choices."""
+    app = pilot.app
+
+    def done() -> bool:
+        wanted = seq if seq is not None else (app.snapshot.seq if app.snapshot else 0)
+        return table.settled and table.view.seq >= wanted
+
+    await wait_for(pilot, done, timeout=240)
+    await pilot.pause()
+
+
+async def _big(pilot) -> DeviceTable:  # type: ignore[no-untyped-def]
+    await ready(pilot)
+    table = pilot.app.screen.query_one(DeviceTable)
+    await wait_for(pilot, lambda: table.row_count == FLEET, timeout=240)
+    await _settled(pilot, table)
+    return table
+
+
+async def test_the_cursor_stays_on_its_device_across_ticks_and_end_goes_to_the_last() -> None:
+    facade = FakeFacade(devices=FLEET)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        assert table.inline_rows < FLEET  # planned off the event loop
+        await pilot.press("s")  # by score: every tick reorders the fleet
+        await _settled(pilot, table)
+        wanted = [r.device_id for r in sorted(app.snapshot.devices, key=sort_key("score"))]
+        assert table.shown_devices() == wanted
+        await pilot.press("pagedown", "pagedown", "down", "down")
+        assert table.cursor_row > 30
+        under, order = table.cursor_device, table.shown_devices()
+        before = table.get_cell(under, "signals").plain
+        seq = facade.advance(2).seq
+        await _settled(pilot, table, seq)
+        assert table.cursor_device == under  # on its device,
+        assert table.shown_devices() == order  # the order held still while navigating,
+        assert table.get_cell(under, "signals").plain != before  # its cells live
+        assert table.updates > 0
+        await pilot.press("end")
+        assert table.cursor_row == FLEET - 1 and table.cursor_device == order[-1]
+        await pilot.press("g")
+        assert table.cursor_row == 0 and table.cursor_device == order[0]
+        await pilot.press("G", "k", "k")
+        assert table.cursor_device == order[-3]
+        # the visible lines are the rows at the scroll position
+        top = int(table.scroll_y)
+        assert top > FLEET - 50
+        assert table.render_line(table.header_height).text.split()[0] == order[top]
+
+
+async def test_a_filter_and_its_export_at_ten_thousand(tmp_path: Path) -> None:
+    facade = FakeFacade(devices=FLEET)
+    app = ItapApp(facade, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        await pilot.press("slash", *"ac-00", "enter")
+        await _settled(pilot, table)
+        expected = {r.device_id for r in app.snapshot.devices if "ac-00" in r.device_id}
+        assert 0 < table.row_count == len(expected)
+        assert set(table.shown_devices()) == expected
+        await pilot.press("end")
+        assert table.cursor_device == table.shown_devices()[-1]
+        seq = facade.advance().seq
+        await _settled(pilot, table, seq)
+        assert set(table.shown_devices()) == expected
+        await pilot.press("e")
+        await wait_for(pilot, lambda: app.last_export is not None)
+        rows = list(csv.DictReader(app.last_export.open()))
+        assert [r["device_id"] for r in rows] == table.shown_devices()
+        await pilot.press("slash", "escape")
+        await _settled(pilot, table)
+        assert table.row_count == FLEET
+
+
+async def test_cells_are_drawn_as_datatable_draws_them() -> None:
+    """The table's own cell drawing equals DataTable's generic one, segment for segment."""
+    app = ItapApp(FakeFacade(devices=30, extra_devices=("[bold red]x[/]", "pompé-🚀")))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        await pilot.press("down", "down")
+        style = table.rich_style
+        for row in range(min(table.row_count, 12)):
+            for column in range(len(table.columns)):
+                width = table.ordered_columns[column].get_render_width(table)
+                for cursor in (False, True):
+                    ours = table._render_cell(row, column, style, width, cursor=cursor)
+                    table._update_count += 1  # no cache shared between the two
+                    theirs = DataTable._render_cell(table, row, column, style, width, cursor=cursor)
+                    assert list(Segment.simplify(ours[0])) == list(Segment.simplify(theirs[0])), (row, column)
+
+
+rows = st.builds(
+    DeviceRow,
+    device_id=st.text(min_size=1, max_size=12),
+    profile=st.sampled_from([*PROFILES, "unknown"]),
+    site=st.none(),
+    state=st.none() | st.text(max_size=6),
+    values=st.fixed_dictionaries(
+        {},
+        optional={
+            name: st.none() | st.floats(-1e7, 1e7, allow_nan=False)
+            for name in ("temp_c", "vibration_g", "current_a", "altitude_ft", "speed_kt", "heading_deg", "rpm")
+        },
+    ),
+    score=st.none() | st.floats(-5, 500, allow_nan=False),
+    threshold=st.none() | st.floats(0, 2, allow_nan=False),
+    status=st.sampled_from(["ok", "warning", "critical", "stale", "untrained", "odd"]),
+    last_ts=st.none(),
+    injected_fault=st.none() | st.sampled_from(["overheat_drift", "speed_spike"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows,
+    st.none() | st.tuples(st.sampled_from(["overheat_drift", "bearing_wear"]), st.sampled_from(["sent", "ACTIVE"])),
+    st.none() | st.tuples(st.integers(0, 9), st.sampled_from(["muted", "maintenance: crew"])),
+)
+def test_column_widths_are_measured_without_building_the_cells(row, mark, silenced) -> None:  # type: ignore[no-untyped-def]
+    profile = PROFILES.get(row.profile)
+    cells = row_cells(row, profile, Palette(), mark, silenced)
+    assert row_widths(row, profile, mark, silenced) == tuple(cell.cell_len for cell in cells)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), min_size=2, max_size=5), st.sampled_from(["", "crit|warn", "ac", "!ok", "score>0.4"])
+)
+def test_a_view_planned_from_the_last_equals_one_planned_afresh(steps, text) -> None:  # type: ignore[no-untyped-def]
+    """Reusing the previous view (changed rows only, the filter's old answers) shows
+    what planning from nothing would: the same rows, matches and, when sorted, order."""
+    from itap_engine.snapshot.diff import mark_changes
+    from itap_tui.filtering import Filter
+    from itap_tui.widgets.device_table import ViewRequest, plan_view
+
+    facade = FakeFacade(devices=40)
+    flt = Filter.parse(text)
+    view = None
+    previous = None
+    for step in steps:
+        snapshot = facade.advance(step + 1) if step else facade._latest or facade.advance()
+        if step == 3:
+            facade.muted["pump-002"] = (10**15, "muted")
+        snapshot = (
+            mark_changes(previous, snapshot) if previous is not None and previous.seq < snapshot.seq else snapshot
+        )
+        request = ViewRequest(snapshot, flt, "score", False, True)
+        view = plan_view(view, request)
+        fresh = plan_view(None, request)
+        assert view.order == fresh.order
+        assert {d for d, m in view.matches.items() if m} == {d for d, m in fresh.matches.items() if m}
+        assert view.counts == fresh.counts
+        previous = snapshot
