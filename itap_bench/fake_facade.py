@@ -291,13 +291,14 @@ class FakeFacade:
         self._publish(self._build())
 
     async def mute(self, device_id: str, seconds: float | None, reason: str = "") -> int | None:
-        self.calls.append(("mute", (device_id, seconds)))
+        self.calls.append(("mute", (device_id, seconds)) if not reason else ("mute", (device_id, seconds, reason)))
         if seconds is None:
             self.muted.pop(device_id, None)
             until = None
         else:
             until = _ms(self.sim_time()) + int(seconds * 1000)
-            self.muted[device_id] = (until, f"muted{': ' + reason if reason else ''}")
+            label = reason if reason.startswith("maintenance") else f"muted{': ' + reason if reason else ''}"
+            self.muted[device_id] = (until, label)
         self._publish(self._build())
         return until
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -48,6 +48,8 @@ from itap_tui.screens import (
 )
 from itap_tui.screens.base import LiveScreen
 from itap_tui.screens.fault_modal import parse_duration
+from itap_tui.state import load_state, save_state
+from itap_tui.typeahead import TypeAhead
 from itap_tui.widgets.device_table import SORTS as FLEET_SORTS
 from itap_tui.widgets.navigation import NAV_BINDINGS
 
@@ -115,6 +117,7 @@ class ItapApp(App[int]):
         detail_refresh_s: float = 2.0,
         theme: str | None = None,
         export_dir: Path | None = None,
+        state_file: Path | None = None,
     ) -> None:
         super().__init__()
         self.export_dir = export_dir or Path.cwd() / "itap-exports"
@@ -142,9 +145,17 @@ class ItapApp(App[int]):
         self._render_scheduled = False
         self._unsubscribe = None
         self._palette: tuple[str, Palette] | None = None
-        self.theme = theme or os.environ.get("ITAP_THEME") or "textual-dark"
+        self.state_file = state_file
+        """Where the chosen theme is remembered (``<data_dir>/console.json`` from ``itap``)."""
+        remembered = load_state(state_file).get("theme")
+        if remembered not in self.available_themes:
+            remembered = None
+        self._remembered_theme = theme or os.environ.get("ITAP_THEME") or remembered or "textual-dark"
+        self.theme = self._remembered_theme
         self.fleet_screen = FleetScreen()
         self.last_export: Path | None = None
+        self.type_ahead = TypeAhead(self)
+        """The input just opened (``/``), which gets the keys typed ahead of its focus."""
 
     # ------------------------------------------------------------------ look
     @property
@@ -154,6 +165,8 @@ class ItapApp(App[int]):
         return self._palette[1]
 
     def watch_theme(self) -> None:
+        if self.theme != self._remembered_theme and save_state(self.state_file, theme=self.theme):
+            self._remembered_theme = self.theme  # the palette's theme picker, ctrl+t
         if self.snapshot is not None and self.is_running:
             self._render(self.snapshot, force=True)
 
@@ -161,6 +174,18 @@ class ItapApp(App[int]):
         """Textual's toast, with control characters from data (device ids, error
         messages) shown as escapes rather than sent to the terminal."""
         super().notify(visible_lines(message), *args, **kwargs)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            if await self.type_ahead.early(event) or self.type_ahead.hold(event):
+                return  # typed right after / or t: the input's, in order; after its enter: later
+            self.type_ahead.sent(event, self.focused or self.screen)
+        await super().on_event(event)
+
+    async def on_key(self, event: events.Key) -> None:
+        """A key no widget took, on its way to the bindings: typed ahead of a focus move,
+        it is the newly focused widget's (``/pump`` filters, it does not pause)."""
+        await self.type_ahead.hand_on(event, self.focused)
 
     # ------------------------------------------------------------------ lifecycle
     def on_mount(self) -> None:
@@ -279,7 +304,7 @@ class ItapApp(App[int]):
 
     # ------------------------------------------------------------------ the past
     def action_time_travel(self) -> None:
-        if self.past is not None:
+        if self.past is not None or self.travelling:
             self.action_live()
             return
         if self.snapshot is None or isinstance(self.screen, BootstrapScreen) or self.screen.is_modal:
@@ -310,6 +335,11 @@ class ItapApp(App[int]):
             return
         self.run_travel(moment)
 
+    @property
+    def travelling(self) -> bool:
+        """A past time is loading (``t`` again or ``esc`` cancels it)."""
+        return any(w.group == "time-travel" and not w.is_finished for w in self.workers)
+
     @work(exclusive=True, group="time-travel", exit_on_error=False, description="show a past time")
     async def run_travel(self, moment) -> None:  # type: ignore[no-untyped-def]
         past = await self.engine.call(self.facade.snapshot_at, moment)
@@ -321,6 +351,8 @@ class ItapApp(App[int]):
         self.notify(f"Showing {fmt_dt(moment)} (sim), not live: t or esc returns.", markup=False, timeout=6)
 
     def action_live(self) -> None:
+        # a past time still loading is not shown once the operator asked for live
+        self.workers.cancel_group(self, "time-travel")
         if self.past is None:
             return
         self.past = None
@@ -628,13 +660,40 @@ class ItapApp(App[int]):
 
         self.push_screen(PromptModal(question, "1h"), chosen)
 
+    def ask_maintenance(self, device_id: str | None) -> None:
+        """Ask for a maintenance window on a device from now (data time): a duration and
+        an optional reason; stored like a mute, shown as maintenance; 0 ends it."""
+        if device_id is None:
+            return
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            length, _, reason = answer.strip().partition(" ")
+            seconds = parse_duration(length)
+            if seconds is None:
+                self.notify(f"Not a duration: {length!r} (try 2h or 30m).", severity="error", markup=False)
+                return
+            why = f"maintenance: {reason.strip()}" if reason.strip() else "maintenance"
+            self.run_mute(device_id, seconds or None, why)
+
+        self.push_screen(
+            PromptModal(
+                f"Maintenance on {device_id} from now: how long, then why (e.g. 2h bearing swap; 0 ends it)",
+                "2h",
+                placeholder="2h bearing swap",
+            ),
+            chosen,
+        )
+
     @work(group="commands", exit_on_error=False, description="mute a device")
-    async def run_mute(self, device_id: str, seconds: float | None) -> None:
-        until = await self.engine.call(self.facade.mute, device_id, seconds)
+    async def run_mute(self, device_id: str, seconds: float | None, reason: str = "") -> None:
+        until = await self.engine.call(self.facade.mute, device_id, seconds, reason)
+        what = "in maintenance" if reason.startswith("maintenance") else "muted"
         if until is None:
-            self.notify(f"{device_id} is no longer muted.", markup=False, timeout=4)
+            self.notify(f"{device_id} is no longer {what}.", markup=False, timeout=4)
         else:
-            self.notify(f"{device_id} muted until {fmt_ts(until)} (sim): no new incident.", markup=False, timeout=5)
+            self.notify(f"{device_id} {what} until {fmt_ts(until)} (sim): no new incident.", markup=False, timeout=5)
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:
@@ -719,6 +778,7 @@ class ItapApp(App[int]):
             )
         yield SystemCommand("Help", "Every key (?)", self.action_help)
         yield SystemCommand("Dark/light theme", "Switch between dark and light (ctrl+t)", self.action_toggle_theme)
+        yield SystemCommand("Theme", "Choose a colour theme; remembered for the next start", self.search_themes)
         yield SystemCommand("Quit", "Stop the engine and quit (q)", self.action_quit)
 
 
@@ -731,7 +791,8 @@ def run_console(settings: Settings, attach: bool = False, mouse: bool = True, at
     from itap_engine.facade.local import LocalFacade
 
     facade = AttachedFacade(settings) if attach else LocalFacade(settings)
-    app = ItapApp(facade, export_dir=settings.resolve(settings.paths.data_dir) / "exports")
+    data_dir = settings.resolve(settings.paths.data_dir)
+    app = ItapApp(facade, export_dir=data_dir / "exports", state_file=data_dir / "console.json")
     app.start_at = at
     try:
         result = app.run(mouse=mouse)

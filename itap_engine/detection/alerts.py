@@ -189,7 +189,9 @@ def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> d
                 table.c.until_ts > at_ms, sa.or_(table.c.from_ts.is_(None), table.c.from_ts <= at_ms)
             )
         ):
-            out[str(device)] = (int(until), f"muted{': ' + reason if reason else ''}")
+            # a maintenance window set from the console is stored as a mute with its reason
+            label = reason if reason.startswith("maintenance") else f"muted{': ' + reason if reason else ''}"
+            out[str(device)] = (int(until), label)
     for window in settings.alerts.maintenance:
         start, end = _ms(window.start), _ms(window.end)
         if not start <= at_ms < end:

@@ -99,7 +99,13 @@ from itap_engine.ingest.pipeline import abort_dead_runs, ingest_frame
 from itap_engine.ingest.simulator import Simulator, fleet_simulators
 from itap_engine.snapshot import EngineStats, FaultCommandView, ProfileInfo, Progress, Snapshot
 from itap_engine.store import schema as models
-from itap_engine.store.queries import latest_readings, latest_scores, record_events, record_problems
+from itap_engine.store.queries import (
+    latest_readings,
+    latest_scores,
+    model_numbers,
+    record_events,
+    record_problems,
+)
 from itap_engine.store.sql import Store
 from itap_engine.store.watermarks import (
     RETRAIN_DONE_KEY,
@@ -184,6 +190,7 @@ class EngineCore:
             for i, device in enumerate(group.device_ids()):
                 self.sites[device] = group.sites[i % len(group.sites)] if group.sites else None
         self.models: dict[str, TrainedModel] = {}
+        self._model_numbers: tuple[tuple[tuple[str, int], ...], dict[str, int]] = ((), {})
         self.scorers: dict[str, StreamingScorer] = {}
         self.tracker: AlertTracker | None = None
         self.sim_time: datetime | None = None
@@ -556,4 +563,10 @@ class EngineCore:
         )
 
     def model_versions(self) -> dict[str, int]:
-        return {p: m.version_id for p, m in self.models.items()}
+        """profile -> its active model's number among the profile's versions (v1, v2, ...),
+        looked up again only when a model changes."""
+        ids = {p: m.version_id for p, m in self.models.items()}
+        key = tuple(sorted(ids.items()))
+        if self._model_numbers[0] != key:
+            self._model_numbers = (key, model_numbers(self.store, ids))
+        return dict(self._model_numbers[1])

@@ -66,7 +66,7 @@ JSON shape (``--json``, stable; ``schema`` changes if it ever does)::
                   "contributors": [{"signal": "temp_c", "family": "thermal", "share": 0.83}, ...]},
                  ...]                     # every open alert, highest peak score first
       },
-      "models": {"industrial": 3, "aircraft": 4},  # profile -> active model version id
+      "models": {"industrial": 3, "aircraft": 4},  # profile -> its active model (vN of that profile)
       "timings_s": {"bootstrap": 4.2, "commands": 0.01, "simulate": 0.02, "ingest": 0.1,
                     "inbox": 0.0, "read": 0.01, "score": 0.3, "store_scores": 0.01,
                     "alerts": 0.01, "retrain": 1.5, "total": 0.6}   # seconds; "bootstrap"

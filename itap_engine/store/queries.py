@@ -441,6 +441,20 @@ def active_models(store: Store) -> dict[str, models.ModelVersion]:
         return {row.profile: row for row in rows}
 
 
+def model_numbers(store: Store, version_ids: dict[str, int]) -> dict[str, int]:
+    """profile -> which of that profile's versions ``version_ids[profile]`` is (1, 2, ...):
+    what the console's header shows, rather than the id the profiles share."""
+    MV = models.ModelVersion
+    out: dict[str, int] = {}
+    with store.session() as session:
+        for profile, version_id in version_ids.items():
+            count = session.exec(
+                select(sa.func.count()).select_from(MV).where(MV.profile == profile, MV.id <= version_id)  # type: ignore[arg-type, operator]
+            ).one()
+            out[profile] = int(count)
+    return out
+
+
 def device_detail(store: Store, settings: Settings, device_id: str, window_s: float = 3600) -> DeviceDetail:
     """The drill-down of one device over the last ``window_s`` seconds of its readings.
 

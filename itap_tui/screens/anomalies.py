@@ -25,7 +25,9 @@ class AnomaliesScreen(LiveScreen):
 
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the fleet"),
-        Binding("slash", "filter", "Filter", tooltip="Filter: profile, severity, device, family or key:value"),
+        Binding(
+            "slash", "filter", "Filter", tooltip="Filter: profile, severity, device, family or key:value", priority=True
+        ),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: score, severity, time, device"),
         Binding("a", "acknowledge", "Ack", tooltip="Acknowledge the highlighted incident"),
         Binding(

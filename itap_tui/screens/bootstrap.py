@@ -1,6 +1,14 @@
-"""Shown while the engine starts; on an empty database, while it bootstraps."""
+"""Shown while the engine starts; on an empty database, while it bootstraps.
+
+It says "first start" only when the engine reports that it is simulating history (an
+empty database), with the length the engine uses (``[detection] bootstrap_hours``); a
+restart or ``--attach`` says it is starting. The bar runs once over the whole start:
+the history is its first :data:`STAGE_SPAN` part, training the rest.
+"""
 
 from __future__ import annotations
+
+import re
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -12,6 +20,16 @@ from textual.widgets import Label, ProgressBar, RichLog, Static
 
 from itap_engine.safe_text import visible
 from itap_engine.snapshot import Progress
+
+STAGE_SPAN = {"history": (0.0, 0.7), "training": (0.7, 1.0)}
+"""Where each stage the engine reports sits on the one bar (others fill it alone)."""
+
+_SIMULATING = re.compile(r"^simulating (\S+ h) ")
+
+
+def overall(progress: Progress) -> float:
+    low, high = STAGE_SPAN.get(progress.stage, (0.0, 1.0))
+    return low + (high - low) * max(0.0, min(1.0, progress.fraction))
 
 
 class BootstrapScreen(Screen):
@@ -44,7 +62,7 @@ class BootstrapScreen(Screen):
     def compose(self) -> ComposeResult:
         with Vertical(id="bootstrap-box") as box:
             box.border_title = "ITAP · starting the engine"
-            yield Label("Preparing: first start simulates history and trains a model.", id="bootstrap-intro")
+            yield Label("Starting the engine…", id="bootstrap-intro")
             yield ProgressBar(total=1.0, show_eta=False, id="bootstrap-bar")
             yield Static("starting…", id="bootstrap-stage")
             yield RichLog(id="bootstrap-log", markup=False, wrap=True, max_lines=200)
@@ -54,7 +72,13 @@ class BootstrapScreen(Screen):
         self.set_class(failed, "-failed")
 
     def progress(self, progress: Progress) -> None:
-        self.query_one(ProgressBar).update(progress=max(0.0, min(1.0, progress.fraction)))
+        bar = self.query_one(ProgressBar)
+        bar.update(progress=max(bar.progress, overall(progress)))  # never backwards
+        first = _SIMULATING.match(progress.message or "")
+        if progress.stage == "history" and first:
+            self.query_one("#bootstrap-intro", Label).update(
+                f"First start on an empty database: simulating {first.group(1)} of history, then training a model."
+            )
         line = Text(f"{progress.stage}", style="bold")
         if progress.message:
             line.append(f"  {visible(progress.message)}", style="")

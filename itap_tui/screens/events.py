@@ -27,7 +27,13 @@ class EventsScreen(LiveScreen):
 
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
-        Binding("slash", "filter", "Filter", tooltip="Filter events: kind, level, device or words of the text"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            tooltip="Filter events: kind, level, device or words of the text",
+            priority=True,
+        ),
     ]
 
     def __init__(self) -> None:

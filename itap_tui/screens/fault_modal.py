@@ -44,6 +44,16 @@ def parse_duration(text: str) -> float | None:
     return value * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
 
 
+class FaultTypes(OptionList):
+    """The fault list: ``enter`` chooses and moves on at once, so that what is typed
+    right after it (the severity) goes to the next field, not to this list."""
+
+    def action_select(self) -> None:
+        super().action_select()
+        if self.has_focus:
+            self.screen.focus_next()
+
+
 class FaultModal(ModalScreen[FaultRequest | None]):
     """Choose device(s), fault, severity and duration; returns a :class:`FaultRequest`."""
 
@@ -64,7 +74,7 @@ class FaultModal(ModalScreen[FaultRequest | None]):
             yield Label("Device(s), comma separated")
             yield Input(", ".join(self.initial), id="fault-devices")
             yield Label("Fault type (↑/↓)")
-            yield OptionList(id="fault-types")
+            yield FaultTypes(id="fault-types")
             yield Static(id="fault-chosen")
             with Horizontal(id="fault-numbers"):
                 with Vertical():
@@ -127,7 +137,8 @@ class FaultModal(ModalScreen[FaultRequest | None]):
 
     @on(OptionList.OptionSelected, "#fault-types")
     def _fault_chosen(self) -> None:
-        self.focus_next()
+        if self.query_one("#fault-types").has_focus:  # chosen with the mouse
+            self.focus_next()
 
     @on(Button.Pressed, "#fault-inject")
     def _inject_pressed(self) -> None:

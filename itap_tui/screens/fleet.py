@@ -25,7 +25,13 @@ class FleetScreen(LiveScreen):
     """Device table, validation log and status line."""
 
     BINDINGS = [
-        Binding("slash", "filter", "Filter", tooltip="Filter devices: id, profile, status, state or key:value"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            tooltip="Filter devices: id, profile, status, state or key:value",
+            priority=True,
+        ),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: status, score, device, profile, state"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("o", "resort", "Re-sort", show=False, tooltip="Re-sort now (the order holds still while you move)"),
@@ -50,6 +56,13 @@ class FleetScreen(LiveScreen):
             "Mute",
             show=False,
             tooltip="Mute (snooze) the highlighted device for a period: no new incident",
+        ),
+        Binding(
+            "M",
+            "maintenance",
+            "Maintenance",
+            show=False,
+            tooltip="A maintenance window on the highlighted device from now (2h, optional reason; 0 ends it)",
         ),
         Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted device's incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
@@ -113,6 +126,10 @@ class FleetScreen(LiveScreen):
             now=self._resort,  # a key (sort, filter, o) asked: plan it at once
         )
         self._resort = False
+        if table.last_moved == float("-inf") and table.row_count and table.cursor_row != 0:
+            # not navigated yet: the highlight (and f, enter, a) stays on the top row
+            # rather than following the device that happened to be first at start
+            table.move_cursor(row=0, animate=False)
         self.query_one(ValidationPanel).show(snapshot.validation_problems, self.palette)
 
     @on(DeviceTable.ViewChanged, "#devices")
@@ -216,6 +233,9 @@ class FleetScreen(LiveScreen):
 
     def action_mute(self) -> None:
         self.itap.ask_mute(self.table.cursor_device)
+
+    def action_maintenance(self) -> None:
+        self.itap.ask_maintenance(self.table.cursor_device)
 
     def action_note(self) -> None:
         device = self.table.cursor_device

@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from itap_tui.typeahead import TypeAhead
+
 
 class PromptModal(ModalScreen[str | None]):
     """Asks ``question``; ``enter`` returns the text, ``esc`` None."""
@@ -30,19 +32,36 @@ class PromptModal(ModalScreen[str | None]):
         self.question = question
         self.value = value
         self.placeholder = placeholder
+        self.field = Input(value, placeholder=placeholder)
+        if (typing := self._type_ahead()) is not None:
+            typing.expect(self.field)  # what is typed right after t, m or N is the answer
+
+    def _type_ahead(self) -> TypeAhead | None:
+        try:
+            typing = getattr(self.app, "type_ahead", None)
+        except Exception:  # made outside a running app
+            return None
+        return typing if isinstance(typing, TypeAhead) else None
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(self.question, markup=False)
-            yield Input(self.value, placeholder=self.placeholder)
+            yield self.field
 
-    def on_mount(self) -> None:
-        self.query_one(Input).focus()
+    async def on_mount(self) -> None:
+        self.field.focus()
+        if (typing := self._type_ahead()) is not None:
+            await typing.mounted(self.field)
+
+    def _close(self, answer: str | None) -> None:
+        if (typing := self._type_ahead()) is not None:
+            typing.release(self.field)
+        self.dismiss(answer)
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self.dismiss(event.value)
+        self._close(event.value)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self._close(None)

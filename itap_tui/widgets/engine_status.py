@@ -60,7 +60,8 @@ class EngineStatus(Static):
         text.append("—" if stats.rows_per_s is None else f"{stats.rows_per_s:,.0f}")
         text.append(" rows/s", style="dim")
         text.append("  model ", style="dim")
-        models = " ".join(f"{name} v{version}" for name, version in sorted(stats.model_versions.items()))
+        # vN counts the profile's own versions (the engine's numbering, not database ids)
+        models = " · ".join(f"{name} v{version}" for name, version in sorted(stats.model_versions.items()))
         text.append(models or "none")
         if note:
             text.append(f"  {note}", style=f"bold {palette.accent}")

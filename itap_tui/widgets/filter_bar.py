@@ -6,6 +6,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -14,6 +15,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, Label
 
 from itap_tui.filtering import Filter, FilterError
+from itap_tui.typeahead import TypeAhead
 
 
 class FilterBar(Horizontal):
@@ -28,7 +30,11 @@ class FilterBar(Horizontal):
         numbers: called for the names ``name>N`` may compare (score, signals).
     """
 
-    BINDINGS = [Binding("escape", "clear", "Clear filter", show=False)]
+    # priority: they act when the app reads them, so the key typed next goes to the table
+    BINDINGS = [
+        Binding("escape", "clear", "Clear filter", show=False, priority=True),
+        Binding("enter", "apply", "Apply filter", show=False, priority=True),
+    ]
 
     editing: reactive[bool] = reactive(False)
     """The input is open; toggles the ``-editing`` class."""
@@ -70,8 +76,29 @@ class FilterBar(Horizontal):
         self.query_one(".filter-error", Label).update(error)
 
     def open(self) -> None:
+        """Open the input (``/``, a priority binding: it acts as the app reads it, so the
+        keys typed after it go to the input; typed in the input, ``/`` is a character)."""
+        field = self.query_one(Input)
+        if field.has_focus:
+            raise SkipAction()
         self.editing = True
-        self.query_one(Input).focus()
+        field.focus()
+        if (typing := self._type_ahead()) is not None:
+            typing.expect(field)  # keys typed right after / are the filter's, before its focus
+
+    def _type_ahead(self) -> TypeAhead | None:
+        typing = getattr(self.app, "type_ahead", None)
+        return typing if isinstance(typing, TypeAhead) else None
+
+    def _done_editing(self) -> None:
+        self.editing = False
+        if (typing := self._type_ahead()) is not None:
+            typing.release(self.query_one(Input))
+
+    @on(Input.Blurred)
+    def _input_blurred(self, event: Input.Blurred) -> None:
+        if (typing := self._type_ahead()) is not None:
+            typing.release(event.input)
 
     def parse(self, text: str) -> Filter | None:
         """The filter ``text`` means, or None (and :attr:`error` set) when it cannot apply."""
@@ -90,20 +117,34 @@ class FilterBar(Horizontal):
         if flt is not None:
             self.post_message(self.Changed(self, flt))
 
+    def action_apply(self) -> None:
+        """``enter``: the focus leaves the input now (the next key is the table's), the
+        filter applies once the input has had the keys typed before ``enter``."""
+        field = self.query_one(Input)
+        self.screen.focus_next()
+        field.call_later(lambda: self._apply(field))
+
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        flt = self.parse(event.value)
+        self._apply(event.input)
+
+    def _apply(self, field: Input) -> None:
+        flt = self.parse(field.value)
         if flt is None:
             self.app.bell()
-            return  # stay in the input: the error is on screen
-        self.editing = False
+            field.focus()
+            if (typing := self._type_ahead()) is not None:
+                typing.settle()
+            return  # back in the input: the error is on screen
+        self._done_editing()
         self.post_message(self.Changed(self, flt))
-        self.screen.focus_next()
+        if field.has_focus:
+            self.screen.focus_next()
 
     def action_clear(self) -> None:
         self.query_one(Input).value = ""
         self.error = ""
-        self.editing = False
+        self._done_editing()
         self.post_message(self.Changed(self, Filter()))
         self.screen.focus_next()

@@ -341,7 +341,9 @@ async def test_inject_fault_through_the_modal_then_see_the_alert() -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
         fleet = app.screen.query_one(DeviceTable)
-        fleet.move_cursor(row=fleet.get_row_index("pump-002"))
+        await pilot.press("home")
+        while fleet.cursor_device != "pump-002":  # as the operator gets there
+            await pilot.press("down")
         await pilot.press("f")
         assert isinstance(app.screen, FaultModal)
         options = app.screen.query_one(OptionList)
@@ -574,7 +576,9 @@ async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: igno
         # The first snapshot is rendered on the next refresh after the screen appears.
         await wait_for(pilot, lambda: fleet.row_count > 0, timeout=30)
         assert sorted(table_devices(fleet)) == ["ac-001", "pump-001", "pump-002", "pump-003"]
-        fleet.move_cursor(row=fleet.get_row_index("pump-002"))
+        await pilot.press("home")
+        while fleet.cursor_device != "pump-002":  # as the operator gets there
+            await pilot.press("down")
         await pilot.press("f")
         assert isinstance(app.screen, FaultModal)
         await pilot.press("down", "down", "enter")  # power_spike

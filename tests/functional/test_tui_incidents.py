@@ -135,7 +135,8 @@ async def test_m_mutes_the_highlighted_device_for_a_period_and_0_lifts_it() -> N
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
-        table.move_cursor(row=table.get_row_index("pump-002"))
+        while table.cursor_device != "pump-002":  # as the operator gets there
+            await pilot.press("down")
         await pilot.press("m")
         await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
         await pilot.press("ctrl+a", "ctrl+k", *"30m", "enter")
@@ -203,3 +204,29 @@ async def test_the_mute_question_wraps_at_80_columns() -> None:
         await pilot.pause()
         label = app.screen.query_one(Label)
         assert label.size.height >= 2  # the whole question, wrapped, not cut
+
+
+async def test_M_puts_the_highlighted_device_in_maintenance_shown_in_the_fleet() -> None:
+    from itap_tui.screens import PromptModal
+    from itap_tui.widgets import DeviceTable
+
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        device = table.cursor_device
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"2h bearing swap", "enter")
+        await wait_for(pilot, lambda: ("mute", (device, 7200.0, "maintenance: bearing swap")) in facade.calls)
+        await wait_for(pilot, lambda: "maintenance" in table.get_cell(device, "status").plain)
+        assert app.snapshot.silenced[device][1] == "maintenance: bearing swap"
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"2 weeks", "enter")  # not a duration: nothing changes
+        await pilot.pause()
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", "0", "enter")
+        await wait_for(pilot, lambda: "maintenance" not in table.get_cell(device, "status").plain)

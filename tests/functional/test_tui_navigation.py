@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from test_tui import ready, table_devices, tick, wait_for
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
 from itap_tui.filtering import ANOMALY_KEYS, DEVICE_KEYS, Filter, FilterError
-from itap_tui.screens import AnomaliesScreen, BootstrapScreen, FleetScreen, HelpScreen
+from itap_tui.screens import AnomaliesScreen, BootstrapScreen, FaultModal, FleetScreen, HelpScreen
 from itap_tui.screens.anomalies import ANOMALY_FILTER_EXAMPLES
 from itap_tui.screens.fleet import FLEET_FILTER_EXAMPLES
 from itap_tui.widgets import AnomalyTable, DeviceTable, FilterBar
@@ -205,3 +205,67 @@ async def test_the_bootstrap_leaves_even_when_help_was_open_over_it() -> None:
         await wait_for(pilot, lambda: app.engine_started)
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, FleetScreen))
+
+
+async def test_f_opens_on_the_highlighted_row_which_is_the_top_row_until_the_operator_moves() -> None:
+    """At start the cursor sat on the first device added (ac-001 in the real fleet), and
+    followed it down the status sort: f opened on a device that was not the top row."""
+    facade = FakeFacade(devices=25)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        first = table_devices(table)[0]
+        last = table_devices(table)[-1]
+        await facade.inject_fault([last], "overheat_drift", 5.0, 3600)
+        for _ in range(60):  # until the fault makes the last device the most urgent one
+            await tick(pilot, facade, 1)
+            if table_devices(table)[0] != first:
+                break
+        top = table_devices(table)[0]
+        assert top != first  # the status sort moved the first device down
+        assert table.cursor_row == 0 and table.cursor_device == top
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, FaultModal))
+        assert app.screen.query_one("#fault-devices", Input).value == top
+        await pilot.press("escape")
+        await pilot.press("down")  # the operator moves: the cursor follows the device from now on
+        second = table.cursor_device
+        await tick(pilot, facade, 2)
+        assert table.cursor_device == second
+
+
+async def test_the_start_screen_says_first_start_only_when_history_is_simulated() -> None:
+    from textual.widgets import Label, ProgressBar
+
+    from itap_engine.snapshot import Progress
+
+    app = ItapApp(FakeFacade(devices=5))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        for simulated in (False, True):
+            screen = BootstrapScreen()
+            await app.push_screen(screen)
+            intro, bar = screen.query_one("#bootstrap-intro", Label), screen.query_one(ProgressBar)
+            steps = [
+                Progress("training", 0.5, "training the industrial model"),
+                Progress("training", 1.0, "models ready"),
+            ]
+            if simulated:
+                steps = [
+                    Progress("history", 0.0, "simulating 24 h of normal operation"),
+                    Progress("history", 0.5, "simulated 24 h for 50% of the fleet"),
+                    Progress("history", 1.0, "simulated 24 h of normal operation"),
+                    *steps,
+                ]
+            else:
+                steps.insert(0, Progress("history", 1.0, "history found in the database"))
+            seen = []
+            for step in steps:
+                screen.progress(step)
+                await pilot.pause()
+                seen.append(bar.progress)
+            text = str(intro.render()).lower()
+            assert ("first start" in text and "24 h" in text) if simulated else "first start" not in text
+            assert seen == sorted(seen) and len(set(seen)) == len(seen) and seen[-1] == 1.0  # it moves, forwards
+            await app.pop_screen()

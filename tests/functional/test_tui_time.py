@@ -3,6 +3,8 @@ itap console --at opens there."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 from test_tui import ready, tick, wait_for
 
 from itap_bench.fake_facade import START, FakeFacade
+from itap_engine.snapshot import Snapshot
 from itap_tui import cli
 from itap_tui.app import ItapApp
 from itap_tui.screens import PromptModal
@@ -91,3 +94,37 @@ def test_console_at_is_checked_and_passed_on(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--config", str(config), "console", "--at", "yesterday"])
     assert exit_info.value.code == 2
+
+
+async def test_live_while_a_past_time_is_still_loading_stays_live() -> None:
+    """esc (or t) pressed before the past snapshot arrives: the console stays live; the
+    old code showed the past once it arrived, with no way back but a second esc."""
+    facade = FakeFacade(devices=10)
+    asked, release = threading.Event(), threading.Event()
+    past_of = facade.snapshot_at
+
+    async def slow_snapshot_at(at: datetime) -> Snapshot:
+        asked.set()
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return await past_of(at)
+
+    facade.snapshot_at = slow_snapshot_at  # type: ignore[method-assign]
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade, 30)
+        for back in ("escape", "t"):
+            asked.clear()
+            release.clear()
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+            await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+            await wait_for(pilot, asked.is_set)
+            await pilot.press(back)
+            release.set()
+            await wait_for(pilot, lambda: not any(w.group == "time-travel" and not w.is_finished for w in app.workers))
+            await pilot.pause()
+            assert app.past is None and app.snapshot.stats.mode != "past", back
+            assert "LIVE" in str(app.screen.query_one(EngineStatus).render())
+            assert not isinstance(app.screen, PromptModal)

@@ -265,6 +265,15 @@ def test_a_muted_device_opens_no_incident_until_the_mute_ends(tracker) -> None:
     assert t.update("industrial", scored("11", device="pump-002")).opened
 
 
+def test_a_maintenance_window_from_the_console_opens_no_incident_and_reads_as_maintenance(tracker) -> None:
+    from itap_engine.detection.alerts import mute_device, silences
+
+    store, settings, t = tracker
+    mute_device(store, "pump-001", 100_000, "maintenance: bearing swap", 0)  # what M stores
+    assert not t.update("industrial", scored("1111111111")).opened
+    assert silences(store, settings, ["pump-001"], 50_000) == {"pump-001": (100_000, "maintenance: bearing swap")}
+
+
 def test_a_maintenance_window_from_config_opens_no_incident(tmp_path) -> None:
     from itap_engine.detection.alerts import silences
 

@@ -224,3 +224,28 @@ def test_retention_on_sqlite_deletes_the_named_devices_older_rows(tmp_path: Path
     assert store.count_readings("industrial") == len(stored) - int(old.sum())
     assert store.partitions is None  # SQLite keeps its plain tables
     store.close()
+
+
+def test_model_numbers_count_each_profiles_own_versions(tmp_path: Path) -> None:
+    """The header said "aircraft v2 industrial v1" for each profile's first model: the
+    database ids the profiles share. Numbers are per profile."""
+    from itap_engine.store.queries import model_numbers
+    from itap_engine.store.schema import ModelVersion
+
+    store = Store(SETTINGS, url=f"sqlite:///{tmp_path / 'a.db'}")
+    ids: dict[str, list[int]] = {}
+    with store.session() as session:
+        for profile in ("industrial", "aircraft", "industrial", "industrial", "aircraft"):
+            row = ModelVersion(profile=profile, detector="shift", path="x", sha256="0" * 64)
+            session.add(row)
+            session.commit()
+            session.refresh(row)
+            ids.setdefault(profile, []).append(int(row.id or 0))
+    assert model_numbers(store, {"industrial": ids["industrial"][0], "aircraft": ids["aircraft"][0]}) == {
+        "industrial": 1,
+        "aircraft": 1,
+    }
+    assert model_numbers(store, {"industrial": ids["industrial"][2], "aircraft": ids["aircraft"][1]}) == {
+        "industrial": 3,
+        "aircraft": 2,
+    }
