@@ -202,6 +202,19 @@ def snapshot_at(store: Store, settings: Settings, at: datetime, seq: int = -1) -
     )
 
 
+async def stop_reader(facade: Any) -> None:
+    """Stop a facade that reads the database on a background task (attached, replay):
+    cancel its ``_task``, then close its ``store`` off the event loop."""
+    if facade._task is not None:
+        facade._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await facade._task
+        facade._task = None
+    if facade.store is not None:
+        await asyncio.to_thread(facade.store.close)
+        facade.store = None
+
+
 class AttachedFacade(SnapshotPublisher):
     """A console's view of a database another process writes; no engine here.
 
@@ -236,14 +249,7 @@ class AttachedFacade(SnapshotPublisher):
         self._task = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
-            self.store = None
+        await stop_reader(self)
 
     async def _poll(self) -> None:
         assert self._wake is not None

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
-from itap_engine.facade.attached import snapshot_at
+from itap_engine.facade.attached import snapshot_at, stop_reader
 from itap_engine.snapshot.dto import (
     DeviceDetail,
     EventRow,
@@ -128,14 +128,7 @@ class ReplayFacade(SnapshotPublisher):
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
-            self.store = None
+        await stop_reader(self)
 
     async def _run(self) -> None:
         assert self._wake is not None
