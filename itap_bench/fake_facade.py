@@ -247,6 +247,18 @@ class FakeFacade:
             self.tick = now
         return _replace(past, seq=-1, stats=_replace(past.stats, mode="past"))
 
+    async def incident_history(self, since: datetime | None = None, until: datetime | None = None) -> list[AnomalyRow]:
+        """The fake fleet's incidents, open or closed, overlapping ``[since, until]``, newest opened first."""
+        self.calls.append(("incident_history", (since, until)))
+        lo = None if since is None else _ms(since if since.tzinfo else since.replace(tzinfo=UTC))
+        hi = None if until is None else _ms(until if until.tzinfo else until.replace(tzinfo=UTC))
+        rows = [
+            a
+            for a in self.alerts.values()
+            if (hi is None or (a.opened_ts or a.ts) <= hi) and (lo is None or a.status == "open" or a.ts >= lo)
+        ]
+        return sorted(rows, key=lambda a: (a.opened_ts or a.ts, a.alert_id or 0), reverse=True)
+
     async def events(self, limit: int = 300) -> list[EventRow]:
         """Faults, incidents and validation problems of the fake fleet, newest first."""
         self.calls.append(("events", (limit,)))

@@ -19,6 +19,7 @@ import functools
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ from itap_tui.screens import (
     FaultRequest,
     FleetScreen,
     HelpScreen,
+    HistoryScreen,
     PromptModal,
 )
 from itap_tui.screens.base import LiveScreen
@@ -74,6 +76,7 @@ class ItapApp(App[int]):
         Binding("r", "retrain", "Retrain", show=False, tooltip="Retrain the detection models"),
         Binding("1", "fleet", "Fleet", show=False, tooltip="Go to the fleet table"),
         Binding("2", "anomalies", "Anomalies", show=False, tooltip="Go to the anomalies list"),
+        Binding("3", "history", "History", show=False, tooltip="Incident history: every incident in a time range"),
         Binding(
             "l",
             "events",
@@ -318,11 +321,15 @@ class ItapApp(App[int]):
             PromptModal("Show the fleet at (data time, UTC): -2h, -30m, 05:00 or 2026-01-01 05:00", "-1h"), chosen
         )
 
+    def data_clock(self) -> datetime | None:
+        """The live data clock: the simulated time of the newest live snapshot."""
+        live = self._live or self.snapshot
+        return live.stats.sim_time if live is not None else None
+
     def travel_to(self, text: str) -> None:
         from itap_tui.timepick import parse_moment
 
-        live = self._live or self.snapshot
-        now = live.stats.sim_time if live is not None else None
+        now = self.data_clock()
         if now is None:
             self.notify("No simulated clock yet: nothing to go back to.", severity="warning", markup=False)
             return
@@ -367,6 +374,11 @@ class ItapApp(App[int]):
             return
         self.push_screen(EventsScreen())
 
+    def action_history(self) -> None:
+        if isinstance(self.screen, (HistoryScreen, BootstrapScreen)) or self.screen.is_modal:
+            return
+        self.push_screen(HistoryScreen())
+
     def open_device(self, device_id: str) -> None:
         self.push_screen(DeviceScreen(device_id))
 
@@ -402,6 +414,7 @@ class ItapApp(App[int]):
             ),
             ("Device", [*DeviceScreen.BINDINGS]),
             ("Events", [*EventsScreen.BINDINGS]),
+            ("Incident history", [*HistoryScreen.BINDINGS, Binding("enter", "", "Open the incident's device")]),
             (
                 "Fault dialog",
                 [
@@ -741,6 +754,7 @@ class ItapApp(App[int]):
         yield SystemCommand(
             "Events", "Engine warnings, faults, retrains, validation, incidents (l)", self.action_events
         )
+        yield SystemCommand("Incident history", "Every incident in a time range (3)", self.action_history)
         if hasattr(context, "action_drill"):
             yield SystemCommand("Drill down", "Open the highlighted device (enter)", context.action_drill)
         if hasattr(context, "action_filter"):

@@ -39,6 +39,7 @@ from itap_engine.store.queries import (
     device_detail,
     device_threshold,
     fleet_devices,
+    incident_history,
     injected_faults,
     latest_readings,
     latest_scores,
@@ -301,6 +302,9 @@ class AttachedFacade(SnapshotPublisher):
 
     async def snapshot_at(self, at: datetime) -> Snapshot:
         return await asyncio.to_thread(snapshot_at, self._store(), self.settings, at)
+
+    async def incident_history(self, since: datetime | None = None, until: datetime | None = None) -> list[AnomalyRow]:
+        return await asyncio.to_thread(incident_history, self._store(), since, until)
 
     async def note(self, alert_id: int, text: str) -> None:
         await asyncio.to_thread(set_note, self._store(), alert_id, text)

@@ -16,6 +16,7 @@ from itap_engine.engine.core import EngineCore
 from itap_engine.engine.service import Engine
 from itap_engine.errors import ItapError
 from itap_engine.snapshot.dto import (
+    AnomalyRow,
     DeviceDetail,
     EventRow,
     FaultCommandView,
@@ -25,6 +26,7 @@ from itap_engine.snapshot.dto import (
 )
 from itap_engine.store.queries import (
     device_detail,
+    incident_history,
     recent_events,
     set_note,
 )
@@ -75,6 +77,9 @@ class LocalFacade:
 
     async def events(self, limit: int = 300) -> list[EventRow]:
         return await asyncio.to_thread(recent_events, self._core().store, limit)
+
+    async def incident_history(self, since: datetime | None = None, until: datetime | None = None) -> list[AnomalyRow]:
+        return await asyncio.to_thread(incident_history, self._core().store, since, until)
 
     async def snapshot_at(self, at: datetime) -> Snapshot:
         from itap_engine.facade.attached import snapshot_at

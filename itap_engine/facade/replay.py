@@ -26,6 +26,7 @@ from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.facade.attached import snapshot_at, stop_reader
 from itap_engine.snapshot.dto import (
+    AnomalyRow,
     DeviceDetail,
     EventRow,
     FaultCommandView,
@@ -34,7 +35,7 @@ from itap_engine.snapshot.dto import (
     Snapshot,
     SnapshotPublisher,
 )
-from itap_engine.store.queries import alerts_at, device_detail, recent_events
+from itap_engine.store.queries import alerts_at, device_detail, incident_history, recent_events
 from itap_engine.store.readonly import ReadOnlyStore, stored_span
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,11 @@ class ReplayFacade(SnapshotPublisher):
         rows = await asyncio.to_thread(recent_events, self._store(), max(limit, 1000))
         clock = _ms(self.clock)
         return [r for r in rows if r.ts is None or r.ts <= clock][:limit]
+
+    async def incident_history(self, since: datetime | None = None, until: datetime | None = None) -> list[AnomalyRow]:
+        """The incidents by the replay clock (none opened after it; open then if closed after)."""
+        end = self.clock if until is None else min(until, self.clock)
+        return await asyncio.to_thread(incident_history, self._store(), since, end)
 
     async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
         """The device's drill-down over the ``window_s`` before the replay clock."""

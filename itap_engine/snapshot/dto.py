@@ -324,6 +324,10 @@ class EngineFacade(Protocol):
         """Engine warnings, fault commands, retrains, validation problems and incidents,
         newest first, in data time."""
 
+    async def incident_history(self, since: datetime | None = None, until: datetime | None = None) -> list[AnomalyRow]:
+        """Incidents, open or closed, that overlap ``[since, until]`` (data time; None =
+        open end), newest opened first."""
+
     async def note(self, alert_id: int, text: str) -> None:
         """Set (or with "" clear) the short note on an incident."""
 

@@ -30,7 +30,7 @@ from itap_engine.snapshot.dto import (
     contributors_of,
 )
 from itap_engine.store import schema as models
-from itap_engine.store.sql import Store
+from itap_engine.store.sql import Store, datetime_to_ms
 from itap_engine.store.watermarks import RETRAIN_REQUEST_KEY
 
 RECENT_VALIDATION = 20
@@ -304,6 +304,33 @@ def alerts_at(
             )
         ]
         return _with_notes(session, open_), _with_notes(session, closed)
+
+
+HISTORY_LIMIT = 1000
+"""Incidents the history screen lists at most (the newest opened first)."""
+
+
+def incident_history(
+    store: Store, since: datetime | None = None, until: datetime | None = None, limit: int = HISTORY_LIMIT
+) -> list[AnomalyRow]:
+    """Incidents, open or closed, that overlap ``[since, until]`` (data time, naive = UTC;
+    either end None = open), newest opened first. One still open at ``until`` shows as open."""
+    since_ms = None if since is None else datetime_to_ms(since)
+    until_ms = None if until is None else datetime_to_ms(until)
+    A = models.Alert
+    query = select(A)
+    if until_ms is not None:
+        query = query.where(A.opened_ts <= until_ms)  # type: ignore[arg-type]
+    if since_ms is not None:
+        query = query.where(sa.or_(A.closed_ts.is_(None), A.closed_ts >= since_ms))  # type: ignore[union-attr, operator, arg-type]
+    with store.session() as session:
+        rows = []
+        for a in session.exec(query.order_by(A.opened_ts.desc(), A.id.desc()).limit(limit)):  # type: ignore[attr-defined, union-attr]
+            row = alert_row(a)
+            if until_ms is not None and a.closed_ts is not None and a.closed_ts > until_ms:
+                row = replace(row, status="open")  # it was still open then
+            rows.append(row)
+        return _with_notes(session, rows)
 
 
 def problems_at(store: Store, at_ms: int) -> list[ValidationProblemRow]:

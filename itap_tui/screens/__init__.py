@@ -9,6 +9,7 @@ from itap_tui.screens.events import EventsScreen
 from itap_tui.screens.fault_modal import FaultModal, FaultRequest
 from itap_tui.screens.fleet import FleetScreen
 from itap_tui.screens.help import HelpScreen
+from itap_tui.screens.history import HistoryScreen
 from itap_tui.screens.prompt import PromptModal
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "FaultRequest",
     "FleetScreen",
     "HelpScreen",
+    "HistoryScreen",
     "PromptModal",
 ]

@@ -144,3 +144,17 @@ def test_bootstrap(snap_compare, size) -> None:  # type: ignore[no-untyped-def]
 def test_fleet_light_theme(snap_compare) -> None:  # type: ignore[no-untyped-def]
     app = ItapApp(FakeFacade(devices=24), theme="textual-light")
     assert snap_compare(app, terminal_size=(120, 40), run_before=_ticked)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_incident_history(snap_compare, size) -> None:  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _ticked(pilot)
+        await pilot.press("3")
+        for _ in range(200):  # the history loads in a worker
+            if getattr(pilot.app.screen, "loaded", False):
+                break
+            await pilot.pause(0.02)
+        await pilot.pause()
+
+    assert snap_compare(_app(), terminal_size=size, run_before=run_before)
