@@ -11,6 +11,7 @@ from itap_tui.screens.fleet import FleetScreen
 from itap_tui.screens.help import HelpScreen
 from itap_tui.screens.history import HistoryScreen
 from itap_tui.screens.prompt import PromptModal
+from itap_tui.screens.signal_picker import SignalPicker
 
 __all__ = [
     "AnomaliesScreen",
@@ -23,4 +24,5 @@ __all__ = [
     "HelpScreen",
     "HistoryScreen",
     "PromptModal",
+    "SignalPicker",
 ]

@@ -16,6 +16,7 @@ from itap_engine.safe_text import visible
 from itap_engine.snapshot import AnomalyRow, DeviceDetail, Snapshot, worth_showing
 from itap_tui.format import fmt_dt, fmt_ts, severity_text, status_text
 from itap_tui.screens.base import LiveScreen
+from itap_tui.screens.signal_picker import SignalPicker
 from itap_tui.widgets import ContributorsPanel, EngineStatus, SignalPlot
 from itap_tui.widgets.keyed_table import KeyedTable
 
@@ -49,6 +50,8 @@ class DeviceScreen(LiveScreen):
         Binding("n", "next_signal", "Next signal", tooltip="Plot the next signal"),
         Binding("N", "previous_signal", "Prev signal", show=False, tooltip="Plot the previous signal"),
         Binding("w", "next_window", "Window", tooltip="Cycle the window: 15 min, 1 h, 6 h, 24 h"),
+        Binding("c", "choose_signal", "Signal…", tooltip="Choose the signal to plot from a list"),
+        Binding("o", "overlay_signal", "Overlay", tooltip="Overlay a second signal on the plot (right axis)"),
         Binding(
             "t", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"
         ),
@@ -72,6 +75,8 @@ class DeviceScreen(LiveScreen):
         self._last_fetch = 0.0
         self.fetches = 0
         self._signal_chosen = False
+        self.overlay: str | None = None
+        """A second signal drawn on the right axis of the signal plot (o)."""
 
     def compose(self) -> ComposeResult:
         yield EngineStatus(id="engine-status")
@@ -196,6 +201,8 @@ class DeviceScreen(LiveScreen):
             text.append(
                 f"  │ {self.signal} {self.signal_index % len(signals) + 1}/{len(signals)}", style=self.palette.accent
             )
+            if self.overlay and self.overlay != self.signal:
+                text.append(f" + {self.overlay}", style="cyan")
         text.append(f"  │ {WINDOWS[self.window_index][1]}", style="dim")
         if row is not None:
             if row.injected_fault:
@@ -249,7 +256,11 @@ class DeviceScreen(LiveScreen):
         interval = None
         if shown is not None:
             interval = (shown.opened_ts or shown.ts, shown.ts)
-        self.query_one("#signal-plot", SignalPlot).show(detail, self.signal, unit, interval=interval)
+        overlay = self.overlay if self.overlay != self.signal else None
+        overlay_unit = profile.units.get(overlay or "", "") if profile else ""
+        self.query_one("#signal-plot", SignalPlot).show(
+            detail, self.signal, unit, interval=interval, overlay=overlay, overlay_unit=overlay_unit
+        )
         self.query_one("#score-plot", SignalPlot).show(detail, None, interval=interval)
         if current is not None:
             families = ", ".join(dict.fromkeys([current.family, *(c.family for c in current.contributors)]))
@@ -338,6 +349,32 @@ class DeviceScreen(LiveScreen):
 
     def action_previous_signal(self) -> None:
         self.signal_index -= 1
+
+    def action_choose_signal(self) -> None:
+        signals = self._signals()
+        if not signals:
+            return
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.signal_index = signals.index(name)
+
+        self.app.push_screen(SignalPicker(f"Plot which signal of {self.device_id}?", signals, self.signal), chosen)
+
+    def action_overlay_signal(self) -> None:
+        signals = self._signals()
+        if not signals:
+            return
+
+        def chosen(name: str | None) -> None:
+            if name is None:
+                return
+            self.overlay = name or None
+            self.show_detail()
+
+        self.app.push_screen(
+            SignalPicker("Overlay which signal (right axis)?", signals, self.overlay, allow_none=True), chosen
+        )
 
     def action_next_window(self) -> None:
         self.window_index = (self.window_index + 1) % len(WINDOWS)

@@ -39,8 +39,18 @@ class SignalPlot(PlotextPlot):
         super().__init__(id=id)
 
     def show(
-        self, detail: DeviceDetail, signal: str | None, unit: str = "", interval: tuple[int, int] | None = None
+        self,
+        detail: DeviceDetail,
+        signal: str | None,
+        unit: str = "",
+        interval: tuple[int, int] | None = None,
+        *,
+        overlay: str | None = None,
+        overlay_unit: str = "",
     ) -> None:
+        """Plot ``signal`` (None: the anomaly score) over the detail's window, with the
+        threshold, anomaly and fault strips and the incident interval; ``overlay`` is a
+        second signal on the right axis."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -59,6 +69,18 @@ class SignalPlot(PlotextPlot):
         points = [(xi, v) for xi, v in zip(x, values, strict=False) if v is not None]
         if points:
             plt.plot([p[0] for p in points], [p[1] for p in points], marker="braille", label=label)
+        if overlay is not None:
+            second = [(xi, v) for xi, v in zip(x, detail.series.get(overlay, ()), strict=False) if v is not None]
+            if second:
+                name = f"{overlay} ({overlay_unit}, right)" if overlay_unit else f"{overlay} (right)"
+                plt.plot(
+                    [p[0] for p in second],
+                    [p[1] for p in second],
+                    marker="braille",
+                    color="cyan",
+                    label=name,
+                    yside="right",
+                )
         threshold = detail.threshold
         if signal is None and threshold is not None:
             plt.hline(threshold, "red")

@@ -132,3 +132,51 @@ async def test_the_faults_tab_lists_simulated_faults_too() -> None:
         [key] = [k.value for k in faults.rows if k.value.startswith("sim-")]
         assert faults.get_cell(key, "fault").plain == "bearing_wear"
         assert faults.get_cell(key, "status").plain.startswith("SIMULATED")
+
+
+async def test_c_picks_a_signal_from_a_list_and_o_overlays_a_second_one() -> None:
+    from itap_tui.screens import SignalPicker
+
+    app = ItapApp(FakeFacade(devices=10), detail_refresh_s=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        app.open_device("pump-007")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None)
+        await pilot.pause()
+        screen = app.screen
+        signals = list(screen.detail.series)
+        assert len(signals) >= 3
+        target = signals[2] if screen.signal != signals[2] else signals[1]
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignalPicker))
+        picker_names = [str(o.prompt) for o in app.screen.query_one("OptionList")._options]
+        assert picker_names == signals
+        for _ in range((signals.index(target) - signals.index(screen.signal)) % len(signals)):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.signal == target
+        # o: a second signal on the right axis, named in the header and the plot's legend
+        other = next(s for s in signals if s != target)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignalPicker))
+        for _ in range(signals.index(other) + 1):  # "(none)" comes first
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.overlay == other
+        await pilot.pause()
+        assert f"+ {other}" in str(screen.query_one("#device-header").render())
+        plot = screen.query_one("#signal-plot", SignalPlot)
+        assert f"{other}" in plot.plt.build()
+        # escape in the picker changes nothing; "(none)" removes the overlay
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignalPicker))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.overlay == other
+        await pilot.press("o")
+        await wait_for(pilot, lambda: isinstance(app.screen, SignalPicker))
+        await pilot.press("home", "enter")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert screen.overlay is None
