@@ -51,10 +51,16 @@ async def talk(port: int) -> tuple[list, bytes]:
     ):
         await ws.send_json(["ping", "itap-test"])
         deadline = asyncio.get_running_loop().time() + 90
-        while asyncio.get_running_loop().time() < deadline and not (texts and b"ATTACHED" in screen):
+        width = 100
+        while asyncio.get_running_loop().time() < deadline and not (
+            texts and b"ATTACHED" in screen and b"3 devices" in screen
+        ):
             try:
                 message = await ws.receive(timeout=5)
             except TimeoutError:
+                # the console sends only what changed: a resize makes it repaint the whole screen
+                width = 201 - width
+                await ws.send_json(["resize", {"width": width, "height": 30}])
                 continue
             if message.type == aiohttp.WSMsgType.TEXT:
                 texts.append(message.json())
