@@ -325,12 +325,16 @@ class FakeFacade:
         self.calls.append(("set_paused", (paused,)))
         self.paused = paused
 
-    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
-        self.calls.append(("device_detail", (device_id, window_s)))
+    async def device_detail(self, device_id: str, window_s: float = 3600, at: datetime | None = None) -> DeviceDetail:
+        self.calls.append(("device_detail", (device_id, window_s, at)))
         profile = PROFILES[self.profile_of[device_id]]
         points = max(2, min(360, int(window_s // STEP_S)))
-        first = self.tick - points + 1
-        ticks = list(range(first, self.tick + 1))
+        last = self.tick
+        if at is not None:  # time travel: the window that ended then
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            last = max(0, min(self.tick, int((at - START).total_seconds() // STEP_S)))
+        first = last - points + 1
+        ticks = list(range(first, last + 1))
         series = {s: tuple(self._value(device_id, s, t) for t in ticks) for s in profile.signals}
         scores = tuple(self._score(device_id, t) for t in ticks)
         labels = tuple(self._active_fault_name(device_id, t) for t in ticks)

@@ -22,6 +22,7 @@ from itap_engine.config import Settings
 from itap_engine.detection.alerts import acknowledge_alert, mute_device, silences
 from itap_engine.engine.logs import configure_logging
 from itap_engine.errors import ItapError
+from itap_engine.facade.past import detail_at
 from itap_engine.snapshot.assemble import ProfileState, build_snapshot
 from itap_engine.snapshot.dto import (
     AnomalyRow,
@@ -342,5 +343,7 @@ class AttachedFacade(SnapshotPublisher):
         if self._wake is not None:
             self._wake.set()
 
-    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
+    async def device_detail(self, device_id: str, window_s: float = 3600, at: datetime | None = None) -> DeviceDetail:
+        if at is not None:
+            return await asyncio.to_thread(detail_at, self._store(), self.settings, device_id, window_s, at)
         return await asyncio.to_thread(device_detail, self._store(), self.settings, device_id, window_s)

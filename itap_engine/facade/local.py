@@ -107,6 +107,10 @@ class LocalFacade:
     def set_paused(self, paused: bool) -> None:
         self.engine.set_paused(paused)
 
-    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
+    async def device_detail(self, device_id: str, window_s: float = 3600, at: datetime | None = None) -> DeviceDetail:
         core = self._core()
+        if at is not None:
+            from itap_engine.facade.past import detail_at
+
+            return await asyncio.to_thread(detail_at, core.store, self.settings, device_id, window_s, at)
         return await asyncio.to_thread(device_detail, core.store, self.settings, device_id, window_s)

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from itap_engine.config import Settings
 from itap_engine.errors import ItapError
 from itap_engine.facade.attached import snapshot_at, stop_reader
+from itap_engine.facade.past import detail_at
 from itap_engine.snapshot.dto import (
     AnomalyRow,
     DeviceDetail,
@@ -35,15 +36,13 @@ from itap_engine.snapshot.dto import (
     Snapshot,
     SnapshotPublisher,
 )
-from itap_engine.store.queries import alerts_at, device_detail, incident_history, recent_events
+from itap_engine.store.queries import incident_history, recent_events
 from itap_engine.store.readonly import ReadOnlyStore, stored_span
 
 log = logging.getLogger(__name__)
 
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 """The speeds ``+`` and ``-`` step through (data seconds per wall second)."""
-
-MAX_DETAIL_S = 7 * 86400.0
 
 
 class ReplayError(ItapError):
@@ -221,18 +220,10 @@ class ReplayFacade(SnapshotPublisher):
         end = self.clock if until is None else min(until, self.clock)
         return await asyncio.to_thread(incident_history, self._store(), since, end)
 
-    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail:
-        """The device's drill-down over the ``window_s`` before the replay clock."""
-        return await asyncio.to_thread(self._detail, device_id, window_s)
-
-    def _detail(self, device_id: str, window_s: float) -> DeviceDetail:
-        store = self._store()
-        clock = _ms(self.clock)
-        newest = store.latest_device_ts([device_id]) or clock
-        reach = min(MAX_DETAIL_S, window_s + max(0, newest - clock) / 1000)
-        detail = device_detail(store, self.settings, device_id, reach)
-        open_then = {a.alert_id for a in alerts_at(store, clock, closed_limit=0)[0]}
-        return cut_detail(detail, clock - int(window_s * 1000), clock, open_then)
+    async def device_detail(self, device_id: str, window_s: float = 3600, at: datetime | None = None) -> DeviceDetail:
+        """The device's drill-down over the ``window_s`` before the replay clock (or ``at``, if earlier)."""
+        end = self.clock if at is None else min(at, self.clock)
+        return await asyncio.to_thread(detail_at, self._store(), self.settings, device_id, window_s, end)
 
     # ------------------------------------------------------------------ writes: refused
     def _refuse(self, what: str) -> ReadOnlyReplay:
@@ -254,29 +245,3 @@ class ReplayFacade(SnapshotPublisher):
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
         raise self._refuse("retrain")
-
-
-def cut_detail(
-    detail: DeviceDetail, since_ms: int, until_ms: int, open_then: set[int | None] | None = None
-) -> DeviceDetail:
-    """``detail`` as it was at ``until_ms``: readings in (since, until], incidents
-    opened and faults started by then; the incidents in ``open_then`` shown open."""
-    open_then = open_then or set()
-    keep = [i for i, ts in enumerate(detail.ts) if since_ms < ts <= until_ms]
-
-    def pick(values: tuple) -> tuple:  # type: ignore[type-arg]
-        return tuple(values[i] for i in keep) if len(values) == len(detail.ts) else values
-
-    return replace(
-        detail,
-        ts=tuple(detail.ts[i] for i in keep),
-        series={k: pick(v) for k, v in detail.series.items()},
-        scores=pick(detail.scores),
-        fault_labels=pick(detail.fault_labels),
-        alerts=tuple(
-            replace(a, status="open") if a.alert_id in open_then else a
-            for a in detail.alerts
-            if a.opened_ts is None or a.opened_ts <= until_ms
-        ),
-        faults=tuple(f for f in detail.faults if f.start_ts is None or f.start_ts <= until_ms),
-    )

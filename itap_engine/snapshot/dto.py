@@ -342,7 +342,9 @@ class EngineFacade(Protocol):
     def set_paused(self, paused: bool) -> None:
         """Pause or resume the engine's ticks (attached: pause refreshing)."""
 
-    async def device_detail(self, device_id: str, window_s: float = 3600) -> DeviceDetail: ...
+    async def device_detail(self, device_id: str, window_s: float = 3600, at: datetime | None = None) -> DeviceDetail:
+        """The drill-down of one device over the ``window_s`` before now, or before ``at``
+        (data time: time travel) as it was then."""
 
 
 Subscriber = Callable[[Snapshot], None]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from rich.text import Text
 from textual import on, work
@@ -53,7 +54,7 @@ class DeviceScreen(LiveScreen):
         Binding("c", "choose_signal", "Signal…", tooltip="Choose the signal to plot from a list"),
         Binding("o", "overlay_signal", "Overlay", tooltip="Overlay a second signal on the plot (right axis)"),
         Binding(
-            "t", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"
+            "h", "next_tab", "History tab", show=False, tooltip="Cycle the history tabs: alerts, faults, quarantine"
         ),
         Binding("a", "acknowledge", "Ack", tooltip="Acknowledge this device's open alert"),
         Binding(
@@ -76,6 +77,8 @@ class DeviceScreen(LiveScreen):
         self.fetches = 0
         self._signal_chosen = False
         self.overlay: str | None = None
+        self._detail_at: datetime | None = None
+        """The past moment the shown detail ends at (None: live)."""
         """A second signal drawn on the right axis of the signal plot (o)."""
 
     def compose(self) -> ComposeResult:
@@ -138,8 +141,10 @@ class DeviceScreen(LiveScreen):
     async def load_detail(self) -> None:
         self.fetching = True
         self._last_fetch = time.monotonic()
+        at = self.itap.past.stats.sim_time if self.itap.past is not None else None
+        self._detail_at = at
         detail = await self.itap.engine.call(
-            self.itap.facade.device_detail, self.device_id, WINDOWS[self.window_index][0]
+            self.itap.facade.device_detail, self.device_id, WINDOWS[self.window_index][0], at
         )
         self.fetches += 1
         self.detail = detail
@@ -164,8 +169,11 @@ class DeviceScreen(LiveScreen):
 
     def render_snapshot(self, snapshot: Snapshot) -> None:
         self._header(snapshot)
-        if time.monotonic() - self._last_fetch >= self.itap.detail_refresh_s:
-            self.load_detail()
+        past = self.itap.past.stats.sim_time if self.itap.past is not None else None
+        if past != self._detail_at or (
+            past is None and time.monotonic() - self._last_fetch >= self.itap.detail_refresh_s
+        ):
+            self.load_detail()  # live: refreshed; time travel: the window that ended then
 
     def _signals(self) -> tuple[str, ...]:
         snapshot = self.itap.snapshot

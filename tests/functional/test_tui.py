@@ -419,14 +419,14 @@ async def test_device_screen_keys() -> None:
         await pilot.press("N", "N")
         assert "rpm 1/5" in header()
         await pilot.press("w")
-        await wait_for(pilot, lambda: ("device_detail", ("pump-007", 6 * 3600)) in facade.calls)
+        await wait_for(pilot, lambda: ("device_detail", ("pump-007", 6 * 3600, None)) in facade.calls)
         assert "│ 6 h" in header()
         from textual.widgets import TabbedContent
 
         tabs = screen.query_one(TabbedContent)
-        await pilot.press("t")
+        await pilot.press("h")  # t is time travel, here as everywhere
         assert tabs.active == "tab-faults"
-        await pilot.press("t")
+        await pilot.press("h")
         assert tabs.active == "tab-quarantine"
         await pilot.press("a")
         await wait_for(pilot, lambda: ("acknowledge", (1,)) in facade.calls)

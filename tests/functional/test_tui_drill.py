@@ -117,8 +117,8 @@ async def test_the_faults_tab_lists_simulated_faults_too() -> None:
     app = ItapApp(facade, detail_refresh_s=3600)
     original = facade.device_detail
 
-    async def with_simulated(device_id: str, window_s: float = 3600) -> DeviceDetail:
-        detail = await original(device_id, window_s)
+    async def with_simulated(device_id: str, window_s: float = 3600, at=None) -> DeviceDetail:  # type: ignore[no-untyped-def]
+        detail = await original(device_id, window_s, at)
         labels = tuple("bearing_wear" if 2 <= i < 5 else None for i in range(len(detail.ts)))
         return replace(detail, fault_labels=labels)
 

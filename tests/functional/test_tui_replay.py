@@ -16,7 +16,8 @@ from itap_engine.config import load_settings
 from itap_engine.engine.core import EngineCore
 from itap_engine.engine.drill import run_scenario
 from itap_engine.errors import ItapError
-from itap_engine.facade.replay import ReplayFacade, check_interval, cut_detail, read_span
+from itap_engine.facade.past import cut_detail
+from itap_engine.facade.replay import ReplayFacade, check_interval, read_span
 from itap_engine.scenario import parse_scenario
 from itap_engine.snapshot import AnomalyRow, DeviceDetail
 from itap_engine.store.readonly import ReadOnlyStore

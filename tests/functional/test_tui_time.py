@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -128,3 +128,28 @@ async def test_live_while_a_past_time_is_still_loading_stays_live() -> None:
             assert app.past is None and app.snapshot.stats.mode != "past", back
             assert "LIVE" in str(app.screen.query_one(EngineStatus).render())
             assert not isinstance(app.screen, PromptModal)
+
+
+async def test_time_travel_moves_the_device_plots_to_the_window_that_ended_then() -> None:
+    from itap_tui.screens import DeviceScreen
+
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade, detail_refresh_s=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade, 30)  # five simulated minutes
+        app.open_device("pump-007")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None)
+        screen = app.screen
+        live_end = screen.detail.ts[-1]
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+        await wait_for(pilot, lambda: app.past is not None)
+        await wait_for(pilot, lambda: screen.detail is not None and screen.detail.ts[-1] < live_end)
+        moment = app.past.stats.sim_time
+        assert screen.detail.ts[-1] == int(moment.replace(tzinfo=UTC).timestamp() * 1000)
+        assert ("device_detail", ("pump-007", 3600, moment)) in facade.calls
+        await pilot.press("t")  # back to live: the plots end at the newest reading again
+        await wait_for(pilot, lambda: app.past is None)
+        await wait_for(pilot, lambda: screen.detail.ts[-1] >= live_end)
