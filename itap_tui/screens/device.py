@@ -70,7 +70,7 @@ class DeviceScreen(LiveScreen):
     """On a small terminal (one plot fits) show the score plot; toggles ``-score``."""
 
     def __init__(self, device_id: str) -> None:
-        super().__init__(id="device")
+        super().__init__()  # no id: a device can open from a screen opened from a device
         self.device_id = device_id
         self.detail: DeviceDetail | None = None
         self._last_fetch = 0.0

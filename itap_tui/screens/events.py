@@ -37,7 +37,7 @@ class EventsScreen(LiveScreen):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="events")
+        super().__init__()  # no id: the events can open again from a screen above them
         self.filter = Filter()
         self.events: list[EventRow] = []
         self._last_fetch = 0.0

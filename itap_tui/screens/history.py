@@ -62,7 +62,7 @@ class HistoryScreen(LiveScreen):
     ]
 
     def __init__(self) -> None:
-        super().__init__(id="history")
+        super().__init__()  # no id: the device screen's tabs are #history, and screens may repeat in the stack
         self.filter = Filter()
         self.since: datetime | None = None
         self.until: datetime | None = None

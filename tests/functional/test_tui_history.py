@@ -104,3 +104,24 @@ async def test_3_shows_every_incident_filterable_by_range_and_text(tmp_path: Pat
         await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen))
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, FleetScreen))
+
+
+async def test_screens_open_again_from_a_screen_above_them(tmp_path: Path) -> None:
+    """fleet -> 3 -> enter (device) -> 3 -> enter -> l -> 3: every screen can be in the stack twice."""
+    from itap_tui.screens import DeviceScreen, EventsScreen, HistoryScreen
+
+    app = ItapApp(FakeFacade(devices=10), export_dir=tmp_path / "exports", detail_refresh_s=3600)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        for key, kind in (("3", HistoryScreen), ("enter", DeviceScreen), ("3", HistoryScreen), ("enter", DeviceScreen)):
+            await pilot.press(key)
+            await wait_for(pilot, lambda kind=kind: isinstance(app.screen, kind) and app.screen.is_mounted)
+            if kind is HistoryScreen:
+                await wait_for(pilot, lambda: app.screen.loaded)
+                await pilot.pause()
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen))
+        await pilot.press("escape")
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, EventsScreen))
+        assert sum(isinstance(s, DeviceScreen) for s in app.screen_stack) == 2
