@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,22 +36,10 @@ import pandas as pd
 import psutil
 
 from itap_bench.rss import PeakRss
+from itap_bench.workloads import Workload
 from itap_engine.config import Settings
 from itap_engine.ingest.simulator import Simulator, device_ids_for
 from itap_engine.store.sql import Store
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    devices: int
-    hours: float
-    freq_s: int = 10
-
-    @property
-    def rows(self) -> int:
-        return int(self.devices * self.hours * 3600 / self.freq_s)
-
 
 WORKLOADS = {
     "W1": Workload("W1", devices=25, hours=6),

@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -35,19 +34,11 @@ from typing import Any
 import psutil
 
 from itap_bench.rss import PeakRss
+from itap_bench.workloads import Workload
 from itap_engine.config import PACKAGED_CONFIG, Settings
 
-
-@dataclass(frozen=True)
-class ScaleWorkload:
-    name: str
-    devices: int
-    hours: float
-    freq_s: int = 10
-
-    @property
-    def rows(self) -> int:
-        return int(self.devices * self.hours * 3600 / self.freq_s)
+ScaleWorkload = Workload
+"""The opt-in scale workloads are workloads like W1 and W2."""
 
 
 SCALE_WORKLOADS = {
