@@ -77,3 +77,21 @@ def test_status_on_an_empty_database_does_not_load_pandas(tmp_path) -> None:
     roots = {m.split(".")[0] for m in _loaded_after(code)}
     assert "sqlalchemy" in roots  # it did read the database
     assert not roots & {"pandas", "numpy", "sklearn", "textual"}
+
+
+def test_status_on_an_existing_database_loads_no_sqlalchemy(tmp_path) -> None:
+    """Once a Store has made the schema, ``itap status`` reads SQLite with the standard
+    library: SQLAlchemy and SQLModel are most of what it would otherwise pay to start."""
+    (tmp_path / "config.toml").write_text('[paths]\ndata_dir = "data"\n', encoding="utf-8")
+    code = (
+        "import contextlib, io, os\n"
+        f"os.environ['ITAP_CONFIG'] = {str(tmp_path / 'config.toml')!r}\n"
+        "os.environ.pop('ITAP_DB_URL', None)\n"
+        "from itap_tui.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert main(['status']) == 0\n"
+    )
+    first = {m.split(".")[0] for m in _loaded_after(code)}  # creates the database
+    assert "sqlalchemy" in first
+    again = {m.split(".")[0] for m in _loaded_after(code)}
+    assert not again & {"sqlalchemy", "sqlmodel", "pandas", "numpy", "sklearn", "textual"}
