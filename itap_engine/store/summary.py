@@ -55,7 +55,7 @@ FIXED_TABLES = frozenset(
 ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
 """The watermark a Store sets once it has registered orphan devices (a test keeps it equal)."""
 
-_PLAIN_SQLITE = re.compile(r"sqlite:///(?P<path>[\w./ +,~-]+)")
+_PLAIN_SQLITE = re.compile(r"sqlite:///(?P<path>[A-Za-z0-9_./ +~-]+)")
 """A ``sqlite:///`` URL whose path SQLAlchemy would pass to sqlite3 and print unchanged."""
 _EPOCH = datetime(1970, 1, 1)
 

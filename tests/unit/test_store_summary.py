@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from itap_engine.config import Settings, load_settings
 from itap_engine.ingest.simulator import Simulator, device_ids_for
@@ -115,3 +117,12 @@ def test_a_missing_database_is_created_as_before(settings: Settings) -> None:
 def test_the_lean_schema_check_knows_every_table_a_store_creates() -> None:
     assert {model.__tablename__ for model in sql._FIXED_TABLES} == summary.FIXED_TABLES  # type: ignore[attr-defined]
     assert summary.ORPHANS_CHECKED_KEY == sql._ORPHANS_CHECKED_KEY
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=40))
+def test_a_url_read_without_sqlalchemy_is_shown_as_sqlalchemy_shows_it(path: str) -> None:
+    """``database:`` in the output is the Store's password-free URL; the lean path prints
+    its URL as given, so it takes only URLs that SQLAlchemy prints unchanged."""
+    url = f"sqlite:////tmp/{path}"
+    if summary._PLAIN_SQLITE.fullmatch(url):
+        assert sql._safe(url) == url
