@@ -776,30 +776,44 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def _row_steps(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
         """The median sampling interval (ms) of each row's device."""
-        steps = getattr(self, "device_steps_", None) or {}
-        default = float(getattr(self, "step_ms_", 1000))
         if len(frame) == 0:
             return np.zeros(0)
         first = np.r_[0, np.flatnonzero(device_codes[1:] != device_codes[:-1]) + 1]
-        names = frame["device_id"].to_numpy()[first]
-        per = np.array([float(steps.get(str(d), default)) for d in names])
-        sizes = np.diff(np.r_[first, len(frame)])
-        return np.repeat(per, sizes)
+        per = self.device_steps(frame["device_id"].to_numpy()[first])
+        return np.repeat(per, np.diff(np.r_[first, len(frame)]))
 
     def _standardise(
         self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None
     ) -> np.ndarray:
         """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
         sub = frame if at is None else frame.iloc[at]
-        values = sub[list(self.signals)].to_numpy(dtype=float)
-        ts = frame["ts"].to_numpy(dtype=np.int64)
         steps = self._row_steps(frame, pd.factorize(frame["device_id"])[0])
+        return self.standardise_at(sub, codes, pos, frame["ts"].to_numpy(dtype=np.int64), steps, at)
 
+    @property
+    def lag_taps(self) -> int:
+        """Readings the state-expected level of a reading looks back over."""
         # models saved before the lag was measured in time have no lag_taps_
-        taps = getattr(self, "lag_taps_", None) or _lag_taps(self.lag_tau_, self.lag_delay_)
+        return int(getattr(self, "lag_taps_", None) or _lag_taps(self.lag_tau_, self.lag_delay_))
+
+    def standardise_at(
+        self,
+        sub: pd.DataFrame,
+        codes: np.ndarray,
+        pos: np.ndarray,
+        ts: np.ndarray,
+        steps: np.ndarray,
+        at: np.ndarray | None,
+    ) -> np.ndarray:
+        """``u`` of the readings in ``sub`` (``device_id``, ``ts`` and the signals), which
+        sit at positions ``at`` (all when None) of flat per-reading arrays of their runs:
+        state codes (:attr:`states_` indices), positions in the run, timestamps (ms) and
+        device sampling intervals (ms). The arrays need the :attr:`lag_taps` readings
+        before each of ``at``; see :meth:`levels`."""
+        values = sub[list(self.signals)].to_numpy(dtype=float)
 
         def lagged(table: np.ndarray) -> np.ndarray:
-            return _lagged_level(codes, table, pos, ts, steps, self.lag_tau_, self.lag_delay_, taps, at)
+            return _lagged_level(codes, table, pos, ts, steps, self.lag_tau_, self.lag_delay_, self.lag_taps, at)
 
         expected = lagged(self.levels_) * self._profile_factor(sub)
         spread = lagged(self.spreads_)
@@ -807,6 +821,12 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         if unknown.any():
             spread[unknown] = lagged(self.fallback_spreads_)[unknown]
         return (values - expected) / spread
+
+    def device_steps(self, devices: Sequence[str]) -> np.ndarray:
+        """Each device's median sampling interval (ms): its own from training, else the fleet's."""
+        steps = getattr(self, "device_steps_", None) or {}
+        default = float(getattr(self, "step_ms_", 1000))
+        return np.array([float(steps.get(str(d), default)) for d in devices])
 
     def _features(self, frame: pd.DataFrame, device_codes: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
         """Feature matrix (rows x :attr:`feature_names_out_`) of every reading of ``frame``: the batch path."""
