@@ -180,7 +180,6 @@ def test_the_streaming_cusum_equals_the_batch_one(steps, starts, window) -> None
     offsets = np.arange(1 - window, 1)
     inside = offsets[None, :] >= -pos[:, None]
     clipped = np.clip(u0[:, 0][np.where(inside, rows[:, None] + offsets[None, :], 0)], -F._CUSUM_CLIP, F._CUSUM_CLIP)
-    streamed = np.maximum(
-        F._best_suffix((clipped - F._CUSUM_K)[None], inside), F._best_suffix((-clipped - F._CUSUM_K)[None], inside)
-    )[0]
+    windows, run = clipped.T[:, None, :], inside.T  # (window, 1 signal, readings), oldest first
+    streamed = np.maximum(F._best_suffix(windows - F._CUSUM_K, run), F._best_suffix(-windows - F._CUSUM_K, run))[0]
     np.testing.assert_allclose(streamed, F._cusum(u0, pos, window)[:, 0], rtol=1e-12, atol=1e-9)

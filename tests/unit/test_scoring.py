@@ -122,13 +122,17 @@ def test_late_readings_restandardise_what_follows_them(trained) -> None:
         np.testing.assert_allclose(merged[name], merged[f"{name}_batch"], rtol=1e-12, atol=1e-12, err_msg=name)
 
 
-def test_live_ticks_of_one_reading_equal_the_general_path_and_one_batch_pass(trained) -> None:
+@pytest.mark.parametrize("slack", [32, 3], ids=["spare-rows", "rows-moved-back"])
+def test_live_ticks_of_one_reading_equal_the_general_path_and_one_batch_pass(trained, slack, monkeypatch) -> None:
     """The live case: one reading per device per tick goes through the dense windows
     (detection/windows.py). Mixed in: a tick without one device, a device's gap in
     time, a tick with two readings of every device and a late reading (the general
     path), and the windows rebuilt after them. Every score equals the general path's
     (a scorer without dense windows) and, except the two readings scored before the
     late one arrived, one batch pass over the whole history; most ticks were dense."""
+    from itap_engine.detection import windows
+
+    monkeypatch.setattr(windows, "_SLACK", slack)  # 3: the windows run out of spare rows every 3 ticks
     _, model, history, later = trained
     stamps = _stamps(later)[:90]
     devices = sorted(later["device_id"].unique())
