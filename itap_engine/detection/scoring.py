@@ -764,6 +764,10 @@ class StreamingScorer:
         and buffer + tick concatenate without re-encoding.
         """
         categories = self._categories.get(name)
+        if categories is not None:  # the usual tick: every value already a category (one hash pass)
+            codes = categories.get_indexer(values)
+            if not ((codes < 0) & values.notna().to_numpy()).any():
+                return pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=values.index)
         seen = pd.unique(values.dropna().astype(str).to_numpy())
         if categories is None or not pd.Index(seen).isin(categories).all():
             categories = pd.Index(sorted(set(seen) | set(categories if categories is not None else ())))
