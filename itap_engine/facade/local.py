@@ -102,7 +102,14 @@ class LocalFacade:
         return until
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
-        return await self.engine.retrain(profile)
+        done = await self.engine.retrain(profile)
+        if done is None:
+            return None
+        from itap_engine.store.queries import model_numbers
+
+        ids = {p: v for p, v in done.items() if v is not None}
+        numbers = await asyncio.to_thread(model_numbers, self._core().store, ids)
+        return {p: numbers.get(p) for p in done}
 
     def set_paused(self, paused: bool) -> None:
         self.engine.set_paused(paused)

@@ -194,14 +194,16 @@ def recent_events(store: Store, limit: int = 300) -> list[EventRow]:
             out.append(
                 EventRow(c.start_ts, "fault", level, c.device_id, text + (f" ({c.message})" if c.message else ""))
             )
-        for m in session.exec(select(MV).order_by(MV.id.desc()).limit(limit)):  # type: ignore[union-attr]
+        versions = list(session.exec(select(MV).order_by(MV.id.desc()).limit(limit)))  # type: ignore[union-attr]
+        numbers = _version_numbers(session, versions)
+        for m in versions:
             out.append(
                 EventRow(
                     m.train_end,
                     "retrain",
                     "info",
                     None,
-                    f"{m.profile} model v{m.id} ({m.detector}), threshold {m.threshold:.3g}",
+                    f"{m.profile} model v{numbers[m.id]} ({m.detector}), threshold {m.threshold:.3g}",
                 )
             )
         for p in session.exec(select(P).order_by(P.id.desc()).limit(limit)):  # type: ignore[union-attr]
@@ -466,6 +468,19 @@ def active_models(store: Store) -> dict[str, models.ModelVersion]:
     with store.session() as session:
         rows = session.exec(select(MV).where(MV.active == True).order_by(MV.id))  # type: ignore[arg-type]  # noqa: E712
         return {row.profile: row for row in rows}
+
+
+def _version_numbers(session: Any, versions: list[models.ModelVersion]) -> dict[int | None, int]:
+    """Version id -> its number among its profile's versions (1, 2, ...), as the header shows."""
+    MV = models.ModelVersion
+    out: dict[int | None, int] = {}
+    for m in versions:
+        out[m.id] = int(
+            session.exec(
+                select(sa.func.count()).select_from(MV).where(MV.profile == m.profile, MV.id <= m.id)  # type: ignore[arg-type, operator]
+            ).one()
+        )
+    return out
 
 
 def model_numbers(store: Store, version_ids: dict[str, int]) -> dict[str, int]:

@@ -566,3 +566,27 @@ async def test_an_incident_stops_being_held_open_by_a_fault_that_has_ended(
         assert incidents[0].closed_ts - incidents[0].last_ts == settings.alerts.quiet_seconds * 1000
     finally:
         await engine.stop()
+
+
+async def test_a_retrain_is_numbered_as_the_header_numbers_it(workdir: Path) -> None:
+    """Model versions share one id sequence across profiles; the console numbers them
+    per profile (v1, v2, ...). The retrain toast and the events list used the shared id
+    ('industrial v4') while the header said v2: all three now say the same."""
+    from itap_engine.store import schema
+
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        store = facade.engine.core.store
+        with store.session() as session:  # another profile's version takes the next shared id
+            session.add(schema.ModelVersion(profile="other", detector="shift", path="-", sha256="0" * 64, active=False))
+            session.commit()
+        done = await facade.retrain("industrial")
+        assert done == {"industrial": 2}, done
+        await facade.engine.tick_now()
+        assert facade.engine.core.model_versions()["industrial"] == 2  # the header's number
+        retrains = [e.text for e in await facade.events(100) if e.kind == "retrain" and e.text.startswith("industrial")]
+        assert retrains[0].startswith("industrial model v2 "), retrains
+    finally:
+        await facade.stop()
