@@ -41,13 +41,16 @@ class LocalFacade:
     Args:
         settings: the loaded settings.
         lock: take the database's run lock (default True; one writer at a time).
+        purpose: who holds the lock, as a refused second run names it.
     """
 
     mode = "live"
 
-    def __init__(self, settings: Settings, *, lock: bool = True, schedule: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, lock: bool = True, schedule: bool = True, purpose: str = "the itap console"
+    ) -> None:
         self.settings = settings
-        self.engine = Engine(settings, lock=lock, schedule=schedule)
+        self.engine = Engine(settings, lock=lock, schedule=schedule, purpose=purpose)
 
     async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
         await self.engine.start(progress)
