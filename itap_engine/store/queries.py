@@ -288,11 +288,12 @@ def alerts_at(
     store: Store, at_ms: int, closed_limit: int = RECENT_CLOSED_ALERTS
 ) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
     """Incidents open at ``at_ms`` (opened by then, not closed by then) and the latest
-    closed by then. Severity, peak and acknowledgement are as stored now."""
+    closed by then. An incident open then shows its last anomalous reading and peak
+    score by then (:func:`as_of`); severity and acknowledgement are as stored now."""
     A = models.Alert
     with store.session() as session:
         open_ = [
-            replace(alert_row(a), status="open")
+            as_of(session, replace(alert_row(a), status="open"), at_ms)
             for a in session.exec(
                 select(A)
                 .where(A.opened_ts <= at_ms, sa.or_(A.closed_ts.is_(None), A.closed_ts > at_ms))  # type: ignore[arg-type, operator, union-attr]
@@ -306,6 +307,28 @@ def alerts_at(
             )
         ]
         return _with_notes(session, open_), _with_notes(session, closed)
+
+
+def as_of(session: Any, row: AnomalyRow, at_ms: int) -> AnomalyRow:
+    """An incident's row as it stood at ``at_ms``: its device's last scored reading and
+    the peak score from the incident's start to then (the stored row holds them as of
+    now, possibly later)."""
+    if row.ts <= at_ms or row.opened_ts is None:
+        return row
+    scores = models.Score.__table__.c  # type: ignore[attr-defined]
+    last, peak = session.exec(
+        sa.select(sa.func.max(scores.ts), sa.func.max(scores.score)).where(
+            scores.profile == row.profile,
+            scores.device_id == row.device_id,
+            scores.ts >= row.opened_ts,
+            scores.ts <= at_ms,
+        )
+    ).one()
+    return replace(
+        row,
+        ts=int(last) if last is not None else row.opened_ts,
+        score=float(peak) if peak is not None else row.score,
+    )
 
 
 HISTORY_LIMIT = 1000
@@ -331,6 +354,8 @@ def incident_history(
             row = alert_row(a)
             if until_ms is not None and a.closed_ts is not None and a.closed_ts > until_ms:
                 row = replace(row, status="open")  # it was still open then
+            if until_ms is not None and row.ts > until_ms:
+                row = as_of(session, row, until_ms)
             rows.append(row)
         return _with_notes(session, rows)
 

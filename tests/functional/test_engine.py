@@ -590,3 +590,29 @@ async def test_a_retrain_is_numbered_as_the_header_numbers_it(workdir: Path) -> 
         assert retrains[0].startswith("industrial model v2 "), retrains
     finally:
         await facade.stop()
+
+
+async def test_an_incident_seen_at_a_past_time_ends_at_that_time(workdir: Path) -> None:
+    """In a past snapshot an incident still open then shows its last reading and peak
+    by then, not the later ones stored since (a fresh-eyes review saw times after the
+    chosen moment in the past incidents list)."""
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        engine = facade.engine
+        await facade.inject_fault(["pump-002"], "overheat_drift", 3.0, 3600)
+        for _ in range(15):
+            await engine.tick_now()
+            if any(a.device_id == "pump-002" and a.status == "open" for a in engine.latest().anomalies):
+                break
+        opened_at = engine.core.sim_time
+        for _ in range(4):  # the fault goes on: the stored incident moves past that moment
+            await engine.tick_now()
+        stored = next(a for a in engine.latest().anomalies if a.device_id == "pump-002" and a.status == "open")
+        assert stored.ts > datetime_to_ms(opened_at)
+        past = await facade.snapshot_at(opened_at)
+        then = next(a for a in past.anomalies if a.device_id == "pump-002" and a.status == "open")
+        assert then.ts <= datetime_to_ms(opened_at) and then.score <= stored.score
+    finally:
+        await facade.stop()
