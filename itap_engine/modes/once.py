@@ -409,8 +409,7 @@ def _models_text(summary: OnceSummary) -> str:
 def format_plain(summary: OnceSummary) -> str:
     """The summary as plain lines (cron mail, log files)."""
     lines = [status_line(summary)]
-    if summary.error:
-        lines.append(f"error: {summary.error}")
+    if summary.error:  # line 1 says it all (and stderr says it once more for the log)
         return "\n".join(visible(line) for line in lines)
     iv = summary.interval
     lines.append(

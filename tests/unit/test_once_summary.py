@@ -96,3 +96,10 @@ def test_an_incident_that_came_and_went_during_the_run_is_a_warning() -> None:
 
     calm = dataclasses.replace(quiet, passed_incidents=(), opened=0, closed=2)
     assert _status(calm) == ("OK", "7 readings stored, 7 scored, no open incidents, 2 incident(s) closed")
+
+
+def test_a_failed_run_says_its_error_once_on_stdout() -> None:
+    """Plain output of an UNKNOWN run is line 1 alone: it repeated the error on an
+    'error:' line (and stderr has it too: cron mail showed it three times)."""
+    failed = OnceSummary.failed("another ITAP run holds the run lock", T0, T0)
+    assert format_plain(failed) == status_line(failed)
