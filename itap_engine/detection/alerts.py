@@ -365,15 +365,24 @@ class AlertTracker:
             entry.alert.closed_ts = int(entry.last_above_ts + quiet)
             closed.append(entry.alert)
 
-        for b in range(len(bounds) - 1):
-            lo, hi = bounds[b], bounds[b + 1]
-            key = (profile, str(devices[lo]))
-            state = self._devices.get(key)
+        # per device: its rows over the threshold (most devices have none), as plain ints
+        starts, ends = bounds[:-1], bounds[1:]
+        any_above = np.add.reduceat(above, starts).astype(bool).tolist() if len(starts) else []
+        last_ts = ts[ends - 1].tolist()
+        device_of = self._devices
+        for b, (lo, hi, name) in enumerate(zip(starts.tolist(), ends.tolist(), devices[starts].tolist(), strict=True)):
+            key = (profile, str(name))
+            state = device_of.get(key)
+            if not any_above[b]:
+                if state is None:
+                    continue
+                if state.incident is not None and last_ts[b] >= state.incident.last_above_ts + quiet:
+                    close(state)
+                state.count += hi - lo
+                continue
             rows_above = np.flatnonzero(above[lo:hi]) + lo
             if state is None:
-                if len(rows_above) == 0:
-                    continue
-                state = self._devices.setdefault(key, _DeviceState())
+                state = device_of.setdefault(key, _DeviceState())
             base = state.count - lo  # device reading index of frame row r is base + r
             for r in rows_above:
                 idx = base + r

@@ -330,6 +330,30 @@ class Store:
         with self.writing(), self.engine.begin() as conn:
             return max(conn.exec_driver_sql(sql, params).rowcount, 0)
 
+    def executemany_tuples(
+        self, key: str, build: Callable[[], sa.Executable], names: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> int:
+        """:meth:`executemany` with each row a tuple of the parameters ``names`` (no
+        dict per row: a 10,000-device tick passes 10,000 rows)."""
+        if not rows:
+            return 0
+        cached = self._compiled.get(key)
+        if cached is None:
+            compiled = build().compile(dialect=self.engine.dialect)  # type: ignore[attr-defined]
+            order = list(compiled.positiontup or []) if compiled.positional else None
+            cached = self._compiled[key] = (str(compiled), order)
+        sql, order = cached
+        params: Sequence[Any]
+        if order is None:
+            params = [dict(zip(names, row, strict=True)) for row in rows]
+        elif order == list(names):
+            params = rows
+        else:
+            at = [list(names).index(n) for n in order]
+            params = [tuple(row[i] for i in at) for row in rows]
+        with self.writing(), self.engine.begin() as conn:
+            return max(conn.exec_driver_sql(sql, params).rowcount, 0)
+
     # ------------------------------------------------------------------ ingestion
     def insert_readings(
         self, profile: str, frame: pd.DataFrame, batch_rows: int | None = None, *, on_conflict: str | None = None
@@ -651,11 +675,8 @@ class Store:
             with self.engine.begin() as conn:
                 pg.widen_device_spans(conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist())
             return
-        rows = [
-            {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
-            for i, f, last in zip(spans.index, spans["min"], spans["max"])
-        ]
-        self.executemany("device_spans", _device_span_update, rows)
+        rows = list(zip(spans.index.astype(str).tolist(), spans["min"].tolist(), spans["max"].tolist()))
+        self.executemany_tuples("device_spans", _device_span_update, ("b_id", "b_first", "b_last"), rows)
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
         """Declare devices (with a site) before they report."""
