@@ -107,7 +107,7 @@ class FleetView:
             scores = self.latest_scores.get(profile)
             devices = list(simulated.get(profile, ()))
             if latest is not None:
-                devices += [d for d in latest.index if d not in own]
+                devices += [d for d in latest.index.tolist() if d not in own]
             profiles[profile] = ProfileState(
                 devices=[FleetDevice(d, sites.get(d)) for d in devices],
                 latest=latest,
