@@ -465,18 +465,25 @@ class AlertTracker:
         """Set the alert's columns from what the update folded into its incident: as
         each reading would have left them, computed once."""
         alert = entry.alert
-        alert.last_ts = entry.last_above_ts
-        alert.family = entry.families.most_common(1)[0][0]
-        alert.peak_score = entry.peak
         # an open incident is at least a warning; it follows its last n readings up and down
         critical = severity(max(entry.recent_scores), entry.threshold or 0.0, self.rules.critical_ratio) == "critical"
-        alert.severity = "critical" if critical else "warning"
+        values: dict[str, object] = {
+            "last_ts": entry.last_above_ts,
+            "family": entry.families.most_common(1)[0][0],
+            "peak_score": entry.peak,
+            "severity": "critical" if critical else "warning",
+        }
         if entry.push_changed:
             total = sum(v for _, v in entry.push.values()) or 1.0
             ranked = sorted(entry.push.items(), key=lambda item: -item[1][1])[:INCIDENT_CONTRIBUTORS]
-            alert.contributors = contributors_to_json(
+            values["contributors"] = contributors_to_json(
                 [Contributor(signal, fam, v / total) for signal, (fam, v) in ranked]
             )
+        for name, value in values.items():
+            # reading a mapped attribute is cheap, setting one is not: set what changed
+            current = getattr(alert, name)
+            if current != value or type(current) is not type(value):
+                setattr(alert, name, value)
         entry.extended = entry.push_changed = False
 
     _TRACKED = ("status", "family", "severity", "last_ts", "closed_ts", "peak_score", "contributors")

@@ -284,7 +284,7 @@ class IngestRun:
             status = "warning" if (self.quarantined or self.conflicts or validation.warnings) else "ok"
             message = _summary(counts, validation)
         try:
-            self.store.finish_run(self.run_id, status=status, message=message[:2000], **counts)
+            self.store.close_run(self.run_id, status=status, message=message[:2000], **counts)
         except Exception:
             if exc is None:
                 raise

@@ -750,26 +750,30 @@ class Store:
     # ------------------------------------------------------------------ runs and watermarks
     def start_run(self, kind: str, source: str = "", profile: str | None = None, message: str = "") -> int:
         """A new ``running`` run row; ``message`` may name its owner (pid and host)."""
-        with self.writing(), self.session() as session:
-            run = Run(kind=kind, source=source[:512], profile=profile, message=message)  # the column's length
-            session.add(run)
-            session.commit()
-            assert run.id is not None
-            return run.id
+        run = Run(kind=kind, source=source[:512], profile=profile, message=message)  # the column's length
+        values = {c.name: getattr(run, c.name) for c in _RUN_TABLE.columns if c.name != "id"}
+        # one INSERT on a connection, not a session (an engine tick opens a run per source)
+        with self.writing(), self.engine.begin() as conn:
+            return int(conn.execute(sa.insert(_RUN_TABLE).values(values)).inserted_primary_key[0])
 
     def finish_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> Run:
-        with self.writing(), self.session() as session:
+        """Close a run (:meth:`close_run`) and return it as stored."""
+        self.close_run(run_id, status=status, message=message, **counts)
+        with self.session() as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise StoreError(f"run {run_id} does not exist")
-            for name, value in counts.items():
-                setattr(run, name, int(value))
-            run.status = status
-            run.message = message
-            run.finished_at = utcnow()
-            session.add(run)
-            session.commit()
             return run
+
+    def close_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> None:
+        """Close a run with its counts and status: one UPDATE (an engine tick closes a
+        run per source), nothing read back."""
+        table = _RUN_TABLE
+        values: dict[str, Any] = {name: int(value) for name, value in counts.items()}
+        values.update(status=status, message=message, finished_at=utcnow())
+        with self.writing(), self.engine.begin() as conn:
+            if not conn.execute(sa.update(table).where(table.c.id == run_id).values(values)).rowcount:
+                raise StoreError(f"run {run_id} does not exist")
 
     def abort_stale_runs(self, kinds: Sequence[str] | None = None, ids: Sequence[int] | None = None) -> int:
         """Mark runs left 'running' by a killed process as aborted (all of them, or
@@ -988,6 +992,7 @@ def _column(name: str, values: np.ndarray, strings: dict[str, str] | None = None
 
 
 _ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
+_RUN_TABLE = Run.__table__  # type: ignore[attr-defined]
 SCORE_TABLE = "score"
 log = logging.getLogger(__name__)
 
