@@ -402,8 +402,8 @@ class Simulator:
         for key in stale:
             del self._noise_cache[key]
         self._noise_oldest = min((key[1] for key in self._noise_cache), default=None)
-        for key in [k for k in self._windows if k[2] < last_seg]:
-            del self._windows[key]
+        for window in [k for k in self._windows if k[2] < last_seg]:
+            del self._windows[window]
 
 
 def fleet_simulators(settings: Settings, **overrides: object) -> list[Simulator]:

@@ -120,18 +120,20 @@ def _latest_columns(
     known = at >= 0
     take = np.where(known, at, 0)
 
-    def column(name: str) -> list[Any] | None:
+    def column(name: str) -> np.ndarray | None:
         if name not in latest.columns:
             return None
-        return latest[name].to_numpy()[take]  # type: ignore[no-any-return]
+        return np.asarray(latest[name].to_numpy()[take])
 
+    nothing: list[Any] = [None] * n
     ts = column("ts")
-    newest = _numbers(ts) if ts is not None else [None] * n
+    newest: list[float | None] = _numbers(ts) if ts is not None else nothing
     state = column("state")
-    states = [_text(v) for v in state.tolist()] if state is not None else [None] * n
-    values = [_numbers(c) if (c := column(name)) is not None else [None] * n for name in signals]
-    readings = list(zip(*values, strict=True)) if values else [()] * n
-    return known.tolist(), newest, states, readings
+    states: list[str | None] = [_text(v) for v in state.tolist()] if state is not None else nothing
+    values = [_numbers(c) if (c := column(name)) is not None else nothing for name in signals]
+    readings: list[tuple[float | None, ...]] = list(zip(*values, strict=True)) if values else [()] * n
+    present: list[bool] = known.tolist()
+    return present, newest, states, readings
 
 
 @dataclass(frozen=True)

@@ -754,7 +754,9 @@ class Store:
         values = {c.name: getattr(run, c.name) for c in _RUN_TABLE.columns if c.name != "id"}
         # one INSERT on a connection, not a session (an engine tick opens a run per source)
         with self.writing(), self.engine.begin() as conn:
-            return int(conn.execute(sa.insert(_RUN_TABLE).values(values)).inserted_primary_key[0])
+            key = conn.execute(sa.insert(_RUN_TABLE).values(values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def finish_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> Run:
         """Close a run (:meth:`close_run`) and return it as stored."""
@@ -918,6 +920,48 @@ class Store:
             finally:
                 cursor.close()
         return pd.DataFrame({name: _joined(name, chunks) for name, chunks in parts.items()})
+
+    def readings_like_read(
+        self, profile: str, frame: pd.DataFrame, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``frame`` (as :meth:`insert_readings` takes them) in the form
+        :meth:`read_readings` returns them once stored: every column of the table, ``ts``
+        as epoch ms, text with None for missing, numbers as floats, ordered by device and
+        time, the time bounds applied. What a caller that has just stored ``frame`` (and
+        knows nothing else was stored) would read back, without the read."""
+        import numpy as np
+        import pandas as pd
+
+        table = self.readings_table(profile)
+        n = len(frame)
+        ts = (
+            frame["ts"].to_numpy(dtype=np.int64)
+            if pd.api.types.is_integer_dtype(frame["ts"].dtype)
+            else to_epoch_ms(frame["ts"])
+        )
+        keep = np.ones(n, dtype=bool)
+        if since_ms is not None:
+            keep &= ts > since_ms
+        if until_ms is not None:
+            keep &= ts <= until_ms
+        devices = np.asarray(_column_values(frame["device_id"]), dtype=object)
+        # ORDER BY device_id, ts: SQLite compares text by its UTF-8 bytes, the order of code points
+        codes = pd.factorize(devices, sort=True)[0]
+        order = np.lexsort((ts, codes))
+        order = order[keep[order]]
+        strings: dict[str, str] = {}
+        out: dict[str, Any] = {}
+        for column in table.columns:
+            name = column.name
+            if name == "ts":
+                out[name] = ts[order]
+            elif name not in frame.columns:
+                out[name] = _column(name, np.full(len(order), None, dtype=object), strings)
+            elif name in _TEXT_COLUMNS:
+                out[name] = _column(name, np.asarray(_column_values(frame[name]), dtype=object)[order], strings)
+            else:  # a REAL column gives back the double stored, 0.0 for -0.0
+                out[name] = frame[name].to_numpy(dtype=float)[order] + 0.0
+        return pd.DataFrame({name: _joined(name, [values]) for name, values in out.items()})
 
     def count_readings(self, profile: str) -> int:
         table = self.readings_table(profile)
