@@ -944,21 +944,34 @@ class Store:
             keep &= ts > since_ms
         if until_ms is not None:
             keep &= ts <= until_ms
-        devices = np.asarray(_column_values(frame["device_id"]), dtype=object)
-        # ORDER BY device_id, ts: SQLite compares text by its UTF-8 bytes, the order of code points
-        codes = pd.factorize(devices, sort=True)[0]
-        order = np.lexsort((ts, codes))
-        order = order[keep[order]]
-        strings: dict[str, str] = {}
+
+        def text(name: str) -> np.ndarray:
+            values = frame[name].to_numpy(dtype=object)
+            missing = pd.isna(values)
+            if missing.any():
+                values = values.copy()
+                values[missing] = None
+            return values
+
+        devices = text("device_id")
+        # ORDER BY device_id, ts: SQLite compares text by its UTF-8 bytes, the order of
+        # code points, as Python does; a simulated interval comes in that order already
+        later = (devices[1:] > devices[:-1]) | ((devices[1:] == devices[:-1]) & (ts[1:] > ts[:-1]))
+        if later.all():
+            order = np.flatnonzero(keep)
+        else:
+            codes = pd.factorize(devices, sort=True)[0]
+            order = np.lexsort((ts, codes))
+            order = order[keep[order]]
         out: dict[str, Any] = {}
         for column in table.columns:
             name = column.name
             if name == "ts":
                 out[name] = ts[order]
             elif name not in frame.columns:
-                out[name] = _column(name, np.full(len(order), None, dtype=object), strings)
+                out[name] = _column(name, np.full(len(order), None, dtype=object))
             elif name in _TEXT_COLUMNS:
-                out[name] = _column(name, np.asarray(_column_values(frame[name]), dtype=object)[order], strings)
+                out[name] = devices[order] if name == "device_id" else text(name)[order]
             else:  # a REAL column gives back the double stored, 0.0 for -0.0
                 out[name] = frame[name].to_numpy(dtype=float)[order] + 0.0
         return pd.DataFrame({name: _joined(name, [values]) for name, values in out.items()})
