@@ -808,30 +808,29 @@ class Store:
             conn.execute(sa.insert(ValidationEvent.__table__), list(rows))  # type: ignore[attr-defined]
 
     def get_watermark(self, key: str) -> str | None:
-        with self.session() as session:
-            mark = session.get(Watermark, key)
-            return mark.value if mark else None
+        table = _WATERMARK_TABLE
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(table.c.value).where(table.c.key == key)).scalar()
+        return None if value is None else str(value)
 
     def set_watermark(self, key: str, value: str) -> None:
-        with self.session() as session:
-            mark = session.get(Watermark, key) or Watermark(key=key, value=value)
-            mark.value = value
-            mark.updated_at = utcnow()
-            session.add(mark)
-            session.commit()
+        self.set_watermarks({key: value})
 
     def set_watermarks(self, values: Mapping[str, str]) -> None:
-        """Set several watermarks in one transaction (a tick's scored watermarks)."""
+        """Set several watermarks in one transaction (a tick's scored watermarks): one
+        upsert, no session (the engine sets a few every tick)."""
         if not values:
             return
-        with self.session() as session:
-            now = utcnow()
-            for key, value in values.items():
-                mark = session.get(Watermark, key) or Watermark(key=key, value=value)
-                mark.value = value
-                mark.updated_at = now
-                session.add(mark)
-            session.commit()
+        table = _WATERMARK_TABLE
+        now = utcnow()
+        stmt = self._dialect_insert(table).values(
+            [{"key": key, "value": value, "updated_at": now} for key, value in values.items()]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
 
     def watermarks_like(self, key: str) -> dict[str, str]:
         """Watermarks named ``key`` or ``key`` with a suffix (e.g. every shard's clock)."""
@@ -1050,6 +1049,7 @@ def _column(name: str, values: np.ndarray, strings: dict[str, str] | None = None
 
 _ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
 _RUN_TABLE = Run.__table__  # type: ignore[attr-defined]
+_WATERMARK_TABLE = Watermark.__table__  # type: ignore[attr-defined]
 SCORE_TABLE = "score"
 log = logging.getLogger(__name__)
 
