@@ -663,19 +663,25 @@ class Store:
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
         """Widen the first/last reading time of the (registered) devices in a frame:
         one executemany UPDATE whatever the number of devices."""
+        import numpy as np
         import pandas as pd
 
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
-        spans = (
-            pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()})
-            .groupby("device_id", observed=True)["ts"]
-            .agg(["min", "max"])
-        )
+        # per device (sorted, as a groupby gives them): its first and last time
+        codes, uniques = pd.factorize(frame["device_id"].to_numpy(), sort=True)
+        stamps = ts.to_numpy(dtype=np.int64)
+        if (codes < 0).any():  # no id: not a device
+            stamps, codes = stamps[codes >= 0], codes[codes >= 0]
+        first = np.full(len(uniques), np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(len(uniques), np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, codes, stamps)
+        np.maximum.at(last, codes, stamps)
+        ids = [str(i) for i in uniques]
         if self.partitions is not None:  # PostgreSQL: one UPDATE ... FROM unnest, not one per device
             with self.engine.begin() as conn:
-                pg.widen_device_spans(conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist())
+                pg.widen_device_spans(conn, ids, first.tolist(), last.tolist())
             return
-        rows = list(zip(spans.index.astype(str).tolist(), spans["min"].tolist(), spans["max"].tolist()))
+        rows = list(zip(ids, first.tolist(), last.tolist()))
         self.executemany_tuples("device_spans", _device_span_update, ("b_id", "b_first", "b_last"), rows)
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
