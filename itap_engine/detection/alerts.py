@@ -36,6 +36,7 @@ import json
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -370,6 +371,11 @@ class AlertTracker:
         any_above = np.add.reduceat(above, starts).astype(bool).tolist() if len(starts) else []
         last_ts = ts[ends - 1].tolist()
         device_of = self._devices
+        # the rows as Python values: the loop below reads them one at a time, and a
+        # numpy scalar costs several times a Python int or float in every operation
+        ts_of, score_of, limit_of = ts.tolist(), score.tolist(), limits.tolist()
+        family_of = family.tolist()
+        contributors_list = contributors.tolist() if contributors is not None else None
         for b, (lo, hi, name) in enumerate(zip(starts.tolist(), ends.tolist(), devices[starts].tolist(), strict=True)):
             key = (profile, str(name))
             state = device_of.get(key)
@@ -380,46 +386,46 @@ class AlertTracker:
                     close(state)
                 state.count += hi - lo
                 continue
-            rows_above = np.flatnonzero(above[lo:hi]) + lo
+            rows_above = (np.flatnonzero(above[lo:hi]) + lo).tolist()
             if state is None:
                 state = device_of.setdefault(key, _DeviceState())
             base = state.count - lo  # device reading index of frame row r is base + r
             for r in rows_above:
                 idx = base + r
-                if state.incident is not None and ts[r] > state.incident.last_above_ts + quiet:
+                if state.incident is not None and ts_of[r] > state.incident.last_above_ts + quiet:
                     close(state)
                 while state.recent and state.recent[0][0] <= idx - n:
                     state.recent.popleft()
-                state.recent.append((idx, family[r]))
+                state.recent.append((idx, family_of[r]))
                 entry = state.incident
                 if entry is not None:
-                    self._extend(entry, r, ts, score, family, contributors, float(limits[r]), n)
+                    self._extend(entry, r, ts_of, score_of, family_of, contributors_list, limit_of[r], n)
                     if not entry.extended:
                         entry.extended = True
                         extended.append(entry)
                     touched[id(entry.alert)] = entry.alert
-                elif len(state.recent) >= k and not silenced(key[1], int(ts[r])):
+                elif len(state.recent) >= k and not silenced(key[1], ts_of[r]):
                     counts = Counter(f for _, f in state.recent)
                     best = max(counts.values())
-                    fam = family[r] if counts[family[r]] == best else counts.most_common(1)[0][0]
+                    fam = family_of[r] if counts[family_of[r]] == best else counts.most_common(1)[0][0]
                     alert = Alert(
                         profile=profile,
                         device_id=key[1],
                         family=str(fam),
-                        opened_ts=int(ts[r]),
-                        last_ts=int(ts[r]),
-                        threshold=float(limits[r]),
+                        opened_ts=ts_of[r],
+                        last_ts=ts_of[r],
+                        threshold=limit_of[r],
                         model_version_id=version,
                         peak_score=-np.inf,
                     )
-                    entry = _Open(alert, last_above_ts=int(ts[r]))
-                    self._extend(entry, r, ts, score, family, contributors, float(limits[r]), n)
+                    entry = _Open(alert, last_above_ts=ts_of[r])
+                    self._extend(entry, r, ts_of, score_of, family_of, contributors_list, limit_of[r], n)
                     entry.extended = True
                     extended.append(entry)
                     state.incident = entry
                     new_alerts.append(alert)
                     opened_ids.add(id(alert))
-            if state.incident is not None and ts[hi - 1] >= state.incident.last_above_ts + quiet:
+            if state.incident is not None and last_ts[b] >= state.incident.last_above_ts + quiet:
                 close(state)
             state.count += hi - lo
         for entry in extended:
@@ -436,10 +442,10 @@ class AlertTracker:
         self,
         entry: _Open,
         r: int,
-        ts: np.ndarray,
-        score: np.ndarray,
-        family: np.ndarray,
-        contributors: np.ndarray | None,
+        ts: Sequence[int],
+        score: Sequence[float],
+        family: Sequence[Any],
+        contributors: Sequence[Any] | None,
         threshold: float,
         n: int,
     ) -> None:
