@@ -6,9 +6,10 @@ import time
 
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from itap_engine.snapshot import Snapshot
 from itap_tui.filtering import DEVICE_KEYS, Filter, why_empty
@@ -32,6 +33,7 @@ class FleetScreen(LiveScreen):
             tooltip="Filter devices: id, profile, status, state or key:value",
             priority=True,
         ),
+        Binding("escape", "clear_filter", "Clear filter", show=False, tooltip="Clear the filter applied with /"),
         Binding("s", "sort", "Sort", tooltip="Cycle the sort: status, score, device, profile, state"),
         Binding("S", "reverse_sort", "Reverse", show=False, tooltip="Reverse the sort order"),
         Binding("o", "resort", "Re-sort", show=False, tooltip="Re-sort now (the order holds still while you move)"),
@@ -177,6 +179,18 @@ class FleetScreen(LiveScreen):
     # ------------------------------------------------------------------ actions
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()
+
+    def action_clear_filter(self) -> None:
+        """``esc`` with a filter applied clears it (what the empty table's hint says);
+        without one, ``esc`` goes on to the app (back to live from a past time)."""
+        if not self.filter:
+            raise SkipAction()
+        bar = self.query_one(FilterBar)
+        bar.query_one(Input).value = ""
+        bar.error = ""
+        self.filter = Filter()
+        self._resort = True
+        self._rerender()
 
     @on(FilterBar.Changed)
     def _filter_changed(self, event: FilterBar.Changed) -> None:
