@@ -552,6 +552,11 @@ class DeviceTable(DataTable):
         self.rows = self._rows  # type: ignore[assignment]
         self._data = _Data(self)  # type: ignore[assignment]
         self._cell_cache: LRUCache[str, tuple[DeviceRow, tuple[object, ...], dict[ColumnKey, Text]]] = LRUCache(4096)
+        self._version = 0
+        self._versions: dict[str, int] = {}
+        """The version of each device's cells (a new one each time they are built)."""
+        self._frame_key: tuple[object, ...] | None = None
+        self._frame: dict[str, Any] = {}
         self._drawn = [0] * len(COLUMNS)
         self._widen_scheduled = False
         self._palette = Palette()
@@ -622,6 +627,7 @@ class DeviceTable(DataTable):
 
     def notify_style_update(self) -> None:
         self._row_styles = {}
+        self._frame_key = None
         super().notify_style_update()
 
     def _render_cell(
@@ -641,22 +647,26 @@ class DeviceTable(DataTable):
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
+        if row_key is None or column_key is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cells = self._cells(row_key.value or "")
         cache_key = (
             row_key,
+            row_index,
             column_key,
+            width,
             base_style,
             cursor,
             hover,
             self._show_hover_cursor,
-            self._update_count,
+            self.show_cursor,
+            self._versions.get(row_key.value or ""),  # the cells' content, not every view's
             self._pseudo_class_state,
         )
         lines = self._cell_render_cache.get(cache_key)
         if lines is not None:
             return lines
-        if row_key is None or column_key is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        cell = self._cells(row_key.value or "")[column_key]  # type: ignore[index]
+        cell = cells[column_key]
         fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
         component_style, post_style = self._get_styles_to_render_cell(
             False,
@@ -686,6 +696,92 @@ class DeviceTable(DataTable):
         self._cell_render_cache[cache_key] = lines
         return lines
 
+    def _frame_context(self, base_style: Style) -> dict[str, Any]:
+        """What every data line of a frame shares (component styles, column widths),
+        computed once per frame instead of once per line as DataTable does."""
+        columns = self.ordered_columns
+        widths = tuple(column.get_render_width(self) for column in columns)
+        key = (
+            base_style,
+            widths,
+            self.size.width,
+            self.fixed_columns,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        if key != self._frame_key:
+            fixed = self.get_component_styles("datatable--fixed").rich_style + Style.from_meta({"fixed": True})
+            table_width = sum(widths[self.fixed_columns :]) + self._row_label_column_width
+            self._frame_key = key
+            self._frame = {
+                "widths": widths,
+                "fixed_style": fixed,
+                "remaining": max(0, self.size.width - table_width),
+                "extend": {},
+                "rows": {},
+            }
+        return self._frame
+
+    def _render_line_in_row(  # type: ignore[override]
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Any,
+        hover_location: Any,
+    ) -> tuple[list[list[Segment]], list[list[Segment]]]:
+        """DataTable's line of a row, for a data row of a row-cursor table without row
+        labels: the same segments (a test compares both), with what every line of the
+        frame shares computed once, and the line kept until its device's cells, its
+        place, the cursor or the frame change (not dropped at every tick)."""
+        device = row_key.value if row_key is not self._header_row_key else None
+        row_index = self.view.index.get(device, -1) if device is not None else -1
+        if (
+            row_index < 0
+            or line_no != 0
+            or self.cursor_type != "row"
+            or (self._labelled_row_exists and self.show_row_labels)
+        ):
+            return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
+        frame = self._frame_context(base_style)
+        cursor = cursor_location.row == row_index
+        hover = hover_location.row == row_index
+        self._cells(device or "")  # builds them (and their version) if the row changed
+        key = (device, row_index, self._versions.get(device or ""), cursor, hover)
+        rows: dict[tuple[object, ...], tuple[list[list[Segment]], list[list[Segment]]]] = frame["rows"]
+        found = rows.get(key)
+        if found is not None:
+            return found
+        widths = frame["widths"]
+        render_cell = self._render_cell
+        fixed_row = [
+            render_cell(row_index, index, frame["fixed_style"], widths[index], cursor=cursor, hover=hover)[0]
+            for index in range(self.fixed_columns)
+        ]
+        row_style = self._get_row_style(row_index, base_style)
+        scrollable_row = [
+            render_cell(row_index, index, row_style, width, cursor=cursor, hover=hover)[0]
+            for index, width in enumerate(widths)
+        ]
+        extend_key = (row_index, cursor, hover)
+        extend_style = frame["extend"].get(extend_key)
+        if extend_style is None:
+            component, _ = self._get_styles_to_render_cell(
+                False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor, False, False
+            )
+            extend_style = (
+                row_style + component + Style.from_meta({"row": row_index, "column": 0, "out_of_bounds": True})
+            )
+            if len(frame["extend"]) > 512:
+                frame["extend"].clear()
+            frame["extend"][extend_key] = extend_style
+        scrollable_row.append([Segment(" " * frame["remaining"], extend_style)])
+        if len(rows) > 2048:
+            rows.clear()
+        pair = rows[key] = (fixed_row, scrollable_row)
+        return pair
+
     def _cells(self, device: str) -> dict[ColumnKey, Text]:
         """The device's cells, built when first drawn after its row changed."""
         view = self.view
@@ -696,6 +792,8 @@ class DeviceTable(DataTable):
             return cached[2]
         cells = row_cells(row, view.profiles.get(row.profile), self._palette, mark, silenced)
         mapping = {ColumnKey(key): cell for (key, _), cell in zip(COLUMNS, cells, strict=True)}
+        self._version += 1
+        self._versions[device] = self._version
         self._cell_cache.set(device, (row, (mark, silenced, self._palette), mapping))
         wider = False
         for index, cell in enumerate(cells):
@@ -727,6 +825,7 @@ class DeviceTable(DataTable):
     def clear(self, columns: bool = False):  # type: ignore[no-untyped-def]
         self.view = FleetView()
         self._cell_cache.clear()
+        self._versions.clear()
         self._changed()
         return self
 
@@ -816,6 +915,7 @@ class DeviceTable(DataTable):
         if palette != self._palette:
             self._palette = palette
             self._cell_cache.clear()
+            self._versions.clear()
             self._changed()
         request = ViewRequest(snapshot, flt, sort, reverse, reorder, dict(marks or {}), self._generation)
         if now or (len(snapshot.devices) <= self.inline_rows and not self._planning):

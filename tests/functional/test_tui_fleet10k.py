@@ -12,8 +12,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.segment import Segment
-from test_tui import ready, wait_for
+from test_tui import ready, tick, wait_for
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from textual.widgets._data_table import RowKey
 
 from itap_bench.fake_facade import PROFILES, FakeFacade
 from itap_engine.snapshot import DeviceRow
@@ -117,6 +119,42 @@ async def test_cells_are_drawn_as_datatable_draws_them() -> None:
                     table._update_count += 1  # no cache shared between the two
                     theirs = DataTable._render_cell(table, row, column, style, width, cursor=cursor)
                     assert list(Segment.simplify(ours[0])) == list(Segment.simplify(theirs[0])), (row, column)
+
+
+async def test_lines_are_drawn_as_datatable_draws_them() -> None:
+    """The table's own line of a row (its per-frame shortcuts and its line cache kept
+    across views) equals DataTable's, segment for segment: rows under and off the
+    cursor and the hover, before and after a tick, a sort and a theme change."""
+    facade = FakeFacade(devices=30, extra_devices=("[bold red]x[/]", "pompé-🚀"))
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+
+        def compare() -> None:
+            style = table.rich_style
+            table._pseudo_class_state = table.get_pseudo_class_state()
+            for hover, shown in ((Coordinate(0, 0), False), (Coordinate(3, 2), True), (Coordinate(4, 0), False)):
+                table._show_hover_cursor = shown
+                for row in range(min(table.row_count, 12)):
+                    key = RowKey(table.cursor_device if row == table.cursor_row else table.view.order[row])
+                    ours = table._render_line_in_row(key, 0, style, table.cursor_coordinate, hover)
+                    table._update_count += 1  # no cache shared between the two
+                    theirs = DataTable._render_line_in_row(table, key, 0, style, table.cursor_coordinate, hover)
+                    assert [list(Segment.simplify(cell)) for part in ours for cell in part] == [
+                        list(Segment.simplify(cell)) for part in theirs for cell in part
+                    ], (row, hover)
+
+        await pilot.press("down", "down")
+        compare()
+        await tick(pilot, facade)
+        compare()
+        await pilot.press("s")
+        await _settled(pilot, table)
+        compare()
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        compare()
 
 
 rows = st.builds(
