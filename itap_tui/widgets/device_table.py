@@ -711,7 +711,7 @@ class DeviceTable(DataTable):
             self._pseudo_class_state,
         )
         if key != self._frame_key:
-            fixed = self.get_component_styles("datatable--fixed").rich_style + Style.from_meta({"fixed": True})
+            fixed = self.get_component_styles("datatable--fixed").rich_style  # its meta comes with the cell's
             table_width = sum(widths[self.fixed_columns :]) + self._row_label_column_width
             self._frame_key = key
             self._frame = {
@@ -720,6 +720,8 @@ class DeviceTable(DataTable):
                 "remaining": max(0, self.size.width - table_width),
                 "extend": {},
                 "rows": {},
+                "plain": {},
+                "metas": {},
             }
         return self._frame
 
@@ -748,22 +750,40 @@ class DeviceTable(DataTable):
         cursor = cursor_location.row == row_index
         hover = hover_location.row == row_index
         self._cells(device or "")  # builds them (and their version) if the row changed
-        key = (device, row_index, self._versions.get(device or ""), cursor, hover)
+        version = self._versions.get(device or "")
+        key = (device, row_index, version, cursor, hover)
         rows: dict[tuple[object, ...], tuple[list[list[Segment]], list[list[Segment]]]] = frame["rows"]
         found = rows.get(key)
         if found is not None:
             return found
-        widths = frame["widths"]
-        render_cell = self._render_cell
-        fixed_row = [
-            render_cell(row_index, index, frame["fixed_style"], widths[index], cursor=cursor, hover=hover)[0]
-            for index in range(self.fixed_columns)
-        ]
+        # the row's segments without the cells' (row, column) meta, kept by device: a
+        # row that moves (a sort) or comes back (a page key) is not drawn again
         row_style = self._get_row_style(row_index, base_style)
-        scrollable_row = [
-            render_cell(row_index, index, row_style, width, cursor=cursor, hover=hover)[0]
-            for index, width in enumerate(widths)
-        ]
+        plain_key = (device, version, row_index % 2, cursor, hover)
+        plain = frame["plain"].get(plain_key)
+        if plain is None:
+            plain = self._plain_row(device or "", frame, row_style, cursor, hover)
+            if len(frame["plain"]) > 2048:
+                frame["plain"].clear()
+            frame["plain"][plain_key] = plain
+        metas: dict[tuple[int, int], Style] = frame["metas"]
+        if len(metas) > 4096:
+            metas.clear()
+
+        def with_meta(cell: list[Segment], column: int, fixed: bool) -> list[Segment]:
+            meta = metas.get((row_index, column if not fixed else -1 - column))
+            if meta is None:
+                meta = Style.from_meta(
+                    {"fixed": True, "row": row_index, "column": column}
+                    if fixed
+                    else {"row": row_index, "column": column}
+                )
+                metas[(row_index, column if not fixed else -1 - column)] = meta
+            return [Segment(text, style + meta if style is not None else meta) for text, style, _ in cell]
+
+        fixed_plain, scrollable_plain = plain
+        fixed_row = [with_meta(cell, index, True) for index, cell in enumerate(fixed_plain)]
+        scrollable_row = [with_meta(cell, index, False) for index, cell in enumerate(scrollable_plain)]
         extend_key = (row_index, cursor, hover)
         extend_style = frame["extend"].get(extend_key)
         if extend_style is None:
@@ -781,6 +801,42 @@ class DeviceTable(DataTable):
             rows.clear()
         pair = rows[key] = (fixed_row, scrollable_row)
         return pair
+
+    def _plain_row(
+        self, device: str, frame: dict[str, Any], row_style: Style, cursor: bool, hover: bool
+    ) -> tuple[list[list[Segment]], list[list[Segment]]]:
+        """A row's cells as :meth:`_render_cell` draws them, less the (row, column) meta."""
+        cells = self._cells(device)
+        widths = frame["widths"]
+        pad = self.cell_padding
+        blank = Style.null()
+        console = self.app.console
+        css_fg = self.cursor_foreground_priority == "css"
+        css_bg = self.cursor_background_priority == "css"
+        texts: list[list[Segment]] = []
+        for key, _ in COLUMNS:
+            cell = cells[ColumnKey(key)]
+            if cell.spans:
+                texts.append(list(cell.render(console, end="")))
+            else:  # Text.render leaves the text's own style to its caller then
+                texts.append([Segment(cell.plain, console.get_style(cell.style, default=Style.null()))])
+
+        def draw(index: int, base: Style, fixed: bool) -> list[Segment]:
+            component, post = self._get_styles_to_render_cell(
+                False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor, css_fg, css_bg
+            )
+            line = [
+                Segment(" " * pad, blank),
+                *Segment.adjust_line_length(texts[index], max(0, widths[index] - 2 * pad), style=blank),
+                Segment(" " * pad, blank),
+            ]
+            return list(Segment.apply_style(line, style=base + component, post_style=post))
+
+        fixed = [draw(index, frame["fixed_style"], True) for index in range(self.fixed_columns)]
+        scrollable = [
+            draw(index, row_style, index < self.fixed_columns) for index in range(min(len(widths), len(texts)))
+        ]
+        return fixed, scrollable
 
     def _cells(self, device: str) -> dict[ColumnKey, Text]:
         """The device's cells, built when first drawn after its row changed."""
