@@ -107,6 +107,47 @@ def sort_key(column: str):  # type: ignore[no-untyped-def]
     return lambda r: r.device_id
 
 
+VECTOR_SORT_ROWS = 1000
+"""Above this many rows, :func:`sorted_ids` sorts with numpy over key columns."""
+
+
+def sorted_ids(rows: Sequence[DeviceRow], column: str, reverse: bool = False) -> list[str]:
+    """The ids of ``rows`` in the order ``sorted(rows, key=sort_key(column), reverse=reverse)``
+    gives. Every sort key ends with the (unique) id, so the order is total and the
+    reverse is the order backwards. Above :data:`VECTOR_SORT_ROWS` rows, a lexsort
+    over key columns (ids ranked once), 2-3 times faster at 10,000 devices; a test
+    checks both agree (scores are never NaN: a NaN has no place in either order)."""
+    if len(rows) <= VECTOR_SORT_ROWS:
+        return [row.device_id for row in sorted(rows, key=sort_key(column), reverse=reverse)]
+    return _sorted_ids_numpy(rows, column, reverse)
+
+
+def _sorted_ids_numpy(rows: Sequence[DeviceRow], column: str, reverse: bool) -> list[str]:
+    n = len(rows)
+    ids = [row.device_id for row in rows]
+    by_id = sorted(range(n), key=ids.__getitem__)
+    if column not in ("status", "score", "profile", "state"):
+        perm: Any = by_id
+    else:
+        id_rank = np.empty(n, dtype=np.intp)
+        id_rank[by_id] = np.arange(n)
+        if column == "status":
+            rank = np.fromiter((-STATUS_RANK.get(r.status, 0) for r in rows), dtype=float, count=n)
+            score = np.fromiter((-(r.score or 0.0) for r in rows), dtype=float, count=n)
+            perm = np.lexsort((id_rank, score, rank))
+        elif column == "score":
+            score = np.fromiter((-(r.score if r.score is not None else -1.0) for r in rows), dtype=float, count=n)
+            perm = np.lexsort((id_rank, score))
+        else:
+            words = [(r.profile if column == "profile" else r.state) or "" for r in rows]
+            code = {word: i for i, word in enumerate(sorted(set(words)))}
+            perm = np.lexsort((id_rank, np.fromiter((code[w] for w in words), dtype=np.intp, count=n)))
+    order = [ids[i] for i in perm]
+    if reverse:
+        order.reverse()
+    return order
+
+
 # ---------------------------------------------------------------------- one row
 def _key_signals(row: DeviceRow, profile: ProfileInfo | None) -> tuple[str, ...]:
     return profile.key_signals if profile else tuple(row.values)[:3]
@@ -328,6 +369,8 @@ class FleetView:
     silenced: Mapping[str, Silence] = field(default_factory=dict)
     profiles: Mapping[str, ProfileInfo] = field(default_factory=dict)
     generation: int = 0
+    source: Snapshot | None = field(default=None, compare=False, repr=False)
+    """The snapshot planned (a key's re-plan of the same one reuses its rows and counts)."""
     plan_ms: float = 0.0
     """How long planning took (the benchmark reads it)."""
 
@@ -337,14 +380,17 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
     began = time.perf_counter()
     snapshot = request.snapshot
     prev = previous or FleetView()
-    rows = {row.device_id: row for row in snapshot.devices}
+    same = previous is not None and previous.source is snapshot  # a key re-plans the view shown
+    rows = dict(prev.rows) if same else {row.device_id: row for row in snapshot.devices}
     silenced = dict(snapshot.silenced)
     marks = dict(request.marks)
     changed: set[str]
     if previous is None:
         changed = set(rows)
     else:
-        if snapshot.changed is not None and snapshot.base_seq == previous.seq:
+        if same:
+            changed = set()
+        elif snapshot.changed is not None and snapshot.base_seq == previous.seq:
             changed = set(snapshot.changed)
         else:
             changed = {d for d, row in rows.items() if previous.rows.get(d) is not row}
@@ -378,8 +424,7 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
         matches.update(zip((row.device_id for row in asked), fleet_matches(flt, asked).tolist(), strict=True))
         shown_ids = [d for d in rows if matches[d]]
     if request.reorder or previous is None:
-        ordered = sorted((rows[d] for d in shown_ids), key=sort_key(request.sort), reverse=request.reverse)
-        order = [row.device_id for row in ordered]
+        order = sorted_ids([rows[d] for d in shown_ids], request.sort, request.reverse)
     else:
         wanted = set(shown_ids)
         order = [d for d in prev.order if d in wanted]
@@ -394,10 +439,12 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
             for index, width in enumerate(row_widths(row, profile, marks.get(device), silenced.get(device))):
                 if width > widths[index]:
                     widths[index] = width
-    counts: dict[str, int] = {}
-    for row in snapshot.devices:
-        counts[row.status] = counts.get(row.status, 0) + 1
+    counts: dict[str, int] = dict(prev.counts) if same else {}
+    if not same:
+        for row in snapshot.devices:
+            counts[row.status] = counts.get(row.status, 0) + 1
     return FleetView(
+        source=snapshot,
         seq=snapshot.seq,
         rows=rows,
         order=order,

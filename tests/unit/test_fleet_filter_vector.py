@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from itap_engine.snapshot import DeviceRow
 from itap_tui.filtering import Filter
-from itap_tui.widgets.device_table import fleet_matches
+from itap_tui.widgets.device_table import _sorted_ids_numpy, fleet_matches, sort_key, sorted_ids
 
 WORDS = (
     "pump",
@@ -74,3 +74,30 @@ def test_fleet_matches_equals_matches_device(fleet: list[DeviceRow], text: str) 
 def test_fleet_matches_of_no_filter_and_no_rows() -> None:
     assert fleet_matches(Filter(), []).tolist() == []
     assert fleet_matches(Filter.parse("pump"), []).tolist() == []
+
+
+sortable = st.builds(
+    DeviceRow,
+    device_id=st.text(min_size=1, max_size=6),
+    profile=st.sampled_from(["pump", "aircraft", "Fan", ""]),
+    site=st.none(),
+    state=st.sampled_from([None, "", "RUN", "idle", "Idle"]),
+    values=st.just({}),
+    score=st.one_of(st.none(), st.sampled_from([0.0, -0.0, 0.5, 1.0]), st.floats(-5, 5, allow_nan=False)),
+    threshold=st.none(),
+    status=st.sampled_from(["ok", "warning", "critical", "stale", "untrained", "other"]),
+    last_ts=st.none(),
+    injected_fault=st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(sortable, max_size=60, unique_by=lambda r: r.device_id),
+    st.sampled_from(["status", "score", "device", "profile", "state"]),
+    st.booleans(),
+)
+def test_the_vectorised_sort_equals_sorted(fleet: list[DeviceRow], column: str, reverse: bool) -> None:
+    expected = [row.device_id for row in sorted(fleet, key=sort_key(column), reverse=reverse)]
+    assert _sorted_ids_numpy(fleet, column, reverse) == expected
+    assert sorted_ids(fleet, column, reverse) == expected
