@@ -107,6 +107,10 @@ def sort_key(column: str):  # type: ignore[no-untyped-def]
     return lambda r: r.device_id
 
 
+SHARED_CELLS = frozenset({1, 3, 5, 6})
+"""Columns whose cells take few distinct texts (status, state, fault, profile): each
+text is drawn once a frame and shared by the rows that show it."""
+
 VECTOR_SORT_ROWS = 1000
 """Above this many rows, :func:`sorted_ids` sorts with numpy over key columns."""
 
@@ -769,6 +773,7 @@ class DeviceTable(DataTable):
                 "rows": {},
                 "plain": {},
                 "metas": {},
+                "shared": {},
             }
         return self._frame
 
@@ -860,28 +865,41 @@ class DeviceTable(DataTable):
         console = self.app.console
         css_fg = self.cursor_foreground_priority == "css"
         css_bg = self.cursor_background_priority == "css"
-        texts: list[list[Segment]] = []
-        for key, _ in COLUMNS:
-            cell = cells[ColumnKey(key)]
+
+        def text_of(index: int) -> list[Segment]:
+            cell = cells[ColumnKey(COLUMNS[index][0])]
             if cell.spans:
-                texts.append(list(cell.render(console, end="")))
-            else:  # Text.render leaves the text's own style to its caller then
-                texts.append([Segment(cell.plain, console.get_style(cell.style, default=Style.null()))])
+                return list(cell.render(console, end=""))
+            return [Segment(cell.plain, console.get_style(cell.style, default=Style.null()))]  # as Text.render would
+
+        shared: dict[tuple[object, ...], list[Segment]] = frame["shared"]
+        if len(shared) > 4096:
+            shared.clear()
 
         def draw(index: int, base: Style, fixed: bool) -> list[Segment]:
+            key: tuple[object, ...] | None = None
+            if index in SHARED_CELLS:  # few distinct texts (a status, a state): drawn once a frame
+                cell = cells[ColumnKey(COLUMNS[index][0])]
+                key = (index, cell.plain, tuple(cell.spans), cell.style, base, fixed, cursor, hover)
+                found = shared.get(key)
+                if found is not None:
+                    return found
             component, post = self._get_styles_to_render_cell(
                 False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor, css_fg, css_bg
             )
             line = [
                 Segment(" " * pad, blank),
-                *Segment.adjust_line_length(texts[index], max(0, widths[index] - 2 * pad), style=blank),
+                *Segment.adjust_line_length(text_of(index), max(0, widths[index] - 2 * pad), style=blank),
                 Segment(" " * pad, blank),
             ]
-            return list(Segment.apply_style(line, style=base + component, post_style=post))
+            drawn = list(Segment.apply_style(line, style=base + component, post_style=post))
+            if key is not None:
+                shared[key] = drawn
+            return drawn
 
         fixed = [draw(index, frame["fixed_style"], True) for index in range(self.fixed_columns)]
         scrollable = [
-            draw(index, row_style, index < self.fixed_columns) for index in range(min(len(widths), len(texts)))
+            draw(index, row_style, index < self.fixed_columns) for index in range(min(len(widths), len(COLUMNS)))
         ]
         return fixed, scrollable
 
