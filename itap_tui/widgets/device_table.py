@@ -427,8 +427,11 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
             asked = list(rows.values())
         matches.update(zip((row.device_id for row in asked), fleet_matches(flt, asked).tolist(), strict=True))
         shown_ids = [d for d in rows if matches[d]]
+    held: Mapping[str, int] | None = None
     if request.reorder or previous is None:
         order = sorted_ids([rows[d] for d in shown_ids], request.sort, request.reverse)
+    elif not flt and not prev.filter and len(prev.order) == len(rows) and rows.keys() == prev.rows.keys():
+        order, held = prev.order, prev.index  # a tick while the order holds: the same rows in place
     else:
         wanted = set(shown_ids)
         order = [d for d in prev.order if d in wanted]
@@ -452,7 +455,7 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
         seq=snapshot.seq,
         rows=rows,
         order=order,
-        index={d: i for i, d in enumerate(order)},
+        index=held if held is not None else {d: i for i, d in enumerate(order)},
         widths=tuple(widths),
         filter=flt,
         matches=matches,
