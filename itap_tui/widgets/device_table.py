@@ -111,6 +111,11 @@ SHARED_CELLS = frozenset({1, 3, 5, 6})
 """Columns whose cells take few distinct texts (status, state, fault, profile): each
 text is drawn once a frame and shared by the rows that show it."""
 
+PREFETCH_ROWS = 6
+PREFETCH_DELAY_S = 0.02
+"""Over :data:`INLINE_ROWS` devices, the rows a page key would show next are drawn
+ahead, this many at a time, this long after the last frame or piece."""
+
 VECTOR_SORT_ROWS = 1000
 """Above this many rows, :func:`sorted_ids` sorts with numpy over key columns."""
 
@@ -618,6 +623,7 @@ class DeviceTable(DataTable):
         self._choice: tuple[object, ...] | None = None
         self._planning = False
         self._queued: ViewRequest | None = None
+        self._prefetch_timer: Any = None
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -658,6 +664,35 @@ class DeviceTable(DataTable):
             return super().render_lines(crop)
         finally:
             self._line_style = None
+            if len(self.view.order) > self.inline_rows and self._prefetch_timer is None:
+                self._prefetch_timer = self.set_timer(PREFETCH_DELAY_S, self._prefetch)
+
+    def _prefetch(self) -> None:
+        """Draw (less their meta) the rows a page key would show next, a few rows at a
+        time while the loop is idle: PageDown and PageUp then only place them."""
+        self._prefetch_timer = None
+        if not self.is_mounted or not self.size.height:
+            return
+        base_style = self.rich_style
+        frame = self._frame_context(base_style)
+        height = max(1, self.scrollable_content_region.height - (self.header_height if self.show_header else 0))
+        top = self.scroll_offset.y
+        order = self.view.order
+        done = 0
+        for row_index in (*range(top + height, top + 2 * height), *range(top - 1, top - height - 1, -1)):
+            if not 0 <= row_index < len(order) or row_index == self.cursor_row:
+                continue
+            device = order[row_index]
+            self._cells(device)
+            key = (device, self._versions.get(device), row_index % 2, False, False)
+            if key in frame["plain"]:
+                continue
+            row_style = self._get_row_style(row_index, base_style)
+            frame["plain"][key] = self._plain_row(device, frame, row_style, False, False)
+            done += 1
+            if done >= PREFETCH_ROWS:  # the rest after the loop has looked at its queue
+                self._prefetch_timer = self.set_timer(PREFETCH_DELAY_S, self._prefetch)
+                return
 
     def render_line(self, y: int) -> Strip:
         """DataTable's, with the widget's style computed once a frame (the table has

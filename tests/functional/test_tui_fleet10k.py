@@ -219,3 +219,40 @@ def test_a_view_planned_from_the_last_equals_one_planned_afresh(steps, text) -> 
         assert {d for d, m in view.matches.items() if m} == {d for d, m in fresh.matches.items() if m}
         assert view.counts == fresh.counts
         previous = snapshot
+
+
+async def test_the_next_pages_are_drawn_ahead_so_a_page_key_only_places_them() -> None:
+    """Over ``inline_rows`` devices, the rows PageDown and PageUp would show are drawn
+    while the loop is idle; after PageDown only the cursor's row is drawn anew, and the
+    lines are DataTable's (compared in the tests above)."""
+    facade = FakeFacade(devices=FLEET, interval=3600.0)  # no tick during the test
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        height = table.scrollable_content_region.height - table.header_height
+        below = table.view.order[height : 2 * height]
+
+        def drawn_ahead() -> bool:
+            # the frame as drawing would find it now (the columns may have widened
+            # for the rows drawn ahead: then they are drawn ahead again)
+            plain = table._frame_context(table.rich_style)["plain"]
+            return not table._widen_scheduled and all(any(key[0] == device for key in plain) for device in below)
+
+        await wait_for(pilot, drawn_ahead, timeout=120)
+        built: list[str] = []
+        plain_row = table._plain_row
+
+        def counting(device, *args, **kwargs):  # type: ignore[no-untyped-def]
+            built.append(device)
+            return plain_row(device, *args, **kwargs)
+
+        table._plain_row = counting  # type: ignore[method-assign]
+        await pilot.press("pagedown")
+        await pilot.pause()
+        table.refresh()
+        await pilot.pause()
+        assert table.cursor_device in below
+        # of the rows now on screen only the cursor's was drawn anew (the rows built
+        # meanwhile are the next pages', drawn ahead again)
+        assert set(built) & set(below) <= {table.cursor_device}, built
+        await pilot.press("pageup")
