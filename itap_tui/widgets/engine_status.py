@@ -25,12 +25,9 @@ class EngineStatus(Static):
     def watch_problem(self, problem: bool) -> None:
         self.set_class(problem, "-problem")
 
-    def _set(self, text: Text) -> None:
-        self.update(text, layout=False)  # one line high (CSS): no layout pass (a full repaint) per snapshot
-
     def show(self, stats: EngineStats | None, palette: Palette, paused: bool = False, note: str = "") -> None:
         if stats is None:
-            self._set(Text("◌ waiting for the engine…", style=palette.muted))
+            self.update(Text("◌ waiting for the engine…", style=palette.muted))
             return
         self.paused = paused
         self.problem = bool(stats.last_error)
@@ -38,14 +35,14 @@ class EngineStatus(Static):
         if stats.mode == "replay":  # itap replay: the replay clock, never live
             from itap_tui.widgets.replay_header import replay_line
 
-            self._set(replay_line(stats, palette, paused))
+            self.update(replay_line(stats, palette, paused))
             return
         if stats.mode == "past":
             text.append("◀ PAST", style=f"bold reverse {palette.warning}")
             text.append("  at ", style="dim")
             text.append(fmt_dt(stats.sim_time), style="bold")
             text.append(" (sim)  not live: t or esc returns", style=f"bold {palette.warning}")
-            self._set(text)
+            self.update(text)
             return
         if paused:
             text.append("❚❚ PAUSED", style=f"bold {palette.warning}")
@@ -71,4 +68,4 @@ class EngineStatus(Static):
         if stats.last_error:
             text.append("  ✖ ", style=f"bold {palette.critical}")
             text.append(visible(stats.last_error), style=palette.critical)
-        self._set(text)
+        self.update(text)
