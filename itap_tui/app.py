@@ -58,6 +58,23 @@ from itap_tui.widgets.navigation import NAV_BINDINGS
 if TYPE_CHECKING:
     from itap_engine.config import Settings
 
+READ_ONLY_REFUSED = frozenset(
+    {
+        "inject_fault",
+        "retrain",
+        "time_travel",
+        "live",
+        "acknowledge",
+        "unacknowledge",
+        "acknowledge_all",
+        "mute",
+        "maintenance",
+        "note",
+    }
+)
+"""Actions a replay refuses (it cannot write, and it is the past already): its help
+leaves them out."""
+
 DARK = Palette(ok="#4EBF71", warning="#ffa62b", critical="#ff5f6d", accent="#58a6ff", muted="dim")
 LIGHT = Palette(ok="#1a7f37", warning="#9a6700", critical="#cf222e", accent="#0550ae", muted="dim")
 
@@ -429,6 +446,12 @@ class ItapApp(App[int]):
                 [Binding("enter", "", "Apply and return to the table"), Binding("escape", "", "Clear the filter")],
             ),
         ]
+        if self.read_only:  # list only what works here: no writes, no time travel, no fault dialog
+            sections = [
+                (title, [b for b in bindings if b.action not in READ_ONLY_REFUSED])
+                for title, bindings in sections
+                if title != "Fault dialog"
+            ]
         self.push_screen(HelpScreen(sections))
 
     def action_toggle_theme(self) -> None:
@@ -453,6 +476,11 @@ class ItapApp(App[int]):
     def attached(self) -> bool:
         """Showing a database another process writes: ``p`` cannot pause that engine."""
         return getattr(self.facade, "mode", "live") == "attached"
+
+    @property
+    def read_only(self) -> bool:
+        """Playing stored history (``itap replay``): writes and time travel are refused."""
+        return getattr(self.facade, "mode", "live") == "replay"
 
     def pause_help(self) -> str:
         if self.attached:

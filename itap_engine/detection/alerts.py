@@ -36,6 +36,7 @@ import json
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -227,6 +228,13 @@ class _Open:
     """signal -> (family, summed share over the incident's readings)."""
     recent_scores: deque = field(default_factory=deque)
     """Scores of the last n over-threshold readings (severity follows them)."""
+    # What the update in progress folded in, written to the alert once at its end
+    # (:meth:`AlertTracker._write_back`): setting a mapped attribute costs ~10 us, and
+    # an incident of every device of a 10k fleet is extended by each tick.
+    extended: bool = False
+    peak: float = float("-inf")
+    threshold: float = 0.0
+    push_changed: bool = False
 
 
 @dataclass
@@ -348,6 +356,7 @@ class AlertTracker:
         closed: list[Alert] = list(self._superseded)
         self._superseded = []
         new_alerts: list[Alert] = []
+        extended: list[_Open] = []
 
         def close(state: _DeviceState) -> None:
             entry = state.incident
@@ -357,49 +366,70 @@ class AlertTracker:
             entry.alert.closed_ts = int(entry.last_above_ts + quiet)
             closed.append(entry.alert)
 
-        for b in range(len(bounds) - 1):
-            lo, hi = bounds[b], bounds[b + 1]
-            key = (profile, str(devices[lo]))
-            state = self._devices.get(key)
-            rows_above = np.flatnonzero(above[lo:hi]) + lo
-            if state is None:
-                if len(rows_above) == 0:
+        # per device: its rows over the threshold (most devices have none), as plain ints
+        starts, ends = bounds[:-1], bounds[1:]
+        any_above = np.add.reduceat(above, starts).astype(bool).tolist() if len(starts) else []
+        last_ts = ts[ends - 1].tolist()
+        device_of = self._devices
+        # the rows as Python values: the loop below reads them one at a time, and a
+        # numpy scalar costs several times a Python int or float in every operation
+        ts_of, score_of, limit_of = ts.tolist(), score.tolist(), limits.tolist()
+        family_of = family.tolist()
+        contributors_list = contributors.tolist() if contributors is not None else None
+        for b, (lo, hi, name) in enumerate(zip(starts.tolist(), ends.tolist(), devices[starts].tolist(), strict=True)):
+            key = (profile, str(name))
+            state = device_of.get(key)
+            if not any_above[b]:
+                if state is None:
                     continue
-                state = self._devices.setdefault(key, _DeviceState())
+                if state.incident is not None and last_ts[b] >= state.incident.last_above_ts + quiet:
+                    close(state)
+                state.count += hi - lo
+                continue
+            rows_above = (np.flatnonzero(above[lo:hi]) + lo).tolist()
+            if state is None:
+                state = device_of.setdefault(key, _DeviceState())
             base = state.count - lo  # device reading index of frame row r is base + r
             for r in rows_above:
                 idx = base + r
-                if state.incident is not None and ts[r] > state.incident.last_above_ts + quiet:
+                if state.incident is not None and ts_of[r] > state.incident.last_above_ts + quiet:
                     close(state)
                 while state.recent and state.recent[0][0] <= idx - n:
                     state.recent.popleft()
-                state.recent.append((idx, family[r]))
+                state.recent.append((idx, family_of[r]))
                 entry = state.incident
                 if entry is not None:
-                    self._extend(entry, r, ts, score, family, contributors, float(limits[r]), n)
+                    self._extend(entry, r, ts_of, score_of, family_of, contributors_list, limit_of[r], n)
+                    if not entry.extended:
+                        entry.extended = True
+                        extended.append(entry)
                     touched[id(entry.alert)] = entry.alert
-                elif len(state.recent) >= k and not silenced(key[1], int(ts[r])):
+                elif len(state.recent) >= k and not silenced(key[1], ts_of[r]):
                     counts = Counter(f for _, f in state.recent)
                     best = max(counts.values())
-                    fam = family[r] if counts[family[r]] == best else counts.most_common(1)[0][0]
+                    fam = family_of[r] if counts[family_of[r]] == best else counts.most_common(1)[0][0]
                     alert = Alert(
                         profile=profile,
                         device_id=key[1],
                         family=str(fam),
-                        opened_ts=int(ts[r]),
-                        last_ts=int(ts[r]),
-                        threshold=float(limits[r]),
+                        opened_ts=ts_of[r],
+                        last_ts=ts_of[r],
+                        threshold=limit_of[r],
                         model_version_id=version,
                         peak_score=-np.inf,
                     )
-                    entry = _Open(alert, last_above_ts=int(ts[r]))
-                    self._extend(entry, r, ts, score, family, contributors, float(limits[r]), n)
+                    entry = _Open(alert, last_above_ts=ts_of[r])
+                    self._extend(entry, r, ts_of, score_of, family_of, contributors_list, limit_of[r], n)
+                    entry.extended = True
+                    extended.append(entry)
                     state.incident = entry
                     new_alerts.append(alert)
                     opened_ids.add(id(alert))
-            if state.incident is not None and ts[hi - 1] >= state.incident.last_above_ts + quiet:
+            if state.incident is not None and last_ts[b] >= state.incident.last_above_ts + quiet:
                 close(state)
             state.count += hi - lo
+        for entry in extended:
+            self._write_back(entry)
         self._persist(new_alerts, touched, closed)
         closed_ids = {id(a) for a in closed}
         return AlertChanges(
@@ -412,36 +442,55 @@ class AlertTracker:
         self,
         entry: _Open,
         r: int,
-        ts: np.ndarray,
-        score: np.ndarray,
-        family: np.ndarray,
-        contributors: np.ndarray | None,
+        ts: Sequence[int],
+        score: Sequence[float],
+        family: Sequence[Any],
+        contributors: Sequence[Any] | None,
         threshold: float,
         n: int,
     ) -> None:
-        """Fold over-threshold reading ``r`` into the device's incident."""
-        alert = entry.alert
+        """Fold over-threshold reading ``r`` into the device's incident (in ``entry``;
+        :meth:`_write_back` then sets the alert's columns)."""
+        if not entry.extended:
+            entry.peak = float(entry.alert.peak_score)
         entry.last_above_ts = int(ts[r])
-        alert.last_ts = int(ts[r])
         entry.families[str(family[r])] += 1
-        alert.family = entry.families.most_common(1)[0][0]
         value = float(score[r])
-        alert.peak_score = max(float(alert.peak_score), value)
+        entry.peak = max(entry.peak, value)
         entry.recent_scores.append(value)
         while len(entry.recent_scores) > n:
             entry.recent_scores.popleft()
-        # an open incident is at least a warning; it follows its last n readings up and down
-        critical = severity(max(entry.recent_scores), threshold or 0.0, self.rules.critical_ratio) == "critical"
-        alert.severity = "critical" if critical else "warning"
+        entry.threshold = threshold
         if contributors is not None and isinstance(contributors[r], (list, tuple)) and contributors[r]:
             for c in contributors[r]:
                 fam, total = entry.push.get(c.signal, (c.family, 0.0))
                 entry.push[c.signal] = (fam, total + float(c.share))
+            entry.push_changed = True
+
+    def _write_back(self, entry: _Open) -> None:
+        """Set the alert's columns from what the update folded into its incident: as
+        each reading would have left them, computed once."""
+        alert = entry.alert
+        # an open incident is at least a warning; it follows its last n readings up and down
+        critical = severity(max(entry.recent_scores), entry.threshold or 0.0, self.rules.critical_ratio) == "critical"
+        values: dict[str, object] = {
+            "last_ts": entry.last_above_ts,
+            "family": entry.families.most_common(1)[0][0],
+            "peak_score": entry.peak,
+            "severity": "critical" if critical else "warning",
+        }
+        if entry.push_changed:
             total = sum(v for _, v in entry.push.values()) or 1.0
             ranked = sorted(entry.push.items(), key=lambda item: -item[1][1])[:INCIDENT_CONTRIBUTORS]
-            alert.contributors = contributors_to_json(
+            values["contributors"] = contributors_to_json(
                 [Contributor(signal, fam, v / total) for signal, (fam, v) in ranked]
             )
+        for name, value in values.items():
+            # reading a mapped attribute is cheap, setting one is not: set what changed
+            current = getattr(alert, name)
+            if current != value or type(current) is not type(value):
+                setattr(alert, name, value)
+        entry.extended = entry.push_changed = False
 
     _TRACKED = ("status", "family", "severity", "last_ts", "closed_ts", "peak_score", "contributors")
     """The columns this tracker owns. Everything else (acknowledged, set by an operator

@@ -908,25 +908,23 @@ def insert_scores(store, profile: str, scored: pd.DataFrame, batch: int = 50_000
         contributors_to_json(items) if isinstance(items, (list, tuple)) and items else None
         for items in scored["contributors"].tolist()
     ]
-    records = [
-        {"profile": profile, "device_id": d, "ts": t, "score": s, "model_version_id": v, "contributors": c}
-        for d, t, s, v, c in zip(
+    records = list(
+        zip(
+            [profile] * len(scored),
             scored["device_id"].astype(str).tolist(),
             scored["ts"].astype(np.int64).tolist(),
             scored["score"].astype(float).tolist(),
             scored["model_version_id"].astype(int).tolist(),
             contributors,
         )
-    ]
+    )  # tuples, not a dict per row
     names = ["profile", "device_id", "ts", "score", "model_version_id", "contributors"]
-    copied = store.copy_rows(
-        "score", names, [tuple(r[n] for n in names) for r in records], ["profile", "device_id", "ts"]
-    )
+    copied = store.copy_rows("score", names, records, ["profile", "device_id", "ts"])
     if copied is not None:  # PostgreSQL
         return copied
     return sum(
-        store.executemany(
-            "insert_scores", lambda: _score_insert(store.engine.dialect.name), records[start : start + batch]
+        store.executemany_tuples(
+            "insert_scores", lambda: _score_insert(store.engine.dialect.name), names, records[start : start + batch]
         )
         for start in range(0, len(records), batch)
     )

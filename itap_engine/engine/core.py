@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 from sqlmodel import select
 
 from itap_engine.config import Settings
@@ -95,7 +96,7 @@ from itap_engine.engine.results import (
 )
 from itap_engine.engine.shards import Shard
 from itap_engine.errors import ItapError
-from itap_engine.ingest.pipeline import abort_dead_runs, ingest_frame
+from itap_engine.ingest.pipeline import IngestRun, abort_dead_runs
 from itap_engine.ingest.simulator import Simulator, fleet_simulators
 from itap_engine.snapshot import EngineStats, FaultCommandView, ProfileInfo, Progress, Snapshot
 from itap_engine.store import schema as models
@@ -199,6 +200,15 @@ class EngineCore:
         self.last_tick: TickResult | None = None
         self.last_error: str | None = None
         self.view = FleetView()
+        # reading back a tick's own rows from memory (see _new_readings)
+        self._fresh: dict[str, list[pd.DataFrame]] = {}
+        self._covered: dict[str, tuple[int, int]] = {}
+        """profile -> (scored watermark, clock) after the last read: every reading up
+        to the clock had been read then."""
+        self._runs_seen: int | None = None
+        self._others_running: set[int] = set()
+        self._writers_checked: TickResult | None = None
+        self._writers_quiet = False
         self._pending_models: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._swap_lock = threading.Lock()
@@ -448,6 +458,7 @@ class EngineCore:
     def _tick(self, sim_seconds: float, kind: str, inbox: bool) -> TickResult:
         assert self.sim_time is not None, "resume() first"
         laps = Laps()
+        self._fresh = {}
         self._swap_models()
         self.apply_commands()
         result = TickResult(self.sim_time, self.sim_time + timedelta(seconds=sim_seconds))
@@ -488,9 +499,17 @@ class EngineCore:
             frame = sim.generate(t0, t1)
             laps.lap("simulate")
             if len(frame):
-                report = ingest_frame(
-                    self.store, self.settings, profile, frame, source=f"sim:{profile}", kind=kind, now=t1, reap=False
+                run = IngestRun(
+                    self.store, self.settings, profile, kind=kind, source=f"sim:{profile}", now=t1, reap=False
                 )
+                run.kept = [] if self.store.is_sqlite else None
+                with run:  # as ingest_frame does, keeping the rows stored
+                    assert run.validator is not None
+                    run.validator.raw_names = {}
+                    run.add(frame)
+                report = run.report
+                if run.kept is not None:
+                    self._fresh[profile] = run.kept
                 result.sources.append(source_result(report, f"sim:{profile}", profile))
                 result.validation_alerts.extend(validation_rows(report))
                 laps.add(report.timings)
@@ -511,8 +530,11 @@ class EngineCore:
             since = self.scored_ms.get(profile, clock_ms)
             until = clock_ms if profile in self.simulators else None
             owned = self.owned_devices(profile)
-            readings = self.store.read_readings(profile, device_ids=owned, since_ms=since, until_ms=until)
+            readings = self._new_readings(profile, since, until, owned, result)
             laps.lap("read")
+            if until is not None:
+                # every reading of (since, until] was read now (none newer than what is scored next)
+                self._covered[profile] = (int(readings["ts"].max()) if len(readings) else since, until)
             if readings.empty:
                 continue
             self.view.readings(profile, readings)
@@ -540,6 +562,59 @@ class EngineCore:
         laps.skip()
         self.store.set_watermarks(marks)
         laps.lap("watermarks")
+
+    def _new_readings(
+        self, profile: str, since: int, until: int | None, owned: list[str] | None, result: TickResult
+    ) -> pd.DataFrame:
+        """The readings of ``(since, until]`` to score: on SQLite, when this tick stored
+        all of them itself (its simulated interval, stored as it is) and nothing else can
+        have (the window before it was read whole by the tick before; no inbox rows for
+        the profile; no other writer's run since the last look), the tick's own rows in
+        the form the read gives; otherwise read from the database."""
+        fresh = self._fresh.pop(profile, None)
+        t0 = to_ms(result.sim_from)
+        if (
+            fresh
+            and until is not None
+            and self._covered.get(profile) == (since, t0)
+            and not any(s.profile == profile and s.source != f"sim:{profile}" for s in result.sources)
+            and self._no_other_writer(result)
+        ):
+            frame = fresh[0] if len(fresh) == 1 else pd.concat(fresh, ignore_index=True)
+            if owned is not None:
+                frame = frame[frame["device_id"].isin(owned)]
+            return self.store.readings_like_read(profile, frame, since_ms=since, until_ms=until)
+        return self.store.read_readings(profile, device_ids=owned, since_ms=since, until_ms=until)
+
+    def _no_other_writer(self, result: TickResult) -> bool:
+        """Whether no run but this engine's stored anything since the last look, none
+        is running now, and none was running at the last look (its rows may have come
+        after that tick's read). Every writer of readings stores them in a run
+        (:class:`~itap_engine.ingest.pipeline.IngestRun`). Looked at once per tick."""
+        if self._writers_checked is result:
+            return self._writers_quiet
+        ours = {s.run_id for s in result.sources if s.run_id is not None}
+        table = models.Run.__table__  # type: ignore[attr-defined]
+        first = self._runs_seen is None
+        with self.store.engine.connect() as conn:
+            if first:
+                where = table.c.status == "running"
+                newest = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+            else:
+                where = table.c.id > self._runs_seen
+                if self._others_running:
+                    where = sa.or_(where, table.c.id.in_(sorted(self._others_running)))
+            rows = [
+                (int(i), str(status)) for i, status in conn.execute(sa.select(table.c.id, table.c.status).where(where))
+            ]
+        seen = self._runs_seen or 0
+        new_others = [i for i, _ in rows if i > seen and i not in ours]
+        running = {i for i, status in rows if status == "running" and i not in ours}
+        quiet = not first and not new_others and not running and not self._others_running
+        self._others_running = running
+        self._runs_seen = max([newest if first else seen, *(i for i, _ in rows)])
+        self._writers_checked, self._writers_quiet = result, quiet
+        return quiet
 
     # ------------------------------------------------------------------ housekeeping
     def housekeeping(self) -> dict[str, int]:

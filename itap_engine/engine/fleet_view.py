@@ -9,8 +9,10 @@ reads no readings or scores back from the database.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pandas as pd
+import sqlalchemy as sa
 
 from itap_engine.config import Settings
 from itap_engine.detection.scoring import TrainedModel
@@ -23,15 +25,79 @@ from itap_engine.snapshot.assemble import (
     build_snapshot,
     reading_anomaly,
 )
+from itap_engine.snapshot.dto import contributors_of
+from itap_engine.store import schema as models
 from itap_engine.store.queries import (
+    RECENT_CLOSED_ALERTS,
+    _with_notes,
     injected_faults,
-    open_and_recent_alerts,
     recent_validation_alerts,
     validation_problems,
 )
 from itap_engine.store.sql import Store
 
-__all__ = ["FleetView", "newest_per_device"]
+__all__ = ["AlertRows", "FleetView", "newest_per_device"]
+
+_ALERT_COLUMNS = (
+    "id",
+    "device_id",
+    "profile",
+    "last_ts",
+    "peak_score",
+    "severity",
+    "family",
+    "contributors",
+    "status",
+    "acknowledged",
+    "opened_ts",
+)
+
+
+class AlertRows:
+    """Open and recently closed alerts as the snapshot lists them: what
+    :func:`~itap_engine.store.queries.open_and_recent_alerts` gives, read as plain rows
+    (no ORM object per alert), and each row's :class:`AnomalyRow` kept from the
+    snapshot before when the alert's columns did not change (a 10k fleet has
+    thousands of open incidents, most unchanged in a tick)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[Any, ...], AnomalyRow] = {}
+
+    def read(self, store: Store, closed_limit: int = RECENT_CLOSED_ALERTS) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
+        table = models.Alert.__table__  # type: ignore[attr-defined]
+        columns = [table.c[name] for name in _ALERT_COLUMNS]
+        with store.engine.connect() as conn:
+            opened = conn.execute(
+                sa.select(*columns).where(table.c.status == "open").order_by(table.c.peak_score.desc())
+            ).all()
+            closed = conn.execute(
+                sa.select(*columns).where(table.c.status == "closed").order_by(table.c.id.desc()).limit(closed_limit)
+            ).all()
+        previous, self._rows = self._rows, {}
+        open_rows = [self._row(tuple(r), previous) for r in opened]
+        closed_rows = [self._row(tuple(r), previous) for r in closed]
+        with store.session() as session:
+            return _with_notes(session, open_rows), _with_notes(session, closed_rows)
+
+    def _row(self, values: tuple[Any, ...], previous: dict[tuple[Any, ...], AnomalyRow]) -> AnomalyRow:
+        row = previous.get(values)
+        if row is None:
+            alert_id, device_id, profile, last_ts, peak, severity, family, contributors, status, ack, opened = values
+            row = AnomalyRow(
+                device_id=device_id,
+                profile=profile,
+                ts=int(last_ts),
+                score=float(peak),
+                severity=severity,
+                family=family,
+                contributors=contributors_of(contributors),
+                alert_id=alert_id,
+                status=status,
+                acknowledged=bool(ack),
+                opened_ts=int(opened),
+            )
+        self._rows[values] = row
+        return row
 
 
 def newest_per_device(frame: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -53,6 +119,7 @@ class FleetView:
         self.latest_rows: dict[str, pd.DataFrame] = {}
         self.latest_scores: dict[str, pd.DataFrame] = {}
         self.reading_anomalies: list[AnomalyRow] = []
+        self.alerts = AlertRows()
 
     def start_tick(self) -> None:
         self.reading_anomalies = []
@@ -99,7 +166,7 @@ class FleetView:
         engine simulates) plus every other device with a reading in memory."""
         from itap_engine.detection.alerts import silences
 
-        open_alerts, recent_closed = open_and_recent_alerts(store)
+        open_alerts, recent_closed = self.alerts.read(store)
         own = {d for devices in simulated.values() for d in devices}
         profiles: dict[str, ProfileState] = {}
         for profile in settings.profiles:
@@ -107,7 +174,7 @@ class FleetView:
             scores = self.latest_scores.get(profile)
             devices = list(simulated.get(profile, ()))
             if latest is not None:
-                devices += [d for d in latest.index if d not in own]
+                devices += [d for d in latest.index.tolist() if d not in own]
             profiles[profile] = ProfileState(
                 devices=[FleetDevice(d, sites.get(d)) for d in devices],
                 latest=latest,

@@ -8,10 +8,11 @@ import json
 import logging
 import logging.handlers
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from itap_engine.config import Settings
 from itap_engine.engine.core import EngineCore, TickResult
@@ -36,6 +37,12 @@ log = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------- the engine
 Subscriber = Callable[[Snapshot], None]
+
+
+T = TypeVar("T")
+
+STOP_GRACE_S = 2.0
+"""How long stopping waits for a running tick before leaving it to end on its thread."""
 
 
 class Engine(SnapshotPublisher):
@@ -77,6 +84,13 @@ class Engine(SnapshotPublisher):
         self._busy = 0
         self._idle: asyncio.Event | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.stop_grace_s = STOP_GRACE_S
+        """How long :meth:`stop` waits for a running tick before leaving it behind."""
+        self._threads = 0
+        self._threads_lock = threading.Lock()
+        self._left: EngineCore | None = None
+        self.left_running = False
+        """True when the last :meth:`stop` left a tick running on its thread."""
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
@@ -187,32 +201,98 @@ class Engine(SnapshotPublisher):
         self._stopping = True
 
     async def stop(self) -> None:
-        """Stop the jobs, let a running tick finish, write the status, close the database."""
+        """Stop the jobs, write the status, close the database, release the lock.
+
+        A running tick gets :attr:`stop_grace_s` to finish. A longer one (a 10,000
+        device tick under load takes tens of seconds) is left on its own daemon
+        thread, so the caller returns now and the process can exit: the tick's thread
+        closes the store and releases the lock when it ends, and if the process exits
+        first the database rolls back the transaction it had open and frees the lock
+        with its connection. Each of the tick's writes is one transaction; a tick cut
+        short resumes as after a crash (the clock watermark moves only after the
+        interval is stored, and a stored interval is inserted again without conflict).
+        """
         if self.core is None:
             return
         self.phase = "stopping"  # a job that starts now returns at once
         if self._scheduler is not None:
             self._scheduler.pause()
-        if self._idle is not None:
+        if self._idle is not None and not self._idle.is_set():
             # let the running tick finish first: shutting the scheduler down cancels its
             # task, while the tick's thread would go on writing into a closing store
-            await self._idle.wait()
+            try:
+                await asyncio.wait_for(self._idle.wait(), self.stop_grace_s)
+            except TimeoutError:
+                with self._threads_lock:
+                    in_thread = self._threads
+                if not in_thread:  # a short step in a worker thread: wait for it as before
+                    await self._idle.wait()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
         core, self.core = self.core, None
         self.phase = "stopped"
+        with self._threads_lock:
+            self.left_running = self._threads > 0
+            if self.left_running:
+                self._left = core  # the last thread out closes it
+        if self.left_running:
+            log.warning("stopped during a tick: it ends on its own thread, which then closes the store")
+            return
+        await asyncio.to_thread(self._close, core)
+
+    def _close(self, core: EngineCore) -> None:
         try:
-            await asyncio.to_thread(self._write_status, core)
+            self._write_status(core)
         except Exception:
             log.exception("could not write the final engine status")
-        await asyncio.to_thread(core.close)
-        if self._lock is not None:
-            self._lock.release()
-        if self._shard_lock is not None:
-            await asyncio.to_thread(self._shard_lock.close)
-            self._shard_lock = None
+        try:
+            core.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+            if self._shard_lock is not None:
+                self._shard_lock.close()
+                self._shard_lock = None
         log.info("engine stopped after %d ticks", core.ticks)
+
+    def _in_thread(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """``function(*args)`` on a daemon thread (a tick, a snapshot): unlike
+        ``asyncio.to_thread``, whose pool the interpreter joins at exit, it cannot keep
+        the process alive after :meth:`stop` left it running."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._threads_lock:
+            self._threads += 1
+
+        def settle(result: Any, error: BaseException | None) -> None:
+            if future.cancelled():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+        def run() -> None:
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = function(*args)
+            except BaseException as raised:  # handed to the awaiting task
+                error = raised
+            finally:
+                with self._threads_lock:
+                    self._threads -= 1
+                    left = self._left if self._threads == 0 else None
+                    if left is not None:
+                        self._left = None
+                if left is not None:
+                    self._close(left)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=run, name="itap-engine-work", daemon=True).start()
+        return future
 
     # ------------------------------------------------------------------ subscribers
     async def refresh(self) -> None:
@@ -261,7 +341,7 @@ class Engine(SnapshotPublisher):
             return
         self.seq += 1
         try:
-            snapshot = await asyncio.to_thread(self._snapshot_work, core, self.seq, self._stats())
+            snapshot = await self._in_thread(self._snapshot_work, core, self.seq, self._stats())
         except Exception as error:
             self.last_error = self._error_text("snapshot", error)
             if self._latest is None:
@@ -311,7 +391,7 @@ class Engine(SnapshotPublisher):
                 await self._publish()
                 return None
             try:
-                result = await asyncio.to_thread(core.tick, sim_seconds)
+                result = await self._in_thread(core.tick, sim_seconds)
             except Exception as error:
                 self.last_error = self._error_text("tick", error)
                 await self._publish()

@@ -217,6 +217,10 @@ class IngestRun:
         self._started = 0.0
         self._report: IngestReport | None = None
         self.timings: dict[str, float] = {"validate": 0.0, "ingest": 0.0, "conflicts": 0.0, "runs": 0.0}
+        self.kept: list[pd.DataFrame] | None = None
+        """Set to a list to keep each chunk's accepted rows when all of them are now
+        stored as they are (inserted, or duplicates with equal values); None from the
+        first chunk that is not (conflicts, refusals, absent columns)."""
 
     def __enter__(self) -> IngestRun:
         began = time.perf_counter()
@@ -255,6 +259,9 @@ class IngestRun:
             self.inserted += inserted.inserted
             self.duplicates += inserted.duplicates
             self.conflicts += inserted.conflicts
+            if self.kept is not None:
+                stored_as_is = not absent and not inserted.conflicts and not len(inserted.failed)
+                self.kept = [*self.kept, accepted] if stored_as_is else None
             began = time.perf_counter()
             self._store_refusals(result, inserted)
             self.timings["runs"] += time.perf_counter() - began
@@ -320,7 +327,7 @@ class IngestRun:
             status = "warning" if (self.quarantined or self.conflicts or validation.warnings) else "ok"
             message = _summary(counts, validation)
         try:
-            self.store.finish_run(self.run_id, status=status, message=message[:2000], **counts)
+            self.store.close_run(self.run_id, status=status, message=message[:2000], **counts)
         except Exception:
             if exc is None:
                 raise

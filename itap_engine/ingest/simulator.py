@@ -125,7 +125,14 @@ class Simulator:
         self.scheduled: list[FaultEvent] = []
         self._segments: dict[tuple[str, int], _Segment] = {}
         self._noise_cache: dict[tuple[str, int], np.ndarray] = {}
+        self._noise_oldest: int | None = None
+        """The oldest segment in ``_noise_cache`` (None: empty)."""
+        self._windows: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+        """(first device, devices, segment) -> a tick's group arrays (:meth:`_window`)."""
+        self._random_events: tuple[tuple[int, int], dict[int, tuple[FaultEvent, ...]]] | None = None
         self._device_traits = {d: self._traits(d) for d in self.device_ids}
+        self._index = {device: d for d, device in enumerate(self.device_ids)}
+        self._signal_index = {name: i for i, name in enumerate(self.signals)}
 
     # ------------------------------------------------------------------ randomness
     def _rng(self, device_id: str, *key: int) -> np.random.Generator:
@@ -175,8 +182,13 @@ class Simulator:
             return cached
         noise = self._rng(device_id, 2, segment).standard_normal((self.segment_steps, 2 * len(self.signals)))
         if keep:
-            self._noise_cache[key] = noise
+            self._keep_noise(device_id, segment, noise)
         return noise
+
+    def _keep_noise(self, device_id: str, segment: int, noise: np.ndarray) -> None:
+        self._noise_cache[(device_id, segment)] = noise
+        if self._noise_oldest is None or segment < self._noise_oldest:
+            self._noise_oldest = segment
 
     # ------------------------------------------------------------------ faults
     def schedule(self, event: FaultEvent) -> None:
@@ -236,40 +248,45 @@ class Simulator:
         state_codes = np.empty((n_dev, n_steps), dtype=np.int64)
         labels = np.full((n_dev, n_steps), None, dtype=object)
         events = self._events_by_device(k0, k1)
+        # the window's first and last instants: a fault outside them touches no row
+        first = self.start + timedelta(seconds=k0 * self.freq_s)
+        last = self.start + timedelta(seconds=(k1 - 1) * self.freq_s)
         ramp = np.exp(-pos / _STATE_RAMP_STEPS)[None, :, None]
         seg_index = seg_of_step - first_seg
         # the arithmetic is done for a group of devices at once: all of them for a
         # tick, a few at a time for a long window (small temporaries stay in cache)
         group = max(1, _GROUP_READINGS // n_steps)
+        # a tick (a few steps inside one segment): the group's per-device arrays of that
+        # segment are gathered once and reused by every tick of the segment
+        tick = first_seg == last_seg and n_steps < self.segment_steps
         for lo in range(0, n_dev, group):
             devices = self.device_ids[lo : lo + group]
-            seg_states = np.array(
-                [
-                    [self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)]
-                    for device in devices
-                ]
-            )
-            noise = np.stack(
-                [
-                    np.concatenate(
-                        [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
-                    )[pos[0] : pos[0] + n_steps]
-                    for device in devices
-                ]
-            )  # (devices, steps, 2 * signals): measurement noise, then fault noise
+            if tick:
+                seg_states, segment_noise, offsets, phases = self._window(lo, devices, first_seg)
+                noise = segment_noise[:, pos[0] : pos[0] + n_steps]
+            else:
+                seg_states = self._segment_states(devices, first_seg, last_seg)
+                noise = np.stack(
+                    [
+                        np.concatenate(
+                            [self._segment_noise(device, s, keep=s == last_seg) for s in range(first_seg, last_seg + 1)]
+                        )[pos[0] : pos[0] + n_steps]
+                        for device in devices
+                    ]
+                )  # (devices, steps, 2 * signals): measurement noise, then fault noise
+                offsets, phases = self._device_arrays(devices)
             current = seg_states[:, 1:][:, seg_index]  # (devices, steps)
             previous = seg_states[:, :-1][:, seg_index]
             factor = (
                 self._state_factors[current] + (self._state_factors[previous] - self._state_factors[current]) * ramp
             )
-            offsets = np.array([self._device_traits[d][0] for d in devices])[:, None, :]
-            phases = np.array([self._device_traits[d][1] for d in devices])[:, None, :]
             level = self._baseline + offsets + self._daily * np.sin(day_angle[None, :, None] + phases)
             values[lo : lo + len(devices)] = level * factor + self._noise * noise[:, :, :n_sig]
             state_codes[lo : lo + len(devices)] = current
-            for d in range(lo, lo + len(devices)):
-                if d in events:
-                    self._apply_faults(d, events[d], ts, noise[d - lo, :, n_sig:], values, labels)
+            for d in range(lo, min(lo + len(devices), n_dev)):
+                touching = [e for e in events.get(d, ()) if e.start <= last and e.end > first]
+                if touching:
+                    self._apply_faults(d, touching, ts, noise[d - lo, :, n_sig:], values, labels)
         self._trim_noise_cache(last_seg)
 
         np.clip(values, self._low, self._high, out=values)  # sensors saturate at their range
@@ -286,6 +303,39 @@ class Simulator:
         frame["fault"] = pd.Series(labels.ravel(), dtype="str")
         return frame
 
+    def _segment_states(self, devices: Sequence[str], first_seg: int, last_seg: int) -> np.ndarray:
+        """(devices, segments + 1): the state of each device in the segment before
+        ``first_seg`` and in every segment up to ``last_seg``."""
+        return np.array(
+            [[self._segment(device, max(s, 0)).state for s in range(first_seg - 1, last_seg + 1)] for device in devices]
+        )
+
+    def _device_arrays(self, devices: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(devices, 1, signals) offsets and daily phases."""
+        offsets = np.array([self._device_traits[d][0] for d in devices])[:, None, :]
+        phases = np.array([self._device_traits[d][1] for d in devices])[:, None, :]
+        return offsets, phases
+
+    def _window(
+        self, lo: int, devices: Sequence[str], segment: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The arrays of a group of devices (starting at ``lo``) for one segment: states
+        (of the segment before and this one), noise of the whole segment (devices,
+        segment steps, 2 * signals), offsets and phases. Built once per segment; the
+        per-device noise cache then holds views into the group's array (no second copy)."""
+        key = (lo, len(devices), segment)
+        cached = self._windows.get(key)
+        if cached is not None:
+            return cached
+        for old in [k for k in self._windows if k[0] == lo]:
+            del self._windows[old]
+        noise = np.stack([self._segment_noise(device, segment, keep=True) for device in devices])
+        for i, device in enumerate(devices):
+            self._keep_noise(device, segment, noise[i])
+        cached = (self._segment_states(devices, segment, segment), noise, *self._device_arrays(devices))
+        self._windows[key] = cached
+        return cached
+
     @property
     def _start_second_of_day(self) -> float:
         s = self.start
@@ -295,16 +345,21 @@ class Simulator:
         """Device index -> its random and scheduled faults that may touch steps [k0, k1)."""
         first_seg = max(0, k0 // self.segment_steps - self._lookback_segments)
         last_seg = (k1 - 1) // self.segment_steps
-        index = {device: d for d, device in enumerate(self.device_ids)}
-        events: dict[int, list[FaultEvent]] = {}
-        for d, device in enumerate(self.device_ids):
-            for seg in range(first_seg, last_seg + 1):
-                fault = self._segment(device, seg).fault
-                if fault is not None:
-                    events.setdefault(d, []).append(fault)
-        for event in self.scheduled:
-            if event.device_id in index:
-                events.setdefault(index[event.device_id], []).append(event)
+        if self._random_events is None or self._random_events[0] != (first_seg, last_seg):
+            found: dict[int, list[FaultEvent]] = {}
+            for d, device in enumerate(self.device_ids):
+                for seg in range(first_seg, last_seg + 1):
+                    fault = self._segment(device, seg).fault
+                    if fault is not None:
+                        found.setdefault(d, []).append(fault)
+            # the random faults of these segments never change: found once per segment range
+            self._random_events = ((first_seg, last_seg), {d: tuple(e) for d, e in found.items()})
+        events = {d: list(e) for d, e in self._random_events[1].items()}
+        if self.scheduled:
+            index = self._index
+            for event in self.scheduled:
+                if event.device_id in index:
+                    events.setdefault(index[event.device_id], []).append(event)
         return events
 
     def _apply_faults(
@@ -316,7 +371,7 @@ class Simulator:
         values: np.ndarray,
         labels: np.ndarray,
     ) -> None:
-        index = {name: i for i, name in enumerate(self.signals)}
+        index = self._signal_index
         for event in events:
             start = np.datetime64(event.start, "ns")
             end = np.datetime64(event.end, "ns")
@@ -341,9 +396,14 @@ class Simulator:
             labels[d, active] = event.fault
 
     def _trim_noise_cache(self, last_seg: int) -> None:
+        if self._noise_oldest is None or self._noise_oldest >= last_seg:
+            return  # nothing older than last_seg is kept: no need to look at every key
         stale = [key for key in self._noise_cache if key[1] < last_seg]
         for key in stale:
             del self._noise_cache[key]
+        self._noise_oldest = min((key[1] for key in self._noise_cache), default=None)
+        for window in [k for k in self._windows if k[2] < last_seg]:
+            del self._windows[window]
 
 
 def fleet_simulators(settings: Settings, **overrides: object) -> list[Simulator]:

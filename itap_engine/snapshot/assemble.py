@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from itap_engine.snapshot.dto import (
@@ -94,6 +95,47 @@ def _text(value: Any) -> str | None:
     return None if value is None or pd.isna(value) else str(value)
 
 
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """:func:`_number` of each value, a float column at once."""
+    if values.dtype.kind == "f":
+        out: list[float | None] = values.tolist()
+        for k in np.flatnonzero(~np.isfinite(values)).tolist():
+            out[k] = None
+        return out
+    if values.dtype.kind in "iub":
+        return [float(v) for v in values.tolist()]
+    return [_number(v) for v in values.tolist()]
+
+
+def _latest_columns(
+    latest: pd.DataFrame | None, devices: Sequence[FleetDevice], signals: list[str]
+) -> tuple[list[bool], list[float | None], list[str | None], list[tuple[float | None, ...]]]:
+    """Per device (in ``devices``' order): whether ``latest`` has a row for it, its
+    time, state and signal values as the snapshot shows them (:func:`_number`,
+    :func:`_text`), one column at a time rather than a dict per row."""
+    n = len(devices)
+    if latest is None or not len(latest) or n == 0:
+        return [False] * n, [None] * n, [None] * n, [()] * n
+    at = latest.index.get_indexer([d.device_id for d in devices])
+    known = at >= 0
+    take = np.where(known, at, 0)
+
+    def column(name: str) -> np.ndarray | None:
+        if name not in latest.columns:
+            return None
+        return np.asarray(latest[name].to_numpy()[take])
+
+    nothing: list[Any] = [None] * n
+    ts = column("ts")
+    newest: list[float | None] = _numbers(ts) if ts is not None else nothing
+    state = column("state")
+    states: list[str | None] = [_text(v) for v in state.tolist()] if state is not None else nothing
+    values = [_numbers(c) if (c := column(name)) is not None else nothing for name in signals]
+    readings: list[tuple[float | None, ...]] = list(zip(*values, strict=True)) if values else [()] * n
+    present: list[bool] = known.tolist()
+    return present, newest, states, readings
+
+
 @dataclass(frozen=True)
 class FleetDevice:
     """A device as the snapshot lists it: where it sits and what it was last known at."""
@@ -151,15 +193,13 @@ def build_snapshot(
         state_of = profiles.get(profile)
         if state_of is None or not state_of.devices:
             continue
-        latest = state_of.latest
-        columns = [c for c in ("ts", "state", *spec.signals) if latest is not None and c in latest.columns]
-        records = latest[columns].to_dict("index") if latest is not None and len(latest) else {}
-        for device in state_of.devices:
-            record = records.get(device.device_id)
-            if record is not None:
-                values = {s: _number(record.get(s)) for s in spec.signals}
-                state = _text(record.get("state"))
-                ts = _number(record.get("ts"))
+        signals = list(spec.signals)
+        known, newest, states, readings = _latest_columns(state_of.latest, state_of.devices, signals)
+        for i, device in enumerate(state_of.devices):
+            if known[i]:
+                values = dict(zip(signals, readings[i], strict=True))
+                state = states[i]
+                ts = newest[i]
                 last_ts = int(ts) if ts is not None else device.last_ts
             else:
                 values, state, last_ts = dict.fromkeys(spec.signals), None, device.last_ts

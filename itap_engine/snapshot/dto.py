@@ -15,6 +15,7 @@ threads and kept by a screen without copying.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -397,10 +398,23 @@ def contributors_of(value: Any) -> tuple[ContributorView, ...]:
     if isinstance(value, float) and math.isnan(value):
         return ()
     if isinstance(value, str):
-        try:
-            value = json.loads(value) if value else []
-        except ValueError:
-            return ()
+        return _contributors_of_text(value)
+    return _contributors_of_items(value)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _contributors_of_text(value: str) -> tuple[ContributorView, ...]:
+    """Contributors from their JSON text, parsed once per distinct text (a snapshot
+    reads every open incident's text, mostly the same as the snapshot before's; the
+    result is immutable, so it is shared)."""
+    try:
+        items = json.loads(value) if value else []
+    except ValueError:
+        return ()
+    return _contributors_of_items(items)
+
+
+def _contributors_of_items(value: Any) -> tuple[ContributorView, ...]:
     out = []
     for item in value or ():
         if isinstance(item, dict):

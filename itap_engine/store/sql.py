@@ -330,6 +330,30 @@ class Store:
         with self.writing(), self.engine.begin() as conn:
             return max(conn.exec_driver_sql(sql, params).rowcount, 0)
 
+    def executemany_tuples(
+        self, key: str, build: Callable[[], sa.Executable], names: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> int:
+        """:meth:`executemany` with each row a tuple of the parameters ``names`` (no
+        dict per row: a 10,000-device tick passes 10,000 rows)."""
+        if not rows:
+            return 0
+        cached = self._compiled.get(key)
+        if cached is None:
+            compiled = build().compile(dialect=self.engine.dialect)  # type: ignore[attr-defined]
+            order = list(compiled.positiontup or []) if compiled.positional else None
+            cached = self._compiled[key] = (str(compiled), order)
+        sql, order = cached
+        params: Sequence[Any]
+        if order is None:
+            params = [dict(zip(names, row, strict=True)) for row in rows]
+        elif order == list(names):
+            params = rows
+        else:
+            at = [list(names).index(n) for n in order]
+            params = [tuple(row[i] for i in at) for row in rows]
+        with self.writing(), self.engine.begin() as conn:
+            return max(conn.exec_driver_sql(sql, params).rowcount, 0)
+
     # ------------------------------------------------------------------ ingestion
     def insert_readings(
         self, profile: str, frame: pd.DataFrame, batch_rows: int | None = None, *, on_conflict: str | None = None
@@ -639,23 +663,26 @@ class Store:
     def _touch_devices(self, profile: str, frame: pd.DataFrame) -> None:
         """Widen the first/last reading time of the (registered) devices in a frame:
         one executemany UPDATE whatever the number of devices."""
+        import numpy as np
         import pandas as pd
 
         ts = frame["ts"] if pd.api.types.is_integer_dtype(frame["ts"].dtype) else pd.Series(to_epoch_ms(frame["ts"]))
-        spans = (
-            pd.DataFrame({"device_id": frame["device_id"].to_numpy(), "ts": ts.to_numpy()})
-            .groupby("device_id", observed=True)["ts"]
-            .agg(["min", "max"])
-        )
+        # per device (sorted, as a groupby gives them): its first and last time
+        codes, uniques = pd.factorize(frame["device_id"].to_numpy(), sort=True)
+        stamps = ts.to_numpy(dtype=np.int64)
+        if (codes < 0).any():  # no id: not a device
+            stamps, codes = stamps[codes >= 0], codes[codes >= 0]
+        first = np.full(len(uniques), np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(len(uniques), np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, codes, stamps)
+        np.maximum.at(last, codes, stamps)
+        ids = [str(i) for i in uniques]
         if self.partitions is not None:  # PostgreSQL: one UPDATE ... FROM unnest, not one per device
             with self.engine.begin() as conn:
-                pg.widen_device_spans(conn, [str(i) for i in spans.index], spans["min"].tolist(), spans["max"].tolist())
+                pg.widen_device_spans(conn, ids, first.tolist(), last.tolist())
             return
-        rows = [
-            {"b_id": str(i), "b_first": int(f), "b_last": int(last)}
-            for i, f, last in zip(spans.index, spans["min"], spans["max"])
-        ]
-        self.executemany("device_spans", _device_span_update, rows)
+        rows = list(zip(ids, first.tolist(), last.tolist()))
+        self.executemany_tuples("device_spans", _device_span_update, ("b_id", "b_first", "b_last"), rows)
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
         """Declare devices (with a site) before they report."""
@@ -729,26 +756,32 @@ class Store:
     # ------------------------------------------------------------------ runs and watermarks
     def start_run(self, kind: str, source: str = "", profile: str | None = None, message: str = "") -> int:
         """A new ``running`` run row; ``message`` may name its owner (pid and host)."""
-        with self.writing(), self.session() as session:
-            run = Run(kind=kind, source=source[:512], profile=profile, message=message)  # the column's length
-            session.add(run)
-            session.commit()
-            assert run.id is not None
-            return run.id
+        run = Run(kind=kind, source=source[:512], profile=profile, message=message)  # the column's length
+        values = {c.name: getattr(run, c.name) for c in _RUN_TABLE.columns if c.name != "id"}
+        # one INSERT on a connection, not a session (an engine tick opens a run per source)
+        with self.writing(), self.engine.begin() as conn:
+            key = conn.execute(sa.insert(_RUN_TABLE).values(values)).inserted_primary_key
+            assert key is not None
+            return int(key[0])
 
     def finish_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> Run:
-        with self.writing(), self.session() as session:
+        """Close a run (:meth:`close_run`) and return it as stored."""
+        self.close_run(run_id, status=status, message=message, **counts)
+        with self.session() as session:
             run = session.get(Run, run_id)
             if run is None:
                 raise StoreError(f"run {run_id} does not exist")
-            for name, value in counts.items():
-                setattr(run, name, int(value))
-            run.status = status
-            run.message = message
-            run.finished_at = utcnow()
-            session.add(run)
-            session.commit()
             return run
+
+    def close_run(self, run_id: int, *, status: str = "ok", message: str = "", **counts: int) -> None:
+        """Close a run with its counts and status: one UPDATE (an engine tick closes a
+        run per source), nothing read back."""
+        table = _RUN_TABLE
+        values: dict[str, Any] = {name: int(value) for name, value in counts.items()}
+        values.update(status=status, message=message, finished_at=utcnow())
+        with self.writing(), self.engine.begin() as conn:
+            if not conn.execute(sa.update(table).where(table.c.id == run_id).values(values)).rowcount:
+                raise StoreError(f"run {run_id} does not exist")
 
     def abort_stale_runs(self, kinds: Sequence[str] | None = None, ids: Sequence[int] | None = None) -> int:
         """Mark runs left 'running' by a killed process as aborted (all of them, or
@@ -781,30 +814,29 @@ class Store:
             conn.execute(sa.insert(ValidationEvent.__table__), list(rows))  # type: ignore[attr-defined]
 
     def get_watermark(self, key: str) -> str | None:
-        with self.session() as session:
-            mark = session.get(Watermark, key)
-            return mark.value if mark else None
+        table = _WATERMARK_TABLE
+        with self.engine.connect() as conn:
+            value = conn.execute(sa.select(table.c.value).where(table.c.key == key)).scalar()
+        return None if value is None else str(value)
 
     def set_watermark(self, key: str, value: str) -> None:
-        with self.session() as session:
-            mark = session.get(Watermark, key) or Watermark(key=key, value=value)
-            mark.value = value
-            mark.updated_at = utcnow()
-            session.add(mark)
-            session.commit()
+        self.set_watermarks({key: value})
 
     def set_watermarks(self, values: Mapping[str, str]) -> None:
-        """Set several watermarks in one transaction (a tick's scored watermarks)."""
+        """Set several watermarks in one transaction (a tick's scored watermarks): one
+        upsert, no session (the engine sets a few every tick)."""
         if not values:
             return
-        with self.session() as session:
-            now = utcnow()
-            for key, value in values.items():
-                mark = session.get(Watermark, key) or Watermark(key=key, value=value)
-                mark.value = value
-                mark.updated_at = now
-                session.add(mark)
-            session.commit()
+        table = _WATERMARK_TABLE
+        now = utcnow()
+        stmt = self._dialect_insert(table).values(
+            [{"key": key, "value": value, "updated_at": now} for key, value in values.items()]
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"], set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
 
     def watermarks_like(self, key: str) -> dict[str, str]:
         """Watermarks named ``key`` or ``key`` with a suffix (e.g. every shard's clock)."""
@@ -894,6 +926,61 @@ class Store:
                 cursor.close()
         return pd.DataFrame({name: _joined(name, chunks) for name, chunks in parts.items()})
 
+    def readings_like_read(
+        self, profile: str, frame: pd.DataFrame, *, since_ms: int | None = None, until_ms: int | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``frame`` (as :meth:`insert_readings` takes them) in the form
+        :meth:`read_readings` returns them once stored: every column of the table, ``ts``
+        as epoch ms, text with None for missing, numbers as floats, ordered by device and
+        time, the time bounds applied. What a caller that has just stored ``frame`` (and
+        knows nothing else was stored) would read back, without the read."""
+        import numpy as np
+        import pandas as pd
+
+        table = self.readings_table(profile)
+        n = len(frame)
+        ts = (
+            frame["ts"].to_numpy(dtype=np.int64)
+            if pd.api.types.is_integer_dtype(frame["ts"].dtype)
+            else to_epoch_ms(frame["ts"])
+        )
+        keep = np.ones(n, dtype=bool)
+        if since_ms is not None:
+            keep &= ts > since_ms
+        if until_ms is not None:
+            keep &= ts <= until_ms
+
+        def text(name: str) -> np.ndarray:
+            values = frame[name].to_numpy(dtype=object)
+            missing = pd.isna(values)
+            if missing.any():
+                values = values.copy()
+                values[missing] = None
+            return values
+
+        devices = text("device_id")
+        # ORDER BY device_id, ts: SQLite compares text by its UTF-8 bytes, the order of
+        # code points, as Python does; a simulated interval comes in that order already
+        later = (devices[1:] > devices[:-1]) | ((devices[1:] == devices[:-1]) & (ts[1:] > ts[:-1]))
+        if later.all():
+            order = np.flatnonzero(keep)
+        else:
+            codes = pd.factorize(devices, sort=True)[0]
+            order = np.lexsort((ts, codes))
+            order = order[keep[order]]
+        out: dict[str, Any] = {}
+        for column in table.columns:
+            name = column.name
+            if name == "ts":
+                out[name] = ts[order]
+            elif name not in frame.columns:
+                out[name] = _column(name, np.full(len(order), None, dtype=object))
+            elif name in _TEXT_COLUMNS:
+                out[name] = devices[order] if name == "device_id" else text(name)[order]
+            else:  # a REAL column gives back the double stored, 0.0 for -0.0
+                out[name] = frame[name].to_numpy(dtype=float)[order] + 0.0
+        return pd.DataFrame({name: _joined(name, [values]) for name, values in out.items()})
+
     def count_readings(self, profile: str) -> int:
         table = self.readings_table(profile)
         with self.engine.connect() as conn:
@@ -967,6 +1054,8 @@ def _column(name: str, values: np.ndarray, strings: dict[str, str] | None = None
 
 
 _ORPHANS_CHECKED_KEY = "store.orphan_devices_checked"
+_RUN_TABLE = Run.__table__  # type: ignore[attr-defined]
+_WATERMARK_TABLE = Watermark.__table__  # type: ignore[attr-defined]
 SCORE_TABLE = "score"
 log = logging.getLogger(__name__)
 

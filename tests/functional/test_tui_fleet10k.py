@@ -12,8 +12,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.segment import Segment
-from test_tui import ready, wait_for
+from test_tui import ready, tick, wait_for
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable
+from textual.widgets._data_table import RowKey
 
 from itap_bench.fake_facade import PROFILES, FakeFacade
 from itap_engine.snapshot import DeviceRow
@@ -119,6 +121,42 @@ async def test_cells_are_drawn_as_datatable_draws_them() -> None:
                     assert list(Segment.simplify(ours[0])) == list(Segment.simplify(theirs[0])), (row, column)
 
 
+async def test_lines_are_drawn_as_datatable_draws_them() -> None:
+    """The table's own line of a row (its per-frame shortcuts and its line cache kept
+    across views) equals DataTable's, segment for segment: rows under and off the
+    cursor and the hover, before and after a tick, a sort and a theme change."""
+    facade = FakeFacade(devices=30, extra_devices=("[bold red]x[/]", "pompé-🚀"))
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+
+        def compare() -> None:
+            style = table.rich_style
+            table._pseudo_class_state = table.get_pseudo_class_state()
+            for hover, shown in ((Coordinate(0, 0), False), (Coordinate(3, 2), True), (Coordinate(4, 0), False)):
+                table._show_hover_cursor = shown
+                for row in range(min(table.row_count, 12)):
+                    key = RowKey(table.cursor_device if row == table.cursor_row else table.view.order[row])
+                    ours = table._render_line_in_row(key, 0, style, table.cursor_coordinate, hover)
+                    table._update_count += 1  # no cache shared between the two
+                    theirs = DataTable._render_line_in_row(table, key, 0, style, table.cursor_coordinate, hover)
+                    assert [list(Segment.simplify(cell)) for part in ours for cell in part] == [
+                        list(Segment.simplify(cell)) for part in theirs for cell in part
+                    ], (row, hover)
+
+        await pilot.press("down", "down")
+        compare()
+        await tick(pilot, facade)
+        compare()
+        await pilot.press("s")
+        await _settled(pilot, table)
+        compare()
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        compare()
+
+
 rows = st.builds(
     DeviceRow,
     device_id=st.text(min_size=1, max_size=12),
@@ -181,3 +219,40 @@ def test_a_view_planned_from_the_last_equals_one_planned_afresh(steps, text) -> 
         assert {d for d, m in view.matches.items() if m} == {d for d, m in fresh.matches.items() if m}
         assert view.counts == fresh.counts
         previous = snapshot
+
+
+async def test_the_next_pages_are_drawn_ahead_so_a_page_key_only_places_them() -> None:
+    """Over ``inline_rows`` devices, the rows PageDown and PageUp would show are drawn
+    while the loop is idle; after PageDown only the cursor's row is drawn anew, and the
+    lines are DataTable's (compared in the tests above)."""
+    facade = FakeFacade(devices=FLEET, interval=3600.0)  # no tick during the test
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        height = table.scrollable_content_region.height - table.header_height
+        below = table.view.order[height : 2 * height]
+
+        def drawn_ahead() -> bool:
+            # the frame as drawing would find it now (the columns may have widened
+            # for the rows drawn ahead: then they are drawn ahead again)
+            plain = table._frame_context(table.rich_style)["plain"]
+            return not table._widen_scheduled and all(any(key[0] == device for key in plain) for device in below)
+
+        await wait_for(pilot, drawn_ahead, timeout=120)
+        built: list[str] = []
+        plain_row = table._plain_row
+
+        def counting(device, *args, **kwargs):  # type: ignore[no-untyped-def]
+            built.append(device)
+            return plain_row(device, *args, **kwargs)
+
+        table._plain_row = counting  # type: ignore[method-assign]
+        await pilot.press("pagedown")
+        await pilot.pause()
+        table.refresh()
+        await pilot.pause()
+        assert table.cursor_device in below
+        # of the rows now on screen only the cursor's was drawn anew (the rows built
+        # meanwhile are the next pages', drawn ahead again)
+        assert set(built) & set(below) <= {table.cursor_device}, built
+        await pilot.press("pageup")

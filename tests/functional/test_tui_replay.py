@@ -233,3 +233,53 @@ def test_itap_replay_command_line(history, capsys, monkeypatch) -> None:  # type
     # --from -2h (no '='): two hours before the newest reading, up to it, at the given speed
     code, err = run_cli(["replay", *config, "--from", "-2h", "--speed", "300"], capsys, monkeypatch)
     assert code == 0 and err == f"launched {span[1] - timedelta(hours=2)} {span[1]} 300.0", err
+
+
+REPLAY_REFUSES = {
+    "inject_fault",
+    "retrain",
+    "time_travel",
+    "acknowledge",
+    "unacknowledge",
+    "acknowledge_all",
+    "mute",
+    "maintenance",
+    "note",
+}
+"""The actions ``ReplayApp`` answers with "a replay is read-only"."""
+
+
+async def test_the_replay_help_lists_only_keys_that_work_in_a_replay(
+    history: tuple[Path, datetime, datetime],
+) -> None:
+    """The help of a replay leaves out what a replay refuses (faults, acks, mutes,
+    notes, retrain, time travel and the fault dialog) and lists the replay's keys."""
+    from itap_tui.app import ItapApp
+    from itap_tui.screens import AnomaliesScreen, FleetScreen, HelpScreen
+
+    folder, started, _opened = history
+    app = replay_app(folder, started, started + timedelta(hours=1))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        entries = app.screen.entries()
+        texts = {description for _, _, description in entries}
+        refused = [
+            b
+            for b in (*ItapApp.BINDINGS, *FleetScreen.BINDINGS, *AnomaliesScreen.BINDINGS, *FaultModal.BINDINGS)
+            if b.action in REPLAY_REFUSES
+        ]
+        assert refused
+        for binding in refused:
+            assert (binding.tooltip or binding.description) not in texts, binding.description
+        assert not any(section == "Fault dialog" for section, _, _ in entries)
+        for wanted in ("Pause or play the replay", "Pause and move one step forward", "Play faster", "Play slower"):
+            assert wanted in texts, wanted
+        listed = {keys for _, keys, _ in entries}
+        for key in ("f", "r", "t", "m", "N"):  # the keys the test above sees refused
+            assert not any(
+                key in keys.split(", ") and section in ("Everywhere", "Fleet") for section, keys, _ in entries
+            ), key
+        assert "/" in listed
+        await pilot.press("escape", "q")

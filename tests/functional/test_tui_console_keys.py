@@ -1,0 +1,46 @@
+"""Console keys that must do what the screen says they do."""
+
+from __future__ import annotations
+
+from test_tui import ready, table_devices, tick
+
+from itap_bench.fake_facade import FakeFacade
+from itap_tui.app import ItapApp
+from itap_tui.screens import FleetScreen
+from itap_tui.widgets import DeviceTable
+
+
+async def test_esc_clears_an_applied_filter_as_the_hint_says() -> None:
+    """After ``/aircraft`` and enter the table has the focus; ``esc`` there clears the
+    filter (the empty-table hint says "esc clears the filter"), and the input is empty
+    the next time ``/`` opens it."""
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        fleet = app.screen
+        assert isinstance(fleet, FleetScreen)
+        table = fleet.query_one(DeviceTable)
+        await pilot.press("slash", *"aircraft", "enter")
+        await pilot.pause()
+        assert table_devices(table) == ["ac-001", "ac-002"] and app.focused is table
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not fleet.filter
+        assert table.row_count == 10
+        assert "filter:" not in str(fleet.query_one("#fleet-summary").render())
+        await tick(pilot, facade)
+        assert table.row_count == 10  # the next snapshot does not bring the filter back
+        await pilot.press("slash")
+        from textual.widgets import Input
+
+        assert isinstance(app.focused, Input) and app.focused.value == ""
+        await pilot.press("escape")
+        # a filter that matches nothing: the hint names esc, and esc brings the fleet back
+        await pilot.press("slash", *"nosuchdevice", "enter")
+        await pilot.pause()
+        assert table.row_count == 0
+        assert "esc clears the filter" in str(fleet.query_one("#fleet-empty").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert table.row_count == 10 and app.screen is fleet
