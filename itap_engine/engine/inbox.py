@@ -40,7 +40,7 @@ def import_inbox(store: Store, settings: Settings, result: TickResult, clock: da
     for path in files:
         try:
             wall = datetime.now(UTC).replace(tzinfo=None)
-            reports = csv_import.import_csv(store, settings, path, now=max(wall, clock or wall))
+            report = csv_import.import_csv(store, settings, path, now=max(wall, clock or wall))
         except Exception as error:  # a bad file must not stop the engine
             message = f"{path.name}: {short_error(error)}"
             log.exception("inbox file %s failed", path)
@@ -48,12 +48,8 @@ def import_inbox(store: Store, settings: Settings, result: TickResult, clock: da
             result.sources.append(SourceResult(str(path.name), None, None, status="error", error=message))
             _move(path, inbox / "failed")
             continue
-        if not isinstance(reports, list | tuple):
-            reports = [reports]  # type: ignore[assignment]
-        for report in reports:  # type: ignore[attr-defined]
-            profile = getattr(report, "profile", None)
-            result.sources.append(source_result(report, path.name, profile))
-            result.validation_alerts.extend(validation_rows(report))
+        result.sources.append(source_result(report, path.name, report.profile))
+        result.validation_alerts.extend(validation_rows(report))
         _move(path, inbox / "done")
 
 

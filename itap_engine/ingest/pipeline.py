@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,9 +49,40 @@ from itap_engine.store.protocol import TelemetryStore
 from itap_engine.store.schema import utcnow
 from itap_engine.store.sql import InsertResult
 
-__all__ = ["IngestReport", "IngestRun", "abort_dead_runs", "ingest_frame", "ingest_source"]
+__all__ = ["IngestCounts", "IngestReport", "IngestRun", "abort_dead_runs", "ingest_frame", "ingest_source"]
 
 _OWNER = re.compile(r"^pid (\d+) on (\S+)")
+
+
+class IngestCounts(Protocol):
+    """The row accounting of one or more ingestion runs, as an operator reads it:
+    an :class:`IngestReport`, or the runs of a fleet simulated in partitions added up
+    (:class:`~itap_engine.compute.simulate.SimulateResult`)."""
+
+    @property
+    def run_id(self) -> int | str:
+        """The run, or the runs as text (``12..31``)."""
+
+    @property
+    def runs(self) -> int:
+        """How many runs the counts add up."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def rows_in(self) -> int: ...
+    @property
+    def inserted(self) -> int: ...
+    @property
+    def duplicates(self) -> int: ...
+    @property
+    def conflicts(self) -> int: ...
+    @property
+    def quarantined(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -78,6 +109,11 @@ class IngestReport:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     """Seconds per step: validate, ingest (store the accepted rows), conflicts (the
     comparison of keys already stored) and runs (run rows, quarantine, validation events)."""
+
+    @property
+    def runs(self) -> int:
+        """One report is one run (:class:`IngestCounts`)."""
+        return 1
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import pandas as pd
+    import sqlalchemy as sa
 
     from itap_engine.config import ProfileSpec
     from itap_engine.store.schema import Run
@@ -40,8 +41,8 @@ class TelemetryStore(Protocol):
         """Turns a failure of the database itself into one StoreError line."""
         ...
 
-    def ensure_profile(self, name: str, spec: ProfileSpec) -> Any:
-        """Create the profile's readings table if it does not exist."""
+    def ensure_profile(self, name: str, spec: ProfileSpec) -> sa.Table:
+        """The profile's readings table, created if it does not exist."""
         ...
 
     def insert_readings(

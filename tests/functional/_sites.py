@@ -1,14 +1,21 @@
 """A small bootstrapped site (3 pumps, no random faults) for the tests of replay,
-scenarios, the broken pipe and the HTML report; built once per module and copied."""
+scenarios, cron runs, the broken pipe and the HTML report; built once per module and
+copied for each test (:func:`site_fixtures`)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from itap_bench.engine import derived_config
 from itap_engine.config import load_settings
+from itap_engine.engine.core import EngineCore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,6 +33,38 @@ def small_config(folder: Path, **sections: dict) -> Path:
     return derived_config(
         base, folder, fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}], **merged
     )
+
+
+def bootstrapped(folder: Path, **sections: dict) -> Path:
+    """``folder`` with a small site's config (:func:`small_config`), history and models."""
+    core = EngineCore(load_settings(small_config(folder, **sections)))
+    core.bootstrap()
+    core.close()
+    return folder
+
+
+def site_fixtures(
+    name: str, files: Mapping[str, str] | None = None, **sections: dict
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The fixtures ``template`` (a site bootstrapped once per module) and ``site`` (a copy
+    of it for one test, with ``files`` written into it); ``sections`` go to :func:`small_config`.
+
+    In a test module: ``template, site = site_fixtures("once")``.
+    """
+
+    @pytest.fixture(scope="module")
+    def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return bootstrapped(tmp_path_factory.mktemp(f"{name}-template"), **sections)
+
+    @pytest.fixture
+    def site(template: Path, tmp_path: Path) -> Path:
+        target = tmp_path / "site"
+        shutil.copytree(template, target)
+        for file, text in (files or {}).items():
+            (target / file).write_text(text)
+        return target
+
+    return template, site
 
 
 def itap(folder: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

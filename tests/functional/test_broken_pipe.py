@@ -4,36 +4,21 @@ the exit status (cron and Nagios read it) nor a line of noise on stderr."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from _sites import env_of, itap, small_config
+from _sites import env_of, itap, site_fixtures
 
 from itap_engine.config import load_settings
-from itap_engine.engine.core import EngineCore
 from itap_engine.store import schema as models
 from itap_engine.store.sql import Store
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("pipe-template")
-    core = EngineCore(load_settings(small_config(folder)))
-    core.bootstrap()
-    core.close()
-    return folder
-
-
-@pytest.fixture
-def site(template: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "site"
-    shutil.copytree(template, target)
-    return target
+template, site = site_fixtures("pipe")
 
 
 def closed_pipe(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import sqlite3
 import subprocess
@@ -13,12 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import _sites as sites
 import psutil
 import pytest
 
 from itap_bench.engine import derived_config
 from itap_engine.config import load_settings
-from itap_engine.engine.core import EngineCore
 from itap_engine.store import schema as models
 from itap_engine.store.sql import Store
 
@@ -46,27 +45,23 @@ TOP_KEYS = {
 pytestmark = pytest.mark.slow
 
 
+ENGINE = {"tick_seconds": 10.0, "sim_speed": 60.0}
+"""One run covers (wall seconds since the last run) x sim_speed: a slow machine must not
+stretch a run past the six hours the model knows (false alarms, CRITICAL)."""
+
+
 def small_config(folder: Path) -> Path:
-    """3 pumps, no random faults, 6 h bootstrap; a run covers at least 10 simulated minutes.
+    """The small site (3 pumps, no random faults, 6 h bootstrap); a run covers at least
+    10 simulated minutes.
 
     States last a day: six hours of history cannot show the model every state change.
     The robust-z detector flags an overheat promptly on so short a history.
     """
-    base = load_settings(REPO / "config.toml")
-    return derived_config(
-        base,
-        folder,
-        fleet=[{"profile": "industrial", "devices": 3, "prefix": "pump", "sites": ["north"]}],
-        simulation={"fault_rate_per_device_day": 0.0, "state_dwell_s": 86400},
-        detection={"bootstrap_hours": 6.0, "detector": "robust_z"},
-        # one run covers (wall seconds since the last run) x sim_speed: a slow machine must
-        # not stretch a run past the six hours the model knows (false alarms, CRITICAL)
-        engine={"tick_seconds": 10.0, "sim_speed": 60.0},
-    )
+    return sites.small_config(folder, engine=ENGINE)
 
 
 def once(folder: Path, *args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
-    env = {"PATH": "/usr/bin:/bin", "ITAP_CONFIG": str(folder / "config.toml"), "HOME": str(folder)}
+    env = sites.env_of(folder)
     command = [sys.executable, "-m", "itap_tui.cli", "--once", *args]
     if not wait:
         return subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -82,20 +77,7 @@ def lease(folder: Path) -> tuple | None:
         return None
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("once-template")
-    core = EngineCore(load_settings(small_config(folder)))
-    core.bootstrap()
-    core.close()
-    return folder
-
-
-@pytest.fixture
-def site(template: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "site"
-    shutil.copytree(template, target)
-    return target
+template, site = sites.site_fixtures("once", engine=ENGINE)
 
 
 def test_first_run_bootstraps_holds_the_lock_and_a_second_run_is_incremental(tmp_path: Path) -> None:

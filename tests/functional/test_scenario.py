@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from _sites import REPO, itap, small_config
+from _sites import REPO, itap, site_fixtures
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -139,21 +138,7 @@ def test_any_parsed_toml_is_a_scenario_or_one_scenario_error(faults, run_for, re
     assert scenario.run_for_s >= max(f.end_s for f in scenario.faults)
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("scenario-template")
-    core = EngineCore(load_settings(small_config(folder)))
-    core.bootstrap()
-    core.close()
-    return folder
-
-
-@pytest.fixture
-def site(template: Path, tmp_path: Path) -> Path:
-    target = tmp_path / "site"
-    shutil.copytree(template, target)
-    (target / "drill.toml").write_text(GOOD)
-    return target
+template, site = site_fixtures("scenario", files={"drill.toml": GOOD})
 
 
 @pytest.mark.slow

@@ -60,20 +60,33 @@ def test_engine_never_imports_the_console_or_the_bench() -> None:
     assert not roots & {"textual", "itap_tui", "itap_bench"}
 
 
-def test_status_on_an_empty_database_does_not_load_pandas(tmp_path) -> None:
-    """``itap status`` answers from SQL alone: pandas and numpy cost a third of its start-up."""
-    (tmp_path / "config.toml").write_text('[paths]\ndata_dir = "data"\n', encoding="utf-8")
+def _roots_after_status(folder) -> set[str]:
+    """The top-level packages ``itap status`` loads in a fresh interpreter, with a config
+    (and so a database) in ``folder``."""
+    config = folder / "config.toml"
+    if not config.exists():
+        config.write_text('[paths]\ndata_dir = "data"\n', encoding="utf-8")
     code = (
         "import contextlib, io, os\n"
-        f"os.environ['ITAP_CONFIG'] = {str(tmp_path / 'config.toml')!r}\n"
+        f"os.environ['ITAP_CONFIG'] = {str(config)!r}\n"
         "os.environ.pop('ITAP_DB_URL', None)\n"
         "from itap_tui.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
-        "    try:\n"
-        "        main(['status'])\n"
-        "    except SystemExit as stop:\n"
-        "        assert not stop.code, stop.code\n"
+        "    assert main(['status']) == 0\n"
     )
-    roots = {m.split(".")[0] for m in _loaded_after(code)}
-    assert "sqlalchemy" in roots  # it did read the database
+    return {m.split(".")[0] for m in _loaded_after(code)}
+
+
+def test_status_on_an_empty_database_does_not_load_pandas(tmp_path) -> None:
+    """``itap status`` answers from SQL alone: pandas and numpy cost a third of its start-up."""
+    roots = _roots_after_status(tmp_path)
+    assert "sqlalchemy" in roots  # a new database: the Store made its schema
     assert not roots & {"pandas", "numpy", "sklearn", "textual"}
+
+
+def test_status_on_an_existing_database_loads_no_sqlalchemy(tmp_path) -> None:
+    """Once a Store has made the schema, ``itap status`` reads SQLite with the standard
+    library: SQLAlchemy and SQLModel are most of what it would otherwise pay to start."""
+    _roots_after_status(tmp_path)  # creates the database
+    again = _roots_after_status(tmp_path)
+    assert not again & {"sqlalchemy", "sqlmodel", "pandas", "numpy", "sklearn", "textual"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,9 @@ import pandas as pd
 from itap_engine.errors import ItapError
 from itap_engine.ingest.validate.values import CHECKS
 from itap_engine.safe_text import visible as one_line
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 
 class ValidationError(ItapError):
@@ -134,7 +137,7 @@ class ValidationResult:
     """Source line of each accepted row, when the input had ``_line``."""
 
 
-def render_report(report: ValidationReport) -> Any:
+def render_report(report: ValidationReport) -> Group:
     """A rich renderable summarising a report. Data is shown as text, never as markup."""
     from rich.console import Group
     from rich.table import Table

@@ -13,6 +13,7 @@ from itap_engine.modes.commands.options import add_cluster_argument
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
+    from itap_engine.ingest.pipeline import IngestCounts
 
 HELP = "simulate telemetry with faults, into the database or a CSV file"
 MAX_DEVICES = 100_000
@@ -130,20 +131,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def print_ingest_report(report: object) -> None:
+def print_ingest_report(r: IngestCounts) -> None:
     """One line an operator can read: rows in = inserted + duplicates + conflicts + quarantined."""
     from rich.markup import escape
 
     from itap_engine.modes.render.output import console
 
-    r = report
     out = console()
-    runs = getattr(r, "runs", 1)
     line = (
-        f"run{'s' if runs > 1 else ''} {r.run_id} ({r.status}) {r.source}: {r.rows_in:,} rows in = {r.inserted:,} inserted"  # type: ignore[attr-defined]
-        f" + {r.duplicates:,} duplicates + {r.conflicts:,} conflicts + {r.quarantined:,} quarantined"  # type: ignore[attr-defined]
-        f" ({r.seconds:.1f} s)"  # type: ignore[attr-defined]
+        f"run{'s' if r.runs > 1 else ''} {r.run_id} ({r.status}) {r.source}: {r.rows_in:,} rows in = {r.inserted:,} inserted"
+        f" + {r.duplicates:,} duplicates + {r.conflicts:,} conflicts + {r.quarantined:,} quarantined"
+        f" ({r.seconds:.1f} s)"
     )
     out.print(escape(line))
-    if r.inserted == 0 and r.rows_in:  # type: ignore[attr-defined]
+    if r.inserted == 0 and r.rows_in:
         out.print("nothing new: every row was already stored")

@@ -11,6 +11,7 @@ from itap_engine.modes.cli_values import bounded_int
 if TYPE_CHECKING:
     from itap_engine.config import Settings
     from itap_engine.ingest.csv_source import CsvOptions
+    from itap_engine.ingest.pipeline import IngestReport
 
 HELP = "import CSV files (wide or long) into the database, with validation"
 
@@ -116,40 +117,39 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(r.status != "ok" for r in reports) else 0
 
 
-def print_file_report(report: object) -> None:
+def print_file_report(r: IngestReport) -> None:
     """One file's outcome: the row accounting, quarantine reasons and validation alerts."""
     from rich.text import Text
 
     from itap_engine.modes.render.output import console
 
     out = console()
-    r = report  # IngestReport
-    colour = {"ok": "green", "warning": "yellow"}.get(r.status, "red")  # type: ignore[attr-defined]
+    colour = {"ok": "green", "warning": "yellow"}.get(r.status, "red")
     out.print(
         Text.assemble(
-            (str(r.source), "bold"),  # type: ignore[attr-defined]
-            f" ({r.profile}): ",  # type: ignore[attr-defined]
-            f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "  # type: ignore[attr-defined]
-            f"{r.conflicts:,} conflicts + {r.quarantined:,} quarantined  ",  # type: ignore[attr-defined]
-            (r.status, colour),  # type: ignore[attr-defined]
-            f"  {r.seconds:.2f} s",  # type: ignore[attr-defined]
+            (str(r.source), "bold"),
+            f" ({r.profile}): ",
+            f"{r.rows_in:,} rows in = {r.inserted:,} inserted + {r.duplicates:,} duplicates + "
+            f"{r.conflicts:,} conflicts + {r.quarantined:,} quarantined  ",
+            (r.status, colour),
+            f"  {r.seconds:.2f} s",
         )
     )
-    if r.conflicts:  # type: ignore[attr-defined]
+    if r.conflicts:
         what = {
             "quarantine": "new values quarantined",
             "keep_first": "stored values kept",
             "replace": "stored values replaced",
-        }.get(r.on_conflict, "")  # type: ignore[attr-defined]
+        }.get(r.on_conflict, "")
         out.print(
-            f"  conflicts: {r.conflicts:,} rows already stored with other values "  # type: ignore[attr-defined]
-            f"(on_conflict = {r.on_conflict}: {what})"  # type: ignore[attr-defined]
-        )  # type: ignore[attr-defined]
-        for example in r.conflict_examples[:5]:  # type: ignore[attr-defined]
+            f"  conflicts: {r.conflicts:,} rows already stored with other values "
+            f"(on_conflict = {r.on_conflict}: {what})"
+        )
+        for example in r.conflict_examples[:5]:
             line = example.get("line")
             where = f"line {line}" if line is not None else "row"
             out.print(Text(f"    {where}: {example.get('reason')}"))
-    validation = r.validation  # type: ignore[attr-defined]
+    validation = r.validation
     counts = {k: v for k, v in validation.checks.items() if v}
     if counts:
         out.print("  quarantined: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))

@@ -1,0 +1,128 @@
+"""``itap status``'s read of the database: the lean SQLite path and the full Store give
+the same summary, and the lean path is taken only where opening a Store changes nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from itap_engine.config import Settings, load_settings
+from itap_engine.ingest.simulator import Simulator, device_ids_for
+from itap_engine.store import schema as models
+from itap_engine.store import sql, summary
+from itap_engine.store.sql import Store
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = load_settings(REPO / "config.toml")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.delenv("ITAP_DB_URL", raising=False)
+    return BASE.with_overrides(database={"url": f"sqlite:///{tmp_path / 'status.db'}"})
+
+
+def _fill(store: Store) -> pd.DataFrame:
+    start = BASE.simulation.start
+    frame = Simulator(BASE, "industrial", device_ids_for("s", 3)).generate(start, start + timedelta(minutes=30))
+    run_id = store.start_run("ingest", "a [bold]file[/].csv", "industrial")
+    store.insert_readings("industrial", frame)
+    rejected = pd.DataFrame(
+        {"reason": ["bad ts", "bad rpm"], "line": [7, 9], "device_id": ["x", "y"], "raw": ["{}"] * 2}
+    )
+    store.quarantine(rejected, source="a.csv", run_id=run_id)
+    store.finish_run(run_id, status="warning", rows_in=len(frame) + 2, inserted=len(frame), quarantined=2)
+    store.start_run("generate", "generate:industrial", "industrial")
+    with store.session() as session:
+        for device, status, acknowledged in (
+            ("s-001", "open", False),
+            ("s-002", "open", True),
+            ("s-003", "closed", False),
+        ):
+            session.add(
+                models.Alert(
+                    profile="industrial",
+                    device_id=device,
+                    family="thermal",
+                    status=status,
+                    opened_ts=0,
+                    last_ts=0,
+                    acknowledged=acknowledged,
+                )
+            )
+        session.commit()
+    return frame
+
+
+def test_lean_sqlite_read_gives_what_the_store_gives(settings: Settings) -> None:
+    store = Store(settings)
+    frame = _fill(store)
+    store.close()
+    path = settings.database_url.removeprefix("sqlite:///")
+    ready = summary._open_ready_sqlite(settings.database_url, settings.profiles, 1000)
+    assert ready is not None  # a database a Store has opened is read without SQLAlchemy
+    ready.close()
+
+    lean = summary.read_summary(settings, runs=5)
+    full = summary._read_through_store(settings, runs=5)
+    assert lean == full
+    industrial = next(p for p in lean.profiles if p.profile == "industrial")
+    assert (industrial.devices, industrial.rows) == (3, len(frame))
+    assert industrial.latest == pd.Timestamp(frame["ts"].max()).to_pydatetime()
+    assert (lean.quarantined, lean.open_alerts, lean.unacknowledged_alerts) == (2, 2, 1)
+    assert [(r.kind, r.status, r.source) for r in lean.runs] == [
+        ("generate", "running", "generate:industrial"),
+        ("ingest", "warning", "a [bold]file[/].csv"),
+    ]
+    assert all(r.started_at.tzinfo is UTC for r in lean.runs)
+    store = Store(settings)  # the ORM's reading of the same rows
+    assert [(r.id, r.started_at) for r in store.iter_runs(5)] == [(r.id, r.started_at) for r in lean.runs]
+    assert store.latest_ts("industrial") == sql.datetime_to_ms(industrial.latest)  # type: ignore[arg-type]
+    store.close()
+    assert lean.database == f"sqlite:///{path}"
+    assert [r["id"] for r in lean.as_dict()["runs"]] == [r.id for r in lean.runs]  # type: ignore[index]
+
+
+def test_a_database_a_store_would_change_is_read_through_the_store(settings: Settings) -> None:
+    """A readings row without its device row (an ingest killed between the two) is
+    registered by the Store on open: the lean path must not skip that and count less."""
+    Store(settings).close()
+    path = settings.database_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO readings_industrial (device_id, ts) VALUES ('orphan-1', 0)")
+        conn.execute("DELETE FROM watermark WHERE key = ?", (summary.ORPHANS_CHECKED_KEY,))
+    conn.close()
+    assert summary._open_ready_sqlite(settings.database_url, settings.profiles, 1000) is None
+
+    industrial = next(p for p in summary.read_summary(settings, runs=1).profiles if p.profile == "industrial")
+    assert (industrial.devices, industrial.rows) == (1, 1)
+    ready = summary._open_ready_sqlite(settings.database_url, settings.profiles, 1000)
+    assert ready is not None  # the Store registered it; from now on the lean path reads
+    ready.close()
+
+
+def test_a_missing_database_is_created_as_before(settings: Settings) -> None:
+    path = Path(settings.database_url.removeprefix("sqlite:///"))
+    assert not path.exists()
+    info = summary.read_summary(settings, runs=3)
+    assert path.is_file() and info.runs == () and {p.rows for p in info.profiles} == {0}
+
+
+def test_the_lean_schema_check_knows_every_table_a_store_creates() -> None:
+    assert {model.__tablename__ for model in sql._FIXED_TABLES} == summary.FIXED_TABLES  # type: ignore[attr-defined]
+    assert summary.ORPHANS_CHECKED_KEY == sql._ORPHANS_CHECKED_KEY
+
+
+@given(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF), min_size=1, max_size=40))
+def test_a_url_read_without_sqlalchemy_is_shown_as_sqlalchemy_shows_it(path: str) -> None:
+    """``database:`` in the output is the Store's password-free URL; the lean path prints
+    its URL as given, so it takes only URLs that SQLAlchemy prints unchanged."""
+    url = f"sqlite:////tmp/{path}"
+    if summary._PLAIN_SQLITE.fullmatch(url):
+        assert sql._safe(url) == url
