@@ -267,3 +267,73 @@ def test_skab_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
     assert here["files"] == 3 and here["points"]["rows"] > 0
     assert there == here
     assert seen[-1] == (3, 3)
+
+
+CONSOLE_BOOTSTRAP = """
+import asyncio, json, sys, time
+
+from itap_engine.config import load_settings
+from itap_engine.facade.local import LocalFacade
+from itap_tui.app import ItapApp
+from itap_tui.screens import BootstrapScreen
+
+seen = []
+shown = BootstrapScreen.progress
+
+def progress(self, p):
+    seen.append(p.message)
+    shown(self, p)
+
+BootstrapScreen.progress = progress
+
+
+async def main():
+    app = ItapApp(LocalFacade(load_settings(sys.argv[1])))
+    async with app.run_test(size=(100, 30)) as pilot:
+        stderr_fd = sys.stderr.fileno()  # Textual's print capture
+        deadline = time.monotonic() + 240
+        while app.start_error is None and not app.engine_started and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        result = {"error": app.start_error, "started": app.engine_started, "seen": seen, "stderr_fd": stderr_fd}
+        await pilot.press("q")
+    print(json.dumps(result, default=str))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_the_console_bootstraps_on_a_local_cluster(tmp_path: Path) -> None:
+    """The console's own start path (pilot, LocalFacade, engine thread) with
+    ``cluster = "local:2"``: Textual's print capture stands in for ``sys.stderr``
+    (``fileno()`` is -1), which once made multiprocessing's resource tracker fail to
+    spawn and the bootstrap screen report "Nanny failed to start". Run in a fresh
+    interpreter: a tracker already started by another test would hide the failure."""
+    import json
+    import subprocess
+    import sys
+
+    from itap_bench.engine import derived_config
+
+    config = derived_config(
+        load_settings(CONFIG),
+        tmp_path / "site",
+        fleet=[{"profile": "industrial", "devices": 5, "prefix": "pump", "sites": ["north"]}],
+        compute={"cluster": "local:2", "partition_devices": 2},
+        simulation={"fault_rate_per_device_day": 0.0},
+        detection={"bootstrap_hours": 2, "detector": "robust_z"},
+        engine={"tick_seconds": 0.5, "retrain_minutes": 600, "housekeeping_minutes": 600},
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", CONSOLE_BOOTSTRAP, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["stderr_fd"] == -1
+    assert result["error"] is None and result["started"] is True
+    # the cluster's device groups moved the console's bar (5 devices in groups of 2)
+    assert "training the industrial model: 3/3 device groups" in result["seen"]
