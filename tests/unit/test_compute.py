@@ -208,3 +208,110 @@ def test_readings_read_in_batches_equal_one_read_and_share_their_strings(
     assert len({id(v) for v in batched["device_id"]}) == 10
     assert len({id(v) for v in batched["state"]}) == batched["state"].nunique()
     assert store.read_readings("industrial", since_ms=_ms(99)).empty
+
+
+def test_backlog_scoring_of_each_shard_splits_the_fleet(fleet, tmp_path: Path) -> None:
+    """``itap score --shard i/N``: each shard scores its own devices only, against its
+    own watermark, so the shards together do the whole backlog once, with the scores of
+    one unsharded run; a shard run again finds nothing new."""
+    from itap_engine.engine.shards import Shard
+    from itap_engine.store.watermarks import for_shard, scored_key
+
+    settings, store = fleet
+    train_model(store, settings, "industrial", train_until_ms=_ms(4))
+    copy = tmp_path / "copy.db"
+    store.checkpoint()
+    shutil.copy(store.url.split("///", 1)[1], copy)
+    whole = score_backlog(LocalExecutor(), store, settings, "industrial")
+    other = Store(settings, url=f"sqlite:///{copy}")
+    try:
+        shards = [Shard(0, 2), Shard(1, 2)]
+        owned = [[d for d in device_ids_for("pump", 10) if s.owns(d)] for s in shards]
+        assert all(owned)
+        results = [score_backlog(LocalExecutor(), other, settings, "industrial", shard=s) for s in shards]
+        scored = _scores(other)
+        for shard, devices, result in zip(shards, owned, results, strict=True):
+            assert result.shard == shard.label
+            assert result.rows == int(scored["device_id"].isin(devices).sum()) > 0
+            assert other.get_watermark(for_shard(scored_key("industrial"), shard.label)) == str(result.watermark)
+        assert sum(r.rows for r in results) == whole.rows  # every reading once
+        pd.testing.assert_frame_equal(scored, _scores(store), rtol=SCORE_TOLERANCE)
+        pd.testing.assert_frame_equal(_alerts(other), _alerts(store), rtol=SCORE_TOLERANCE)
+        assert other.get_watermark(scored_key("industrial")) is None  # the unsharded mark is not moved
+        assert score_backlog(LocalExecutor(), other, settings, "industrial", shard=shards[0]).rows == 0
+    finally:
+        other.close()
+
+
+PG_URL = __import__("os").environ.get("ITAP_TEST_PG_URL")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.xdist_group("postgres")  # resets the schema of the one test database
+@pytest.mark.skipif(not PG_URL, reason="ITAP_TEST_PG_URL not set")
+def test_itap_score_with_a_shard_on_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The command on PostgreSQL: ``--shard 0/2`` scores only shard 0's devices; a run of
+    ``[engine] shard = "1/2"`` (the config) scores the rest; a shard whose database lock
+    is held (its engine runs) is exit 3, one line, and nothing is scored."""
+    import json
+
+    import sqlalchemy as sa
+
+    from itap_engine.engine.shards import Shard, ShardLock
+    from itap_engine.modes.cli import main
+
+    engine = sa.create_engine(PG_URL)  # type: ignore[arg-type]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    from itap_bench.engine import derived_config
+    from itap_engine.config import load_settings
+
+    config = derived_config(
+        local_settings(tmp_path / "base"),
+        tmp_path / "site",
+        fleet=[{"profile": "industrial", "devices": 6, "prefix": "pump", "sites": ["north"]}],
+        detection={"detector": "robust_z"},
+    )
+    monkeypatch.setenv("ITAP_DB_URL", str(PG_URL))
+    settings = load_settings(config)
+    store = Store(settings)
+    try:
+        simulate_fleet(
+            LocalExecutor(),
+            settings,
+            "industrial",
+            device_ids_for("pump", 6),
+            START,
+            START + timedelta(hours=6),
+            source="test",
+            url=store.url,
+        )
+        train_model(store, settings, "industrial", train_until_ms=_ms(4))
+        owned = [d for d in device_ids_for("pump", 6) if Shard(0, 2).owns(d)]
+        assert 0 < len(owned) < 6
+
+        held = ShardLock(settings, Shard(0, 2)).acquire()
+        try:
+            assert main(["score", "--config", str(config), "--shard", "0/2"]) == 3
+        finally:
+            held.release()
+        assert "another ITAP run holds shard 0/2" in capsys.readouterr().err
+        assert _scores(store).empty
+
+        assert main(["score", "--config", str(config), "--shard", "0/2", "--json"]) == 0
+        first = json.loads(capsys.readouterr().out)
+        devices = set(_scores(store)["device_id"])
+        assert devices == set(owned) and first[0]["shard"] == "0/2"
+        assert first[0]["rows"] == len(owned) * 6 * 360
+
+        derived_config(settings, tmp_path / "site", engine={"shard": "1/2"})  # the same site, sharded by config
+        assert main(["score", "--config", str(config), "--json"]) == 0
+        second = json.loads(capsys.readouterr().out)
+        assert second[0]["shard"] == "1/2" and second[0]["rows"] == (6 - len(owned)) * 6 * 360
+        scores = _scores(store)
+        assert set(scores["device_id"]) == set(device_ids_for("pump", 6))
+        assert not scores.duplicated(["device_id", "ts"]).any()
+    finally:
+        store.close()
