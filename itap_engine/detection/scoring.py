@@ -28,6 +28,7 @@ The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -151,12 +152,12 @@ def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
     return _rolling_count(faulty.astype(float), pos, features.long_window + features.fft_window) == 0
 
 
-def _training_devices(frame: pd.DataFrame) -> list[str] | None:
-    """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS.
+def _training_devices(counts: pd.Series) -> list[str] | None:
+    """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS
+    (``counts``: readings per device, in device order).
 
     Subsampling devices (not instants) keeps every trailing window intact.
     """
-    counts = frame["device_id"].value_counts(sort=False)
     if int(counts.sum()) <= MAX_TRAIN_READINGS:
         return None
     order = np.random.default_rng(0).permutation(len(counts))
@@ -167,6 +168,53 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
         chosen.append(str(counts.index[i]))
         total += int(counts.iloc[i])
     return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The training window's extent, from the database: readings per device (device
+    order) and the first and last reading time."""
+
+    counts: pd.Series
+    t0: int
+    t1: int
+
+
+def _window_extent(
+    store,
+    profile: str,
+    train_from_ms: int | None,
+    train_until_ms: int | None,
+    device_windows: dict[str, tuple[int | None, int | None]],
+) -> _Window:
+    """Counts and time bounds of the window :func:`_training_frame` would read, by one
+    aggregate query (plus one per device with its own window): the driver learns the
+    window's size without reading it."""
+    table = store.readings_table(profile)
+
+    def extent(
+        since: int | None, until: int | None, only: str | None = None, skip: list[str] | None = None
+    ) -> list[tuple]:
+        stmt = sa.select(table.c.device_id, sa.func.count(), sa.func.min(table.c.ts), sa.func.max(table.c.ts))
+        if only is not None:
+            stmt = stmt.where(table.c.device_id == only)
+        elif skip:
+            stmt = stmt.where(table.c.device_id.not_in(skip))
+        if since is not None:
+            stmt = stmt.where(table.c.ts > since)
+        if until is not None:
+            stmt = stmt.where(table.c.ts <= until)
+        with store.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(stmt.group_by(table.c.device_id)) if row[1]]
+
+    rows = extent(None if train_from_ms is None else train_from_ms - 1, train_until_ms, skip=list(device_windows))
+    for device, (lo, hi) in device_windows.items():
+        rows += extent(None if lo is None else lo - 1, hi, only=device)
+    rows.sort(key=lambda row: str(row[0]))  # Python's order, as sort_readings
+    counts = pd.Series([int(r[1]) for r in rows], index=[str(r[0]) for r in rows], dtype=np.int64)
+    if not rows:
+        return _Window(counts, 0, 0)
+    return _Window(counts, min(int(r[2]) for r in rows), max(int(r[3]) for r in rows))
 
 
 @dataclass
@@ -224,43 +272,69 @@ def train_model(
     and makes it the active one. The steps: :func:`_fit`, :func:`_calibrate`,
     :func:`_persist` (the model file), :func:`_record` (the model version row).
 
-    ``map_groups(fn, tasks)`` (an executor's map, e.g. a Dask cluster's) runs the
-    per-device half of calibration by device groups of ``[compute] partition_devices``:
-    each task reads its devices' window from the database itself, builds their
-    features, scores the validation rows and calibrates each device's own threshold
-    (:func:`validate_group`). Without it, the same :func:`validate_devices` runs here
-    on the features already built; the numbers are the same either way.
+    Where it runs: the driver learns the window's extent by one aggregate query, reads
+    only a seeded subset of devices (all of them up to :data:`MAX_TRAIN_READINGS`
+    readings) and fits the feature builder's fleet-wide statistics (state levels and
+    spreads, sampling step, lag) and the detector on it. Every device group of
+    ``[compute] partition_devices`` then reads its own window from the database
+    (:func:`validate_group`), fits its devices' own statistics (sampling step, daily
+    profile), builds their features, scores the validation rows and calibrates each
+    device's own threshold; the driver merges the per-device statistics and pools the
+    scores for the profile's threshold. ``map_groups(fn, tasks)`` (an executor's map,
+    e.g. a Dask cluster's) runs the groups; without it they run here one after the
+    other, so the model is the same wherever they ran, and one process never holds
+    more than the subset and one group.
 
     Raises:
         TrainingError: the window holds too few normal readings.
     """
     if device_windows is None:  # a retrain keeps the windows operators gave devices
         device_windows = _active_device_windows(store, profile)
-    frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
-    fitted = _fit(settings, profile, frame, exclude_labelled, score_validation=map_groups is None)
+    extent = _window_extent(store, profile, train_from_ms, train_until_ms, device_windows)
+    minimum = min_training_readings(feature_builder_for(settings, profile))
+    if int(extent.counts.sum()) < minimum:
+        raise TrainingError(
+            f"profile {profile}: only {int(extent.counts.sum())} readings in the training window; need at least "
+            f"{minimum} (2 x ([features].long_window + 1), long_window = {settings.features.long_window}): lower "
+            "[features].long_window in config.toml, or widen the window (--train-from/--train-until), or generate "
+            "or ingest more history"
+        )
+    every = [str(d) for d in extent.counts.index]
+    sample = _training_devices(extent.counts) or every
+    frame = _training_frame(
+        store,
+        profile,
+        train_from_ms,
+        train_until_ms,
+        {d: w for d, w in device_windows.items() if d in set(sample)},
+        device_ids=None if sample is every else sample,
+    )
+    fitted = _fit(settings, profile, frame, exclude_labelled, (extent.t0, extent.t1))
     del frame
-    own: dict[str, float] | None = None
-    if map_groups is not None:
-        size = max(1, int(settings.compute.partition_devices))
-        window = ValidationWindow(train_from_ms, train_until_ms, fitted.split, exclude_labelled, fitted.short)
-        groups = [fitted.devices[i : i + size] for i in range(0, len(fitted.devices), size)]
-        tasks = [
-            (
-                settings,
-                profile,
-                store.url,
-                group,
-                {d: w for d, w in (device_windows or {}).items() if d in set(group)},
-                window,
-                fitted.builder,
-                fitted.detector,
-            )
-            for group in groups
-        ]
-        parts: list[Validation] = map_groups(validate_group, tasks)
-        fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
-        fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
-        own = {d: t for p in parts for d, t in p.device_thresholds.items()}
+    fitted.devices = every
+    size = max(1, int(settings.compute.partition_devices))
+    window = ValidationWindow(train_from_ms, train_until_ms, fitted.split, exclude_labelled, fitted.short)
+    groups = [every[i : i + size] for i in range(0, len(every), size)]
+    tasks = [
+        (
+            settings,
+            profile,
+            store.url,
+            group,
+            {d: w for d, w in device_windows.items() if d in set(group)},
+            window,
+            fitted.builder,
+            fitted.detector,
+        )
+        for group in groups
+    ]
+    parts: list[Validation] = (map_groups or _map_here)(validate_group, tasks)
+    for part in parts:  # every device's own sampling step and daily profile
+        fitted.builder.device_steps_.update(part.device_steps)
+        fitted.builder.device_profiles_.update(part.device_profiles)
+    fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+    fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
+    own = {d: t for p in parts for d, t in p.device_thresholds.items()}
     thresholds = _calibrate(settings, fitted, own)
     fitted.detector.set_threshold(thresholds.choice.threshold)
     families = settings.profile(profile).families()
@@ -283,31 +357,22 @@ def train_model(
 
 
 def _fit(
-    settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool, score_validation: bool = True
+    settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool, extent: tuple[int, int]
 ) -> _Fitted:
-    """Fit the feature builder and the detector; score the validation window (unless
-    ``score_validation`` is False: device groups score it, see :func:`validate_group`)."""
+    """Fit the feature builder and the detector on ``frame`` (the devices the fleet-wide
+    statistics are learnt from); ``extent`` is the whole window's first and last
+    reading time, which places the validation split. The validation scores and the
+    other devices' own statistics come from the device groups (:func:`validate_group`)."""
     spec = settings.profile(profile)
     builder = feature_builder_for(settings, spec)
-    minimum = min_training_readings(builder)
-    if len(frame) < minimum:
-        raise TrainingError(
-            f"profile {profile}: only {len(frame)} readings in the training window; need at least {minimum} "
-            f"(2 x ([features].long_window + 1), long_window = {builder.long_window}): lower [features].long_window "
-            "in config.toml, or widen the window (--train-from/--train-until), or generate or ingest more history"
-        )
     normal = _normal_mask(frame, builder) if exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
-    t0, t1 = int(ts.min()), int(ts.max())
+    t0, t1 = extent
     split = t0 + int((t1 - t0) * (1 - VALIDATION_FRACTION))
     fit_rows = normal & (ts <= split)
     if fit_rows.sum() < builder.long_window + 1:
         raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
-    builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
-    devices = _training_devices(frame)
-    if devices is not None:  # the detector needs volume, not every device
-        keep = frame["device_id"].isin(devices).to_numpy()
-        frame, normal, fit_rows, ts = frame[keep], normal[keep], fit_rows[keep], ts[keep]
+    builder.fit(frame[fit_rows])
     feats = builder.transform(frame)
     names = list(builder.feature_names_out_)
     pos_ok = _warm(feats, builder.long_window + 1)
@@ -321,7 +386,6 @@ def _fit(
         # on the whole window and the threshold calibrated on its scores, whose
         # extreme tail is extrapolated (peaks over threshold) rather than read off
         train_idx = np.flatnonzero(normal & pos_ok)
-        val_idx = train_idx
     rng = np.random.default_rng(0)
     if len(train_idx) > MAX_FIT_ROWS:
         train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
@@ -339,8 +403,8 @@ def _fit(
         detector_name=settings.detection.detector,
         names=names,
         train_rows=int(len(train_idx)),
-        val_scores=-detector.score_samples(X[val_idx]) if score_validation else np.zeros(0),
-        val_devices=feats["device_id"].to_numpy()[val_idx] if score_validation else np.zeros(0, dtype=object),
+        val_scores=np.zeros(0),
+        val_devices=np.zeros(0, dtype=object),
         split=split,
         t0=t0,
         t1=t1,
@@ -486,6 +550,10 @@ class Validation:
     devices: np.ndarray
     """The device of each score, ordered by device then time."""
     device_thresholds: dict[str, float]
+    device_steps: dict[str, int] = field(default_factory=dict)
+    """The group's devices' own sampling step (ms), as :meth:`FeatureBuilder.fit` learns it."""
+    device_profiles: dict[str, np.ndarray] = field(default_factory=dict)
+    """The group's devices' own daily profile, as :meth:`FeatureBuilder.fit` learns it."""
 
 
 def validate_devices(
@@ -534,8 +602,11 @@ def validate_group(
     builder: FeatureBuilder,
     detector: Any,
 ) -> Validation:
-    """:func:`validate_devices` for a device group, reading its training window from the
-    database itself (a task of :func:`train_model`'s ``map_groups``)."""
+    """A device group's half of training (a task of :func:`train_model`'s groups): read
+    the group's training window from the database, fit each device's own statistics on
+    its fit rows (:func:`fit_device_statistics`), build the features with them, score
+    the validation rows and calibrate each device's own threshold
+    (:func:`validate_devices`)."""
     from itap_engine.store.sql import Store
 
     store = Store(settings, url=url)
@@ -547,11 +618,46 @@ def validate_group(
         store.close()
     normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
+    steps, profiles = fit_device_statistics(builder, frame[normal & (ts <= window.split)])
+    builder = copy.copy(builder)  # the driver's (in one process) keeps its own dicts
+    builder.device_steps_ = {**builder.device_steps_, **steps}
+    builder.device_profiles_ = {**builder.device_profiles_, **profiles}
     feats = builder.transform(frame)
     rows = normal & _warm(feats, builder.long_window + 1)
     if not window.short:
         rows &= ts > window.split
-    return validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
+    found = validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
+    return Validation(found.scores, found.devices, found.device_thresholds, steps, profiles)
+
+
+def fit_device_statistics(builder: FeatureBuilder, frame: pd.DataFrame) -> tuple[dict[str, int], dict[str, np.ndarray]]:
+    """Each device's own sampling step and daily profile from its fit rows, given the
+    fleet-wide statistics ``builder`` learnt: the very numbers :meth:`FeatureBuilder.fit`
+    computes for a device of its frame (a device's step and profile depend on its own
+    readings and the fleet's levels and lag only)."""
+    from itap_engine.detection.features import _device_steps, _lagged_level
+
+    if not len(frame):
+        return {}, {}
+    frame = sort_readings(frame)
+    values = frame[list(builder.signals)].to_numpy(dtype=float)
+    codes = builder._state_codes(frame)
+    device_codes = pd.factorize(frame["device_id"])[0]
+    ts = frame["ts"].to_numpy(dtype=np.int64)
+    steps = _device_steps(frame["device_id"].to_numpy(), device_codes, ts, builder.step_ms_)
+    local = copy.copy(builder)
+    local.device_steps_ = {**builder.device_steps_, **steps}
+    pos = local._segment_positions(frame, device_codes)
+    steps_at = local._row_steps(frame, device_codes)
+    expected = _lagged_level(
+        codes, builder.levels_, pos, ts, steps_at, builder.lag_tau_, builder.lag_delay_, builder.lag_taps_
+    )
+    return steps, builder._fit_profiles(frame, values, expected, device_codes)
+
+
+def _map_here(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """:data:`MapGroups` in this process, one task after the other."""
+    return [fn(*task) for task in tasks]
 
 
 def min_training_readings(builder: FeatureBuilder) -> int:

@@ -123,17 +123,27 @@ def test_local_cluster_gives_the_results_of_one_process(cluster: DaskExecutor, t
     assert there["progress"] == [(1, 3), (2, 3), (3, 3)]
 
 
-@pytest.mark.parametrize("detector", ["shift", "iforest"])
-def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_path: Path, detector: str) -> None:
-    """The per-device half of training (features of the validation window, detector
-    scores, each device's own POT threshold) runs on the workers by device groups, each
-    reading its devices from the database; the model is the one ``train_model`` fits in
-    one process, threshold for threshold, and its model file holds the same arrays."""
+@pytest.mark.parametrize(
+    ("detector", "subset"), [("shift", False), ("iforest", False), ("shift", True)], ids=["shift", "iforest", "subset"]
+)
+def test_training_on_a_local_cluster_is_train_model(
+    cluster: DaskExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, detector: str, subset: bool
+) -> None:
+    """The per-device half of training (each device's own sampling step and daily
+    profile, features of the validation window, detector scores, each device's own POT
+    threshold) runs on the workers by device groups, each reading its devices from the
+    database; the model is the one ``train_model`` fits in one process, threshold for
+    threshold, and its model file holds the same arrays. With ``subset`` the window is
+    over MAX_TRAIN_READINGS: the driver fits the fleet-wide statistics on 3 of the 8
+    devices, and the other 5 still get their own profile, step and threshold."""
     from distributed import get_task_stream
 
+    import itap_engine.detection.scoring as scoring
     from itap_engine.detection.model_files import read_model_file
     from itap_engine.detection.scoring import load_model_version, train_model
 
+    if subset:  # the driver's choice; the workers never look at it
+        monkeypatch.setattr(scoring, "MAX_TRAIN_READINGS", 3 * 4 * 360)
     settings = _settings(tmp_path, detection={"detector": detector, "n_estimators": 20})
     store = Store(settings)
     try:
@@ -158,6 +168,13 @@ def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_p
         assert spread.threshold == alone.threshold
         assert spread.device_thresholds == alone.device_thresholds
         assert len(spread.device_thresholds) >= len(DEVICES) // 2  # devices with enough known-good scores
+        assert spread.features is not None and alone.features is not None
+        assert sorted(spread.features.device_profiles_) == sorted(alone.features.device_profiles_) == DEVICES
+        assert spread.features.device_steps_ == alone.features.device_steps_
+        for device in DEVICES:
+            np.testing.assert_array_equal(
+                spread.features.device_profiles_[device], alone.features.device_profiles_[device]
+            )
         X = np.random.default_rng(7).normal(size=(200, len(alone.feature_names)))
         np.testing.assert_array_equal(spread.detector.score_samples(X), alone.detector.score_samples(X))
         files = [load_model_version(store, m.version_id) for m in (alone, spread)]

@@ -315,3 +315,67 @@ def test_itap_score_with_a_shard_on_postgres(tmp_path: Path, monkeypatch: pytest
         assert not scores.duplicated(["device_id", "ts"]).any()
     finally:
         store.close()
+
+
+def test_device_statistics_of_a_group_are_those_of_the_whole_fit(fleet) -> None:
+    """A device group's own sampling steps and daily profiles, fitted given the
+    fleet-wide statistics, are the numbers ``FeatureBuilder.fit`` gives those devices
+    when it sees the whole fleet (a device's step and profile depend only on its own
+    readings, the fleet's levels and the lag)."""
+    from itap_engine.detection.features import feature_builder_for
+    from itap_engine.detection.scoring import fit_device_statistics
+
+    settings, store = fleet
+    frame = store.read_readings("industrial", until_ms=_ms(6))
+    builder = feature_builder_for(settings, "industrial").fit(frame)
+    for group in (["pump-001", "pump-002", "pump-003"], ["pump-010"]):
+        steps, profiles = fit_device_statistics(builder, frame[frame["device_id"].isin(group)])
+        assert steps == {d: builder.device_steps_[d] for d in group}
+        assert list(profiles) == group
+        for device in group:
+            np.testing.assert_array_equal(profiles[device], builder.device_profiles_[device])
+    assert fit_device_statistics(builder, frame.iloc[:0]) == ({}, {})
+
+
+def test_training_a_large_window_reads_a_subset_on_the_driver_and_fits_every_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above MAX_TRAIN_READINGS the driver reads only the seeded subset of devices it
+    fits the fleet-wide statistics and the detector on; every device group reads its
+    own devices, so every device gets its own daily profile, sampling step and
+    threshold, in one process as on a cluster."""
+    import itap_engine.detection.scoring as scoring
+
+    settings = local_settings(tmp_path, compute={"partition_devices": 3}, simulation={"fault_rate_per_device_day": 0.0})
+    store = Store(settings)
+    devices = device_ids_for("pump", 10)
+    try:
+        simulate_fleet(
+            LocalExecutor(),
+            settings,
+            "industrial",
+            devices,
+            START,
+            START + timedelta(hours=8),
+            source="t",
+            url=store.url,
+        )
+        monkeypatch.setattr(scoring, "MAX_TRAIN_READINGS", 6_000)  # ~2 of the 10 devices' 8 h
+        reads: list[int] = []
+        real = scoring._training_frame
+
+        def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+            frame = real(*args, **kwargs)
+            reads.append(frame["device_id"].nunique())
+            return frame
+
+        monkeypatch.setattr(scoring, "_training_frame", spy)
+        model = scoring.train_model(store, settings, "industrial", train_until_ms=_ms(8))
+    finally:
+        store.close()
+    assert reads and max(reads) <= 3  # the subset (2 devices here), then groups of 3: never the whole fleet
+    assert reads[0] < len(devices)
+    assert model.features is not None
+    assert sorted(model.features.device_profiles_) == devices
+    assert sorted(model.features.device_steps_) == devices
+    assert sorted(model.device_thresholds) == devices  # each calibrated on its own known-good scores
