@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -55,7 +56,16 @@ from itap_engine.detection.alerts import (
     explain,
 )
 from itap_engine.detection.detectors import ThresholdChoice, make_detector, sweep_threshold
-from itap_engine.detection.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks, sort_readings
+from itap_engine.detection.features import (
+    FeatureBuilder,
+    FleetPart,
+    SpreadResiduals,
+    device_blocks,
+    feature_builder_for,
+    map_blocks,
+    sort_readings,
+    spread_stride,
+)
 from itap_engine.errors import ItapError
 from itap_engine.store.schema import ModelVersion, Score
 from itap_engine.store.watermarks import scored_key
@@ -291,47 +301,65 @@ def train_model(
     if device_windows is None:  # a retrain keeps the windows operators gave devices
         device_windows = _active_device_windows(store, profile)
     extent = _window_extent(store, profile, train_from_ms, train_until_ms, device_windows)
-    minimum = min_training_readings(feature_builder_for(settings, profile))
+    builder = feature_builder_for(settings, profile)
+    minimum = min_training_readings(builder)
     if int(extent.counts.sum()) < minimum:
         raise TrainingError(
             f"profile {profile}: only {int(extent.counts.sum())} readings in the training window; need at least "
-            f"{minimum} (2 x ([features].long_window + 1), long_window = {settings.features.long_window}): lower "
+            f"{minimum} (2 x ([features].long_window + 1), long_window = {builder.long_window}): lower "
             "[features].long_window in config.toml, or widen the window (--train-from/--train-until), or generate "
             "or ingest more history"
         )
     every = [str(d) for d in extent.counts.index]
-    sample = _training_devices(extent.counts) or every
-    frame = _training_frame(
-        store,
-        profile,
-        train_from_ms,
-        train_until_ms,
-        {d: w for d, w in device_windows.items() if d in set(sample)},
-        device_ids=None if sample is every else sample,
-    )
-    fitted = _fit(settings, profile, frame, exclude_labelled, (extent.t0, extent.t1))
-    del frame
-    fitted.devices = every
+    sample = _training_devices(extent.counts)
+    split = extent.t0 + int((extent.t1 - extent.t0) * (1 - VALIDATION_FRACTION))
+    window = ValidationWindow(train_from_ms, train_until_ms, split, exclude_labelled, False)
     size = max(1, int(settings.compute.partition_devices))
-    window = ValidationWindow(train_from_ms, train_until_ms, fitted.split, exclude_labelled, fitted.short)
     groups = [every[i : i + size] for i in range(0, len(every), size)]
-    tasks = [
-        (
-            settings,
+
+    def tasks(*extra: Any, per_group: Sequence[tuple[Any, ...]] = ()) -> list[tuple[Any, ...]]:
+        return [
+            (
+                settings,
+                profile,
+                store.url,
+                group,
+                {d: w for d, w in device_windows.items() if d in set(group)},
+                window,
+                *extra,
+                *(per_group[i] if per_group else ()),
+            )
+            for i, group in enumerate(groups)
+        ]
+
+    def read(devices: Sequence[str] | None) -> pd.DataFrame:
+        wanted = set(every if devices is None else devices)
+        windows = {d: w for d, w in device_windows.items() if d in wanted}
+        return _training_frame(
+            store,
             profile,
-            store.url,
-            group,
-            {d: w for d, w in device_windows.items() if d in set(group)},
-            window,
-            fitted.builder,
-            fitted.detector,
+            train_from_ms,
+            train_until_ms,
+            windows,
+            device_ids=None if devices is None else list(devices),
         )
-        for group in groups
-    ]
-    parts: list[Validation] = (map_groups or _map_here)(validate_group, tasks)
-    for part in parts:  # every device's own sampling step and daily profile
-        fitted.builder.device_steps_.update(part.device_steps)
-        fitted.builder.device_profiles_.update(part.device_profiles)
+
+    if map_groups is None and sample is None:
+        # the whole window fits in memory: fit on it here (the numbers the groups give)
+        frame = read(None)
+        fitted = _fit(settings, profile, frame, exclude_labelled, builder, split, (extent.t0, extent.t1))
+        window = dataclasses.replace(window, short=fitted.short)
+        parts = [_validate_frame(settings, fitted.builder, fitted.detector, frame, window)]
+        del frame
+    else:
+        run: MapGroups = map_groups or _map_here
+        _fit_builder(builder, profile, window, run, tasks, read)
+        frame = read(sample)  # the detector learns from a seeded subset of devices
+        fitted = _fit(settings, profile, frame, exclude_labelled, builder, split, (extent.t0, extent.t1))
+        del frame
+        window = dataclasses.replace(window, short=fitted.short)
+        parts = run(validate_group, tasks(fitted.builder, fitted.detector))
+    fitted.devices = every
     fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
     fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
     own = {d: t for p in parts for d, t in p.device_thresholds.items()}
@@ -357,22 +385,28 @@ def train_model(
 
 
 def _fit(
-    settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool, extent: tuple[int, int]
+    settings: Settings,
+    profile: str,
+    frame: pd.DataFrame,
+    exclude_labelled: bool,
+    builder: FeatureBuilder,
+    split: int,
+    extent: tuple[int, int],
 ) -> _Fitted:
-    """Fit the feature builder and the detector on ``frame`` (the devices the fleet-wide
-    statistics are learnt from); ``extent`` is the whole window's first and last
-    reading time, which places the validation split. The validation scores and the
-    other devices' own statistics come from the device groups (:func:`validate_group`)."""
-    spec = settings.profile(profile)
-    builder = feature_builder_for(settings, spec)
+    """Fit the detector on ``frame`` (every device of a small window, else the seeded
+    subset), and the feature builder on its fit rows first unless the device groups
+    already fitted it (:func:`_fit_builder`). ``split`` starts the validation window;
+    ``extent`` is the whole window's first and last reading time. The validation
+    scores come from the device groups (:func:`validate_group`) or
+    :func:`_validate_frame`."""
     normal = _normal_mask(frame, builder) if exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
     t0, t1 = extent
-    split = t0 + int((t1 - t0) * (1 - VALIDATION_FRACTION))
     fit_rows = normal & (ts <= split)
-    if fit_rows.sum() < builder.long_window + 1:
-        raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
-    builder.fit(frame[fit_rows])
+    if not hasattr(builder, "levels_"):
+        if fit_rows.sum() < builder.long_window + 1:
+            raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
+        builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
     feats = builder.transform(frame)
     names = list(builder.feature_names_out_)
     pos_ok = _warm(feats, builder.long_window + 1)
@@ -550,10 +584,6 @@ class Validation:
     devices: np.ndarray
     """The device of each score, ordered by device then time."""
     device_thresholds: dict[str, float]
-    device_steps: dict[str, int] = field(default_factory=dict)
-    """The group's devices' own sampling step (ms), as :meth:`FeatureBuilder.fit` learns it."""
-    device_profiles: dict[str, np.ndarray] = field(default_factory=dict)
-    """The group's devices' own daily profile, as :meth:`FeatureBuilder.fit` learns it."""
 
 
 def validate_devices(
@@ -562,6 +592,8 @@ def validate_devices(
     """Detector scores of ``feats`` at ``rows`` and each device's own threshold
     (:func:`calibrate_devices`)."""
     names = list(builder.feature_names_out_)
+    if not len(rows):  # e.g. a group whose validation window is all faulty
+        return Validation(np.zeros(0), np.zeros(0, dtype=object), {})
     scores = -detector.score_samples(feats[names].to_numpy()[rows])
     devices = feats["device_id"].to_numpy()[rows]
     return Validation(scores, devices, calibrate_devices(settings, builder, scores, devices))
@@ -592,6 +624,133 @@ def calibrate_devices(
     return thresholds
 
 
+def _group_frame(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+) -> pd.DataFrame:
+    """A device group's training window, read from the database by the task itself."""
+    from itap_engine.store.sql import Store
+
+    store = Store(settings, url=url)
+    try:
+        return _training_frame(
+            store, profile, window.train_from_ms, window.train_until_ms, device_windows, device_ids=list(devices)
+        )
+    finally:
+        store.close()
+
+
+def _fit_rows(frame: pd.DataFrame, builder: FeatureBuilder, window: ValidationWindow) -> np.ndarray:
+    """The rows the feature builder learns from: known-good, before the validation window."""
+    normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
+    return normal & (frame["ts"].to_numpy(dtype=np.int64) <= window.split)
+
+
+@dataclass(frozen=True)
+class FleetGroup:
+    """A device group's part of the fleet-wide statistics, and its fit rows per device."""
+
+    part: FleetPart
+    devices: list[str]
+    rows: list[int]
+
+
+def fleet_group(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+    builder: FeatureBuilder,
+) -> FleetGroup:
+    """Step 1 of a device group (:func:`_fit_builder`): its fit rows' values, states and steps."""
+    frame = _group_frame(settings, profile, url, devices, device_windows, window)
+    fit = frame[_fit_rows(frame, builder, window)]
+    codes, names = pd.factorize(fit["device_id"])
+    return FleetGroup(
+        builder.fleet_part(fit), [str(d) for d in names], np.bincount(codes, minlength=len(names)).tolist()
+    )
+
+
+@dataclass(frozen=True)
+class DeviceGroup:
+    """A device group's own statistics (step 2, :func:`device_group`)."""
+
+    steps: dict[str, int]
+    profiles: dict[str, np.ndarray]
+    residuals: SpreadResiduals
+
+
+def device_group(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+    builder: FeatureBuilder,
+    offset: int,
+    stride: int,
+) -> DeviceGroup:
+    """Step 2 of a device group (:func:`_fit_builder`): each device's sampling step and
+    daily profile, and the spread residuals at the fleet's every ``stride``-th fit row
+    (the group's first fit row is the fleet's row ``offset``)."""
+    frame = _group_frame(settings, profile, url, devices, device_windows, window)
+    fit = frame[_fit_rows(frame, builder, window)]
+    del frame
+    local = copy.copy(builder)
+    steps = local.fit_device_steps(fit)
+    local.device_steps_ = {**builder.device_steps_, **steps}
+    profiles, residuals = local.fit_devices(fit, offset, stride)
+    return DeviceGroup(steps, profiles, residuals)
+
+
+def _fit_builder(
+    builder: FeatureBuilder,
+    profile: str,
+    window: ValidationWindow,
+    run: MapGroups,
+    tasks: Callable[..., list[tuple[Any, ...]]],
+    read: Callable[[Sequence[str] | None], pd.DataFrame],
+) -> None:
+    """``builder.fit`` over every device's fit rows, by device groups: the same numbers
+    as one ``fit`` on the whole window (the steps of :meth:`FeatureBuilder.fit`; medians
+    of the very same values, concatenated in device order), while no process holds the
+    window. The lag is searched here on the first devices' rows, as ``fit`` does."""
+    fleet: list[FleetGroup] = run(fleet_group, tasks(builder))
+    counts = pd.Series([n for g in fleet for n in g.rows], index=[d for g in fleet for d in g.devices], dtype=np.int64)
+    total = int(counts.sum())
+    if total < builder.long_window + 1:
+        raise TrainingError(f"profile {profile}: too few normal readings before {window.split} to train on")
+    builder.fit_fleet([g.part for g in fleet])
+    del fleet
+    # the lag search's rows: the first devices, up to the one holding row _LAG_SEARCH_ROWS
+    device_codes = np.repeat(np.arange(len(counts)), counts.to_numpy())
+    first = list(counts.index[: int(device_codes[builder.lag_rows(device_codes) - 1]) + 1])
+    del device_codes
+    prefix = read(first)
+    prefix = prefix[_fit_rows(prefix, builder, window)]
+    builder.device_steps_ = builder.fit_device_steps(prefix)
+    builder.fit_lag(prefix)
+    del prefix
+    before = np.r_[0, np.cumsum([int(counts.loc[list(g)].sum()) for g in _groups_of(tasks)])][:-1]
+    stride = spread_stride(total)
+    parts: list[DeviceGroup] = run(device_group, tasks(builder, per_group=[(int(o), stride) for o in before]))
+    builder.device_steps_ = {d: n for p in parts for d, n in p.steps.items()}
+    builder.device_profiles_ = {d: c for p in parts for d, c in p.profiles.items()}
+    builder.fit_spreads([p.residuals for p in parts])
+
+
+def _groups_of(tasks: Callable[..., list[tuple[Any, ...]]]) -> list[Sequence[str]]:
+    """The device groups of the tasks (their 4th argument)."""
+    return [task[3] for task in tasks()]
+
+
 def validate_group(
     settings: Settings,
     profile: str,
@@ -602,57 +761,24 @@ def validate_group(
     builder: FeatureBuilder,
     detector: Any,
 ) -> Validation:
-    """A device group's half of training (a task of :func:`train_model`'s groups): read
-    the group's training window from the database, fit each device's own statistics on
-    its fit rows (:func:`fit_device_statistics`), build the features with them, score
-    the validation rows and calibrate each device's own threshold
-    (:func:`validate_devices`)."""
-    from itap_engine.store.sql import Store
+    """Step 3 of a device group: its validation scores and each device's own threshold
+    (:func:`_validate_frame` on the group's window, read from the database)."""
+    frame = _group_frame(settings, profile, url, devices, device_windows, window)
+    return _validate_frame(settings, builder, detector, frame, window)
 
-    store = Store(settings, url=url)
-    try:
-        frame = _training_frame(
-            store, profile, window.train_from_ms, window.train_until_ms, device_windows, device_ids=list(devices)
-        )
-    finally:
-        store.close()
+
+def _validate_frame(
+    settings: Settings, builder: FeatureBuilder, detector: Any, frame: pd.DataFrame, window: ValidationWindow
+) -> Validation:
+    """Build the features, score the known-good validation rows, calibrate each
+    device's own threshold (:func:`validate_devices`)."""
     normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
-    steps, profiles = fit_device_statistics(builder, frame[normal & (ts <= window.split)])
-    builder = copy.copy(builder)  # the driver's (in one process) keeps its own dicts
-    builder.device_steps_ = {**builder.device_steps_, **steps}
-    builder.device_profiles_ = {**builder.device_profiles_, **profiles}
     feats = builder.transform(frame)
     rows = normal & _warm(feats, builder.long_window + 1)
     if not window.short:
         rows &= ts > window.split
-    found = validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
-    return Validation(found.scores, found.devices, found.device_thresholds, steps, profiles)
-
-
-def fit_device_statistics(builder: FeatureBuilder, frame: pd.DataFrame) -> tuple[dict[str, int], dict[str, np.ndarray]]:
-    """Each device's own sampling step and daily profile from its fit rows, given the
-    fleet-wide statistics ``builder`` learnt: the very numbers :meth:`FeatureBuilder.fit`
-    computes for a device of its frame (a device's step and profile depend on its own
-    readings and the fleet's levels and lag only)."""
-    from itap_engine.detection.features import _device_steps, _lagged_level
-
-    if not len(frame):
-        return {}, {}
-    frame = sort_readings(frame)
-    values = frame[list(builder.signals)].to_numpy(dtype=float)
-    codes = builder._state_codes(frame)
-    device_codes = pd.factorize(frame["device_id"])[0]
-    ts = frame["ts"].to_numpy(dtype=np.int64)
-    steps = _device_steps(frame["device_id"].to_numpy(), device_codes, ts, builder.step_ms_)
-    local = copy.copy(builder)
-    local.device_steps_ = {**builder.device_steps_, **steps}
-    pos = local._segment_positions(frame, device_codes)
-    steps_at = local._row_steps(frame, device_codes)
-    expected = _lagged_level(
-        codes, builder.levels_, pos, ts, steps_at, builder.lag_tau_, builder.lag_delay_, builder.lag_taps_
-    )
-    return steps, builder._fit_profiles(frame, values, expected, device_codes)
+    return validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
 
 
 def _map_here(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:

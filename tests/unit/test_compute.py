@@ -317,24 +317,43 @@ def test_itap_score_with_a_shard_on_postgres(tmp_path: Path, monkeypatch: pytest
         store.close()
 
 
-def test_device_statistics_of_a_group_are_those_of_the_whole_fit(fleet) -> None:
-    """A device group's own sampling steps and daily profiles, fitted given the
-    fleet-wide statistics, are the numbers ``FeatureBuilder.fit`` gives those devices
-    when it sees the whole fleet (a device's step and profile depend only on its own
-    readings, the fleet's levels and the lag)."""
-    from itap_engine.detection.features import feature_builder_for
-    from itap_engine.detection.scoring import fit_device_statistics
+FITTED = ["states_", "levels_", "spreads_", "fallback_spreads_", "lag_tau_", "lag_delay_", "lag_taps_", "step_ms_"]
+FITTED += ["device_steps_", "history_", "feature_names_out_"]
+
+
+def _same_builder(a, b) -> None:  # type: ignore[no-untyped-def]
+    for name in FITTED:
+        x, y = getattr(a, name), getattr(b, name)
+        assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, name
+    assert list(a.device_profiles_) == list(b.device_profiles_)
+    for device, coef in a.device_profiles_.items():
+        np.testing.assert_array_equal(coef, b.device_profiles_[device])
+
+
+@pytest.mark.parametrize("detector", ["shift", "iforest"])
+def test_the_feature_builder_fitted_by_device_groups_is_the_whole_fit(fleet, detector: str) -> None:
+    """The grouped fit (what a cluster runs: fleet-wide values, then each group's own
+    steps, profiles and spread residuals, the lag on the first devices) gives the very
+    numbers of one ``FeatureBuilder.fit`` on the whole window, so the model, its
+    thresholds and its scores are those of one process."""
+    from itap_engine.detection.scoring import _map_here
 
     settings, store = fleet
-    frame = store.read_readings("industrial", until_ms=_ms(6))
-    builder = feature_builder_for(settings, "industrial").fit(frame)
-    for group in (["pump-001", "pump-002", "pump-003"], ["pump-010"]):
-        steps, profiles = fit_device_statistics(builder, frame[frame["device_id"].isin(group)])
-        assert steps == {d: builder.device_steps_[d] for d in group}
-        assert list(profiles) == group
-        for device in group:
-            np.testing.assert_array_equal(profiles[device], builder.device_profiles_[device])
-    assert fit_device_statistics(builder, frame.iloc[:0]) == ({}, {})
+    settings = settings.with_overrides(detection={"detector": detector, "n_estimators": 20})
+    whole = train_model(store, settings, "industrial", train_until_ms=_ms(6))
+    calls: list[str] = []
+
+    def by_groups(fn, tasks):  # type: ignore[no-untyped-def]
+        calls.append(fn.__name__)
+        return _map_here(fn, tasks)
+
+    grouped = train_model(store, settings, "industrial", train_until_ms=_ms(6), map_groups=by_groups)
+    assert calls == ["fleet_group", "device_group", "validate_group"]
+    _same_builder(grouped.features, whole.features)
+    assert len(whole.features.device_profiles_) == 10  # type: ignore[union-attr]
+    assert grouped.threshold == whole.threshold and grouped.device_thresholds == whole.device_thresholds
+    X = np.random.default_rng(3).normal(size=(200, len(whole.feature_names)))
+    np.testing.assert_array_equal(grouped.detector.score_samples(X), whole.detector.score_samples(X))
 
 
 def test_training_a_large_window_reads_a_subset_on_the_driver_and_fits_every_device(
@@ -361,6 +380,7 @@ def test_training_a_large_window_reads_a_subset_on_the_driver_and_fits_every_dev
             url=store.url,
         )
         monkeypatch.setattr(scoring, "MAX_TRAIN_READINGS", 6_000)  # ~2 of the 10 devices' 8 h
+        monkeypatch.setattr("itap_engine.detection.features._LAG_SEARCH_ROWS", 4_000)  # the lag: 2 devices
         reads: list[int] = []
         real = scoring._training_frame
 
