@@ -244,7 +244,7 @@ class _Fitted:
     short: bool = False
     """A short window: the detector was fitted and is calibrated on the whole window."""
     devices: list[str] = field(default_factory=list)
-    """The devices the detector learned from and is calibrated on, in order."""
+    """Every device of the window, in order (the detector learnt from a subset of them)."""
 
 
 @dataclass
