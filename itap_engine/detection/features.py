@@ -247,17 +247,6 @@ def _rolling_extreme(values: np.ndarray, pos: np.ndarray, window: int, largest: 
     return result
 
 
-def _rolling_extreme_at(
-    values: np.ndarray, pos: np.ndarray, rows: np.ndarray, window: int, largest: bool
-) -> np.ndarray:
-    """:func:`_rolling_extreme` for the windows ending at ``rows`` only."""
-    fill = -np.inf if largest else np.inf
-    sub = _gather(np.where(np.isnan(values), fill, values), pos, rows, window, fill)[0]
-    result = sub.max(axis=1) if largest else sub.min(axis=1)
-    result[np.isinf(result)] = np.nan
-    return result
-
-
 _FFT_CHUNK = 32_768
 """Rows per block of the batch DFT (the (window, rows) block stays in cache)."""
 
@@ -377,13 +366,14 @@ def _trailing_min(values: np.ndarray, pos: np.ndarray, window: int) -> np.ndarra
     return out
 
 
-def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int) -> np.ndarray:
-    """Two-sided Page CUSUM of each column of ``u`` over the trailing ``window`` readings, at ``rows``.
+def _cusum(u0: np.ndarray, pos: np.ndarray, window: int) -> np.ndarray:
+    """Two-sided Page CUSUM of each column of ``u`` over the trailing ``window`` readings.
 
     ``S+ = max(0, max over suffixes of the window of sum(clip(u) - k))`` (and ``S-``
     with ``-u``); over a trailing window that is ``C_t - min(C_{t-window} .. C_{t-1})``
-    of the run's cumulative sum ``C``, so batch and streaming agree (a constant offset
-    of ``C`` cancels) and no state is carried between calls. Missing values add ``-k``.
+    of the run's cumulative sum ``C``, so batch and streaming (:func:`_best_suffix`)
+    agree (a constant offset of ``C`` cancels) and no state is carried between calls.
+    Missing values add ``-k``.
     """
     clipped = np.clip(u0, -_CUSUM_CLIP, _CUSUM_CLIP)
     # both sides of every signal in one array: the run-wise cumulative sums are one
@@ -391,16 +381,48 @@ def _cusum(u0: np.ndarray, pos: np.ndarray, rows: np.ndarray | None, window: int
     v = np.asfortranarray(np.concatenate([clipped - _CUSUM_K, -clipped - _CUSUM_K], axis=1))
     c = _segment_cumsum(v, pos)
     prev = c - v
-    sides = []
-    for k in range(v.shape[1]):
-        if rows is None:
-            low = _trailing_min(prev[:, k], pos, window)
-            sides.append(np.maximum(c[:, k] - low, 0.0))
-        else:
-            low = _rolling_extreme_at(prev[:, k], pos, rows, window, largest=False)
-            sides.append(np.maximum(c[rows, k] - low, 0.0))
+    sides = [np.maximum(c[:, k] - _trailing_min(prev[:, k], pos, window), 0.0) for k in range(v.shape[1])]
     n_signals = u0.shape[1]
     return np.maximum(np.column_stack(sides[:n_signals]), np.column_stack(sides[n_signals:]))
+
+
+def _best_suffix(v: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+    """``max(0, largest sum of a suffix)`` of each window (window, ..., m) along its first axis.
+
+    A suffix holds the current (last) slot and may not reach into the slots that are
+    not ``inside`` (window, m) its run (None: all are): the streaming form of
+    :func:`_cusum`, and the same ``C_t - min(C_j)`` of the window's cumulative sum
+    ``C``. The slots outside the run are a prefix, so zeroing them only adds the
+    empty prefix's 0 to the min. The running sum adds one whole row a step, in the
+    order ``np.cumsum`` would (same bits), at a quarter of its cost on this layout.
+    """
+    if inside is not None:
+        v = np.where(inside.reshape(inside.shape[0], *(1,) * (v.ndim - 2), inside.shape[1]), v, 0.0)
+    total = np.zeros(v.shape[1:])
+    lowest = np.zeros(v.shape[1:])
+    for row in v[:-1]:
+        total += row
+        np.minimum(lowest, total, out=lowest)
+    total += v[-1]
+    return np.maximum(total - lowest, 0.0)
+
+
+def _window_spectrum(win0: np.ndarray, valid: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fft_features_at` for gathered windows (window, S, m): missing values are
+    0 in ``win0`` and False in ``valid``; a window short of values is centred on its mean."""
+    shape = win0.shape[1:]
+    sub = win0.reshape(window, -1)  # one window per column
+    mask = valid.reshape(window, -1)
+    cnt = mask.sum(axis=0)
+    fix = np.flatnonzero(cnt < window)
+    if len(fix):
+        sub = sub.copy()
+        part, ok = sub[:, fix], mask[:, fix]
+        mean = np.where(ok, part, 0.0).sum(axis=0) / np.maximum(cnt[fix], 1)
+        sub[:, fix] = np.where(ok, part - mean, 0.0)
+    energy, dominant = _spectrum_stats(sub, window)
+    enough = cnt >= 2
+    return np.where(enough, energy, np.nan).reshape(shape), np.where(enough, dominant, np.nan).reshape(shape)
 
 
 def _lagged_level(
@@ -433,8 +455,8 @@ def _lagged_level(
     only (their windows still read the rows before them).
     """
     own = levels[codes if at is None else codes[at]]  # (m, S)
-    if (tau <= 0 and delay == 0) or len(own) == 0:
-        return own
+    if (tau <= 0 and delay == 0) or len(own) == 0 or not (pos > 0).any():
+        return own  # no lag, or no reading has one before it in its run
     changed = np.zeros(len(codes))
     changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
     in_window = _rolling_count(changed, pos, taps) > 0
@@ -839,7 +861,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         if rows is None:
             out = self._blocks(frame, device_codes, levels)
         else:
-            out = self._features(frame, device_codes, rows, levels)
+            out = self._features_at(frame, device_codes, rows, levels)
         picked = frame if rows is None else frame.iloc[rows]
         result = pd.DataFrame(out, index=picked.index, columns=self.feature_names_out_, copy=False)
         result.insert(0, "ts", picked["ts"].to_numpy())
@@ -852,7 +874,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
         def run(lo: int, hi: int) -> None:
             known = None if levels is None else levels[lo:hi]
-            out[lo:hi] = self._features(frame.iloc[lo:hi], device_codes[lo:hi], None, known)
+            out[lo:hi] = self._features(frame.iloc[lo:hi], device_codes[lo:hi], known)
 
         map_blocks(run, device_blocks(device_codes))
         return out
@@ -870,42 +892,77 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def _row_steps(self, frame: pd.DataFrame, device_codes: np.ndarray) -> np.ndarray:
         """The median sampling interval (ms) of each row's device."""
-        steps = getattr(self, "device_steps_", None) or {}
-        default = float(getattr(self, "step_ms_", 1000))
         if len(frame) == 0:
             return np.zeros(0)
         first = np.r_[0, np.flatnonzero(device_codes[1:] != device_codes[:-1]) + 1]
-        names = frame["device_id"].to_numpy()[first]
-        per = np.array([float(steps.get(str(d), default)) for d in names])
-        sizes = np.diff(np.r_[first, len(frame)])
-        return np.repeat(per, sizes)
+        per = self.device_steps(frame["device_id"].to_numpy()[first])
+        return np.repeat(per, np.diff(np.r_[first, len(frame)]))
 
     def _standardise(
         self, frame: pd.DataFrame, codes: np.ndarray, pos: np.ndarray, at: np.ndarray | None = None
     ) -> np.ndarray:
         """``u`` at rows ``at`` (all when None); see :meth:`levels`."""
         sub = frame if at is None else frame.iloc[at]
+        steps = self._row_steps(frame, pd.factorize(frame["device_id"])[0])
+        raw, uniques = pd.factorize(sub["device_id"])
+        coef, known = self.device_profiles(uniques)
         values = sub[list(self.signals)].to_numpy(dtype=float)
         ts = frame["ts"].to_numpy(dtype=np.int64)
-        steps = self._row_steps(frame, pd.factorize(frame["device_id"])[0])
+        return self.standardise_at(values, codes, pos, ts, steps, at, (coef[raw], known[raw]))
 
+    @property
+    def lag_taps(self) -> int:
+        """Readings the state-expected level of a reading looks back over."""
         # models saved before the lag was measured in time have no lag_taps_
-        taps = getattr(self, "lag_taps_", None) or _lag_taps(self.lag_tau_, self.lag_delay_)
+        return int(getattr(self, "lag_taps_", None) or _lag_taps(self.lag_tau_, self.lag_delay_))
+
+    def standardise_at(
+        self,
+        values: np.ndarray,
+        codes: np.ndarray,
+        pos: np.ndarray,
+        ts: np.ndarray,
+        steps: np.ndarray,
+        at: np.ndarray | None,
+        profiles: tuple[np.ndarray, np.ndarray],
+    ) -> np.ndarray:
+        """``u`` of readings ``values`` (m, signals) at positions ``at`` (all when None)
+        of flat per-reading arrays of their runs: state codes (:attr:`states_`
+        indices), positions in the run, timestamps (ms) and device sampling intervals
+        (ms), which hold the :attr:`lag_taps` readings before each of ``at``.
+        ``profiles`` is :meth:`device_profiles` of each of the m readings' device. See
+        :meth:`levels`."""
+        coef, known = profiles
 
         def lagged(table: np.ndarray) -> np.ndarray:
-            return _lagged_level(codes, table, pos, ts, steps, self.lag_tau_, self.lag_delay_, taps, at)
+            return _lagged_level(codes, table, pos, ts, steps, self.lag_tau_, self.lag_delay_, self.lag_taps, at)
 
-        expected = lagged(self.levels_) * self._profile_factor(sub)
+        expected = lagged(self.levels_) * _daily_factor(coef, ts if at is None else ts[at])
         spread = lagged(self.spreads_)
-        unknown = ~sub["device_id"].isin(list(self.device_profiles_)).to_numpy()
-        if unknown.any():
-            spread[unknown] = lagged(self.fallback_spreads_)[unknown]
+        if not known.all():
+            spread[~known] = lagged(self.fallback_spreads_)[~known]
         return (values - expected) / spread
 
-    def _features(
-        self, frame: pd.DataFrame, device_codes: np.ndarray, rows: np.ndarray | None, levels: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Feature matrix (rows x :attr:`feature_names_out_`) of ``frame`` at ``rows`` (all when None)."""
+    def device_profiles(self, devices: Sequence[object]) -> tuple[np.ndarray, np.ndarray]:
+        """Each device's daily-profile coefficients (n, signals, 3) and whether training
+        saw it (n,); a device it did not see has zeros (a factor of 1)."""
+        fitted = getattr(self, "device_profiles_", {})
+        coef = np.zeros((len(devices), len(self.signals), 3))
+        known = np.zeros(len(devices), dtype=bool)
+        for k, name in enumerate(devices):
+            found = fitted.get(str(name))
+            if found is not None:
+                coef[k], known[k] = found, True
+        return coef, known
+
+    def device_steps(self, devices: Sequence[str]) -> np.ndarray:
+        """Each device's median sampling interval (ms): its own from training, else the fleet's."""
+        steps = getattr(self, "device_steps_", None) or {}
+        default = float(getattr(self, "step_ms_", 1000))
+        return np.array([float(steps.get(str(d), default)) for d in devices])
+
+    def _features(self, frame: pd.DataFrame, device_codes: np.ndarray, levels: np.ndarray | None = None) -> np.ndarray:
+        """Feature matrix (rows x :attr:`feature_names_out_`) of every reading of ``frame``: the batch path."""
         n = len(frame)
         signals = list(self.signals)
         w, L, F = self.window, self.long_window, self.fft_window
@@ -917,50 +974,28 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         missing = np.isnan(u)
         valid = (~missing).astype(float)
         u0 = np.where(missing, 0.0, u)
-        at = np.arange(n) if rows is None else rows
-        m = len(at)
-        pos_at = pos[at]
 
         names = self.feature_names_out_
         column = {name: k for k, name in enumerate(names)}
-        out = np.empty((m, len(names)), order="F")  # column-major: each feature is written whole
-        rows_w = np.minimum(pos_at + 1, w).astype(float)[:, None]
-        if rows is None:
-            cnt = _rolling_count(valid, pos, w)
-            cnt_h = _rolling_count(valid, pos, h)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cnt_l = _rolling_count(valid, pos, L + 1) - valid
-                s1_l = _rolling_sum(u0, pos, L + 1) - u0
-                s2_l = _rolling_sum(u0 * u0, pos, L + 1) - u0 * u0
-                cnt_t = _rolling_count(valid, pos, L)
-                s1_t = _rolling_sum(u0, pos, L)
-        else:
-            # windows of the long baseline (L + 1 rows) gathered for the new rows only;
-            # the trend's L rows are its last L slots
-            span = max(L + 1, w)
-            win_u, _ = _gather(u0, pos, at, span, 0.0)
-            win_v, _ = _gather(valid, pos, at, span, 0.0)
-            base_u = win_u[:, span - L - 1 : -1]
-            cnt = win_v[:, -w:].sum(axis=1)
-            cnt_h = win_v[:, -h:].sum(axis=1)
-            cnt_l = win_v[:, span - L - 1 : -1].sum(axis=1)
-            s1_l = base_u.sum(axis=1)
-            s2_l = np.einsum("ijk,ijk->ik", base_u, base_u)
-            cnt_t = win_v[:, -L:].sum(axis=1)
-            s1_t = win_u[:, -L:].sum(axis=1)
-        u_at = u[at]
+        out = np.empty((n, len(names)), order="F")  # column-major: each feature is written whole
+        rows_w = np.minimum(pos + 1, w).astype(float)[:, None]
+        cnt = _rolling_count(valid, pos, w)
+        cnt_h = _rolling_count(valid, pos, h)
         with np.errstate(invalid="ignore", divide="ignore"):
+            cnt_l = _rolling_count(valid, pos, L + 1) - valid
+            s1_l = _rolling_sum(u0, pos, L + 1) - u0
+            s2_l = _rolling_sum(u0 * u0, pos, L + 1) - u0 * u0
+            cnt_t = _rolling_count(valid, pos, L)
+            s1_t = _rolling_sum(u0, pos, L)
             # the baseline for z: the previous L readings (excluding the current one)
             base = np.where(cnt_l > 0, s1_l / cnt_l, np.nan)
             base_sd = np.sqrt(np.maximum(s2_l / cnt_l - base * base, 0.0))
-            z = (u_at - base) / np.maximum(base_sd, _Z_STD_FLOOR)
+            z = (u - base) / np.maximum(base_sd, _Z_STD_FLOOR)
             trend = np.where(cnt_t > 0, s1_t / cnt_t, np.nan)
-        prev = np.full_like(u_at, np.nan)
-        has_prev = pos_at > 0
-        prev[has_prev] = u[at[has_prev] - 1]
+        prev = np.full_like(u, np.nan)
+        prev[1:][pos[1:] > 0] = u[:-1][pos[1:] > 0]
         miss_frac = (rows_w - cnt) / rows_w
-
-        cusum = _cusum(u0, pos, rows, L)
+        cusum = _cusum(u0, pos, L)
 
         def per_signal(j: int) -> None:
             s = signals[j]
@@ -968,39 +1003,25 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             with np.errstate(invalid="ignore", divide="ignore"):
                 # short windows straight from the window view (no cumulative sums, so no
                 # rounding carried between rows): missing values are 0 and not counted
-                if rows is None:
-                    view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
-                    s1 = view.sum(axis=1)
-                    s1_h = view[:, w - h :].sum(axis=1)
-                    s2 = np.einsum("ij,ij->i", view, view)
-                    if len(partial):
-                        sub = np.where(outside, 0.0, view[partial])
-                        s1[partial] = sub.sum(axis=1)
-                        s1_h[partial] = sub[:, w - h :].sum(axis=1)
-                        s2[partial] = np.einsum("ij,ij->i", sub, sub)
-                else:
-                    sub = _gather(u0[:, j], pos, at, w, 0.0)[0]
-                    s1 = sub.sum(axis=1)
-                    s1_h = sub[:, w - h :].sum(axis=1)
-                    s2 = np.einsum("ij,ij->i", sub, sub)
+                view, partial, outside = _windows(u0[:, j], pos, w, 0.0)
+                s1 = view.sum(axis=1)
+                s1_h = view[:, w - h :].sum(axis=1)
+                s2 = np.einsum("ij,ij->i", view, view)
+                if len(partial):
+                    sub = np.where(outside, 0.0, view[partial])
+                    s1[partial] = sub.sum(axis=1)
+                    s1_h[partial] = sub[:, w - h :].sum(axis=1)
+                    s2[partial] = np.einsum("ij,ij->i", sub, sub)
                 mean = s1 / cnt[:, j]
                 recent = s1_h / cnt_h[:, j]
                 std = np.sqrt(np.maximum(s2 / cnt[:, j] - mean * mean, 0.0))
-            if rows is None:
-                energy, dominant = _fft_features(col, pos, F)
-                low = _rolling_extreme(col, pos, w, largest=False)
-                high = _rolling_extreme(col, pos, w, largest=True)
-            else:
-                energy, dominant = _fft_features_at(col, pos, at, F)
-                low = _rolling_extreme_at(col, pos, at, w, largest=False)
-                high = _rolling_extreme_at(col, pos, at, w, largest=True)
-            col = col[at] if rows is not None else col
+            energy, dominant = _fft_features(col, pos, F)
             out[:, column[f"{s}__level"]] = col
             out[:, column[f"{s}__mean"]] = mean
             out[:, column[f"{s}__recent"]] = recent
             out[:, column[f"{s}__std"]] = std
-            out[:, column[f"{s}__min"]] = low
-            out[:, column[f"{s}__max"]] = high
+            out[:, column[f"{s}__min"]] = _rolling_extreme(col, pos, w, largest=False)
+            out[:, column[f"{s}__max"]] = _rolling_extreme(col, pos, w, largest=True)
             out[:, column[f"{s}__diff"]] = col - prev[:, j]
             out[:, column[f"{s}__z"]] = z[:, j]
             out[:, column[f"{s}__fft_energy"]] = energy
@@ -1023,9 +1044,118 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         changed = np.zeros(n)
         if n > 1:
             changed[1:] = (codes[1:] != codes[:-1]) & (pos[1:] > 0)
-        out[:, column["dropout_streak"]] = np.minimum(streak[at], L)
-        out[:, column["since_dropout"]] = np.minimum(since[at], L)
-        out[:, column["state_changes"]] = _rolling_count(changed, pos, L)[at]
+        out[:, column["dropout_streak"]] = np.minimum(streak, L)
+        out[:, column["since_dropout"]] = np.minimum(since, L)
+        out[:, column["state_changes"]] = _rolling_count(changed, pos, L)
+        return out
+
+    def _features_at(
+        self, frame: pd.DataFrame, device_codes: np.ndarray, rows: np.ndarray, levels: np.ndarray | None = None
+    ) -> np.ndarray:
+        """:meth:`_features` at ``rows`` only: the streaming path.
+
+        Gathers the trailing :attr:`window_span` readings of every requested row
+        (slots before the row's run, a new device or a gap, are not ``inside``) and
+        hands them to :meth:`window_features`. The work is rows x span, whatever
+        else the frame holds.
+        """
+        pos = self._segment_positions(frame, device_codes)
+        codes = self._state_codes(frame)
+        u = np.asarray(self._standardise(frame, codes, pos) if levels is None else levels, dtype=float)
+        span = self.window_span
+        offsets = np.arange(1 - span, 1)[:, None]
+        inside = offsets >= -pos[rows][None, :]  # (span, m)
+        idx = np.where(inside, rows[None, :] + offsets, 0)
+        win = np.ascontiguousarray(u[idx].transpose(0, 2, 1))  # (span, S, m)
+        return self.window_features(win, inside, codes[idx], pos[rows])
+
+    @property
+    def window_span(self) -> int:
+        """Readings every feature of a reading looks back over, itself included."""
+        return max(self.long_window + 1, self.window, self.fft_window)
+
+    def window_features(
+        self, win: np.ndarray, inside: np.ndarray, states: np.ndarray, pos_at: np.ndarray
+    ) -> np.ndarray:
+        """Feature matrix (m x :attr:`feature_names_out_`) of m readings from their windows.
+
+        ``win`` (:attr:`window_span`, signals, m) holds the standardised values
+        (:meth:`levels`) of each reading's trailing readings, oldest first and the
+        reading itself last, NaN where a value is missing; ``inside`` (span, m) marks
+        the slots in the reading's run (the slots before a new device or a gap are
+        not), ``states`` (span, m) the state codes (:attr:`states_` indices) and
+        ``pos_at`` the reading's position in its run. Every window (short, recent,
+        long, FFT), the extremes, the CUSUM's suffix sums and the event counters are
+        slices and reductions along the first axis: each step adds whole contiguous
+        rows. Equals :meth:`transform` at those readings (float rounding far below 1e-7).
+        """
+        w, L, F = self.window, self.long_window, self.fft_window
+        h = self.recent_window
+        span = self.window_span
+        whole = bool(inside.all())  # every window inside its run: the usual live tick
+        if not whole:
+            win = np.where(inside[:, None, :], win, np.nan)
+        valid = ~np.isnan(win)
+        win0 = np.where(valid, win, 0.0)
+        fvalid = valid.astype(float)
+        base = slice(span - L - 1, -1)  # the baseline for z: the previous L readings
+
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cnt = fvalid[-w:].sum(axis=0)
+            mean = win0[-w:].sum(axis=0) / cnt
+            recent = win0[-h:].sum(axis=0) / fvalid[-h:].sum(axis=0)
+            std = np.sqrt(np.maximum(np.einsum("ksm,ksm->sm", win0[-w:], win0[-w:]) / cnt - mean * mean, 0.0))
+            cnt_l = fvalid[base].sum(axis=0)
+            level = np.where(cnt_l > 0, win0[base].sum(axis=0) / cnt_l, np.nan)
+            spread = np.sqrt(np.maximum(np.einsum("ksm,ksm->sm", win0[base], win0[base]) / cnt_l - level * level, 0.0))
+            u_at = win[-1]
+            z = (u_at - level) / np.maximum(spread, _Z_STD_FLOOR)
+            cnt_t = fvalid[-L:].sum(axis=0)
+            trend = np.where(cnt_t > 0, win0[-L:].sum(axis=0) / cnt_t, np.nan)
+        rows_w = np.minimum(pos_at + 1, w).astype(float)[None, :]
+        low = np.where(valid[-w:], win[-w:], np.inf).min(axis=0)
+        high = np.where(valid[-w:], win[-w:], -np.inf).max(axis=0)
+        low[np.isinf(low)] = np.nan
+        high[np.isinf(high)] = np.nan
+        energy, dominant = _window_spectrum(win0[-F:], valid[-F:], F)
+        clipped = np.clip(win0[-L:], -_CUSUM_CLIP, _CUSUM_CLIP)
+        # both sides in one pass: (L, 2, S, m)
+        sides = _best_suffix(
+            np.stack([clipped - _CUSUM_K, -clipped - _CUSUM_K], axis=1), None if whole else inside[-L:]
+        )
+        cusum = sides.max(axis=0)
+
+        per_signal = {
+            "level": u_at,
+            "mean": mean,
+            "recent": recent,
+            "std": std,
+            "min": low,
+            "max": high,
+            "diff": u_at - win[-2],
+            "z": z,
+            "fft_energy": energy,
+            "fft_freq": dominant,
+            "trend": trend,
+            "resid": u_at - trend,
+            "missing": (rows_w - cnt) / rows_w,
+            "cusum": cusum,
+        }
+        out = np.empty((len(pos_at), len(self.feature_names_out_)), order="F")
+        column = {name: k for k, name in enumerate(self.feature_names_out_)}
+        for kind, table in per_signal.items():
+            for j, s in enumerate(self.signals):
+                out[:, column[f"{s}__{kind}"]] = table[j]
+
+        # device-level counters over the last L readings of the run
+        bad = (~valid[-L:]).any(axis=1) & inside[-L:]  # (L, m): some value missing
+        ok = ~bad
+        newest_ok = np.where(ok.any(axis=0), L - 1 - np.argmax(ok[::-1], axis=0), -1)
+        newest_bad = np.where(bad.any(axis=0), L - 1 - np.argmax(bad[::-1], axis=0), -1)
+        out[:, column["dropout_streak"]] = L - 1 - newest_ok
+        out[:, column["since_dropout"]] = np.where(newest_bad >= 0, L - 1 - newest_bad, L)
+        changes = (states[-L:] != states[base]) & inside[base]
+        out[:, column["state_changes"]] = changes.sum(axis=0)
         return out
 
     # ------------------------------------------------------------------ internals
@@ -1077,20 +1207,9 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     def _profile_factor(self, frame: pd.DataFrame) -> np.ndarray:
         """``1 + c0 + c1 sin + c2 cos`` per row and signal (1 for devices not seen in training)."""
-        n, n_sig = len(frame), len(self.signals)
-        profiles = getattr(self, "device_profiles_", {})
-        if not profiles or n == 0:
-            return np.ones((n, n_sig))
         raw, uniques = pd.factorize(frame["device_id"])
-        table = np.zeros((len(uniques) + 1, n_sig, 3))
-        for k, name in enumerate(uniques):
-            coef = profiles.get(str(name))
-            if coef is not None:
-                table[k] = coef
-        coef = table[raw]  # (n, S, 3); raw == -1 picks the zero row
-        ts = frame["ts"].to_numpy(dtype=np.int64)
-        angle = 2 * np.pi * ((ts % _DAY_MS) / _DAY_MS)
-        return 1.0 + coef[:, :, 0] + coef[:, :, 1] * np.sin(angle)[:, None] + coef[:, :, 2] * np.cos(angle)[:, None]
+        coef = self.device_profiles(uniques)[0][raw]
+        return _daily_factor(coef, frame["ts"].to_numpy(dtype=np.int64))
 
     def _state_codes(self, frame: pd.DataFrame) -> np.ndarray:
         """Index into :attr:`states_` per row; unknown or missing states -> the catch-all."""
@@ -1101,6 +1220,13 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         lookup = {name: k for k, name in enumerate(self.states_)}
         table = np.array([lookup.get(str(u), other) for u in uniques] + [other], dtype=np.int64)
         return table[raw]  # raw == -1 (missing) picks the trailing `other`
+
+
+def _daily_factor(coef: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """``1 + c0 + c1 sin + c2 cos`` of the time of day, per reading and signal, from
+    coefficients (n, signals, 3) and timestamps (ms)."""
+    angle = 2 * np.pi * ((ts % _DAY_MS) / _DAY_MS)
+    return 1.0 + coef[:, :, 0] + coef[:, :, 1] * np.sin(angle)[:, None] + coef[:, :, 2] * np.cos(angle)[:, None]
 
 
 def _device_steps(names: np.ndarray, device_codes: np.ndarray, ts: np.ndarray, default: int) -> dict[str, int]:

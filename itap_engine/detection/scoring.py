@@ -66,6 +66,7 @@ from itap_engine.detection.features import (
     sort_readings,
     spread_stride,
 )
+from itap_engine.detection.windows import DeviceWindows
 from itap_engine.errors import ItapError
 from itap_engine.store.schema import ModelVersion, Score
 from itap_engine.store.watermarks import scored_key
@@ -971,6 +972,10 @@ class StreamingScorer:
         """Buffer columns: each buffered reading's standardised value (FeatureBuilder.levels)."""
         self._buffer = pd.DataFrame({c: [] for c in [*self.columns, *self._levels]})
         self._categories: dict[str, pd.Index] = {}
+        self._windows: DeviceWindows | None = None
+        """The buffer as dense per-device windows between ticks that only append
+        (:mod:`~itap_engine.detection.windows`); ``_buffer`` is stale while it is set."""
+        self._dense = DeviceWindows.usable(model.features, self.history)
 
     def _frame(self, readings: pd.DataFrame) -> pd.DataFrame:
         frame = readings.reindex(columns=[*self.columns, *self._levels]).copy()
@@ -991,12 +996,17 @@ class StreamingScorer:
         and buffer + tick concatenate without re-encoding.
         """
         categories = self._categories.get(name)
+        if categories is not None:  # the usual tick: every value already a category (one hash pass)
+            codes = categories.get_indexer(values)
+            if not ((codes < 0) & values.notna().to_numpy()).any():
+                return pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=values.index)
         seen = pd.unique(values.dropna().astype(str).to_numpy())
         if categories is None or not pd.Index(seen).isin(categories).all():
             categories = pd.Index(sorted(set(seen) | set(categories if categories is not None else ())))
+            buffer = self._flat()
             self._categories[name] = categories
-            if len(self._buffer):
-                self._buffer[name] = self._buffer[name].cat.set_categories(categories)
+            if len(buffer):
+                buffer[name] = buffer[name].cat.set_categories(categories)
         text = values.where(values.isna(), values.astype(str))
         return pd.Series(pd.Categorical(text, categories=categories), index=values.index)
 
@@ -1007,6 +1017,19 @@ class StreamingScorer:
         pos = _positions(codes)
         sizes = np.bincount(codes)[codes]
         self._buffer = combined[pos >= sizes - self.history].reset_index(drop=True)
+        if self._dense and len(self._buffer):
+            assert self.model.features is not None
+            signals = self.columns[3:]
+            self._windows = DeviceWindows.from_buffer(
+                self.model.features, signals, self._buffer, self._levels, self.history
+            )
+
+    def _flat(self) -> pd.DataFrame:
+        """The buffer as one frame (the general path's form), leaving the dense windows."""
+        if self._windows is not None:
+            self._buffer = self._windows.to_buffer(self.columns, self._levels)
+            self._windows = None
+        return self._buffer
 
     def warm_up(self, history: pd.DataFrame) -> None:
         """Seed the per-device windows from stored readings without scoring them."""
@@ -1024,7 +1047,7 @@ class StreamingScorer:
         Sorts integer codes (not the device strings) and keeps the buffer's column
         dtypes, so a tick costs a few milliseconds for a thousand devices.
         """
-        buffer = self._buffer
+        buffer = self._flat()
         combined = pd.concat([buffer, new], ignore_index=True) if len(buffer) else new.reset_index(drop=True)
         is_new = np.r_[np.zeros(len(buffer), dtype=bool), np.ones(len(new), dtype=bool)]
         codes = pd.factorize(combined["device_id"], sort=True)[0]
@@ -1056,7 +1079,12 @@ class StreamingScorer:
         """
         if readings.empty:
             return score_features(self.model, pd.DataFrame())
-        combined, is_new, codes = self._merge(self._frame(readings))
+        frame = self._frame(readings)
+        if self._windows is not None:
+            appended = self._windows.advance(frame)
+            if appended is not None:  # a live tick: one newer reading per known device
+                return score_features(self.model, appended)
+        combined, is_new, codes = self._merge(frame)
         features = self.model.features
         assert features is not None
         levels = np.array(combined[self._levels].to_numpy(dtype=float))  # writable (copy-on-write views are not)

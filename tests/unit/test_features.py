@@ -146,22 +146,40 @@ def test_the_cusum_of_all_signals_at_once_equals_one_signal_at_a_time() -> None:
     n, signals = 900, 4
     u0 = rng.normal(size=(n, signals)) * rng.choice([1.0, 8.0], size=(n, signals))
     pos = np.concatenate([np.arange(300), np.arange(250), np.arange(350)])
-    rows = np.sort(rng.choice(n, size=120, replace=False))
 
-    def one(u: np.ndarray, at: np.ndarray | None) -> np.ndarray:
+    def one(u: np.ndarray) -> np.ndarray:
         clipped = np.clip(u, -F._CUSUM_CLIP, F._CUSUM_CLIP)
         best = None
         for v in (clipped - F._CUSUM_K, -clipped - F._CUSUM_K):
             c = F._segment_cumsum(v, pos)
-            prev = c - v
-            if at is None:
-                side = np.maximum(c - F._trailing_min(prev, pos, 60), 0.0)
-            else:
-                side = np.maximum(c[at] - F._rolling_extreme_at(prev, pos, at, 60, largest=False), 0.0)
+            side = np.maximum(c - F._trailing_min(c - v, pos, 60), 0.0)
             best = side if best is None else np.maximum(best, side)
         return best
 
-    for at in (None, rows):
-        together = F._cusum(u0, pos, at, 60)
-        for j in range(signals):
-            assert np.array_equal(together[:, j], one(u0[:, j], at))
+    together = F._cusum(u0, pos, 60)
+    for j in range(signals):
+        assert np.array_equal(together[:, j], one(u0[:, j]))
+
+
+@hsettings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.floats(-9, 9, allow_nan=False), min_size=1, max_size=200),
+    starts=st.lists(st.booleans(), min_size=200, max_size=200),
+    window=st.integers(1, 70),
+)
+def test_the_streaming_cusum_equals_the_batch_one(steps, starts, window) -> None:
+    """The streaming CUSUM (largest suffix sum of each reading's gathered window,
+    slots before its run excluded) equals the batch one (run-wise cumulative sums
+    minus their trailing min) at every reading, runs and short runs included."""
+    from itap_engine.detection import features as F
+
+    u0 = np.asarray(steps)[:, None]
+    runs = np.cumsum(np.r_[True, np.asarray(starts[1 : len(u0)])])
+    pos = F._positions(runs)
+    rows = np.arange(len(u0))
+    offsets = np.arange(1 - window, 1)
+    inside = offsets[None, :] >= -pos[:, None]
+    clipped = np.clip(u0[:, 0][np.where(inside, rows[:, None] + offsets[None, :], 0)], -F._CUSUM_CLIP, F._CUSUM_CLIP)
+    windows, run = clipped.T[:, None, :], inside.T  # (window, 1 signal, readings), oldest first
+    streamed = np.maximum(F._best_suffix(windows - F._CUSUM_K, run), F._best_suffix(-windows - F._CUSUM_K, run))[0]
+    np.testing.assert_allclose(streamed, F._cusum(u0, pos, window)[:, 0], rtol=1e-12, atol=1e-9)

@@ -115,8 +115,65 @@ def test_late_readings_restandardise_what_follows_them(trained) -> None:
     full = full[["device_id", "ts", "state", *scorer.columns[3:]]]
     expected = pd.DataFrame(model.features.levels(full), columns=LEVELS)
     expected[["device_id", "ts"]] = full[["device_id", "ts"]]
-    buffered = scorer._buffer[["device_id", "ts", *LEVELS]].astype({"device_id": str})
+    buffered = scorer._flat()[["device_id", "ts", *LEVELS]].astype({"device_id": str})
     merged = buffered.merge(expected.astype({"device_id": str}), on=["device_id", "ts"], suffixes=("", "_batch"))
     assert len(merged) == len(buffered)
     for name in LEVELS:
         np.testing.assert_allclose(merged[name], merged[f"{name}_batch"], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("slack", [32, 3], ids=["spare-rows", "rows-moved-back"])
+def test_live_ticks_of_one_reading_equal_the_general_path_and_one_batch_pass(trained, slack, monkeypatch) -> None:
+    """The live case: one reading per device per tick goes through the dense windows
+    (detection/windows.py). Mixed in: a tick without one device, a device's gap in
+    time, a tick with two readings of every device and a late reading (the general
+    path), and the windows rebuilt after them. Every score equals the general path's
+    (a scorer without dense windows) and, except the two readings scored before the
+    late one arrived, one batch pass over the whole history; most ticks were dense."""
+    from itap_engine.detection import windows
+
+    monkeypatch.setattr(windows, "_SLACK", slack)  # 3: the windows run out of spare rows every 3 ticks
+    _, model, history, later = trained
+    stamps = _stamps(later)[:90]
+    devices = sorted(later["device_id"].unique())
+    ticks = []
+    for i, stamp in enumerate(stamps):
+        tick = later[later["ts"] == stamp]
+        if i == 10:  # one device silent this tick
+            tick = tick[tick["device_id"] != devices[0]]
+        if 30 <= i < 50:  # a gap in time: twenty readings never sent
+            tick = tick[tick["device_id"] != devices[1]]
+        ticks.append(tick)
+    # the reading device 0 missed at tick 10 arrives late, after tick 12
+    ticks.insert(13, later[(later["ts"] == stamps[10]) & (later["device_id"] == devices[0])])
+    ticks[60] = pd.concat([ticks[60], ticks[61]])  # two readings of every device in one tick
+    del ticks[61]
+    sent = pd.concat(ticks)
+
+    def stream(dense: bool) -> tuple[pd.DataFrame, int]:
+        scorer = _scorer(trained)
+        scorer._dense = dense
+        took = 0
+        parts = []
+        for tick in ticks:
+            was = scorer._windows is not None
+            parts.append(scorer.score(tick))
+            took += was and scorer._windows is not None
+        return pd.concat(parts).sort_values(["device_id", "ts"]).reset_index(drop=True), took
+
+    streamed, dense_ticks = stream(True)
+    general, _ = stream(False)
+    assert dense_ticks >= 80, f"only {dense_ticks} of {len(ticks)} ticks took the dense path"
+    np.testing.assert_array_equal(streamed["ts"].to_numpy(), general["ts"].to_numpy())
+    np.testing.assert_allclose(streamed["score"].to_numpy(), general["score"].to_numpy(), rtol=1e-9, atol=1e-9)
+    assert (streamed["is_anomalous"].to_numpy() == general["is_anomalous"].to_numpy()).all()
+
+    full = pd.concat([history, sent]).sort_values(["device_id", "ts"], kind="stable").reset_index(drop=True)
+    batch = score_features(model, model.features.transform(full))
+    batch = batch[batch["ts"] > history["ts"].max()].reset_index(drop=True)
+    assert len(streamed) == len(batch) == len(sent)
+    before_late = (streamed["device_id"] == devices[0]) & streamed["ts"].isin(stamps[11:13])
+    np.testing.assert_array_equal(streamed["ts"].to_numpy(), batch["ts"].to_numpy())
+    np.testing.assert_allclose(
+        streamed["score"][~before_late].to_numpy(), batch["score"][~before_late].to_numpy(), rtol=1e-9, atol=1e-9
+    )
