@@ -30,6 +30,18 @@ TaskProgress = Callable[[int, int], None]
 DASK_MISSING = "cluster {spec!r} needs Dask, which is not installed: install the dask extra (pip install 'itap[dask]')"
 
 
+QUIET_CLUSTER = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.admin.system-monitor.gil.enabled": False,
+}
+"""A LocalCluster's own background work, cut: no statistical profiler sampling every
+task's stack each 10 ms, no GIL monitor, the system monitor every 5 s instead of 0.5 s.
+Nobody reads them here, and on a busy 2-core machine the cluster's idle CPU (scheduler,
+two nannies, two workers) was ~0.08 of a core, 2.4 CPU s per 30 s, against 1.75 with
+these, measured with psutil over each process in the same minutes."""
+
+
 class ComputeError(ItapError):
     """A cluster could not be started or reached, or Dask is missing; one line."""
 
@@ -222,6 +234,7 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
         yield LocalExecutor()
         return
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise ComputeError(DASK_MISSING.format(spec=spec)) from None
@@ -229,13 +242,14 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
     try:
         if spec.startswith("local"):
             start_resource_tracker()
-            cluster = LocalCluster(
-                n_workers=local_workers(spec),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
-                silence_logs=logging.ERROR,
-            )
+            with dask.config.set(QUIET_CLUSTER):  # the nannies hand it to their workers
+                cluster = LocalCluster(
+                    n_workers=local_workers(spec),
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
+                    silence_logs=logging.ERROR,
+                )
             client = Client(cluster)
         else:
             client = Client(spec, timeout="10s")

@@ -194,6 +194,22 @@ def test_training_on_a_local_cluster_is_train_model(
         store.close()
 
 
+def _worker_settings() -> tuple:
+    import dask
+
+    return (
+        dask.config.get("distributed.worker.profile.enabled"),
+        dask.config.get("distributed.admin.system-monitor.interval"),
+    )
+
+
+def test_the_local_cluster_runs_without_the_profiler(cluster: DaskExecutor) -> None:
+    """Its workers do not sample every task's stack and the system monitor runs every
+    5 s: background CPU nobody reads here."""
+    seen = cluster.client.run(_worker_settings)
+    assert len(seen) == 2 and set(seen.values()) == {(False, "5s")}
+
+
 def _fails(device: str) -> None:
     raise ItapError(f"device {device}: cannot be processed")
 
