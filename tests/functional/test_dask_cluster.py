@@ -200,6 +200,7 @@ def _worker_settings() -> tuple:
     return (
         dask.config.get("distributed.worker.profile.enabled"),
         dask.config.get("distributed.admin.system-monitor.interval"),
+        dask.config.get("distributed.worker.memory.monitor-interval"),
     )
 
 
@@ -207,7 +208,7 @@ def test_the_local_cluster_runs_without_the_profiler(cluster: DaskExecutor) -> N
     """Its workers do not sample every task's stack and the system monitor runs every
     5 s: background CPU nobody reads here."""
     seen = cluster.client.run(_worker_settings)
-    assert len(seen) == 2 and set(seen.values()) == {(False, "5s")}
+    assert len(seen) == 2 and set(seen.values()) == {(False, "5s", "1s")}
 
 
 def _fails(device: str) -> None:
