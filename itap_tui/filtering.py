@@ -23,6 +23,7 @@ Case-insensitive. Pure functions, tested without an app.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ ANOMALY_KEYS = ("device", "profile", "severity", "status", "family", "ack")
 EVENT_KEYS = ("device", "kind", "level")
 
 _COMPARE = re.compile(r"^([a-z0-9_.\-]+)(>=|<=|>|<)(-?[0-9.]+(?:e-?[0-9]+)?)$")
+_OPERATOR = re.compile(r"[<>]")
 
 
 class FilterError(ValueError):
@@ -87,12 +89,16 @@ class Filter:
         if compare:
             name, op, number = compare.groups()
             try:
-                float(number)
+                limit = float(number)
             except ValueError:
                 raise FilterError(f"{word!r}: {number!r} is not a number") from None
+            if not math.isfinite(limit):
+                raise FilterError(f"{word!r}: {number!r} is not a finite number")
             if numbers is not None and name not in numbers:
                 raise FilterError(f"unknown signal {name!r} in {word!r}; compare one of: {', '.join(sorted(numbers))}")
             return Term(name, number, op, negated)
+        if keys is not None and _OPERATOR.search(word):  # temp_c>, score>nan, >5: a comparison gone wrong
+            raise FilterError(f"{word!r}: compare a name with a number, e.g. temp_c>70 or score<=0.5")
         key, sep, value = word.partition(":")
         if sep and value:
             key = ALIASES.get(key, key)

@@ -50,9 +50,12 @@ class Engine(SnapshotPublisher):
             waiting while another engine holds it.
         schedule: run the jobs on APScheduler; False leaves ticking to the caller
             (:meth:`tick_now`), as tests and benchmarks do.
+        purpose: who holds the run lock, as a refused second run names it.
     """
 
-    def __init__(self, settings: Settings, *, lock: bool = True, schedule: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, lock: bool = True, schedule: bool = True, purpose: str = "itap engine"
+    ) -> None:
         self.settings = settings
         self.core: EngineCore | None = None
         self.paused = False
@@ -63,7 +66,7 @@ class Engine(SnapshotPublisher):
         self.rows_per_s: float | None = None
         self.tick_durations_ms: list[float] = []
         self._schedule = schedule
-        self._lock = RunLock(settings, "itap engine") if lock and not settings.engine.shard else None
+        self._lock = RunLock(settings, purpose) if lock and not settings.engine.shard else None
         self._shard_lock: Any = None
         self._take_shard_lock = lock and bool(settings.engine.shard)
         self._stopping = False

@@ -41,13 +41,16 @@ class LocalFacade:
     Args:
         settings: the loaded settings.
         lock: take the database's run lock (default True; one writer at a time).
+        purpose: who holds the lock, as a refused second run names it.
     """
 
     mode = "live"
 
-    def __init__(self, settings: Settings, *, lock: bool = True, schedule: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, lock: bool = True, schedule: bool = True, purpose: str = "the itap console"
+    ) -> None:
         self.settings = settings
-        self.engine = Engine(settings, lock=lock, schedule=schedule)
+        self.engine = Engine(settings, lock=lock, schedule=schedule, purpose=purpose)
 
     async def start(self, progress: Callable[[Progress], None] | None = None) -> None:
         await self.engine.start(progress)
@@ -102,7 +105,14 @@ class LocalFacade:
         return until
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
-        return await self.engine.retrain(profile)
+        done = await self.engine.retrain(profile)
+        if done is None:
+            return None
+        from itap_engine.store.queries import model_numbers
+
+        ids = {p: v for p, v in done.items() if v is not None}
+        numbers = await asyncio.to_thread(model_numbers, self._core().store, ids)
+        return {p: numbers.get(p) for p in done}
 
     def set_paused(self, paused: bool) -> None:
         self.engine.set_paused(paused)

@@ -11,8 +11,10 @@ self-contained HTML page (``--report FILE.html``).
 Exit status (Nagios/Icinga plugin convention)::
 
     0 OK        no open alert, no validation alert in this run
-    1 WARNING   an open warning-level alert, a validation alert, a rejected inbox file,
-                or rows that conflict with stored values (a corrected re-delivery)
+    1 WARNING   an open warning-level alert, an alert this run opened and closed (a
+                fault that came and went between two runs), a validation alert, a
+                rejected inbox file, or rows that conflict with stored values (a
+                corrected re-delivery)
     2 CRITICAL  an open critical alert
     3 UNKNOWN   the cycle could not run (an error, or another run holds the lock)
 
@@ -59,6 +61,7 @@ JSON shape (``--json``, stable; ``schema`` changes if it ever does)::
                              "message": "..."}, ...],      # raised by this run
       "alerts": {
         "opened": 1, "closed": 0,         # by this run
+        "passed": [...],                  # opened and closed by this run (shape of "open")
         "open": [{"id": 7, "device_id": "pump-003", "profile": "industrial",
                   "severity": "critical", "family": "thermal",
                   "opened_at": "2026-01-01T06:04:10", "last_at": "2026-01-01T06:09:50",
@@ -82,7 +85,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -138,25 +141,39 @@ def choose_interval(settings: Settings, last_wall: str | None, now: datetime) ->
     return float(max(freq, int(seconds // freq) * freq))  # whole readings: the clock stays on the grid
 
 
-def _open_incidents(core: EngineCore, profile: str | None = None) -> tuple[OpenIncident, ...]:
-    return tuple(
-        OpenIncident(
-            id=int(a["id"]),
-            device_id=a["device_id"],
-            profile=a["profile"],
-            severity=a["severity"],
-            family=a["family"],
-            opened_at=_iso_ms(a["opened_ts"]),
-            last_at=_iso_ms(a["last_ts"]),
-            peak_score=round(float(a["peak_score"]), 6),
-            threshold=round(float(a["threshold"]), 6),
-            acknowledged=bool(a["acknowledged"]),
-            contributors=tuple(
-                ContributorView(c.signal, c.family, round(c.share, 4)) for c in contributors_of(a["contributors"])
-            ),
-        )
-        for a in open_alert_records(core.store, profile=profile)
+def _incident(a: Mapping[str, Any]) -> OpenIncident:
+    return OpenIncident(
+        id=int(a["id"]),
+        device_id=a["device_id"],
+        profile=a["profile"],
+        severity=a["severity"],
+        family=a["family"],
+        opened_at=_iso_ms(a["opened_ts"]),
+        last_at=_iso_ms(a["last_ts"]),
+        peak_score=round(float(a["peak_score"]), 6),
+        threshold=round(float(a["threshold"]), 6),
+        acknowledged=bool(a["acknowledged"]),
+        contributors=tuple(
+            ContributorView(c.signal, c.family, round(c.share, 4)) for c in contributors_of(a["contributors"])
+        ),
     )
+
+
+def _open_incidents(core: EngineCore, profile: str | None = None) -> tuple[OpenIncident, ...]:
+    return tuple(_incident(a) for a in open_alert_records(core.store, profile=profile))
+
+
+def _passed_incidents(result: TickResult, mine: Callable[[str | None], bool]) -> tuple[OpenIncident, ...]:
+    """Incidents this run both opened and closed: between two cron runs, the only trace
+    of a fault that came and went."""
+    opened = {id(a) for a in result.opened}
+    passed = [a for a in result.closed if id(a) in opened and mine(a.profile)]
+    fields = ("id", "device_id", "profile", "severity", "family", "opened_ts", "last_ts", "peak_score", "threshold")
+    rows = [
+        {**{f: getattr(a, f) for f in fields}, "acknowledged": a.acknowledged, "contributors": a.contributors}
+        for a in passed
+    ]
+    return tuple(_incident(r) for r in sorted(rows, key=lambda r: -float(r["peak_score"])))
 
 
 def _profile_of(core: EngineCore, device_id: str | None) -> str | None:
@@ -180,6 +197,13 @@ def _status(summary: OnceSummary) -> tuple[str, str]:
     reasons = []
     if warning:
         reasons.append(f"{len(warning)} warning incident(s) on {', '.join(sorted({a.device_id for a in warning})[:5])}")
+    if summary.passed_incidents:  # came and went since the last run: over now, but not to be missed
+        worst = "critical" if any(a.severity == "critical" for a in summary.passed_incidents) else "warning"
+        devices = sorted({a.device_id for a in summary.passed_incidents})
+        reasons.append(
+            f"{len(summary.passed_incidents)} incident(s) opened and closed during this run "
+            f"(worst {worst}) on {', '.join(devices[:5])}"
+        )
     if validation:
         reasons.append(f"{len(validation)} validation alert(s)")
     if failed:
@@ -188,7 +212,8 @@ def _status(summary: OnceSummary) -> tuple[str, str]:
         reasons.append(f"{summary.rows.conflicts} row(s) conflict with stored values")
     if reasons:
         return "WARNING", "; ".join(reasons)
-    return "OK", f"{summary.rows.inserted} readings stored, {summary.scored} scored, no alerts"
+    closed = f", {summary.closed} incident(s) closed" if summary.closed else ""
+    return "OK", f"{summary.rows.inserted} readings stored, {summary.scored} scored, no open incidents{closed}"
 
 
 def _rows(result: TickResult | SourceResult) -> RowCounts:
@@ -249,7 +274,7 @@ def run_cycle(
         summary = summary.with_status(status, message, datetime.now(UTC))
         store.finish_run(
             run_id,
-            status={"OK": "ok", "WARNING": "warning", "CRITICAL": "warning"}[status],
+            status=status.lower(),
             message=f"{status}: {message}"[:2000],
             rows_in=result.rows_in,
             inserted=result.inserted,
@@ -301,6 +326,7 @@ def _summary_of(
         opened=sum(1 for c in result.opened if mine(c.profile)),
         closed=sum(1 for c in result.closed if mine(c.profile)),
         open_incidents=_open_incidents(core, profile),
+        passed_incidents=_passed_incidents(result, mine),
         models={p: v for p, v in core.model_versions().items() if mine(p)},
     )
 
@@ -354,10 +380,11 @@ def status_line(summary: OnceSummary) -> str:
     return line
 
 
-def _incident_line(a: OpenIncident) -> str:
+def _incident_line(a: OpenIncident, passed: bool = False) -> str:
     top = ", ".join(f"{c.signal} {c.share:.0%}" for c in worth_showing(a.contributors))
+    when = f"from {a.opened_at} to {a.last_at} (closed)" if passed else f"since {a.opened_at}"
     return (
-        f"  {a.severity.upper():8} {a.device_id} {a.family} since {a.opened_at} "
+        f"  {a.severity.upper():8} {a.device_id} {a.family} {when} "
         f"peak {a.peak_score:.3f} (threshold {a.threshold:.3f}){': ' + top if top else ''}"
     )
 
@@ -382,8 +409,7 @@ def _models_text(summary: OnceSummary) -> str:
 def format_plain(summary: OnceSummary) -> str:
     """The summary as plain lines (cron mail, log files)."""
     lines = [status_line(summary)]
-    if summary.error:
-        lines.append(f"error: {summary.error}")
+    if summary.error:  # line 1 says it all (and stderr says it once more for the log)
         return "\n".join(visible(line) for line in lines)
     iv = summary.interval
     lines.append(
@@ -395,6 +421,7 @@ def format_plain(summary: OnceSummary) -> str:
     counts = IncidentCounts(len(summary.open_incidents), sum(1 for a in summary.open_incidents if not a.acknowledged))
     lines.append(f"incidents: {counts.label()} ({summary.opened} opened, {summary.closed} closed this run)")
     lines.extend(_incident_line(a) for a in summary.open_incidents)
+    lines.extend(_incident_line(a, passed=True) for a in summary.passed_incidents)
     for v in summary.validation_alerts:
         where = " ".join(x for x in (v.device_id, v.signal) if x)
         lines.append(f"  validation {v.level} {v.check} {where}: {v.message}")

@@ -134,6 +134,8 @@ class OnceSummary:
     opened: int = 0
     closed: int = 0
     open_incidents: tuple[OpenIncident, ...] = ()
+    passed_incidents: tuple[OpenIncident, ...] = ()
+    """Incidents this run opened and closed again (a fault between two runs)."""
     models: Mapping[str, int] = field(default_factory=dict)
     timings_s: Mapping[str, float] = field(default_factory=dict)
 
@@ -180,6 +182,7 @@ class OnceSummary:
                 "opened": self.opened,
                 "closed": self.closed,
                 "open": [a.to_dict() for a in self.open_incidents],
+                "passed": [a.to_dict() for a in self.passed_incidents],
             },
             "models": dict(self.models),
             "timings_s": dict(self.timings_s),

@@ -336,8 +336,10 @@ class EngineFacade(Protocol):
         when the mute ends (epoch ms, data time) or None."""
 
     async def retrain(self, profile: str | None = None) -> Mapping[str, int | None] | None:
-        """Retrain now; the new model versions by profile (they score from the next
-        tick), or None when only a request was written (attached: the engine runs it)."""
+        """Retrain now; by profile, the new model's number among the profile's versions
+        (v1, v2, ... as the header shows; None: that profile's training failed). They
+        score from the next tick. None when only a request was written (attached: the
+        engine runs it)."""
 
     def set_paused(self, paused: bool) -> None:
         """Pause or resume the engine's ticks (attached: pause refreshing)."""

@@ -194,14 +194,16 @@ def recent_events(store: Store, limit: int = 300) -> list[EventRow]:
             out.append(
                 EventRow(c.start_ts, "fault", level, c.device_id, text + (f" ({c.message})" if c.message else ""))
             )
-        for m in session.exec(select(MV).order_by(MV.id.desc()).limit(limit)):  # type: ignore[union-attr]
+        versions = list(session.exec(select(MV).order_by(MV.id.desc()).limit(limit)))  # type: ignore[union-attr]
+        numbers = _version_numbers(session, versions)
+        for m in versions:
             out.append(
                 EventRow(
                     m.train_end,
                     "retrain",
                     "info",
                     None,
-                    f"{m.profile} model v{m.id} ({m.detector}), threshold {m.threshold:.3g}",
+                    f"{m.profile} model v{numbers[m.id]} ({m.detector}), threshold {m.threshold:.3g}",
                 )
             )
         for p in session.exec(select(P).order_by(P.id.desc()).limit(limit)):  # type: ignore[union-attr]
@@ -286,11 +288,12 @@ def alerts_at(
     store: Store, at_ms: int, closed_limit: int = RECENT_CLOSED_ALERTS
 ) -> tuple[list[AnomalyRow], list[AnomalyRow]]:
     """Incidents open at ``at_ms`` (opened by then, not closed by then) and the latest
-    closed by then. Severity, peak and acknowledgement are as stored now."""
+    closed by then. An incident open then shows its last anomalous reading and peak
+    score by then (:func:`as_of`); severity and acknowledgement are as stored now."""
     A = models.Alert
     with store.session() as session:
         open_ = [
-            replace(alert_row(a), status="open")
+            as_of(session, replace(alert_row(a), status="open"), at_ms)
             for a in session.exec(
                 select(A)
                 .where(A.opened_ts <= at_ms, sa.or_(A.closed_ts.is_(None), A.closed_ts > at_ms))  # type: ignore[arg-type, operator, union-attr]
@@ -304,6 +307,28 @@ def alerts_at(
             )
         ]
         return _with_notes(session, open_), _with_notes(session, closed)
+
+
+def as_of(session: Any, row: AnomalyRow, at_ms: int) -> AnomalyRow:
+    """An incident's row as it stood at ``at_ms``: its device's last scored reading and
+    the peak score from the incident's start to then (the stored row holds them as of
+    now, possibly later)."""
+    if row.ts <= at_ms or row.opened_ts is None:
+        return row
+    scores = models.Score.__table__.c  # type: ignore[attr-defined]
+    last, peak = session.exec(
+        sa.select(sa.func.max(scores.ts), sa.func.max(scores.score)).where(
+            scores.profile == row.profile,
+            scores.device_id == row.device_id,
+            scores.ts >= row.opened_ts,
+            scores.ts <= at_ms,
+        )
+    ).one()
+    return replace(
+        row,
+        ts=int(last) if last is not None else row.opened_ts,
+        score=float(peak) if peak is not None else row.score,
+    )
 
 
 HISTORY_LIMIT = 1000
@@ -329,6 +354,8 @@ def incident_history(
             row = alert_row(a)
             if until_ms is not None and a.closed_ts is not None and a.closed_ts > until_ms:
                 row = replace(row, status="open")  # it was still open then
+            if until_ms is not None and row.ts > until_ms:
+                row = as_of(session, row, until_ms)
             rows.append(row)
         return _with_notes(session, rows)
 
@@ -466,6 +493,19 @@ def active_models(store: Store) -> dict[str, models.ModelVersion]:
     with store.session() as session:
         rows = session.exec(select(MV).where(MV.active == True).order_by(MV.id))  # type: ignore[arg-type]  # noqa: E712
         return {row.profile: row for row in rows}
+
+
+def _version_numbers(session: Any, versions: list[models.ModelVersion]) -> dict[int | None, int]:
+    """Version id -> its number among its profile's versions (1, 2, ...), as the header shows."""
+    MV = models.ModelVersion
+    out: dict[int | None, int] = {}
+    for m in versions:
+        out[m.id] = int(
+            session.exec(
+                select(sa.func.count()).select_from(MV).where(MV.profile == m.profile, MV.id <= m.id)  # type: ignore[arg-type, operator]
+            ).one()
+        )
+    return out
 
 
 def model_numbers(store: Store, version_ids: dict[str, int]) -> dict[str, int]:

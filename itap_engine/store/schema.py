@@ -48,7 +48,7 @@ class Run(SQLModel, table=True):
     """Rows whose (device_id, ts) was stored with other values ([import] on_conflict)."""
     quarantined: int = 0
     status: str = Field(default="running", max_length=16)
-    """running, ok, warning, error, aborted (a run that never finished)."""
+    """running, ok, warning, critical (a --once run's status), error, aborted (a run that never finished)."""
     message: str = ""
 
 

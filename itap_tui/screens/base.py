@@ -21,7 +21,9 @@ class LiveScreen(Screen):
     view renders the newest snapshot it missed.
     """
 
-    _shown_seq: int = -1
+    _shown_seq: int | None = None
+    """The sequence number of the snapshot on screen; None before the first (a past
+    snapshot's is -1, so -1 cannot mean "none yet")."""
 
     @property
     def itap(self) -> ItapApp:

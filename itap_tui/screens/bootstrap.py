@@ -79,14 +79,18 @@ class BootstrapScreen(Screen):
             self.query_one("#bootstrap-intro", Label).update(
                 f"First start on an empty database: simulating {first.group(1)} of history, then training a model."
             )
-        line = Text(f"{progress.stage}", style="bold")
-        if progress.message:
-            line.append(f"  {visible(progress.message)}", style="")
+        # "training the industrial model" already says its stage: not "training  training ..."
+        message = progress.message or ""
+        said = message.split(" ", 1)[0] == progress.stage
+        line = Text("" if said else progress.stage, style="bold")
+        if message:
+            line.append(f"{'' if said else '  '}{visible(message)}", style="")
         line.append(f"  {progress.fraction:.0%}", style="dim")
         self.query_one("#bootstrap-stage", Static).update(line)
         if progress.stage != self._last_stage:
             self._last_stage = progress.stage
-            self.query_one(RichLog).write(Text(visible(f"· {progress.stage} {progress.message}".rstrip())))
+            text = message if said else f"{progress.stage} {message}"
+            self.query_one(RichLog).write(Text(visible(f"· {text}".rstrip())))
 
     def fail(self, message: str) -> None:
         self.failed = True

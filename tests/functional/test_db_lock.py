@@ -270,3 +270,26 @@ def test_a_heartbeat_that_finds_its_lease_taken_marks_the_lock_lost(two_folders,
         lock.release()
     with sqlite3.connect(shared) as conn:  # releasing a lost lock leaves the new holder's row alone
         assert conn.execute("SELECT holder FROM run_lease").fetchone() == ("other:1:y",)
+
+
+def test_a_run_refused_by_the_console_names_the_console(tmp_path: Path) -> None:
+    """The console's in-process engine holds the lock as the console: a refused
+    ``itap --once`` used to name the holder 'itap engine' while the console was open."""
+    config = folder_config(tmp_path / "site", f"sqlite:///{tmp_path / 'itap.db'}")
+    console = (
+        "import sys, time\n"
+        "from itap_engine.config import load_settings\n"
+        "from itap_engine.facade.local import LocalFacade\n"
+        "LocalFacade(load_settings(sys.argv[1]), schedule=False).engine._lock.acquire()\n"
+        "print('held', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", console, str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held", proc.stderr
+        with pytest.raises(LockHeld, match=r"\(the itap console, pid "):
+            RunLock(load_settings(config), "itap --once").acquire()
+    finally:
+        stop(proc)

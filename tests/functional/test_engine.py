@@ -566,3 +566,53 @@ async def test_an_incident_stops_being_held_open_by_a_fault_that_has_ended(
         assert incidents[0].closed_ts - incidents[0].last_ts == settings.alerts.quiet_seconds * 1000
     finally:
         await engine.stop()
+
+
+async def test_a_retrain_is_numbered_as_the_header_numbers_it(workdir: Path) -> None:
+    """Model versions share one id sequence across profiles; the console numbers them
+    per profile (v1, v2, ...). The retrain toast and the events list used the shared id
+    ('industrial v4') while the header said v2: all three now say the same."""
+    from itap_engine.store import schema
+
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        store = facade.engine.core.store
+        with store.session() as session:  # another profile's version takes the next shared id
+            session.add(schema.ModelVersion(profile="other", detector="shift", path="-", sha256="0" * 64, active=False))
+            session.commit()
+        done = await facade.retrain("industrial")
+        assert done == {"industrial": 2}, done
+        await facade.engine.tick_now()
+        assert facade.engine.core.model_versions()["industrial"] == 2  # the header's number
+        retrains = [e.text for e in await facade.events(100) if e.kind == "retrain" and e.text.startswith("industrial")]
+        assert retrains[0].startswith("industrial model v2 "), retrains
+    finally:
+        await facade.stop()
+
+
+async def test_an_incident_seen_at_a_past_time_ends_at_that_time(workdir: Path) -> None:
+    """In a past snapshot an incident still open then shows its last reading and peak
+    by then, not the later ones stored since (a fresh-eyes review saw times after the
+    chosen moment in the past incidents list)."""
+    settings = settings_of(workdir)
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        engine = facade.engine
+        await facade.inject_fault(["pump-002"], "overheat_drift", 3.0, 3600)
+        for _ in range(15):
+            await engine.tick_now()
+            if any(a.device_id == "pump-002" and a.status == "open" for a in engine.latest().anomalies):
+                break
+        opened_at = engine.core.sim_time
+        for _ in range(4):  # the fault goes on: the stored incident moves past that moment
+            await engine.tick_now()
+        stored = next(a for a in engine.latest().anomalies if a.device_id == "pump-002" and a.status == "open")
+        assert stored.ts > datetime_to_ms(opened_at)
+        past = await facade.snapshot_at(opened_at)
+        then = next(a for a in past.anomalies if a.device_id == "pump-002" and a.status == "open")
+        assert then.ts <= datetime_to_ms(opened_at) and then.score <= stored.score
+    finally:
+        await facade.stop()

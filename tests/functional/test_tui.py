@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Input, OptionList
 
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
-from itap_tui.filtering import Filter
+from itap_tui.filtering import Filter, FilterError
 from itap_tui.format import Palette, bar, fmt_value, score_text, status_text
 from itap_tui.screens import AnomaliesScreen, BootstrapScreen, DeviceScreen, FaultModal, FleetScreen, HelpScreen
 from itap_tui.screens.fault_modal import parse_duration
@@ -94,6 +94,21 @@ def test_filter_language() -> None:
     # the words on screen (✖ CRIT, ▲ WARN) find what they show
     assert Filter.parse("CRIT").matches_device(row) and Filter.parse("status:crit").matches_device(row)
     assert not Filter.parse("warn").matches_device(row)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("score>nan", "compare a name with a number"),
+        ("temp_c>", "compare a name with a number"),
+        ("score>1e400", "is not a finite number"),
+    ],
+)
+def test_a_broken_comparison_is_an_error_not_an_empty_table(text: str, error: str) -> None:
+    """'score>nan', 'temp_c>' and 'score>1e400' were taken as words to search for (or
+    an infinite limit) and showed "No device matches" (fresh-eyes review)."""
+    with pytest.raises(FilterError, match=error):
+        Filter.parse(text, keys=("device", "profile"), numbers=("score", "temp_c"))
 
 
 # ---------------------------------------------------------------------- fleet

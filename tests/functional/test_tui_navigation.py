@@ -265,6 +265,8 @@ async def test_the_start_screen_says_first_start_only_when_history_is_simulated(
                 screen.progress(step)
                 await pilot.pause()
                 seen.append(bar.progress)
+                if step.message == "training the industrial model":  # its stage is said once
+                    assert str(screen.query_one("#bootstrap-stage").render()).startswith("training the industrial")
             text = str(intro.render()).lower()
             assert ("first start" in text and "24 h" in text) if simulated else "first start" not in text
             assert seen == sorted(seen) and len(set(seen)) == len(seen) and seen[-1] == 1.0  # it moves, forwards

@@ -153,3 +153,25 @@ async def test_time_travel_moves_the_device_plots_to_the_window_that_ended_then(
         await pilot.press("t")  # back to live: the plots end at the newest reading again
         await wait_for(pilot, lambda: app.past is None)
         await wait_for(pilot, lambda: screen.detail.ts[-1] >= live_end)
+
+
+async def test_a_screen_opened_in_the_past_says_so() -> None:
+    """A device opened while the console shows a past time carries the PAST banner: a
+    past snapshot has no sequence number (-1), which a fresh screen took for one it had
+    already shown, and left its status line blank."""
+    from itap_tui.screens import DeviceScreen
+
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade, detail_refresh_s=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade, 30)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+        await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+        await wait_for(pilot, lambda: app.past is not None)
+        app.open_device("pump-007")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen))
+        await pilot.pause()
+        status = app.screen.query_one(EngineStatus)
+        await wait_for(pilot, lambda: "PAST" in str(status.render()))

@@ -70,3 +70,36 @@ def test_a_failed_run_is_unknown_with_its_error_on_line_one() -> None:
     failed = OnceSummary.failed("another run holds the lock", T0, T0)
     assert failed.exit_code == 3
     assert status_line(failed) == "ITAP UNKNOWN - the cycle could not run: another run holds the lock"
+
+
+def test_an_incident_that_came_and_went_during_the_run_is_a_warning() -> None:
+    """A fault between two cron runs opens and closes an incident inside one run: the
+    run is WARNING and names it (it used to say OK, "no alerts"); JSON lists it under
+    alerts.passed, the plain text prints its span."""
+    from itap_engine.modes.once import _status
+
+    passed = critical_run().open_incidents[0]
+    quiet = dataclasses.replace(
+        critical_run(),
+        rows=RowCounts(10, 7, 3, 0, 0),
+        open_incidents=(),
+        passed_incidents=(passed,),
+        opened=1,
+        closed=1,
+    )
+    status, message = _status(quiet)
+    assert status == "WARNING"
+    assert message == "1 incident(s) opened and closed during this run (worst critical) on pump-003"
+    summary = quiet.with_status(status, message, T0)
+    assert summary.to_dict()["alerts"]["passed"][0]["device_id"] == "pump-003"
+    assert "CRITICAL pump-003 thermal from 2026-01-01T06:04:10 to 2026-01-01T06:09:50 (closed)" in format_plain(summary)
+
+    calm = dataclasses.replace(quiet, passed_incidents=(), opened=0, closed=2)
+    assert _status(calm) == ("OK", "7 readings stored, 7 scored, no open incidents, 2 incident(s) closed")
+
+
+def test_a_failed_run_says_its_error_once_on_stdout() -> None:
+    """Plain output of an UNKNOWN run is line 1 alone: it repeated the error on an
+    'error:' line (and stderr has it too: cron mail showed it three times)."""
+    failed = OnceSummary.failed("another ITAP run holds the run lock", T0, T0)
+    assert format_plain(failed) == status_line(failed)
