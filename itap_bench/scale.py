@@ -10,8 +10,10 @@ Each stage is the real command in a fresh process on a fresh SQLite database:
 * ``itap train --train-until <start + H/2>`` (the first half is the training window),
 * ``itap score`` (the whole backlog: every stored reading),
 
-once per cluster setting (``--clusters``, default ``none,local:2``), so the speed-up
-of a cluster is measured against one process in the same run. Every stage records its
+once per cluster setting (``--clusters``, default ``none,local:2``), stage by stage in
+turn (generate under each setting, then train under each, then score), so the speed-up
+of a cluster is measured against one process in the same minutes; each stage records
+the load average before and after it. W3q is W3 with a quarter of the devices. Every stage records its
 wall seconds, the driver's peak RSS and the peak RSS of the driver plus its
 descendants (a LocalCluster's workers), both sampled with psutil every 50 ms, and,
 when ``/usr/bin/time`` exists, the "Maximum resident set size" and the user + system
@@ -20,6 +22,7 @@ CPU seconds it reports (on a shared machine, CPU seconds say more than wall time
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -43,6 +46,7 @@ ScaleWorkload = Workload
 
 SCALE_WORKLOADS = {
     "W3": ScaleWorkload("W3", devices=1000, hours=24),
+    "W3q": ScaleWorkload("W3q", devices=250, hours=24),
     "S100": ScaleWorkload("S100", devices=100, hours=2),
     "S1k": ScaleWorkload("S1k", devices=1000, hours=2),
     "S10k": ScaleWorkload("S10k", devices=10_000, hours=2),
@@ -107,13 +111,19 @@ def scale_stages(
     ]
     results: list[dict[str, Any]] = []
     env = {k: v for k, v in os.environ.items() if k not in ("ITAP_CONFIG", "ITAP_DB_URL")}
-    for cluster in clusters:
-        with tempfile.TemporaryDirectory(prefix=f"itap-bench-{name}-") as tmp:
-            folder = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        folders = []
+        for _cluster in clusters:  # a database per cluster setting, kept from stage to stage
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"itap-bench-{name}-")))
             shutil.copy(source, folder / "config.toml")
-            for stage, argv, rows in stages:
+            folders.append(folder)
+        # stage by stage, every cluster setting in turn: on a shared machine each
+        # speed-up compares runs of the same minutes, not of another load
+        for stage, argv, rows in stages:
+            for cluster, folder in zip(clusters, folders, strict=True):
                 full = [*argv, "--cluster", cluster]
                 progress(f"{name}: itap {' '.join(full)}")
+                load = os.getloadavg()[0]
                 measured = _command(full, folder, env)
                 results.append(
                     {
@@ -125,6 +135,8 @@ def scale_stages(
                         "devices": workload.devices,
                         "ms_per_device": round(1000 * measured["seconds"] / workload.devices, 2),
                         "command": f"itap {' '.join(full)}",
+                        "load_before": round(load, 1),
+                        "load_after": round(os.getloadavg()[0], 1),
                         **measured,
                     }
                 )

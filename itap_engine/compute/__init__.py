@@ -13,8 +13,9 @@ Why it is built this way:
   a device list, a time range and the settings, never a data frame: each worker reads
   from and writes to the database itself. The same partitions run one after the other
   with ``cluster = "none"``, which is also what bounds one process's memory.
-* **Same result anywhere.** Every task computes per-device quantities only, and the
-  driver combines their results in partition order, so a cluster gives the scores,
+* **Same result anywhere.** Every task computes per-device quantities, or hands back
+  the values a fleet-wide median is taken of, and the driver combines their results
+  in partition order (device order), so a cluster gives the feature builder, scores,
   thresholds and alerts of one process.
 * **SQLite has one writer.** On a cluster, a task's writes to an SQLite database run
   under a ``distributed.Lock`` named after the database (plus its busy timeout), so two

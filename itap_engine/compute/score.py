@@ -6,13 +6,18 @@ version by id (its file's sha256 is checked on the worker) and runs
 :func:`~itap_engine.detection.scoring.score_range` for its devices, the very function
 ``itap score`` runs for the whole fleet (an alert never spans devices). The driver
 then moves the watermark to the newest reading scored.
+
+With a shard (``itap score --shard i/N`` or ``[engine] shard``) only the devices that
+shard owns are scored, against the shard's own scored watermark (the one its engine
+keeps, ``scored:<profile>@shard:i/N``), so N runs split a backlog instead of each
+repeating it. A shard that has no watermark yet starts from the unsharded one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from itap_engine.compute.cluster import Executor, TaskProgress, partitions, write_lock
 from itap_engine.config import Settings
@@ -20,6 +25,16 @@ from itap_engine.store.sql import Store
 
 if TYPE_CHECKING:
     from itap_engine.detection.scoring import RangeScore
+
+
+class Shard(Protocol):
+    """What a shard is to backlog scoring (:class:`itap_engine.engine.shards.Shard`,
+    a layer above: the engine passes its own)."""
+
+    @property
+    def label(self) -> str: ...
+
+    def owns(self, device_id: str) -> bool: ...
 
 
 def score_partition(
@@ -64,6 +79,7 @@ class BacklogResult:
     alerts_closed: int = 0
     watermark: int | None = None
     partitions: int = 0
+    shard: str | None = None
 
 
 def score_backlog(
@@ -73,20 +89,31 @@ def score_backlog(
     profile: str,
     *,
     progress: TaskProgress | None = None,
+    shard: Shard | None = None,
 ) -> BacklogResult:
-    """Score every reading of ``profile`` newer than its scored watermark, by device groups.
+    """Score every reading of ``profile`` newer than its scored watermark, by device
+    groups; with ``shard``, only that shard's devices, against its own watermark.
 
     Raises:
         NoModelError: no model was trained for the profile.
         ModelIntegrityError: the active model's file was altered or is missing.
     """
     from itap_engine.detection.scoring import model_and_watermark
+    from itap_engine.store.watermarks import for_shard
 
     model, key, since = model_and_watermark(store, settings, profile)
-    until = store.latest_ts(profile)
-    if until is None or (since is not None and until <= since):
-        return BacklogResult(profile, 0, 0, model.version_id, watermark=since)
     devices = profile_devices(store, profile)
+    label = shard.label if shard is not None else None
+    if shard is not None:
+        devices = [d for d in devices if shard.owns(d)]
+        key = for_shard(key, shard.label)
+        mark = store.get_watermark(key)
+        since = int(mark) if mark else since
+        until = store.latest_device_ts(devices)
+    else:
+        until = store.latest_ts(profile)
+    if until is None or (since is not None and until <= since):
+        return BacklogResult(profile, 0, 0, model.version_id, watermark=since, shard=label)
     parts = partitions(devices, settings.compute.partition_devices)
     url = store.url
     tasks = [(settings, profile, model.version_id, part.devices, since, until, url) for part in parts]
@@ -104,6 +131,7 @@ def score_backlog(
         alerts_closed=sum(r.alerts_closed for r in results),
         watermark=last,
         partitions=len(parts),
+        shard=label,
     )
 
 

@@ -1,15 +1,23 @@
-"""Training on a known-good window, with its per-device half on the cluster.
+"""Training on a known-good window, by device groups on the cluster.
 
 :func:`train_profile` runs :func:`~itap_engine.detection.scoring.train_model`, the one
-training path, and hands it the executor's map: on a cluster, the per-device half of
-calibration runs by device groups on the workers
-(:func:`~itap_engine.detection.scoring.validate_group`: each task reads its devices'
-training window from the database, builds their features, scores the validation rows
-and calibrates each device's own peaks-over-threshold threshold), while the driver
-fits the feature builder and the detector and pools the validation scores for the
-profile's threshold. Thresholds, model file contents and scores are those of
-``cluster = "none"``: a device's features and calibration never depend on the other
-devices of its group, and the driver concatenates the groups in device order.
+training path, and hands it the executor's map. Every device group of
+``[compute] partition_devices`` reads its own window from the database on a worker,
+three times over:
+
+1. :func:`~itap_engine.detection.scoring.fleet_group`: its fit rows' values, states and
+   time steps; the driver takes the fleet-wide medians (state levels, sampling step)
+   of the very same values, concatenated in device order;
+2. :func:`~itap_engine.detection.scoring.device_group`: each device's own sampling
+   step and daily profile, and the spread residuals at the fleet's every n-th fit row
+   (the driver searches the lag first, on the first devices' rows, as one fit does);
+3. :func:`~itap_engine.detection.scoring.validate_group`: features, validation scores
+   and each device's own peaks-over-threshold threshold.
+
+The driver reads only the lag rows and the seeded subset of devices the detector is
+fitted on (at most ``MAX_TRAIN_READINGS``), so neither it nor a worker ever holds the
+whole window. The feature builder, thresholds and model file contents are those of
+``cluster = "none"``, exactly (the tests compare them on a real ``LocalCluster``).
 
 Where scikit-learn parallelises (IsolationForest's trees), it goes through joblib's
 Dask backend on a cluster (:meth:`~itap_engine.compute.cluster.Executor.sklearn_backend`).

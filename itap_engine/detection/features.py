@@ -35,11 +35,13 @@ device-level event counters (see :data:`SIGNAL_KINDS`, :data:`EVENT_FEATURES`).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -558,6 +560,36 @@ def map_blocks(fn: Callable[[int, int], T], blocks: Sequence[tuple[int, int]]) -
 _IN_BLOCK = threading.local()
 
 
+@dataclass(frozen=True)
+class FleetPart:
+    """Some devices' fit rows as the fleet-wide statistics need them
+    (:meth:`FeatureBuilder.fleet_part`)."""
+
+    values: np.ndarray
+    """(rows, signals) float."""
+    raw: np.ndarray
+    """Each row's state as an index into ``labels`` (-1: missing)."""
+    labels: list[str]
+    steps: np.ndarray
+    """Time steps (ms) between consecutive readings of a device."""
+
+
+@dataclass(frozen=True)
+class SpreadResiduals:
+    """Residuals at every ``stride``-th fit row (:meth:`FeatureBuilder.fit_devices`)."""
+
+    fallback: np.ndarray
+    """Around the state level alone (devices training never saw)."""
+    profiled: np.ndarray
+    """Around the state level times the device's daily profile."""
+    codes: np.ndarray
+
+
+def spread_stride(rows: int) -> int:
+    """Spreads are measured on every this-many-th of ``rows`` fit rows (at most ``_SPREAD_ROWS``)."""
+    return max(1, -(-rows // _SPREAD_ROWS))
+
+
 class FeatureBuilder(TransformerMixin, BaseEstimator):
     """Per-device trailing-window features of one profile's readings.
 
@@ -618,15 +650,54 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: pd.DataFrame, y: Any = None) -> FeatureBuilder:
-        """Learn per-state levels, spreads and transition dynamics from normal readings."""
+        """Learn per-state levels, spreads and transition dynamics from normal readings.
+
+        The steps, which device groups can also run apart (``itap train`` on a cluster,
+        with the same result): :meth:`fleet_part` -> :meth:`fit_fleet` (states, levels,
+        sampling step), :meth:`fit_device_steps`, :meth:`fit_lag` on the first devices'
+        rows (:meth:`lag_rows`), :meth:`fit_devices` (each device's daily profile and the
+        residuals the spreads are measured on) -> :meth:`fit_spreads`.
+        """
         frame = sort_readings(X)
+        self.fit_fleet([self.fleet_part(frame)])
+        self.device_steps_ = self.fit_device_steps(frame)
+        self.fit_lag(frame.iloc[: self.lag_rows(pd.factorize(frame["device_id"])[0])])
+        self.device_profiles_, residuals = self.fit_devices(frame, 0, spread_stride(len(frame)))
+        self.fit_spreads([residuals])
+        return self
+
+    def fleet_part(self, frame: pd.DataFrame) -> FleetPart:
+        """What some devices' fit rows (sorted by device, time) tell the fleet-wide
+        statistics: their values, states and sampling steps (:meth:`fit_fleet`)."""
         signals = list(self.signals)
         if not signals:
             raise ValueError("FeatureBuilder needs at least one signal")
         values = frame[signals].to_numpy(dtype=float)
-        known = sorted(str(v) for v in frame["state"].dropna().unique()) if "state" in frame.columns else []
+        if "state" in frame.columns:
+            raw, uniques = pd.factorize(frame["state"])
+            labels = [str(u) for u in uniques]
+        else:
+            raw, labels = np.full(len(frame), -1, dtype=np.int64), []
+        device_codes = pd.factorize(frame["device_id"])[0]
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        same = np.r_[False, device_codes[1:] == device_codes[:-1]]
+        return FleetPart(values, np.asarray(raw), labels, np.diff(ts)[same[1:]])
+
+    def fit_fleet(self, parts: Sequence[FleetPart]) -> None:
+        """States, per-state levels and the sampling step from the parts of every
+        device's fit rows, in device order (medians of the very same values as one frame)."""
+        signals = list(self.signals)
+        known = sorted({label for part in parts for label in part.labels})
         self.states_ = [*[k for k in known if k != _OTHER_STATE], _OTHER_STATE]
-        codes = self._state_codes(frame)
+        lookup = {name: k for k, name in enumerate(self.states_)}
+        other = len(self.states_) - 1
+
+        def codes_of(part: FleetPart) -> np.ndarray:
+            table = np.array([lookup.get(u, other) for u in part.labels] + [other], dtype=np.int64)
+            return table[part.raw]  # raw == -1 (missing) picks the trailing `other`
+
+        values = parts[0].values if len(parts) == 1 else np.concatenate([p.values for p in parts])
+        codes = np.concatenate([codes_of(p) for p in parts]) if parts else np.zeros(0, dtype=np.int64)
         n_states = len(self.states_)
         levels = np.zeros((n_states, len(signals)))
         overall = np.nanmedian(values, axis=0) if len(values) else np.zeros(len(signals))
@@ -637,49 +708,85 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             levels[k] = np.where(np.isfinite(med), med, overall)
         levels[-1] = overall
         self.levels_ = levels
+        steps = np.concatenate([p.steps for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
 
+    def fit_device_steps(self, frame: pd.DataFrame) -> dict[str, int]:
+        """Each device's own median sampling interval (after :meth:`fit_fleet`)."""
         device_codes = pd.factorize(frame["device_id"])[0]
         ts = frame["ts"].to_numpy(dtype=np.int64)
-        same = np.r_[False, device_codes[1:] == device_codes[:-1]]
-        steps = np.diff(ts)[same[1:]]
-        self.step_ms_ = int(np.median(steps)) if len(steps) else 1000
-        self.device_steps_ = _device_steps(frame["device_id"].to_numpy(), device_codes, ts, self.step_ms_)
+        return _device_steps(frame["device_id"].to_numpy(), device_codes, ts, self.step_ms_)
+
+    @staticmethod
+    def lag_rows(device_codes: np.ndarray) -> int:
+        """The lag grid search needs transitions, not volume: the rows of the first
+        devices, up to the one holding row ``_LAG_SEARCH_ROWS``."""
+        if not len(device_codes):
+            return 0
+        return int(np.searchsorted(device_codes, device_codes[min(len(device_codes), _LAG_SEARCH_ROWS) - 1], "right"))
+
+    def fit_lag(self, frame: pd.DataFrame) -> None:
+        """The transition dynamics (lag and dead time) on the first devices' fit rows
+        (:meth:`lag_rows`), after :meth:`fit_fleet` and with their device steps known."""
+        values = frame[list(self.signals)].to_numpy(dtype=float)
+        codes = self._state_codes(frame)
+        device_codes = pd.factorize(frame["device_id"])[0]
+        ts = frame["ts"].to_numpy(dtype=np.int64)
         # a gap in time (e.g. rows left out of training) restarts the lag like a new device
         pos = self._segment_positions(frame, device_codes)
         steps_at = self._row_steps(frame, device_codes)
-        # the lag grid search needs transitions, not volume: at most _LAG_SEARCH_ROWS rows
-        sample = (
-            slice(0, int(np.searchsorted(device_codes, device_codes[min(len(frame), _LAG_SEARCH_ROWS) - 1], "right")))
-            if len(frame)
-            else slice(0, 0)
-        )
+        levels = self.levels_
         best: tuple[float, float, int] | None = None
         for delay in _LAG_DELAYS:
             for tau in _LAG_TAUS:
-                expected = _lagged_level(
-                    codes[sample], levels, pos[sample], ts[sample], steps_at[sample], tau, delay, _lag_taps(tau, delay)
-                )
-                rel = (values[sample] - expected) / np.maximum(np.abs(levels[-1]), 1.0)
+                expected = _lagged_level(codes, levels, pos, ts, steps_at, tau, delay, _lag_taps(tau, delay))
+                rel = (values - expected) / np.maximum(np.abs(levels[-1]), 1.0)
                 loss = float(np.nansum(rel**2))
                 if best is None or loss < best[0] - 1e-12:
                     best = (loss, tau, delay)
         assert best is not None
         self.lag_tau_, self.lag_delay_ = best[1], best[2]
         self.lag_taps_ = _lag_taps(self.lag_tau_, self.lag_delay_)
-        expected = _lagged_level(codes, levels, pos, ts, steps_at, self.lag_tau_, self.lag_delay_, self.lag_taps_)
-        self.device_profiles_ = self._fit_profiles(frame, values, expected, device_codes)
-        floor = np.maximum(np.abs(overall) * 1e-6, _MIN_SPREAD)
+
+    def fit_devices(
+        self, frame: pd.DataFrame, offset: int, stride: int
+    ) -> tuple[dict[str, np.ndarray], SpreadResiduals]:
+        """Each device's daily profile (:meth:`_fit_profiles`), and the residuals the
+        spreads are measured on at every ``stride``-th fit row of the fleet (this
+        frame's first row is the fleet's row ``offset``), after :meth:`fit_lag`; the
+        device steps of ``frame``'s devices must be known."""
+        values = frame[list(self.signals)].to_numpy(dtype=float)
+        codes = self._state_codes(frame)
+        device_codes = pd.factorize(frame["device_id"])[0]
+        ts = frame["ts"].to_numpy(dtype=np.int64)
+        pos = self._segment_positions(frame, device_codes)
+        steps_at = self._row_steps(frame, device_codes)
+        expected = _lagged_level(codes, self.levels_, pos, ts, steps_at, self.lag_tau_, self.lag_delay_, self.lag_taps_)
+        profiles = self._fit_profiles(frame, values, expected, device_codes) if len(frame) else {}
         # spreads (robust, so a regular sample of the rows estimates them as well as all
         # of them do); those around the state level alone serve devices training never saw
-        every = slice(None, None, max(1, -(-len(frame) // _SPREAD_ROWS)))
+        every = slice((-offset) % stride, None, stride)
         values, expected, codes = values[every], expected[every], codes[every]
-        self.fallback_spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
-        expected = expected * self._profile_factor(frame.iloc[every])
-        self.spreads_ = np.maximum(self._spreads(values - expected, codes, n_states), floor)
-        self.feature_names_out_ = [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
+        own = copy.copy(self)
+        own.device_profiles_ = profiles
+        profiled = expected * own._profile_factor(frame.iloc[every])
+        return profiles, SpreadResiduals(values - expected, values - profiled, codes)
+
+    def fit_spreads(self, parts: Sequence[SpreadResiduals]) -> None:
+        """The per-state spreads from every device group's residuals (in device order)."""
+        n_states = len(self.states_)
+        floor = np.maximum(np.abs(self.levels_[-1]) * 1e-6, _MIN_SPREAD)
+
+        def joined(name: str) -> np.ndarray:
+            arrays = [getattr(p, name) for p in parts]
+            return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+
+        codes = joined("codes")
+        self.fallback_spreads_ = np.maximum(self._spreads(joined("fallback"), codes, n_states), floor)
+        self.spreads_ = np.maximum(self._spreads(joined("profiled"), codes, n_states), floor)
+        self.feature_names_out_ = [f"{s}__{k}" for s in self.signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
         # u at a row needs len(weights) readings; the long window needs L + 1 values of u
         self.history_ = self.levels_history + self.lag_taps_
-        return self
 
     @property
     def recent_window(self) -> int:

@@ -28,6 +28,8 @@ The engine imports exactly: :class:`Contributor`, :class:`TrainedModel`,
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -54,7 +56,16 @@ from itap_engine.detection.alerts import (
     explain,
 )
 from itap_engine.detection.detectors import ThresholdChoice, make_detector, sweep_threshold
-from itap_engine.detection.features import FeatureBuilder, device_blocks, feature_builder_for, map_blocks, sort_readings
+from itap_engine.detection.features import (
+    FeatureBuilder,
+    FleetPart,
+    SpreadResiduals,
+    device_blocks,
+    feature_builder_for,
+    map_blocks,
+    sort_readings,
+    spread_stride,
+)
 from itap_engine.detection.windows import DeviceWindows
 from itap_engine.errors import ItapError
 from itap_engine.store.schema import ModelVersion, Score
@@ -152,12 +163,12 @@ def _normal_mask(frame: pd.DataFrame, features: FeatureBuilder) -> np.ndarray:
     return _rolling_count(faulty.astype(float), pos, features.long_window + features.fft_window) == 0
 
 
-def _training_devices(frame: pd.DataFrame) -> list[str] | None:
-    """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS.
+def _training_devices(counts: pd.Series) -> list[str] | None:
+    """A seeded subset of devices when the window holds more than MAX_TRAIN_READINGS
+    (``counts``: readings per device, in device order).
 
     Subsampling devices (not instants) keeps every trailing window intact.
     """
-    counts = frame["device_id"].value_counts(sort=False)
     if int(counts.sum()) <= MAX_TRAIN_READINGS:
         return None
     order = np.random.default_rng(0).permutation(len(counts))
@@ -168,6 +179,53 @@ def _training_devices(frame: pd.DataFrame) -> list[str] | None:
         chosen.append(str(counts.index[i]))
         total += int(counts.iloc[i])
     return sorted(chosen)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The training window's extent, from the database: readings per device (device
+    order) and the first and last reading time."""
+
+    counts: pd.Series
+    t0: int
+    t1: int
+
+
+def _window_extent(
+    store,
+    profile: str,
+    train_from_ms: int | None,
+    train_until_ms: int | None,
+    device_windows: dict[str, tuple[int | None, int | None]],
+) -> _Window:
+    """Counts and time bounds of the window :func:`_training_frame` would read, by one
+    aggregate query (plus one per device with its own window): the driver learns the
+    window's size without reading it."""
+    table = store.readings_table(profile)
+
+    def extent(
+        since: int | None, until: int | None, only: str | None = None, skip: list[str] | None = None
+    ) -> list[tuple]:
+        stmt = sa.select(table.c.device_id, sa.func.count(), sa.func.min(table.c.ts), sa.func.max(table.c.ts))
+        if only is not None:
+            stmt = stmt.where(table.c.device_id == only)
+        elif skip:
+            stmt = stmt.where(table.c.device_id.not_in(skip))
+        if since is not None:
+            stmt = stmt.where(table.c.ts > since)
+        if until is not None:
+            stmt = stmt.where(table.c.ts <= until)
+        with store.engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(stmt.group_by(table.c.device_id)) if row[1]]
+
+    rows = extent(None if train_from_ms is None else train_from_ms - 1, train_until_ms, skip=list(device_windows))
+    for device, (lo, hi) in device_windows.items():
+        rows += extent(None if lo is None else lo - 1, hi, only=device)
+    rows.sort(key=lambda row: str(row[0]))  # Python's order, as sort_readings
+    counts = pd.Series([int(r[1]) for r in rows], index=[str(r[0]) for r in rows], dtype=np.int64)
+    if not rows:
+        return _Window(counts, 0, 0)
+    return _Window(counts, min(int(r[2]) for r in rows), max(int(r[3]) for r in rows))
 
 
 @dataclass
@@ -187,7 +245,7 @@ class _Fitted:
     short: bool = False
     """A short window: the detector was fitted and is calibrated on the whole window."""
     devices: list[str] = field(default_factory=list)
-    """The devices the detector learned from and is calibrated on, in order."""
+    """Every device of the window, in order (the detector learnt from a subset of them)."""
 
 
 @dataclass
@@ -225,43 +283,87 @@ def train_model(
     and makes it the active one. The steps: :func:`_fit`, :func:`_calibrate`,
     :func:`_persist` (the model file), :func:`_record` (the model version row).
 
-    ``map_groups(fn, tasks)`` (an executor's map, e.g. a Dask cluster's) runs the
-    per-device half of calibration by device groups of ``[compute] partition_devices``:
-    each task reads its devices' window from the database itself, builds their
-    features, scores the validation rows and calibrates each device's own threshold
-    (:func:`validate_group`). Without it, the same :func:`validate_devices` runs here
-    on the features already built; the numbers are the same either way.
+    Where it runs: the driver learns the window's extent by one aggregate query, reads
+    only a seeded subset of devices (all of them up to :data:`MAX_TRAIN_READINGS`
+    readings) and fits the feature builder's fleet-wide statistics (state levels and
+    spreads, sampling step, lag) and the detector on it. Every device group of
+    ``[compute] partition_devices`` then reads its own window from the database
+    (:func:`validate_group`), fits its devices' own statistics (sampling step, daily
+    profile), builds their features, scores the validation rows and calibrates each
+    device's own threshold; the driver merges the per-device statistics and pools the
+    scores for the profile's threshold. ``map_groups(fn, tasks)`` (an executor's map,
+    e.g. a Dask cluster's) runs the groups; without it they run here one after the
+    other, so the model is the same wherever they ran, and one process never holds
+    more than the subset and one group.
 
     Raises:
         TrainingError: the window holds too few normal readings.
     """
     if device_windows is None:  # a retrain keeps the windows operators gave devices
         device_windows = _active_device_windows(store, profile)
-    frame = _training_frame(store, profile, train_from_ms, train_until_ms, device_windows)
-    fitted = _fit(settings, profile, frame, exclude_labelled, score_validation=map_groups is None)
-    del frame
-    own: dict[str, float] | None = None
-    if map_groups is not None:
-        size = max(1, int(settings.compute.partition_devices))
-        window = ValidationWindow(train_from_ms, train_until_ms, fitted.split, exclude_labelled, fitted.short)
-        groups = [fitted.devices[i : i + size] for i in range(0, len(fitted.devices), size)]
-        tasks = [
+    extent = _window_extent(store, profile, train_from_ms, train_until_ms, device_windows)
+    builder = feature_builder_for(settings, profile)
+    minimum = min_training_readings(builder)
+    if int(extent.counts.sum()) < minimum:
+        raise TrainingError(
+            f"profile {profile}: only {int(extent.counts.sum())} readings in the training window; need at least "
+            f"{minimum} (2 x ([features].long_window + 1), long_window = {builder.long_window}): lower "
+            "[features].long_window in config.toml, or widen the window (--train-from/--train-until), or generate "
+            "or ingest more history"
+        )
+    every = [str(d) for d in extent.counts.index]
+    sample = _training_devices(extent.counts)
+    split = extent.t0 + int((extent.t1 - extent.t0) * (1 - VALIDATION_FRACTION))
+    window = ValidationWindow(train_from_ms, train_until_ms, split, exclude_labelled, False)
+    size = max(1, int(settings.compute.partition_devices))
+    groups = [every[i : i + size] for i in range(0, len(every), size)]
+
+    def tasks(*extra: Any, per_group: Sequence[tuple[Any, ...]] = ()) -> list[tuple[Any, ...]]:
+        return [
             (
                 settings,
                 profile,
                 store.url,
                 group,
-                {d: w for d, w in (device_windows or {}).items() if d in set(group)},
+                {d: w for d, w in device_windows.items() if d in set(group)},
                 window,
-                fitted.builder,
-                fitted.detector,
+                *extra,
+                *(per_group[i] if per_group else ()),
             )
-            for group in groups
+            for i, group in enumerate(groups)
         ]
-        parts: list[Validation] = map_groups(validate_group, tasks)
-        fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
-        fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
-        own = {d: t for p in parts for d, t in p.device_thresholds.items()}
+
+    def read(devices: Sequence[str] | None) -> pd.DataFrame:
+        wanted = set(every if devices is None else devices)
+        windows = {d: w for d, w in device_windows.items() if d in wanted}
+        return _training_frame(
+            store,
+            profile,
+            train_from_ms,
+            train_until_ms,
+            windows,
+            device_ids=None if devices is None else list(devices),
+        )
+
+    if map_groups is None and sample is None:
+        # the whole window fits in memory: fit on it here (the numbers the groups give)
+        frame = read(None)
+        fitted = _fit(settings, profile, frame, exclude_labelled, builder, split, (extent.t0, extent.t1))
+        window = dataclasses.replace(window, short=fitted.short)
+        parts = [_validate_frame(settings, fitted.builder, fitted.detector, frame, window)]
+        del frame
+    else:
+        run: MapGroups = map_groups or _map_here
+        _fit_builder(builder, profile, window, run, tasks, read)
+        frame = read(sample)  # the detector learns from a seeded subset of devices
+        fitted = _fit(settings, profile, frame, exclude_labelled, builder, split, (extent.t0, extent.t1))
+        del frame
+        window = dataclasses.replace(window, short=fitted.short)
+        parts = run(validate_group, tasks(fitted.builder, fitted.detector))
+    fitted.devices = every
+    fitted.val_scores = np.concatenate([p.scores for p in parts]) if parts else np.zeros(0)
+    fitted.val_devices = np.concatenate([p.devices for p in parts]) if parts else np.zeros(0, dtype=object)
+    own = {d: t for p in parts for d, t in p.device_thresholds.items()}
     thresholds = _calibrate(settings, fitted, own)
     fitted.detector.set_threshold(thresholds.choice.threshold)
     families = settings.profile(profile).families()
@@ -284,31 +386,28 @@ def train_model(
 
 
 def _fit(
-    settings: Settings, profile: str, frame: pd.DataFrame, exclude_labelled: bool, score_validation: bool = True
+    settings: Settings,
+    profile: str,
+    frame: pd.DataFrame,
+    exclude_labelled: bool,
+    builder: FeatureBuilder,
+    split: int,
+    extent: tuple[int, int],
 ) -> _Fitted:
-    """Fit the feature builder and the detector; score the validation window (unless
-    ``score_validation`` is False: device groups score it, see :func:`validate_group`)."""
-    spec = settings.profile(profile)
-    builder = feature_builder_for(settings, spec)
-    minimum = min_training_readings(builder)
-    if len(frame) < minimum:
-        raise TrainingError(
-            f"profile {profile}: only {len(frame)} readings in the training window; need at least {minimum} "
-            f"(2 x ([features].long_window + 1), long_window = {builder.long_window}): lower [features].long_window "
-            "in config.toml, or widen the window (--train-from/--train-until), or generate or ingest more history"
-        )
+    """Fit the detector on ``frame`` (every device of a small window, else the seeded
+    subset), and the feature builder on its fit rows first unless the device groups
+    already fitted it (:func:`_fit_builder`). ``split`` starts the validation window;
+    ``extent`` is the whole window's first and last reading time. The validation
+    scores come from the device groups (:func:`validate_group`) or
+    :func:`_validate_frame`."""
     normal = _normal_mask(frame, builder) if exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
-    t0, t1 = int(ts.min()), int(ts.max())
-    split = t0 + int((t1 - t0) * (1 - VALIDATION_FRACTION))
+    t0, t1 = extent
     fit_rows = normal & (ts <= split)
-    if fit_rows.sum() < builder.long_window + 1:
-        raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
-    builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
-    devices = _training_devices(frame)
-    if devices is not None:  # the detector needs volume, not every device
-        keep = frame["device_id"].isin(devices).to_numpy()
-        frame, normal, fit_rows, ts = frame[keep], normal[keep], fit_rows[keep], ts[keep]
+    if not hasattr(builder, "levels_"):
+        if fit_rows.sum() < builder.long_window + 1:
+            raise TrainingError(f"profile {profile}: too few normal readings before {split} to train on")
+        builder.fit(frame[fit_rows])  # every device: each gets its own daily profile
     feats = builder.transform(frame)
     names = list(builder.feature_names_out_)
     pos_ok = _warm(feats, builder.long_window + 1)
@@ -322,7 +421,6 @@ def _fit(
         # on the whole window and the threshold calibrated on its scores, whose
         # extreme tail is extrapolated (peaks over threshold) rather than read off
         train_idx = np.flatnonzero(normal & pos_ok)
-        val_idx = train_idx
     rng = np.random.default_rng(0)
     if len(train_idx) > MAX_FIT_ROWS:
         train_idx = np.sort(rng.choice(train_idx, MAX_FIT_ROWS, replace=False))
@@ -340,8 +438,8 @@ def _fit(
         detector_name=settings.detection.detector,
         names=names,
         train_rows=int(len(train_idx)),
-        val_scores=-detector.score_samples(X[val_idx]) if score_validation else np.zeros(0),
-        val_devices=feats["device_id"].to_numpy()[val_idx] if score_validation else np.zeros(0, dtype=object),
+        val_scores=np.zeros(0),
+        val_devices=np.zeros(0, dtype=object),
         split=split,
         t0=t0,
         t1=t1,
@@ -495,6 +593,8 @@ def validate_devices(
     """Detector scores of ``feats`` at ``rows`` and each device's own threshold
     (:func:`calibrate_devices`)."""
     names = list(builder.feature_names_out_)
+    if not len(rows):  # e.g. a group whose validation window is all faulty
+        return Validation(np.zeros(0), np.zeros(0, dtype=object), {})
     scores = -detector.score_samples(feats[names].to_numpy()[rows])
     devices = feats["device_id"].to_numpy()[rows]
     return Validation(scores, devices, calibrate_devices(settings, builder, scores, devices))
@@ -525,6 +625,133 @@ def calibrate_devices(
     return thresholds
 
 
+def _group_frame(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+) -> pd.DataFrame:
+    """A device group's training window, read from the database by the task itself."""
+    from itap_engine.store.sql import Store
+
+    store = Store(settings, url=url)
+    try:
+        return _training_frame(
+            store, profile, window.train_from_ms, window.train_until_ms, device_windows, device_ids=list(devices)
+        )
+    finally:
+        store.close()
+
+
+def _fit_rows(frame: pd.DataFrame, builder: FeatureBuilder, window: ValidationWindow) -> np.ndarray:
+    """The rows the feature builder learns from: known-good, before the validation window."""
+    normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
+    return normal & (frame["ts"].to_numpy(dtype=np.int64) <= window.split)
+
+
+@dataclass(frozen=True)
+class FleetGroup:
+    """A device group's part of the fleet-wide statistics, and its fit rows per device."""
+
+    part: FleetPart
+    devices: list[str]
+    rows: list[int]
+
+
+def fleet_group(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+    builder: FeatureBuilder,
+) -> FleetGroup:
+    """Step 1 of a device group (:func:`_fit_builder`): its fit rows' values, states and steps."""
+    frame = _group_frame(settings, profile, url, devices, device_windows, window)
+    fit = frame[_fit_rows(frame, builder, window)]
+    codes, names = pd.factorize(fit["device_id"])
+    return FleetGroup(
+        builder.fleet_part(fit), [str(d) for d in names], np.bincount(codes, minlength=len(names)).tolist()
+    )
+
+
+@dataclass(frozen=True)
+class DeviceGroup:
+    """A device group's own statistics (step 2, :func:`device_group`)."""
+
+    steps: dict[str, int]
+    profiles: dict[str, np.ndarray]
+    residuals: SpreadResiduals
+
+
+def device_group(
+    settings: Settings,
+    profile: str,
+    url: str | None,
+    devices: Sequence[str],
+    device_windows: dict[str, tuple[int | None, int | None]],
+    window: ValidationWindow,
+    builder: FeatureBuilder,
+    offset: int,
+    stride: int,
+) -> DeviceGroup:
+    """Step 2 of a device group (:func:`_fit_builder`): each device's sampling step and
+    daily profile, and the spread residuals at the fleet's every ``stride``-th fit row
+    (the group's first fit row is the fleet's row ``offset``)."""
+    frame = _group_frame(settings, profile, url, devices, device_windows, window)
+    fit = frame[_fit_rows(frame, builder, window)]
+    del frame
+    local = copy.copy(builder)
+    steps = local.fit_device_steps(fit)
+    local.device_steps_ = {**builder.device_steps_, **steps}
+    profiles, residuals = local.fit_devices(fit, offset, stride)
+    return DeviceGroup(steps, profiles, residuals)
+
+
+def _fit_builder(
+    builder: FeatureBuilder,
+    profile: str,
+    window: ValidationWindow,
+    run: MapGroups,
+    tasks: Callable[..., list[tuple[Any, ...]]],
+    read: Callable[[Sequence[str] | None], pd.DataFrame],
+) -> None:
+    """``builder.fit`` over every device's fit rows, by device groups: the same numbers
+    as one ``fit`` on the whole window (the steps of :meth:`FeatureBuilder.fit`; medians
+    of the very same values, concatenated in device order), while no process holds the
+    window. The lag is searched here on the first devices' rows, as ``fit`` does."""
+    fleet: list[FleetGroup] = run(fleet_group, tasks(builder))
+    counts = pd.Series([n for g in fleet for n in g.rows], index=[d for g in fleet for d in g.devices], dtype=np.int64)
+    total = int(counts.sum())
+    if total < builder.long_window + 1:
+        raise TrainingError(f"profile {profile}: too few normal readings before {window.split} to train on")
+    builder.fit_fleet([g.part for g in fleet])
+    del fleet
+    # the lag search's rows: the first devices, up to the one holding row _LAG_SEARCH_ROWS
+    device_codes = np.repeat(np.arange(len(counts)), counts.to_numpy())
+    first = list(counts.index[: int(device_codes[builder.lag_rows(device_codes) - 1]) + 1])
+    del device_codes
+    prefix = read(first)
+    prefix = prefix[_fit_rows(prefix, builder, window)]
+    builder.device_steps_ = builder.fit_device_steps(prefix)
+    builder.fit_lag(prefix)
+    del prefix
+    before = np.r_[0, np.cumsum([int(counts.loc[list(g)].sum()) for g in _groups_of(tasks)])][:-1]
+    stride = spread_stride(total)
+    parts: list[DeviceGroup] = run(device_group, tasks(builder, per_group=[(int(o), stride) for o in before]))
+    builder.device_steps_ = {d: n for p in parts for d, n in p.steps.items()}
+    builder.device_profiles_ = {d: c for p in parts for d, c in p.profiles.items()}
+    builder.fit_spreads([p.residuals for p in parts])
+
+
+def _groups_of(tasks: Callable[..., list[tuple[Any, ...]]]) -> list[Sequence[str]]:
+    """The device groups of the tasks (their 4th argument)."""
+    return [task[3] for task in tasks()]
+
+
 def validate_group(
     settings: Settings,
     profile: str,
@@ -535,17 +762,17 @@ def validate_group(
     builder: FeatureBuilder,
     detector: Any,
 ) -> Validation:
-    """:func:`validate_devices` for a device group, reading its training window from the
-    database itself (a task of :func:`train_model`'s ``map_groups``)."""
-    from itap_engine.store.sql import Store
+    """Step 3 of a device group: its validation scores and each device's own threshold
+    (:func:`_validate_frame` on the group's window, read from the database)."""
+    frame = _group_frame(settings, profile, url, devices, device_windows, window)
+    return _validate_frame(settings, builder, detector, frame, window)
 
-    store = Store(settings, url=url)
-    try:
-        frame = _training_frame(
-            store, profile, window.train_from_ms, window.train_until_ms, device_windows, device_ids=list(devices)
-        )
-    finally:
-        store.close()
+
+def _validate_frame(
+    settings: Settings, builder: FeatureBuilder, detector: Any, frame: pd.DataFrame, window: ValidationWindow
+) -> Validation:
+    """Build the features, score the known-good validation rows, calibrate each
+    device's own threshold (:func:`validate_devices`)."""
     normal = _normal_mask(frame, builder) if window.exclude_labelled else np.ones(len(frame), dtype=bool)
     ts = frame["ts"].to_numpy(dtype=np.int64)
     feats = builder.transform(frame)
@@ -553,6 +780,11 @@ def validate_group(
     if not window.short:
         rows &= ts > window.split
     return validate_devices(settings, builder, detector, feats, np.flatnonzero(rows))
+
+
+def _map_here(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """:data:`MapGroups` in this process, one task after the other."""
+    return [fn(*task) for task in tasks]
 
 
 def min_training_readings(builder: FeatureBuilder) -> int:

@@ -123,17 +123,27 @@ def test_local_cluster_gives_the_results_of_one_process(cluster: DaskExecutor, t
     assert there["progress"] == [(1, 3), (2, 3), (3, 3)]
 
 
-@pytest.mark.parametrize("detector", ["shift", "iforest"])
-def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_path: Path, detector: str) -> None:
-    """The per-device half of training (features of the validation window, detector
-    scores, each device's own POT threshold) runs on the workers by device groups, each
-    reading its devices from the database; the model is the one ``train_model`` fits in
-    one process, threshold for threshold, and its model file holds the same arrays."""
+@pytest.mark.parametrize(
+    ("detector", "subset"), [("shift", False), ("iforest", False), ("shift", True)], ids=["shift", "iforest", "subset"]
+)
+def test_training_on_a_local_cluster_is_train_model(
+    cluster: DaskExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, detector: str, subset: bool
+) -> None:
+    """The per-device half of training (each device's own sampling step and daily
+    profile, features of the validation window, detector scores, each device's own POT
+    threshold) runs on the workers by device groups, each reading its devices from the
+    database; the model is the one ``train_model`` fits in one process, threshold for
+    threshold, and its model file holds the same arrays. With ``subset`` the window is
+    over MAX_TRAIN_READINGS: the driver fits the fleet-wide statistics on 3 of the 8
+    devices, and the other 5 still get their own profile, step and threshold."""
     from distributed import get_task_stream
 
+    import itap_engine.detection.scoring as scoring
     from itap_engine.detection.model_files import read_model_file
     from itap_engine.detection.scoring import load_model_version, train_model
 
+    if subset:  # the driver's choice; the workers never look at it
+        monkeypatch.setattr(scoring, "MAX_TRAIN_READINGS", 3 * 4 * 360)
     settings = _settings(tmp_path, detection={"detector": detector, "n_estimators": 20})
     store = Store(settings)
     try:
@@ -158,6 +168,13 @@ def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_p
         assert spread.threshold == alone.threshold
         assert spread.device_thresholds == alone.device_thresholds
         assert len(spread.device_thresholds) >= len(DEVICES) // 2  # devices with enough known-good scores
+        assert spread.features is not None and alone.features is not None
+        assert sorted(spread.features.device_profiles_) == sorted(alone.features.device_profiles_) == DEVICES
+        assert spread.features.device_steps_ == alone.features.device_steps_
+        for device in DEVICES:
+            np.testing.assert_array_equal(
+                spread.features.device_profiles_[device], alone.features.device_profiles_[device]
+            )
         X = np.random.default_rng(7).normal(size=(200, len(alone.feature_names)))
         np.testing.assert_array_equal(spread.detector.score_samples(X), alone.detector.score_samples(X))
         files = [load_model_version(store, m.version_id) for m in (alone, spread)]
@@ -175,6 +192,23 @@ def test_training_on_a_local_cluster_is_train_model(cluster: DaskExecutor, tmp_p
         assert detector == "iforest" or not differ
     finally:
         store.close()
+
+
+def _worker_settings() -> tuple:
+    import dask
+
+    return (
+        dask.config.get("distributed.worker.profile.enabled"),
+        dask.config.get("distributed.admin.system-monitor.interval"),
+        dask.config.get("distributed.worker.memory.monitor-interval"),
+    )
+
+
+def test_the_local_cluster_runs_without_the_profiler(cluster: DaskExecutor) -> None:
+    """Its workers do not sample every task's stack and the system monitor runs every
+    5 s: background CPU nobody reads here."""
+    seen = cluster.client.run(_worker_settings)
+    assert len(seen) == 2 and set(seen.values()) == {(False, "5s", "1s")}
 
 
 def _fails(device: str) -> None:
@@ -267,3 +301,73 @@ def test_skab_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
     assert here["files"] == 3 and here["points"]["rows"] > 0
     assert there == here
     assert seen[-1] == (3, 3)
+
+
+CONSOLE_BOOTSTRAP = """
+import asyncio, json, sys, time
+
+from itap_engine.config import load_settings
+from itap_engine.facade.local import LocalFacade
+from itap_tui.app import ItapApp
+from itap_tui.screens import BootstrapScreen
+
+seen = []
+shown = BootstrapScreen.progress
+
+def progress(self, p):
+    seen.append(p.message)
+    shown(self, p)
+
+BootstrapScreen.progress = progress
+
+
+async def main():
+    app = ItapApp(LocalFacade(load_settings(sys.argv[1])))
+    async with app.run_test(size=(100, 30)) as pilot:
+        stderr_fd = sys.stderr.fileno()  # Textual's print capture
+        deadline = time.monotonic() + 240
+        while app.start_error is None and not app.engine_started and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        result = {"error": app.start_error, "started": app.engine_started, "seen": seen, "stderr_fd": stderr_fd}
+        await pilot.press("q")
+    print(json.dumps(result, default=str))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_the_console_bootstraps_on_a_local_cluster(tmp_path: Path) -> None:
+    """The console's own start path (pilot, LocalFacade, engine thread) with
+    ``cluster = "local:2"``: Textual's print capture stands in for ``sys.stderr``
+    (``fileno()`` is -1), which once made multiprocessing's resource tracker fail to
+    spawn and the bootstrap screen report "Nanny failed to start". Run in a fresh
+    interpreter: a tracker already started by another test would hide the failure."""
+    import json
+    import subprocess
+    import sys
+
+    from itap_bench.engine import derived_config
+
+    config = derived_config(
+        load_settings(CONFIG),
+        tmp_path / "site",
+        fleet=[{"profile": "industrial", "devices": 5, "prefix": "pump", "sites": ["north"]}],
+        compute={"cluster": "local:2", "partition_devices": 2},
+        simulation={"fault_rate_per_device_day": 0.0},
+        detection={"bootstrap_hours": 2, "detector": "robust_z"},
+        engine={"tick_seconds": 0.5, "retrain_minutes": 600, "housekeeping_minutes": 600},
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", CONSOLE_BOOTSTRAP, str(config)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["stderr_fd"] == -1
+    assert result["error"] is None and result["started"] is True
+    # the cluster's device groups moved the console's bar (5 devices in groups of 2)
+    assert "training the industrial model: 3/3 device groups" in result["seen"]

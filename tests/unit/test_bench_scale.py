@@ -20,6 +20,18 @@ def test_scale_stages_run_the_commands_and_record_memory(settings, monkeypatch: 
         assert r["command"].startswith("itap ") and (r["cpu_seconds"] is None or r["cpu_seconds"] > 0)
     assert results[0]["rows"] == results[2]["rows"] == 3 * 2 * 360
     assert "scored 2,160 readings" in results[2]["output"][0]
+    assert all(r["load_before"] >= 0 and r["load_after"] >= 0 for r in results)
+
+
+def test_cluster_settings_run_stage_by_stage_in_turn(settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each stage runs under every cluster setting before the next stage starts, each
+    setting on its own database, so a speed-up compares runs of the same minutes."""
+    monkeypatch.setitem(scale.SCALE_WORKLOADS, "tiny", scale.ScaleWorkload("tiny", devices=3, hours=2))
+    seen: list[str] = []
+    results = scale.scale_stages(settings, "tiny", ["none", "none"], seen.append)
+    assert [(r["stage"]) for r in results] == ["generate", "generate", "train", "train", "score", "score"]
+    assert [r["output"][0] for r in results[4:]] == [results[4]["output"][0]] * 2  # two databases, same backlog
+    assert "scored 2,160 readings" in results[5]["output"][0]
 
 
 def test_w3_is_opt_in() -> None:

@@ -208,3 +208,194 @@ def test_readings_read_in_batches_equal_one_read_and_share_their_strings(
     assert len({id(v) for v in batched["device_id"]}) == 10
     assert len({id(v) for v in batched["state"]}) == batched["state"].nunique()
     assert store.read_readings("industrial", since_ms=_ms(99)).empty
+
+
+def test_backlog_scoring_of_each_shard_splits_the_fleet(fleet, tmp_path: Path) -> None:
+    """``itap score --shard i/N``: each shard scores its own devices only, against its
+    own watermark, so the shards together do the whole backlog once, with the scores of
+    one unsharded run; a shard run again finds nothing new."""
+    from itap_engine.engine.shards import Shard
+    from itap_engine.store.watermarks import for_shard, scored_key
+
+    settings, store = fleet
+    train_model(store, settings, "industrial", train_until_ms=_ms(4))
+    copy = tmp_path / "copy.db"
+    store.checkpoint()
+    shutil.copy(store.url.split("///", 1)[1], copy)
+    whole = score_backlog(LocalExecutor(), store, settings, "industrial")
+    other = Store(settings, url=f"sqlite:///{copy}")
+    try:
+        shards = [Shard(0, 2), Shard(1, 2)]
+        owned = [[d for d in device_ids_for("pump", 10) if s.owns(d)] for s in shards]
+        assert all(owned)
+        results = [score_backlog(LocalExecutor(), other, settings, "industrial", shard=s) for s in shards]
+        scored = _scores(other)
+        for shard, devices, result in zip(shards, owned, results, strict=True):
+            assert result.shard == shard.label
+            assert result.rows == int(scored["device_id"].isin(devices).sum()) > 0
+            assert other.get_watermark(for_shard(scored_key("industrial"), shard.label)) == str(result.watermark)
+        assert sum(r.rows for r in results) == whole.rows  # every reading once
+        pd.testing.assert_frame_equal(scored, _scores(store), rtol=SCORE_TOLERANCE)
+        pd.testing.assert_frame_equal(_alerts(other), _alerts(store), rtol=SCORE_TOLERANCE)
+        assert other.get_watermark(scored_key("industrial")) is None  # the unsharded mark is not moved
+        assert score_backlog(LocalExecutor(), other, settings, "industrial", shard=shards[0]).rows == 0
+    finally:
+        other.close()
+
+
+PG_URL = __import__("os").environ.get("ITAP_TEST_PG_URL")
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+@pytest.mark.xdist_group("postgres")  # resets the schema of the one test database
+@pytest.mark.skipif(not PG_URL, reason="ITAP_TEST_PG_URL not set")
+def test_itap_score_with_a_shard_on_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The command on PostgreSQL: ``--shard 0/2`` scores only shard 0's devices; a run of
+    ``[engine] shard = "1/2"`` (the config) scores the rest; a shard whose database lock
+    is held (its engine runs) is exit 3, one line, and nothing is scored."""
+    import json
+
+    import sqlalchemy as sa
+
+    from itap_engine.engine.shards import Shard, ShardLock
+    from itap_engine.modes.cli import main
+
+    engine = sa.create_engine(PG_URL)  # type: ignore[arg-type]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    from itap_bench.engine import derived_config
+    from itap_engine.config import load_settings
+
+    config = derived_config(
+        local_settings(tmp_path / "base"),
+        tmp_path / "site",
+        fleet=[{"profile": "industrial", "devices": 6, "prefix": "pump", "sites": ["north"]}],
+        detection={"detector": "robust_z"},
+    )
+    monkeypatch.setenv("ITAP_DB_URL", str(PG_URL))
+    settings = load_settings(config)
+    store = Store(settings)
+    try:
+        simulate_fleet(
+            LocalExecutor(),
+            settings,
+            "industrial",
+            device_ids_for("pump", 6),
+            START,
+            START + timedelta(hours=6),
+            source="test",
+            url=store.url,
+        )
+        train_model(store, settings, "industrial", train_until_ms=_ms(4))
+        owned = [d for d in device_ids_for("pump", 6) if Shard(0, 2).owns(d)]
+        assert 0 < len(owned) < 6
+
+        held = ShardLock(settings, Shard(0, 2)).acquire()
+        try:
+            assert main(["score", "--config", str(config), "--shard", "0/2"]) == 3
+        finally:
+            held.release()
+        assert "another ITAP run holds shard 0/2" in capsys.readouterr().err
+        assert _scores(store).empty
+
+        assert main(["score", "--config", str(config), "--shard", "0/2", "--json"]) == 0
+        first = json.loads(capsys.readouterr().out)
+        devices = set(_scores(store)["device_id"])
+        assert devices == set(owned) and first[0]["shard"] == "0/2"
+        assert first[0]["rows"] == len(owned) * 6 * 360
+
+        derived_config(settings, tmp_path / "site", engine={"shard": "1/2"})  # the same site, sharded by config
+        assert main(["score", "--config", str(config), "--json"]) == 0
+        second = json.loads(capsys.readouterr().out)
+        assert second[0]["shard"] == "1/2" and second[0]["rows"] == (6 - len(owned)) * 6 * 360
+        scores = _scores(store)
+        assert set(scores["device_id"]) == set(device_ids_for("pump", 6))
+        assert not scores.duplicated(["device_id", "ts"]).any()
+    finally:
+        store.close()
+
+
+FITTED = ["states_", "levels_", "spreads_", "fallback_spreads_", "lag_tau_", "lag_delay_", "lag_taps_", "step_ms_"]
+FITTED += ["device_steps_", "history_", "feature_names_out_"]
+
+
+def _same_builder(a, b) -> None:  # type: ignore[no-untyped-def]
+    for name in FITTED:
+        x, y = getattr(a, name), getattr(b, name)
+        assert np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y, name
+    assert list(a.device_profiles_) == list(b.device_profiles_)
+    for device, coef in a.device_profiles_.items():
+        np.testing.assert_array_equal(coef, b.device_profiles_[device])
+
+
+@pytest.mark.parametrize("detector", ["shift", "iforest"])
+def test_the_feature_builder_fitted_by_device_groups_is_the_whole_fit(fleet, detector: str) -> None:
+    """The grouped fit (what a cluster runs: fleet-wide values, then each group's own
+    steps, profiles and spread residuals, the lag on the first devices) gives the very
+    numbers of one ``FeatureBuilder.fit`` on the whole window, so the model, its
+    thresholds and its scores are those of one process."""
+    from itap_engine.detection.scoring import _map_here
+
+    settings, store = fleet
+    settings = settings.with_overrides(detection={"detector": detector, "n_estimators": 20})
+    whole = train_model(store, settings, "industrial", train_until_ms=_ms(6))
+    calls: list[str] = []
+
+    def by_groups(fn, tasks):  # type: ignore[no-untyped-def]
+        calls.append(fn.__name__)
+        return _map_here(fn, tasks)
+
+    grouped = train_model(store, settings, "industrial", train_until_ms=_ms(6), map_groups=by_groups)
+    assert calls == ["fleet_group", "device_group", "validate_group"]
+    _same_builder(grouped.features, whole.features)
+    assert len(whole.features.device_profiles_) == 10  # type: ignore[union-attr]
+    assert grouped.threshold == whole.threshold and grouped.device_thresholds == whole.device_thresholds
+    X = np.random.default_rng(3).normal(size=(200, len(whole.feature_names)))
+    np.testing.assert_array_equal(grouped.detector.score_samples(X), whole.detector.score_samples(X))
+
+
+def test_training_a_large_window_reads_a_subset_on_the_driver_and_fits_every_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above MAX_TRAIN_READINGS the driver reads only the seeded subset of devices it
+    fits the fleet-wide statistics and the detector on; every device group reads its
+    own devices, so every device gets its own daily profile, sampling step and
+    threshold, in one process as on a cluster."""
+    import itap_engine.detection.scoring as scoring
+
+    settings = local_settings(tmp_path, compute={"partition_devices": 3}, simulation={"fault_rate_per_device_day": 0.0})
+    store = Store(settings)
+    devices = device_ids_for("pump", 10)
+    try:
+        simulate_fleet(
+            LocalExecutor(),
+            settings,
+            "industrial",
+            devices,
+            START,
+            START + timedelta(hours=8),
+            source="t",
+            url=store.url,
+        )
+        monkeypatch.setattr(scoring, "MAX_TRAIN_READINGS", 6_000)  # ~2 of the 10 devices' 8 h
+        monkeypatch.setattr("itap_engine.detection.features._LAG_SEARCH_ROWS", 4_000)  # the lag: 2 devices
+        reads: list[int] = []
+        real = scoring._training_frame
+
+        def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+            frame = real(*args, **kwargs)
+            reads.append(frame["device_id"].nunique())
+            return frame
+
+        monkeypatch.setattr(scoring, "_training_frame", spy)
+        model = scoring.train_model(store, settings, "industrial", train_until_ms=_ms(8))
+    finally:
+        store.close()
+    assert reads and max(reads) <= 3  # the subset (2 devices here), then groups of 3: never the whole fleet
+    assert reads[0] < len(devices)
+    assert model.features is not None
+    assert sorted(model.features.device_profiles_) == devices
+    assert sorted(model.features.device_steps_) == devices
+    assert sorted(model.device_thresholds) == devices  # each calibrated on its own known-good scores
