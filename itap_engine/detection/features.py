@@ -725,16 +725,26 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
             return 0
         return int(np.searchsorted(device_codes, device_codes[min(len(device_codes), _LAG_SEARCH_ROWS) - 1], "right"))
 
+    def _runs(
+        self, frame: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What the lag needs of ``frame`` (sorted by device, time): values, state codes,
+        device codes, timestamps, positions in the run and each row's device step."""
+        device_codes = pd.factorize(frame["device_id"])[0]
+        return (
+            frame[list(self.signals)].to_numpy(dtype=float),
+            self._state_codes(frame),
+            device_codes,
+            frame["ts"].to_numpy(dtype=np.int64),
+            self._segment_positions(frame, device_codes),
+            self._row_steps(frame, device_codes),
+        )
+
     def fit_lag(self, frame: pd.DataFrame) -> None:
         """The transition dynamics (lag and dead time) on the first devices' fit rows
         (:meth:`lag_rows`), after :meth:`fit_fleet` and with their device steps known."""
-        values = frame[list(self.signals)].to_numpy(dtype=float)
-        codes = self._state_codes(frame)
-        device_codes = pd.factorize(frame["device_id"])[0]
-        ts = frame["ts"].to_numpy(dtype=np.int64)
         # a gap in time (e.g. rows left out of training) restarts the lag like a new device
-        pos = self._segment_positions(frame, device_codes)
-        steps_at = self._row_steps(frame, device_codes)
+        values, codes, _, ts, pos, steps_at = self._runs(frame)
         levels = self.levels_
         best: tuple[float, float, int] | None = None
         for delay in _LAG_DELAYS:
@@ -755,12 +765,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         spreads are measured on at every ``stride``-th fit row of the fleet (this
         frame's first row is the fleet's row ``offset``), after :meth:`fit_lag`; the
         device steps of ``frame``'s devices must be known."""
-        values = frame[list(self.signals)].to_numpy(dtype=float)
-        codes = self._state_codes(frame)
-        device_codes = pd.factorize(frame["device_id"])[0]
-        ts = frame["ts"].to_numpy(dtype=np.int64)
-        pos = self._segment_positions(frame, device_codes)
-        steps_at = self._row_steps(frame, device_codes)
+        values, codes, device_codes, ts, pos, steps_at = self._runs(frame)
         expected = _lagged_level(codes, self.levels_, pos, ts, steps_at, self.lag_tau_, self.lag_delay_, self.lag_taps_)
         profiles = self._fit_profiles(frame, values, expected, device_codes) if len(frame) else {}
         # spreads (robust, so a regular sample of the rows estimates them as well as all
