@@ -152,7 +152,11 @@ def test_itap_in_tmux(terminal: Terminal) -> None:
     # time travel: the fleet before the fault, then live again
     terminal.keys("t")
     terminal.wait(lambda s: "Show the fleet at" in s, what="the time prompt")
-    terminal.keys("C-u", *"-20m", "Enter")
+    terminal.keys("C-u", *"-20m")
+    # the prompt shows what was typed before it is sent (under load, a screen can lag
+    # the keys; the failure then names this step rather than a missing past)
+    terminal.wait(lambda s: "-20m" in s, what="the typed time in the prompt")
+    terminal.keys("Enter")
     screen = terminal.wait(lambda s: "PAST" in s and "not live" in s, what="the past")
     assert "LIVE" not in screen.splitlines()[0]
     terminal.keys("t")
