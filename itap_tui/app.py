@@ -836,6 +836,11 @@ def run_console(settings: Settings, attach: bool = False, mouse: bool = True, at
     data_dir = settings.resolve(settings.paths.data_dir)
     app = ItapApp(facade, export_dir=data_dir / "exports", state_file=data_dir / "console.json")
     app.start_at = at
+    return run_app(app, facade, mouse)
+
+
+def run_app(app: ItapApp, facade: EngineFacade, mouse: bool) -> int:
+    """Run ``app`` over ``facade`` to its end; stop the facade if the app did not; the exit status."""
     try:
         result = app.run(mouse=mouse)
     finally:

@@ -10,7 +10,6 @@ acknowledge, note, mute, retrain) and time travel say that a replay is read-only
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from itap_tui.app import ItapApp
+from itap_tui.app import ItapApp, run_app
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
@@ -131,11 +130,4 @@ def run_replay(settings: Settings, start: datetime, end: datetime, speed: float,
 
     facade = ReplayFacade(settings, start, end, speed=speed)
     app = ReplayApp(facade, export_dir=settings.resolve(settings.paths.data_dir) / "exports")
-    try:
-        result = app.run(mouse=mouse)
-    finally:
-        if not app.engine_stopped and app.engine.alive:
-            with contextlib.suppress(Exception):
-                app.engine.submit(facade.stop).result(timeout=30)
-            app.engine.shutdown()
-    return 0 if result is None else int(result)
+    return run_app(app, facade, mouse)

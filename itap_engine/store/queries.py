@@ -495,31 +495,26 @@ def active_models(store: Store) -> dict[str, models.ModelVersion]:
         return {row.profile: row for row in rows}
 
 
-def _version_numbers(session: Any, versions: list[models.ModelVersion]) -> dict[int | None, int]:
-    """Version id -> its number among its profile's versions (1, 2, ...), as the header shows."""
+def _version_number(session: Any, profile: str, version_id: int | None) -> int:
+    """Which of ``profile``'s versions ``version_id`` is (1, 2, ...): what the console
+    shows, rather than the id the profiles share."""
     MV = models.ModelVersion
-    out: dict[int | None, int] = {}
-    for m in versions:
-        out[m.id] = int(
-            session.exec(
-                select(sa.func.count()).select_from(MV).where(MV.profile == m.profile, MV.id <= m.id)  # type: ignore[arg-type, operator]
-            ).one()
-        )
-    return out
+    return int(
+        session.exec(
+            select(sa.func.count()).select_from(MV).where(MV.profile == profile, MV.id <= version_id)  # type: ignore[arg-type, operator]
+        ).one()
+    )
+
+
+def _version_numbers(session: Any, versions: list[models.ModelVersion]) -> dict[int | None, int]:
+    """Version id -> its number among its profile's versions."""
+    return {m.id: _version_number(session, m.profile, m.id) for m in versions}
 
 
 def model_numbers(store: Store, version_ids: dict[str, int]) -> dict[str, int]:
-    """profile -> which of that profile's versions ``version_ids[profile]`` is (1, 2, ...):
-    what the console's header shows, rather than the id the profiles share."""
-    MV = models.ModelVersion
-    out: dict[str, int] = {}
+    """profile -> which of that profile's versions ``version_ids[profile]`` is (1, 2, ...)."""
     with store.session() as session:
-        for profile, version_id in version_ids.items():
-            count = session.exec(
-                select(sa.func.count()).select_from(MV).where(MV.profile == profile, MV.id <= version_id)  # type: ignore[arg-type, operator]
-            ).one()
-            out[profile] = int(count)
-    return out
+        return {profile: _version_number(session, profile, vid) for profile, vid in version_ids.items()}
 
 
 def device_detail(store: Store, settings: Settings, device_id: str, window_s: float = 3600) -> DeviceDetail:
