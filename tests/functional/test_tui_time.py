@@ -175,3 +175,38 @@ async def test_a_screen_opened_in_the_past_says_so() -> None:
         await pilot.pause()
         status = app.screen.query_one(EngineStatus)
         await wait_for(pilot, lambda: "PAST" in str(status.render()))
+
+
+async def test_a_past_time_that_fails_says_so_and_is_logged_with_its_traceback() -> None:
+    """The error toast is gone after 10 s; the log file keeps what failed (the old code
+    only showed the toast, so a failure seen later had left no trace)."""
+    import logging
+
+    facade = FakeFacade(devices=10)
+
+    async def broken_snapshot_at(at: datetime) -> Snapshot:
+        raise OSError("disk I/O error")
+
+    facade.snapshot_at = broken_snapshot_at  # type: ignore[method-assign]
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("itap_tui")
+    logger.addHandler(handler)
+    app = ItapApp(facade)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ready(pilot)
+            await tick(pilot, facade, 30)
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
+            await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+            await wait_for(pilot, lambda: bool(records))
+            await pilot.pause()
+            assert app.past is None
+            assert any("show a past time failed: OSError: disk I/O error" in str(n.message) for n in app._notifications)
+    finally:
+        logger.removeHandler(handler)
+    [record] = records
+    assert record.levelno == logging.ERROR and record.getMessage() == "show a past time failed: OSError: disk I/O error"
+    assert record.exc_info is not None and record.exc_info[0] is OSError
