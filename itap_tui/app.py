@@ -432,7 +432,7 @@ class ItapApp(App[int]):
                 "Anomalies",
                 [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")],
             ),
-            ("Device", [*DeviceScreen.BINDINGS]),
+            ("Device", [b for b in DeviceScreen.BINDINGS if b.action != "app.help"]),  # listed under Everywhere
             ("Events", [*EventsScreen.BINDINGS]),
             ("Incident history", [*HistoryScreen.BINDINGS, Binding("enter", "", "Open the incident's device")]),
             (

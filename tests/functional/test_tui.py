@@ -652,3 +652,26 @@ async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: igno
         await pilot.press("q")
         await wait_for(pilot, lambda: app.engine_stopped, timeout=60)
     assert app.return_value == 0
+
+
+async def test_at_80_columns_the_header_keeps_the_models_and_the_device_footer_shows_help() -> None:
+    """The old header cut "model aircraft v1 ·" at 80 columns (the industrial model's
+    version was lost) and the device screen's footer ended before "? Help"."""
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade)
+        status = app.screen.query_one(EngineStatus)
+        header = str(status.render())
+        models = " · ".join(f"{name} v{v}" for name, v in sorted(app.snapshot.stats.model_versions.items()))
+        assert models and header.endswith(models) and len(header) <= status.content_region.width
+        await pilot.resize_terminal(160, 40)
+        await pilot.pause()
+        assert "rows/s" in str(app.screen.query_one(EngineStatus).render())
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen))
+        await pilot.pause()
+        keys = [b.description for _, b, _, _ in app.screen.active_bindings.values() if b.show]
+        assert keys.index("Help") <= 2, keys  # shown before the screen's own keys fill 80 columns
