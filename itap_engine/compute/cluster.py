@@ -146,18 +146,79 @@ class DaskExecutor:
         return results
 
 
-def group_map(
-    executor: Executor, progress: TaskProgress | None = None
-) -> Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]] | None:
+class PassProgress:
+    """One progress count over several passes of the same tasks.
+
+    Training maps its device groups three times (fleet statistics, device
+    statistics, validation) and a simulated evaluation a fourth time (the replay);
+    each pass reports ``(done, len(tasks))`` on its own. Handed to one bar, that was
+    1..N of N three times over. This adds the passes up: pass ``k`` of ``passes`` over
+    N tasks reports ``((k - 1) N + done, passes N)``, so ``done`` only grows, the
+    total stays put and reaches itself once, at the end. A pass that did not run
+    (:meth:`finish`) ends the count at the tasks that did; an unforeseen extra pass
+    extends the total.
+    """
+
+    def __init__(self, progress: TaskProgress, passes: int) -> None:
+        self._progress = progress
+        self._passes = max(1, int(passes))
+        self._started = 0
+        self._finished = 0
+        """Tasks of the passes that completed."""
+        self._last: tuple[int, int] | None = None
+
+    def next_pass(self, count: int) -> TaskProgress:
+        """The callback for the next pass, of ``count`` tasks."""
+        self._started += 1
+        offset = self._finished
+        to_come = max(0, self._passes - self._started) * count
+
+        def update(done: int, total: int) -> None:
+            self._report(offset + done, offset + total + to_come)
+            if done >= total:
+                self._finished = offset + total
+
+        return update
+
+    def finish(self) -> None:
+        """End the count at what ran, if a foreseen pass did not run."""
+        if self._last is not None and self._last[0] != self._last[1]:
+            self._report(self._finished, self._finished)
+
+    def _report(self, done: int, total: int) -> None:
+        if (done, total) != self._last:
+            self._last = (done, total)
+            self._progress(done, total)
+
+
+class GroupMap:
+    """The ``map_groups`` of :func:`group_map`: the executor's map, with one progress
+    count over all its passes."""
+
+    def __init__(self, executor: Executor, progress: TaskProgress | None, passes: int) -> None:
+        self.executor = executor
+        self.counter = PassProgress(progress, passes) if progress is not None else None
+
+    def __call__(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+        update = self.counter.next_pass(len(tasks)) if self.counter is not None else None
+        return self.executor.map(fn, tasks, update)
+
+    def finish(self) -> None:
+        """End the progress count (see :meth:`PassProgress.finish`)."""
+        if self.counter is not None:
+            self.counter.finish()
+
+
+def group_map(executor: Executor, progress: TaskProgress | None = None, passes: int = 1) -> GroupMap | None:
     """The ``map_groups`` that detection and evaluation take: the executor's map on a
-    cluster; None in one process, where they use the data they already hold."""
+    cluster; None in one process, where they use the data they already hold.
+
+    ``passes``: how many times the caller maps its groups (training: three); the
+    progress then counts the tasks of every pass against one total
+    (:class:`PassProgress`)."""
     if executor.name == "none":
         return None
-
-    def map_groups(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
-        return executor.map(fn, tasks, progress)
-
-    return map_groups
+    return GroupMap(executor, progress, passes)
 
 
 def cluster_spec(settings: Settings, override: str | None = None) -> str:

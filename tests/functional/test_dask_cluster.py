@@ -163,7 +163,8 @@ def test_training_on_a_local_cluster_is_train_model(
         assert sum("validate_group" in k for k in tasks) == 3  # 8 devices in groups of 3
         if detector == "iforest":  # the forest's trees went through joblib's Dask backend
             assert any("validate_group" not in k for k in tasks)
-        assert groups[-1] == (3, 3)
+        # one count over the three passes (3 groups each), reaching its total once
+        assert [d for d, _ in groups] == list(range(1, 10)) and {t for _, t in groups} == {9}
         assert spread.version_id != alone.version_id
         assert spread.threshold == alone.threshold
         assert spread.device_thresholds == alone.device_thresholds
@@ -252,7 +253,7 @@ def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:
     training = [p for p in stages if p.stage == "training"]
     assert training[-1].fraction == 1.0
     # training's device groups ran on the cluster and moved the bar (5 devices in groups of 2)
-    assert "training the industrial model: 3/3 device groups" in [p.message for p in training]
+    assert "training the industrial model: 9/9 group tasks" in [p.message for p in training]
 
 
 SKAB_VALVE1 = Path(__file__).resolve().parents[3] / "shared" / "data" / "skab" / "valve1"
@@ -265,18 +266,19 @@ def test_simulated_evaluation_on_a_local_cluster_gives_the_metrics_of_one_proces
     evaluated hours run by device groups (each simulating its own devices and reading
     their history from the scratch database); every metric equals one process's."""
     from itap_engine.compute.cluster import group_map
+    from itap_engine.compute.train import EVALUATE_PASSES
     from itap_engine.evaluation.labelled import evaluate_simulated
 
     settings = _settings(tmp_path, detection={"detector": "shift"})
     scenario = {"devices": 7, "hours": 3.0, "train_hours": 4.0, "fault_rate": 8.0, "seed": 11}
     here = evaluate_simulated(settings, "industrial", **scenario)
     seen: list[tuple[int, int]] = []
-    there = evaluate_simulated(
-        settings, "industrial", **scenario, map_groups=group_map(cluster, lambda d, t: seen.append((d, t)))
-    )
+    groups = group_map(cluster, lambda d, t: seen.append((d, t)), passes=EVALUATE_PASSES)
+    there = evaluate_simulated(settings, "industrial", **scenario, map_groups=groups)
     assert here["events"] and here["points"]["rows"] == 7 * 3 * 360
     assert there == here
-    assert (3, 3) in seen  # 7 devices in groups of 3, for training and for the evaluated hours
+    # 7 devices in groups of 3, three training passes and the evaluated hours: one count
+    assert [d for d, _ in seen] == list(range(1, 13)) and {t for _, t in seen} == {12}
 
 
 def test_skab_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
@@ -370,4 +372,4 @@ def test_the_console_bootstraps_on_a_local_cluster(tmp_path: Path) -> None:
     assert result["stderr_fd"] == -1
     assert result["error"] is None and result["started"] is True
     # the cluster's device groups moved the console's bar (5 devices in groups of 2)
-    assert "training the industrial model: 3/3 device groups" in result["seen"]
+    assert "training the industrial model: 9/9 group tasks" in result["seen"]
