@@ -35,13 +35,66 @@ QUIET_CLUSTER = {
     "distributed.admin.system-monitor.interval": "5s",
     "distributed.admin.system-monitor.gil.enabled": False,
     "distributed.worker.memory.monitor-interval": "1s",
+    # glibc's own malloc tuning in the workers, as in one process (see below)
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 """A LocalCluster's own background work, cut: no statistical profiler sampling every
 task's stack each 10 ms, no GIL monitor, the system monitor every 5 s instead of 0.5 s
 and the memory monitor every 1 s instead of 0.1 s.
 Nobody reads them here, and on a busy 2-core machine the cluster's idle CPU (scheduler,
 two nannies, two workers) was ~0.08 of a core, 2.4 CPU s per 30 s, against 1.75 with
-these, measured with psutil over each process in the same minutes."""
+these, measured with psutil over each process in the same minutes.
+
+And the workers' allocator is left as it is in one process. Dask's nannies start
+every worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory back to the
+OS); setting that fixes glibc's mmap threshold at 128 KiB, so every numpy temporary
+above it (the features of a device group: MBs each) is a fresh ``mmap``, page-faulted
+and zeroed, and unmapped again when freed. A backlog scoring task of 50 devices took
+~5x the page faults and ~1.35x the CPU seconds of the same task in one process
+(thread CPU 3.5-4.1 s against 2.4-3.0 s, 520-540k minor faults against 20-120k;
+probe of ``score_partition`` on 200 devices x 12 h, 2026-11-27, load 4). Unset
+(None, which the nanny skips; a value in the environment still wins) it is glibc's
+default, whose threshold adapts to the sizes the task frees."""
+
+
+WORKER_MODULES = (
+    "itap_engine.compute.score",
+    "itap_engine.compute.simulate",
+    "itap_engine.compute.train",
+    "itap_engine.detection.scoring",
+    "itap_engine.evaluation.labelled",
+    "itap_engine.evaluation.skab_engine",
+)
+"""What the tasks import (scikit-learn and scipy through the feature builder: ~2.5 CPU s
+per process), preloaded once by the forkserver a LocalCluster's workers fork from."""
+
+
+def worker_start_method() -> str:
+    """How a ``LocalCluster`` starts its workers: ``forkserver`` where there is one.
+
+    Dask's default (``spawn``) starts every worker as a fresh interpreter that imports
+    distributed, then its first task imports pandas, scikit-learn and the engine:
+    2.5-3 CPU s per worker, paid again by every command (``itap generate``, ``train``,
+    ``score`` each start a cluster). With ``forkserver``, one server process imports
+    all of that once (:data:`WORKER_MODULES`, plus what distributed itself preloads)
+    and each worker is a fork of it: a LocalCluster of 2 workers and their first
+    tasks took 3.1 CPU s instead of 5.6-6.2 (psutil over the driver and its children,
+    2026-11-27, load 5). Where ``forkserver`` does not exist (Windows) it stays
+    ``spawn``. The server is started with the nanny's worker environment (one BLAS
+    thread) and exits with this process.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    import dask
+    from distributed.utils import get_mp_context
+    from distributed.versions import optional_packages, required_packages
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        context = get_mp_context()  # distributed sets its own preload list once: ours replaces it
+    context.set_forkserver_preload(["distributed", *required_packages, *optional_packages, *WORKER_MODULES])  # type: ignore[attr-defined]
+    return "forkserver"
 
 
 class ComputeError(ItapError):
@@ -305,7 +358,8 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
     try:
         if spec.startswith("local"):
             start_resource_tracker()
-            with dask.config.set(QUIET_CLUSTER):  # the nannies hand it to their workers
+            method = {"distributed.worker.multiprocessing-method": worker_start_method()}
+            with dask.config.set({**QUIET_CLUSTER, **method}):  # the nannies hand it to their workers
                 cluster = LocalCluster(
                     n_workers=local_workers(spec),
                     threads_per_worker=1,
