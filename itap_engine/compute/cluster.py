@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -354,38 +355,79 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
         from distributed import Client, LocalCluster
     except ImportError:
         raise ComputeError(DASK_MISSING.format(spec=spec)) from None
-    cluster = None
-    try:
+    with contextlib.ExitStack() as stack:
         if spec.startswith("local"):
-            start_resource_tracker()
-            method = {"distributed.worker.multiprocessing-method": worker_start_method()}
-            with dask.config.set({**QUIET_CLUSTER, **method}):  # the nannies hand it to their workers
-                cluster = LocalCluster(
-                    n_workers=local_workers(spec),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
-                    silence_logs=logging.ERROR,
-                )
-            client = Client(cluster)
-        else:
-            client = Client(spec, timeout="10s")
-    except (OSError, TimeoutError, RuntimeError) as error:
-        logging.getLogger(__name__).warning("Dask cluster %s: %s", spec, error, exc_info=True)
-        if cluster is not None:
-            cluster.close()
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if spec.startswith("local"):
-            raise ComputeError(f"cannot start a Dask LocalCluster ({spec}): {reason}") from None
-        raise ComputeError(
-            f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) or use {CLUSTER_HELP}"
-        ) from None
+            stack.enter_context(_forkserver_user())
+        cluster = None
+        try:
+            if spec.startswith("local"):
+                start_resource_tracker()
+                method = {"distributed.worker.multiprocessing-method": worker_start_method()}
+                with dask.config.set({**QUIET_CLUSTER, **method}):  # the nannies hand it to their workers
+                    cluster = LocalCluster(
+                        n_workers=local_workers(spec),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
+                        silence_logs=logging.ERROR,
+                    )
+                client = Client(cluster)
+            else:
+                client = Client(spec, timeout="10s")
+        except (OSError, TimeoutError, RuntimeError) as error:
+            logging.getLogger(__name__).warning("Dask cluster %s: %s", spec, error, exc_info=True)
+            if cluster is not None:
+                cluster.close()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if spec.startswith("local"):
+                raise ComputeError(f"cannot start a Dask LocalCluster ({spec}): {reason}") from None
+            raise ComputeError(
+                f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) or use {CLUSTER_HELP}"
+            ) from None
+        try:
+            yield DaskExecutor(client, spec)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+_FORKSERVER_USERS = 0
+"""LocalClusters of this process open now (tests and a console may hold several)."""
+_FORKSERVER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _forkserver_user() -> Iterator[None]:
+    """Hold the forkserver while a LocalCluster runs; the last one out stops it."""
+    global _FORKSERVER_USERS
+    with _FORKSERVER_LOCK:
+        _FORKSERVER_USERS += 1
     try:
-        yield DaskExecutor(client, spec)
+        yield
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with _FORKSERVER_LOCK:
+            _FORKSERVER_USERS -= 1
+            if _FORKSERVER_USERS == 0:
+                stop_forkserver()
+
+
+def stop_forkserver() -> None:
+    """Stop the forkserver a LocalCluster's workers forked from, once they are gone.
+
+    multiprocessing leaves it running until this process exits, and then does not
+    wait for it. Stopped and waited for here, once the last LocalCluster using it has
+    closed (stopped under live workers, it would leave their nannies waiting), it no
+    longer holds its preloaded modules' memory for the rest of a console session, and
+    its CPU time and its workers' (it reaps them) count in this process's children,
+    where ``/usr/bin/time`` and the bench read them. No forkserver: nothing to do.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None and getattr(server, "_forkserver_pid", None) is not None:
+        stop()
 
 
 def _on_worker() -> bool:
