@@ -294,7 +294,7 @@ class EngineCore:
 
                 def trained(done: int, total: int, i: int = i, profile: str = profile) -> None:
                     share = (i + done / max(1, total)) / max(1, len(profiles))
-                    report(Progress("training", share, f"training the {profile} model: {done}/{total} device groups"))
+                    report(Progress("training", share, f"training the {profile} model: {done}/{total} group tasks"))
 
                 try:
                     self._train(profile, executor=executor, progress=trained)
