@@ -1,6 +1,7 @@
 """The tick's writes (issue 13, second round), each checked against what it replaced:
-the engine store's page cache, device spans widened per shared span, new alerts
-inserted with one executemany, and the contributors' JSON built from cached heads."""
+the engine store's page cache, device spans widened per shared span, the incident
+tracker's plain in-memory alerts inserted with one executemany, the contributors' JSON
+built from cached heads, and the snapshot's alert rows with their notes."""
 
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ def _scored(devices: list[str], ts: int, above: bool) -> pd.DataFrame:
 
 def test_new_alerts_get_the_ids_the_database_gave_them(tmp_path: Path) -> None:
     """New alerts go in with one executemany on SQLite: each in-memory alert's id is
-    its row's, after rows already there, and a later update finds the row by it."""
+    its row's, after rows already there, and a later update finds the row by it; a
+    new tracker picks the open ones up with every column."""
     store = Store(SETTINGS, url=f"sqlite:///{tmp_path / 'a.db'}")
     try:
         with store.session() as session:  # an alert from before, closed
@@ -172,6 +174,9 @@ def test_new_alerts_get_the_ids_the_database_gave_them(tmp_path: Path) -> None:
                 alert.contributors,
             )
             assert row.acknowledged is False and row.model_version_id == 1
+        again = {a.id: a for a in AlertTracker(store, SETTINGS).open_alerts()}
+        for alert in changes.opened:
+            assert all(getattr(again[alert.id], c) == getattr(alert, c) for c in Alert.__table__.columns.keys())
         # quiet readings long after: the incidents close, by id
         later = 10_000 * 10 + tracker.quiet_ms
         closed = tracker.update("industrial", _scored(devices, later, False)).closed
@@ -183,10 +188,11 @@ def test_new_alerts_get_the_ids_the_database_gave_them(tmp_path: Path) -> None:
     assert all(status[i] == "closed" for i in opened.values())
 
 
-def test_alerts_persist_the_same_through_sqlite_and_the_orm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The executemany insert stores what the ORM insert stored (the PostgreSQL path)."""
+def test_alerts_persist_the_same_through_both_insert_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's executemany with ids stores what the other dialects' INSERT ...
+    RETURNING stores (run here on SQLite, which has RETURNING too)."""
     tables = []
-    for name, sqlite_path in (("fast", True), ("orm", False)):
+    for name, sqlite_path in (("fast", True), ("returning", False)):
         store = Store(SETTINGS, url=f"sqlite:///{tmp_path / name}.db")
         try:
             monkeypatch.setattr(Store, "is_sqlite", property(lambda self, v=sqlite_path: v))
@@ -200,3 +206,36 @@ def test_alerts_persist_the_same_through_sqlite_and_the_orm(tmp_path: Path, monk
         with sqlite3.connect(tmp_path / f"{name}.db") as conn:
             tables.append(conn.execute("SELECT * FROM alert ORDER BY id").fetchall())
     assert tables[0] and tables[0] == tables[1]
+
+
+# ---------------------------------------------------------------------- snapshot's alert rows
+def test_the_snapshots_alert_rows_carry_each_incidents_note(tmp_path: Path) -> None:
+    """Notes come with the open and the recently closed alerts (one joined query, not
+    an IN list of every open alert's id), and a note changed since the last snapshot
+    shows in the next one."""
+    from itap_engine.engine.fleet_view import AlertRows
+    from itap_engine.store.queries import open_and_recent_alerts, set_note
+
+    store = Store(SETTINGS, url=f"sqlite:///{tmp_path / 'a.db'}")
+    try:
+        tracker = AlertTracker(store, SETTINGS)
+        for step in range(SETTINGS.alerts.k):
+            tracker.update("industrial", _scored(["p-1", "p-2", "p-3"], 10_000 * (step + 1), True))
+        later = 10_000 * 10 + tracker.quiet_ms
+        tracker.update("industrial", _scored(["p-3"], later, False))  # p-3's incident closes
+        ids = {a.device_id: a.id for a in tracker.open_alerts()}
+        with store.engine.connect() as conn:
+            closed_id = conn.exec_driver_sql("SELECT id FROM alert WHERE device_id = 'p-3'").scalar()
+        set_note(store, ids["p-1"], "crew on site")
+        set_note(store, closed_id, "sensor swapped")
+        rows = AlertRows()
+        opened, closed = rows.read(store)
+        assert {(r.device_id, r.note) for r in opened} == {("p-1", "crew on site"), ("p-2", "")}
+        assert [(r.device_id, r.note) for r in closed] == [("p-3", "sensor swapped")]
+        assert (opened, closed) == tuple(open_and_recent_alerts(store))  # the query the attached view uses
+        set_note(store, ids["p-2"], "second look")
+        again, _ = rows.read(store)
+    finally:
+        store.close()
+    assert {(r.device_id, r.note) for r in again} == {("p-1", "crew on site"), ("p-2", "second look")}
+    assert next(r for r in again if r.device_id == "p-1") is next(r for r in opened if r.device_id == "p-1")
