@@ -176,7 +176,9 @@ def test_new_alerts_get_the_ids_the_database_gave_them(tmp_path: Path) -> None:
             assert row.acknowledged is False and row.model_version_id == 1
         again = {a.id: a for a in AlertTracker(store, SETTINGS).open_alerts()}
         for alert in changes.opened:
-            assert all(getattr(again[alert.id], c) == getattr(alert, c) for c in Alert.__table__.columns.keys())
+            assert all(
+                getattr(again[alert.id], c) == getattr(alert, c) for c in [col.name for col in Alert.__table__.columns]
+            )
         # quiet readings long after: the incidents close, by id
         later = 10_000 * 10 + tracker.quiet_ms
         closed = tracker.update("industrial", _scored(devices, later, False)).closed
@@ -239,3 +241,24 @@ def test_the_snapshots_alert_rows_carry_each_incidents_note(tmp_path: Path) -> N
         store.close()
     assert {(r.device_id, r.note) for r in again} == {("p-1", "crew on site"), ("p-2", "second look")}
     assert next(r for r in again if r.device_id == "p-1") is next(r for r in opened if r.device_id == "p-1")
+
+
+def test_contributor_views_are_shared_and_keep_what_they_were_parsed_from() -> None:
+    """Views are reused across texts (one per signal, family and share), equal to a
+    fresh parse; zero shares read as 0.0 as before."""
+    from itap_engine.snapshot.dto import ContributorView, contributors_of
+
+    first = contributors_of('[{"signal": "temp_c", "family": "thermal", "share": 0.75}]')
+    second = contributors_of(
+        '[{"signal": "rpm", "family": "mechanical", "share": 0.25}, {"signal": "temp_c", "family": "thermal", "share": 0.75}]'
+    )
+    assert second == (ContributorView("rpm", "mechanical", 0.25), ContributorView("temp_c", "thermal", 0.75))
+    assert second[1] is first[0]
+    zeros = contributors_of(
+        [{"signal": "a", "family": None, "share": 0.0}, {"signal": "a", "family": None, "share": -0.0}]
+    )
+    assert [str(v.share) for v in zeros] == ["0.0", "0.0"] and zeros[0].family == "other"  # as before
+    assert (
+        contributors_of([{"signal": "b", "family": ["not", "hashable"], "share": 0.5}])[0].family
+        == "['not', 'hashable']"
+    )
