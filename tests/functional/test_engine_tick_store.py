@@ -6,6 +6,7 @@ built from cached heads, and the snapshot's alert rows with their notes."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -262,3 +263,37 @@ def test_contributor_views_are_shared_and_keep_what_they_were_parsed_from() -> N
         contributors_of([{"signal": "b", "family": ["not", "hashable"], "share": 0.5}])[0].family
         == "['not', 'hashable']"
     )
+
+
+PG_URL = os.environ.get("ITAP_TEST_PG_URL")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_URL, reason="ITAP_TEST_PG_URL not set")
+def test_alerts_on_postgres_are_those_sqlite_stores(tmp_path: Path) -> None:
+    """On PostgreSQL new alerts go in by INSERT ... RETURNING (ids from the sequence,
+    in list order); the alert rows are those SQLite gets, ids included."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL)  # type: ignore[arg-type]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    tables = []
+    for url in (f"sqlite:///{tmp_path / 'a.db'}", PG_URL):
+        store = Store(SETTINGS, url=url)
+        try:
+            tracker = AlertTracker(store, SETTINGS)
+            for step in range(6):
+                tracker.update("industrial", _scored(["a", "b", "c", "d"][: 2 + step % 3], 10_000 * step, step != 2))
+            ids = sorted(a.id for a in tracker.open_alerts())
+            with store.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT id, device_id, status, opened_ts, last_ts, peak_score, contributors FROM alert ORDER BY id"
+                    )
+                ).all()
+            tables.append(([tuple(r) for r in rows], ids))
+        finally:
+            store.close()
+    assert tables[0][0] and tables[0] == tables[1]
