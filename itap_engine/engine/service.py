@@ -75,6 +75,8 @@ class Engine(SnapshotPublisher):
         self._schedule = schedule
         self._lock = RunLock(settings, purpose) if lock and not settings.engine.shard else None
         self._shard_lock: Any = None
+        self.on_shard_wait: Callable[[], None] | None = None
+        """Called (from a worker thread) once the shard's lock is found held by another engine."""
         self._take_shard_lock = lock and bool(settings.engine.shard)
         self._stopping = False
         SnapshotPublisher.__init__(self)
@@ -135,20 +137,18 @@ class Engine(SnapshotPublisher):
         """Hold this shard's database lock, waiting while another engine holds it (it
         frees when that engine stops or dies: its connection closes)."""
         from itap_engine.engine.shards import Shard
-        from itap_engine.store.run_lock import DatabaseLock
+        from itap_engine.store.run_lock import ShardLocks
 
         shard = Shard.parse(str(self.settings.engine.shard))
-        lock = DatabaseLock(self.settings.database_url, shard.lock_name)
+        lock = ShardLocks(self.settings.database_url, shard.lock_name, shard.index, shard.count)
 
         def waiting() -> None:
             self.phase = "waiting for shard"
             log.warning("shard %s is held by another engine; waiting to take it over", shard.label)
+            if self.on_shard_wait is not None:
+                self.on_shard_wait()
 
-        try:
-            lock.acquire(wait=True, on_wait=waiting, stop=lambda: self._stopping)
-        except BaseException:
-            lock.close()
-            raise
+        lock.acquire(wait=True, on_wait=waiting, stop=lambda: self._stopping)  # closes itself on failure
         log.info("holding shard %s", shard.label)
         self._shard_lock = lock
 
