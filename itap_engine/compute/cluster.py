@@ -277,7 +277,7 @@ def group_map(executor: Executor, progress: TaskProgress | None = None, passes: 
 
 def cluster_spec(settings: Settings, override: str | None = None) -> str:
     """The cluster to use: ``override`` (``--cluster``) or ``[compute] cluster``."""
-    value = override if override else settings.compute.cluster
+    value = settings.compute.cluster if override is None else override  # --cluster '' is refused, not ignored
     try:
         return check_cluster(value)
     except ValueError as error:
@@ -362,20 +362,24 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
         try:
             if spec.startswith("local"):
                 start_resource_tracker()
-                method = {"distributed.worker.multiprocessing-method": worker_start_method()}
+                method = {
+                    "distributed.worker.multiprocessing-method": worker_start_method(),
+                    "distributed.worker.preload": ["itap_engine.compute.worker_setup"],  # no SIGINT
+                }
                 with dask.config.set({**QUIET_CLUSTER, **method}):  # the nannies hand it to their workers
                     cluster = LocalCluster(
                         n_workers=local_workers(spec),
                         threads_per_worker=1,
                         processes=True,
                         dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
-                        silence_logs=logging.ERROR,
+                        silence_logs=logging.CRITICAL,  # a task's error reaches the command; a stop's noise does not
                     )
                 client = Client(cluster)
             else:
                 client = Client(spec, timeout="10s")
         except (OSError, TimeoutError, RuntimeError) as error:
-            logging.getLogger(__name__).warning("Dask cluster %s: %s", spec, error, exc_info=True)
+            # debug: a command without a log file would print this traceback above the one-line error
+            logging.getLogger(__name__).debug("Dask cluster %s: %s", spec, error, exc_info=True)
             if cluster is not None:
                 cluster.close()
             reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

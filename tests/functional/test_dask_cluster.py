@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -242,6 +244,21 @@ def test_the_workers_fork_from_a_preloaded_server_with_glibcs_malloc(cluster: Da
         assert worker["malloc_trim"] in (None, MALLOC_PRESET), worker
 
 
+def _sigint_handler() -> object:
+    import signal
+
+    return signal.getsignal(signal.SIGINT)
+
+
+def test_the_workers_leave_ctrl_c_to_the_command(cluster: DaskExecutor) -> None:
+    """Ctrl+C reaches the whole process group: workers interrupted on their own printed
+    ~70 lines of KeyboardInterrupt and CancelledError tracebacks above the command's
+    one-line "interrupted" (fresh-eyes review). They ignore SIGINT; the command stops them."""
+    import signal
+
+    assert set(cluster.client.run(_sigint_handler).values()) == {signal.SIG_IGN}
+
+
 BURN = """
 import json, resource, sys, time
 
@@ -300,6 +317,7 @@ def test_a_failing_task_raises_its_error_on_the_driver(cluster: DaskExecutor) ->
 
 
 def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
+    """And nothing else on stderr: the command printed 45 lines (a logged traceback) above it."""
     from itap_engine.compute.cluster import ComputeError
 
     with (
@@ -308,6 +326,30 @@ def test_an_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
     ):
         pass
     assert "\n" not in str(info.value)
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.read_text())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "itap_tui.cli",
+            "--config",
+            str(config),
+            "generate",
+            "--devices",
+            "2",
+            "--hours",
+            "1",
+            "--cluster",
+            "tcp://127.0.0.1:9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-3000:]
+    assert done.stderr.startswith("itap: error: cannot reach Dask scheduler tcp://127.0.0.1:9")
 
 
 def test_bootstrap_on_a_local_cluster_reports_progress(tmp_path: Path) -> None:

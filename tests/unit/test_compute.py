@@ -54,11 +54,20 @@ def test_cluster_setting_accepts(value: str) -> None:
     assert check_cluster(value) == value
 
 
-@pytest.mark.parametrize("value", ["", "local:0", "local:x", "8786", "spark://x"])
+@pytest.mark.parametrize("value", ["", "local:0", "local:x", "local:999", "8786", "spark://x"])
 def test_cluster_setting_rejects_in_one_line(tmp_path: Path, value: str) -> None:
     with pytest.raises(ConfigError, match=r"compute\.cluster: .*local") as info:
         local_settings(tmp_path, compute={"cluster": value})
     assert "\n" not in str(info.value)
+
+
+def test_an_empty_cluster_option_is_refused_not_ignored(tmp_path: Path) -> None:
+    """``--cluster ''`` ran on the configured cluster as if the option were not given."""
+    with (
+        pytest.raises(ComputeError, match="--cluster '' is not a cluster"),
+        open_executor(local_settings(tmp_path), ""),
+    ):
+        pass
 
 
 def test_partitions_are_sorted_device_groups() -> None:
