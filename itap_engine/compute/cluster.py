@@ -149,6 +149,8 @@ class LocalExecutor:
         self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], progress: TaskProgress | None = None
     ) -> list[Any]:
         results = []
+        if progress is not None and tasks:
+            progress(0, len(tasks))  # the total from the start: a bar showed 0/? until the first task ended
         for i, args in enumerate(tasks):
             results.append(fn(*args))
             if progress is not None:
@@ -188,6 +190,8 @@ class DaskExecutor:
         where = {future.key: i for i, future in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         done = 0
+        if progress is not None:
+            progress(0, len(futures))
         try:
             for future in as_completed(futures):
                 results[where[future.key]] = future.result()

@@ -125,7 +125,7 @@ def test_local_cluster_gives_the_results_of_one_process(cluster: DaskExecutor, t
     pd.testing.assert_frame_equal(there["scores"], here["scores"])
     pd.testing.assert_frame_equal(there["alerts"], here["alerts"])
     assert len(here["alerts"]) > 0
-    assert there["progress"] == [(1, 3), (2, 3), (3, 3)]
+    assert there["progress"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_training_on_a_local_cluster_is_train_model(
         if detector == "iforest":  # the forest's trees went through joblib's Dask backend
             assert any("validate_group" not in k for k in tasks)
         # one count over the three passes (3 groups each), reaching its total once
-        assert [d for d, _ in groups] == list(range(1, 10)) and {t for _, t in groups} == {9}
+        assert [d for d, _ in groups] == list(range(0, 10)) and {t for _, t in groups} == {9}
         assert spread.version_id != alone.version_id
         assert spread.threshold == alone.threshold
         assert spread.device_thresholds == alone.device_thresholds
@@ -398,7 +398,7 @@ def test_simulated_evaluation_on_a_local_cluster_gives_the_metrics_of_one_proces
     assert here["events"] and here["points"]["rows"] == 7 * 3 * 360
     assert there == here
     # 7 devices in groups of 3, three training passes and the evaluated hours: one count
-    assert [d for d, _ in seen] == list(range(1, 13)) and {t for _, t in seen} == {12}
+    assert [d for d, _ in seen] == list(range(0, 13)) and {t for _, t in seen} == {12}
 
 
 def test_skab_evaluation_on_a_local_cluster_gives_the_metrics_of_one_process(
