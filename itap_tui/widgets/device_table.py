@@ -6,13 +6,21 @@ devices shown in display order, and a cell's text is built only when its row is
 drawn (or asked for with :meth:`~DeviceTable.get_cell`). A tick costs, on the event
 loop, swapping in the new view and redrawing the lines on screen.
 
-Building a view (filter, sort, each row's signature and cell widths) is
-:func:`plan_view`, a pure function. It reuses the previous view: a row whose
-signature is unchanged is not measured again, and a snapshot that says what
+Building a view (filter, sort, cell widths) is :func:`plan_view`, a pure function.
+It reads a new snapshot's sort and filter fields once into numpy columns
+(:class:`~itap_tui.widgets.fleet_columns.FleetColumns`); a snapshot that says what
 changed (``Snapshot.changed``) is compared only there. Up to :data:`INLINE_ROWS`
 devices it runs on the event loop (a few milliseconds); above, a snapshot's view is
 planned in a worker thread and swapped in when ready, so the loop keeps answering
-keys. A key that changes the view (sort, filter, ``o``) plans at once.
+keys. A key that changes the view (sort, filter, ``o``) plans at once, over the
+columns of the snapshot shown: a cached lexsort and a mask, no pass over the rows.
+Up to :data:`EXACT_WIDTH_ROWS` devices the plan measures every changed row for the
+column widths; above, each frame measures the rows it draws before drawing them.
+
+Drawing a row lays its cells out once per version (text cut to the column) and
+styles the pieces with styles shared by the frame; the caches keep
+:data:`CACHED_ROWS` rows, a few screens, since every cached object is walked by each
+full garbage collection.
 
 While the operator moves the cursor the row order holds still: a view re-sorts
 only when asked (``reorder=True``); otherwise rows keep their places and new devices
