@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ from itap_tui.widgets.navigation import NAV_BINDINGS
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
+
+log = logging.getLogger(__name__)
 
 READ_ONLY_REFUSED = frozenset(
     {
@@ -429,7 +432,7 @@ class ItapApp(App[int]):
                 "Anomalies",
                 [*AnomaliesScreen.BINDINGS, Binding("enter", "", "Open the device of the highlighted anomaly")],
             ),
-            ("Device", [*DeviceScreen.BINDINGS]),
+            ("Device", [b for b in DeviceScreen.BINDINGS if b.action != "app.help"]),  # listed under Everywhere
             ("Events", [*EventsScreen.BINDINGS]),
             ("Incident history", [*HistoryScreen.BINDINGS, Binding("enter", "", "Open the incident's device")]),
             (
@@ -742,6 +745,8 @@ class ItapApp(App[int]):
             return
         error = event.worker.error
         message = f"{type(error).__name__}: {error}" if error is not None else "unknown error"
+        # a toast is gone after 10 s: the log file keeps what failed, with its traceback
+        log.error("%s failed: %s", event.worker.description or event.worker.name, message, exc_info=error)
         if event.worker.group == "engine-start":
             self.start_error = message
             for screen in self.screen_stack:

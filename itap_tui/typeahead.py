@@ -43,6 +43,25 @@ HOLD_AT_MOST_S = 3.0
 """Keys wait for a closing key at most this long."""
 
 
+class InOrderInput(Input):
+    """An input whose own keys (ctrl+u, backspace, arrows, enter) act in the order typed.
+
+    Textual types a character in the input's own turn but runs the input's bindings
+    only once the key has bubbled up to the app, so when one terminal read delivers
+    ``ctrl+u -20m`` (a fast typist over ssh, a loaded machine) the ``-`` was typed
+    before ``ctrl+u`` cleared the line. Here a key bound on the input runs in its turn.
+    """
+
+    async def _on_key(self, event: events.Key) -> None:
+        if not event.is_printable:
+            for binding in self._bindings.key_to_bindings.get(event.key, ()):
+                event.stop()
+                event.prevent_default()
+                await self.run_action(binding.action)
+                return
+        await super()._on_key(event)
+
+
 class TypedAhead(events.Key):
     """A key handed on to the widget it was typed for."""
 

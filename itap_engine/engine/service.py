@@ -75,6 +75,8 @@ class Engine(SnapshotPublisher):
         self._schedule = schedule
         self._lock = RunLock(settings, purpose) if lock and not settings.engine.shard else None
         self._shard_lock: Any = None
+        self.on_shard_wait: Callable[[], None] | None = None
+        """Called (from a worker thread) once the shard's lock is found held by another engine."""
         self._take_shard_lock = lock and bool(settings.engine.shard)
         self._stopping = False
         SnapshotPublisher.__init__(self)
@@ -143,6 +145,8 @@ class Engine(SnapshotPublisher):
         def waiting() -> None:
             self.phase = "waiting for shard"
             log.warning("shard %s is held by another engine; waiting to take it over", shard.label)
+            if self.on_shard_wait is not None:
+                self.on_shard_wait()
 
         try:
             lock.acquire(wait=True, on_wait=waiting, stop=lambda: self._stopping)

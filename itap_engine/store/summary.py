@@ -1,5 +1,6 @@
 """What a database holds, for ``itap status``: devices, rows and newest reading per
-profile, quarantined rows, open incidents and the last runs.
+profile, quarantined rows, open incidents, the engines writing to it (one, or one per
+shard, from the status each writes every tick) and the last runs.
 
 Why a module of its own: ``status`` is the command people run to see whether anything is
 there, so its start-up is its cost. The queries are plain SQL with ``:name`` parameters,
@@ -18,6 +19,7 @@ Both give the same :class:`StoreSummary`.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
@@ -28,11 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from itap_engine.store.upgrade import COLUMNS, INDEXES
+from itap_engine.store.watermarks import ENGINE_STATUS_KEY, SHARD_SUFFIX
 
 if TYPE_CHECKING:
     from itap_engine.config import Settings
 
-__all__ = ["ProfileSummary", "RunSummary", "StoreSummary", "read_summary"]
+__all__ = ["EngineSummary", "ProfileSummary", "RunSummary", "StoreSummary", "read_summary"]
 
 FIXED_TABLES = frozenset(
     {
@@ -87,6 +90,36 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class EngineSummary:
+    """The last status an engine wrote (``itap engine``, a console's engine), per shard."""
+
+    shard: str | None
+    """``"i/N"``; None for an engine running the whole fleet."""
+    pid: int | None
+    phase: str
+    """``running``, ``stopped``, ``bootstrapping``, ..."""
+    ticks: int
+    sim_time: str | None
+    heartbeat: datetime | None
+    """When it last wrote (wall time, aware UTC)."""
+    last_error: str | None
+
+    def as_dict(self, now: datetime) -> dict[str, object]:
+        return {
+            "shard": self.shard,
+            "pid": self.pid,
+            "phase": self.phase,
+            "ticks": self.ticks,
+            "sim_time": self.sim_time,
+            "heartbeat": None if self.heartbeat is None else self.heartbeat.isoformat(timespec="seconds"),
+            "seconds_since_heartbeat": None
+            if self.heartbeat is None
+            else round((now - self.heartbeat).total_seconds()),
+            "last_error": self.last_error,
+        }
+
+
+@dataclass(frozen=True)
 class StoreSummary:
     database: str
     """The URL, without a password."""
@@ -96,9 +129,12 @@ class StoreSummary:
     unacknowledged_alerts: int
     runs: tuple[RunSummary, ...]
     """Newest first."""
+    engines: tuple[EngineSummary, ...] = ()
+    """By shard; the whole-fleet engine first."""
 
-    def as_dict(self) -> dict[str, object]:
-        """The ``itap status --json`` document."""
+    def as_dict(self, now: datetime | None = None) -> dict[str, object]:
+        """The ``itap status --json`` document (``now``: for the heartbeats' ages)."""
+        now = now or datetime.now(UTC)
         return {
             "database": self.database,
             "profiles": [
@@ -113,6 +149,7 @@ class StoreSummary:
             "quarantined": self.quarantined,
             "open_alerts": self.open_alerts,
             "unacknowledged_alerts": self.unacknowledged_alerts,
+            "engines": [e.as_dict(now) for e in self.engines],
             "runs": [
                 {
                     "id": r.id,
@@ -191,7 +228,12 @@ def _collect(query: Query, database: str, profiles: Iterable[str], runs: int) ->
         " FROM run ORDER BY id DESC LIMIT :runs",
         {"runs": runs},
     )
+    statuses = query(
+        "SELECT key, value FROM watermark WHERE key = :key OR key LIKE :sharded ORDER BY key",
+        {"key": ENGINE_STATUS_KEY, "sharded": f"{ENGINE_STATUS_KEY}{SHARD_SUFFIX}%"},
+    )
     return StoreSummary(
+        engines=tuple(e for key, value in statuses if (e := _engine(key, value)) is not None),
         database=database,
         profiles=tuple(counted),
         quarantined=int(one("SELECT count(*) FROM quarantine")),
@@ -213,6 +255,25 @@ def _collect(query: Query, database: str, profiles: Iterable[str], runs: int) ->
             for r in recent
         ),
     )
+
+
+def _engine(key: str, value: str) -> EngineSummary | None:
+    """An engine's status row; None if it is not one this version wrote (never an error:
+    ``status`` shows what it can)."""
+    try:
+        raw = json.loads(value)
+        heartbeat = raw.get("heartbeat")
+        return EngineSummary(
+            shard=key.partition(SHARD_SUFFIX)[2] or None,
+            pid=None if raw.get("pid") is None else int(raw["pid"]),
+            phase=str(raw.get("phase") or "?"),
+            ticks=int(raw.get("ticks") or 0),
+            sim_time=None if raw.get("sim_time") is None else str(raw["sim_time"]),
+            heartbeat=None if heartbeat is None else _stored_datetime(str(heartbeat)),
+            last_error=None if raw.get("last_error") is None else str(raw["last_error"]),
+        )
+    except (AttributeError, TypeError, ValueError):
+        return None
 
 
 def _open_ready_sqlite(url: str, profiles: Iterable[str], busy_timeout_ms: int) -> sqlite3.Connection | None:

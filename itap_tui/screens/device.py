@@ -48,6 +48,8 @@ class DeviceScreen(LiveScreen):
 
     BINDINGS = [
         Binding("escape", "back", "Back", tooltip="Back to the previous screen"),
+        # listed here too so that the footer shows it at 80 columns (the app's comes last)
+        Binding("question_mark", "app.help", "Help", tooltip="Show every key (this screen)"),
         Binding("n", "next_signal", "Next signal", tooltip="Plot the next signal"),
         Binding("N", "previous_signal", "Prev signal", show=False, tooltip="Plot the previous signal"),
         Binding("w", "next_window", "Window", tooltip="Cycle the window: 15 min, 1 h, 6 h, 24 h"),

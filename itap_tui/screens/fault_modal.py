@@ -21,6 +21,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from itap_engine.snapshot import ProfileInfo
+from itap_tui.typeahead import InOrderInput
 
 
 @dataclass(frozen=True)
@@ -72,17 +73,17 @@ class FaultModal(ModalScreen[FaultRequest | None]):
         with Vertical(id="fault-dialog") as dialog:
             dialog.border_title = "⚡ Inject a fault"
             yield Label("Device(s), comma separated")
-            yield Input(", ".join(self.initial), id="fault-devices")
+            yield InOrderInput(", ".join(self.initial), id="fault-devices")
             yield Label("Fault type (↑/↓)")
             yield FaultTypes(id="fault-types")
             yield Static(id="fault-chosen")
             with Horizontal(id="fault-numbers"):
                 with Vertical():
                     yield Label("Severity (0.1 – 5)")
-                    yield Input("1.0", id="fault-severity")
+                    yield InOrderInput("1.0", id="fault-severity")
                 with Vertical():
                     yield Label("Duration (600, 10m, 1h)")
-                    yield Input("10m", id="fault-duration")
+                    yield InOrderInput("10m", id="fault-duration")
             yield Static(id="fault-error")
             with Horizontal(id="fault-buttons"):
                 yield Button("Inject  ctrl+s", id="fault-inject", variant="error")

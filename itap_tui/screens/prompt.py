@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
-from itap_tui.typeahead import TypeAhead
+from itap_tui.typeahead import InOrderInput, TypeAhead
 
 
 class PromptModal(ModalScreen[str | None]):
@@ -32,7 +32,7 @@ class PromptModal(ModalScreen[str | None]):
         self.question = question
         self.value = value
         self.placeholder = placeholder
-        self.field = Input(value, placeholder=placeholder)
+        self.field = InOrderInput(value, placeholder=placeholder)
         if (typing := self._type_ahead()) is not None:
             typing.expect(self.field)  # what is typed right after t, m or N is the answer
 

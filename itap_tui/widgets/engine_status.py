@@ -1,4 +1,7 @@
-"""The one-line engine status: mode, simulated time, tick time, rows/s, models."""
+"""The one-line engine status: mode, simulated time, tick time, rows/s, models.
+
+Narrower than the full line (80 columns), it drops the year and rows/s first, so
+the model versions stay on screen."""
 
 from __future__ import annotations
 
@@ -19,6 +22,9 @@ class EngineStatus(Static):
     problem: reactive[bool] = reactive(False)
     """The engine reported an error."""
 
+    _shown: tuple[EngineStats, Palette, bool, str] | None = None
+    """What the live line shows, drawn again when the width changes."""
+
     def watch_paused(self, paused: bool) -> None:
         self.set_class(paused, "-paused")
 
@@ -27,8 +33,10 @@ class EngineStatus(Static):
 
     def show(self, stats: EngineStats | None, palette: Palette, paused: bool = False, note: str = "") -> None:
         if stats is None:
+            self._shown = None
             self.update(Text("◌ waiting for the engine…", style=palette.muted))
             return
+        self._shown = (stats, palette, paused, note)
         self.paused = paused
         self.problem = bool(stats.last_error)
         text = Text(end="", no_wrap=True, overflow="ellipsis")
@@ -44,6 +52,19 @@ class EngineStatus(Static):
             text.append(" (sim)  not live: t or esc returns", style=f"bold {palette.warning}")
             self.update(text)
             return
+        line = self._live_line(stats, palette, paused, note, compact=False)
+        width = self.content_region.width
+        if width and line.cell_len > width:  # 80 columns: no year, no rows/s, the models kept
+            line = self._live_line(stats, palette, paused, note, compact=True)
+        self.update(line)
+
+    def on_resize(self) -> None:
+        if self._shown is not None:
+            self.show(*self._shown)
+
+    @staticmethod
+    def _live_line(stats: EngineStats, palette: Palette, paused: bool, note: str, compact: bool) -> Text:
+        text = Text(end="", no_wrap=True, overflow="ellipsis")
         if paused:
             text.append("❚❚ PAUSED", style=f"bold {palette.warning}")
         elif stats.mode == "attached":
@@ -53,12 +74,13 @@ class EngineStatus(Static):
         if stats.phase != "running":
             text.append(f" {stats.phase}", style="bold")
         text.append("  sim ", style="dim")
-        text.append(fmt_dt(stats.sim_time))
+        text.append(fmt_dt(stats.sim_time)[5 if compact and stats.sim_time is not None else 0 :])
         text.append("  tick ", style="dim")
         text.append("—" if stats.tick_ms is None else f"{stats.tick_ms:.0f} ms")
-        text.append("  ", style="dim")
-        text.append("—" if stats.rows_per_s is None else f"{stats.rows_per_s:,.0f}")
-        text.append(" rows/s", style="dim")
+        if not compact:
+            text.append("  ", style="dim")
+            text.append("—" if stats.rows_per_s is None else f"{stats.rows_per_s:,.0f}")
+            text.append(" rows/s", style="dim")
         text.append("  model ", style="dim")
         # vN counts the profile's own versions (the engine's numbering, not database ids)
         models = " · ".join(f"{name} v{version}" for name, version in sorted(stats.model_versions.items()))
@@ -68,4 +90,4 @@ class EngineStatus(Static):
         if stats.last_error:
             text.append("  ✖ ", style=f"bold {palette.critical}")
             text.append(visible(stats.last_error), style=palette.critical)
-        self.update(text)
+        return text

@@ -15,7 +15,7 @@ from textual.reactive import reactive
 from textual.widgets import Input, Label
 
 from itap_tui.filtering import Filter, FilterError
-from itap_tui.typeahead import TypeAhead
+from itap_tui.typeahead import InOrderInput, TypeAhead
 
 
 class FilterBar(Horizontal):
@@ -65,7 +65,7 @@ class FilterBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("/", classes="filter-prompt")
-        yield Input(placeholder=self._placeholder, classes="filter-input")
+        yield InOrderInput(placeholder=self._placeholder, classes="filter-input")
         yield Label("", classes="filter-error")
 
     def watch_editing(self, editing: bool) -> None:

@@ -172,7 +172,9 @@ def test_two_shards_one_fleet(site: tuple[Settings, Engines]) -> None:
 
         # a second engine for a held shard waits ...
         spare = engines.start("1/2")
-        _wait(lambda: "waiting for its database lock" in engines.stderr(spare), "the spare engine to start", engines)
+        _wait(lambda: "held by another engine" in engines.stderr(spare), "the spare engine to start", engines)
+        # (said only when waiting: the old code printed "waiting" at every sharded start)
+        assert not any("held by another engine" in engines.stderr(s) for s in engines.procs if s is not spare)
         ticks = int(status(shards[1])["ticks"])
         _wait(lambda: ticked(shards[1], ticks + 4), "shard 1 to go on", engines)
         assert spare.poll() is None and status(shards[1])["pid"] == one.pid

@@ -7,15 +7,19 @@ config in ``tmp_path``.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from rich.text import Text
 from textual.widgets import DataTable, Input, OptionList
 
 from itap_bench.fake_facade import FakeFacade
+from itap_engine.snapshot import Progress
 from itap_tui.app import ItapApp
 from itap_tui.filtering import Filter, FilterError
 from itap_tui.format import Palette, bar, fmt_value, score_text, status_text
@@ -506,16 +510,34 @@ async def test_quit_stops_the_engine() -> None:
     assert not app.engine.alive
 
 
+class _HeldBootstrap(FakeFacade):
+    """Bootstraps only once ``release`` is set (a timed bootstrap could end before the
+    keys below on a loaded machine, and the test failed so)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.release = threading.Event()
+
+    async def start(self, progress=None) -> None:  # type: ignore[no-untyped-def]
+        if progress is not None:
+            progress(Progress("simulate history", 0.25, "step 1"))
+        while not self.release.is_set():
+            await asyncio.sleep(0.01)
+        await super().start(progress)
+
+
 async def test_bootstrap_shows_progress_then_the_fleet() -> None:
-    facade = FakeFacade(devices=10, bootstrap_steps=4, bootstrap_delay=0.15)
+    facade = _HeldBootstrap(devices=10, bootstrap_steps=4, bootstrap_delay=0.05)
     app = ItapApp(facade)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, BootstrapScreen))
-        await wait_for(pilot, lambda: "%" in str(app.screen.query_one("#bootstrap-stage").render()))
+        await wait_for(pilot, lambda: "25%" in str(app.screen.query_one("#bootstrap-stage").render()))
         # the UI answers keys while the engine bootstraps
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
+        assert isinstance(app.screen, BootstrapScreen)
+        facade.release.set()
         await ready(pilot)
         assert isinstance(app.screen, FleetScreen)
 
@@ -630,3 +652,26 @@ async def test_end_to_end_with_the_local_facade(tmp_path) -> None:  # type: igno
         await pilot.press("q")
         await wait_for(pilot, lambda: app.engine_stopped, timeout=60)
     assert app.return_value == 0
+
+
+async def test_at_80_columns_the_header_keeps_the_models_and_the_device_footer_shows_help() -> None:
+    """The old header cut "model aircraft v1 ·" at 80 columns (the industrial model's
+    version was lost) and the device screen's footer ended before "? Help"."""
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade)
+        status = app.screen.query_one(EngineStatus)
+        header = str(status.render())
+        models = " · ".join(f"{name} v{v}" for name, v in sorted(app.snapshot.stats.model_versions.items()))
+        assert models and header.endswith(models) and len(header) <= status.content_region.width
+        await pilot.resize_terminal(160, 40)
+        await pilot.pause()
+        assert "rows/s" in str(app.screen.query_one(EngineStatus).render())
+        await pilot.resize_terminal(80, 24)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen))
+        await pilot.pause()
+        keys = [b.description for _, b, _, _ in app.screen.active_bindings.values() if b.show]
+        assert keys.index("Help") <= 2, keys  # shown before the screen's own keys fill 80 columns

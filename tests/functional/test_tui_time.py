@@ -20,6 +20,15 @@ from itap_tui.timepick import parse_moment
 from itap_tui.widgets import EngineStatus
 
 NOW = datetime(2026, 1, 1, 12, 0, 0)
+
+
+async def ask_for(pilot, moment: str) -> None:  # type: ignore[no-untyped-def]
+    """``t``, then ``moment`` typed over the prompt's text, then enter."""
+    await pilot.press("t")
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, PromptModal))
+    await pilot.press("ctrl+a", "ctrl+k", *moment, "enter")
+
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -49,9 +58,7 @@ async def test_t_shows_a_past_time_and_t_or_esc_returns_to_live() -> None:
         await ready(pilot)
         await tick(pilot, facade, 30)  # five simulated minutes
         status = app.screen.query_one(EngineStatus)
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
-        await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+        await ask_for(pilot, "-2m")
         await wait_for(pilot, lambda: app.past is not None)
         await pilot.pause()
         [(_, (moment,))] = [c for c in facade.calls if c[0] == "snapshot_at"]
@@ -64,9 +71,7 @@ async def test_t_shows_a_past_time_and_t_or_esc_returns_to_live() -> None:
         await wait_for(pilot, lambda: app.past is None)
         await pilot.pause()
         assert app.snapshot.seq == seq and "LIVE" in str(status.render())
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
-        await pilot.press("ctrl+a", "ctrl+k", *"06:01", "enter")
+        await ask_for(pilot, "06:01")
         await wait_for(pilot, lambda: app.past is not None)
         await pilot.press("escape")
         await wait_for(pilot, lambda: app.past is None)
@@ -117,9 +122,7 @@ async def test_live_while_a_past_time_is_still_loading_stays_live() -> None:
         for back in ("escape", "t"):
             asked.clear()
             release.clear()
-            await pilot.press("t")
-            await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
-            await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+            await ask_for(pilot, "-2m")
             await wait_for(pilot, asked.is_set)
             await pilot.press(back)
             release.set()
@@ -142,9 +145,7 @@ async def test_time_travel_moves_the_device_plots_to_the_window_that_ended_then(
         await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen) and app.screen.detail is not None)
         screen = app.screen
         live_end = screen.detail.ts[-1]
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
-        await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+        await ask_for(pilot, "-2m")
         await wait_for(pilot, lambda: app.past is not None)
         await wait_for(pilot, lambda: screen.detail is not None and screen.detail.ts[-1] < live_end)
         moment = app.past.stats.sim_time
@@ -166,12 +167,43 @@ async def test_a_screen_opened_in_the_past_says_so() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
         await tick(pilot, facade, 30)
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
-        await pilot.press("ctrl+a", "ctrl+k", *"-2m", "enter")
+        await ask_for(pilot, "-2m")
         await wait_for(pilot, lambda: app.past is not None)
         app.open_device("pump-007")
         await wait_for(pilot, lambda: isinstance(app.screen, DeviceScreen))
         await pilot.pause()
         status = app.screen.query_one(EngineStatus)
         await wait_for(pilot, lambda: "PAST" in str(status.render()))
+
+
+async def test_a_past_time_that_fails_says_so_and_is_logged_with_its_traceback() -> None:
+    """The error toast is gone after 10 s; the log file keeps what failed (the old code
+    only showed the toast, so a failure seen later had left no trace)."""
+    import logging
+
+    facade = FakeFacade(devices=10)
+
+    async def broken_snapshot_at(at: datetime) -> Snapshot:
+        raise OSError("disk I/O error")
+
+    facade.snapshot_at = broken_snapshot_at  # type: ignore[method-assign]
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("itap_tui")
+    logger.addHandler(handler)
+    app = ItapApp(facade)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await ready(pilot)
+            await tick(pilot, facade, 30)
+            await ask_for(pilot, "-2m")
+            await wait_for(pilot, lambda: bool(records))
+            await pilot.pause()
+            assert app.past is None
+            assert any("show a past time failed: OSError: disk I/O error" in str(n.message) for n in app._notifications)
+    finally:
+        logger.removeHandler(handler)
+    [record] = records
+    assert record.levelno == logging.ERROR and record.getMessage() == "show a past time failed: OSError: disk I/O error"
+    assert record.exc_info is not None and record.exc_info[0] is OSError

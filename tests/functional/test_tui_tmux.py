@@ -48,9 +48,10 @@ def small_config(folder: Path) -> Path:
 
 
 class Terminal:
-    def __init__(self, session: str) -> None:
+    def __init__(self, session: str, log_file: Path | None = None) -> None:
         self.session = session
         self.history: list[str] = []
+        self.log_file = log_file
 
     def keys(self, *keys: str, pause: float = 0.25) -> None:
         """One key at a time, as a person types (a burst can merge keys)."""
@@ -73,7 +74,14 @@ class Terminal:
                 self.history.append(text)
                 return text
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}")
+        raise AssertionError(f"timed out waiting for {what}; screen was:\n{text}{self.logged_errors()}")
+
+    def logged_errors(self) -> str:
+        """The console's ERROR lines (a failed worker's toast may have gone by the capture)."""
+        if self.log_file is None or not self.log_file.exists():
+            return ""
+        errors = [line for line in self.log_file.read_text(errors="replace").splitlines() if " ERROR " in line]
+        return "\nlogged errors:\n" + "\n".join(errors[-20:]) if errors else ""
 
 
 @pytest.fixture
@@ -90,7 +98,7 @@ def terminal(tmp_path: Path):  # type: ignore[no-untyped-def]
         check=True,
         env={**__import__("os").environ, "TERM": "xterm-256color"},
     )
-    term = Terminal(session)
+    term = Terminal(session, log_file=config.parent / "itap.log")
     term.exit_file = exit_file  # type: ignore[attr-defined]
     try:
         yield term

@@ -93,3 +93,29 @@ async def test_keys_typed_right_after_t_answer_the_time_prompt() -> None:
         [(_, (moment,))] = [c for c in facade.calls if c[0] == "snapshot_at"]
         assert moment == app._live.stats.sim_time - timedelta(minutes=2)
         assert not isinstance(app.screen, PromptModal)
+
+
+async def test_an_inputs_own_keys_act_in_the_order_typed() -> None:
+    """ctrl+u then -20m in one terminal read (ssh delivers a fast typist's keys so): the
+    old prompt ran ctrl+u after the - (Textual runs an input's bindings once the key has
+    bubbled up to the app, while the input types the next character at once), leaving
+    20m. The tmux test failed so under load."""
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await tick(pilot, facade, 30)
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptModal) and app.screen.field.has_focus)
+        await pilot.pause()
+        prompt = app.screen
+        assert isinstance(prompt, PromptModal)
+        app.post_message(events.Key("ctrl+u", None))
+        burst(app, "-20m")
+        app.post_message(events.Key("left", None))
+        app.post_message(events.Key("left", None))
+        app.post_message(events.Key("backspace", None))
+        burst(app, "3")
+        await wait_for(pilot, lambda: prompt.field.value != "-1h")
+        await pilot.pause(0.3)
+        assert prompt.field.value == "-30m"

@@ -126,3 +126,40 @@ def test_a_url_read_without_sqlalchemy_is_shown_as_sqlalchemy_shows_it(path: str
     url = f"sqlite:////tmp/{path}"
     if summary._PLAIN_SQLITE.fullmatch(url):
         assert sql._safe(url) == url
+
+
+def test_status_lists_each_engine_and_flags_a_silent_one(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shards write their status every tick; ``itap status`` shows each, and a running one
+    not heard from for a minute stands out (the old status had no word on the engines)."""
+    import json
+    from datetime import datetime
+
+    from itap_tui import cli
+
+    now = datetime.now(UTC).replace(microsecond=0)  # heartbeats are stored to the second
+
+    def status(ago_s: int, phase: str, **extra: object) -> str:
+        heartbeat = (now - timedelta(seconds=ago_s)).isoformat(timespec="seconds")
+        return json.dumps({"pid": 4242, "heartbeat": heartbeat, "phase": phase, "ticks": 7, **extra})
+
+    store = Store(settings)
+    store.set_watermark("engine.status@shard:0/2", status(3, "running", sim_time="2026-01-01T06:00:00"))
+    store.set_watermark("engine.status@shard:1/2", status(600, "running", last_error="[bold]disk[/] full"))
+    store.set_watermark("engine.status@shard:2/3", "not json")  # shown as nothing, never an error
+    store.close()
+    lean = summary.read_summary(settings, runs=1)
+    assert lean == summary._read_through_store(settings, runs=1)
+    assert [(e.shard, e.phase, e.ticks) for e in lean.engines] == [("0/2", "running", 7), ("1/2", "running", 7)]
+
+    monkeypatch.setenv("ITAP_DB_URL", settings.database_url)
+    monkeypatch.setenv("COLUMNS", "200")
+    assert cli.main(["--config", str(REPO / "config.toml"), "status", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split("│")[1].strip(): line for line in out.splitlines() if "│ shard" in line}
+    assert set(lines) == {"shard 0/2", "shard 1/2"}
+    assert "silent" not in lines["shard 0/2"] and " s ago " in lines["shard 0/2"]
+    assert "10 min ago: silent" in lines["shard 1/2"] and "[bold]disk[/] full" in lines["shard 1/2"]
+    document = lean.as_dict(now)
+    assert [(e["shard"], e["seconds_since_heartbeat"]) for e in document["engines"]] == [("0/2", 3), ("1/2", 600)]

@@ -72,9 +72,10 @@ async def serve(settings: Settings, *, ticks: int | None = None) -> int:
     if ticks is not None:
         engine.subscribe(lambda snap: stop.set() if snap.stats.ticks >= ticks else None)
     try:
-        if settings.engine.shard:
-            print(
-                f"itap engine: shard {settings.engine.shard}: waiting for its database lock",
+        if settings.engine.shard:  # said only when another engine holds the shard
+            engine.on_shard_wait = lambda: print(
+                f"itap engine: shard {settings.engine.shard} is held by another engine: "
+                "waiting to take it over when that engine stops",
                 file=sys.stderr,
                 flush=True,
             )

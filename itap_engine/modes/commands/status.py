@@ -1,4 +1,5 @@
-"""``itap status``: what the database holds: devices, rows, quarantine, last runs."""
+"""``itap status``: what the database holds: devices, rows, quarantine, the engines
+writing to it (per shard) and the last runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from itap_engine.modes.cli_values import bounded_int
 if TYPE_CHECKING:
     from itap_engine.config import Settings
 
-HELP = "devices, rows per profile, quarantine count and the last runs"
+HELP = "devices, rows per profile, quarantine count, the engines (per shard) and the last runs"
+
+SILENT_S = 60
+"""An engine not stopped that has written no status for this long is flagged: a tick
+writes one every few seconds, so it died, hangs, or its clock is off."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,11 +25,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print as JSON")
 
 
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 0):.0f} s ago"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
     from rich.markup import escape
     from rich.table import Table
 
     from itap_engine.modes.render.output import console, print_json
+    from itap_engine.safe_text import visible
     from itap_engine.snapshot import IncidentCounts
     from itap_engine.store.summary import read_summary
 
@@ -41,6 +57,36 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out.print(table)
     incidents = IncidentCounts(info.open_alerts, info.unacknowledged_alerts)
     out.print(f"quarantined rows: {info.quarantined:,}    incidents: {incidents.label()}")
+    if info.engines:
+        now = datetime.now(UTC)
+        engines = Table(
+            "engine",
+            "pid",
+            "phase",
+            "ticks",
+            "sim time",
+            "last heard",
+            "last error",
+            title="Engines",
+            title_justify="left",
+        )
+        for e in info.engines:
+            heard = "-"
+            if e.heartbeat is not None:
+                age = (now - e.heartbeat).total_seconds()
+                heard = _ago(age)
+                if e.phase != "stopped" and age > SILENT_S:
+                    heard = f"[bold red]{heard}: silent[/]"
+            engines.add_row(
+                "whole fleet" if e.shard is None else f"shard {escape(visible(e.shard))}",
+                "-" if e.pid is None else str(e.pid),
+                escape(visible(e.phase)),
+                f"{e.ticks:,}",
+                escape(visible(e.sim_time or "-")),
+                heard,
+                escape(visible(e.last_error or "")),
+            )
+        out.print(engines)
     runs = Table(
         "run",
         "kind",
