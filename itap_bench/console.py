@@ -337,6 +337,40 @@ def snapshot_cpu(devices: int = 10 * DEVICES, ticks: int = 7) -> dict[str, Any]:
     }
 
 
+def plan_cpu(devices: int = 10 * DEVICES, repeat: int = 5) -> dict[str, Any]:
+    """CPU (``time.thread_time``, median of ``repeat``) of the fleet table's view plans
+    at ``devices`` devices, without the app: a tick's plan of a new snapshot (in the
+    worker thread) and a key's re-plan of the snapshot shown (on the event loop, while
+    the operator waits): each sort, and filters typed at the ``/`` prompt."""
+    from itap_bench.fake_facade import FakeFacade
+    from itap_tui.filtering import Filter
+    from itap_tui.widgets.device_table import SORTS, ViewRequest, plan_view
+
+    facade = FakeFacade(devices=devices)
+    view = plan_view(None, ViewRequest(facade.advance()))
+
+    def median_ms(make: Any) -> float:
+        spent = []
+        for _ in range(repeat):
+            nonlocal view
+            request = make()
+            began = time.thread_time()
+            view = plan_view(view, request)
+            spent.append(time.thread_time() - began)
+        return round(statistics.median(spent) * 1000, 2)
+
+    out: dict[str, Any] = {"stage": "fleet table view plans", "devices": devices}
+    out["tick_ms"] = median_ms(lambda: ViewRequest(facade.advance(), Filter(), "status", False, False))
+    snapshot = facade.advance()
+    view = plan_view(view, ViewRequest(snapshot))
+    for column, _ in SORTS:
+        out[f"sort {column}_ms"] = median_ms(lambda column=column: ViewRequest(snapshot, Filter(), column, False, True))
+    for text in ("a", "ac-00", "crit|warn", "!ok"):
+        out[f"filter '{text}'_ms"] = median_ms(lambda text=text: ViewRequest(snapshot, Filter.parse(text)))
+    out["load_1min"] = round(os.getloadavg()[0], 1)
+    return out
+
+
 def stages(settings: Settings | None = None, sizes: tuple[int, ...] = (DEVICES, 10 * DEVICES)) -> list[dict[str, Any]]:
     """Console stages for ``itap bench``: first frame, then key-to-repaint latency and
     the event loop's time per snapshot at each fleet size (1,000 and 10,000 devices)."""
@@ -368,8 +402,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--snapshot-cpu", action="store_true", help="only the CPU of one snapshot: fake engine against the real path"
     )
+    parser.add_argument("--plan-cpu", action="store_true", help="only the CPU of the fleet table's view plans")
     args = parser.parse_args()
-    if args.snapshot_cpu:
+    if args.plan_cpu:
+        print(json.dumps(plan_cpu(args.devices), indent=2))
+    elif args.snapshot_cpu:
         print(json.dumps(snapshot_cpu(args.devices), indent=2))
     else:
         print(json.dumps(key_stages(args.devices, args.seconds, args.runs), indent=2))
