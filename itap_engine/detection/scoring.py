@@ -906,7 +906,18 @@ def load_active_model(store, settings: Settings, profile: str) -> TrainedModel |
         ).first()
     if version is None or version.id is None:
         return None
-    return load_model_version(store, version.id)
+    model = load_model_version(store, version.id)
+    signals = list(settings.profile(profile).signals)
+    trained = list(getattr(model.features, "signals", signals))
+    if trained != signals:  # the profile changed since: its readings lack (or add) signals
+        from itap_engine.store.queries import model_numbers
+
+        raise ModelIntegrityError(
+            f"model version {model_numbers(store, {profile: version.id})[profile]} of {profile} was trained on "
+            f"signals {', '.join(trained)}; the profile now has {', '.join(signals)}. "
+            f"Retrain with `itap train --profile {profile}`"
+        )
+    return model
 
 
 # ---------------------------------------------------------------------- scoring

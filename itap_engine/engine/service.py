@@ -137,10 +137,10 @@ class Engine(SnapshotPublisher):
         """Hold this shard's database lock, waiting while another engine holds it (it
         frees when that engine stops or dies: its connection closes)."""
         from itap_engine.engine.shards import Shard
-        from itap_engine.store.run_lock import DatabaseLock
+        from itap_engine.store.run_lock import ShardLocks
 
         shard = Shard.parse(str(self.settings.engine.shard))
-        lock = DatabaseLock(self.settings.database_url, shard.lock_name)
+        lock = ShardLocks(self.settings.database_url, shard.lock_name, shard.index, shard.count)
 
         def waiting() -> None:
             self.phase = "waiting for shard"
@@ -148,11 +148,7 @@ class Engine(SnapshotPublisher):
             if self.on_shard_wait is not None:
                 self.on_shard_wait()
 
-        try:
-            lock.acquire(wait=True, on_wait=waiting, stop=lambda: self._stopping)
-        except BaseException:
-            lock.close()
-            raise
+        lock.acquire(wait=True, on_wait=waiting, stop=lambda: self._stopping)  # closes itself on failure
         log.info("holding shard %s", shard.label)
         self._shard_lock = lock
 

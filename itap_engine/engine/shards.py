@@ -68,24 +68,27 @@ class Shard:
 
 
 class ShardLock:
-    """A shard's database lock for a run that must not wait (``itap --once`` of a
-    shard): taken at once or :class:`~itap_engine.store.run_lock.LockHeld` (exit 3)."""
+    """A shard's database locks for a run that must not wait (``itap --once`` of a
+    shard): taken at once or :class:`~itap_engine.store.run_lock.LockHeld` (exit 3).
+    As an engine's (:class:`~itap_engine.store.run_lock.ShardLocks`): no whole-fleet run
+    and no engine of another layout meanwhile."""
 
     def __init__(self, settings: Settings, shard: Shard) -> None:
-        from itap_engine.store.run_lock import DatabaseLock
+        from itap_engine.store.run_lock import ShardLocks
 
         self.shard = shard
         self.url = settings.database_url
-        self._lock = DatabaseLock(self.url, shard.lock_name)
+        self._locks = ShardLocks(self.url, shard.lock_name, shard.index, shard.count)
 
     def acquire(self) -> ShardLock:
         from itap_engine.store.db_url import safe_url
         from itap_engine.store.run_lock import LockHeld
 
         try:
-            self._lock.acquire(wait=False)
-        except LockHeld:
-            self._lock.close()
+            self._locks.acquire(wait=False)
+        except LockHeld as error:
+            if not str(error).startswith(f"another process holds {self.shard.lock_name}"):
+                raise
             raise LockHeld(
                 f"another ITAP run holds shard {self.shard.label} of database {safe_url(self.url)} "
                 "(an engine running that shard); try again when it has finished"
@@ -93,7 +96,7 @@ class ShardLock:
         return self
 
     def release(self) -> None:
-        self._lock.close()
+        self._locks.close()
 
 
 def writer_lock(settings: Settings, purpose: str) -> ShardLock | RunLock:

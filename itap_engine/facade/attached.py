@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,8 +65,9 @@ log = logging.getLogger(__name__)
 
 def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool = False) -> Snapshot:
     """A snapshot built from stored rows only (what an attached console shows)."""
-    status = _engine_status(store.watermarks_like(ENGINE_STATUS_KEY))
-    clock = _fleet_clock(store.watermarks_like(SIM_CLOCK_KEY))
+    fresh_s = max(10.0, 5 * settings.engine.tick_seconds)
+    status = _engine_status(store.watermarks_like(ENGINE_STATUS_KEY), fresh_s)
+    clock = _fleet_clock(store.watermarks_like(SIM_CLOCK_KEY), status.get("live"))
     sim_time = datetime.fromisoformat(clock) if clock else None
     model_rows = active_models(store)
     open_alerts, recent_closed = open_and_recent_alerts(store)
@@ -92,11 +93,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         since = clock_ms - int(settings.engine.sim_speed * settings.engine.tick_seconds * 1000)
         for profile, model in model_rows.items():
             readings += recent_reading_anomalies(store, profile, float(model.threshold), since)
-    fresh = False
-    if status.get("heartbeat"):
-        with contextlib.suppress(ValueError):
-            beat = datetime.fromisoformat(status["heartbeat"])
-            fresh = datetime.now(UTC) - beat < timedelta(seconds=max(10.0, 5 * settings.engine.tick_seconds))
+    fresh = _heard_within({**status, "phase": None}, fresh_s, datetime.now(UTC))
     phase = str(status.get("phase") or "idle") if fresh else "idle"
     stats = EngineStats(
         sim_time=sim_time,
@@ -125,36 +122,68 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
     )
 
 
-def _fleet_clock(clocks: Mapping[str, str]) -> str | None:
+def _fleet_clock(clocks: Mapping[str, str], live: Iterable[str] | None = None) -> str | None:
     """The fleet's simulated time: that of the engine, or with shards (keys
-    ``sim.clock@shard:i/N``) the one furthest behind, up to which the whole fleet is in."""
-    sharded = {k: v for k, v in clocks.items() if SHARD_SUFFIX in k}
+    ``sim.clock@shard:i/N``) the one furthest behind among the shards still running
+    (``live``, labels ``i/N``; all of them when none runs): up to it the running part
+    of the fleet is in. A dead shard's clock would hold the whole fleet back and hide
+    that its devices went stale."""
+    sharded = {k.partition(SHARD_SUFFIX)[2]: v for k, v in clocks.items() if SHARD_SUFFIX in k}
+    running = set(live or ())
+    if running & set(sharded):
+        sharded = {label: v for label, v in sharded.items() if label in running}
     values = list(sharded.values()) if sharded else [v for k, v in clocks.items() if k == SIM_CLOCK_KEY]
     return min(values, key=datetime.fromisoformat) if values else None
 
 
-def _engine_status(raw: Mapping[str, str]) -> dict[str, Any]:
+def _heard_within(status: Mapping[str, Any], seconds: float, now: datetime) -> bool:
+    """``status`` was written less than ``seconds`` ago by an engine that has not stopped."""
+    if status.get("phase") == "stopped" or not status.get("heartbeat"):
+        return False
+    try:
+        beat = datetime.fromisoformat(str(status["heartbeat"]))
+    except ValueError:
+        return False
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return now - beat < timedelta(seconds=seconds)
+
+
+def _engine_status(raw: Mapping[str, str], fresh_s: float = 10.0, now: datetime | None = None) -> dict[str, Any]:
     """The engine's status; with shards, theirs together: the newest heartbeat and
-    phase, the slowest tick, ticks added up, the first error."""
+    phase, the slowest tick, ticks added up, the first error, ``live`` (the labels of
+    the shards heard from within ``fresh_s``) and, when a shard of the running layout
+    (the same N) is silent or stopped, an error saying so (its devices stop updating;
+    an engine of another layout, e.g. a test run with ``--shard 0/5``, is history)."""
+    now = now or datetime.now(UTC)
     statuses = []
     for key in sorted(raw):
         with contextlib.suppress(ValueError, TypeError):
             value = json.loads(raw[key])
             if isinstance(value, dict):
                 statuses.append((key, value))
-    sharded = [v for k, v in statuses if SHARD_SUFFIX in k]
+    sharded = {k.partition(SHARD_SUFFIX)[2]: v for k, v in statuses if SHARD_SUFFIX in k}
     if not sharded:
         return next((v for k, v in statuses if k == ENGINE_STATUS_KEY), {})
-    newest = max(sharded, key=lambda v: str(v.get("heartbeat") or ""))
-    ticks = [float(v["tick_ms"]) for v in sharded if v.get("tick_ms") is not None]
-    rates = [float(v["rows_per_s"]) for v in sharded if v.get("rows_per_s") is not None]
+    live = sorted(label for label, v in sharded.items() if _heard_within(v, fresh_s, now))
+    layouts = {label.partition("/")[2] for label in live}
+    gone = sorted(label for label in sharded if label not in live and label.partition("/")[2] in layouts)
+    newest = max(sharded.values(), key=lambda v: str(v.get("heartbeat") or ""))
+    counted = [sharded[label] for label in live] or list(sharded.values())
+    ticks = [float(v["tick_ms"]) for v in counted if v.get("tick_ms") is not None]
+    rates = [float(v["rows_per_s"]) for v in counted if v.get("rows_per_s") is not None]
+    error = next((v["last_error"] for v in counted if v.get("last_error")), None)
+    if gone:
+        what = "stopped" if all(sharded[g].get("phase") == "stopped" for g in gone) else "silent (stopped or died)"
+        error = f"shard {', '.join(gone)} {what}: its devices are not updating" + (f"; {error}" if error else "")
     return {
         **newest,
         "tick_ms": max(ticks) if ticks else None,
         "rows_per_s": sum(rates) if rates else None,
-        "ticks": sum(int(v.get("ticks") or 0) for v in sharded),
-        "last_error": next((v["last_error"] for v in sharded if v.get("last_error")), None),
-        "shards": sorted(str(v.get("shard")) for v in sharded),
+        "ticks": sum(int(v.get("ticks") or 0) for v in sharded.values()),
+        "last_error": error,
+        "shards": sorted(sharded),
+        "live": live,
     }
 
 

@@ -328,6 +328,7 @@ def _plan(settings: Settings, path: Path, source: CsvSource, options: CsvOptions
             )
         names = _peek_long_signals(path, source, cols.sep, sig_col, imp.chunk_rows)
         chosen = options.profile or _choose_profile(path, settings, names, options.mapping)
+        _check_mapping(path, options.mapping, chosen, list(settings.profile(chosen).signals), None)
         signal_names = _signal_map(names, settings, options.mapping, settings.profile(chosen).signal_names)
         return CsvPlan(args[0], chosen, args[1], args[2], True, *keys, rename, sig_col, val_col, signal_names, **extra)
     chosen, rename = _wide_columns(settings, path, cols, options, rename)
@@ -341,6 +342,7 @@ def _wide_columns(
     others = [h for h in cols.header if h not in (cols.ts, cols.device)]
     chosen = options.profile or _choose_profile(path, settings, others, options.mapping)
     spec = settings.profile(chosen)
+    _check_mapping(path, options.mapping, chosen, list(spec.signals), cols.header)
     rename = dict(rename)
     for name, target in _signal_map(others, settings, options.mapping, spec.signal_names).items():
         if target not in rename.values():
@@ -360,6 +362,24 @@ def _wide_columns(
             f"found {', '.join(cols.header)}; use --map CSV=signal"
         )
     return chosen, rename
+
+
+def _check_mapping(
+    path: Path, mapping: dict[str, str], profile: str, signals: list[str], header: list[str] | None
+) -> None:
+    """Every ``--map CSV=signal`` names a column of the file (wide files; a long file's
+    names are in its signal column) and a signal, ``state`` or a label of ``profile``:
+    a typo stored every row with that signal empty, or was ignored."""
+    for source_col, target in mapping.items():
+        if header is not None and source_col not in header:
+            raise CsvImportError(
+                f"{path}: --map {source_col}={target}: no column {source_col!r} in the header ({', '.join(header)})"
+            )
+        if target not in {*signals, "state", *LABELS}:
+            raise CsvImportError(
+                f"{path}: --map {source_col}={target}: {target!r} is not a signal of profile {profile} "
+                f"({', '.join(signals)}), 'state' or a label ({', '.join(LABELS)})"
+            )
 
 
 def _peek_long_signals(path: Path, source: CsvSource, sep: str, column: str, rows: int) -> list[str]:

@@ -54,7 +54,16 @@ from itap_engine.store.db_url import check_database_url
 from itap_engine.store.db_url import safe_url as _safe
 from itap_engine.store.postgres import advisory_key
 
-__all__ = ["HEARTBEAT_S", "LEASE_S", "LOCK_NAME", "DatabaseLock", "LockHeld", "LockUnavailable", "RunLock"]
+__all__ = [
+    "HEARTBEAT_S",
+    "LEASE_S",
+    "LOCK_NAME",
+    "DatabaseLock",
+    "LockHeld",
+    "LockUnavailable",
+    "RunLock",
+    "ShardLocks",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,10 @@ LEASE_S = 60.0
 HEARTBEAT_S = 10.0
 PG_LOCK_KEY = 0x17A9_0001
 """The advisory lock key (bigint) all ITAP runs of one database contend for."""
+LAYOUT_CLASS = 0x17AA
+"""The high 32 bits of the shard layouts' advisory keys: ``(LAYOUT_CLASS << 32) | N``
+(``pg_locks`` shows them as ``classid`` LAYOUT_CLASS, ``objid`` N); next to the named
+locks' space (``0x17A9``, :func:`~itap_engine.store.postgres.advisory_key`), not in it."""
 
 _TABLE = """CREATE TABLE IF NOT EXISTS run_lease (
     name VARCHAR(64) PRIMARY KEY,
@@ -100,10 +113,20 @@ class DatabaseLock:
         application_name: how the connection shows in ``pg_stat_activity``.
     """
 
-    def __init__(self, url: str, name: str, *, key: int | None = None, application_name: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        key: int | None = None,
+        application_name: str | None = None,
+        shared: bool = False,
+    ) -> None:
         if not url.startswith("postgresql"):
             raise LockHeld(f"{name} needs PostgreSQL (set ITAP_DB_URL=postgresql+psycopg://...)")
         self.name = name
+        self.shared = shared
+        """Held in share mode: any number of shared holders, no exclusive one meanwhile."""
         self.key = advisory_key(name) if key is None else key
         connect_args = {"application_name": application_name} if application_name else {}
         self._engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
@@ -130,7 +153,8 @@ class DatabaseLock:
             return True
         conn = self._engine.connect()
         try:
-            got = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar())
+            take = "pg_try_advisory_lock_shared" if self.shared else "pg_try_advisory_lock"
+            got = bool(conn.execute(sa.text(f"SELECT {take}(:k)"), {"k": self.key}).scalar())
             conn.commit()  # leave no transaction open; the lock is the session's
         except Exception:
             conn.close()
@@ -183,7 +207,8 @@ class DatabaseLock:
             return
         try:
             with contextlib.suppress(sa.exc.DBAPIError):
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                unlock = "pg_advisory_unlock_shared" if self.shared else "pg_advisory_unlock"
+                conn.execute(sa.text(f"SELECT {unlock}(:k)"), {"k": self.key})
                 conn.commit()
         finally:
             conn.close()
@@ -197,6 +222,80 @@ class DatabaseLock:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ShardLocks:
+    """What an engine running shard ``i/N`` holds, each on its own connection:
+
+    * the run lock in share mode: no whole-fleet run (the console, ``itap engine`` or
+      ``--once`` without a shard) meanwhile, as those take it exclusively;
+    * its layout (N) in share mode, refused while an engine of another N holds its own
+      (a ``0/1`` beside ``0/2`` and ``1/2`` simulated every device a second time);
+    * its shard exclusively, waiting while another engine holds it (a takeover).
+    """
+
+    def __init__(self, url: str, name: str, index: int, count: int) -> None:
+        if not url.startswith("postgresql"):
+            raise ItapError(
+                f"shard {index}/{count}: shards need PostgreSQL (set ITAP_DB_URL=postgresql+psycopg://...); "
+                "SQLite has one writer: run one engine without a shard"
+            )
+        self.name = name
+        self.label = f"{index}/{count}"
+        self.count = count
+        self._url = url
+        self._fleet = DatabaseLock(url, LOCK_NAME, key=PG_LOCK_KEY, shared=True)
+        self._layout = DatabaseLock(url, f"itap.layout.{count}", key=(LAYOUT_CLASS << 32) | count, shared=True)
+        self._shard = DatabaseLock(url, name)
+
+    def acquire(
+        self, *, wait: bool = True, on_wait: Callable[[], None] | None = None, stop: Callable[[], bool] | None = None
+    ) -> ShardLocks:
+        try:
+            if not self._fleet.try_acquire():
+                raise LockHeld(
+                    f"shard {self.label}: a whole-fleet ITAP run (the console, itap engine or --once without "
+                    f"--shard) holds database {_safe(self._url)}; stop it first: shards and whole-fleet runs "
+                    "do not share a fleet"
+                )
+            self._layout.acquire(wait=False)  # shared: only held exclusively by no one
+            others = self._other_layouts()
+            if others:
+                raise LockHeld(
+                    f"shard {self.label}: engines of another layout (N = {', '.join(map(str, others))}) run on "
+                    f"database {_safe(self._url)}; stop them first: one layout at a time"
+                )
+            self._shard.acquire(wait=wait, on_wait=on_wait, stop=stop)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _other_layouts(self) -> list[int]:
+        conn = self._layout.connection
+        found = conn.execute(
+            sa.text(
+                "SELECT DISTINCT objid FROM pg_locks WHERE locktype = 'advisory' AND classid = :c"
+                " AND objsubid = 1 AND granted AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"
+            ),
+            {"c": LAYOUT_CLASS},
+        ).scalars()
+        others = sorted(int(n) for n in found if int(n) != self.count)
+        conn.commit()
+        return others
+
+    def check(self) -> bool:
+        """Whether the shard is still held (see :meth:`DatabaseLock.check`)."""
+        return self._shard.check()
+
+    def try_acquire(self) -> bool:
+        """Take the shard again after its connection dropped, if no other engine did."""
+        return self._shard.try_acquire()
+
+    def close(self) -> None:
+        for lock in (self._shard, self._layout, self._fleet):
+            lock.close()
 
 
 def _sqlite_path(url: str) -> str | None:
@@ -281,8 +380,8 @@ class RunLock:
         return (LOCK_NAME, self.token, self.host, self.pid, created, self.purpose[:200], since, now, now + LEASE_S)
 
     def _held_message(self, row: Any) -> str:
-        if row is None:
-            holder = "another process"
+        if row is None:  # the lock is held without a lease row: in share mode, by shards
+            holder = "another process, or shard engines (itap engine --shard I/N)"
         else:
             _, _, host, pid, _, purpose, since, beat, _ = row
             age = max(0.0, time.time() - float(beat))

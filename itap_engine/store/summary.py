@@ -168,8 +168,9 @@ class StoreSummary:
         }
 
 
-def read_summary(settings: Settings, runs: int) -> StoreSummary:
-    """What the configured database holds, with the ``runs`` newest runs.
+def read_summary(settings: Settings, runs: int, ticks: bool = False) -> StoreSummary:
+    """What the configured database holds, with the ``runs`` newest runs (engine ticks
+    that went ok only with ``ticks``: two shards write several a second).
 
     Raises:
         StoreError: the database cannot be opened or read (through the full Store).
@@ -179,13 +180,15 @@ def read_summary(settings: Settings, runs: int) -> StoreSummary:
     if conn is not None:
         try:
             with closing(conn):
-                return _collect(lambda sql, params: conn.execute(sql, params).fetchall(), url, settings.profiles, runs)
+                return _collect(
+                    lambda sql, params: conn.execute(sql, params).fetchall(), url, settings.profiles, runs, ticks
+                )
         except sqlite3.Error:
             pass  # whatever went wrong, the full Store reports it as every command does
-    return _read_through_store(settings, runs)
+    return _read_through_store(settings, runs, ticks)
 
 
-def _read_through_store(settings: Settings, runs: int) -> StoreSummary:
+def _read_through_store(settings: Settings, runs: int, ticks: bool = False) -> StoreSummary:
     import sqlalchemy as sa
 
     from itap_engine.store.sql import Store
@@ -198,12 +201,13 @@ def _read_through_store(settings: Settings, runs: int) -> StoreSummary:
                 store.safe_url,
                 settings.profiles,
                 runs,
+                ticks,
             )
     finally:
         store.close()
 
 
-def _collect(query: Query, database: str, profiles: Iterable[str], runs: int) -> StoreSummary:
+def _collect(query: Query, database: str, profiles: Iterable[str], runs: int, ticks: bool = False) -> StoreSummary:
     def one(sql: str, **params: Any) -> Any:
         return query(sql, params)[0][0]
 
@@ -225,7 +229,9 @@ def _collect(query: Query, database: str, profiles: Iterable[str], runs: int) ->
     )[0]
     recent = query(
         "SELECT id, kind, source, status, started_at, rows_in, inserted, duplicates, conflicts, quarantined"
-        " FROM run ORDER BY id DESC LIMIT :runs",
+        " FROM run"
+        + ("" if ticks else " WHERE NOT (kind = 'tick' AND status = 'ok')")
+        + " ORDER BY id DESC LIMIT :runs",
         {"runs": runs},
     )
     statuses = query(

@@ -331,6 +331,44 @@ def test_attached_snapshot_lists_the_last_ticks_anomalous_readings(workdir: Path
         store.close()
 
 
+def test_an_attached_view_names_a_silent_shard_and_runs_on_the_live_shards_clock(workdir: Path) -> None:
+    """A shard engine killed: the old attached view kept its clock at the dead shard's
+    (the furthest behind), so the live shards' devices looked current and the dead
+    shard's never went stale, with no word on the screen. Now the clock is the live
+    shards' and the header's error names the silent shard; a stopped engine of another
+    layout (a trial ``--shard 0/5``) is history, neither clock nor warning."""
+    from datetime import UTC, datetime
+
+    from itap_engine.facade.attached import snapshot_from_db
+    from itap_engine.store.watermarks import ENGINE_STATUS_KEY, for_shard
+
+    settings = settings_of(workdir)
+    store = Store(settings)
+    try:
+        newest = datetime.fromisoformat(store.get_watermark(SIM_CLOCK_KEY))  # type: ignore[arg-type]
+        now = datetime.now(UTC)
+
+        def engine(shard: str, clock: datetime, heard_s_ago: float, phase: str = "running") -> None:
+            beat = (now - timedelta(seconds=heard_s_ago)).isoformat(timespec="seconds")
+            status = {"pid": 1, "heartbeat": beat, "phase": phase, "ticks": 5, "shard": shard, "tick_ms": 20.0}
+            store.set_watermark(for_shard(SIM_CLOCK_KEY, shard), clock.isoformat())
+            store.set_watermark(for_shard(ENGINE_STATUS_KEY, shard), json.dumps(status))
+
+        engine("0/2", newest, heard_s_ago=1)
+        engine("1/2", newest - timedelta(hours=1), heard_s_ago=600)  # killed ten minutes ago
+        engine("0/5", newest - timedelta(hours=5), heard_s_ago=7200, phase="stopped")
+        snap = snapshot_from_db(store, settings, 1)
+        assert snap.stats.sim_time == newest
+        assert snap.stats.last_error == "shard 1/2 silent (stopped or died): its devices are not updating"
+        assert snap.stats.ticks == 15
+
+        engine("1/2", newest, heard_s_ago=1)  # a replacement took the shard over
+        snap = snapshot_from_db(store, settings, 2)
+        assert snap.stats.sim_time == newest and snap.stats.last_error is None
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------------- the command
 @pytest.mark.slow
 def test_itap_engine_exits_0_on_sigterm_with_a_consistent_database(workdir: Path) -> None:

@@ -273,3 +273,44 @@ def test_once_of_a_shard_takes_that_shards_lock_not_the_whole_databases(
         assert summary["status"] == "UNKNOWN" and "shard 0/2" in summary["error"]
         run = RunLock(settings, "itap --once", url=str(PG_URL)).acquire()  # the run lock stayed free
         run.release()
+
+
+def test_shards_exclude_whole_fleet_runs_and_other_layouts(site: tuple[Settings, Engines]) -> None:
+    """The review ran ``itap engine --shard 0/1`` and ``itap --once`` beside ``0/2`` and
+    ``1/2``: both started and simulated every device a second time. A shard holds the run
+    lock in share mode and its layout N; whole-fleet runs and other layouts are refused."""
+    from itap_engine.engine.shards import ShardLock
+    from itap_engine.errors import ItapError
+    from itap_engine.store.run_lock import LockHeld, RunLock, ShardLocks
+
+    settings, _engines = site
+    url = str(PG_URL)
+
+    def locks(index: int, count: int) -> ShardLocks:
+        return ShardLocks(url, Shard(index, count).lock_name, index, count)
+
+    zero, one = locks(0, 2).acquire(wait=False), locks(1, 2).acquire(wait=False)  # shards share the run lock
+    try:
+        with pytest.raises(LockHeld, match=r"shard 0/1: engines of another layout \(N = 2\)"):
+            locks(0, 1).acquire(wait=False)
+        with pytest.raises(LockHeld, match="shard engines"):  # itap --once, the console, a whole-fleet engine
+            RunLock(settings, "itap --once", url=url).acquire()
+        with pytest.raises(LockHeld, match="another ITAP run holds shard 0/2"):  # --once of a running shard
+            ShardLock(settings.with_overrides(engine={"shard": "0/2"}), Shard(0, 2)).acquire()
+        spare = locks(1, 2)
+        with pytest.raises(LockHeld, match=r"itap\.shard\.1/2"):  # the spare of a held shard waits (here: not)
+            spare.acquire(wait=False)
+    finally:
+        zero.close()
+        one.close()
+    run = RunLock(settings, "itap engine", url=url).acquire()  # a whole-fleet engine once the shards stopped
+    try:
+        with pytest.raises(LockHeld, match="shard 0/2: a whole-fleet ITAP run"):
+            locks(0, 2).acquire(wait=False)
+    finally:
+        run.release()
+    single = locks(0, 1).acquire(wait=False)  # and another layout once the first is gone
+    single.close()
+    with pytest.raises(ItapError, match="shards need PostgreSQL") as refused:
+        ShardLocks("sqlite:///x.db", Shard(0, 2).lock_name, 0, 2)
+    assert refused.value.exit_code == 2

@@ -173,6 +173,25 @@ def test_mapping_separator_and_device_options(settings, store, tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        ({"Temp C": "nosuch"}, r"--map Temp C=nosuch: 'nosuch' is not a signal of profile industrial \(rpm, "),
+        ({"Nope": "temp_c"}, r"--map Nope=temp_c: no column 'Nope' in the header \(time, Temp C, speed\)"),
+    ],
+)
+def test_a_mapping_mistake_is_refused_before_any_row_is_stored(settings, store, tmp_path, mapping, message):
+    """The review's ``--map Temperature=nosuch`` stored every row with temp_c empty, and
+    ``--map Nope=temp_c`` was ignored; each is now one line naming the file and the pair."""
+    path = tmp_path / "plant.csv"
+    path.write_text("time,Temp C,speed\n2026-01-01 00:00:00,70,1500\n", encoding="utf-8")
+    options = CsvOptions(device="press-7", ts_column="time", profile="industrial", mapping=mapping)
+    with pytest.raises(CsvImportError, match=message) as refused:
+        import_csv(store, settings, path, options, now=NOW)
+    assert str(refused.value).startswith(str(path)) and "\n" not in str(refused.value)
+    assert store.count_readings("industrial") == 0
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"", "file is empty"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from itap_engine.detection.scoring import (
     score_pending,
     train_model,
 )
+from itap_engine.ingest.simulator import Simulator
 from itap_engine.store.schema import ModelVersion, Score
 
 DETECTORS = [RobustZDetector, lambda: IsolationForestDetector(n_estimators=50)]
@@ -111,6 +113,47 @@ def test_hash_mismatch_is_refused(trained) -> None:
     assert path in str(error.value)
     with pytest.raises(ModelIntegrityError):
         score_pending(store, settings, "industrial")
+
+
+def test_a_model_trained_before_the_profile_changed_is_refused_by_name(trained) -> None:
+    """The review's old model (a profile that had rpm): scoring failed with a bare
+    ``KeyError: 'rpm__recent'``; now one line says why and what to run."""
+    settings, store, _, _model = trained
+    spec = settings.profile("industrial")
+    fewer = {k: v for k, v in spec.signals.items() if k != "rpm"}
+    changed = settings.model_copy(
+        update={"profiles": {**settings.profiles, "industrial": spec.model_copy(update={"signals": fewer})}}
+    )
+    with pytest.raises(ModelIntegrityError, match=r"model version 1 of industrial was trained on signals rpm, ") as e:
+        load_active_model(store, changed, "industrial")
+    assert str(e.value).endswith("Retrain with `itap train --profile industrial`")
+    assert load_active_model(store, settings, "industrial") is not None
+
+
+def test_itap_train_says_the_profiles_own_version_number(tmp_path, capsys) -> None:
+    """The console, --once and the events say ``industrial v1``; ``itap train`` said
+    "model version 2" (the database id, counted over every profile)."""
+    from itap_engine.modes import cli
+    from itap_engine.modes.commands import train as train_command
+
+    settings = local_settings(tmp_path)
+    store = open_store(settings)
+    try:
+        aircraft = Simulator(settings, "aircraft", ["ac-001", "ac-002"])
+        store.insert_readings(
+            "aircraft", aircraft.generate(settings.simulation.start, settings.simulation.start + timedelta(hours=3))
+        )
+        store.insert_readings("industrial", simulate(quiet_fleet(settings, devices=3), 0, 3))
+        train_model(store, settings, "aircraft")  # database id 1
+    finally:
+        store.close()
+    args = cli.build_parser().parse_args(["train", "--profile", "industrial"])
+    assert train_command.run(args, settings) == 0
+    assert "trained industrial model v1 (" in capsys.readouterr().out
+    args = cli.build_parser().parse_args(["train", "--profile", "industrial", "--json"])
+    assert train_command.run(args, settings) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert (document["version"], document["version_id"]) == (2, 3)
 
 
 def test_no_model(tmp_path) -> None:

@@ -163,3 +163,23 @@ def test_status_lists_each_engine_and_flags_a_silent_one(
     assert "10 min ago: silent" in lines["shard 1/2"] and "[bold]disk[/] full" in lines["shard 1/2"]
     document = lean.as_dict(now)
     assert [(e["shard"], e["seconds_since_heartbeat"]) for e in document["engines"]] == [("0/2", 3), ("1/2", 600)]
+
+
+def test_status_lists_runs_without_the_engines_ok_ticks_unless_asked(settings: Settings) -> None:
+    """Two shards write several tick runs a second: an ``itap ingest`` left the eight
+    runs listed within a second. A tick with a problem is still listed."""
+    store = Store(settings)
+    ingest = store.start_run("ingest", "plant.csv", "industrial")
+    store.finish_run(ingest, status="ok", rows_in=3, inserted=3)
+    warned = store.start_run("tick", "sim:industrial", "industrial")
+    store.finish_run(warned, status="warning", rows_in=3, inserted=2, quarantined=1)
+    for _ in range(10):
+        tick = store.start_run("tick", "sim:industrial", "industrial")
+        store.finish_run(tick, status="ok", rows_in=3, inserted=3)
+    store.close()
+    lean = summary.read_summary(settings, runs=5)
+    assert lean == summary._read_through_store(settings, runs=5)
+    assert [(r.kind, r.status) for r in lean.runs] == [("tick", "warning"), ("ingest", "ok")]
+    every = summary.read_summary(settings, runs=5, ticks=True)
+    assert every == summary._read_through_store(settings, runs=5, ticks=True)
+    assert [(r.kind, r.status) for r in every.runs] == [("tick", "ok")] * 5

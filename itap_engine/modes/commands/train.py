@@ -86,6 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from itap_engine.compute.train import train_profile
     from itap_engine.modes.render.output import console, print_json
     from itap_engine.modes.render.progress import task_progress
+    from itap_engine.store.queries import model_numbers
     from itap_engine.store.sql import Store, from_epoch_ms
 
     settings.profile(args.profile)
@@ -110,10 +111,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 exclude_labelled=args.exclude_labelled,
                 progress=progress,
             )
+        # the profile's own count (v1, v2, ...), as the console, --once and the events say
+        number = model_numbers(store, {model.profile: model.version_id})[model.profile]
     finally:
         store.close()
     seconds = time.perf_counter() - started
     payload = {
+        "version": number,
         "version_id": model.version_id,
         "profile": model.profile,
         "detector": model.detector_name,
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     span = from_epoch_ms([model.train_start or 0, model.train_end or 0])
     console().print(
-        f"trained {model.profile} model version {model.version_id} ({model.detector_name}, "
+        f"trained {model.profile} model v{number} ({model.detector_name}, "
         f"{len(model.feature_names)} features) on {span[0]} .. {span[1]}; threshold {model.threshold:.4g}; "
         f"{seconds:.1f} s"
     )
