@@ -12,12 +12,21 @@ Prints one JSON line: medians of the tick, of each step of ``TickResult.timings`
 the tick's process and thread CPU time, of the snapshot, and the load average; with
 PROFILE, a cProfile of the measured ticks and snapshots too. Interleave two trees
 (each with its own venv) to compare them.
+
+``E13_CACHE`` moves the cache folder (default /tmp/e13/cache). ``E13_DUMP=FILE``
+writes what the ticks left, to compare two trees' results (not their speed): every
+snapshot after a tick (without its wall-clock times), and the alert, score, device,
+run, watermark and validation tables (without wall-clock columns), plus a sha256 of
+the readings table; ``diff`` two such files. A tree's venv can run another tree's
+copy of this file (the imports come from the venv).
 """
 
 from __future__ import annotations
 
 import asyncio
 import cProfile
+import dataclasses
+import hashlib
 import json
 import os
 import pstats
@@ -26,6 +35,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from itap_bench.engine import derived_config
 from itap_engine.config import load_settings
@@ -58,14 +68,65 @@ def _bootstrap(devices: int, cache: Path) -> None:
     (cache / "done").write_text("x")
 
 
+_WALL_CLOCK = {"created_at", "started_at", "finished_at", "updated_at", "acknowledged_at", "requested_at"}
+
+
+def _plain(value: Any) -> Any:
+    """A snapshot (or part) as plain values, without wall-clock times."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in _WALL_CLOCK and f.name != "stats"
+        }
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (frozenset, set)):
+        return sorted(str(v) for v in value)
+    if isinstance(value, float):
+        return repr(value)
+    return value if isinstance(value, (str, int, bool, type(None))) else repr(value)
+
+
+def _dump_tables(core: Any, out: Any) -> None:
+    import sqlalchemy as sa
+
+    tables = ["alert", "score", "device", "run", "watermark", "validation_event", "validation_problem"]
+    with core.store.engine.connect() as conn:
+        for name in tables:
+            table = core.store.metadata.tables[name]
+            cols = [c for c in table.columns if c.name not in _WALL_CLOCK]
+            keep = [c.name for c in cols]
+            rows = conn.execute(sa.select(*cols).order_by(*table.primary_key.columns)).all()
+            for row in rows:
+                values = dict(zip(keep, row, strict=True))
+                if name == "run" and str(values.get("message", "")).startswith("pid "):
+                    values["message"] = "pid"
+                if name == "watermark" and values["key"].startswith("engine.status"):
+                    continue
+                out.write(f"{name} {json.dumps(_plain(values), sort_keys=True)}\n")
+        for profile in core.store._readings:
+            table = core.store.readings_table(profile)
+            digest = hashlib.sha256()
+            count = 0
+            for row in conn.execute(sa.select(table).order_by(table.c.device_id, table.c.ts)):
+                digest.update(repr(tuple(row)).encode())
+                count += 1
+            out.write(f"readings_{profile} {count} {digest.hexdigest()}\n")
+
+
 def main() -> None:
     devices, ticks = int(sys.argv[1]), int(sys.argv[2])
     profile_to = sys.argv[3] if len(sys.argv) > 3 else None
-    cache = Path(f"/tmp/e13/cache/e{devices}")
+    cache = Path(os.environ.get("E13_CACHE", "/tmp/e13/cache")) / f"e{devices}"
+    dump_to = os.environ.get("E13_DUMP")
+    dump = open(dump_to, "w") if dump_to else None  # noqa: SIM115
     if not (cache / "done").exists():
         shutil.rmtree(cache, ignore_errors=True)
         _bootstrap(devices, cache)
-    run = Path(f"/tmp/e13/run-{os.getpid()}")
+    run = cache.parent / f"run-{os.getpid()}"
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(cache, run)
     os.chdir(run)
@@ -89,7 +150,9 @@ def main() -> None:
         )
 
     core.tick()
-    core.snapshot(1, stats())
+    first = core.snapshot(1, stats())
+    if dump:
+        dump.write(f"snapshot {json.dumps(_plain(first), sort_keys=True)}\n")
     work: list[float] = []
     snap: list[float] = []
     cpu: list[float] = []
@@ -105,15 +168,20 @@ def main() -> None:
         c1 = time.process_time()
         thread.append((time.thread_time() - h0) * 1000)
         began = time.perf_counter()
-        core.snapshot(i + 2, stats())
+        snapshot = core.snapshot(i + 2, stats())
         snap.append((time.perf_counter() - began) * 1000)
         cpu.append((c1 - c0) * 1000)
         cpu_snap.append((time.process_time() - c1) * 1000)
         if profiler:
             profiler.disable()
+        if dump:
+            dump.write(f"snapshot {json.dumps(_plain(snapshot), sort_keys=True)}\n")
         work.append(result.timings["total"] * 1000)
         for step in TICK_STEPS:
             steps.setdefault(step, []).append(result.timings.get(step, 0.0) * 1000)
+    if dump:
+        _dump_tables(core, dump)
+        dump.close()
     core.close()
     shutil.rmtree(run, ignore_errors=True)
 

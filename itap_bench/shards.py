@@ -11,6 +11,10 @@
    database (history and model found there), each ticking ``--ticks`` times at the
    same time as the other; each one's median, and the wall time of the two together.
 
+Each engine also reports the median CPU time its process used per tick
+(``cpu_median_ms``; the rest of the tick is PostgreSQL's work and waiting for a core)
+and the load average before and after its ticks.
+
 The results are printed as JSON (and written to ``--out``). Benchmarks, not tests: no
 figure is asserted anywhere.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -72,12 +77,16 @@ async def _ticks(config: Path, ticks: int, shard: str | None) -> dict[str, Any]:
     assert engine.core is not None
     devices = sum(len(s.device_ids) for s in engine.core.simulators.values())
     work: list[float] = []
+    cpu: list[float] = []
     rows = 0
+    loads = [os.getloadavg()[0]]
     try:
         await engine.tick_now()  # warm
         began = time.perf_counter()
         for _ in range(ticks):
+            used = time.process_time()
             result = await engine.tick_now()
+            cpu.append((time.process_time() - used) * 1000)
             if result is None:
                 raise RuntimeError(engine.last_error or "tick failed")
             work.append(result.seconds * 1000)
@@ -95,6 +104,10 @@ async def _ticks(config: Path, ticks: int, shard: str | None) -> dict[str, Any]:
         "median_ms": round(statistics.median(work), 1),
         "p95_ms": round(float(np.percentile(work, 95)), 1),
         "wall_s": round(wall, 2),
+        # the engine process's own CPU per tick (all its threads): the rest of a tick's
+        # wall time is PostgreSQL's work and waiting for a core
+        "cpu_median_ms": round(statistics.median(cpu), 1),
+        "load": [round(v, 1) for v in (*loads, os.getloadavg()[0])],
         "last_tick_ms": {k: round(v * 1000, 1) for k, v in timings.items()},
     }
 

@@ -151,3 +151,33 @@ def plain(value: object) -> Text:
     """Any value from data as literal text (no markup interpretation, control
     characters shown as escapes)."""
     return Text(visible(value), end="")
+
+
+def fit_parts(parts: list[tuple[Text, int, Text | None]], width: int) -> Text:
+    """A status line of ``parts`` (text, drop rank, shorter text or None) joined by
+    ``  │ ``; wider than ``width`` (80 columns): the shorter texts joined by `` │ ``,
+    then the parts of the highest rank left out first until it fits. Rank 0 is never
+    left out (a filter must stay in sight)."""
+
+    def joined(kept: list[Text], sep: str) -> Text:
+        line = Text(no_wrap=True, overflow="ellipsis", end="")
+        for i, part in enumerate(kept):
+            if i and not part.spans:  # one style: the separator and the part as one run of it
+                line.append(sep + part.plain, style=part.style)
+                continue
+            if i:
+                line.append(sep, style=part.style)
+            line.append_text(part)
+        return line
+
+    line = joined([text for text, _, _ in parts], "  │ ")
+    if not width or line.cell_len <= width:
+        return line
+    kept = [(short or text, rank) for text, rank, short in parts]
+    line = joined([text for text, _ in kept], " │ ")
+    for rank in sorted({rank for _, rank in kept if rank > 0}, reverse=True):
+        if line.cell_len <= width:
+            break
+        kept = [(text, r) for text, r in kept if r != rank]
+        line = joined([text for text, _ in kept], " │ ")
+    return line

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,13 +36,66 @@ QUIET_CLUSTER = {
     "distributed.admin.system-monitor.interval": "5s",
     "distributed.admin.system-monitor.gil.enabled": False,
     "distributed.worker.memory.monitor-interval": "1s",
+    # glibc's own malloc tuning in the workers, as in one process (see below)
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
 }
 """A LocalCluster's own background work, cut: no statistical profiler sampling every
 task's stack each 10 ms, no GIL monitor, the system monitor every 5 s instead of 0.5 s
 and the memory monitor every 1 s instead of 0.1 s.
 Nobody reads them here, and on a busy 2-core machine the cluster's idle CPU (scheduler,
 two nannies, two workers) was ~0.08 of a core, 2.4 CPU s per 30 s, against 1.75 with
-these, measured with psutil over each process in the same minutes."""
+these, measured with psutil over each process in the same minutes.
+
+And the workers' allocator is left as it is in one process. Dask's nannies start
+every worker with ``MALLOC_TRIM_THRESHOLD_=65536`` (to hand freed memory back to the
+OS); setting that fixes glibc's mmap threshold at 128 KiB, so every numpy temporary
+above it (the features of a device group: MBs each) is a fresh ``mmap``, page-faulted
+and zeroed, and unmapped again when freed. A backlog scoring task of 50 devices took
+~5x the page faults and ~1.35x the CPU seconds of the same task in one process
+(thread CPU 3.5-4.1 s against 2.4-3.0 s, 520-540k minor faults against 20-120k;
+probe of ``score_partition`` on 200 devices x 12 h, 2026-11-27, load 4). Unset
+(None, which the nanny skips; a value in the environment still wins) it is glibc's
+default, whose threshold adapts to the sizes the task frees."""
+
+
+WORKER_MODULES = (
+    "itap_engine.compute.score",
+    "itap_engine.compute.simulate",
+    "itap_engine.compute.train",
+    "itap_engine.detection.scoring",
+    "itap_engine.evaluation.labelled",
+    "itap_engine.evaluation.skab_engine",
+)
+"""What the tasks import (scikit-learn and scipy through the feature builder: ~2.5 CPU s
+per process), preloaded once by the forkserver a LocalCluster's workers fork from."""
+
+
+def worker_start_method() -> str:
+    """How a ``LocalCluster`` starts its workers: ``forkserver`` where there is one.
+
+    Dask's default (``spawn``) starts every worker as a fresh interpreter that imports
+    distributed, then its first task imports pandas, scikit-learn and the engine:
+    2.5-3 CPU s per worker, paid again by every command (``itap generate``, ``train``,
+    ``score`` each start a cluster). With ``forkserver``, one server process imports
+    all of that once (:data:`WORKER_MODULES`, plus what distributed itself preloads)
+    and each worker is a fork of it: a LocalCluster of 2 workers and their first
+    tasks took 3.1 CPU s instead of 5.6-6.2 (psutil over the driver and its children,
+    2026-11-27, load 5). Where ``forkserver`` does not exist (Windows) it stays
+    ``spawn``. The server is started with the nanny's worker environment (one BLAS
+    thread) and exits with this process.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return "spawn"
+    import dask
+    from distributed.utils import get_mp_context
+    from distributed.versions import optional_packages, required_packages
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"}):
+        context = get_mp_context()  # distributed sets its own preload list once: ours replaces it
+    context.set_forkserver_preload(["distributed", *required_packages, *optional_packages, *WORKER_MODULES])  # type: ignore[attr-defined]
+    return "forkserver"
 
 
 class ComputeError(ItapError):
@@ -146,18 +200,79 @@ class DaskExecutor:
         return results
 
 
-def group_map(
-    executor: Executor, progress: TaskProgress | None = None
-) -> Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]] | None:
+class PassProgress:
+    """One progress count over several passes of the same tasks.
+
+    Training maps its device groups three times (fleet statistics, device
+    statistics, validation) and a simulated evaluation a fourth time (the replay);
+    each pass reports ``(done, len(tasks))`` on its own. Handed to one bar, that was
+    1..N of N three times over. This adds the passes up: pass ``k`` of ``passes`` over
+    N tasks reports ``((k - 1) N + done, passes N)``, so ``done`` only grows, the
+    total stays put and reaches itself once, at the end. A pass that did not run
+    (:meth:`finish`) ends the count at the tasks that did; an unforeseen extra pass
+    extends the total.
+    """
+
+    def __init__(self, progress: TaskProgress, passes: int) -> None:
+        self._progress = progress
+        self._passes = max(1, int(passes))
+        self._started = 0
+        self._finished = 0
+        """Tasks of the passes that completed."""
+        self._last: tuple[int, int] | None = None
+
+    def next_pass(self, count: int) -> TaskProgress:
+        """The callback for the next pass, of ``count`` tasks."""
+        self._started += 1
+        offset = self._finished
+        to_come = max(0, self._passes - self._started) * count
+
+        def update(done: int, total: int) -> None:
+            self._report(offset + done, offset + total + to_come)
+            if done >= total:
+                self._finished = offset + total
+
+        return update
+
+    def finish(self) -> None:
+        """End the count at what ran, if a foreseen pass did not run."""
+        if self._last is not None and self._last[0] != self._last[1]:
+            self._report(self._finished, self._finished)
+
+    def _report(self, done: int, total: int) -> None:
+        if (done, total) != self._last:
+            self._last = (done, total)
+            self._progress(done, total)
+
+
+class GroupMap:
+    """The ``map_groups`` of :func:`group_map`: the executor's map, with one progress
+    count over all its passes."""
+
+    def __init__(self, executor: Executor, progress: TaskProgress | None, passes: int) -> None:
+        self.executor = executor
+        self.counter = PassProgress(progress, passes) if progress is not None else None
+
+    def __call__(self, fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
+        update = self.counter.next_pass(len(tasks)) if self.counter is not None else None
+        return self.executor.map(fn, tasks, update)
+
+    def finish(self) -> None:
+        """End the progress count (see :meth:`PassProgress.finish`)."""
+        if self.counter is not None:
+            self.counter.finish()
+
+
+def group_map(executor: Executor, progress: TaskProgress | None = None, passes: int = 1) -> GroupMap | None:
     """The ``map_groups`` that detection and evaluation take: the executor's map on a
-    cluster; None in one process, where they use the data they already hold."""
+    cluster; None in one process, where they use the data they already hold.
+
+    ``passes``: how many times the caller maps its groups (training: three); the
+    progress then counts the tasks of every pass against one total
+    (:class:`PassProgress`)."""
     if executor.name == "none":
         return None
-
-    def map_groups(fn: Callable[..., Any], tasks: Sequence[tuple[Any, ...]]) -> list[Any]:
-        return executor.map(fn, tasks, progress)
-
-    return map_groups
+    return GroupMap(executor, progress, passes)
 
 
 def cluster_spec(settings: Settings, override: str | None = None) -> str:
@@ -240,37 +355,79 @@ def open_executor(settings: Settings, override: str | None = None) -> Iterator[E
         from distributed import Client, LocalCluster
     except ImportError:
         raise ComputeError(DASK_MISSING.format(spec=spec)) from None
-    cluster = None
-    try:
+    with contextlib.ExitStack() as stack:
         if spec.startswith("local"):
-            start_resource_tracker()
-            with dask.config.set(QUIET_CLUSTER):  # the nannies hand it to their workers
-                cluster = LocalCluster(
-                    n_workers=local_workers(spec),
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
-                    silence_logs=logging.ERROR,
-                )
-            client = Client(cluster)
-        else:
-            client = Client(spec, timeout="10s")
-    except (OSError, TimeoutError, RuntimeError) as error:
-        logging.getLogger(__name__).warning("Dask cluster %s: %s", spec, error, exc_info=True)
-        if cluster is not None:
-            cluster.close()
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if spec.startswith("local"):
-            raise ComputeError(f"cannot start a Dask LocalCluster ({spec}): {reason}") from None
-        raise ComputeError(
-            f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) or use {CLUSTER_HELP}"
-        ) from None
+            stack.enter_context(_forkserver_user())
+        cluster = None
+        try:
+            if spec.startswith("local"):
+                start_resource_tracker()
+                method = {"distributed.worker.multiprocessing-method": worker_start_method()}
+                with dask.config.set({**QUIET_CLUSTER, **method}):  # the nannies hand it to their workers
+                    cluster = LocalCluster(
+                        n_workers=local_workers(spec),
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=":0",  # None does not disable it (dask/distributed#8136): a free port
+                        silence_logs=logging.ERROR,
+                    )
+                client = Client(cluster)
+            else:
+                client = Client(spec, timeout="10s")
+        except (OSError, TimeoutError, RuntimeError) as error:
+            logging.getLogger(__name__).warning("Dask cluster %s: %s", spec, error, exc_info=True)
+            if cluster is not None:
+                cluster.close()
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            if spec.startswith("local"):
+                raise ComputeError(f"cannot start a Dask LocalCluster ({spec}): {reason}") from None
+            raise ComputeError(
+                f"cannot reach Dask scheduler {spec}: {reason}; start one (dask scheduler) or use {CLUSTER_HELP}"
+            ) from None
+        try:
+            yield DaskExecutor(client, spec)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+
+
+_FORKSERVER_USERS = 0
+"""LocalClusters of this process open now (tests and a console may hold several)."""
+_FORKSERVER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _forkserver_user() -> Iterator[None]:
+    """Hold the forkserver while a LocalCluster runs; the last one out stops it."""
+    global _FORKSERVER_USERS
+    with _FORKSERVER_LOCK:
+        _FORKSERVER_USERS += 1
     try:
-        yield DaskExecutor(client, spec)
+        yield
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        with _FORKSERVER_LOCK:
+            _FORKSERVER_USERS -= 1
+            if _FORKSERVER_USERS == 0:
+                stop_forkserver()
+
+
+def stop_forkserver() -> None:
+    """Stop the forkserver a LocalCluster's workers forked from, once they are gone.
+
+    multiprocessing leaves it running until this process exits, and then does not
+    wait for it. Stopped and waited for here, once the last LocalCluster using it has
+    closed (stopped under live workers, it would leave their nannies waiting), it no
+    longer holds its preloaded modules' memory for the rest of a console session, and
+    its CPU time and its workers' (it reaps them) count in this process's children,
+    where ``/usr/bin/time`` and the bench read them. No forkserver: nothing to do.
+    """
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None and getattr(server, "_forkserver_pid", None) is not None:
+        stop()
 
 
 def _on_worker() -> bool:

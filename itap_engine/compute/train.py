@@ -33,6 +33,12 @@ if TYPE_CHECKING:
     from itap_engine.detection.scoring import TrainedModel
     from itap_engine.store.sql import Store
 
+TRAIN_PASSES = 3
+"""Times :func:`~itap_engine.detection.scoring.train_model` maps the device groups
+(fleet statistics, device statistics, validation): the progress counts all three."""
+EVALUATE_PASSES = TRAIN_PASSES + 1
+"""A simulated evaluation's passes: training's, then the replay of the evaluated hours."""
+
 
 def train_profile(
     executor: Executor,
@@ -51,6 +57,7 @@ def train_profile(
     from itap_engine.compute.cluster import group_map
     from itap_engine.detection.scoring import train_model
 
+    groups = group_map(executor, progress, passes=TRAIN_PASSES)
     with executor.sklearn_backend():
         model = train_model(
             store,
@@ -60,8 +67,10 @@ def train_profile(
             train_from_ms=train_from_ms,
             device_windows=device_windows,
             exclude_labelled=exclude_labelled,
-            map_groups=group_map(executor, progress),
+            map_groups=groups,
         )
+    if groups is not None:
+        groups.finish()
     if progress is not None and executor.name == "none":
         progress(1, 1)
     return model

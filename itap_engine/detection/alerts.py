@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
+import operator
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ __all__ = [
     "AlertError",
     "AlertTracker",
     "Contributor",
+    "TrackedAlert",
     "acknowledge_alert",
     "contributors_from_json",
     "contributors_to_json",
@@ -89,7 +92,24 @@ class Contributor:
 
 
 def contributors_to_json(items: Sequence[Contributor]) -> str:
-    return json.dumps([{"signal": c.signal, "family": c.family, "share": round(c.share, 4)} for c in items])
+    """``json.dumps([{"signal": ..., "family": ..., "share": round(share, 4)}, ...])``,
+    the same text, built from a cached head per (signal, family): an engine tick
+    writes one for every score with contributors and every incident it extends."""
+    parts = []
+    for c in items:
+        head = _JSON_HEADS.get((c.signal, c.family))
+        if head is None:
+            head = _JSON_HEADS[(c.signal, c.family)] = (
+                f'{{"signal": {json.dumps(c.signal)}, "family": {json.dumps(c.family)}, "share": '
+            )
+        share = round(c.share, 4)
+        # json writes a finite float as float.__repr__; anything else: as json does
+        number = float.__repr__(share) if isinstance(share, float) and math.isfinite(share) else json.dumps(share)
+        parts.append(f"{head}{number}}}")
+    return "[" + ", ".join(parts) + "]"
+
+
+_JSON_HEADS: dict[tuple[Any, Any], str] = {}
 
 
 def contributors_from_json(text: str | None) -> list[Contributor]:
@@ -150,10 +170,19 @@ def explain(
         sub = per_signal[chosen]
         total = sub.sum(axis=1)
         order = np.argsort(-sub, axis=1)[:, :TOP_CONTRIBUTORS]
-        for r, i in enumerate(chosen):
-            if total[r] <= 0:
+        # plain Python floats for the loop (a numpy scalar costs ~1 us an operation);
+        # the same doubles, divided the same way
+        top = np.take_along_axis(sub, order, axis=1).tolist()
+        totals = total.tolist()
+        for r, (i, js) in enumerate(zip(chosen.tolist(), order.tolist(), strict=True)):
+            whole = totals[r]
+            if whole <= 0:
                 continue
-            rows[i] = [Contributor(signals[j], fams[j], float(sub[r, j] / total[r])) for j in order[r] if sub[r, j] > 0]
+            rows[i] = [
+                Contributor(signals[j], fams[j], value / whole)
+                for j, value in zip(js, top[r], strict=True)
+                if value > 0
+            ]
     return Explanation(top_family, rows)
 
 
@@ -204,13 +233,89 @@ def silences(store, settings: Settings, devices: Sequence[str], at_ms: int) -> d
 
 
 # ---------------------------------------------------------------------- state machine
+_ALERT_TABLE = Alert.__table__  # type: ignore[attr-defined]
+_ALERT_COLUMNS: tuple[str, ...] = tuple(c.name for c in _ALERT_TABLE.columns)
+
+
+class TrackedAlert:
+    """An alert as the tracker keeps it: the ``alert`` table's columns as plain
+    attributes, with the model's defaults.
+
+    Not a SQLModel ``Alert``: building one costs ~110 us and setting one of its
+    attributes ~5 us (validation and ORM instrumentation), and a 10,000-device tick
+    opens hundreds of incidents and extends thousands. The tracker writes its alerts
+    itself (:meth:`AlertTracker._persist`), so nothing here needs the ORM.
+    """
+
+    __slots__ = _ALERT_COLUMNS
+
+    id: int | None
+    profile: str
+    device_id: str
+    family: str
+    severity: str
+    status: str
+    opened_ts: int
+    last_ts: int
+    closed_ts: int | None
+    peak_score: float
+    threshold: float
+    contributors: str
+    model_version_id: int | None
+    acknowledged: bool
+    acknowledged_at: Any
+
+    def __init__(
+        self,
+        *,
+        profile: str,
+        device_id: str,
+        family: str,
+        opened_ts: int,
+        last_ts: int,
+        id: int | None = None,
+        severity: str = "warning",
+        status: str = "open",
+        closed_ts: int | None = None,
+        peak_score: float = 0.0,
+        threshold: float = 0.0,
+        contributors: str = "[]",
+        model_version_id: int | None = None,
+        acknowledged: bool = False,
+        acknowledged_at: Any = None,
+    ) -> None:
+        self.id = id
+        self.profile = profile
+        self.device_id = device_id
+        self.family = family
+        self.severity = severity
+        self.status = status
+        self.opened_ts = opened_ts
+        self.last_ts = last_ts
+        self.closed_ts = closed_ts
+        self.peak_score = peak_score
+        self.threshold = threshold
+        self.contributors = contributors
+        self.model_version_id = model_version_id
+        self.acknowledged = acknowledged
+        self.acknowledged_at = acknowledged_at
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TrackedAlert:
+        """An alert from a row of the ``alert`` table (every column)."""
+        return cls(**{name: row[name] for name in _ALERT_COLUMNS})
+
+    def __repr__(self) -> str:
+        return f"TrackedAlert(id={self.id!r}, device_id={self.device_id!r}, status={self.status!r})"
+
+
 @dataclass(frozen=True)
 class AlertChanges:
     """What one :meth:`AlertTracker.update` did."""
 
-    opened: list[Alert] = field(default_factory=list)
-    updated: list[Alert] = field(default_factory=list)
-    closed: list[Alert] = field(default_factory=list)
+    opened: list[TrackedAlert] = field(default_factory=list)
+    updated: list[TrackedAlert] = field(default_factory=list)
+    closed: list[TrackedAlert] = field(default_factory=list)
 
 
 INCIDENT_CONTRIBUTORS = 6
@@ -219,7 +324,7 @@ INCIDENT_CONTRIBUTORS = 6
 
 @dataclass
 class _Open:
-    alert: Alert
+    alert: TrackedAlert
     last_above_ts: int
     """Time of the device's last over-threshold reading (epoch ms)."""
     families: Counter = field(default_factory=Counter)
@@ -262,11 +367,17 @@ class AlertTracker:
         self.rules = settings.alerts
         self._devices: dict[tuple[str, str], _DeviceState] = {}
         self._thresholds: dict[str, tuple[float, int | None]] = {}
-        self._superseded: list[Alert] = []
+        self._superseded: list[TrackedAlert] = []
         """Open alerts of one device beyond the first, from a database written before
         incidents were per device: closed on the next update."""
-        with store.session() as session:
-            rows = list(session.exec(select(Alert).where(Alert.status == "open").order_by(Alert.last_ts.desc())))  # type: ignore[attr-defined]
+        table = _ALERT_TABLE
+        with store.engine.connect() as conn:
+            rows = [
+                TrackedAlert.from_row(row._mapping)
+                for row in conn.execute(
+                    sa.select(table).where(table.c.status == "open").order_by(table.c.last_ts.desc())
+                )
+            ]
         for alert in rows:
             state = self._devices.setdefault((alert.profile, alert.device_id), _DeviceState())
             if state.incident is not None:
@@ -308,7 +419,7 @@ class AlertTracker:
             seconds = self.rules.quiet_readings * self.settings.simulation.freq_s
         return int(seconds * 1000)
 
-    def open_alerts(self, profile: str | None = None) -> list[Alert]:
+    def open_alerts(self, profile: str | None = None) -> list[TrackedAlert]:
         return [
             st.incident.alert
             for (p, _), st in self._devices.items()
@@ -351,11 +462,11 @@ class AlertTracker:
         bounds = np.flatnonzero(np.r_[True, devices[1:] != devices[:-1], True])
         k, n, quiet = self.rules.k, self.rules.n, self.quiet_ms
         silenced = self._silenced(int(ts.min()))
-        touched: dict[int, Alert] = {}
+        touched: dict[int, TrackedAlert] = {}
         opened_ids: set[int] = set()
-        closed: list[Alert] = list(self._superseded)
+        closed: list[TrackedAlert] = list(self._superseded)
         self._superseded = []
-        new_alerts: list[Alert] = []
+        new_alerts: list[TrackedAlert] = []
         extended: list[_Open] = []
 
         def close(state: _DeviceState) -> None:
@@ -408,7 +519,7 @@ class AlertTracker:
                     counts = Counter(f for _, f in state.recent)
                     best = max(counts.values())
                     fam = family_of[r] if counts[family_of[r]] == best else counts.most_common(1)[0][0]
-                    alert = Alert(
+                    alert = TrackedAlert(
                         profile=profile,
                         device_id=key[1],
                         family=str(fam),
@@ -496,26 +607,62 @@ class AlertTracker:
     """The columns this tracker owns. Everything else (acknowledged, set by an operator
     in any process) is never written back from the in-memory copy."""
 
-    def _persist(self, new: list[Alert], touched: dict[int, Alert], closed: list[Alert]) -> None:
+    def _persist(self, new: list[TrackedAlert], touched: dict[int, TrackedAlert], closed: list[TrackedAlert]) -> None:
         """Insert new alerts; update only the tracked columns of the others, set-based."""
         new_ids = {id(a) for a in new}
         if new:
-            with self.store.session() as session:
-                session.add_all(new)  # a new alert may already be updated or closed
-                session.commit()
+            # a new alert may already be updated or closed
+            if self.store.is_sqlite:
+                _insert_alerts_sqlite(self.store, new)
+            else:
+                columns = [c for c in _ALERT_COLUMNS if c != "id"]
+                rows = [{name: getattr(a, name) for name in columns} for a in new]
+                stmt = sa.insert(_ALERT_TABLE).returning(_ALERT_TABLE.c.id, sort_by_parameter_order=True)
+                with self.store.writing(), self.store.engine.begin() as conn:
+                    ids = conn.execute(stmt, rows).scalars().all()
+                for alert, alert_id in zip(new, ids, strict=True):
+                    alert.id = int(alert_id)
         existing = {id(a): a for a in [*touched.values(), *closed] if a.id is not None and id(a) not in new_ids}
         if not existing:
             return
-        params = [
-            {"b_id": a.id, **{f"b_{name}": getattr(a, name) for name in self._TRACKED}} for a in existing.values()
-        ]
-        self.store.executemany("alert_tracked_columns", _tracked_update, params)
+        # the statement's parameter order (its SET clause in table order, then the id),
+        # so the rows go to the driver as they are built
+        order = (*_TRACKED_SET_ORDER, "id")
+        tracked = operator.attrgetter(*order)
+        values = [tracked(a) for a in existing.values()]
+        names = tuple(f"b_{name}" for name in order)
+        self.store.executemany_tuples("alert_tracked_columns_t", _tracked_update, names, values)
 
 
 def _first_at_or_after(ts: np.ndarray, lo: int, hi: int, at_ms: int) -> int:
     """The first timestamp in ``ts[lo:hi]`` (sorted) at or after ``at_ms`` (``ts[lo]`` if none)."""
     k = lo + int(np.searchsorted(ts[lo:hi], at_ms, side="left"))
     return int(ts[k]) if k < hi else int(ts[lo])
+
+
+_TRACKED_SET_ORDER = tuple(c.name for c in _ALERT_TABLE.columns if c.name in AlertTracker._TRACKED)
+
+
+def _insert_alerts_sqlite(store, alerts: list[TrackedAlert]) -> None:
+    """Insert new alerts on SQLite as the ORM would (every column, ids in list order
+    after the largest stored id, which is how SQLite numbers them), with one
+    executemany instead of one INSERT per alert, and set their ``id``. The tracker is
+    the only writer of new alerts (one engine holds the run lock); the largest id is
+    read in the same write transaction."""
+    columns = list(_ALERT_COLUMNS)
+    values = operator.attrgetter(*[c for c in columns if c != "id"])
+    with store.writing(), store.engine.begin() as conn:
+        # take the write lock first, so the largest id cannot move under us
+        conn.exec_driver_sql("UPDATE alert SET id = id WHERE 0")
+        start = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(_ALERT_TABLE.c.id), 0))).scalar_one())
+        rows = []
+        for k, alert in enumerate(alerts, start=1):
+            row = dict(zip([c for c in columns if c != "id"], values(alert), strict=True))
+            row["id"] = start + k
+            rows.append(row)
+        conn.execute(sa.insert(_ALERT_TABLE), rows)
+    for k, alert in enumerate(alerts, start=1):
+        alert.id = start + k
 
 
 def _tracked_update() -> sa.Executable:

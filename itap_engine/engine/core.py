@@ -128,6 +128,20 @@ TICK_RUN_KIND = _housekeeping.TICK_RUN_KIND
 _utcnow, _short_error, _ms, _from_ms, _naive = utcnow, short_error, to_ms, from_ms, naive
 
 
+CACHE_KIB_PER_DEVICE = 16
+"""SQLite page cache the engine's store gets per simulated device: a tick writes a
+readings row and a score row per device, each on its own leaf page (4 KiB), plus the
+B-tree pages above them, the device and alert rows."""
+MIN_CACHE_KIB = 8192
+
+
+def engine_cache_kib(settings: Settings) -> int:
+    """The SQLite page cache (KiB) of the engine's store: enough to keep the pages a
+    tick writes between ticks (:data:`CACHE_KIB_PER_DEVICE` per device of the fleet)."""
+    devices = sum(group.devices for group in settings.simulation.fleet)
+    return max(MIN_CACHE_KIB, CACHE_KIB_PER_DEVICE * devices)
+
+
 class _WarningBuffer(logging.Handler):
     """Collects the engine's WARNING+ log records with the simulated clock at that
     moment; the core stores them after each tick (never from inside a log call)."""
@@ -173,7 +187,7 @@ class EngineCore:
         self.shard: Shard | None = Shard.parse(settings.engine.shard) if settings.engine.shard else None
         """The shard of the fleet this engine runs (None: the whole fleet)."""
         # the tick checkpoints the write-ahead log itself, every CHECKPOINT_TICKS ticks
-        self.store = store or Store(settings, wal_autocheckpoint=0)
+        self.store = store or Store(settings, wal_autocheckpoint=0, cache_kib=engine_cache_kib(settings))
         self.simulators: dict[str, Simulator] = {s.profile_name: s for s in fleet_simulators(settings)}
         if self.shard is not None:
             shard = self.shard
@@ -294,7 +308,7 @@ class EngineCore:
 
                 def trained(done: int, total: int, i: int = i, profile: str = profile) -> None:
                     share = (i + done / max(1, total)) / max(1, len(profiles))
-                    report(Progress("training", share, f"training the {profile} model: {done}/{total} device groups"))
+                    report(Progress("training", share, f"training the {profile} model: {done}/{total} group tasks"))
 
                 try:
                     self._train(profile, executor=executor, progress=trained)

@@ -156,7 +156,14 @@ class Store:
         url: overrides the URL (tests, benchmarks).
     """
 
-    def __init__(self, settings: Settings, url: str | None = None, *, wal_autocheckpoint: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        url: str | None = None,
+        *,
+        wal_autocheckpoint: int | None = None,
+        cache_kib: int | None = None,
+    ) -> None:
         self.settings = settings
         self.url = url or settings.database_url
         try:
@@ -167,6 +174,8 @@ class Store:
             self.engine = self._create_engine(self.url, settings.database.busy_timeout_ms, wal_autocheckpoint)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, OSError) as error:
             raise StoreError(f"cannot open database {_safe(self.url)}: {_first_line(error)}") from None
+        if cache_kib is not None and self.engine.dialect.name == "sqlite":
+            _set_cache_size(self.engine, cache_kib)
         self.metadata = SQLModel.metadata
         self._readings: dict[str, sa.Table] = {}
         self._insert_sql: dict[str, tuple[str, list[str], bool]] = {}
@@ -198,7 +207,13 @@ class Store:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
+            # LIFO: the connection used last (its page cache warm with the pages the
+            # engine's tick writes) is the next one handed out
+            engine = sa.create_engine(
+                url,
+                connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False},
+                pool_use_lifo=True,
+            )
 
             @sa.event.listens_for(engine, "connect")
             def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -681,8 +696,30 @@ class Store:
             with self.engine.begin() as conn:
                 pg.widen_device_spans(conn, ids, first.tolist(), last.tolist())
             return
+        pairs, group = np.unique(np.stack([first, last], axis=1), axis=0, return_inverse=True)
+        if self.engine.dialect.name == "sqlite" and len(pairs) * _SPAN_GROUP_MIN <= len(ids):
+            # a tick's devices mostly share one span (the interval's grid): one UPDATE
+            # per span and chunk of ids instead of one per device
+            self._widen_spans_grouped(ids, pairs.tolist(), group.reshape(-1))
+            return
         rows = list(zip(ids, first.tolist(), last.tolist()))
         self.executemany_tuples("device_spans", _device_span_update, ("b_id", "b_first", "b_last"), rows)
+
+    def _widen_spans_grouped(self, ids: list[str], pairs: list[list[int]], group: np.ndarray) -> None:
+        """Widen the spans of devices ``ids`` to ``pairs[group[i]]`` (first, last): on
+        SQLite, one ``UPDATE ... WHERE id IN (...)`` per span and chunk of ids, in one
+        transaction."""
+        import numpy as np
+
+        order = np.argsort(group, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0, True])
+        with self.writing(), self.engine.begin() as conn:
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+                first, last = pairs[int(group[order[lo]])]
+                members = [ids[i] for i in order[lo:hi].tolist()]
+                for start in range(0, len(members), _SPAN_CHUNK):
+                    chunk = members[start : start + _SPAN_CHUNK]
+                    conn.exec_driver_sql(_span_in_sql(len(chunk)), (first, first, last, last, *chunk))
 
     def register_devices(self, profile: str, device_ids: Iterable[str], sites: Sequence[str] = ()) -> None:
         """Declare devices (with a site) before they report."""
@@ -1070,6 +1107,46 @@ def _safe(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return url.split("@")[-1]
+
+
+def _set_cache_size(engine: sa.Engine, cache_kib: int) -> None:
+    """Give every SQLite connection of ``engine`` a page cache of up to ``cache_kib`` KiB.
+
+    SQLite's default (2 MiB) is smaller than what one engine tick writes at a
+    thousand devices and more: a readings row and a score row per device land on one
+    leaf page per device each, so with the default cache most of those pages are read
+    back from the file (or the write-ahead log) every tick and spilled before the
+    commit. The cache grows only as pages are used.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _cache(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA cache_size=-{int(cache_kib)}")
+        cursor.close()
+
+
+_SPAN_CHUNK = 500
+"""Device ids per ``UPDATE ... WHERE id IN (...)`` (SQLite allows 999 parameters in old versions)."""
+_SPAN_GROUP_MIN = 8
+"""The grouped span update is used when there are at least this many devices per distinct span."""
+
+
+def _span_in_sql(n: int) -> str:
+    """UPDATE the spans of ``n`` devices (SQLite) to include [first, last]: parameters
+    first, first, last, last, then the ids."""
+    cached = _SPAN_SQL.get(n)
+    if cached is None:
+        cached = _SPAN_SQL[n] = (
+            "UPDATE device SET "
+            "first_ts = CASE WHEN first_ts IS NULL OR first_ts > ? THEN ? ELSE first_ts END, "
+            "last_ts = CASE WHEN last_ts IS NULL OR last_ts < ? THEN ? ELSE last_ts END "
+            f"WHERE id IN ({', '.join('?' * n)})"
+        )
+    return cached
+
+
+_SPAN_SQL: dict[int, str] = {}
 
 
 def _device_span_update() -> sa.Executable:

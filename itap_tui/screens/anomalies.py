@@ -11,7 +11,7 @@ from textual.widgets import DataTable, Footer, Static
 from itap_engine.safe_text import visible
 from itap_engine.snapshot import Snapshot
 from itap_tui.filtering import ANOMALY_KEYS, Filter, why_empty
-from itap_tui.format import contributors_text, fmt_ts
+from itap_tui.format import contributors_text, fit_parts, fmt_ts
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import AnomalyTable, EngineStatus, FilterBar
 from itap_tui.widgets.anomaly_table import SORTS, sort_key
@@ -71,16 +71,20 @@ class AnomaliesScreen(LiveScreen):
         self.table.sync(rows, self.palette)
         closed = sum(1 for a in snapshot.anomalies if a.alert_id is not None and a.status == "closed")
         readings = sum(1 for a in snapshot.anomalies if a.alert_id is None)
-        text = Text(no_wrap=True, overflow="ellipsis", end="")
         incidents = snapshot.open_incidents()
-        text.append(f"incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim")
-        text.append(f"  │ {readings} top readings  │ {closed} recently closed", style="dim")
-        text.append(f"  │ sort: {SORTS[self.sort_index][1]}", style="dim")
+        parts: list[tuple[Text, int, Text | None]] = [
+            (Text(f"incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim"), 0, None),
+            (Text(f"{readings} top readings", style="dim"), 2, None),
+            (Text(f"{closed} recently closed", style="dim"), 2, None),
+            (Text(f"sort: {SORTS[self.sort_index][1]}", style="dim"), 1, None),
+        ]
         if self.filter:
-            text.append(
-                f"  │ filter: {self.filter.describe()} ({len(rows)} shown)", style=f"bold {self.palette.accent}"
+            filtered = Text(
+                f"filter: {self.filter.describe()} ({len(rows)} shown)", style=f"bold {self.palette.accent}"
             )
-        self.query_one("#anomalies-summary", Static).update(text)
+            parts.append((filtered, 0, None))
+        summary = self.query_one("#anomalies-summary", Static)
+        summary.update(fit_parts(parts, summary.content_region.width or self.app.size.width - 2))
         self._detail()
 
     def _detail(self) -> None:

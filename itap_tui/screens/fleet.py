@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from itap_engine.snapshot import Snapshot
 from itap_tui.filtering import DEVICE_KEYS, Filter, why_empty
-from itap_tui.format import STATUS_STYLE
+from itap_tui.format import STATUS_STYLE, fit_parts
 from itap_tui.screens.base import LiveScreen
 from itap_tui.widgets import DeviceTable, EngineStatus, FilterBar, ValidationPanel
 from itap_tui.widgets.device_table import SORTS, sort_label
@@ -69,7 +69,11 @@ class FleetScreen(LiveScreen):
         Binding("N", "note", "Note", show=False, tooltip="Write a short note on the highlighted device's incident"),
         Binding("2", "app.anomalies", "Alerts", tooltip="Open alerts and top anomalous readings"),
         Binding(
-            "v", "focus_validation", "Validation", show=False, tooltip="Focus the validation panel (scroll with arrows)"
+            "v",
+            "focus_validation",
+            "Validation",
+            show=False,
+            tooltip="Focus the validation panel (scroll with arrows); v again: the table",
         ),
     ]
 
@@ -159,19 +163,29 @@ class FleetScreen(LiveScreen):
     def _summary(self, snapshot: Snapshot, shown: int) -> None:
         counts = self.table.view.counts
         text = Text(no_wrap=True, overflow="ellipsis", end="")
+        short = Text(no_wrap=True, overflow="ellipsis", end="")  # 80 columns: the symbols say it
         text.append(f"{sum(counts.values())} devices", style="bold")
+        short.append(f"{sum(counts.values())} devices", style="bold")
         for status in ("critical", "warning", "stale", "untrained", "ok"):
             if counts.get(status):
                 symbol, word, colour = STATUS_STYLE[status]
                 text.append("  ")
                 text.append(f"{symbol} {counts[status]} {word}", style=getattr(self.palette, colour))
+                short.append(" ")
+                short.append(f"{symbol}{counts[status]}", style=getattr(self.palette, colour))
         incidents = snapshot.open_incidents()
-        text.append(f"  │ incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim")
-        text.append(f"  │ sort: {sort_label(self.sort_index, self.sort_reverse)}", style="dim")
+        parts: list[tuple[Text, int, Text | None]] = [
+            (text, 0, short),
+            (Text(f"incidents: {incidents.label()}", style="bold" if incidents.unacknowledged else "dim"), 2, None),
+            (Text(f"sort: {sort_label(self.sort_index, self.sort_reverse)}", style="dim"), 1, None),
+        ]
         if self.filter:
-            text.append(f"  │ filter: {self.filter.describe()} ({shown} shown)", style=f"bold {self.palette.accent}")
+            filtered = Text(f"filter: {self.filter.describe()} ({shown} shown)", style=f"bold {self.palette.accent}")
+            parts.append((filtered, 0, None))
+        summary = self.query_one("#fleet-summary", Static)
         # one line high (CSS): no layout pass, which at 10k devices cost a full repaint per view
-        self.query_one("#fleet-summary", Static).update(text, layout=False)
+        width = summary.content_region.width or self.app.size.width - 2  # before the first layout
+        summary.update(fit_parts(parts, width), layout=False)
 
     def _rerender(self) -> None:
         """The same snapshot under a new sort or filter: the table, not the status line
@@ -229,7 +243,12 @@ class FleetScreen(LiveScreen):
             self.sort_by(column, not self.sort_reverse if same else False)
 
     def action_focus_validation(self) -> None:
-        self.query_one(ValidationPanel).focus()
+        """``v`` moves to the validation panel, and ``v`` again back to the table."""
+        panel = self.query_one(ValidationPanel)
+        if panel.has_focus_within:
+            self.table.focus()
+        else:
+            panel.focus()
 
     def action_acknowledge(self) -> None:
         device = self.table.cursor_device

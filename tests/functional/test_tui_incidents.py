@@ -230,3 +230,43 @@ async def test_M_puts_the_highlighted_device_in_maintenance_shown_in_the_fleet()
         await wait_for(pilot, lambda: isinstance(app.screen, PromptModal))
         await pilot.press("ctrl+a", "ctrl+k", "0", "enter")
         await wait_for(pilot, lambda: "maintenance" not in table.get_cell(device, "status").plain)
+
+
+async def test_v_goes_to_the_validation_panel_and_v_again_back_to_the_table() -> None:
+    """The old ``v`` only went there: the table's keys (enter, s, a) were gone until tab."""
+    from itap_tui.widgets import DeviceTable, ValidationPanel
+
+    app = ItapApp(FakeFacade(devices=12, extra_devices=("ext-001",)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("v")
+        assert app.focused is app.screen.query_one(ValidationPanel)
+        await pilot.press("v")
+        assert app.focused is app.screen.query_one(DeviceTable)
+
+
+async def test_at_80_columns_the_summary_lines_keep_sort_and_filter_in_sight() -> None:
+    """The fleet's and the anomalies' second line cut the sort (and a filter) at 80
+    columns; the incident counts and reading counts give way first."""
+    from textual.widgets import Static
+
+    from itap_tui.screens import AnomaliesScreen
+
+    facade = FakeFacade(devices=30)
+    app = ItapApp(facade)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("slash", *"pump", "enter")
+        await tick(pilot, facade)
+        summary = app.screen.query_one("#fleet-summary", Static)
+        line = str(summary.render())
+        assert "sort: " in line and "filter: pump (" in line and len(line) <= summary.content_region.width
+        await pilot.press("2")
+        await wait_for(pilot, lambda: isinstance(app.screen, AnomaliesScreen))
+        await tick(pilot, facade)
+        summary = app.screen.query_one("#anomalies-summary", Static)
+        line = str(summary.render())
+        assert line.startswith("incidents: ") and "sort: " in line and len(line) <= summary.content_region.width
+        await pilot.resize_terminal(160, 40)
+        await tick(pilot, facade)
+        assert "top readings  │ " in str(summary.render())  # room: every part, spaced as before

@@ -399,3 +399,54 @@ def test_training_a_large_window_reads_a_subset_on_the_driver_and_fits_every_dev
     assert sorted(model.features.device_profiles_) == devices
     assert sorted(model.features.device_steps_) == devices
     assert sorted(model.device_thresholds) == devices  # each calibrated on its own known-good scores
+
+
+class _InlineCluster(LocalExecutor):
+    """A cluster's executor as training sees it (not ``none``), running here."""
+
+    name = "inline"
+
+
+def _one_count(seen: list[tuple[int, int]], total: int) -> None:
+    """One honest count: ``done`` only grows, the total never changes, and the count
+    reaches its total exactly once, last."""
+    dones = [d for d, _ in seen]
+    assert dones == sorted(set(dones)), seen
+    assert {t for _, t in seen} == {total}, seen
+    assert seen[-1] == (total, total)
+    assert sum(d == t for d, t in seen) == 1, seen
+
+
+def test_training_progress_counts_its_three_passes_as_one(fleet) -> None:
+    """Training maps its 4 device groups (10 devices in groups of 3) three times
+    (fleet statistics, device statistics, validation). The progress the CLI bar and
+    the console's bootstrap screen show counts the 12 tasks against one total; each
+    pass used to report 1..4 of 4 again, so the bar filled three times over."""
+    from itap_engine.compute.train import train_profile
+
+    settings, store = fleet
+    seen: list[tuple[int, int]] = []
+    train_profile(
+        _InlineCluster(),
+        store,
+        settings,
+        "industrial",
+        train_until_ms=_ms(6),
+        progress=lambda d, t: seen.append((d, t)),
+    )
+    _one_count(seen, 12)
+
+
+def test_a_pass_that_did_not_run_ends_the_count_at_what_ran() -> None:
+    from itap_engine.compute.cluster import group_map
+
+    seen: list[tuple[int, int]] = []
+    groups = group_map(_InlineCluster(), lambda d, t: seen.append((d, t)), passes=3)
+    assert groups is not None
+    for _ in range(2):
+        assert groups(divmod, [(7, 2), (9, 4)]) == [(3, 1), (2, 1)]
+    assert seen[-1] == (4, 6)
+    groups.finish()
+    assert seen[-1] == (4, 4)
+    groups.finish()  # once
+    assert seen.count((4, 4)) == 1

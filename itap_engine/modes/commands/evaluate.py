@@ -103,6 +103,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             store.close()
     if metrics is None:
         from itap_engine.compute.cluster import group_map, open_executor
+        from itap_engine.compute.train import EVALUATE_PASSES
         from itap_engine.modes.render.progress import task_progress
 
         with (
@@ -110,6 +111,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             task_progress(f"evaluate {args.profile}") as progress,
             executor.sklearn_backend(),
         ):
+            groups = group_map(executor, progress, passes=EVALUATE_PASSES)
             metrics = evaluate_simulated(
                 settings,
                 args.profile,
@@ -121,8 +123,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 fault_scale=args.fault_scale,
                 jitter=args.jitter,
                 skip=args.skip,
-                map_groups=group_map(executor, progress),
+                map_groups=groups,
             )
+            if groups is not None:
+                groups.finish()
     path = write_metrics(settings, metrics)
     if args.json:
         print_json(metrics)

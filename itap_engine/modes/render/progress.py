@@ -1,6 +1,6 @@
-"""A progress bar for long batch work (partitions done / total), on stderr.
+"""A progress bar for long batch work (tasks done / total), on stderr.
 
-Commands that run partitions (``generate``, ``train``, ``score``, ``evaluate``)
+Commands that run tasks (``generate``, ``train``, ``score``, ``evaluate``)
 wrap them in :func:`task_progress`; the callback it yields has the
 :data:`~itap_engine.compute.cluster.TaskProgress` shape. On a terminal it draws a rich
 progress bar; otherwise (stdout or stderr is not a terminal: a pipe, a file,
@@ -37,7 +37,7 @@ def task_progress(description: str, *, enabled: bool | None = None) -> Iterator[
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("partitions"),
+        TextColumn("tasks"),
         TimeElapsedColumn(),
         console=console(stderr=True),
         transient=True,
