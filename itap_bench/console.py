@@ -264,6 +264,113 @@ def key_stages(devices: int = DEVICES, duration_s: float = 12.0, runs: int = 1) 
     ]
 
 
+def snapshot_cpu(devices: int = 10 * DEVICES, ticks: int = 7) -> dict[str, Any]:
+    """CPU (``time.thread_time``, median of ``ticks``) of one snapshot of ``devices``
+    devices made by the benchmark's fake engine (``FakeFacade.advance``), against the
+    real engine's snapshot path on the same fleet (``build_snapshot`` over per-profile
+    frames of new values, as ``FleetView.snapshot`` calls it, then the publisher's
+    ``mark_changes``). The fake engine thread shares the GIL with the console, so it
+    should cost about what the real one does, not more."""
+    import numpy as np
+    import pandas as pd
+
+    from itap_bench.fake_facade import FakeFacade
+    from itap_engine.config import load_settings
+    from itap_engine.snapshot import EngineStats
+    from itap_engine.snapshot.assemble import FleetDevice, ProfileState, build_snapshot
+    from itap_engine.snapshot.diff import mark_changes
+
+    settings = load_settings(None)
+    rng = np.random.default_rng(1)
+    aircraft = devices // 5  # as the fake fleet: every fifth device an aircraft
+    sizes = {"industrial": devices - aircraft, "aircraft": aircraft}
+    profiles: dict[str, ProfileState] = {}
+    for profile, n in sizes.items():
+        ids = [f"{profile[:3]}-{i:05d}" for i in range(n)]
+        frame = pd.DataFrame(
+            {"ts": np.full(n, 1_700_000_000_000), "state": rng.choice(["RUN", "IDLE"], n)},
+            index=pd.Index(ids, name="device_id"),
+        )
+        for signal in settings.profiles[profile].signals:
+            frame[signal] = rng.normal(size=n)
+        profiles[profile] = ProfileState(
+            [FleetDevice(d, "north") for d in ids], frame, dict(zip(ids, rng.random(n).tolist(), strict=True)), 0.5
+        )
+    stats = EngineStats(None, 0.0, 0.0, 0, {}, False, "live")
+
+    def real(seq: int) -> Any:
+        for state in profiles.values():
+            assert state.latest is not None
+            for column in state.latest.columns[2:]:
+                state.latest[column] = rng.normal(size=len(state.latest))
+        return build_snapshot(
+            settings,
+            seq=seq,
+            profiles=profiles,
+            open_alerts=[],
+            recent_closed=[],
+            reading_anomalies=[],
+            injected={},
+            validation_alerts=[],
+            clock_ms=1_700_000_000_000,
+            stats=stats,
+        )
+
+    previous = real(0)
+    real_s, fake_s = [], []
+    for seq in range(1, ticks + 1):
+        began = time.thread_time()
+        previous = mark_changes(previous, real(seq))
+        real_s.append(time.thread_time() - began)
+    fake = FakeFacade(devices=devices)
+    fake.advance()
+    for _ in range(ticks):
+        began = time.thread_time()
+        fake.advance()
+        fake_s.append(time.thread_time() - began)
+    return {
+        "stage": "snapshot CPU: fake engine against the real snapshot path",
+        "devices": devices,
+        "real_ms": round(statistics.median(real_s) * 1000, 1),
+        "fake_ms": round(statistics.median(fake_s) * 1000, 1),
+        "load_1min": round(os.getloadavg()[0], 1),
+    }
+
+
+def plan_cpu(devices: int = 10 * DEVICES, repeat: int = 5) -> dict[str, Any]:
+    """CPU (``time.thread_time``, median of ``repeat``) of the fleet table's view plans
+    at ``devices`` devices, without the app: a tick's plan of a new snapshot (in the
+    worker thread) and a key's re-plan of the snapshot shown (on the event loop, while
+    the operator waits): each sort, and filters typed at the ``/`` prompt."""
+    from itap_bench.fake_facade import FakeFacade
+    from itap_tui.filtering import Filter
+    from itap_tui.widgets.device_table import SORTS, ViewRequest, plan_view
+
+    facade = FakeFacade(devices=devices)
+    view = plan_view(None, ViewRequest(facade.advance()))
+
+    def median_ms(make: Any) -> float:
+        spent = []
+        for _ in range(repeat):
+            nonlocal view
+            request = make()
+            began = time.thread_time()
+            view = plan_view(view, request)
+            spent.append(time.thread_time() - began)
+        return round(statistics.median(spent) * 1000, 2)
+
+    out: dict[str, Any] = {"stage": "fleet table view plans", "devices": devices}
+    out["tick_ms"] = median_ms(lambda: ViewRequest(facade.advance(), Filter(), "status", False, False))
+    snapshot = facade.advance()
+    view = plan_view(view, ViewRequest(snapshot))
+    for column, _ in SORTS:
+        out[f"sort {column}_ms"] = median_ms(lambda column=column: ViewRequest(snapshot, Filter(), column, False, True))
+    for text in ("a", "ac-00", "crit|warn", "!ok"):
+        out[f"filter '{text}'_ms"] = median_ms(lambda text=text: ViewRequest(snapshot, Filter.parse(text)))
+    out["load_1min"] = round(os.getloadavg()[0], 1)
+    return out
+
+
 def stages(settings: Settings | None = None, sizes: tuple[int, ...] = (DEVICES, 10 * DEVICES)) -> list[dict[str, Any]]:
     """Console stages for ``itap bench``: first frame, then key-to-repaint latency and
     the event loop's time per snapshot at each fleet size (1,000 and 10,000 devices)."""
@@ -292,5 +399,14 @@ if __name__ == "__main__":
     parser.add_argument("--devices", type=int, default=DEVICES)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--runs", type=int, default=1, help="pool the keys of this many runs")
+    parser.add_argument(
+        "--snapshot-cpu", action="store_true", help="only the CPU of one snapshot: fake engine against the real path"
+    )
+    parser.add_argument("--plan-cpu", action="store_true", help="only the CPU of the fleet table's view plans")
     args = parser.parse_args()
-    print(json.dumps(key_stages(args.devices, args.seconds, args.runs), indent=2))
+    if args.plan_cpu:
+        print(json.dumps(plan_cpu(args.devices), indent=2))
+    elif args.snapshot_cpu:
+        print(json.dumps(snapshot_cpu(args.devices), indent=2))
+    else:
+        print(json.dumps(key_stages(args.devices, args.seconds, args.runs), indent=2))

@@ -165,6 +165,9 @@ class FakeFacade:
         self.calls: list[tuple[str, tuple[object, ...]]] = []
         self._standing: set[int] = set()
         self.muted: dict[str, tuple[int, str]] = {}
+        self._prefixes: dict[tuple[str, str], int] = {}
+        self._phases: dict[str, int] = {}
+        self._parts: dict[tuple[str, tuple[str, ...]], tuple[int, tuple[tuple[str, float, float, int], ...]]] = {}
         # A standing critical alert so the anomalies screen is never empty.
         if len(self.device_ids) > 7:
             self._open_alert(self.device_ids[7], "critical", 0.93, "overheat_drift", -30)
@@ -374,7 +377,7 @@ class FakeFacade:
         """Play ``ticks`` engine ticks and publish the resulting snapshot."""
         for _ in range(ticks):
             self.tick += 1
-            for device in self.device_ids:
+            for device in self.device_ids if self.faults else ():  # no fault: no alert to open
                 fault = self._active_fault(device, self.tick)
                 if (
                     fault is not None
@@ -426,11 +429,28 @@ class FakeFacade:
         """Stable across processes (unlike ``hash`` of a str)."""
         return zlib.crc32(repr((self.seed, *parts)).encode())
 
+    def _tick_hash(self, device: str, name: str, tick: int) -> int:
+        """``_hash(device, name, tick)``, from the CRC of its constant prefix (kept per
+        device and name) continued over the tick: the same number, without building
+        and encoding the tuple's text 50,000 times a tick at 10,000 devices."""
+        prefix = self._prefixes.get((device, name))
+        if prefix is None:
+            text = repr((self.seed, device, name))
+            prefix = self._prefixes[(device, name)] = zlib.crc32(f"{text[:-1]}, ".encode())
+        return zlib.crc32(f"{tick!r})".encode(), prefix)
+
+    def _phase(self, device: str) -> int:
+        """``_hash(device) % 97``, kept per device."""
+        phase = self._phases.get(device)
+        if phase is None:
+            phase = self._phases[device] = self._hash(device) % 97
+        return phase
+
     def _value(self, device: str, signal: str, tick: int) -> float | None:
         base, noise = BASELINES[signal]
-        index = self._hash(device) % 97
+        index = self._phase(device)
         wobble = math.sin((tick + index * 7) / 40.0) * noise * 3
-        jitter = ((self._hash(device, signal, tick) % 2001) / 1000.0 - 1.0) * noise
+        jitter = ((self._tick_hash(device, signal, tick) % 2001) / 1000.0 - 1.0) * noise
         value = base + wobble + jitter
         fault = self._active_fault(device, tick)
         if fault is not None and signal in FAULT_SIGNALS.get(fault.command.fault, ()):
@@ -440,14 +460,38 @@ class FakeFacade:
             value += base * 0.3 * fault.command.severity * min(1.0, 0.3 + progress)
         return value
 
+    def _values(self, device: str, signals: tuple[str, ...], tick: int) -> dict[str, float | None]:
+        """``{s: _value(device, s, tick) for s in signals}``, the same numbers, with what
+        the signals of a device share (its phase, the tick's text, each signal's
+        baseline and hash prefix) worked out once."""
+        if self.faults and self._active_fault(device, tick) is not None:
+            return {s: self._value(device, s, tick) for s in signals}
+        parts = self._parts.get((device, signals))
+        if parts is None:
+            for signal in signals:
+                self._tick_hash(device, signal, tick)  # keeps the prefix
+            parts = self._parts[(device, signals)] = (  # tuples of numbers: nothing for the GC to walk
+                self._phase(device) * 7,
+                tuple((signal, *BASELINES[signal], self._prefixes[(device, signal)]) for signal in signals),
+            )
+        phase, by_signal = parts
+        wave = math.sin((tick + phase) / 40.0)
+        suffix = f"{tick!r})".encode()
+        crc32 = zlib.crc32
+        return {
+            signal: base + wave * noise * 3 + ((crc32(suffix, prefix) % 2001) / 1000.0 - 1.0) * noise
+            for signal, base, noise, prefix in by_signal
+        }
+
     def _score(self, device: str, tick: int) -> float:
-        jitter = (self._hash(device, "score", tick) % 1000) / 1000.0
+        jitter = (self._tick_hash(device, "score", tick) % 1000) / 1000.0
         score = 0.30 + 0.12 * jitter
-        fault = self._active_fault(device, tick)
+        fault = self._active_fault(device, tick) if self.faults else None
         if fault is not None:
             score += 0.35 * fault.command.severity + 0.1 * min(3, tick - fault.start_tick)
-        for alert in self.alerts.values():
-            if alert.device_id == device and alert.status == "open" and alert.alert_id in self._standing:
+        for alert_id in self._standing:
+            alert = self.alerts[alert_id]
+            if alert.device_id == device and alert.status == "open":
                 score = alert.score + 0.02 * jitter
         return round(score, 4)
 
@@ -508,6 +552,7 @@ class FakeFacade:
             if status in ("pending", "active"):
                 pending[fault.command.device_id] = fault.command.fault
         open_alerts = {a.device_id: a for a in self.alerts.values() if a.status == "open"}
+        now_ts, stale_ts = _ms(self.sim_time(self.tick)), _ms(self.sim_time(self.tick - 90))
         for index, device in enumerate(self.device_ids):
             profile = PROFILES[self.profile_of[device]]
             score = self._score(device, self.tick)
@@ -525,11 +570,11 @@ class FakeFacade:
                     profile=profile.name,
                     site=self.site_of[device],
                     state=state,
-                    values={s: self._value(device, s, self.tick) for s in profile.signals},
+                    values=self._values(device, profile.signals, self.tick),
                     score=score,
                     threshold=THRESHOLD,
                     status=status,
-                    last_ts=_ms(self.sim_time(self.tick - (90 if stale else 0))),
+                    last_ts=stale_ts if stale else now_ts,
                     injected_fault=pending.get(device),
                 )
             )

@@ -6,13 +6,21 @@ devices shown in display order, and a cell's text is built only when its row is
 drawn (or asked for with :meth:`~DeviceTable.get_cell`). A tick costs, on the event
 loop, swapping in the new view and redrawing the lines on screen.
 
-Building a view (filter, sort, each row's signature and cell widths) is
-:func:`plan_view`, a pure function. It reuses the previous view: a row whose
-signature is unchanged is not measured again, and a snapshot that says what
+Building a view (filter, sort, cell widths) is :func:`plan_view`, a pure function.
+It reads a new snapshot's sort and filter fields once into numpy columns
+(:class:`~itap_tui.widgets.fleet_columns.FleetColumns`); a snapshot that says what
 changed (``Snapshot.changed``) is compared only there. Up to :data:`INLINE_ROWS`
 devices it runs on the event loop (a few milliseconds); above, a snapshot's view is
 planned in a worker thread and swapped in when ready, so the loop keeps answering
-keys. A key that changes the view (sort, filter, ``o``) plans at once.
+keys. A key that changes the view (sort, filter, ``o``) plans at once, over the
+columns of the snapshot shown: a cached lexsort and a mask, no pass over the rows.
+Up to :data:`EXACT_WIDTH_ROWS` devices the plan measures every changed row for the
+column widths; above, each frame measures the rows it draws before drawing them.
+
+Drawing a row lays its cells out once per version (text cut to the column) and
+styles the pieces with styles shared by the frame; the caches keep
+:data:`CACHED_ROWS` rows, a few screens, since every cached object is walked by each
+full garbage collection.
 
 While the operator moves the cursor the row order holds still: a view re-sorts
 only when asked (``reorder=True``); otherwise rows keep their places and new devices
@@ -35,6 +43,7 @@ from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual._segment_tools import line_crop
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Region
@@ -45,8 +54,12 @@ from textual.widgets._data_table import ColumnKey, Row, RowKey
 
 from itap_engine.safe_text import visible
 from itap_engine.snapshot import DeviceRow, ProfileInfo, Snapshot
-from itap_tui.filtering import Filter, Term
-from itap_tui.format import STATUS_RANK, Palette, fmt_value, score_text, signals_text, status_text
+from itap_tui.filtering import Filter
+from itap_tui.format import Palette, fmt_value, score_text, signals_text, status_text
+from itap_tui.widgets.fleet_columns import FleetColumns, MatchMap, OrderIndex
+from itap_tui.widgets.fleet_columns import fleet_matches as fleet_matches
+from itap_tui.widgets.fleet_columns import sort_key as sort_key
+from itap_tui.widgets.fleet_columns import sorted_ids as sorted_ids
 from itap_tui.widgets.navigation import NAV_BINDINGS
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -76,8 +89,6 @@ EXACT_WIDTH_ROWS = 2000
 """Fleets up to this size measure every changed row for the column widths; larger
 ones measure the first screenful and then the rows as they are drawn."""
 
-FIRST_SCREEN = 100
-
 log = logging.getLogger(__name__)
 
 SCORE_BAR = 6
@@ -94,67 +105,24 @@ def sort_label(index: int, reverse: bool) -> str:
     return label
 
 
-def sort_key(column: str):  # type: ignore[no-untyped-def]
-    """A key function over :class:`DeviceRow` for a sort column."""
-    if column == "status":
-        return lambda r: (-STATUS_RANK.get(r.status, 0), -(r.score or 0.0), r.device_id)
-    if column == "score":
-        return lambda r: (-(r.score if r.score is not None else -1.0), r.device_id)
-    if column == "profile":
-        return lambda r: (r.profile, r.device_id)
-    if column == "state":
-        return lambda r: (r.state or "", r.device_id)
-    return lambda r: r.device_id
-
-
 SHARED_CELLS = frozenset({1, 3, 5, 6})
 """Columns whose cells take few distinct texts (status, state, fault, profile): each
 text is drawn once a frame and shared by the rows that show it."""
+
+CACHED_ROWS = 512
+"""Rows whose cells, layout and lines are kept (a few screens: the one shown and the
+pages drawn ahead). Every cached row is a few dozen objects the garbage collector
+walks on each full collection, so not the whole fleet."""
 
 PREFETCH_ROWS = 6
 PREFETCH_DELAY_S = 0.02
 """Over :data:`INLINE_ROWS` devices, the rows a page key would show next are drawn
 ahead, this many at a time, this long after the last frame or piece."""
 
-VECTOR_SORT_ROWS = 1000
-"""Above this many rows, :func:`sorted_ids` sorts with numpy over key columns."""
-
-
-def sorted_ids(rows: Sequence[DeviceRow], column: str, reverse: bool = False) -> list[str]:
-    """The ids of ``rows`` in the order ``sorted(rows, key=sort_key(column), reverse=reverse)``
-    gives. Every sort key ends with the (unique) id, so the order is total and the
-    reverse is the order backwards. Above :data:`VECTOR_SORT_ROWS` rows, a lexsort
-    over key columns (ids ranked once), 2-3 times faster at 10,000 devices; a test
-    checks both agree (scores are never NaN: a NaN has no place in either order)."""
-    if len(rows) <= VECTOR_SORT_ROWS:
-        return [row.device_id for row in sorted(rows, key=sort_key(column), reverse=reverse)]
-    return _sorted_ids_numpy(rows, column, reverse)
-
 
 def _sorted_ids_numpy(rows: Sequence[DeviceRow], column: str, reverse: bool) -> list[str]:
-    n = len(rows)
-    ids = [row.device_id for row in rows]
-    by_id = sorted(range(n), key=ids.__getitem__)
-    if column not in ("status", "score", "profile", "state"):
-        perm: Any = by_id
-    else:
-        id_rank = np.empty(n, dtype=np.intp)
-        id_rank[by_id] = np.arange(n)
-        if column == "status":
-            rank = np.fromiter((-STATUS_RANK.get(r.status, 0) for r in rows), dtype=float, count=n)
-            score = np.fromiter((-(r.score or 0.0) for r in rows), dtype=float, count=n)
-            perm = np.lexsort((id_rank, score, rank))
-        elif column == "score":
-            score = np.fromiter((-(r.score if r.score is not None else -1.0) for r in rows), dtype=float, count=n)
-            perm = np.lexsort((id_rank, score))
-        else:
-            words = [(r.profile if column == "profile" else r.state) or "" for r in rows]
-            code = {word: i for i, word in enumerate(sorted(set(words)))}
-            perm = np.lexsort((id_rank, np.fromiter((code[w] for w in words), dtype=np.intp, count=n)))
-    order = [ids[i] for i in perm]
-    if reverse:
-        order.reverse()
-    return order
+    """:func:`sorted_ids` (the name the equivalence tests know)."""
+    return sorted_ids(rows, column, reverse)
 
 
 # ---------------------------------------------------------------------- one row
@@ -257,89 +225,6 @@ def row_widths(
     )
 
 
-# ---------------------------------------------------------------------- filtering, vectorised
-_COMPARE_OPS = {">": np.greater, "<": np.less, ">=": np.greater_equal, "<=": np.less_equal}
-_LOWER_NAMES: dict[tuple[str, ...], dict[str, str]] = {}
-
-
-def _lower_names(names: tuple[str, ...]) -> dict[str, str]:
-    """Lower-case signal name -> the name as stored (the last wins, as in ``matches_device``)."""
-    found = _LOWER_NAMES.get(names)
-    if found is None:
-        if len(_LOWER_NAMES) > 1000:
-            _LOWER_NAMES.clear()
-        found = _LOWER_NAMES[names] = {name.lower(): name for name in names}
-    return found
-
-
-def fleet_matches(flt: Filter, rows: Sequence[DeviceRow]) -> np.ndarray:
-    """``[flt.matches_device(row) for row in rows]`` as a boolean array, without building
-    each row's fields: the fields other than the id take few distinct values, so each
-    term is decided once per distinct combination (with the filter's own
-    ``_term_matches``), the id's substring match and the number comparisons are done
-    over the whole column. About 30 times faster at 10,000 devices (a test checks
-    that both agree on generated fleets and filters)."""
-    n = len(rows)
-    if not flt:
-        return np.ones(n, dtype=bool)
-    groups: dict[tuple[object, ...], int] = {}
-    codes = np.empty(n, dtype=np.intp)
-    for i, row in enumerate(rows):
-        key = (row.profile, row.status, row.state, row.site, row.injected_fault)
-        code = groups.get(key)
-        if code is None:
-            code = groups[key] = len(groups)
-        codes[i] = code
-    group_fields = [
-        {
-            "device": "",
-            "profile": profile.lower(),
-            "status": status.lower(),
-            "severity": status.lower(),
-            "state": (state or "").lower(),
-            "site": (site or "").lower(),
-            "fault": (fault or "").lower(),
-        }
-        for profile, status, state, site, fault in groups  # type: ignore[misc]
-    ]
-    ids: list[str] | None = None
-
-    def by_group(term: Term) -> np.ndarray:
-        answers = np.fromiter((Filter._term_matches(term, f, {}) for f in group_fields), dtype=bool, count=len(groups))
-        return answers[codes]
-
-    def in_id(value: str) -> np.ndarray:
-        nonlocal ids
-        if ids is None:
-            ids = [row.device_id.lower() for row in rows]
-        return np.fromiter((value in device for device in ids), dtype=bool, count=n)
-
-    def numbers(name: str) -> np.ndarray:
-        if name == "score":
-            values = (row.score for row in rows)
-        else:
-            values = (row.values.get(_lower_names(tuple(row.values)).get(name, "\0")) for row in rows)
-        return np.fromiter((np.nan if v is None else v for v in values), dtype=float, count=n)
-
-    result = np.ones(n, dtype=bool)
-    for clause in flt.clauses:
-        any_term = np.zeros(n, dtype=bool)
-        for term in clause:
-            plain = replace(term, negated=False)
-            if term.op != ":":
-                with np.errstate(invalid="ignore"):
-                    found = _COMPARE_OPS[term.op](numbers(term.key or ""), float(term.value))
-            elif term.key is None:
-                found = in_id(term.value) | by_group(plain)
-            elif term.key == "device":
-                found = in_id(term.value)
-            else:
-                found = by_group(plain)
-            any_term |= found != term.negated
-        result &= any_term
-    return result
-
-
 # ---------------------------------------------------------------------- a view
 @dataclass(frozen=True)
 class ViewRequest:
@@ -380,17 +265,32 @@ class FleetView:
     generation: int = 0
     source: Snapshot | None = field(default=None, compare=False, repr=False)
     """The snapshot planned (a key's re-plan of the same one reuses its rows and counts)."""
+    columns: FleetColumns | None = field(default=None, compare=False, repr=False)
+    """The snapshot's sort and filter fields as columns (a key's re-plan sorts and
+    filters over them; the next snapshot's reuse what depends only on the ids)."""
     plan_ms: float = 0.0
     """How long planning took (the benchmark reads it)."""
 
 
 def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
-    """The view of ``request.snapshot``, reusing ``previous`` where nothing changed. Pure."""
+    """The view of ``request.snapshot``, reusing ``previous`` where nothing changed. Pure.
+
+    A new snapshot's rows are read into :class:`FleetColumns` once; a key's re-plan of
+    the snapshot shown (a sort, a filter) is then a lexsort or a mask over them, with no
+    work per row in Python: the order comes out as positions, its index is an
+    :class:`OrderIndex` over them. Column widths are measured here up to
+    :data:`EXACT_WIDTH_ROWS` devices; above, the table measures the rows it draws."""
     began = time.perf_counter()
     snapshot = request.snapshot
     prev = previous or FleetView()
-    same = previous is not None and previous.source is snapshot  # a key re-plans the view shown
-    rows = dict(prev.rows) if same else {row.device_id: row for row in snapshot.devices}
+    same = previous is not None and previous.source is snapshot and previous.columns is not None
+    if same:
+        rows: Mapping[str, DeviceRow] = prev.rows
+        columns = prev.columns
+        assert columns is not None
+    else:
+        rows = {row.device_id: row for row in snapshot.devices}
+        columns = FleetColumns(list(rows.values()), prev.columns)
     silenced = dict(snapshot.silenced)
     marks = dict(request.marks)
     changed: set[str]
@@ -420,47 +320,40 @@ def plan_view(previous: FleetView | None, request: ViewRequest) -> FleetView:
                 if width > widths[index]:
                     widths[index] = width
     flt = request.filter
-    matches: dict[str, bool] = {}
-    if not flt:
-        shown_ids: list[str] = list(rows)
-    else:
-        if flt == prev.filter and previous is not None:
-            old = prev.matches
-            matches = {d: known for d in rows if d not in changed and (known := old.get(d)) is not None}
-            asked = [row for d, row in rows.items() if d not in matches]
-        else:
-            asked = list(rows.values())
-        matches.update(zip((row.device_id for row in asked), fleet_matches(flt, asked).tolist(), strict=True))
-        shown_ids = [d for d in rows if matches[d]]
-    held: Mapping[str, int] | None = None
+    mask = columns.matches(flt) if flt else None
+    matches: Mapping[str, bool] = MatchMap(columns, mask) if mask is not None else {}
+    index: Mapping[str, int]
     if request.reorder or previous is None:
-        order = sorted_ids([rows[d] for d in shown_ids], request.sort, request.reverse)
+        positions = columns.order(request.sort)
+        if request.reverse:
+            positions = positions[::-1]
+        if mask is not None:
+            positions = positions[mask[positions]]
+        order = columns.id_list(positions)
+        index = OrderIndex(columns, positions)
     elif not flt and not prev.filter and len(prev.order) == len(rows) and rows.keys() == prev.rows.keys():
-        order, held = prev.order, prev.index  # a tick while the order holds: the same rows in place
+        order, index = prev.order, prev.index  # a tick while the order holds: the same rows in place
     else:
-        wanted = set(shown_ids)
+        wanted = set(columns.id_list(np.flatnonzero(mask))) if mask is not None else set(rows)
         order = [d for d in prev.order if d in wanted]
         if len(order) != len(wanted):
             placed = set(order)
-            fresh = sorted((rows[d] for d in shown_ids if d not in placed), key=sort_key(request.sort))
+            fresh = sorted(
+                (row for d, row in rows.items() if d in wanted and d not in placed), key=sort_key(request.sort)
+            )
             order += [row.device_id for row in fresh]
-    if len(rows) > EXACT_WIDTH_ROWS:  # the first screenful, so the first frame fits
-        for device in order[:FIRST_SCREEN]:
-            row = rows[device]
-            profile = profiles.get(row.profile)
-            for index, width in enumerate(row_widths(row, profile, marks.get(device), silenced.get(device))):
-                if width > widths[index]:
-                    widths[index] = width
+        index = {d: i for i, d in enumerate(order)}
     counts: dict[str, int] = dict(prev.counts) if same else {}
     if not same:
         for row in snapshot.devices:
             counts[row.status] = counts.get(row.status, 0) + 1
     return FleetView(
         source=snapshot,
+        columns=columns,
         seq=snapshot.seq,
         rows=rows,
         order=order,
-        index=held if held is not None else {d: i for i, d in enumerate(order)},
+        index=index,
         widths=tuple(widths),
         filter=flt,
         matches=matches,
@@ -598,6 +491,7 @@ class DeviceTable(DataTable):
         self.view = FleetView()
         """The rows shown (see :class:`FleetView`)."""
         self._line_style: Style | None = None
+        self._line_frame: dict[str, Any] | None = None
         self._row_styles: dict[tuple[int, object], Style] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.fixed_columns = 1
@@ -610,7 +504,10 @@ class DeviceTable(DataTable):
         self._row_locations = _Locations(self)  # type: ignore[assignment]
         self.rows = self._rows  # type: ignore[assignment]
         self._data = _Data(self)  # type: ignore[assignment]
-        self._cell_cache: LRUCache[str, tuple[DeviceRow, tuple[object, ...], dict[ColumnKey, Text]]] = LRUCache(4096)
+        self._line_cache = LRUCache(CACHED_ROWS // 2)  # DataTable's 1,000 lines: ~36 tracked objects each
+        self._cell_cache: LRUCache[str, tuple[DeviceRow, tuple[object, ...], dict[ColumnKey, Text]]] = LRUCache(
+            CACHED_ROWS
+        )
         self._version = 0
         self._versions: dict[str, int] = {}
         """The version of each device's cells (a new one each time they are built)."""
@@ -618,6 +515,7 @@ class DeviceTable(DataTable):
         self._frame: dict[str, Any] = {}
         self._drawn = [0] * len(COLUMNS)
         self._widen_scheduled = False
+        self._dimensions_stale = False
         self._palette = Palette()
         self._generation = 0
         self._choice: tuple[object, ...] | None = None
@@ -660,21 +558,24 @@ class DeviceTable(DataTable):
 
     def render_lines(self, crop: Region) -> list[Strip]:
         self._line_style = self.rich_style  # once a frame, not once a line
+        self._line_frame = None
+        self._fit_drawn_rows(crop)
         try:
             return super().render_lines(crop)
         finally:
             self._line_style = None
+            self._line_frame = None
             if len(self.view.order) > self.inline_rows and self._prefetch_timer is None:
                 self._prefetch_timer = self.set_timer(PREFETCH_DELAY_S, self._prefetch)
 
     def _prefetch(self) -> None:
-        """Draw (less their meta) the rows a page key would show next, a few rows at a
-        time while the loop is idle: PageDown and PageUp then only place them."""
+        """Lay out the rows a page key would show next (their cells rendered and cut to
+        the columns), a few rows at a time while the loop is idle: PageDown and PageUp
+        then only style and place them."""
         self._prefetch_timer = None
         if not self.is_mounted or not self.size.height:
             return
-        base_style = self.rich_style
-        frame = self._frame_context(base_style)
+        frame = self._frame_context(self.rich_style)
         height = max(1, self.scrollable_content_region.height - (self.header_height if self.show_header else 0))
         top = self.scroll_offset.y
         order = self.view.order
@@ -684,11 +585,9 @@ class DeviceTable(DataTable):
                 continue
             device = order[row_index]
             self._cells(device)
-            key = (device, self._versions.get(device), row_index % 2, False, False)
-            if key in frame["plain"]:
+            if (device, self._versions.get(device)) in frame["plain"]:
                 continue
-            row_style = self._get_row_style(row_index, base_style)
-            frame["plain"][key] = self._plain_row(device, frame, row_style, False, False)
+            self._layout(device, self._versions.get(device), frame)
             done += 1
             if done >= PREFETCH_ROWS:  # the rest after the loop has looked at its queue
                 self._prefetch_timer = self.set_timer(PREFETCH_DELAY_S, self._prefetch)
@@ -703,6 +602,50 @@ class DeviceTable(DataTable):
         if y >= header:
             y += scroll_y
         return self._render_line(y, scroll_x, scroll_x + self.size.width, style)
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """DataTable's line ``y`` (cached as DataTable caches it), for a data row built
+        as one :class:`Strip` instead of three (each ``Strip`` sets up seven caches):
+        the same segments, joined where their styles are the same (a test compares
+        both)."""
+        header = self.header_height if self.show_header else 0
+        if y < header or not 0 <= y - header < len(self.view.order):
+            return super()._render_line(y, x1, x2, base_style)
+        width = self.size.width
+        cache_key = (
+            y,
+            x1,
+            x2,
+            width,
+            self.cursor_coordinate,
+            self.hover_coordinate,
+            base_style,
+            self.cursor_type,
+            self._show_hover_cursor,
+            self._update_count,
+            self._pseudo_class_state,
+        )
+        found = self._line_cache.get(cache_key)
+        if found is not None:
+            return found
+        fixed, scrollable = self._render_line_in_row(
+            RowKey(self.view.order[y - header]),
+            0,
+            base_style,
+            cursor_location=self.cursor_coordinate,
+            hover_location=self.hover_coordinate,
+        )
+        frame = self._line_frame if base_style is self._line_style and self._line_frame is not None else None
+        widths = frame["widths"] if frame is not None else [c.get_render_width(self) for c in self.ordered_columns]
+        fixed_width = sum(widths[: self.fixed_columns])
+        segments: list[Segment] = [segment for cell in fixed for segment in cell]
+        segments += line_crop([segment for cell in scrollable for segment in cell], x1 + fixed_width, x2, width)
+        strip = Strip(segments)
+        if strip.cell_length != width:
+            strip = strip.adjust_cell_length(width, base_style)
+        strip = Strip(Segment.simplify(strip), width)
+        self._line_cache[cache_key] = strip
+        return strip
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
         """DataTable's, cached until the styles change (it reads the CSS each row)."""
@@ -810,6 +753,8 @@ class DeviceTable(DataTable):
                 "extend": {},
                 "rows": {},
                 "plain": {},
+                "styles": {},
+                "placed": {},
                 "metas": {},
                 "shared": {},
             }
@@ -824,8 +769,10 @@ class DeviceTable(DataTable):
         hover_location: Any,
     ) -> tuple[list[list[Segment]], list[list[Segment]]]:
         """DataTable's line of a row, for a data row of a row-cursor table without row
-        labels: the same segments (a test compares both), with what every line of the
-        frame shares computed once, and the line kept until its device's cells, its
+        labels: the same segments (a test compares both), built from the row's cell
+        layout (kept per device until its cells or the column widths change) and one
+        style per (cell style, place) shared by the frame, instead of Rich combining
+        styles segment by segment; the line is kept until its device's cells, its
         place, the cursor or the frame change (not dropped at every tick)."""
         device = row_key.value if row_key is not self._header_row_key else None
         row_index = self.view.index.get(device, -1) if device is not None else -1
@@ -836,7 +783,11 @@ class DeviceTable(DataTable):
             or (self._labelled_row_exists and self.show_row_labels)
         ):
             return super()._render_line_in_row(row_key, line_no, base_style, cursor_location, hover_location)
-        frame = self._frame_context(base_style)
+        frame = self._line_frame if base_style is self._line_style else None
+        if frame is None:
+            frame = self._frame_context(base_style)
+            if base_style is self._line_style:
+                self._line_frame = frame  # the rest of this frame's lines
         cursor = cursor_location.row == row_index
         hover = hover_location.row == row_index
         self._cells(device or "")  # builds them (and their version) if the row changed
@@ -846,34 +797,45 @@ class DeviceTable(DataTable):
         found = rows.get(key)
         if found is not None:
             return found
-        # the row's segments without the cells' (row, column) meta, kept by device: a
-        # row that moves (a sort) or comes back (a page key) is not drawn again
+        layout = self._layout(device or "", version, frame)
         row_style = self._get_row_style(row_index, base_style)
-        plain_key = (device, version, row_index % 2, cursor, hover)
-        plain = frame["plain"].get(plain_key)
-        if plain is None:
-            plain = self._plain_row(device or "", frame, row_style, cursor, hover)
-            if len(frame["plain"]) > 2048:
-                frame["plain"].clear()
-            frame["plain"][plain_key] = plain
-        metas: dict[tuple[int, int], Style] = frame["metas"]
-        if len(metas) > 4096:
+        styles: dict[tuple[object, ...], Style] = frame["styles"]
+        placed: dict[tuple[object, ...], Style] = frame["placed"]
+        if len(styles) > 4096:
+            styles.clear()
+        if len(placed) > 8 * CACHED_ROWS:
+            placed.clear()
+        metas: dict[tuple[int, int, bool], Style] = frame["metas"]
+        if len(metas) > 8 * CACHED_ROWS:
             metas.clear()
+        fixed_style = frame["fixed_style"]
+        fixed_columns = self.fixed_columns
+        _Segment = Segment
 
-        def with_meta(cell: list[Segment], column: int, fixed: bool) -> list[Segment]:
-            meta = metas.get((row_index, column if not fixed else -1 - column))
-            if meta is None:
-                meta = Style.from_meta(
-                    {"fixed": True, "row": row_index, "column": column}
-                    if fixed
-                    else {"row": row_index, "column": column}
-                )
-                metas[(row_index, column if not fixed else -1 - column)] = meta
-            return [Segment(text, style + meta if style is not None else meta) for text, style, _ in cell]
+        def styled(index: int, base: Style, in_fixed: bool) -> list[Segment]:
+            out = []
+            fixed = index < fixed_columns
+            for text, style in layout[index]:
+                style_key = (style, base, fixed, cursor, hover)
+                combined = styles.get(style_key)
+                if combined is None:
+                    combined = styles[style_key] = self._cell_style(style, base, fixed, cursor, hover)
+                place_key = (combined, row_index, index, in_fixed)
+                final = placed.get(place_key)
+                if final is None:  # the cell's (row, column) meta, as DataTable's
+                    meta = metas.get((row_index, index, in_fixed))
+                    if meta is None:
+                        meta = metas[(row_index, index, in_fixed)] = Style.from_meta(
+                            {"fixed": True, "row": row_index, "column": index}
+                            if in_fixed
+                            else {"row": row_index, "column": index}
+                        )
+                    final = placed[place_key] = combined + meta if combined is not None else meta
+                out.append(_Segment(text, final))
+            return out
 
-        fixed_plain, scrollable_plain = plain
-        fixed_row = [with_meta(cell, index, True) for index, cell in enumerate(fixed_plain)]
-        scrollable_row = [with_meta(cell, index, False) for index, cell in enumerate(scrollable_plain)]
+        fixed_row = [styled(index, fixed_style, True) for index in range(fixed_columns)]
+        scrollable_row = [styled(index, row_style, False) for index in range(len(layout))]
         extend_key = (row_index, cursor, hover)
         extend_style = frame["extend"].get(extend_key)
         if extend_style is None:
@@ -887,59 +849,81 @@ class DeviceTable(DataTable):
                 frame["extend"].clear()
             frame["extend"][extend_key] = extend_style
         scrollable_row.append([Segment(" " * frame["remaining"], extend_style)])
-        if len(rows) > 2048:
+        if len(rows) > CACHED_ROWS:
             rows.clear()
         pair = rows[key] = (fixed_row, scrollable_row)
         return pair
 
-    def _plain_row(
-        self, device: str, frame: dict[str, Any], row_style: Style, cursor: bool, hover: bool
-    ) -> tuple[list[list[Segment]], list[list[Segment]]]:
-        """A row's cells as :meth:`_render_cell` draws them, less the (row, column) meta."""
+    def _cell_style(self, style: Style | None, base: Style, fixed: bool, cursor: bool, hover: bool) -> Style:
+        """The style DataTable gives a segment of style ``style`` in a cell, before its
+        (row, column) meta: ``Styled(Padding(cell))`` over the row's base style and the
+        cursor and hover component styles (``fixed``: a fixed column's)."""
+        component, post = self._get_styles_to_render_cell(
+            False,
+            False,
+            fixed,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        combined = base + component + style  # as Segment.apply_style: the cell's style over the row's
+        if post:
+            combined = combined + post if combined else post
+        return combined
+
+    def _layout(self, device: str, version: int | None, frame: dict[str, Any]) -> list[list[tuple[str, Style | None]]]:
+        """The row's cells as (text, style) pieces cut or padded to their columns, before
+        any row, cursor or place style; kept per device and version for the frame."""
+        key = (device, version)
+        plain: dict[tuple[object, ...], list[list[tuple[str, Style | None]]]] = frame["plain"]
+        found = plain.get(key)
+        if found is None:
+            found = self._plain_row(device, frame)
+            if len(plain) > CACHED_ROWS:
+                plain.clear()
+            plain[key] = found
+        return found
+
+    def _plain_row(self, device: str, frame: dict[str, Any]) -> list[list[tuple[str, Style | None]]]:
+        """A row's cells as :meth:`_render_cell` lays them out (text rendered, cut or
+        padded to the column, the padding around), as (text, style) pieces."""
         cells = self._cells(device)
         widths = frame["widths"]
-        pad = self.cell_padding
+        pad = " " * self.cell_padding
         blank = Style.null()
         console = self.app.console
-        css_fg = self.cursor_foreground_priority == "css"
-        css_bg = self.cursor_background_priority == "css"
-
-        def text_of(index: int) -> list[Segment]:
-            cell = cells[ColumnKey(COLUMNS[index][0])]
-            if cell.spans:
-                return list(cell.render(console, end=""))
-            return [Segment(cell.plain, console.get_style(cell.style, default=Style.null()))]  # as Text.render would
-
-        shared: dict[tuple[object, ...], list[Segment]] = frame["shared"]
+        shared: dict[tuple[object, ...], list[tuple[str, Style | None]]] = frame["shared"]
         if len(shared) > 4096:
             shared.clear()
-
-        def draw(index: int, base: Style, fixed: bool) -> list[Segment]:
+        out = []
+        for index in range(min(len(widths), len(COLUMNS))):
+            cell = cells[ColumnKey(COLUMNS[index][0])]
             key: tuple[object, ...] | None = None
-            if index in SHARED_CELLS:  # few distinct texts (a status, a state): drawn once a frame
-                cell = cells[ColumnKey(COLUMNS[index][0])]
-                key = (index, cell.plain, tuple(cell.spans), cell.style, base, fixed, cursor, hover)
+            if index in SHARED_CELLS:  # few distinct texts (a status, a state): laid out once a frame
+                key = (index, cell.plain, tuple(cell.spans), cell.style)
                 found = shared.get(key)
                 if found is not None:
-                    return found
-            component, post = self._get_styles_to_render_cell(
-                False, False, fixed, hover, cursor, self.show_cursor, self._show_hover_cursor, css_fg, css_bg
-            )
+                    out.append(found)
+                    continue
+            if cell.spans:
+                text = list(cell.render(console, end=""))
+            else:  # as Text.render would (it leaves the text's own style to its caller)
+                text = [Segment(cell.plain, console.get_style(cell.style, default=Style.null()))]
             line = [
-                Segment(" " * pad, blank),
-                *Segment.adjust_line_length(text_of(index), max(0, widths[index] - 2 * pad), style=blank),
-                Segment(" " * pad, blank),
+                (pad, blank),
+                *(
+                    (segment.text, segment.style)
+                    for segment in Segment.adjust_line_length(text, max(0, widths[index] - 2 * len(pad)), style=blank)
+                ),
+                (pad, blank),
             ]
-            drawn = list(Segment.apply_style(line, style=base + component, post_style=post))
             if key is not None:
-                shared[key] = drawn
-            return drawn
-
-        fixed = [draw(index, frame["fixed_style"], True) for index in range(self.fixed_columns)]
-        scrollable = [
-            draw(index, row_style, index < self.fixed_columns) for index in range(min(len(widths), len(COLUMNS)))
-        ]
-        return fixed, scrollable
+                shared[key] = line
+            out.append(line)
+        return out
 
     def _cells(self, device: str) -> dict[ColumnKey, Text]:
         """The device's cells, built when first drawn after its row changed."""
@@ -964,9 +948,34 @@ class DeviceTable(DataTable):
             self.call_after_refresh(self._widen)
         return mapping
 
+    def _fit_drawn_rows(self, crop: Region) -> None:
+        """Build the cells of the rows this frame draws and widen the columns to them
+        before any line is drawn, so the frame after a sort or a filter fits its rows
+        (over :data:`EXACT_WIDTH_ROWS` devices no plan measures every row)."""
+        header = self.header_height if self.show_header else 0
+        top = self.scroll_offset.y
+        for device in self.view.order[top + max(0, crop.y - header) : top + max(0, crop.bottom - header)]:
+            self._cells(device)
+        grew = False
+        for column, planned, drawn in zip(self.ordered_columns, self.view.widths, self._drawn, strict=False):
+            wanted = max(planned, drawn, column.label.cell_len)
+            if wanted > column.content_width:
+                column.content_width = wanted
+                grew = True
+        if grew:  # this frame draws at the new widths; the virtual size follows after it
+            self._update_count += 1
+            self._dimensions_stale = True
+            if not self._widen_scheduled:
+                self._widen_scheduled = True
+                self.call_after_refresh(self._widen)
+
     def _widen(self) -> None:
         self._widen_scheduled = False
+        stale, self._dimensions_stale = self._dimensions_stale, False
         if self._fit_columns():
+            self._changed()
+        elif stale:  # widened while drawing: the scrollable width and the other lines
+            self._update_dimensions(())
             self._changed()
 
     def _fit_columns(self) -> bool:

@@ -7,6 +7,7 @@ for large fleets. These tests drive the real app over a 10,000-device fake fleet
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from rich.segment import Segment
 from test_tui import ready, tick, wait_for
 from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.widgets import DataTable
 from textual.widgets._data_table import RowKey
 
@@ -256,3 +258,150 @@ async def test_the_next_pages_are_drawn_ahead_so_a_page_key_only_places_them() -
         # meanwhile are the next pages', drawn ahead again)
         assert set(built) & set(below) <= {table.cursor_device}, built
         await pilot.press("pageup")
+
+
+# ---------------------------------------------------------------------- keys re-plan over columns
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(0, 3),
+    st.sampled_from(["status", "score", "device", "profile", "state"]),
+    st.booleans(),
+    st.sampled_from(["", "crit|warn", "ac", "!ok", "score>0.4", "profile:aircraft !run", "temp_c>68.5"]),
+)
+def test_a_keys_replan_equals_the_row_by_row_definition(steps, column, reverse, text) -> None:  # type: ignore[no-untyped-def]
+    """A sort or filter key re-plans the view shown (the same snapshot) over its
+    columns; the order is ``sorted`` of the rows the filter matches, and the index
+    maps each shown device to its row and nothing else."""
+    from itap_tui.filtering import Filter
+    from itap_tui.widgets.device_table import ViewRequest, plan_view
+
+    facade = FakeFacade(devices=60)
+    facade.advance(steps + 1)
+    snapshot = facade.advance()
+    shown = plan_view(None, ViewRequest(snapshot))
+    flt = Filter.parse(text)
+    view = plan_view(shown, ViewRequest(snapshot, flt, column, reverse, True))
+    wanted = sorted((r for r in snapshot.devices if flt.matches_device(r)), key=sort_key(column), reverse=reverse)
+    assert view.order == [r.device_id for r in wanted]
+    assert dict(view.index) == {d: i for i, d in enumerate(view.order)}
+    assert len(view.index) == len(view.order) and list(view.index) == view.order
+    hidden = [r.device_id for r in snapshot.devices if not flt.matches_device(r)]
+    for device in hidden:
+        assert device not in view.index and view.index.get(device, -7) == -7
+    assert view.index.get("no-such-device") is None and "no-such-device" not in view.index
+    if flt:
+        assert {d for d, m in view.matches.items() if m} == {r.device_id for r in wanted}
+
+
+def test_a_key_replans_the_snapshot_shown_without_reading_its_rows_again(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The snapshot's rows are read into columns once (a tick's plan, in the worker);
+    sort and filter keys on it reuse them: no per-row pass on the event loop."""
+    from itap_tui.filtering import Filter
+    from itap_tui.widgets import fleet_columns
+    from itap_tui.widgets.device_table import ViewRequest, plan_view
+
+    facade = FakeFacade(devices=3000)
+    snapshot = facade.advance()
+    view = plan_view(None, ViewRequest(snapshot))
+    made: list[int] = []
+    original = fleet_columns.FleetColumns.__init__
+
+    def counting(self, rows, previous=None):  # type: ignore[no-untyped-def]
+        made.append(len(rows))
+        original(self, rows, previous)
+
+    monkeypatch.setattr(fleet_columns.FleetColumns, "__init__", counting)
+    for column, text in (("score", ""), ("device", ""), ("device", "ac"), ("state", "crit|warn"), ("status", "")):
+        view = plan_view(view, ViewRequest(snapshot, Filter.parse(text), column, False, True))
+    assert made == []  # the same snapshot: its columns again
+    view = plan_view(view, ViewRequest(facade.advance(), Filter(), "status", False, True))
+    assert made == [3000]  # a new snapshot: read once
+
+
+async def test_the_cursor_keeps_its_device_across_sort_and_filter_keys_at_ten_thousand() -> None:
+    facade = FakeFacade(devices=FLEET, interval=3600.0)  # no tick during the test
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        await pilot.press("pagedown", "down", "down")
+        device = table.cursor_device
+        for key in ("s", "s", "s", "S"):
+            await pilot.press(key)
+            await _settled(pilot, table)
+            assert table.cursor_device == device, key
+            assert table.view.order[table.cursor_row] == device
+        await pilot.press("slash", *device[:4], "enter")  # the filter still shows it
+        await _settled(pilot, table)
+        assert device in table.shown_devices() and table.cursor_device == device
+        rows = [r for r in app.snapshot.devices if device[:4] in r.device_id]
+        column, reverse = app.screen.table._choice[1], app.screen.table._choice[2]
+        assert table.shown_devices() == [r.device_id for r in sorted(rows, key=sort_key(column), reverse=reverse)]
+
+
+async def test_the_first_frame_after_a_sort_fits_the_rows_it_shows() -> None:
+    """Over EXACT_WIDTH_ROWS devices no plan measures every row: the frame measures
+    the rows it draws before drawing them, so a sort that brings a long cell on screen
+    shows it whole in that same frame (not cut, then widened a frame later)."""
+    from itap_tui.widgets.device_table import EXACT_WIDTH_ROWS
+
+    long_id = "pump-" + "w" * 30
+    facade = FakeFacade(devices=EXACT_WIDTH_ROWS + 500, interval=3600.0, extra_devices=(long_id,))
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        await wait_for(pilot, lambda: table.row_count == len(facade.device_ids) and table.settled, timeout=120)
+        await pilot.pause()
+        table.move_cursor(row=table.view.index[long_id])
+        table._moved()  # the operator put the cursor there
+        await pilot.pause()
+        # forget every width measured or drawn so far (as if the long id had never been seen)
+        table.view = replace(table.view, widths=(0,) * len(table.view.widths))
+        for column in table.ordered_columns:
+            column.content_width = column.label.cell_len
+        table._drawn = [0] * len(table._drawn)
+        table._cell_cache.clear()
+        app.screen.sort_by("device")  # plans at once; the long id sorts last
+        assert table.cursor_device == long_id
+        table.scroll_to(y=max(0, table.cursor_row - 5), animate=False, immediate=True)
+        table._styles_cache.clear()  # the frame draws every line
+        lines = table.render_lines(Region(0, 0, table.size.width, table.size.height))
+        assert any(long_id in line.text for line in lines)
+
+
+async def test_row_lines_are_datatables_lines_scrolled_or_not() -> None:
+    """The table's own line of a data row (one Strip, segments joined) equals
+    DataTable's ``_render_line``, with the table scrolled sideways at 80 columns."""
+    app = ItapApp(FakeFacade(devices=30, extra_devices=("[bold red]x[/]", "pompé-🚀")))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        await pilot.press("down", "down")
+        style = table.rich_style
+        table._pseudo_class_state = table.get_pseudo_class_state()
+        for x1 in (0, 7, 25):
+            for y in range(table.header_height, table.header_height + min(table.row_count, 15)):
+                ours = table._render_line(y, x1, x1 + table.size.width, style)
+                table._update_count += 1
+                theirs = DataTable._render_line(table, y, x1, x1 + table.size.width, style)
+                table._update_count += 1
+                assert list(Segment.simplify(ours)) == list(Segment.simplify(theirs)), (x1, y)
+                assert ours.cell_length == theirs.cell_length == table.size.width
+
+
+async def test_the_tables_caches_hold_a_few_screens_not_the_fleet() -> None:
+    """Every cached row is objects the garbage collector walks at each full collection
+    (a pause on the event loop): paging through thousands of rows keeps a few screens."""
+    from itap_tui.widgets.device_table import CACHED_ROWS
+
+    facade = FakeFacade(devices=FLEET, interval=3600.0)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        for _ in range(40):
+            await pilot.press("pagedown")
+            await pilot.pause(0.03)
+        frame = table._frame_context(table.rich_style)
+        assert len(table._cell_cache) <= CACHED_ROWS
+        assert len(frame["plain"]) <= CACHED_ROWS and len(frame["rows"]) <= CACHED_ROWS
+        assert table._line_cache.maxsize <= CACHED_ROWS
