@@ -700,7 +700,7 @@ class DeviceTable(DataTable):
             return lines
         cell = cells[column_key]
         fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
-        component_style, post_style = self._component_styles(fixed, hover, cursor)
+        component_style, post_style = self._cell_component_styles(fixed, hover, cursor)
         pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
         pad = self.cell_padding
         blank = Style.null()
@@ -844,7 +844,7 @@ class DeviceTable(DataTable):
         pair = rows[key] = (fixed_row, scrollable_row)
         return pair
 
-    def _component_styles(self, fixed: bool, hover: bool, cursor: bool) -> tuple[Style, Style | None]:
+    def _cell_component_styles(self, fixed: bool, hover: bool, cursor: bool) -> tuple[Style, Style | None]:
         """DataTable's component and post styles for a body cell (not a header)."""
         return self._get_styles_to_render_cell(
             False,
@@ -862,7 +862,7 @@ class DeviceTable(DataTable):
         """The style DataTable gives a segment of style ``style`` in a cell, before its
         (row, column) meta: ``Styled(Padding(cell))`` over the row's base style and the
         cursor and hover component styles (``fixed``: a fixed column's)."""
-        component, post = self._component_styles(fixed, hover, cursor)
+        component, post = self._cell_component_styles(fixed, hover, cursor)
         combined = base + component + style  # as Segment.apply_style: the cell's style over the row's
         if post:
             combined = combined + post if combined else post
