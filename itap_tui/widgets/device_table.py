@@ -950,13 +950,7 @@ class DeviceTable(DataTable):
         top = self.scroll_offset.y
         for device in self.view.order[top + max(0, crop.y - header) : top + max(0, crop.bottom - header)]:
             self._cells(device)
-        grew = False
-        for column, planned, drawn in zip(self.ordered_columns, self.view.widths, self._drawn, strict=False):
-            wanted = max(planned, drawn, column.label.cell_len)
-            if wanted > column.content_width:
-                column.content_width = wanted
-                grew = True
-        if grew:  # this frame draws at the new widths; the virtual size follows after it
+        if self._widen_to_cells():  # this frame draws at the new widths; the virtual size follows after it
             self._update_count += 1
             self._dimensions_stale = True
             if not self._widen_scheduled:
@@ -974,14 +968,19 @@ class DeviceTable(DataTable):
 
     def _fit_columns(self) -> bool:
         """Columns as wide as their widest cell measured or drawn; True if one grew."""
+        grew = self._widen_to_cells()
+        if grew:
+            self._update_dimensions(())
+        return grew
+
+    def _widen_to_cells(self) -> bool:
+        """Each column's width up to its widest planned or drawn cell (and its label); True if one grew."""
         grew = False
         for column, planned, drawn in zip(self.ordered_columns, self.view.widths, self._drawn, strict=False):
             wanted = max(planned, drawn, column.label.cell_len)
             if wanted > column.content_width:
                 column.content_width = wanted
                 grew = True
-        if grew:
-            self._update_dimensions(())
         return grew
 
     def clear(self, columns: bool = False):  # type: ignore[no-untyped-def]
