@@ -35,7 +35,6 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -521,6 +520,8 @@ class DeviceTable(DataTable):
         self._choice: tuple[object, ...] | None = None
         self._planning = False
         self._queued: ViewRequest | None = None
+        self._job: tuple[FleetView | None, ViewRequest] | None = None
+        """The view to plan next and the one it follows, for the worker thread."""
         self._prefetch_timer: Any = None
 
     def on_mount(self) -> None:
@@ -1099,16 +1100,23 @@ class DeviceTable(DataTable):
             self._planning = False
             return
         self._planning = True
-        previous = self.view if self.view.seq >= 0 else None
+        self._job = (self.view if self.view.seq >= 0 else None, request)
         self.run_worker(
-            partial(self._plan_in_thread, previous, request),
+            self._plan_in_thread,
             thread=True,
             group="fleet-view",
             description="plan the fleet table",
             exit_on_error=False,
         )
 
-    def _plan_in_thread(self, previous: FleetView | None, request: ViewRequest) -> None:
+    def _plan_in_thread(self) -> None:
+        # The job is taken from the table, not bound to the worker: a finished Textual
+        # worker is a reference cycle (worker, task, context), freed only by a full
+        # garbage collection, and what it holds (at 10,000 devices a snapshot and a
+        # view, ~20,000 objects a tick) would pile up until one, making each longer.
+        job, self._job = self._job, None
+        assert job is not None  # _plan_next sets it before it starts this worker (one at a time)
+        previous, request = job
         try:
             view: FleetView | None = plan_view(previous, request)
         except Exception:  # a bug must not freeze the table: log it, plan the next one
