@@ -50,6 +50,7 @@ class AnomaliesScreen(LiveScreen):
         examples = ", ".join(f"'{e}'" for e in ANOMALY_FILTER_EXAMPLES)
         yield FilterBar(
             f"severity, device, family, !not, a|b… e.g. {examples}",
+            self._filter_changed,
             keys=ANOMALY_KEYS,
             numbers=lambda: {"score"},
             id="anomaly-filter",
@@ -141,9 +142,8 @@ class AnomaliesScreen(LiveScreen):
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()
 
-    @on(FilterBar.Changed)
-    def _filter_changed(self, event: FilterBar.Changed) -> None:
-        self.filter = event.filter
+    def _filter_changed(self, flt: Filter) -> None:
+        self.filter = flt
         self._rerender()
 
     def action_sort(self) -> None:

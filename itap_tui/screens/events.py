@@ -35,7 +35,11 @@ class EventsScreen(FetchedListScreen[EventRow]):
     def filter_bar(self) -> FilterBar:
         examples = ", ".join(f"'{e}'" for e in EVENT_FILTER_EXAMPLES)
         return FilterBar(
-            f"kind, level, device, words… e.g. {examples}", keys=EVENT_KEYS, numbers=set, id="events-filter"
+            f"kind, level, device, words… e.g. {examples}",
+            self._filter_changed,
+            keys=EVENT_KEYS,
+            numbers=set,
+            id="events-filter",
         )
 
     async def fetch(self) -> Sequence[EventRow]:

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import Footer, Static
@@ -160,9 +159,8 @@ class FetchedListScreen(LiveScreen, Generic[RowT]):
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()
 
-    @on(FilterBar.Changed)
-    def _filter_changed(self, event: FilterBar.Changed) -> None:
-        self.filter = event.filter
+    def _filter_changed(self, flt: Filter) -> None:
+        self.filter = flt
         self.show_rows()
 
     def export_records(self) -> tuple[str, list[dict[str, Any]]]:

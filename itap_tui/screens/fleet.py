@@ -9,7 +9,7 @@ from textual import on
 from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Footer, Static
 
 from itap_engine.snapshot import Snapshot
 from itap_tui.filtering import DEVICE_KEYS, Filter, why_empty
@@ -93,6 +93,7 @@ class FleetScreen(LiveScreen):
         yield Static(id="fleet-summary")
         yield FilterBar(
             f"device, profile, status, !not, a|b, signal>N… e.g. {examples}",
+            self._filter_changed,
             keys=DEVICE_KEYS,
             numbers=self._numbers,
             id="fleet-filter",
@@ -202,16 +203,10 @@ class FleetScreen(LiveScreen):
         without one, ``esc`` goes on to the app (back to live from a past time)."""
         if not self.filter:
             raise SkipAction()
-        bar = self.query_one(FilterBar)
-        bar.query_one(Input).value = ""
-        bar.error = ""
-        self.filter = Filter()
-        self._resort = True
-        self._rerender()
+        self.query_one(FilterBar).reset()
 
-    @on(FilterBar.Changed)
-    def _filter_changed(self, event: FilterBar.Changed) -> None:
-        self.filter = event.filter
+    def _filter_changed(self, flt: Filter) -> None:
+        self.filter = flt
         self._resort = True
         self._rerender()
 

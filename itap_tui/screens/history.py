@@ -81,6 +81,7 @@ class HistoryScreen(FetchedListScreen[AnomalyRow]):
         examples = ", ".join(f"'{e}'" for e in HISTORY_FILTER_EXAMPLES)
         return FilterBar(
             f"severity, device, family, status, !not, a|b… e.g. {examples}",
+            self._filter_changed,
             keys=ANOMALY_KEYS,
             numbers=lambda: {"score"},
             id="history-filter",
