@@ -101,7 +101,6 @@ and a filter typed and cleared (``/`` and ``enter`` only open and close the inpu
 they are pressed but not timed)."""
 
 
-
 def _post_key(app: Any, key: str) -> None:
     """Send ``key`` as the terminal driver would, without the pilot's wait for the
     process to go idle: an operator presses keys whether or not a snapshot is being
