@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 from collections.abc import Iterable
@@ -77,6 +78,10 @@ READ_ONLY_REFUSED = frozenset(
 )
 """Actions a replay refuses (it cannot write, and it is the past already): its help
 leaves them out."""
+
+GC_FULL_EVERY = 100
+"""Younger collections before a full one while the console runs (CPython's default:
+10); see :meth:`ItapApp._freeze_long_lived`."""
 
 DARK = Palette(ok="#4EBF71", warning="#ffa62b", critical="#ff5f6d", accent="#58a6ff", muted="dim")
 LIGHT = Palette(ok="#1a7f37", warning="#9a6700", critical="#cf222e", accent="#0550ae", muted="dim")
@@ -166,6 +171,7 @@ class ItapApp(App[int]):
         self._pause_seq = -1
         self._pending: Snapshot | None = None
         self._render_scheduled = False
+        self._gc_threshold: tuple[int, int, int] | None = None
         self._unsubscribe = None
         self._palette: tuple[str, Palette] | None = None
         self.state_file = state_file
@@ -235,6 +241,30 @@ class ItapApp(App[int]):
         for screen in self.screen_stack:
             if isinstance(screen, BootstrapScreen):
                 screen.finish()  # under the help screen it leaves when that closes
+        self._freeze_long_lived()
+
+    def _freeze_long_lived(self) -> None:
+        """Keep Python's full garbage collections short and rare while the console runs.
+
+        A full collection walks every tracked object holding the GIL, and a key
+        pressed meanwhile waits: with a 10,000-device fleet they took 80-180 ms every
+        few ticks. What exists once the engine has started (modules, screens, the
+        engine's models and state) is frozen out of later collections; what is frozen
+        is still freed when no longer referenced, only cycles among it wait for
+        :meth:`on_unmount`. Full collections then wait for :data:`GC_FULL_EVERY`
+        younger ones instead of 10 (at 10k devices one a minute instead of one every
+        few seconds; the cyclic garbage between them is a few MB).
+        """
+        gc.collect()
+        gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        young, middle, _ = self._gc_threshold
+        gc.set_threshold(young, middle, GC_FULL_EVERY)
+
+    def on_unmount(self) -> None:
+        gc.unfreeze()
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
 
     @on(EngineProgress)
     def _on_progress(self, message: EngineProgress) -> None:

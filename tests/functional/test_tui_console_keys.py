@@ -69,3 +69,25 @@ async def test_a_typed_filter_reaches_the_table_in_the_turn_the_input_changed() 
         assert fleet.filter.describe() == "aircraft" and fleet.query_one(FilterBar).error
         await pilot.press("escape")
         assert not fleet.filter and table.row_count == 10
+
+
+async def test_the_running_console_keeps_full_garbage_collections_rare_and_restores_them_on_exit() -> None:
+    """Once the engine has started, what exists is frozen out of garbage collections
+    and full collections wait for GC_FULL_EVERY younger ones (a full collection holds
+    the GIL: at 10,000 devices 80-180 ms every few ticks, and a key pressed then
+    waited). On exit both are undone, so a process that goes on is as before."""
+    import gc
+
+    from itap_tui.app import GC_FULL_EVERY
+
+    before = gc.get_threshold()
+    assert before[2] != GC_FULL_EVERY
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (before[0], before[1], GC_FULL_EVERY)
+        await pilot.press("q")
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
