@@ -492,6 +492,7 @@ class DeviceTable(DataTable):
         self._line_style: Style | None = None
         self._line_frame: dict[str, Any] | None = None
         self._row_styles: dict[tuple[int, object], Style] = {}
+        self._header_lines: dict[tuple[object, ...], Strip] = {}
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.fixed_columns = 1
         self.last_moved = float("-inf")
@@ -610,7 +611,9 @@ class DeviceTable(DataTable):
         the same segments, joined where their styles are the same (a test compares
         both)."""
         header = self.header_height if self.show_header else 0
-        if y < header or not 0 <= y - header < len(self.view.order):
+        if y < header:
+            return self._header_line(y, x1, x2, base_style)
+        if not 0 <= y - header < len(self.view.order):
             return super()._render_line(y, x1, x2, base_style)
         width = self.size.width
         cache_key = (
@@ -640,13 +643,57 @@ class DeviceTable(DataTable):
         widths = frame["widths"] if frame is not None else [c.get_render_width(self) for c in self.ordered_columns]
         fixed_width = sum(widths[: self.fixed_columns])
         segments: list[Segment] = [segment for cell in fixed for segment in cell]
-        segments += line_crop([segment for cell in scrollable for segment in cell], x1 + fixed_width, x2, width)
-        strip = Strip(segments)
-        if strip.cell_length != width:
-            strip = strip.adjust_cell_length(width, base_style)
-        strip = Strip(Segment.simplify(strip), width)
+        if x1 == 0 and fixed_width < x2:
+            # not scrolled: the scrollable cells after the fixed ones as laid out (each
+            # exactly its column's width), the one the line's end cuts cropped, then the
+            # blank: what cropping them all to the line gives, measuring one cell at most
+            pos = fixed_width
+            for index in range(self.fixed_columns, len(scrollable)):
+                cell = scrollable[index]
+                cell_width = widths[index] if index < len(widths) else len(cell[0].text)  # the blank
+                if pos + cell_width <= x2:
+                    segments += cell
+                else:
+                    segments += line_crop(cell, 0, x2 - pos, cell_width)
+                    pos = x2
+                    break
+                pos += cell_width
+            if pos < x2:
+                segments.append(Segment(" " * (x2 - pos), base_style))
+            strip = Strip(Segment.simplify(segments), width)
+        else:
+            segments += line_crop([segment for cell in scrollable for segment in cell], x1 + fixed_width, x2, width)
+            strip = Strip(segments)
+            if strip.cell_length != width:
+                strip = strip.adjust_cell_length(width, base_style)
+            strip = Strip(Segment.simplify(strip), width)
         self._line_cache[cache_key] = strip
         return strip
+
+    def _header_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """DataTable's header line, kept until the columns, the hover over the header
+        or the styles change (DataTable drops it at every new view, as it does rows)."""
+        hover = self.hover_coordinate
+        key = (
+            y,
+            x1,
+            x2,
+            self.size.width,
+            hover if hover.row < 0 else None,
+            self.cursor_coordinate if self.cursor_type != "row" else None,
+            base_style,
+            self.cursor_type,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+            tuple((column.label.plain, column.get_render_width(self)) for column in self.ordered_columns),
+        )
+        found = self._header_lines.get(key)
+        if found is None:
+            found = super()._render_line(y, x1, x2, base_style)
+            if len(self._header_lines) > 16:
+                self._header_lines.clear()
+            self._header_lines[key] = found
+        return found
 
     def _get_row_style(self, row_index: int, base_style: Style) -> Style:
         """DataTable's, cached until the styles change (it reads the CSS each row)."""
@@ -660,6 +707,7 @@ class DeviceTable(DataTable):
 
     def notify_style_update(self) -> None:
         self._row_styles = {}
+        self._header_lines = {}
         self._frame_key = None
         super().notify_style_update()
 

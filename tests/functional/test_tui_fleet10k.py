@@ -10,6 +10,7 @@ import csv
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.segment import Segment
@@ -369,18 +370,21 @@ async def test_the_first_frame_after_a_sort_fits_the_rows_it_shows() -> None:
         assert any(long_id in line.text for line in lines)
 
 
-async def test_row_lines_are_datatables_lines_scrolled_or_not() -> None:
-    """The table's own line of a data row (one Strip, segments joined) equals
-    DataTable's ``_render_line``, with the table scrolled sideways at 80 columns."""
+@pytest.mark.parametrize("size", [(80, 24), (200, 50)])
+async def test_row_lines_are_datatables_lines_scrolled_or_not(size: tuple[int, int]) -> None:
+    """The table's own line of a data row (one Strip, segments joined; unscrolled,
+    laid out without cropping the whole line) and its header line (kept across views)
+    equal DataTable's ``_render_line``: scrolled sideways at 80 columns, where the
+    columns are cut, and at 200, where a blank follows them."""
     app = ItapApp(FakeFacade(devices=30, extra_devices=("[bold red]x[/]", "pompé-🚀")))
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=size) as pilot:
         await ready(pilot)
         table = app.screen.query_one(DeviceTable)
         await pilot.press("down", "down")
         style = table.rich_style
         table._pseudo_class_state = table.get_pseudo_class_state()
         for x1 in (0, 7, 25):
-            for y in range(table.header_height, table.header_height + min(table.row_count, 15)):
+            for y in range(0, table.header_height + min(table.row_count, 15)):
                 ours = table._render_line(y, x1, x1 + table.size.width, style)
                 table._update_count += 1
                 theirs = DataTable._render_line(table, y, x1, x1 + table.size.width, style)
