@@ -91,3 +91,33 @@ async def test_the_running_console_keeps_full_garbage_collections_rare_and_resto
         await pilot.press("q")
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
+
+
+async def test_a_new_snapshot_redraws_without_a_layout_pass() -> None:
+    """A snapshot changes the header line, the summary and the table, all of fixed
+    size: none of them asks for a layout pass, which repaints every widget on the
+    screen (the header line did, at every tick)."""
+    from textual.widget import Widget
+
+    facade = FakeFacade(devices=10)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        asked: list[str] = []
+        original = Widget.refresh
+
+        def refresh(widget: Widget, *regions, **options):  # type: ignore[no-untyped-def]
+            if options.get("layout"):
+                asked.append(type(widget).__name__)
+            return original(widget, *regions, **options)
+
+        Widget.refresh = refresh  # type: ignore[method-assign]
+        try:
+            before = str(app.screen.query_one("#engine-status").render())
+            await tick(pilot, facade, 3)
+            after = str(app.screen.query_one("#engine-status").render())
+        finally:
+            Widget.refresh = original  # type: ignore[method-assign]
+        assert before != after  # the header line did change
+        assert asked == []
+
