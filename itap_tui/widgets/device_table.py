@@ -45,9 +45,10 @@ from rich.text import Text
 from textual._segment_tools import line_crop
 from textual.binding import Binding
 from textual.cache import LRUCache
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import DataTable
 from textual.widgets._data_table import ColumnKey, Row, RowKey
 
@@ -1187,7 +1188,7 @@ class DeviceTable(DataTable):
         self.view = view
         self.updates += len(view.changed)
         if not self._fit_columns() and len(view.order) != len(old.order):
-            self._update_dimensions(())
+            self._new_row_count()
         self._changed()
         if keep is not None and keep in view.index:
             index = view.index[keep]
@@ -1196,6 +1197,22 @@ class DeviceTable(DataTable):
         elif view.order and self.cursor_row >= len(view.order):
             self.move_cursor(row=len(view.order) - 1, animate=False)
         self.post_message(self.ViewChanged(self))
+
+    def _new_row_count(self) -> None:
+        """The virtual height for a new number of rows (a filter, devices joining),
+        without a layout pass when the scrollbars stay as they are: a layout repaints
+        every widget on the screen, at every filter keystroke. Textual's own way for
+        a size that needs no layout (``Widget._size_updated``)."""
+        header = self.header_height if self.show_header else 0
+        size = Size(self.virtual_size.width, len(self.view.order) + header)
+        if not self.is_mounted or not self.size.height:
+            self._update_dimensions(())
+            return
+        shown = (self.show_vertical_scrollbar, self.show_horizontal_scrollbar)
+        self.set_reactive(Widget.virtual_size, size)
+        self._scroll_update(size)
+        if (self.show_vertical_scrollbar, self.show_horizontal_scrollbar) != shown:
+            self.refresh(layout=True)  # a scrollbar comes or goes: the regions change
 
     def _changed(self) -> None:
         self._update_count += 1

@@ -9,11 +9,20 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.reactive import reactive
+from textual.geometry import Size
+from textual.reactive import Reactive, reactive
 from textual.widgets import Input, Label
 
 from itap_tui.filtering import Filter, FilterError
 from itap_tui.typeahead import InOrderInput, TypeAhead
+
+
+class FilterInput(InOrderInput):
+    """The filter's input: its text's width changes at every keystroke, and for a
+    one-line input that fills its bar that needs no layout pass (Textual's Input asks
+    for one, which repaints every widget on the screen)."""
+
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
 
 
 class FilterBar(Horizontal):
@@ -62,7 +71,7 @@ class FilterBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label("/", classes="filter-prompt")
-        yield InOrderInput(placeholder=self._placeholder, classes="filter-input")
+        yield FilterInput(placeholder=self._placeholder, classes="filter-input")
         yield Label("", classes="filter-error")
 
     def on_mount(self) -> None:

@@ -121,3 +121,40 @@ async def test_a_new_snapshot_redraws_without_a_layout_pass() -> None:
         assert before != after  # the header line did change
         assert asked == []
 
+
+async def test_a_filter_keystroke_redraws_without_a_layout_pass_unless_a_scrollbar_goes() -> None:
+    """Typing a filter changes the input's text width and the table's row count:
+    neither asks for a layout pass (a repaint of every widget) while the scrollbars
+    stay; a filter that leaves fewer rows than the screen holds takes the vertical
+    scrollbar away, and that one lays the screen out again."""
+    from textual.widget import Widget
+
+    facade = FakeFacade(devices=120)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        fleet = app.screen
+        table = fleet.query_one(DeviceTable)
+        assert table.show_vertical_scrollbar
+        await pilot.press("slash")
+        asked: list[str] = []
+        original = Widget.refresh
+
+        def refresh(widget: Widget, *regions, **options):  # type: ignore[no-untyped-def]
+            if options.get("layout"):
+                asked.append(type(widget).__name__)
+            return original(widget, *regions, **options)
+
+        Widget.refresh = refresh  # type: ignore[method-assign]
+        try:
+            await pilot.press(*"pump")
+            await pilot.pause()
+            assert 40 < table.row_count < 120 and table.show_vertical_scrollbar
+            assert asked == []
+            await pilot.press(*"-00")  # pump-001 .. pump-009: they fit
+            await pilot.pause()
+        finally:
+            Widget.refresh = original  # type: ignore[method-assign]
+        assert table.row_count < 10 and not table.show_vertical_scrollbar
+        assert "DeviceTable" in asked
+        assert table.virtual_size.height == table.row_count + table.header_height
