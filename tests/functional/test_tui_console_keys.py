@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from test_tui import ready, table_devices, tick
+from textual.widget import Widget
 
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
@@ -93,31 +97,36 @@ async def test_the_running_console_keeps_full_garbage_collections_rare_and_resto
     assert gc.get_threshold() == before
 
 
+@contextlib.contextmanager
+def layout_requests() -> Iterator[list[str]]:
+    """The widgets (class names) that ask for a layout pass meanwhile."""
+    asked: list[str] = []
+    original = Widget.refresh
+
+    def refresh(widget: Widget, *regions, **options):  # type: ignore[no-untyped-def]
+        if options.get("layout"):
+            asked.append(type(widget).__name__)
+        return original(widget, *regions, **options)
+
+    Widget.refresh = refresh  # type: ignore[method-assign]
+    try:
+        yield asked
+    finally:
+        Widget.refresh = original  # type: ignore[method-assign]
+
+
 async def test_a_new_snapshot_redraws_without_a_layout_pass() -> None:
     """A snapshot changes the header line, the summary and the table, all of fixed
     size: none of them asks for a layout pass, which repaints every widget on the
     screen (the header line did, at every tick)."""
-    from textual.widget import Widget
-
     facade = FakeFacade(devices=10)
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
-        asked: list[str] = []
-        original = Widget.refresh
-
-        def refresh(widget: Widget, *regions, **options):  # type: ignore[no-untyped-def]
-            if options.get("layout"):
-                asked.append(type(widget).__name__)
-            return original(widget, *regions, **options)
-
-        Widget.refresh = refresh  # type: ignore[method-assign]
-        try:
+        with layout_requests() as asked:
             before = str(app.screen.query_one("#engine-status").render())
             await tick(pilot, facade, 3)
             after = str(app.screen.query_one("#engine-status").render())
-        finally:
-            Widget.refresh = original  # type: ignore[method-assign]
         assert before != after  # the header line did change
         assert asked == []
 
@@ -127,8 +136,6 @@ async def test_a_filter_keystroke_redraws_without_a_layout_pass_unless_a_scrollb
     neither asks for a layout pass (a repaint of every widget) while the scrollbars
     stay; a filter that leaves fewer rows than the screen holds takes the vertical
     scrollbar away, and that one lays the screen out again."""
-    from textual.widget import Widget
-
     facade = FakeFacade(devices=120)
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -137,24 +144,13 @@ async def test_a_filter_keystroke_redraws_without_a_layout_pass_unless_a_scrollb
         table = fleet.query_one(DeviceTable)
         assert table.show_vertical_scrollbar
         await pilot.press("slash")
-        asked: list[str] = []
-        original = Widget.refresh
-
-        def refresh(widget: Widget, *regions, **options):  # type: ignore[no-untyped-def]
-            if options.get("layout"):
-                asked.append(type(widget).__name__)
-            return original(widget, *regions, **options)
-
-        Widget.refresh = refresh  # type: ignore[method-assign]
-        try:
+        with layout_requests() as asked:
             await pilot.press(*"pump")
             await pilot.pause()
             assert 40 < table.row_count < 120 and table.show_vertical_scrollbar
             assert asked == []
             await pilot.press(*"-00")  # pump-001 .. pump-009: they fit
             await pilot.pause()
-        finally:
-            Widget.refresh = original  # type: ignore[method-assign]
         assert table.row_count < 10 and not table.show_vertical_scrollbar
         assert "DeviceTable" in asked
         assert table.virtual_size.height == table.row_count + table.header_height
