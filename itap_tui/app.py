@@ -257,7 +257,8 @@ class ItapApp(App[int]):
         """
         gc.collect()
         gc.freeze()
-        self._gc_threshold = gc.get_threshold()
+        if self._gc_threshold is None:  # what on_unmount restores
+            self._gc_threshold = gc.get_threshold()
         young, middle, _ = self._gc_threshold
         gc.set_threshold(young, middle, GC_FULL_EVERY)
 
