@@ -297,3 +297,19 @@ def test_alerts_on_postgres_are_those_sqlite_stores(tmp_path: Path) -> None:
         finally:
             store.close()
     assert tables[0][0] and tables[0] == tables[1]
+
+
+def test_a_tracked_alert_has_the_alert_tables_columns_and_defaults() -> None:
+    """TrackedAlert stands in for the SQLModel Alert in the tracker: the same fields,
+    the same defaults, so an alert the tracker builds is the row the ORM would store."""
+    import dataclasses
+
+    from itap_engine.detection.alerts import TrackedAlert
+    from itap_engine.store.schema import Alert
+
+    ours = {f.name: f.default for f in dataclasses.fields(TrackedAlert)}
+    theirs = {name: info.default for name, info in Alert.model_fields.items()}
+    assert set(ours) == {c.name for c in Alert.__table__.columns}  # type: ignore[attr-defined]
+    for name, default in ours.items():
+        if default is not dataclasses.MISSING:
+            assert theirs[name] == default, name
