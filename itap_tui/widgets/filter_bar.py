@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
+from rich.text import Text
 from textual import on
 from textual.actions import SkipAction
 from textual.app import ComposeResult
@@ -13,6 +14,7 @@ from textual.geometry import Size
 from textual.reactive import Reactive, reactive
 from textual.widgets import Input, Label
 
+from itap_engine.safe_text import visible
 from itap_tui.filtering import Filter, FilterError
 from itap_tui.typeahead import InOrderInput, TypeAhead
 
@@ -82,7 +84,8 @@ class FilterBar(Horizontal):
 
     def watch_error(self, error: str) -> None:
         self.set_class(bool(error), "-error")
-        self.query_one(".filter-error", Label).update(error)
+        # the message quotes what was typed: shown as text, never read as Rich markup
+        self.query_one(".filter-error", Label).update(Text(visible(error)))
 
     def open(self) -> None:
         """Open the input (``/``, a priority binding: it acts as the app reads it, so the

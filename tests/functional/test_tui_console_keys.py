@@ -154,3 +154,15 @@ async def test_a_filter_keystroke_redraws_without_a_layout_pass_unless_a_scrollb
         assert table.row_count < 10 and not table.show_vertical_scrollbar
         assert "DeviceTable" in asked
         assert table.virtual_size.height == table.row_count + table.header_height
+
+
+async def test_a_filter_error_shows_what_was_typed_as_text_not_markup() -> None:
+    """The error quotes the typed key; ``[bold]x:`` is shown as typed, not as a bold x."""
+    app = ItapApp(FakeFacade(devices=10))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("slash", *"[bold]x:y")
+        await pilot.pause()
+        bar = app.screen.query_one(FilterBar)
+        assert "[bold]x" in bar.error
+        assert "[bold]x" in str(bar.query_one(".filter-error").render())
