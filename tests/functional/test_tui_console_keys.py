@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 
 from test_tui import ready, table_devices, tick
@@ -115,6 +116,20 @@ def layout_requests() -> Iterator[list[str]]:
         Widget.refresh = original  # type: ignore[method-assign]
 
 
+async def settle(pilot, quiet: int = 3, timeout: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until nothing asks for a layout pass for ``quiet`` pauses in a row: the
+    footer rebuilds itself after a focus change at its own pace, which on a busy
+    machine can fall after the screen looks ready."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    while streak < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError("the screen kept asking for layout passes")
+        with layout_requests() as asked:
+            await pilot.pause(0.05)
+        streak = 0 if asked else streak + 1
+
+
 async def test_a_new_snapshot_redraws_without_a_layout_pass() -> None:
     """A snapshot changes the header line, the summary and the table, all of fixed
     size: none of them asks for a layout pass, which repaints every widget on the
@@ -123,6 +138,7 @@ async def test_a_new_snapshot_redraws_without_a_layout_pass() -> None:
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
         await ready(pilot)
+        await settle(pilot)
         with layout_requests() as asked:
             before = str(app.screen.query_one("#engine-status").render())
             await tick(pilot, facade, 3)
@@ -144,6 +160,7 @@ async def test_a_filter_keystroke_redraws_without_a_layout_pass_unless_a_scrollb
         table = fleet.query_one(DeviceTable)
         assert table.show_vertical_scrollbar
         await pilot.press("slash")
+        await settle(pilot)
         with layout_requests() as asked:
             await pilot.press(*"pump")
             await pilot.pause()
