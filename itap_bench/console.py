@@ -30,6 +30,8 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
+import itap_tui  # noqa: F401  (before Textual, as the itap command: it sets the console's frame cap)
+
 if TYPE_CHECKING:
     from itap_engine.config import Settings
 
@@ -40,6 +42,13 @@ def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def _max_fps() -> int:
+    """The frame cap the app ran with (``itap_tui.MAX_FPS`` unless ``TEXTUAL_FPS``)."""
+    import textual.constants
+
+    return textual.constants.MAX_FPS
 
 
 def _instrument(app: Any) -> list[float]:
@@ -260,6 +269,7 @@ def key_stages(devices: int = DEVICES, duration_s: float = 12.0, runs: int = 1) 
             "runs": max(1, runs),
             "load_1min": [round(load, 1) for load in loads],
             "target_p95_ms": 50 if devices >= 10_000 else 100,
+            "max_fps": _max_fps(),
         },
         {
             "stage": "console snapshot on the event loop",

@@ -4,6 +4,7 @@ in a fresh interpreter (``sys.modules`` shows what an import really pulled in)."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -90,3 +91,22 @@ def test_status_on_an_existing_database_loads_no_sqlalchemy(tmp_path) -> None:
     _roots_after_status(tmp_path)  # creates the database
     again = _roots_after_status(tmp_path)
     assert not again & {"sqlalchemy", "sqlmodel", "pandas", "numpy", "sklearn", "textual"}
+
+
+def _frame_rate(code: str, env: dict[str, str]) -> int:
+    probe = code + "\nimport textual.constants\nprint(textual.constants.MAX_FPS)\n"
+    clean = {k: v for k, v in os.environ.items() if k != "TEXTUAL_FPS"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=clean | env)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_console_paints_at_up_to_its_own_frame_rate_unless_the_operator_says() -> None:
+    """Textual's 60 frames a second make a key wait up to 16.7 ms for its frame; the
+    console's entry point and the app (what the benchmark imports) raise the cap, and
+    ``TEXTUAL_FPS`` set by the operator wins."""
+    from itap_tui import MAX_FPS
+
+    assert MAX_FPS > 60
+    assert _frame_rate("import itap_tui.cli", {}) == MAX_FPS
+    assert _frame_rate("import itap_tui.app", {}) == MAX_FPS
+    assert _frame_rate("import itap_tui.cli", {"TEXTUAL_FPS": "30"}) == 30
