@@ -61,6 +61,7 @@ from itap_tui.widgets.fleet_columns import fleet_matches as fleet_matches
 from itap_tui.widgets.fleet_columns import sort_key as sort_key
 from itap_tui.widgets.fleet_columns import sorted_ids as sorted_ids
 from itap_tui.widgets.navigation import NAV_BINDINGS
+from itap_tui.widgets.one_line import one_line
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("device", "Device"),
@@ -748,22 +749,12 @@ class DeviceTable(DataTable):
         lines = self._cell_render_cache.get(cache_key)
         if lines is not None:
             return lines
-        cell = cells[column_key]
+        line = one_line(cells[column_key], width, self.cell_padding, self.app.console)
+        if line is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
         component_style, post_style = self._cell_component_styles(fixed, hover, cursor)
         pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-        pad = self.cell_padding
-        blank = Style.null()
-        console = self.app.console
-        if cell.spans:
-            text = list(cell.render(console, end=""))
-        else:  # Text.render leaves the text's own style to its caller then
-            text = [Segment(cell.plain, console.get_style(cell.style, default=Style.null()))]
-        line = [
-            Segment(" " * pad, blank),
-            *Segment.adjust_line_length(text, max(0, width - 2 * pad), style=blank),
-            Segment(" " * pad, blank),
-        ]
         lines = [list(Segment.apply_style(line, style=pre_style, post_style=post_style))]
         self._cell_render_cache[cache_key] = lines
         return lines
@@ -936,8 +927,6 @@ class DeviceTable(DataTable):
         padded to the column, the padding around), as (text, style) pieces."""
         cells = self._cells(device)
         widths = frame["widths"]
-        pad = " " * self.cell_padding
-        blank = Style.null()
         console = self.app.console
         shared: dict[tuple[object, ...], list[tuple[str, Style | None]]] = frame["shared"]
         if len(shared) > 4096:
@@ -952,18 +941,10 @@ class DeviceTable(DataTable):
                 if found is not None:
                     out.append(found)
                     continue
-            if cell.spans:
-                text = list(cell.render(console, end=""))
-            else:  # as Text.render would (it leaves the text's own style to its caller)
-                text = [Segment(cell.plain, console.get_style(cell.style, default=Style.null()))]
-            line = [
-                (pad, blank),
-                *(
-                    (segment.text, segment.style)
-                    for segment in Segment.adjust_line_length(text, max(0, widths[index] - 2 * len(pad)), style=blank)
-                ),
-                (pad, blank),
-            ]
+            segments = one_line(cell, widths[index], self.cell_padding, console)
+            if segments is None:  # row_cells makes none (visible() escapes tabs and line breaks)
+                raise ValueError(f"a fleet cell that is not one line of text: {cell.plain!r}")
+            line = [(segment.text, segment.style) for segment in segments]
             if key is not None:
                 shared[key] = line
             out.append(line)
