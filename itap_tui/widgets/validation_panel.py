@@ -50,8 +50,15 @@ class ValidationPanel(KeyedTable):
         self.border_title = "Validation problems"
         self.cursor_type = "row"
         self.zebra_stripes = False
+        self._shown: tuple[tuple[ValidationProblemRow, ...], Palette] | None = None
 
     def show(self, problems: Sequence[ValidationProblemRow], palette: Palette) -> None:
+        """Show ``problems``; nothing to do when they are the ones shown (a sort or a
+        filter key shows the same snapshot again)."""
+        shown = (tuple(problems), palette)
+        if shown == self._shown:
+            return
+        self._shown = shown
         rows = []
         for p in problems:
             symbol, word, colour = LEVELS.get(p.level, ("·", p.level.upper()[:4], "muted"))

@@ -12,7 +12,7 @@ from textual.widget import Widget
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
 from itap_tui.screens import FleetScreen
-from itap_tui.widgets import DeviceTable, FilterBar
+from itap_tui.widgets import DeviceTable, FilterBar, ValidationPanel
 
 
 async def test_esc_clears_an_applied_filter_as_the_hint_says() -> None:
@@ -183,3 +183,28 @@ async def test_a_filter_error_shows_what_was_typed_as_text_not_markup() -> None:
         bar = app.screen.query_one(FilterBar)
         assert "[bold]x" in bar.error
         assert "[bold]x" in str(bar.query_one(".filter-error").render())
+
+
+async def test_a_filter_keystroke_leaves_the_validation_panel_alone() -> None:
+    """A filter or sort key shows the same snapshot again: the validation panel's
+    problems are the ones shown, so it is not redrawn (setting its subtitle repainted
+    it at every key, widening the frame to the bottom of the screen)."""
+    app = ItapApp(FakeFacade(devices=120))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        panel = app.screen.query_one(ValidationPanel)
+        assert panel.row_count  # the fake fleet has problems to show
+        await pilot.press("slash")
+        await settle(pilot)
+        repaints: list[object] = []
+        original = panel.refresh
+
+        def refresh(*regions, **options):  # type: ignore[no-untyped-def]
+            repaints.append(options)
+            return original(*regions, **options)
+
+        panel.refresh = refresh  # type: ignore[method-assign]
+        await pilot.press(*"pump", "backspace")
+        await pilot.pause()
+        assert app.screen.query_one(DeviceTable).row_count < 120  # the keys did filter
+        assert repaints == []
