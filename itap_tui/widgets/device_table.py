@@ -1153,11 +1153,17 @@ class DeviceTable(DataTable):
             log.exception("planning the fleet table failed")
             view = None
         with contextlib.suppress(RuntimeError):  # the app is closing
-            self.app.call_from_thread(self._planned, previous, view)
+            self.app.call_from_thread(self.call_after_refresh, self._planned, previous, view)
 
     def _planned(self, previous: FleetView | None, view: FleetView | None) -> None:
-        """A worker's view: shown unless the choice changed meanwhile (then the
-        queued request, made under the new choice, plans again)."""
+        """A worker's view, after the frame being prepared is painted: shown unless the
+        choice changed meanwhile (then the queued request, made under the new choice,
+        plans again).
+
+        Not before that frame: a key pressed while the view was planned has its frame
+        (a cursor move redraws two lines) painted first. Shown at once, the view made
+        that frame redraw every line on screen with new rows (at 10,000 devices every
+        row changes at every tick), and the key waited for it."""
         if view is not None and view.generation == self._generation and (previous is self.view or previous is None):
             self._show(view)
         self._plan_next()

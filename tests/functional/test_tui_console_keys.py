@@ -6,13 +6,14 @@ import contextlib
 import time
 from collections.abc import Iterator
 
+import pytest
 from test_tui import ready, table_devices, tick
 from textual.widget import Widget
 
 from itap_bench.fake_facade import FakeFacade
 from itap_tui.app import ItapApp
 from itap_tui.screens import FleetScreen
-from itap_tui.widgets import DeviceTable, FilterBar, ValidationPanel
+from itap_tui.widgets import DeviceTable, FilterBar, ValidationPanel, device_table
 
 
 async def test_esc_clears_an_applied_filter_as_the_hint_says() -> None:
@@ -208,3 +209,36 @@ async def test_a_filter_keystroke_leaves_the_validation_panel_alone() -> None:
         await pilot.pause()
         assert app.screen.query_one(DeviceTable).row_count < 120  # the keys did filter
         assert repaints == []
+
+
+async def test_a_planned_view_waits_for_the_frame_being_prepared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A view planned in the worker thread is shown only once the screen has painted
+    what was pending (a key's cursor move): shown at once, it made that frame redraw
+    every row on screen, and the key waited for it. Here each plan ends with a repaint
+    asked for on the loop (as a key does meanwhile)."""
+    facade = FakeFacade(devices=60)
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        table.inline_rows = 0  # every snapshot planned in the worker, as at 10,000 devices
+        plan = device_table.plan_view
+
+        def plan_then_a_key_moves(previous, request):  # type: ignore[no-untyped-def]
+            view = plan(previous, request)
+            app.call_from_thread(table.refresh)  # returns once the loop has run it
+            return view
+
+        monkeypatch.setattr(device_table, "plan_view", plan_then_a_key_moves)
+        pending_when_shown: list[int] = []
+        show = table._show
+
+        def shown(view):  # type: ignore[no-untyped-def]
+            pending_when_shown.append(len(app.screen._dirty_widgets))
+            return show(view)
+
+        table._show = shown  # type: ignore[method-assign]
+        for _ in range(5):
+            await tick(pilot, facade)
+        assert len(pending_when_shown) >= 5
+        assert set(pending_when_shown) == {0}
