@@ -49,7 +49,6 @@ from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import DataTable
 from textual.widgets._data_table import ColumnKey, Row, RowKey
 
 from itap_engine.safe_text import visible
@@ -61,7 +60,7 @@ from itap_tui.widgets.fleet_columns import fleet_matches as fleet_matches
 from itap_tui.widgets.fleet_columns import sort_key as sort_key
 from itap_tui.widgets.fleet_columns import sorted_ids as sorted_ids
 from itap_tui.widgets.navigation import NAV_BINDINGS
-from itap_tui.widgets.one_line import one_line
+from itap_tui.widgets.one_line import OneLineCells, one_line
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("device", "Device"),
@@ -472,7 +471,7 @@ class _OrderedRows(Sequence[Row]):
 
 
 # ---------------------------------------------------------------------- the widget
-class DeviceTable(DataTable):
+class DeviceTable(OneLineCells):
     """One row per device; see the module docstring for how updates work."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Open", show=True), *NAV_BINDINGS]
@@ -713,51 +712,15 @@ class DeviceTable(DataTable):
         self._frame_key = None
         super().notify_style_update()
 
-    def _render_cell(
-        self,
-        row_index: int,
-        column_index: int,
-        base_style: Style,
-        width: int,
-        cursor: bool = False,
-        hover: bool = False,
-    ) -> list[list[Segment]]:
-        """DataTable's cell, drawn without Rich's generic layout: the cell is one line
-        of :class:`Text`, so it is rendered, cropped or padded to the column and
-        styled as DataTable's ``Styled(Padding(cell))`` would (a test compares both).
-        The header goes DataTable's way."""
-        if row_index < 0 or column_index < 0:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+    def _one_line_source(self, row_index: int, column_index: int) -> tuple[Text, object] | None:
+        """The device's cell, kept until its cells change (a new version), not every view."""
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
         if row_key is None or column_key is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        cells = self._cells(row_key.value or "")
-        cache_key = (
-            row_key,
-            row_index,
-            column_key,
-            width,
-            base_style,
-            cursor,
-            hover,
-            self._show_hover_cursor,
-            self.show_cursor,
-            self._versions.get(row_key.value or ""),  # the cells' content, not every view's
-            self._pseudo_class_state,
-        )
-        lines = self._cell_render_cache.get(cache_key)
-        if lines is not None:
-            return lines
-        line = one_line(cells[column_key], width, self.cell_padding, self.app.console)
-        if line is None:
-            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
-        component_style, post_style = self._cell_component_styles(fixed, hover, cursor)
-        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
-        lines = [list(Segment.apply_style(line, style=pre_style, post_style=post_style))]
-        self._cell_render_cache[cache_key] = lines
-        return lines
+            return None
+        device = row_key.value or ""
+        cell = self._cells(device)[column_key]
+        return cell, (device, column_key, self._versions.get(device))
 
     def _frame_context(self, base_style: Style) -> dict[str, Any]:
         """What every data line of a frame shares (component styles, column widths),
@@ -884,20 +847,6 @@ class DeviceTable(DataTable):
             rows.clear()
         pair = rows[key] = (fixed_row, scrollable_row)
         return pair
-
-    def _cell_component_styles(self, fixed: bool, hover: bool, cursor: bool) -> tuple[Style, Style | None]:
-        """DataTable's component and post styles for a body cell (not a header)."""
-        return self._get_styles_to_render_cell(
-            False,
-            False,
-            fixed,
-            hover,
-            cursor,
-            self.show_cursor,
-            self._show_hover_cursor,
-            self.cursor_foreground_priority == "css",
-            self.cursor_background_priority == "css",
-        )
 
     def _cell_style(self, style: Style | None, base: Style, fixed: bool, cursor: bool, hover: bool) -> Style:
         """The style DataTable gives a segment of style ``style`` in a cell, before its

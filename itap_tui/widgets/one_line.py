@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.widgets import DataTable
 
 _BLANK = Style.null()
 
@@ -47,3 +48,70 @@ def one_line(cell: Text, width: int, pad: int, console: Console) -> list[Segment
         text.append(Segment(" " * short, own))
     blank = Segment(" " * pad, _BLANK)
     return [blank, *(piece for piece in Segment.adjust_line_length(text, inner, style=_BLANK) if piece.text), blank]
+
+
+class OneLineCells(DataTable):
+    """A DataTable whose tables draw their one-line cells with :func:`one_line`."""
+
+    def _cell_component_styles(self, fixed: bool, hover: bool, cursor: bool) -> tuple[Style, Style | None]:
+        """DataTable's component and post styles for a body cell (not a header)."""
+        return self._get_styles_to_render_cell(
+            False,
+            False,
+            fixed,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+
+    def _one_line_source(self, row_index: int, column_index: int) -> tuple[Text, object] | None:
+        """The body cell at (``row_index``, ``column_index``) if it is one line of
+        ``Text``, and what its drawing depends on besides its place and styles (a
+        version of the row's content); None for DataTable's own way."""
+        raise NotImplementedError
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        """DataTable's cell: a one-line body cell drawn by :func:`one_line` and styled as
+        DataTable's ``Styled(Padding(cell))`` over the row's style, with the cell's place
+        as meta (the tests compare both); the header, and what only Rich can lay out,
+        DataTable's way."""
+        found = self._one_line_source(row_index, column_index) if row_index >= 0 and column_index >= 0 else None
+        if found is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        cell, content = found
+        cache_key = (
+            "one-line",
+            row_index,
+            column_index,
+            content,
+            width,
+            base_style,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self.show_cursor,
+            self._pseudo_class_state,
+        )
+        lines: list[list[Segment]] | None = self._cell_render_cache.get(cache_key)  # type: ignore[arg-type]
+        if lines is not None:
+            return lines
+        line = one_line(cell, width, self.cell_padding, self.app.console)
+        if line is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        fixed = row_index < self.fixed_rows or column_index < self.fixed_columns
+        component_style, post_style = self._cell_component_styles(fixed, hover, cursor)
+        pre_style = base_style + Style.from_meta({"row": row_index, "column": column_index}) + component_style
+        lines = [list(Segment.apply_style(line, style=pre_style, post_style=post_style))]
+        self._cell_render_cache[cache_key] = lines  # type: ignore[index]
+        return lines
