@@ -891,8 +891,9 @@ class DeviceTable(OneLineCells):
                     out.append(found)
                     continue
             segments = one_line(cell, widths[index], self.cell_padding, console)
-            if segments is None:  # row_cells makes none (visible() escapes tabs and line breaks)
-                raise ValueError(f"a fleet cell that is not one line of text: {cell.plain!r}")
+            if segments is None:  # a tab or a line break from data (a signal's name): escaped, on one line
+                escaped = Text(visible(cell.plain), style=cell.style, end="")
+                segments = one_line(escaped, widths[index], self.cell_padding, console) or []
             line = [(segment.text, segment.style) for segment in segments]
             if key is not None:
                 shared[key] = line

@@ -114,3 +114,29 @@ async def test_an_updated_row_is_redrawn_without_richs_generic_layout(monkeypatc
         await pilot.pause()
         texts = {piece.plain for piece in drawn if isinstance(piece, Text)}
         assert texts == {column.label.plain for column in table.columns.values()}  # the header, no cell
+
+
+async def test_a_fleet_cell_with_a_line_break_is_drawn_escaped_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell only Rich could lay out (a tab or a line break, say in a signal's name
+    from data) is drawn on the row's one line with the characters escaped; drawing
+    the table raised before."""
+    from test_tui import ready
+
+    from itap_bench.fake_facade import FakeFacade
+    from itap_tui.app import ItapApp
+    from itap_tui.widgets import DeviceTable, device_table
+
+    cells = device_table.row_cells
+
+    def hostile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = cells(*args, **kwargs)
+        out[4] = Text("temp\nc\t1", end="")
+        return out
+
+    monkeypatch.setattr(device_table, "row_cells", hostile)
+    app = ItapApp(FakeFacade(devices=5))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        screen_text = "\n".join(str(line.text) for line in app.screen._compositor.render_strips())
+        assert "temp\\x0ac\\x091" in screen_text  # escaped, as visible() escapes
+        assert app.screen.query_one(DeviceTable).row_count == 5
