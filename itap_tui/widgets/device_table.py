@@ -912,6 +912,7 @@ class DeviceTable(OneLineCells):
         mapping = {ColumnKey(key): cell for (key, _), cell in zip(COLUMNS, cells, strict=True)}
         self._version += 1
         self._versions[device] = self._version
+        self._cell_cache.discard(device)  # Textual's LRUCache.set keeps a key's first value
         self._cell_cache.set(device, (row, (mark, silenced, self._palette), mapping))
         wider = False
         for index, cell in enumerate(cells):

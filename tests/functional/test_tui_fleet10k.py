@@ -393,6 +393,37 @@ async def test_row_lines_are_datatables_lines_scrolled_or_not(size: tuple[int, i
                 assert ours.cell_length == theirs.cell_length == table.size.width
 
 
+async def test_a_changed_rows_cells_are_built_once_not_at_every_frame(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """After a tick changed every row, each row on screen has its cells built once per
+    change: frames drawn after that build none. The cells are kept in Textual's
+    LRUCache, whose ``set`` keeps a key's first value, so the cells of a row that had
+    changed were built anew three times a line at every frame, each time a new
+    version that the row's layout and line caches then missed."""
+    from itap_tui.widgets import device_table
+
+    facade = FakeFacade(devices=FLEET, interval=3600.0)  # ticks only when the test says
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await _big(pilot)
+        await _settled(pilot, table, facade.advance().seq)  # every device's row changed
+        await pilot.pause(0.2)  # its frame drawn (and the next pages drawn ahead)
+        shown = table.view.order[: table.scrollable_content_region.height - table.header_height]
+        versions = {device: table._versions.get(device) for device in shown}
+        built: list[str] = []
+        cells = device_table.row_cells
+
+        def counting(row, *args, **kwargs):  # type: ignore[no-untyped-def]
+            built.append(row.device_id)
+            return cells(row, *args, **kwargs)
+
+        monkeypatch.setattr(device_table, "row_cells", counting)
+        for _ in range(2):
+            table.refresh()
+            await pilot.pause()
+        assert not set(built) & set(shown), built
+        assert {device: table._versions.get(device) for device in shown} == versions
+
+
 async def test_the_tables_caches_hold_a_few_screens_not_the_fleet() -> None:
     """Every cached row is objects the garbage collector walks at each full collection
     (a pause on the event loop): paging through thousands of rows keeps a few screens."""
