@@ -405,9 +405,16 @@ async def test_a_changed_rows_cells_are_built_once_not_at_every_frame(monkeypatc
     app = ItapApp(facade)
     async with app.run_test(size=(120, 40)) as pilot:
         table = await _big(pilot)
+        before = table._version
         await _settled(pilot, table, facade.advance().seq)  # every device's row changed
-        await pilot.pause(0.2)  # its frame drawn (and the next pages drawn ahead)
         shown = table.view.order[: table.scrollable_content_region.height - table.header_height]
+
+        def drawn() -> bool:  # the new rows drawn: each has cells built since the tick
+            return all(table._versions.get(device, 0) > before for device in shown)
+
+        table.refresh()
+        await wait_for(pilot, drawn, timeout=30)
+        await wait_for(pilot, lambda: not table._widen_scheduled, timeout=30)
         versions = {device: table._versions.get(device) for device in shown}
         built: list[str] = []
         cells = device_table.row_cells
@@ -420,6 +427,8 @@ async def test_a_changed_rows_cells_are_built_once_not_at_every_frame(monkeypatc
         for _ in range(2):
             table.refresh()
             await pilot.pause()
+        for device in shown:  # as the width check, the line and the layout each ask
+            table._cells(device)
         assert not set(built) & set(shown), built
         assert {device: table._versions.get(device) for device in shown} == versions
 
