@@ -112,6 +112,27 @@ _CUSUM_CLIP = 4.0
 state transition cannot pass for a drift."""
 
 
+def feature_names(signals: Sequence[str]) -> list[str]:
+    """The features this version builds for ``signals``, in column order (a model whose
+    builder lists others was made by an older ITAP, see :func:`outdated_features`)."""
+    return [f"{s}__{k}" for s in signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
+
+
+def outdated_features(builder: object) -> list[str]:
+    """The features this version builds that a fitted ``builder`` (read from a model
+    file) does not list, or lists and this version no longer builds; empty when it
+    builds what this version builds (or is not a fitted feature builder)."""
+    listed = getattr(builder, "feature_names_out_", None)
+    signals = getattr(builder, "signals", None)
+    if listed is None or signals is None:
+        return []
+    wanted = feature_names(list(signals))
+    if list(listed) == wanted:
+        return []
+    have = set(listed)
+    return [name for name in wanted if name not in have] + [name for name in listed if name not in set(wanted)]
+
+
 def feature_signal(name: str) -> str | None:
     """The signal a feature belongs to, or None for a device-level counter."""
     return name.split("__", 1)[0] if "__" in name else None
@@ -789,7 +810,7 @@ class FeatureBuilder(TransformerMixin, BaseEstimator):
         codes = joined("codes")
         self.fallback_spreads_ = np.maximum(self._spreads(joined("fallback"), codes, n_states), floor)
         self.spreads_ = np.maximum(self._spreads(joined("profiled"), codes, n_states), floor)
-        self.feature_names_out_ = [f"{s}__{k}" for s in self.signals for k in SIGNAL_KINDS] + list(EVENT_FEATURES)
+        self.feature_names_out_ = feature_names(self.signals)
         # u at a row needs len(weights) readings; the long window needs L + 1 values of u
         self.history_ = self.levels_history + self.lag_taps_
 

@@ -63,6 +63,7 @@ from itap_engine.detection.features import (
     device_blocks,
     feature_builder_for,
     map_blocks,
+    outdated_features,
     sort_readings,
     spread_stride,
 )
@@ -103,6 +104,21 @@ MAX_FIT_ROWS = 100_000
 
 class ModelIntegrityError(ItapError):
     """A model file is missing or does not match the sha256 recorded when it was trained."""
+
+
+class ModelOutdatedError(ModelIntegrityError):
+    """A model made by an older ITAP, whose feature builder lists other features than
+    this version builds: it cannot score, and a new one must be trained (a running
+    engine trains it itself, from the stored history).
+
+    Args:
+        what: which model and how its features differ, one sentence.
+        profile: the model's profile (the message says how to retrain it).
+    """
+
+    def __init__(self, what: str, profile: str) -> None:
+        super().__init__(f"{what}. Retrain with `itap train --profile {profile}` (a running engine retrains it itself)")
+        self.what = what
 
 
 class NoModelError(ItapError):
@@ -876,6 +892,17 @@ def load_model_version(store, version_id: int) -> TrainedModel:
             f"model file {path} (version {version.id}) cannot be loaded safely: {error}; "
             f"retrain with `itap train --profile {version.profile}`"
         ) from None
+    outdated = outdated_features(bundle["features"])
+    if outdated:
+        from itap_engine.store.queries import model_numbers
+
+        number = model_numbers(store, {version.profile: int(version.id)})[version.profile]  # type: ignore[arg-type]
+        shown = ", ".join(outdated[:3]) + (f" and {len(outdated) - 3} more" if len(outdated) > 3 else "")
+        raise ModelOutdatedError(
+            f"model version {number} of {version.profile} was made by an older ITAP: its features differ "
+            f"from this version's ({shown})",
+            version.profile,
+        )
     return TrainedModel(
         version_id=int(version.id),  # type: ignore[arg-type]
         profile=version.profile,

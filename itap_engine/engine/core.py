@@ -69,6 +69,7 @@ from sqlmodel import select
 from itap_engine.config import Settings
 from itap_engine.detection.alerts import AlertTracker
 from itap_engine.detection.scoring import (
+    ModelOutdatedError,
     StreamingScorer,
     TrainedModel,
     insert_scores,
@@ -198,6 +199,8 @@ class EngineCore:
             }
         self.clock_key = for_shard(SIM_CLOCK_KEY, self.shard.label if self.shard else None)
         self._owned: dict[str, list[str]] = {}
+        self._outdated: set[str] = set()
+        """Profiles whose model was made by an older ITAP (said once in the log)."""
         self.commands = FaultCommands(self.store, settings, self.simulators, self._commands)
         self.device_profile: dict[str, str] = self.commands.device_profile
         self.sites: dict[str, str | None] = {}
@@ -354,7 +357,16 @@ class EngineCore:
 
     # ------------------------------------------------------------------ models
     def _load_model(self, profile: str) -> TrainedModel | None:
-        return load_active_model(self.store, self.settings, profile)
+        """The profile's active model; None when there is none or it was made by an older
+        ITAP (its features differ): the bootstrap then trains a new one from the stored
+        history, as for a profile that never had one."""
+        try:
+            return load_active_model(self.store, self.settings, profile)
+        except ModelOutdatedError as error:
+            if profile not in self._outdated:
+                self._outdated.add(profile)
+                log.warning("%s; training a new one from the stored history", error.what)
+            return None
 
     def _train(
         self,

@@ -630,6 +630,42 @@ async def test_a_retrain_is_numbered_as_the_header_numbers_it(workdir: Path) -> 
         await facade.stop()
 
 
+async def test_a_model_made_by_an_older_itap_is_retrained_at_start_and_ticks_score(workdir: Path) -> None:
+    """A database whose model an older ITAP made (its feature builder lacks the
+    ``__recent`` features this version builds): every tick failed with
+    ``KeyError: 'rpm__recent'``, for good. The engine now trains a new model from the
+    stored history when it starts, says why in the events, and its ticks score."""
+    from itap_engine.detection import model_files
+
+    settings = settings_of(workdir)
+    store = Store(settings)
+    try:  # rewrite the model as an older ITAP wrote it: no __recent features
+        with store.session() as session:
+            version = session.exec(select(models.ModelVersion).where(models.ModelVersion.active == True)).one()  # noqa: E712
+            bundle = model_files.decode_model(model_files.read_model_file(Path(version.path))[1])
+            builder = bundle["features"]
+            builder.feature_names_out_ = [n for n in builder.feature_names_out_ if not n.endswith("__recent")]
+            version.sha256 = model_files.write_model_file(Path(version.path), bundle)
+            session.add(version)
+            session.commit()
+    finally:
+        store.close()
+    facade = LocalFacade(settings, schedule=False)
+    await facade.start()
+    try:
+        engine = facade.engine
+        assert engine.core is not None and engine.core.model_versions() == {"industrial": 2}
+        before = engine.core.ticks
+        await engine.tick_now()
+        assert engine.last_error is None and engine.core.ticks == before + 1
+        scored = engine.latest()
+        assert scored is not None and all(row.score is not None for row in scored.devices)
+        said = [e.text for e in await facade.events(100) if e.kind == "log"]
+        assert any(t.startswith("model version 1 of industrial was made by an older ITAP") for t in said), said
+    finally:
+        await facade.stop()
+
+
 async def test_an_incident_seen_at_a_past_time_ends_at_that_time(workdir: Path) -> None:
     """In a past snapshot an incident still open then shows its last reading and peak
     by then, not the later ones stored since (a fresh-eyes review saw times after the

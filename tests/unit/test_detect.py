@@ -18,6 +18,7 @@ from itap_engine.detection.detectors import (
 )
 from itap_engine.detection.scoring import (
     ModelIntegrityError,
+    ModelOutdatedError,
     NoModelError,
     load_active_model,
     score_pending,
@@ -127,6 +128,30 @@ def test_a_model_trained_before_the_profile_changed_is_refused_by_name(trained) 
     with pytest.raises(ModelIntegrityError, match=r"model version 1 of industrial was trained on signals rpm, ") as e:
         load_active_model(store, changed, "industrial")
     assert str(e.value).endswith("Retrain with `itap train --profile industrial`")
+    assert load_active_model(store, settings, "industrial") is not None
+
+
+def test_a_model_made_by_an_older_itap_is_refused_by_name(trained, monkeypatch) -> None:
+    """A model whose feature builder lists other features than this version builds (a
+    database from before the ``__recent`` features): every tick failed with a bare
+    ``KeyError: 'rpm__recent'``. Now loading it, and scoring with it, say in one line
+    which model, how it differs and what to run."""
+    from itap_engine.detection import features
+
+    settings, store, _, _model = trained
+    monkeypatch.setattr(features, "SIGNAL_KINDS", (*features.SIGNAL_KINDS, "newer"))  # this version builds one more
+    with pytest.raises(
+        ModelOutdatedError,
+        match=r"^model version 1 of industrial was made by an older ITAP: its features differ "
+        r"from this version's \(rpm__newer, temp_c__newer, vibration_g__newer and 2 more\)\. ",
+    ) as error:
+        load_active_model(store, settings, "industrial")
+    assert str(error.value).endswith(
+        "Retrain with `itap train --profile industrial` (a running engine retrains it itself)"
+    )
+    with pytest.raises(ModelOutdatedError):
+        score_pending(store, settings, "industrial")
+    monkeypatch.undo()
     assert load_active_model(store, settings, "industrial") is not None
 
 
