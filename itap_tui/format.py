@@ -104,10 +104,19 @@ def fmt_value(value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def unit_suffix(name: str, unit: str) -> str:
+    """What follows a value of signal ``name`` in a table cell: its unit (``°C``,
+    `` ft``), or nothing when the name already ends with it (``altitude_ft``,
+    ``current_a``), which keeps the fleet table within 120 columns."""
+    if not unit or name.rpartition("_")[2].lower() == unit.lower():
+        return ""
+    return unit if unit in ("°", "°C", "%") else f" {unit}" if unit.isalpha() and len(unit) > 1 else unit
+
+
 def signals_text(
     values: Mapping[str, float | None], names: tuple[str, ...] | list[str], units: Mapping[str, str]
 ) -> Text:
-    """``temp_c 68.2°C  vibration_g 0.350g`` for the key signals of a device."""
+    """``temp_c 68.2°C  vibration_g 0.350`` for the key signals of a device."""
     text = Text(end="")
     for index, name in enumerate(names):
         if index:
@@ -115,9 +124,9 @@ def signals_text(
         text.append(f"{name} ", style="dim")
         value = values.get(name)
         text.append(fmt_value(value), style="bold" if value is None else "")
-        unit = units.get(name, "")
-        if unit and value is not None:
-            text.append(unit if unit in ("°", "°C", "%") else f" {unit}" if unit.isalpha() and len(unit) > 1 else unit)
+        suffix = unit_suffix(name, units.get(name, ""))
+        if suffix and value is not None:
+            text.append(suffix)
     return text
 
 

@@ -54,7 +54,7 @@ from textual.widgets._data_table import ColumnKey, Row, RowKey
 from itap_engine.safe_text import visible
 from itap_engine.snapshot import DeviceRow, ProfileInfo, Snapshot
 from itap_tui.filtering import Filter
-from itap_tui.format import Palette, fmt_value, score_text, signals_text, status_text
+from itap_tui.format import Palette, fmt_value, score_text, signals_text, status_text, unit_suffix
 from itap_tui.widgets.fleet_columns import FleetColumns, MatchMap, OrderIndex
 from itap_tui.widgets.fleet_columns import fleet_matches as fleet_matches
 from itap_tui.widgets.fleet_columns import sort_key as sort_key
@@ -68,7 +68,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("score", "Score"),
     ("state", "State"),
     ("signals", "Key signals"),
-    ("fault", "Injected"),
+    ("fault", "Fault"),
     ("profile", "Profile"),
 )
 
@@ -128,11 +128,6 @@ def _sorted_ids_numpy(rows: Sequence[DeviceRow], column: str, reverse: bool) -> 
 # ---------------------------------------------------------------------- one row
 def _key_signals(row: DeviceRow, profile: ProfileInfo | None) -> tuple[str, ...]:
     return profile.key_signals if profile else tuple(row.values)[:3]
-
-
-def _unit_text(unit: str) -> str:
-    """The unit as :func:`~itap_tui.format.signals_text` appends it."""
-    return unit if unit in ("°", "°C", "%") else f" {unit}" if unit.isalpha() and len(unit) > 1 else unit
 
 
 def _fault_state(row: DeviceRow, mark: Mark | None) -> tuple[str | None, str]:
@@ -211,9 +206,8 @@ def row_widths(
     for name in names:
         value = row.values.get(name)
         signals += cell_len(f"{name} ") + cell_len(fmt_value(value))
-        unit = units.get(name, "")
-        if unit and value is not None:
-            signals += cell_len(_unit_text(unit))
+        if value is not None:
+            signals += cell_len(unit_suffix(name, units.get(name, "")))
     return (
         _measured(0, row.device_id, lambda: Text(visible(row.device_id))),
         _measured(1, status_part, status_cell),

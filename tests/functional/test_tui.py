@@ -133,6 +133,24 @@ async def test_fleet_table_and_status_line() -> None:
         assert "industrial v3" in str(status)
 
 
+async def test_at_120_columns_every_fleet_column_fits_without_scrolling_sideways() -> None:
+    """At 120 columns (a common terminal) the fleet table was 125 wide: the Profile column
+    was cut to "industri" above a horizontal scrollbar. A unit the signal's name already
+    says is not repeated (``altitude_ft 35,131``, not ``35,131 ft``) and the injected-fault
+    column is headed "Fault", the key that injects one."""
+    app = ItapApp(FakeFacade(devices=25))  # pumps and aircraft (the widest key signals)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        await wait_for(pilot, lambda: not table._widen_scheduled)
+        await pilot.pause()
+        assert table.max_scroll_x == 0, (table.virtual_size.width, table.scrollable_content_region.width)
+        lines = [str(line.text) for line in app.screen._compositor.render_strips()]
+        assert any(line.rstrip().endswith("industrial") for line in lines)
+        assert any(line.rstrip().endswith("aircraft") and "altitude_ft " in line for line in lines)
+        assert "temp_c" in cell_text(table, "pump-001", "signals") and "°C" in cell_text(table, "pump-001", "signals")
+
+
 async def test_markup_in_data_is_shown_literally() -> None:
     facade = FakeFacade(devices=6, extra_devices=(MARKUP_ID,))
     app = ItapApp(facade)
