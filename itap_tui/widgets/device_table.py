@@ -1114,7 +1114,8 @@ class DeviceTable(OneLineCells):
         self._plan_next()
 
     def _show(self, view: FleetView) -> None:
-        """Swap ``view`` in, keeping the cursor on its device."""
+        """Swap ``view`` in, keeping the cursor on its device (on the first match when a
+        new filter hid it; on the last row when the rows it was on are gone)."""
         keep = self.cursor_device
         old = self.view
         self.view = view
@@ -1126,6 +1127,8 @@ class DeviceTable(OneLineCells):
             index = view.index[keep]
             if index != self.cursor_row:
                 self.move_cursor(row=index, animate=False)
+        elif view.order and view.filter != old.filter:  # a new filter hid it: the first match
+            self.move_cursor(row=0, animate=False)
         elif view.order and self.cursor_row >= len(view.order):
             self.move_cursor(row=len(view.order) - 1, animate=False)
         self.post_message(self.ViewChanged(self))

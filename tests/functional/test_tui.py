@@ -237,6 +237,27 @@ async def test_filter_then_clear() -> None:
         assert table.row_count == 10
 
 
+async def test_a_filter_that_hides_the_cursors_device_puts_the_cursor_on_its_first_match() -> None:
+    """The cursor stays on its device while the device is shown; when a new filter hides
+    it, the cursor goes to the first match (and the view to the top). It went to the
+    row at the same index, clamped: the last match, at the bottom of the list."""
+    facade = FakeFacade(devices=60)  # 12 aircraft, 48 pumps
+    app = ItapApp(facade)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        table = app.screen.query_one(DeviceTable)
+        await pilot.press(*["down"] * 30)
+        assert table.cursor_device is not None and table.cursor_device.startswith("pump-")
+        await pilot.press("slash", *"ac-", "enter")
+        assert table.row_count == 12
+        assert table.cursor_row == 0 and table.cursor_device == table_devices(table)[0]
+        assert table.scroll_y == 0
+        await pilot.press("down", "down")
+        under = table.cursor_device
+        await pilot.press("slash", *"0", "enter")  # "ac-0": the cursor's device still shown
+        assert table.cursor_device == under
+
+
 # ---------------------------------------------------------------------- help, palette, navigation
 async def test_help_lists_every_binding() -> None:
     facade = FakeFacade(devices=6)
