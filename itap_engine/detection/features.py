@@ -129,8 +129,8 @@ def outdated_features(builder: object) -> list[str]:
     wanted = feature_names(list(signals))
     if list(listed) == wanted:
         return []
-    have = set(listed)
-    return [name for name in wanted if name not in have] + [name for name in listed if name not in set(wanted)]
+    have, built = set(listed), set(wanted)
+    return [name for name in wanted if name not in have] + [name for name in listed if name not in built]
 
 
 def feature_signal(name: str) -> str | None:
