@@ -645,7 +645,9 @@ async def test_a_model_made_by_an_older_itap_is_retrained_at_start_and_ticks_sco
             bundle = model_files.decode_model(model_files.read_model_file(Path(version.path))[1])
             builder = bundle["features"]
             builder.feature_names_out_ = [n for n in builder.feature_names_out_ if not n.endswith("__recent")]
-            version.sha256 = model_files.write_model_file(Path(version.path), bundle)
+            older = workdir / "older-model.npz"  # the path stored is the template's, shared by the module
+            version.sha256 = model_files.write_model_file(older, bundle)
+            version.path = str(older)
             session.add(version)
             session.commit()
     finally:
