@@ -49,7 +49,7 @@ def import_inbox(store: Store, settings: Settings, result: TickResult, clock: da
             _move(path, inbox / "failed")
             continue
         result.sources.append(source_result(report, path.name, report.profile))
-        result.validation_alerts.extend(validation_rows(report))
+        result.validation_alerts.extend(validation_rows(report, path.name))
         _move(path, inbox / "done")
 
 

@@ -170,11 +170,19 @@ def source_result(report: IngestReport, source: str, profile: str | None) -> Sou
     )
 
 
-def validation_rows(report: IngestReport) -> list[ValidationAlertRow]:
+def validation_rows(report: IngestReport, source: str | None = None) -> list[ValidationAlertRow]:
+    """The report's validation alerts as rows; with ``source`` (the file's name) each
+    message starts with it, so the console's problems panel says which file."""
     now = utcnow()
+    prefix = f"{source}: " if source else ""
     return [
         ValidationAlertRow(
-            created_at=now, level=a.level, check=a.check, device_id=a.device_id, signal=a.signal, message=a.message
+            created_at=now,
+            level=a.level,
+            check=a.check,
+            device_id=a.device_id,
+            signal=a.signal,
+            message=prefix + a.message,
         )
         for a in report.validation.alerts
     ]

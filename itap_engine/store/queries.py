@@ -90,13 +90,16 @@ RECENT_RESOLVED_PROBLEMS = 20
 """Resolved validation problems a snapshot still lists (after the open ones)."""
 
 
-def record_problems(store: Store, alerts: Sequence[ValidationAlertRow], at_ms: int) -> tuple[int, int]:
+def record_problems(
+    store: Store, alerts: Sequence[ValidationAlertRow], at_ms: int, *, resolve_missing: bool = True
+) -> tuple[int, int]:
     """Fold one cycle's validation alerts into problems, one per (device, signal, check).
 
     A problem this cycle raised again gets ``last_ts`` = ``at_ms`` (data time), its
     count and message updated; a new one is opened; an open one this cycle did not
-    raise is resolved at ``at_ms``. Info-level alerts are not problems. Returns
-    (opened, resolved).
+    raise is resolved at ``at_ms`` (unless ``resolve_missing`` is False: the alerts of
+    one imported file, ``itap ingest``, which says nothing about the engine's). Info-level
+    alerts are not problems. Returns (opened, resolved).
     """
     P = models.ValidationProblem
     seen: dict[tuple[str, str, str], ValidationAlertRow] = {}
@@ -126,7 +129,7 @@ def record_problems(store: Store, alerts: Sequence[ValidationAlertRow], at_ms: i
                 problem.last_ts, problem.count = at_ms, problem.count + 1
                 problem.message, problem.level = alert.message[:2000], alert.level
                 session.add(problem)
-        for problem in current.values():  # not raised this cycle: it stopped
+        for problem in current.values() if resolve_missing else ():  # not raised this cycle: it stopped
             problem.status, problem.resolved_ts = "resolved", at_ms
             session.add(problem)
             resolved += 1

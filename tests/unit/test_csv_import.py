@@ -124,6 +124,36 @@ def test_cli_ingest_prints_accounting_and_escapes_markup(tmp_path):
     assert data[0]["inserted"] == 0 and data[0]["duplicates"] == 3 and data[0]["quarantined"] == 4
 
 
+def test_cli_ingest_problems_reach_the_consoles_panel_naming_the_file(settings, tmp_path):
+    """``itap ingest``'s validation warnings were printed and stored as alerts, but the
+    console's problems panel (and ``itap status``) only showed the engine's. Now each
+    file's warnings are problems there, their message starting with the file's name, and
+    an ingest resolves none of the engine's open problems."""
+    from itap_engine.facade.attached import snapshot_from_db
+    from itap_engine.snapshot import ValidationAlertRow
+    from itap_engine.store.queries import record_problems
+
+    config = write_config(tmp_path)
+    store = Store(settings, url=f"sqlite:///{tmp_path / 't.db'}")
+    try:  # an open problem of the engine's, which an ingest must leave open
+        record_problems(store, [ValidationAlertRow(NOW, "warning", "missing_rate", "p9", "rpm", "rpm missing")], 1000)
+    finally:
+        store.close()
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(MIXED.encode())
+    result = itap(config, "ingest", str(path))
+    assert result.returncode == 1 and "rows rejected" in result.stdout, result.stdout + result.stderr
+    store = Store(settings, url=f"sqlite:///{tmp_path / 't.db'}")
+    try:
+        problems = snapshot_from_db(store, settings.with_overrides(database={"url": store.url}), 1).validation_problems
+    finally:
+        store.close()
+    by_check = {p.check: p for p in problems}
+    assert by_check["missing_rate"].resolved_ts is None  # still open
+    from_file = [p for p in problems if p.message.startswith("mixed.csv: ")]
+    assert from_file and any("rows rejected" in p.message for p in from_file), problems
+
+
 # ---------------------------------------------------------------------- formats and mapping
 def test_long_format_straddling_chunks_equals_wide(settings, tmp_path):
     sim = Simulator(settings, "industrial", device_ids_for("m", 3), fault_rate_per_device_day=4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from itap_engine.errors import ItapError
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from itap_engine.config import Settings
     from itap_engine.ingest.csv_source import CsvOptions
     from itap_engine.ingest.pipeline import IngestReport
+    from itap_engine.store.sql import Store
 
 HELP = "import CSV files (wide or long) into the database, with validation"
 
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 failures += 1
                 continue
             reports.append(report)
+            record_file_problems(store, report, path)
             if not args.json:
                 print_file_report(report)
     finally:
@@ -115,6 +118,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if failures:
         return 2
     return 1 if any(r.status != "ok" for r in reports) else 0
+
+
+def record_file_problems(store: Store, report: IngestReport, path: str) -> None:
+    """The file's validation warnings and errors as problems in the console's panel, as
+    the engine records an inbox file's: opened (or seen again) at the fleet's clock (the
+    wall clock when no engine ever ran); the engine's next cycle resolves them."""
+    from datetime import UTC, datetime
+
+    from itap_engine.engine.results import validation_rows
+    from itap_engine.store.queries import record_problems
+    from itap_engine.store.sql import datetime_to_ms
+    from itap_engine.store.watermarks import SIM_CLOCK_KEY
+
+    rows = [r for r in validation_rows(report, "stdin" if path == "-" else Path(path).name) if r.level != "info"]
+    if not rows:
+        return
+    clock = store.get_watermark(SIM_CLOCK_KEY)
+    at_ms = datetime_to_ms(datetime.fromisoformat(clock)) if clock else int(datetime.now(UTC).timestamp() * 1000)
+    record_problems(store, rows, at_ms, resolve_missing=False)
 
 
 def print_file_report(r: IngestReport) -> None:
