@@ -116,6 +116,23 @@ async def test_an_updated_row_is_redrawn_without_richs_generic_layout(monkeypatc
         assert texts == {column.label.plain for column in table.columns.values()}  # the header, no cell
 
 
+async def test_an_updated_cell_wider_than_its_column_widens_it() -> None:
+    """A validation problem that resolves changes its State cell from "open" to
+    "resolved 00:00:20": the panel showed "resol", since DataTable's ``update_cell``
+    keeps the column's width unless told otherwise."""
+    app = _Tables()
+    async with app.run_test(size=(100, 30)) as pilot:
+        table = app.query_one(KeyedTable)
+        table.sync([("r1", [Text("pump-01"), Text("open"), Text("1")])])
+        await pilot.pause()
+        narrow = table.ordered_columns[1].content_width
+        table.sync([("r1", [Text("pump-01"), Text("resolved 00:00:20"), Text("1")])])
+        await pilot.pause()
+        assert table.ordered_columns[1].content_width >= len("resolved 00:00:20") > narrow
+        line = table.render_line(1).text
+        assert "resolved 00:00:20" in line, line
+
+
 async def test_a_fleet_cell_with_a_line_break_is_drawn_escaped_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     """A cell only Rich could lay out (a tab or a line break, say in a signal's name
     from data) is drawn on the row's one line with the characters escaped; drawing
