@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -58,7 +58,7 @@ from itap_engine.store.queries import (
     write_fault_commands,
 )
 from itap_engine.store.sql import Store
-from itap_engine.store.watermarks import ENGINE_STATUS_KEY, SHARD_SUFFIX, SIM_CLOCK_KEY
+from itap_engine.store.watermarks import ENGINE_STATUS_KEY, SHARD_SUFFIX, SIM_CLOCK_KEY, fleet_clock
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
     """A snapshot built from stored rows only (what an attached console shows)."""
     fresh_s = max(10.0, 5 * settings.engine.tick_seconds)
     status = _engine_status(store.watermarks_like(ENGINE_STATUS_KEY), fresh_s)
-    clock = _fleet_clock(store.watermarks_like(SIM_CLOCK_KEY), status.get("live"))
+    clock = fleet_clock(store.watermarks_like(SIM_CLOCK_KEY), status.get("live"))
     sim_time = datetime.fromisoformat(clock) if clock else None
     model_rows = active_models(store)
     open_alerts, recent_closed = open_and_recent_alerts(store)
@@ -120,20 +120,6 @@ def snapshot_from_db(store: Store, settings: Settings, seq: int, *, paused: bool
         stats=stats,
         silenced=silences(store, settings, [d.device_id for p in profiles.values() for d in p.devices], clock_ms or 0),
     )
-
-
-def _fleet_clock(clocks: Mapping[str, str], live: Iterable[str] | None = None) -> str | None:
-    """The fleet's simulated time: that of the engine, or with shards (keys
-    ``sim.clock@shard:i/N``) the one furthest behind among the shards still running
-    (``live``, labels ``i/N``; all of them when none runs): up to it the running part
-    of the fleet is in. A dead shard's clock would hold the whole fleet back and hide
-    that its devices went stale."""
-    sharded = {k.partition(SHARD_SUFFIX)[2]: v for k, v in clocks.items() if SHARD_SUFFIX in k}
-    running = set(live or ())
-    if running & set(sharded):
-        sharded = {label: v for label, v in sharded.items() if label in running}
-    values = list(sharded.values()) if sharded else [v for k, v in clocks.items() if k == SIM_CLOCK_KEY]
-    return min(values, key=datetime.fromisoformat) if values else None
 
 
 def _heard_within(status: Mapping[str, Any], seconds: float, now: datetime) -> bool:

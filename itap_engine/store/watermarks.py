@@ -19,6 +19,9 @@ clock. ``command.retrain`` stays one key: each shard serves it once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
 SIM_CLOCK_KEY = "sim.clock"
 SCORED_KEY = "scored:{profile}"
 ENGINE_STATUS_KEY = "engine.status"
@@ -38,3 +41,17 @@ SHARD_SUFFIX = "@shard:"
 def for_shard(key: str, shard: str | None) -> str:
     """``key`` as shard ``shard`` (``"i/N"``) keeps it; ``key`` itself without a shard."""
     return f"{key}{SHARD_SUFFIX}{shard}" if shard else key
+
+
+def fleet_clock(clocks: Mapping[str, str], live: Iterable[str] | None = None) -> str | None:
+    """The fleet's simulated time: that of the engine, or with shards (keys
+    ``sim.clock@shard:i/N``) the one furthest behind among the shards still running
+    (``live``, labels ``i/N``; all of them when none runs): up to it the running part
+    of the fleet is in. A dead shard's clock would hold the whole fleet back and hide
+    that its devices went stale."""
+    sharded = {k.partition(SHARD_SUFFIX)[2]: v for k, v in clocks.items() if SHARD_SUFFIX in k}
+    running = set(live or ())
+    if running & set(sharded):
+        sharded = {label: v for label, v in sharded.items() if label in running}
+    values = list(sharded.values()) if sharded else [v for k, v in clocks.items() if k == SIM_CLOCK_KEY]
+    return min(values, key=datetime.fromisoformat) if values else None

@@ -154,6 +154,23 @@ def test_cli_ingest_problems_reach_the_consoles_panel_naming_the_file(settings, 
     assert from_file and any("rows rejected" in p.message for p in from_file), problems
 
 
+def test_a_files_problems_are_stamped_with_a_sharded_fleets_clock(settings, store, tmp_path):
+    """A sharded fleet keeps only per-shard clocks (``sim.clock@shard:i/N``): a file's
+    problems got the wall clock there, a year away from the fleet's data time."""
+    from itap_engine.modes.commands.ingest import record_file_problems
+    from itap_engine.store.queries import validation_problems
+    from itap_engine.store.sql import datetime_to_ms
+
+    store.set_watermark("sim.clock@shard:0/2", "2026-01-02T06:00:00")
+    store.set_watermark("sim.clock@shard:1/2", "2026-01-02T05:59:50")  # the one behind
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(MIXED.encode())
+    report = import_csv(store, settings, path, CsvOptions(), now=NOW)
+    record_file_problems(store, report, str(path))
+    problems = validation_problems(store)
+    assert problems and {p.first_ts for p in problems} == {datetime_to_ms(datetime(2026, 1, 2, 5, 59, 50))}
+
+
 # ---------------------------------------------------------------------- formats and mapping
 def test_long_format_straddling_chunks_equals_wide(settings, tmp_path):
     sim = Simulator(settings, "industrial", device_ids_for("m", 3), fault_rate_per_device_day=4)

@@ -122,19 +122,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def record_file_problems(store: Store, report: IngestReport, path: str) -> None:
     """The file's validation warnings and errors as problems in the console's panel, as
-    the engine records an inbox file's: opened (or seen again) at the fleet's clock (the
-    wall clock when no engine ever ran); the engine's next cycle resolves them."""
+    the engine records an inbox file's: opened (or seen again) at the fleet's clock
+    (:func:`~itap_engine.store.watermarks.fleet_clock`; the wall clock when no engine ever
+    ran); the engine's next cycle resolves them."""
     from datetime import UTC, datetime
 
     from itap_engine.engine.results import validation_rows
     from itap_engine.store.queries import record_problems
     from itap_engine.store.sql import datetime_to_ms
-    from itap_engine.store.watermarks import SIM_CLOCK_KEY
+    from itap_engine.store.watermarks import SIM_CLOCK_KEY, fleet_clock
 
     rows = [r for r in validation_rows(report, "stdin" if path == "-" else Path(path).name) if r.level != "info"]
     if not rows:
         return
-    clock = store.get_watermark(SIM_CLOCK_KEY)
+    clock = fleet_clock(store.watermarks_like(SIM_CLOCK_KEY))  # a sharded fleet's too
     at_ms = datetime_to_ms(datetime.fromisoformat(clock)) if clock else int(datetime.now(UTC).timestamp() * 1000)
     record_problems(store, rows, at_ms, resolve_missing=False)
 
